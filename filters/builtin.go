@@ -1,0 +1,48 @@
+package filters
+
+import (
+	"embed"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+//go:embed builtin/*.toml
+var builtinFS embed.FS
+
+// Definition is a filter as written in TOML: the built-in pack and [filters.NAME] tables
+// share this shape.
+type Definition struct {
+	Description string   `toml:"description"`
+	FailRegex   []string `toml:"failregex"`
+	IgnoreRegex []string `toml:"ignoreregex"`
+}
+
+// Builtin returns the definition of the built-in filter name; ok is false if there is no
+// such filter.
+func Builtin(name string) (d Definition, ok bool, err error) {
+	data, err := builtinFS.ReadFile(path.Join("builtin", name+".toml"))
+	if err != nil {
+		return Definition{}, false, nil
+	}
+	if _, err := toml.Decode(string(data), &d); err != nil {
+		return Definition{}, true, fmt.Errorf("built-in filter %q: %w", name, err)
+	}
+	return d, true, nil
+}
+
+// BuiltinNames lists the built-in filters, sorted.
+func BuiltinNames() []string {
+	entries, _ := builtinFS.ReadDir("builtin")
+	var names []string
+	for _, e := range entries {
+		if n, ok := strings.CutSuffix(e.Name(), ".toml"); ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}

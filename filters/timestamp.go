@@ -1,0 +1,163 @@
+package filters
+
+import "time"
+
+// TimeParser reads the timestamp at the start of a log line. It knows the formats Zimbra
+// and Carbonio hosts write:
+//
+//	Mar  5 16:01:34                    syslog (zimbra.log); the year is inferred
+//	2026-03-05 16:01:34,123            log4j (mailbox.log, audit.log)
+//	2026-03-05 16:01:34.123            Jetty (zmmailboxd.out)
+//	2026-03-05T16:01:34.123456+01:00   RFC 3339 (rsyslog's high-precision format)
+//
+// Parsing allocates nothing.
+type TimeParser struct {
+	// Location is the zone of timestamps that carry none; nil means time.Local.
+	Location *time.Location
+}
+
+// futureSlack is how far past now a syslog timestamp may lie before it is taken to be from
+// the previous year (a December line read in January).
+const futureSlack = time.Minute
+
+// Parse returns the timestamp at the start of line. now decides the year of a syslog
+// timestamp, which is never placed in the future.
+func (p TimeParser) Parse(line []byte, now time.Time) (time.Time, bool) {
+	loc := p.Location
+	if loc == nil {
+		loc = time.Local
+	}
+	if len(line) >= 15 && line[0] >= 'A' && line[0] <= 'Z' {
+		return parseSyslog(line, now, loc)
+	}
+	if len(line) >= 19 && isDigit(line[0]) {
+		return parseISO(line, loc)
+	}
+	return time.Time{}, false
+}
+
+var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
+
+// parseSyslog reads "Mmm dd HH:MM:SS" (the day space-padded or two digits).
+func parseSyslog(b []byte, now time.Time, loc *time.Location) (time.Time, bool) {
+	month := 0
+	for i, m := range months {
+		if b[0] == m[0] && b[1] == m[1] && b[2] == m[2] {
+			month = i + 1
+			break
+		}
+	}
+	if month == 0 || b[3] != ' ' {
+		return time.Time{}, false
+	}
+	day := 0
+	switch {
+	case b[4] == ' ' && isDigit(b[5]):
+		day = int(b[5] - '0')
+	case isDigit(b[4]) && isDigit(b[5]):
+		day = int(b[4]-'0')*10 + int(b[5]-'0')
+	default:
+		return time.Time{}, false
+	}
+	if b[6] != ' ' {
+		return time.Time{}, false
+	}
+	h, m, s, ok := clock(b[7:15])
+	if !ok || day < 1 || day > 31 {
+		return time.Time{}, false
+	}
+	now = now.In(loc)
+	t := time.Date(now.Year(), time.Month(month), day, h, m, s, 0, loc)
+	if t.After(now.Add(futureSlack)) {
+		t = time.Date(now.Year()-1, time.Month(month), day, h, m, s, 0, loc)
+	}
+	return t, true
+}
+
+// parseISO reads "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM:SS", then an optional fraction
+// after ',' or '.', then, after 'T' only, an optional zone (Z or ±hh:mm).
+func parseISO(b []byte, loc *time.Location) (time.Time, bool) {
+	year, ok1 := digits(b[0:4])
+	month, ok2 := digits(b[5:7])
+	day, ok3 := digits(b[8:10])
+	if !ok1 || !ok2 || !ok3 || b[4] != '-' || b[7] != '-' || (b[10] != ' ' && b[10] != 'T') {
+		return time.Time{}, false
+	}
+	h, m, s, ok := clock(b[11:19])
+	if !ok || month < 1 || month > 12 || day < 1 || day > 31 {
+		return time.Time{}, false
+	}
+	rest := b[19:]
+	nsec := 0
+	if len(rest) > 1 && (rest[0] == ',' || rest[0] == '.') && isDigit(rest[1]) {
+		scale := 100_000_000
+		i := 1
+		for ; i < len(rest) && isDigit(rest[i]); i++ {
+			nsec += int(rest[i]-'0') * scale
+			scale /= 10
+		}
+		rest = rest[i:]
+	}
+	if b[10] == 'T' && len(rest) > 0 {
+		switch {
+		case rest[0] == 'Z':
+			loc = time.UTC
+		case len(rest) >= 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+			oh, ok1 := digits(rest[1:3])
+			om, ok2 := digits(rest[4:6])
+			if !ok1 || !ok2 {
+				return time.Time{}, false
+			}
+			off := oh*3600 + om*60
+			if rest[0] == '-' {
+				off = -off
+			}
+			loc = fixedZone(off)
+		}
+	}
+	return time.Date(year, time.Month(month), day, h, m, s, nsec, loc), true
+}
+
+// fixedZone returns a zone at offset seconds east of UTC. time.FixedZone allocates, so the
+// zones of whole quarter hours, which are all that real hosts use, are made once.
+func fixedZone(off int) *time.Location {
+	if off%900 == 0 && off >= -14*3600 && off <= 14*3600 {
+		return quarterZones[(off+14*3600)/900]
+	}
+	return time.FixedZone("", off)
+}
+
+var quarterZones = func() []*time.Location {
+	zs := make([]*time.Location, 2*14*4+1)
+	for i := range zs {
+		zs[i] = time.FixedZone("", i*900-14*3600)
+	}
+	return zs
+}()
+
+// clock reads "HH:MM:SS".
+func clock(b []byte) (h, m, s int, ok bool) {
+	if b[2] != ':' || b[5] != ':' {
+		return 0, 0, 0, false
+	}
+	h, ok1 := digits(b[0:2])
+	m, ok2 := digits(b[3:5])
+	s, ok3 := digits(b[6:8])
+	if !ok1 || !ok2 || !ok3 || h > 23 || m > 59 || s > 60 {
+		return 0, 0, 0, false
+	}
+	return h, m, s, true
+}
+
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
