@@ -1,0 +1,123 @@
+// Package actions holds what a ban does outside the engine: the Action interface, a
+// registry of kinds, and the kinds themselves, one file each.
+//
+// An action only touches the kernel or the outside world. It does not decide who is
+// banned or for how long (the ban manager in package jails does), never sees unparsed log
+// text (an address reaches it as a netip.Addr), and never runs a shell.
+package actions
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ban is one address banned by one jail.
+type Ban struct {
+	Jail     string
+	Addr     netip.Addr
+	Failures int       // failures that led to the ban; 0 for a manual ban
+	BannedAt time.Time // when the ban began
+	Expires  time.Time // when it ends; the zero time means never
+}
+
+// Permanent reports whether the ban lasts until it is lifted by hand.
+func (b Ban) Permanent() bool { return b.Expires.IsZero() }
+
+// Action applies and lifts bans. Every method is idempotent: banning a banned address or
+// unbanning an absent one is not an error, and Stop may be called twice. One Action value
+// serves every jail that names it, so implementations must be safe for concurrent use.
+type Action interface {
+	// Start creates what the action needs (a chain, a set) before the first ban.
+	Start(ctx context.Context) error
+	// Ban applies b.
+	Ban(ctx context.Context, b Ban) error
+	// Unban lifts b.
+	Unban(ctx context.Context, b Ban) error
+	// Stop removes what Start created, unless configured to keep it.
+	Stop(ctx context.Context) error
+}
+
+// Shared is implemented by actions whose effect belongs to the address alone, whatever the
+// jail (a null route is one route however many jails ban the address). The ban manager
+// then calls Ban for the first jail's ban of an address and Unban only when the last one
+// ends, so two jails banning one address keep it blocked until both bans end.
+type Shared interface {
+	Action
+	// SharedAcrossJails is a marker; it does nothing.
+	SharedAcrossJails()
+}
+
+// Kind describes one type of action, as named by `type = "..."` in [actions.NAME].
+type Kind struct {
+	// Name is the value of `type`.
+	Name string
+	// Options returns a pointer to a fresh options struct, with defaults set, for the
+	// configuration to decode the table into. Its fields carry `toml` tags. If it has a
+	// method Validate() error, the configuration calls it after decoding.
+	Options func() any
+	// New builds an action from decoded options. It must not touch the system: that is
+	// Start's job, so a configuration can be checked without side effects.
+	New func(name string, options any, logger *slog.Logger) (Action, error)
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Kind{}
+)
+
+// Register makes a kind available by name. It panics if the name is taken, as
+// database/sql.Register does: two kinds with one name are a programming error.
+func Register(k Kind) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[k.Name]; dup {
+		panic("actions: Register called twice for kind " + k.Name)
+	}
+	registry[k.Name] = k
+}
+
+// Lookup returns the kind called name.
+func Lookup(name string) (Kind, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	k, ok := registry[name]
+	return k, ok
+}
+
+// Kinds lists the registered kinds' names, sorted.
+func Kinds() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// UnknownKindError reports a `type` that names no registered kind.
+type UnknownKindError struct{ Name string }
+
+func (e *UnknownKindError) Error() string {
+	return fmt.Sprintf("unknown action type %q; valid: %s", e.Name, strings.Join(Kinds(), ", "))
+}
+
+// New builds an action of kind from options produced by that kind's Options.
+func New(kind, name string, options any, logger *slog.Logger) (Action, error) {
+	k, ok := Lookup(kind)
+	if !ok {
+		return nil, &UnknownKindError{Name: kind}
+	}
+	a, err := k.New(name, options, logger.With("action", name))
+	if err != nil {
+		return nil, fmt.Errorf("action %q: %w", name, err)
+	}
+	return a, nil
+}

@@ -1,0 +1,95 @@
+package actions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+func init() {
+	Register(Kind{
+		Name:    "log",
+		Options: func() any { return &LogOptions{} },
+		New: func(name string, options any, logger *slog.Logger) (Action, error) {
+			return NewLog(*options.(*LogOptions), logger), nil
+		},
+	})
+}
+
+// LogOptions configures the log action.
+type LogOptions struct {
+	// Path, if set, is a file that gets one plain line per ban and unban, appended.
+	// Otherwise the lines go to the daemon's log.
+	Path string `toml:"path"`
+}
+
+// Log records bans and unbans and touches nothing else. It is what -dry-run puts in place
+// of every action, and what the demo runs.
+type Log struct {
+	opts   LogOptions
+	logger *slog.Logger
+
+	mu sync.Mutex
+	w  io.WriteCloser
+}
+
+// NewLog returns a log action.
+func NewLog(opts LogOptions, logger *slog.Logger) *Log {
+	return &Log{opts: opts, logger: logger}
+}
+
+// Start opens the output file, if any.
+func (l *Log) Start(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.opts.Path == "" || l.w != nil {
+		return nil
+	}
+	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("opening log action file: %w", err)
+	}
+	l.w = f
+	return nil
+}
+
+// Ban records b.
+func (l *Log) Ban(_ context.Context, b Ban) error { return l.record("ban", b) }
+
+// Unban records the end of b.
+func (l *Log) Unban(_ context.Context, b Ban) error { return l.record("unban", b) }
+
+// Stop closes the output file.
+func (l *Log) Stop(context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return nil
+	}
+	err := l.w.Close()
+	l.w = nil
+	return err
+}
+
+func (l *Log) record(event string, b Ban) error {
+	expires := "never"
+	if !b.Permanent() {
+		expires = b.Expires.UTC().Format(time.RFC3339)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		l.logger.Info(event, "jail", b.Jail, "addr", b.Addr, "failures", b.Failures, "expires", expires)
+		return nil
+	}
+	_, err := fmt.Fprintf(l.w, "%s %s jail=%s addr=%s failures=%d expires=%s\n",
+		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Addr, b.Failures, expires)
+	if err != nil {
+		return fmt.Errorf("writing %s of %v: %w", event, b.Addr, err)
+	}
+	return nil
+}

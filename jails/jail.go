@@ -1,0 +1,127 @@
+package jails
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logban/logban/filters"
+)
+
+// Settings are a jail's counting rules.
+type Settings struct {
+	MaxRetry int
+	FindTime time.Duration
+	Ignore   *IgnoreList
+}
+
+// Ticket asks the Manager to ban an address.
+type Ticket struct {
+	Jail     string
+	Addr     netip.Addr
+	Failures int       // failures within findtime; 0 for a manual ban
+	Time     time.Time // time of the last failure
+}
+
+// ErrIgnored reports an address that the jail must never ban.
+var ErrIgnored = errors.New("address is on the ignore list")
+
+// Jail finds failures in lines with its filter and turns maxretry of them within findtime
+// into a Ticket. It is safe for concurrent use: several files may feed one jail.
+type Jail struct {
+	name     string
+	filter   *filters.Filter
+	settings Settings
+
+	mu     sync.Mutex
+	window *Window
+
+	totalFailed atomic.Int64
+	ignored     atomic.Int64
+}
+
+// New returns a jail.
+func New(name string, filter *filters.Filter, s Settings) *Jail {
+	if s.Ignore == nil {
+		s.Ignore = NewIgnoreList()
+	}
+	return &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime)}
+}
+
+// Name returns the jail's name.
+func (j *Jail) Name() string { return j.name }
+
+// Filter returns the jail's filter.
+func (j *Jail) Filter() *filters.Filter { return j.filter }
+
+// Settings returns the jail's counting rules.
+func (j *Jail) Settings() Settings { return j.settings }
+
+// Line runs the filter over line, read at now, and counts a failure if there is one. A
+// line no failregex wants returns at once without allocating.
+func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
+	m, r := j.filter.Match(line, now)
+	if r != filters.Matched {
+		return Ticket{}, false
+	}
+	return j.Failure(m.Addr, m.Time, now)
+}
+
+// Failure counts a failure of addr at t (the log's time), seen at now.
+func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
+	addr = addr.Unmap()
+	if j.settings.Ignore.Contains(addr) {
+		j.ignored.Add(1)
+		return Ticket{}, false
+	}
+	j.totalFailed.Add(1)
+	j.mu.Lock()
+	n, reached := j.window.Add(addr, t, now)
+	j.mu.Unlock()
+	if !reached {
+		return Ticket{}, false
+	}
+	return Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t}, true
+}
+
+// Manual returns a ticket for an operator's ban of addr, refused if addr is ignored.
+func (j *Jail) Manual(addr netip.Addr, now time.Time) (Ticket, error) {
+	addr = addr.Unmap()
+	if j.settings.Ignore.Contains(addr) {
+		return Ticket{}, ErrIgnored
+	}
+	j.Forget(addr)
+	return Ticket{Jail: j.name, Addr: addr, Time: now}, nil
+}
+
+// Forget drops addr's failure history.
+func (j *Jail) Forget(addr netip.Addr) {
+	j.mu.Lock()
+	j.window.Forget(addr)
+	j.mu.Unlock()
+}
+
+// Prune drops failure histories that have aged out of findtime.
+func (j *Jail) Prune(now time.Time) {
+	j.mu.Lock()
+	j.window.Prune(now)
+	j.mu.Unlock()
+}
+
+// Counts are a jail's failure figures.
+type Counts struct {
+	CurrentlyFailed int   // addresses with failures within findtime
+	TotalFailed     int64 // failures counted since the jail started
+	Ignored         int64 // failures of addresses on the ignore list
+}
+
+// Counts returns the jail's failure figures as of now.
+func (j *Jail) Counts(now time.Time) Counts {
+	j.mu.Lock()
+	j.window.Prune(now)
+	n := j.window.Len()
+	j.mu.Unlock()
+	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load()}
+}

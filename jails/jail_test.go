@@ -1,0 +1,147 @@
+package jails
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/filters"
+)
+
+var t0 = time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
+
+func testFilter(t *testing.T) *filters.Filter {
+	t.Helper()
+	f, err := filters.New("t", []string{`^(?P<ts>\S+) fail from <HOST>$`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLocation(time.UTC)
+	return f
+}
+
+// failure is one line fed to a jail: the line's own time and the time it is read.
+type failure struct {
+	addr     string
+	at, read time.Duration // offsets from t0
+}
+
+func TestJailCounting(t *testing.T) {
+	const findTime = time.Hour
+	tests := []struct {
+		name     string
+		maxRetry int
+		lines    []failure
+		banned   []string // addresses ticketed, in order
+	}{
+		{"exactly maxretry inside findtime", 3,
+			[]failure{{"192.0.2.1", 0, 0}, {"192.0.2.1", 30 * time.Minute, 30 * time.Minute}, {"192.0.2.1", findTime, findTime}},
+			[]string{"192.0.2.1"}},
+		{"just outside findtime", 3,
+			[]failure{{"192.0.2.1", 0, 0}, {"192.0.2.1", 30 * time.Minute, 30 * time.Minute}, {"192.0.2.1", findTime + time.Second, findTime + time.Second}},
+			nil},
+		{"one short of maxretry", 3,
+			[]failure{{"192.0.2.1", 0, 0}, {"192.0.2.1", time.Minute, time.Minute}},
+			nil},
+		{"maxretry 1", 1,
+			[]failure{{"192.0.2.1", 0, 0}},
+			[]string{"192.0.2.1"}},
+		{"addresses count apart", 2,
+			[]failure{{"192.0.2.1", 0, 0}, {"192.0.2.2", 0, 0}, {"192.0.2.3", 0, 0}, {"192.0.2.2", 1, 1}},
+			[]string{"192.0.2.2"}},
+		{"old lines replayed ban nobody", 2,
+			[]failure{{"192.0.2.1", 0, 5 * time.Hour}, {"192.0.2.1", time.Second, 5 * time.Hour}, {"192.0.2.1", 2 * time.Second, 5 * time.Hour}},
+			nil},
+		{"old lines do not help recent ones", 2,
+			[]failure{{"192.0.2.1", 0, 2 * time.Hour}, {"192.0.2.1", 2 * time.Hour, 2 * time.Hour}},
+			nil},
+		{"a failure exactly findtime old still counts", 2,
+			[]failure{{"192.0.2.1", 0, findTime}, {"192.0.2.1", findTime, findTime}},
+			[]string{"192.0.2.1"}},
+		{"out of order lines from two files", 3,
+			[]failure{{"192.0.2.1", 50 * time.Minute, 50 * time.Minute}, {"192.0.2.1", 9 * time.Minute, 50 * time.Minute}, {"192.0.2.1", 70 * time.Minute, 70 * time.Minute}},
+			nil}, // 9m and 70m are more than findtime apart: 2 within the window
+		{"history cleared by the ban", 2,
+			[]failure{{"192.0.2.1", 0, 0}, {"192.0.2.1", 1, 1}, {"192.0.2.1", 2, 2}},
+			[]string{"192.0.2.1"}},
+		{"IPv6", 2,
+			[]failure{{"2001:db8::1", 0, 0}, {"2001:db8::1", 1, 1}},
+			[]string{"2001:db8::1"}},
+		{"mapped and plain IPv4 are one address", 2,
+			[]failure{{"::ffff:192.0.2.7", 0, 0}, {"192.0.2.7", 1, 1}},
+			[]string{"192.0.2.7"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := New("sasl", testFilter(t), Settings{MaxRetry: tt.maxRetry, FindTime: findTime})
+			var got []string
+			for _, f := range tt.lines {
+				line := fmt.Sprintf("%s fail from %s", t0.Add(f.at).Format(time.RFC3339), f.addr)
+				if tk, ok := j.Line([]byte(line), t0.Add(f.read)); ok {
+					got = append(got, tk.Addr.String())
+					if tk.Jail != "sasl" || tk.Failures != tt.maxRetry {
+						t.Errorf("ticket %+v", tk)
+					}
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.banned) {
+				t.Errorf("banned %v, want %v", got, tt.banned)
+			}
+		})
+	}
+}
+
+func TestIgnoreList(t *testing.T) {
+	l := NewIgnoreList(
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.0.2.10/32"),
+		netip.MustParsePrefix("2001:db8:1::/48"),
+		netip.MustParsePrefix("::ffff:198.51.100.0/120"), // mapped prefix → 198.51.100.0/24
+	)
+	tests := []struct {
+		addr   string
+		ignore bool
+	}{
+		{"127.0.0.1", true}, {"127.8.9.10", true}, {"::1", true}, {"::ffff:127.0.0.1", true},
+		{"0.0.0.0", true}, {"::", true},
+		{"10.1.2.3", true}, {"::ffff:10.1.2.3", true}, {"11.0.0.1", false},
+		{"192.0.2.10", true}, {"192.0.2.11", false},
+		{"2001:db8:1:ffff::1", true}, {"2001:db8:2::1", false},
+		{"198.51.100.200", true}, {"198.51.101.1", false},
+	}
+	for _, tt := range tests {
+		if got := l.Contains(netip.MustParseAddr(tt.addr)); got != tt.ignore {
+			t.Errorf("Contains(%s) = %v, want %v", tt.addr, got, tt.ignore)
+		}
+	}
+}
+
+func TestJailNeverBansIgnored(t *testing.T) {
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 1, FindTime: time.Hour,
+		Ignore: NewIgnoreList(netip.MustParsePrefix("203.0.113.0/24"))})
+	for _, a := range []string{"127.0.0.1", "::1", "203.0.113.9", "::ffff:203.0.113.9"} {
+		if tk, ok := j.Failure(netip.MustParseAddr(a), t0, t0); ok {
+			t.Errorf("%s banned: %+v", a, tk)
+		}
+		if _, err := j.Manual(netip.MustParseAddr(a), t0); !errors.Is(err, ErrIgnored) {
+			t.Errorf("manual ban of %s: %v, want ErrIgnored", a, err)
+		}
+	}
+	if c := j.Counts(t0); c.Ignored != 4 || c.TotalFailed != 0 {
+		t.Errorf("counts %+v", c)
+	}
+}
+
+func TestCountsPruneAgedOutAddresses(t *testing.T) {
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 5, FindTime: time.Hour})
+	j.Failure(netip.MustParseAddr("192.0.2.1"), t0, t0)
+	j.Failure(netip.MustParseAddr("192.0.2.2"), t0.Add(30*time.Minute), t0.Add(30*time.Minute))
+	if c := j.Counts(t0.Add(30 * time.Minute)); c.CurrentlyFailed != 2 || c.TotalFailed != 2 {
+		t.Errorf("counts %+v", c)
+	}
+	if c := j.Counts(t0.Add(61 * time.Minute)); c.CurrentlyFailed != 1 {
+		t.Errorf("after findtime: counts %+v", c)
+	}
+}

@@ -1,0 +1,316 @@
+package jails
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/logban/logban/actions"
+)
+
+// ErrNotBanned reports an unban of an address that no jail holds.
+var ErrNotBanned = errors.New("not banned")
+
+// ErrUnknownJail reports a jail name the manager does not know.
+var ErrUnknownJail = errors.New("no such jail")
+
+// NamedAction is an action with the name it has in the configuration.
+type NamedAction struct {
+	Name   string
+	Action actions.Action
+}
+
+// Manager decides and remembers bans, applies them through each jail's actions and lifts
+// them when they expire. It is safe for concurrent use.
+//
+// Actions are called with the manager's lock held, so the order of a ban and its unban is
+// the order the kernel sees; actions are expected to return quickly.
+type Manager struct {
+	clock  Clock
+	logger *slog.Logger
+	wake   chan struct{}
+
+	mu     sync.Mutex
+	jails  map[string]*jailBans
+	shared map[sharedKey]int // jails holding addr through a Shared action
+	errors map[string]int64  // action name → failed calls
+}
+
+type jailBans struct {
+	banTime     time.Duration // < 0: until unbanned
+	actions     []NamedAction
+	bans        map[netip.Addr]actions.Ban
+	totalBanned int64
+}
+
+type sharedKey struct {
+	action actions.Action
+	addr   netip.Addr
+}
+
+// NewManager returns a manager with no jails.
+func NewManager(clock Clock, logger *slog.Logger) *Manager {
+	return &Manager{
+		clock:  clock,
+		logger: logger,
+		wake:   make(chan struct{}, 1),
+		jails:  make(map[string]*jailBans),
+		shared: make(map[sharedKey]int),
+		errors: make(map[string]int64),
+	}
+}
+
+// SetJail adds a jail or changes its ban time and actions. The bans of an existing jail
+// are kept; those already in place are lifted through actions the jail no longer has and
+// applied through the ones it gains. A new ban time applies to new bans.
+func (m *Manager) SetJail(ctx context.Context, name string, banTime time.Duration, acts []NamedAction) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[name]
+	if !ok {
+		m.jails[name] = &jailBans{banTime: banTime, actions: slices.Clone(acts), bans: make(map[netip.Addr]actions.Ban)}
+		return
+	}
+	for _, old := range j.actions {
+		if !slices.Contains(acts, old) {
+			for _, b := range j.bans {
+				m.unbanWith(ctx, old, b)
+			}
+		}
+	}
+	for _, na := range acts {
+		if !slices.Contains(j.actions, na) {
+			for _, b := range j.bans {
+				m.banWith(ctx, na, b)
+			}
+		}
+	}
+	j.banTime = banTime
+	j.actions = slices.Clone(acts)
+}
+
+// RemoveJail lifts every ban of the jail and forgets it.
+func (m *Manager) RemoveJail(ctx context.Context, name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[name]
+	if !ok {
+		return
+	}
+	for _, b := range j.bans {
+		m.lift(ctx, j, b)
+	}
+	delete(m.jails, name)
+}
+
+// Ban bans the ticket's address in its jail. It returns the ban and whether it is new; a
+// ticket for an address the jail already bans changes nothing.
+func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[t.Jail]
+	if !ok {
+		return actions.Ban{}, false, ErrUnknownJail
+	}
+	if b, dup := j.bans[t.Addr]; dup {
+		return b, false, nil
+	}
+	now := m.clock.Now()
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
+	if j.banTime >= 0 {
+		b.Expires = now.Add(j.banTime)
+	}
+	j.bans[t.Addr] = b
+	j.totalBanned++
+	for _, na := range j.actions {
+		m.banWith(ctx, na, b)
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return b, true, nil
+}
+
+// Unban lifts the ban of addr in jail, or in every jail if jail is "". It returns the bans
+// lifted, or ErrNotBanned if there were none.
+func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
+	addr = addr.Unmap()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if jail != "" {
+		if _, ok := m.jails[jail]; !ok {
+			return nil, ErrUnknownJail
+		}
+	}
+	var lifted []actions.Ban
+	for _, name := range m.jailNames() {
+		if jail != "" && name != jail {
+			continue
+		}
+		j := m.jails[name]
+		if b, ok := j.bans[addr]; ok {
+			m.lift(ctx, j, b)
+			lifted = append(lifted, b)
+		}
+	}
+	if len(lifted) == 0 {
+		return nil, ErrNotBanned
+	}
+	return lifted, nil
+}
+
+// ExpireDue lifts every ban whose time has come on the manager's clock and returns them.
+func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	var lifted []actions.Ban
+	for _, name := range m.jailNames() {
+		j := m.jails[name]
+		for _, b := range j.bans {
+			if !b.Permanent() && !b.Expires.After(now) {
+				m.lift(ctx, j, b)
+				lifted = append(lifted, b)
+			}
+		}
+	}
+	return lifted
+}
+
+// nextExpiry returns the earliest expiry of any ban, or false if none expires.
+func (m *Manager) nextExpiry() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next time.Time
+	for _, j := range m.jails {
+		for _, b := range j.bans {
+			if !b.Permanent() && (next.IsZero() || b.Expires.Before(next)) {
+				next = b.Expires
+			}
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// Run lifts bans as they expire until ctx is done.
+func (m *Manager) Run(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		m.ExpireDue(ctx)
+		wait := time.Hour
+		if next, ok := m.nextExpiry(); ok {
+			wait = min(max(next.Sub(m.clock.Now()), 0), time.Hour)
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// Bans returns the bans of jail ("" for every jail), ordered by jail then address.
+func (m *Manager) Bans(jail string) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []actions.Ban
+	for name, j := range m.jails {
+		if jail != "" && name != jail {
+			continue
+		}
+		for _, b := range j.bans {
+			out = append(out, b)
+		}
+	}
+	slices.SortFunc(out, func(a, b actions.Ban) int {
+		return cmp.Or(cmp.Compare(a.Jail, b.Jail), a.Addr.Compare(b.Addr))
+	})
+	return out
+}
+
+// BanCounts are a jail's ban figures.
+type BanCounts struct {
+	CurrentlyBanned int
+	TotalBanned     int64
+}
+
+// Counts returns jail's ban figures.
+func (m *Manager) Counts(jail string) (BanCounts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[jail]
+	if !ok {
+		return BanCounts{}, ErrUnknownJail
+	}
+	return BanCounts{CurrentlyBanned: len(j.bans), TotalBanned: j.totalBanned}, nil
+}
+
+// ActionErrors returns how many calls of each action have failed.
+func (m *Manager) ActionErrors() map[string]int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int64, len(m.errors))
+	for k, v := range m.errors {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *Manager) jailNames() []string {
+	names := make([]string, 0, len(m.jails))
+	for n := range m.jails {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// lift removes b from j and undoes it through j's actions. Caller holds m.mu.
+func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
+	delete(j.bans, b.Addr)
+	for _, na := range j.actions {
+		m.unbanWith(ctx, na, b)
+	}
+}
+
+// banWith applies b through one action; a Shared action is called only for the first jail
+// holding the address. A failure is logged and counted; the ban stays recorded.
+func (m *Manager) banWith(ctx context.Context, na NamedAction, b actions.Ban) {
+	if _, ok := na.Action.(actions.Shared); ok {
+		k := sharedKey{na.Action, b.Addr}
+		m.shared[k]++
+		if m.shared[k] > 1 {
+			return
+		}
+	}
+	if err := na.Action.Ban(ctx, b); err != nil {
+		m.errors[na.Name]++
+		m.logger.Error("ban failed", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "err", err)
+	}
+}
+
+// unbanWith lifts b through one action; a Shared action is called only when the last jail
+// holding the address lets go.
+func (m *Manager) unbanWith(ctx context.Context, na NamedAction, b actions.Ban) {
+	if _, ok := na.Action.(actions.Shared); ok {
+		k := sharedKey{na.Action, b.Addr}
+		m.shared[k]--
+		if m.shared[k] > 0 {
+			return
+		}
+		delete(m.shared, k)
+	}
+	if err := na.Action.Unban(ctx, b); err != nil {
+		m.errors[na.Name]++
+		m.logger.Error("unban failed", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "err", err)
+	}
+}

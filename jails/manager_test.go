@@ -1,0 +1,235 @@
+package jails
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/logban/logban/actions"
+)
+
+// fakeClock is a clock the test moves.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// recorder is an action that writes what it is asked to do as text.
+type recorder struct {
+	mu    sync.Mutex
+	calls []string
+	fail  bool
+}
+
+func (r *recorder) Start(context.Context) error { return nil }
+func (r *recorder) Stop(context.Context) error  { return nil }
+func (r *recorder) Ban(_ context.Context, b actions.Ban) error {
+	return r.record("ban", b)
+}
+func (r *recorder) Unban(_ context.Context, b actions.Ban) error {
+	return r.record("unban", b)
+}
+func (r *recorder) record(op string, b actions.Ban) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, fmt.Sprintf("%s %s %s", op, b.Jail, b.Addr))
+	if r.fail {
+		return errors.New("backend down")
+	}
+	return nil
+}
+func (r *recorder) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.calls, "\n")
+}
+
+// sharedRecorder is a recorder whose kernel state belongs to the address, like a route.
+type sharedRecorder struct{ recorder }
+
+func (*sharedRecorder) SharedAcrossJails() {}
+
+func newManager(clock Clock) *Manager {
+	return NewManager(clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+var (
+	a1 = netip.MustParseAddr("192.0.2.1")
+	a2 = netip.MustParseAddr("2001:db8::2")
+)
+
+func TestBanExpiresOnTheClock(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	rec := &recorder{}
+	m.SetJail(ctx, "sasl", 10*time.Minute, []NamedAction{{"rec", rec}})
+
+	b, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1, Failures: 3})
+	if err != nil || !isNew || !b.Expires.Equal(t0.Add(10*time.Minute)) || b.Failures != 3 {
+		t.Fatalf("Ban: %+v %v %v", b, isNew, err)
+	}
+	if _, isNew, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}); isNew {
+		t.Error("second ban of a banned address is new")
+	}
+	clock.Advance(10*time.Minute - time.Nanosecond)
+	if got := m.ExpireDue(ctx); len(got) != 0 {
+		t.Fatalf("expired early: %v", got)
+	}
+	clock.Advance(time.Nanosecond)
+	if got := m.ExpireDue(ctx); len(got) != 1 || got[0].Addr != a1 {
+		t.Fatalf("ExpireDue = %v", got)
+	}
+	if want := "ban sasl 192.0.2.1\nunban sasl 192.0.2.1"; rec.String() != want {
+		t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
+	}
+	c, _ := m.Counts("sasl")
+	if c.CurrentlyBanned != 0 || c.TotalBanned != 1 {
+		t.Errorf("counts %+v", c)
+	}
+}
+
+func TestPermanentBanNeverExpires(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	m.SetJail(ctx, "sasl", -1, nil)
+	b, _, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	if !b.Permanent() {
+		t.Fatalf("ban %+v is not permanent", b)
+	}
+	clock.Advance(100 * 365 * 24 * time.Hour)
+	if got := m.ExpireDue(ctx); len(got) != 0 {
+		t.Errorf("permanent ban expired: %v", got)
+	}
+}
+
+func TestUnban(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	rec := &recorder{}
+	m.SetJail(ctx, "a", time.Hour, []NamedAction{{"rec", rec}})
+	m.SetJail(ctx, "b", time.Hour, []NamedAction{{"rec", rec}})
+	m.Ban(ctx, Ticket{Jail: "a", Addr: a1})
+	m.Ban(ctx, Ticket{Jail: "b", Addr: a1})
+	m.Ban(ctx, Ticket{Jail: "b", Addr: a2})
+
+	if _, err := m.Unban(ctx, "nope", a1); !errors.Is(err, ErrUnknownJail) {
+		t.Errorf("unknown jail: %v", err)
+	}
+	if got, err := m.Unban(ctx, "b", a2); err != nil || len(got) != 1 {
+		t.Errorf("Unban(b, a2) = %v, %v", got, err)
+	}
+	if got, err := m.Unban(ctx, "", netip.MustParseAddr("::ffff:192.0.2.1")); err != nil || len(got) != 2 {
+		t.Errorf("Unban(all, a1) = %v, %v", got, err)
+	}
+	if _, err := m.Unban(ctx, "", a1); !errors.Is(err, ErrNotBanned) {
+		t.Errorf("second unban: %v, want ErrNotBanned", err)
+	}
+	if len(m.Bans("")) != 0 {
+		t.Errorf("bans left: %v", m.Bans(""))
+	}
+}
+
+func TestSharedActionHoldsUntilLastJailLetsGo(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	route := &sharedRecorder{}
+	m.SetJail(ctx, "short", time.Minute, []NamedAction{{"route", route}})
+	m.SetJail(ctx, "long", time.Hour, []NamedAction{{"route", route}})
+	m.Ban(ctx, Ticket{Jail: "short", Addr: a1})
+	m.Ban(ctx, Ticket{Jail: "long", Addr: a1})
+	clock.Advance(time.Minute)
+	m.ExpireDue(ctx)
+	if want := "ban short 192.0.2.1"; route.String() != want {
+		t.Fatalf("after first expiry:\n%s\nwant:\n%s", route, want)
+	}
+	clock.Advance(time.Hour)
+	m.ExpireDue(ctx)
+	if want := "ban short 192.0.2.1\nunban long 192.0.2.1"; route.String() != want {
+		t.Errorf("after both:\n%s\nwant:\n%s", route, want)
+	}
+}
+
+func TestFailingActionDoesNotStopTheOthers(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	broken, good := &recorder{fail: true}, &recorder{}
+	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"broken", broken}, {"good", good}})
+	if _, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}); err != nil || !isNew {
+		t.Fatalf("Ban: %v %v", isNew, err)
+	}
+	if good.String() != "ban sasl 192.0.2.1" {
+		t.Errorf("good action: %q", good)
+	}
+	if len(m.Bans("sasl")) != 1 {
+		t.Error("ban not recorded")
+	}
+	if e := m.ActionErrors(); e["broken"] != 1 || e["good"] != 0 {
+		t.Errorf("errors %v", e)
+	}
+}
+
+func TestSetJailMovesBansBetweenActions(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	oldAct, newAct, kept := &recorder{}, &recorder{}, &recorder{}
+	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"old", oldAct}, {"kept", kept}})
+	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	m.SetJail(ctx, "sasl", 2*time.Hour, []NamedAction{{"kept", kept}, {"new", newAct}})
+	if oldAct.String() != "ban sasl 192.0.2.1\nunban sasl 192.0.2.1" || newAct.String() != "ban sasl 192.0.2.1" || kept.String() != "ban sasl 192.0.2.1" {
+		t.Errorf("old %q new %q kept %q", oldAct, newAct, kept)
+	}
+	if bans := m.Bans("sasl"); len(bans) != 1 {
+		t.Errorf("bans %v", bans)
+	}
+	m.RemoveJail(ctx, "sasl")
+	if !strings.HasSuffix(newAct.String(), "unban sasl 192.0.2.1") || len(m.Bans("")) != 0 {
+		t.Errorf("RemoveJail left %v, new %q", m.Bans(""), newAct)
+	}
+}
+
+func TestRunLiftsBansWhenTheyExpire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		m := newManager(SystemClock{}) // the bubble's fake time
+		rec := &recorder{}
+		m.SetJail(ctx, "sasl", time.Minute, []NamedAction{{"rec", rec}})
+		m.SetJail(ctx, "forever", -1, []NamedAction{{"rec", rec}})
+		done := make(chan error)
+		go func() { done <- m.Run(ctx) }()
+		m.Ban(ctx, Ticket{Jail: "forever", Addr: a2})
+		time.Sleep(time.Second)
+		m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+		time.Sleep(time.Minute - time.Nanosecond)
+		synctest.Wait()
+		if strings.Contains(rec.String(), "unban") {
+			t.Fatalf("lifted early:\n%s", rec)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if want := "ban forever 2001:db8::2\nban sasl 192.0.2.1\nunban sasl 192.0.2.1"; rec.String() != want {
+			t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
