@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -92,4 +93,11 @@ func (l *Log) record(event string, b Ban) error {
 		return fmt.Errorf("writing %s of %v: %w", event, b.Addr, err)
 	}
 	return nil
+}
+
+// ResolvePaths makes a relative Path relative to dir, the configuration's folder.
+func (o *LogOptions) ResolvePaths(dir string) {
+	if o.Path != "" && !filepath.IsAbs(o.Path) {
+		o.Path = filepath.Join(dir, o.Path)
+	}
 }

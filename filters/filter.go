@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"time"
 )
@@ -43,7 +44,7 @@ func CompilePattern(source string) (*Pattern, error) {
 	})
 	re, err := regexp.Compile(expanded)
 	if err != nil {
-		return nil, err
+		return nil, readable(err)
 	}
 	p := &Pattern{source: source, re: re}
 	for i := 1; i <= n; i++ {
@@ -57,11 +58,23 @@ func CompilePattern(source string) (*Pattern, error) {
 
 // CompileIgnore compiles an ignoreregex. <HOST> is allowed and expands as in a failregex.
 func CompileIgnore(source string) (*regexp.Regexp, error) {
-	n := 0
-	return regexp.Compile(replaceHost(source, func() string {
-		n++
+	re, err := regexp.Compile(replaceHost(source, func() string {
 		return fmt.Sprintf("(?:%s)", hostPattern)
 	}))
+	if err != nil {
+		return nil, readable(err)
+	}
+	return re, nil
+}
+
+// readable drops the expansion of <HOST> from a regexp syntax error: the user wrote
+// <HOST>, and the error should speak of what was written.
+func readable(err error) error {
+	var se *syntax.Error
+	if errors.As(err, &se) && strings.Contains(se.Expr, hostPattern) {
+		return errors.New(string(se.Code))
+	}
+	return err
 }
 
 func replaceHost(source string, group func() string) string {

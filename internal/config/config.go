@@ -1,0 +1,554 @@
+// Package config loads ban-server's TOML configuration: the main file, then the drop-ins
+// in jail.d/*.toml beside it, in name order. Everything is checked before a daemon is
+// built from it: unknown keys, types, durations, prefixes, regexes, and every name one
+// section gives another. An error names the file, the key path (jails.sasl.findtime) and,
+// where the parser knows it, the line; where there is a set of valid choices, it lists
+// them.
+//
+// This package only reads and checks; it builds no daemon and touches nothing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/filters"
+)
+
+// Defaults for what a configuration leaves out.
+const (
+	DefaultSocket   = "/run/logban/logban.sock"
+	DefaultDatabase = "/var/lib/logban/logban.db"
+	DefaultMaxRetry = 5
+	DefaultFindTime = 10 * time.Minute
+	DefaultBanTime  = 10 * time.Minute
+)
+
+// Config is a loaded, checked configuration.
+type Config struct {
+	// Files are the files read, the main one first.
+	Files   []string
+	Server  Server
+	Filters map[string]Filter // every filter a jail uses, built-in ones included
+	Actions map[string]Action
+	Jails   map[string]Jail // enabled jails only
+}
+
+// Server is the [server] table.
+type Server struct {
+	Socket   string
+	Database string
+	IgnoreIP []netip.Prefix
+	LogLevel slog.Level
+}
+
+// Filter is a checked filter definition; Compile builds a matcher from it.
+type Filter struct {
+	Name       string
+	Builtin    bool
+	Definition filters.Definition
+}
+
+// Compile returns a new matcher for the filter.
+func (f Filter) Compile() (*filters.Filter, error) {
+	return filters.New(f.Name, f.Definition.FailRegex, f.Definition.IgnoreRegex)
+}
+
+// Action is an [actions.NAME] table: its kind and that kind's decoded options.
+type Action struct {
+	Name    string
+	Type    string
+	Options any // a pointer made by the kind's Options
+}
+
+// Equal reports whether a and b configure the same action.
+func (a Action) Equal(b Action) bool { return reflect.DeepEqual(a, b) }
+
+// Jail is a [jails.NAME] table with defaults filled in.
+type Jail struct {
+	Name     string
+	Filter   string
+	LogPath  []string // absolute
+	MaxRetry int
+	FindTime time.Duration
+	BanTime  time.Duration // < 0: until unbanned
+	IgnoreIP []netip.Prefix
+	Actions  []string
+	Start    string // "end" or "beginning"
+}
+
+// Equal reports whether a and b are the same jail.
+func (j Jail) Equal(o Jail) bool { return reflect.DeepEqual(j, o) }
+
+// Jail start positions.
+const (
+	StartEnd       = "end"
+	StartBeginning = "beginning"
+)
+
+var startChoices = []string{StartEnd, StartBeginning}
+
+var levelChoices = []string{"debug", "info", "warn", "error"}
+
+// The shapes of a file, as decoded. Pointers tell a key that is absent from one that is
+// set, so a drop-in changes only the keys it names.
+type fileData struct {
+	Server  serverData                    `toml:"server"`
+	Filters map[string]filters.Definition `toml:"filters"`
+	Actions map[string]toml.Primitive     `toml:"actions"`
+	Jails   map[string]jailData           `toml:"jails"`
+}
+
+type serverData struct {
+	Socket   *string   `toml:"socket"`
+	Database *string   `toml:"database"`
+	IgnoreIP *[]Prefix `toml:"ignoreip"`
+	LogLevel *string   `toml:"loglevel"`
+}
+
+type jailData struct {
+	Enabled  *bool     `toml:"enabled"`
+	Filter   *string   `toml:"filter"`
+	LogPath  *[]string `toml:"logpath"`
+	MaxRetry *int      `toml:"maxretry"`
+	FindTime *Duration `toml:"findtime"`
+	BanTime  *Duration `toml:"bantime"`
+	IgnoreIP *[]Prefix `toml:"ignoreip"`
+	Actions  *[]string `toml:"actions"`
+	Start    *string   `toml:"start"`
+}
+
+type actionType struct {
+	Type string `toml:"type"`
+}
+
+// parsed is one file as read.
+type parsed struct {
+	path string
+	md   toml.MetaData
+	data fileData
+}
+
+// Load reads the configuration at path and the drop-ins in jail.d/*.toml beside it.
+// Relative paths in it are taken from the main file's folder. All errors found are
+// returned together; each is an *Error.
+func Load(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	dropIns, err := filepath.Glob(filepath.Join(filepath.Dir(abs), "jail.d", "*.toml"))
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(dropIns)
+	l := &loader{dir: filepath.Dir(abs)}
+	for _, f := range append([]string{abs}, dropIns...) {
+		l.readFile(f)
+	}
+	if len(l.errs) > 0 {
+		return nil, l.err()
+	}
+	cfg := l.build()
+	if len(l.errs) > 0 {
+		return nil, l.err()
+	}
+	return cfg, nil
+}
+
+type loader struct {
+	dir   string
+	files []*parsed
+	errs  []*Error
+}
+
+func (l *loader) fail(file string, line int, key, format string, args ...any) {
+	l.errs = append(l.errs, &Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (l *loader) err() error {
+	errs := make([]error, len(l.errs))
+	for i, e := range l.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// typeError matches the text of BurntSushi/toml's type mismatch errors, which are not
+// ParseErrors but carry the line and key in their message.
+var typeError = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+func (l *loader) readFile(path string) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		l.fail(path, 0, "", "%v", errors.Unwrap(err))
+		return
+	}
+	p := &parsed{path: path}
+	p.md, err = toml.Decode(string(text), &p.data)
+	if err != nil {
+		var pe toml.ParseError
+		switch {
+		case errors.As(err, &pe):
+			l.fail(path, pe.Position.Line, pe.LastKey, "%s", pe.Message)
+		case typeError.MatchString(err.Error()):
+			m := typeError.FindStringSubmatch(err.Error())
+			line, _ := strconv.Atoi(m[1])
+			l.fail(path, line, m[2], "%s", m[3])
+		default:
+			l.fail(path, 0, "", "%v", err)
+		}
+		return
+	}
+	badActions := map[string]bool{}
+	for name, prim := range p.data.Actions {
+		if !l.decodeAction(p, name, prim) {
+			badActions[name] = true
+		}
+	}
+	reported := map[string]bool{}
+	for _, k := range p.md.Undecoded() {
+		k = unknownPart(k)
+		if reported[k.String()] || (k[0] == "actions" && badActions[k[1]]) {
+			continue
+		}
+		reported[k.String()] = true
+		l.fail(path, 0, k.String(), "unknown key%s", validKeys(k))
+	}
+	l.files = append(l.files, p)
+}
+
+// unknownPart shortens an undecoded key to its first part that is unknown where it stands:
+// a misspelt table is reported once, not once for each key in it.
+func unknownPart(k toml.Key) toml.Key {
+	switch {
+	case !slices.Contains(tomlKeys(fileData{}), k[0]):
+		return k[:1]
+	case k[0] == "server":
+		return k[:min(len(k), 2)]
+	default:
+		return k[:min(len(k), 3)]
+	}
+}
+
+// decodeAction checks an [actions.NAME] table's type and options in the file that holds
+// it, so that unknown options are reported with the right file. It returns false if the
+// type is missing or unknown.
+func (l *loader) decodeAction(p *parsed, name string, prim toml.Primitive) bool {
+	key := "actions." + name
+	var t actionType
+	if err := p.md.PrimitiveDecode(prim, &t); err != nil {
+		l.fail(p.path, 0, key+".type", "%v", err)
+		return false
+	}
+	if t.Type == "" {
+		l.fail(p.path, 0, key+".type", "missing; valid: %s", strings.Join(actions.Kinds(), ", "))
+		return false
+	}
+	kind, ok := actions.Lookup(t.Type)
+	if !ok {
+		l.fail(p.path, 0, key+".type", "unknown action type %q; valid: %s", t.Type, strings.Join(actions.Kinds(), ", "))
+		return false
+	}
+	opts := kind.Options()
+	if err := p.md.PrimitiveDecode(prim, opts); err != nil {
+		l.fail(p.path, 0, key, "%v", err)
+	}
+	return true
+}
+
+// validKeys lists the keys allowed in the table holding k.
+func validKeys(k toml.Key) string {
+	var shape any
+	switch {
+	case len(k) == 1:
+		shape = fileData{}
+	case k[0] == "server" && len(k) == 2:
+		shape = serverData{}
+	case k[0] == "jails" && len(k) == 3:
+		shape = jailData{}
+	case k[0] == "filters" && len(k) == 3:
+		shape = filters.Definition{}
+	default:
+		if len(k) == 3 && k[0] == "actions" {
+			return " for this action type"
+		}
+		return ""
+	}
+	return "; valid: " + strings.Join(tomlKeys(shape), ", ")
+}
+
+// tomlKeys lists the keys of a struct's `toml` tags, sorted.
+func tomlKeys(shape any) []string {
+	var names []string
+	t := reflect.TypeOf(shape)
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ","); tag != "" {
+			names = append(names, tag)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// where returns the last file that sets the key, or that holds its table.
+func (l *loader) where(key ...string) string {
+	for n := len(key); n > 0; n-- {
+		for i := len(l.files) - 1; i >= 0; i-- {
+			if l.files[i].md.IsDefined(key[:n]...) {
+				return l.files[i].path
+			}
+		}
+	}
+	return l.files[0].path
+}
+
+// abs resolves a path against the main file's folder.
+func (l *loader) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(l.dir, p)
+}
+
+func (l *loader) build() *Config {
+	cfg := &Config{
+		Server:  Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo},
+		Filters: map[string]Filter{},
+		Actions: map[string]Action{},
+		Jails:   map[string]Jail{},
+	}
+	filterDefs := map[string]filters.Definition{}
+	actionPrims := map[string]*parsed{}
+	jailDatas := map[string]jailData{}
+	for _, p := range l.files {
+		cfg.Files = append(cfg.Files, p.path)
+		s := p.data.Server
+		if s.Socket != nil {
+			cfg.Server.Socket = l.abs(*s.Socket)
+		}
+		if s.Database != nil {
+			cfg.Server.Database = l.abs(*s.Database)
+		}
+		if s.IgnoreIP != nil {
+			cfg.Server.IgnoreIP = prefixes(*s.IgnoreIP)
+		}
+		if s.LogLevel != nil {
+			if err := cfg.Server.LogLevel.UnmarshalText([]byte(*s.LogLevel)); err != nil {
+				l.fail(p.path, 0, "server.loglevel", "unknown level %q; valid: %s", *s.LogLevel, strings.Join(levelChoices, ", "))
+			}
+		}
+		maps.Copy(filterDefs, p.data.Filters)
+		for name := range p.data.Actions {
+			actionPrims[name] = p
+		}
+		for name, j := range p.data.Jails {
+			jailDatas[name] = mergeJail(jailDatas[name], j)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(actionPrims)) {
+		p := actionPrims[name]
+		prim := p.data.Actions[name]
+		var t actionType
+		p.md.PrimitiveDecode(prim, &t) //nolint:errcheck // checked in readFile
+		kind, _ := actions.Lookup(t.Type)
+		opts := kind.Options()
+		p.md.PrimitiveDecode(prim, opts) //nolint:errcheck // checked in readFile
+		if r, ok := opts.(interface{ ResolvePaths(dir string) }); ok {
+			r.ResolvePaths(l.dir)
+		}
+		if v, ok := opts.(interface{ Validate() error }); ok {
+			if err := v.Validate(); err != nil {
+				l.fail(p.path, 0, "actions."+name, "%v", err)
+			}
+		}
+		cfg.Actions[name] = Action{Name: name, Type: t.Type, Options: opts}
+	}
+	for _, name := range slices.Sorted(maps.Keys(filterDefs)) {
+		if f, ok := l.filter(name, filterDefs); ok {
+			cfg.Filters[name] = f
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(jailDatas)) {
+		if j, ok := l.buildJail(name, jailDatas[name], cfg, filterDefs); ok {
+			cfg.Jails[name] = j
+		}
+	}
+	return cfg
+}
+
+// mergeJail returns base with the keys set in over replaced.
+func mergeJail(base, over jailData) jailData {
+	b := reflect.ValueOf(&base).Elem()
+	o := reflect.ValueOf(over)
+	for i := range o.NumField() {
+		if !o.Field(i).IsNil() {
+			b.Field(i).Set(o.Field(i))
+		}
+	}
+	return base
+}
+
+func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[string]filters.Definition) (Jail, bool) {
+	key := "jails." + name + "."
+	at := func(field string) string { return l.where("jails", name, field) }
+	j := Jail{
+		Name:     name,
+		Filter:   name,
+		MaxRetry: DefaultMaxRetry,
+		FindTime: DefaultFindTime,
+		BanTime:  DefaultBanTime,
+		Start:    StartEnd,
+	}
+	if d.Enabled != nil && !*d.Enabled {
+		return Jail{}, false
+	}
+	errs := len(l.errs)
+	if d.Filter != nil {
+		j.Filter = *d.Filter
+	}
+	// A filter defined in the configuration was checked (and any error reported) already.
+	if _, defined := filterDefs[j.Filter]; !defined {
+		if f, ok := l.filter(j.Filter, filterDefs); ok {
+			cfg.Filters[j.Filter] = f
+		} else if _, found, _ := filters.Builtin(j.Filter); !found {
+			choices := slices.Sorted(maps.Keys(filterDefs))
+			choices = append(choices, filters.BuiltinNames()...)
+			l.fail(at("filter"), 0, key+"filter", "unknown filter %q; valid: %s (or define [filters.%s])", j.Filter, strings.Join(choices, ", "), j.Filter)
+		}
+	}
+	if d.LogPath == nil || len(*d.LogPath) == 0 {
+		l.fail(at("logpath"), 0, key+"logpath", "no log files; list at least one, like logpath = [\"/var/log/zimbra.log\"]")
+	} else {
+		for _, p := range *d.LogPath {
+			if p == "" {
+				l.fail(at("logpath"), 0, key+"logpath", "empty path")
+				continue
+			}
+			if !slices.Contains(j.LogPath, l.abs(p)) {
+				j.LogPath = append(j.LogPath, l.abs(p))
+			}
+		}
+	}
+	if d.MaxRetry != nil {
+		j.MaxRetry = *d.MaxRetry
+		if j.MaxRetry < 1 {
+			l.fail(at("maxretry"), 0, key+"maxretry", "must be at least 1, got %d", j.MaxRetry)
+		}
+	}
+	if d.FindTime != nil {
+		j.FindTime = time.Duration(*d.FindTime)
+		if j.FindTime <= 0 {
+			l.fail(at("findtime"), 0, key+"findtime", "must be longer than 0 (like \"10m\")")
+		}
+	}
+	if d.BanTime != nil {
+		j.BanTime = time.Duration(*d.BanTime)
+		if j.BanTime == 0 {
+			l.fail(at("bantime"), 0, key+"bantime", "must be longer than 0, or -1 for until unbanned")
+		}
+	}
+	if d.IgnoreIP != nil {
+		j.IgnoreIP = prefixes(*d.IgnoreIP)
+	}
+	if d.Start != nil {
+		j.Start = *d.Start
+		if !slices.Contains(startChoices, j.Start) {
+			l.fail(at("start"), 0, key+"start", "unknown start %q; valid: %s", j.Start, strings.Join(startChoices, ", "))
+		}
+	}
+	if d.Actions == nil || len(*d.Actions) == 0 {
+		l.fail(at("actions"), 0, key+"actions", "no actions; name at least one of: %s", actionChoices(cfg))
+	} else {
+		for i, a := range *d.Actions {
+			if _, ok := cfg.Actions[a]; !ok {
+				l.fail(at("actions"), 0, fmt.Sprintf("%sactions[%d]", key, i), "unknown action %q; defined: %s", a, actionChoices(cfg))
+				continue
+			}
+			if slices.Contains(j.Actions, a) {
+				l.fail(at("actions"), 0, fmt.Sprintf("%sactions[%d]", key, i), "action %q listed twice", a)
+			}
+			j.Actions = append(j.Actions, a)
+		}
+	}
+	return j, len(l.errs) == errs
+}
+
+func actionChoices(cfg *Config) string {
+	if len(cfg.Actions) == 0 {
+		return "(none: define one in [actions.NAME])"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(cfg.Actions)), ", ")
+}
+
+// filter checks the filter called name, defined in the configuration or built in. It
+// reports compile errors against the filter's keys and returns false for them, and for a
+// name that is neither.
+func (l *loader) filter(name string, defs map[string]filters.Definition) (Filter, bool) {
+	f := Filter{Name: name}
+	if d, ok := defs[name]; ok {
+		f.Definition = d
+	} else {
+		d, ok, err := filters.Builtin(name)
+		if !ok {
+			return Filter{}, false
+		}
+		if err != nil {
+			l.fail(l.files[0].path, 0, "filters."+name, "%v", err)
+			return Filter{}, false
+		}
+		f.Definition, f.Builtin = d, true
+	}
+	if _, err := f.Compile(); err != nil {
+		var pe *filters.PatternError
+		switch {
+		case f.Builtin:
+			l.fail(l.files[0].path, 0, "filters."+name, "built-in filter: %v", err)
+		case errors.As(err, &pe) && errors.Is(err, filters.ErrNoHost):
+			l.fail(l.where("filters", name, pe.Field), 0, fmt.Sprintf("filters.%s.%s[%d]", name, pe.Field, pe.Index),
+				"%q has no <HOST>: mark where the client's address is, like 'from <HOST>'", pe.Source)
+		case errors.As(err, &pe):
+			l.fail(l.where("filters", name, pe.Field), 0, fmt.Sprintf("filters.%s.%s[%d]", name, pe.Field, pe.Index),
+				"%q: %v", pe.Source, pe.Err)
+		default:
+			l.fail(l.where("filters", name), 0, "filters."+name+".failregex", "%v", err)
+		}
+		return Filter{}, false
+	}
+	return f, true
+}
+
+// Error is one configuration problem.
+type Error struct {
+	File string
+	Line int    // 0 if unknown
+	Key  string // the key path, like jails.sasl.findtime; "" if none
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}

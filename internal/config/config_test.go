@@ -1,0 +1,171 @@
+package config
+
+import (
+	"bufio"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/actions"
+)
+
+// TestInvalid loads every testdata/invalid-*.toml and compares the error with the message
+// the file states in its first line, "# want: MESSAGE", where file names are relative to
+// testdata.
+func TestInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid-*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatal("no testdata/invalid-*.toml", err)
+	}
+	dir, _ := filepath.Abs("testdata")
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			want := wantLine(t, path)
+			_, err := Load(path)
+			if err == nil {
+				t.Fatalf("loaded without error; want %s", want)
+			}
+			got := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			if got != want {
+				t.Errorf("error:\n got: %s\nwant: %s", got, want)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error is not a *config.Error: %T", err)
+			}
+		})
+	}
+}
+
+func wantLine(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Scan()
+	want, ok := strings.CutPrefix(s.Text(), "# want: ")
+	if !ok {
+		t.Fatalf("%s: first line is not '# want: MESSAGE'", path)
+	}
+	return want
+}
+
+func TestDropIns(t *testing.T) {
+	cfg, err := Load("testdata/dropin/logban.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := filepath.Abs("testdata/dropin")
+	if len(cfg.Files) != 3 || cfg.Files[1] != filepath.Join(dir, "jail.d", "10-tune.toml") {
+		t.Errorf("files %v", cfg.Files)
+	}
+	wantServer := Server{
+		Socket:   filepath.Join(dir, "run", "logban.sock"),
+		Database: DefaultDatabase,
+		IgnoreIP: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		LogLevel: slog.LevelInfo,
+	}
+	if !reflect.DeepEqual(cfg.Server, wantServer) {
+		t.Errorf("server %+v, want %+v", cfg.Server, wantServer)
+	}
+	wantJails := map[string]Jail{
+		"sasl": {
+			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
+			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartEnd,
+		},
+		"dos": {
+			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")},
+			MaxRetry: DefaultMaxRetry, FindTime: 26 * time.Hour, BanTime: DefaultBanTime, Actions: []string{"log"},
+			IgnoreIP: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")},
+			Start:    StartEnd,
+		},
+	}
+	if !reflect.DeepEqual(cfg.Jails, wantJails) {
+		t.Errorf("jails\n got %+v\nwant %+v", cfg.Jails, wantJails)
+	}
+	if opts := cfg.Actions["log"].Options.(*actions.LogOptions); opts.Path != filepath.Join(dir, "bans.log") {
+		t.Errorf("log action path %q not resolved against the config folder", opts.Path)
+	}
+	if f, ok := cfg.Filters["zimbra-submission"]; !ok || !f.Builtin {
+		t.Errorf("built-in filter missing: %+v", cfg.Filters)
+	}
+	if _, err := cfg.Filters["dos"].Compile(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDropInErrorNamesItsFile(t *testing.T) {
+	_, err := Load("testdata/dropin-bad/logban.toml")
+	want := filepath.Join("jail.d", "50-typo.toml") + ": jails.sasl.maxretry: must be at least 1, got 0"
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want one ending %q", err, want)
+	}
+}
+
+func TestAllErrorsReportedTogether(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "many.toml")
+	os.WriteFile(path, []byte(`
+[actions.log]
+type = "log"
+[jails.a]
+filter = "zimbra-submission"
+logpath = ["x.log"]
+actions = ["log"]
+maxretry = 0
+[jails.b]
+filter = "nope"
+logpath = ["x.log"]
+actions = ["nope"]
+`), 0o644)
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if n := strings.Count(err.Error(), "\n") + 1; n != 3 {
+		t.Errorf("%d errors, want 3:\n%v", n, err)
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "absent.toml"))
+	if err == nil || !strings.HasSuffix(err.Error(), "absent.toml: no such file or directory") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"600", 10 * time.Minute, false},
+		{"10m", 10 * time.Minute, false},
+		{"1h30m", 90 * time.Minute, false},
+		{"1d", 24 * time.Hour, false},
+		{"2w3d12h", (17*24 + 12) * time.Hour, false},
+		{"-1", -1, false},
+		{"0", 0, false},
+		{"-2", 0, true},
+		{"-5m", 0, true},
+		{"1x", 0, true},
+		{"d", 0, true},
+		{"", 0, true},
+		{"99999999999999999", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err != nil) != tt.err || (!tt.err && time.Duration(got) != tt.want) {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, error %v", tt.in, time.Duration(got), err, tt.want, tt.err)
+		}
+	}
+}
