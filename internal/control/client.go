@@ -1,0 +1,111 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// ErrUnreachable reports that no server answers on the socket.
+var ErrUnreachable = errors.New("ban-server is not running")
+
+// ErrNotLogban reports a socket that answers, but not as ban-server does.
+var ErrNotLogban = errors.New("not a ban-server socket")
+
+// Client talks to a ban-server over its control socket.
+type Client struct {
+	path string
+}
+
+// NewClient returns a client for the socket at path. It connects per request.
+func NewClient(path string) *Client { return &Client{path: path} }
+
+// Ping checks that a ban-server answers.
+func (c *Client) Ping(ctx context.Context) error {
+	return c.call(ctx, request{Command: cmdPing}, nil)
+}
+
+// Status returns the daemon's overview.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.call(ctx, request{Command: cmdStatus}, &s)
+	return s, err
+}
+
+// JailStatus returns one jail's state.
+func (c *Client) JailStatus(ctx context.Context, jail string) (JailStatus, error) {
+	var s JailStatus
+	err := c.call(ctx, request{Command: cmdJailStatus, Jail: jail}, &s)
+	return s, err
+}
+
+// BanIP bans addrs in jail.
+func (c *Client) BanIP(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+	var r []AddrResult
+	err := c.call(ctx, request{Command: cmdBanIP, Jail: jail, Addrs: addrStrings(addrs)}, &r)
+	return r, err
+}
+
+// UnbanIP lifts the bans of addrs in jail, or in every jail if jail is "".
+func (c *Client) UnbanIP(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+	var r []AddrResult
+	err := c.call(ctx, request{Command: cmdUnbanIP, Jail: jail, Addrs: addrStrings(addrs)}, &r)
+	return r, err
+}
+
+// Reload asks the server to reread its configuration, and waits for the outcome.
+func (c *Client) Reload(ctx context.Context) error {
+	return c.call(ctx, request{Command: cmdReload}, nil)
+}
+
+func addrStrings(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+func (c *Client) call(ctx context.Context, req request, out any) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no server on %s)", ErrUnreachable, c.path)
+		}
+		return fmt.Errorf("connecting to %s: %w", c.path, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	line, _ := json.Marshal(req)
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("%s: %w", c.path, err)
+	}
+	reply, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil && len(reply) == 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s: %w: it closed the connection without a reply", c.path, ErrNotLogban)
+	}
+	var resp response
+	if err := json.Unmarshal(reply, &resp); err != nil || resp.Logban == 0 {
+		return fmt.Errorf("%s: %w", c.path, ErrNotLogban)
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	if out != nil && resp.Data != nil {
+		if err := json.Unmarshal(resp.Data, out); err != nil {
+			return fmt.Errorf("reply from %s: %w", c.path, err)
+		}
+	}
+	return nil
+}

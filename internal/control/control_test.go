@@ -1,0 +1,172 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+type fakeEngine struct {
+	banned map[netip.Addr]bool
+	reload error
+}
+
+func (e *fakeEngine) Status() Status { return Status{Version: "test", Jails: []string{"sasl"}} }
+func (e *fakeEngine) JailStatus(name string) (JailStatus, error) {
+	if name != "sasl" {
+		return JailStatus{}, fmt.Errorf("jail %q: %w", name, ErrNotFound)
+	}
+	return JailStatus{Name: "sasl", CurrentlyBanned: len(e.banned)}, nil
+}
+func (e *fakeEngine) BanIP(_ context.Context, jail string, a netip.Addr) (AddrResult, error) {
+	if a.IsLoopback() {
+		return AddrResult{Addr: a, Note: "on the ignore list"}, nil
+	}
+	e.banned[a] = true
+	return AddrResult{Addr: a, Done: true, Jails: []string{jail}}, nil
+}
+func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr) (AddrResult, error) {
+	if !e.banned[a] {
+		return AddrResult{Addr: a, Note: "not banned"}, nil
+	}
+	delete(e.banned, a)
+	return AddrResult{Addr: a, Done: true, Jails: []string{"sasl"}}, nil
+}
+func (e *fakeEngine) Reload(context.Context) error { return e.reload }
+
+func serve(t *testing.T, engine Engine) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run", "logban.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- Serve(ctx, ln, engine, slog.New(slog.DiscardHandler)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return path
+}
+
+func TestRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	engine := &fakeEngine{banned: map[netip.Addr]bool{}}
+	path := serve(t, engine)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	c := NewClient(path)
+	if err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := c.Status(ctx); err != nil || s.Jails[0] != "sasl" {
+		t.Errorf("Status = %+v, %v", s, err)
+	}
+	a := netip.MustParseAddr("203.0.113.5")
+	r, err := c.BanIP(ctx, "sasl", a, netip.MustParseAddr("127.0.0.1"))
+	if err != nil || len(r) != 2 || !r[0].Done || r[1].Done || r[1].Note != "on the ignore list" {
+		t.Errorf("BanIP = %+v, %v", r, err)
+	}
+	if s, err := c.JailStatus(ctx, "sasl"); err != nil || s.CurrentlyBanned != 1 {
+		t.Errorf("JailStatus = %+v, %v", s, err)
+	}
+	_, err = c.JailStatus(ctx, "nope")
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Code != CodeNotFound || re.Message != `jail "nope": not found` {
+		t.Errorf("JailStatus(nope) = %v", err)
+	}
+	if r, err := c.UnbanIP(ctx, "", a); err != nil || !r[0].Done {
+		t.Errorf("UnbanIP = %+v, %v", r, err)
+	}
+	engine.reload = errors.New("config.toml: jails.x.maxretry: must be at least 1, got 0")
+	if err := c.Reload(ctx); err == nil || err.Error() != engine.reload.Error() {
+		t.Errorf("Reload = %v", err)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	path := serve(t, &fakeEngine{banned: map[netip.Addr]bool{}})
+	c := NewClient(path)
+	for _, req := range []request{
+		{Command: "explode"},
+		{Command: cmdBanIP, Jail: "sasl", Addrs: []string{"mail.example.com"}},
+		{Command: cmdBanIP, Addrs: []string{"192.0.2.1"}},
+		{Command: cmdUnbanIP},
+	} {
+		err := c.call(context.Background(), req, nil)
+		var re *RemoteError
+		if !errors.As(err, &re) || re.Code != CodeBadRequest {
+			t.Errorf("%+v: %v, want a bad-request error", req, err)
+		}
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	err := NewClient(filepath.Join(t.TempDir(), "none.sock")).Ping(context.Background())
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("got %v, want ErrUnreachable", err)
+	}
+}
+
+func TestNotLogbanSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "other.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "220 smtp.example.com ESMTP\n")
+			c.Close()
+		}
+	}()
+	if err := NewClient(path).Ping(context.Background()); !errors.Is(err, ErrNotLogban) {
+		t.Errorf("got %v, want ErrNotLogban", err)
+	}
+	if _, err := Listen(path); err == nil {
+		t.Error("Listen took over a live socket")
+	}
+}
+
+func TestListenReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stale.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // the socket file stays, as after a crash
+	ln, err = Listen(path)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	ln.Close()
+}
+
+func TestListenRefusesNonSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(path, []byte("precious"), 0o644)
+	if _, err := Listen(path); err == nil {
+		t.Fatal("Listen replaced a regular file")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "precious" {
+		t.Error("file changed")
+	}
+}

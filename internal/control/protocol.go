@@ -1,0 +1,113 @@
+// Package control is the protocol between ban-client and ban-server over a unix socket:
+// one JSON request line, one JSON response line, per connection. Client is the typed Go
+// API over it; Serve answers requests with an Engine.
+//
+// It carries requests and answers; it decides nothing about bans.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Version is the protocol version; every response carries it, so a client can tell a
+// logban socket from someone else's.
+const Version = 1
+
+// Commands.
+const (
+	cmdPing       = "ping"
+	cmdStatus     = "status"
+	cmdJailStatus = "jail-status"
+	cmdBanIP      = "banip"
+	cmdUnbanIP    = "unbanip"
+	cmdReload     = "reload"
+)
+
+type request struct {
+	Command string   `json:"cmd"`
+	Jail    string   `json:"jail,omitempty"`
+	Addrs   []string `json:"addrs,omitempty"`
+}
+
+type response struct {
+	Logban int             `json:"logban"` // Version
+	Error  *RemoteError    `json:"error,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// Engine is what the control server needs from the daemon.
+type Engine interface {
+	Status() Status
+	JailStatus(name string) (JailStatus, error)
+	// BanIP bans addr in jail by hand.
+	BanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
+	// UnbanIP lifts addr's bans in jail, or in every jail if jail is "".
+	UnbanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
+	// Reload rereads the configuration and applies it, or leaves everything as it was.
+	Reload(ctx context.Context) error
+}
+
+// Status is the daemon's overview.
+type Status struct {
+	Version string   `json:"version"`
+	Jails   []string `json:"jails"`
+}
+
+// JailStatus is one jail's state, in the shape fail2ban-client users know.
+type JailStatus struct {
+	Name            string    `json:"name"`
+	Filter          string    `json:"filter"`
+	Files           []string  `json:"files"`
+	CurrentlyFailed int       `json:"currently_failed"`
+	TotalFailed     int64     `json:"total_failed"`
+	CurrentlyBanned int       `json:"currently_banned"`
+	TotalBanned     int64     `json:"total_banned"`
+	Bans            []BanInfo `json:"bans"`
+	ActionErrors    int64     `json:"action_errors"`
+}
+
+// BanInfo is one ban as shown to an operator.
+type BanInfo struct {
+	Addr     netip.Addr `json:"addr"`
+	Failures int        `json:"failures"`
+	BannedAt time.Time  `json:"banned_at"`
+	Expires  time.Time  `json:"expires,omitzero"` // zero: until unbanned
+}
+
+// AddrResult says what a ban or unban request did to one address.
+type AddrResult struct {
+	Addr netip.Addr `json:"addr"`
+	// Done is true if the request changed something.
+	Done bool `json:"done"`
+	// Jails are the jails the address was banned or unbanned in.
+	Jails []string `json:"jails,omitempty"`
+	// Note explains a request that changed nothing ("already banned", "not banned",
+	// "on the ignore list").
+	Note string `json:"note,omitempty"`
+}
+
+// Error codes a server returns.
+const (
+	CodeBadRequest = "bad-request"
+	CodeNotFound   = "not-found"
+	CodeRefused    = "refused"
+	CodeInternal   = "internal"
+)
+
+// RemoteError is an error the server returned.
+type RemoteError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// ErrNotFound is returned by an Engine for a jail that does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrRefused is returned by an Engine for a request it will not carry out.
+var ErrRefused = errors.New("refused")

@@ -1,0 +1,187 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// maxRequest bounds a request line.
+const maxRequest = 1 << 20
+
+// Listen opens the control socket at path with mode 0600, creating its folder if needed.
+// A socket left behind by a server that died is replaced; a live server's socket, or a
+// file that is not a socket, is an error.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("control socket folder: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("control socket %s: exists and is not a socket; remove it or choose another [server] socket", path)
+		}
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
+			return nil, fmt.Errorf("control socket %s: another server is listening on it", path)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("control socket %s: %w", path, err)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers requests on ln with engine until ctx is done, then closes ln and waits
+// for the requests under way.
+func Serve(ctx context.Context, ln net.Listener, engine Engine, logger *slog.Logger) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("control socket: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			serveConn(ctx, conn, engine, logger)
+		}()
+	}
+}
+
+func serveConn(ctx context.Context, conn net.Conn, engine Engine, logger *slog.Logger) {
+	conn.SetDeadline(time.Now().Add(time.Minute)) //nolint:errcheck // a failed deadline only loses the timeout
+	r := bufio.NewReader(&limitedReader{conn, maxRequest})
+	line, err := r.ReadBytes('\n')
+	if err != nil && len(line) == 0 {
+		return
+	}
+	var req request
+	var resp response
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = &RemoteError{Code: CodeBadRequest, Message: "request is not JSON: " + err.Error()}
+	} else {
+		data, err := handle(ctx, engine, req)
+		if err != nil {
+			resp.Error = remoteError(err)
+			logger.Debug("control request refused", "cmd", req.Command, "err", err)
+		} else if data != nil {
+			resp.Data, _ = json.Marshal(data)
+		}
+	}
+	resp.Logban = Version
+	out, _ := json.Marshal(resp)
+	conn.Write(append(out, '\n')) //nolint:errcheck // the client is gone; nothing to tell
+}
+
+func handle(ctx context.Context, engine Engine, req request) (any, error) {
+	switch req.Command {
+	case cmdPing:
+		return nil, nil
+	case cmdStatus:
+		return engine.Status(), nil
+	case cmdJailStatus:
+		return engine.JailStatus(req.Jail)
+	case cmdBanIP, cmdUnbanIP:
+		addrs, err := parseAddrs(req.Addrs)
+		if err != nil {
+			return nil, err
+		}
+		if req.Command == cmdBanIP && req.Jail == "" {
+			return nil, &RemoteError{Code: CodeBadRequest, Message: "banip needs a jail"}
+		}
+		var results []AddrResult
+		for _, a := range addrs {
+			var r AddrResult
+			var err error
+			if req.Command == cmdBanIP {
+				r, err = engine.BanIP(ctx, req.Jail, a)
+			} else {
+				r, err = engine.UnbanIP(ctx, req.Jail, a)
+			}
+			if err != nil {
+				return nil, err
+			}
+			results = append(results, r)
+		}
+		return results, nil
+	case cmdReload:
+		return nil, engine.Reload(ctx)
+	}
+	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
+}
+
+func parseAddrs(ss []string) ([]netip.Addr, error) {
+	if len(ss) == 0 {
+		return nil, &RemoteError{Code: CodeBadRequest, Message: "no addresses given"}
+	}
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not an IP address", s)}
+		}
+		out[i] = a.Unmap()
+	}
+	return out, nil
+}
+
+func remoteError(err error) *RemoteError {
+	var re *RemoteError
+	switch {
+	case errors.As(err, &re):
+		return re
+	case errors.Is(err, ErrNotFound):
+		return &RemoteError{Code: CodeNotFound, Message: err.Error()}
+	case errors.Is(err, ErrRefused):
+		return &RemoteError{Code: CodeRefused, Message: err.Error()}
+	}
+	return &RemoteError{Code: CodeInternal, Message: err.Error()}
+}
+
+// limitedReader fails a request line longer than n bytes instead of reading it forever.
+type limitedReader struct {
+	c net.Conn
+	n int
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errors.New("request too long")
+	}
+	if len(p) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.c.Read(p)
+	l.n -= n
+	return n, err
+}
