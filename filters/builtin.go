@@ -46,3 +46,8 @@ func BuiltinNames() []string {
 	slices.Sort(names)
 	return names
 }
+
+// Equal reports whether d and o match the same lines.
+func (d Definition) Equal(o Definition) bool {
+	return slices.Equal(d.FailRegex, o.FailRegex) && slices.Equal(d.IgnoreRegex, o.IgnoreRegex)
+}

@@ -4,6 +4,11 @@
 // It owns reading and nothing else: it does not interpret lines. It keeps
 // github.com/nxadm/tail behind its own small interface, so the way files are read can
 // change without touching filters or jails.
+//
+// Files are polled, every PollInterval. nxadm/tail's inotify mode adds its watch only
+// after it first reaches the end of a file (and again after each reopen), so a line
+// written in between raises no event and waits for the next write, which on a quiet log
+// may never come. Polling compares the size with the read position and cannot miss one.
 package watcher
 
 import (
@@ -13,9 +18,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"time"
 
 	"github.com/nxadm/tail"
+	"github.com/nxadm/tail/watch"
 )
+
+// PollInterval is how often a followed file is checked for growth, truncation and
+// replacement: the most a line waits before it is read.
+const PollInterval = 50 * time.Millisecond
+
+func init() {
+	// nxadm/tail keeps its poll interval in a package variable; logban is its only user
+	// in the process.
+	watch.POLL_DURATION = PollInterval
+}
 
 // Line is one line of a followed file, without its line ending.
 type Line struct {
@@ -31,14 +49,24 @@ type Start uint8
 const (
 	FromEnd       Start = iota // only lines written after Follow starts
 	FromBeginning              // the whole file, then what is appended
+	FromOffset                 // from Options.Offset (a file absent then is read whole)
 )
 
-// Options tune Follow. The zero value follows from the end with inotify.
+// Size returns the size of the file at path now, or 0 if it does not exist. Following
+// FromOffset at Size reads exactly the lines written from this moment on, however long
+// the follower takes to start.
+func Size(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// Options tune Follow. The zero value follows from the end.
 type Options struct {
-	Start Start
-	// Poll checks the file periodically instead of using inotify (for filesystems where
-	// inotify sees nothing, such as some network mounts).
-	Poll bool
+	Start  Start
+	Offset int64 // with FromOffset
 	// BatchSize is the most lines handed on at once; 0 means 1024.
 	BatchSize int
 	// Logger receives read errors; nil discards them.
@@ -57,11 +85,14 @@ func Follow(ctx context.Context, path string, opts Options, handle Handler) erro
 		ReOpen:        true,
 		Follow:        true,
 		CompleteLines: true,
-		Poll:          opts.Poll,
+		Poll:          true,
 		Logger:        tail.DiscardingLogger,
 	}
-	if opts.Start == FromEnd {
+	switch opts.Start {
+	case FromEnd:
 		cfg.Location = &tail.SeekInfo{Offset: 0, Whence: io.SeekEnd}
+	case FromOffset:
+		cfg.Location = &tail.SeekInfo{Offset: opts.Offset, Whence: io.SeekStart}
 	}
 	logger := opts.Logger
 	if logger == nil {

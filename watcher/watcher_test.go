@@ -109,3 +109,18 @@ func TestFollowOffsets(t *testing.T) {
 		t.Errorf("offsets %v, want [3 7]", offs)
 	}
 }
+
+func TestFollowFromOffsetMissesNothingWrittenAfterSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.log")
+	appendTo(t, path, "old 1\nold 2\n")
+	off := Size(path)
+	appendTo(t, path, "new 1\n") // written before the follower starts
+	lines, stop := collect(t, path, Options{Start: FromOffset, Offset: off})
+	defer stop()
+	appendTo(t, path, "new 2\n")
+	for _, want := range []string{"new 1", "new 2"} {
+		if got := next(t, lines); got != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+}

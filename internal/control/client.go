@@ -86,7 +86,11 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 	defer stop()
 	line, _ := json.Marshal(req)
 	if _, err := conn.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("%s: %w", c.path, err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// ban-server reads every request; a peer that hangs up first is something else.
+		return fmt.Errorf("%s: %w: it closed the connection (%v)", c.path, ErrNotLogban, err)
 	}
 	reply, err := bufio.NewReader(conn).ReadBytes('\n')
 	if err != nil && len(reply) == 0 {

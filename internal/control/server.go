@@ -17,6 +17,9 @@ import (
 	"time"
 )
 
+// maxSocketPath is the size of sun_path on Linux, its terminating NUL included.
+const maxSocketPath = 108
+
 // maxRequest bounds a request line.
 const maxRequest = 1 << 20
 
@@ -24,6 +27,9 @@ const maxRequest = 1 << 20
 // A socket left behind by a server that died is replaced; a live server's socket, or a
 // file that is not a socket, is an error.
 func Listen(path string) (net.Listener, error) {
+	if len(path) >= maxSocketPath {
+		return nil, fmt.Errorf("control socket %s: path is %d bytes, longer than a unix socket allows (%d); choose a shorter [server] socket", path, len(path), maxSocketPath-1)
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("control socket folder: %w", err)
 	}

@@ -1,0 +1,384 @@
+// Package daemon wires ban-server together: it builds filters, jails, actions and file
+// readers from a configuration, runs them, answers the control socket, and applies a new
+// configuration on reload without losing the bans of the jails that survive it.
+//
+// One goroutine, Run's, owns every change of configuration; SIGHUP and ban-client reload
+// both ask it and wait for its answer.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/jails"
+	"github.com/logban/logban/watcher"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	// ConfigPath is the main configuration file, reread on reload.
+	ConfigPath string
+	// DryRun replaces every action with the log action.
+	DryRun bool
+	// Logger receives the daemon's log; nil discards it.
+	Logger *slog.Logger
+	// Level, if set, is changed to the configuration's server.loglevel on start and reload.
+	Level *slog.LevelVar
+	// Clock decides ban expiry and stands in for lines without a timestamp; nil means
+	// the system clock.
+	Clock jails.Clock
+	// HostPrefixes returns the host's own addresses, which are never banned; nil means
+	// jails.HostPrefixes.
+	HostPrefixes func() ([]netip.Prefix, error)
+	// Version is reported by status.
+	Version string
+}
+
+// Daemon is a running ban-server.
+type Daemon struct {
+	opts    Options
+	logger  *slog.Logger
+	manager *jails.Manager
+	reloads chan chan error
+	ready   chan struct{}
+
+	mu      sync.RWMutex // guards the fields below, changed only by Run's goroutine
+	cfg     *config.Config
+	jails   map[string]*jailRuntime
+	actions map[string]*actionRuntime
+	readers map[string]*reader // by path
+}
+
+type jailRuntime struct {
+	cfg    config.Jail
+	ignore []netip.Prefix
+	filter config.Filter
+	jail   *jails.Jail
+}
+
+type actionRuntime struct {
+	cfg    config.Action
+	action actions.Action
+}
+
+// reader follows one file and feeds its lines to every jail that watches it.
+type reader struct {
+	path   string
+	jails  atomic.Pointer[[]*jails.Jail]
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New loads the configuration and returns a daemon ready to Run. A configuration error
+// is returned as it is, with every problem found.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = jails.SystemClock{}
+	}
+	if opts.HostPrefixes == nil {
+		opts.HostPrefixes = jails.HostPrefixes
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{
+		opts:    opts,
+		logger:  opts.Logger,
+		manager: jails.NewManager(opts.Clock, opts.Logger),
+		reloads: make(chan chan error),
+		ready:   make(chan struct{}),
+		cfg:     cfg,
+		jails:   map[string]*jailRuntime{},
+		actions: map[string]*actionRuntime{},
+		readers: map[string]*reader{},
+	}, nil
+}
+
+// Run starts every part and blocks until ctx is done, then stops them: file readers
+// first, then the actions' Stop. It returns early only if a part cannot start.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.RLock()
+	socket := d.cfg.Server.Socket
+	d.mu.RUnlock()
+	ln, err := control.Listen(socket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if err := d.apply(gctx, d.cfg); err != nil {
+		d.shutdown()
+		return err
+	}
+	g.Go(func() error { return d.manager.Run(gctx) })
+	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
+	g.Go(func() error { d.ownChanges(gctx); return nil })
+	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", len(d.jails), "dry_run", d.opts.DryRun)
+	close(d.ready)
+	err = g.Wait()
+	d.shutdown()
+	d.logger.Info("stopped")
+	return err
+}
+
+// Ready is closed once Run has started every part: the control socket answers, and every
+// log file is followed from the point it had reached when the reader was made.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// ownChanges is the one goroutine that changes the configuration, and the housekeeper
+// that prunes aged-out failures.
+func (d *Daemon) ownChanges(ctx context.Context) {
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case answer := <-d.reloads:
+			answer <- d.reload(ctx)
+		case <-prune.C:
+			now := d.opts.Clock.Now()
+			d.mu.RLock()
+			for _, j := range d.jails {
+				j.jail.Prune(now)
+			}
+			d.mu.RUnlock()
+		}
+	}
+}
+
+// Reload asks Run's goroutine to reread the configuration, and waits for the outcome. On
+// error nothing has changed.
+func (d *Daemon) Reload(ctx context.Context) error {
+	answer := make(chan error, 1)
+	select {
+	case d.reloads <- answer:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-answer:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *Daemon) reload(ctx context.Context) error {
+	cfg, err := config.Load(d.opts.ConfigPath)
+	if err != nil {
+		d.logger.Error("reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	if cfg.Server.Socket != d.cfg.Server.Socket {
+		d.logger.Warn("server.socket changed; it takes effect at the next start", "socket", d.cfg.Server.Socket)
+	}
+	if err := d.apply(ctx, cfg); err != nil {
+		d.logger.Error("reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	d.logger.Info("reloaded", "jails", len(cfg.Jails))
+	return nil
+}
+
+// apply makes cfg the running configuration. Actions are started first; if one cannot
+// start, the new ones are stopped again and nothing else changes.
+func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
+	if d.opts.Level != nil {
+		d.opts.Level.Set(cfg.Server.LogLevel)
+	}
+	newActions, started, err := d.buildActions(ctx, cfg)
+	if err != nil {
+		stopAll(ctx, started, d.logger)
+		return err
+	}
+	newJails, err := d.buildJails(cfg)
+	if err != nil {
+		stopAll(ctx, started, d.logger)
+		return err
+	}
+
+	// Bans move to the new jails and actions.
+	for name := range d.jails {
+		if _, ok := newJails[name]; !ok {
+			d.manager.RemoveJail(ctx, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(newJails)) {
+		jr := newJails[name]
+		named := make([]jails.NamedAction, len(jr.cfg.Actions))
+		for i, a := range jr.cfg.Actions {
+			named[i] = jails.NamedAction{Name: a, Action: newActions[a].action}
+		}
+		d.manager.SetJail(ctx, name, jr.cfg.BanTime, named)
+	}
+
+	// Files: one reader each, whatever the number of jails that watch it.
+	byPath := map[string][]*jails.Jail{}
+	fromStart := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(newJails)) {
+		jr := newJails[name]
+		for _, p := range jr.cfg.LogPath {
+			byPath[p] = append(byPath[p], jr.jail)
+			fromStart[p] = fromStart[p] || jr.cfg.Start == config.StartBeginning
+		}
+	}
+	d.mu.Lock()
+	oldActions := d.actions
+	for path, r := range d.readers {
+		if _, ok := byPath[path]; !ok {
+			r.cancel()
+			<-r.done
+			delete(d.readers, path)
+		}
+	}
+	for path, js := range byPath {
+		if r, ok := d.readers[path]; ok {
+			r.jails.Store(&js)
+			continue
+		}
+		d.readers[path] = d.follow(ctx, path, js, fromStart[path])
+	}
+	d.cfg, d.jails, d.actions = cfg, newJails, newActions
+	d.mu.Unlock()
+
+	var retired []*actionRuntime
+	for name, ar := range oldActions {
+		if nr, ok := newActions[name]; !ok || nr.action != ar.action {
+			retired = append(retired, ar)
+		}
+	}
+	stopAll(ctx, retired, d.logger)
+	return nil
+}
+
+// buildActions returns the actions of cfg: running ones whose configuration is
+// unchanged, and new ones, started. started lists the new ones.
+func (d *Daemon) buildActions(ctx context.Context, cfg *config.Config) (all map[string]*actionRuntime, started []*actionRuntime, err error) {
+	all = map[string]*actionRuntime{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Actions)) {
+		ac := cfg.Actions[name]
+		if old, ok := d.actions[name]; ok && old.cfg.Equal(ac) {
+			all[name] = old
+			continue
+		}
+		var a actions.Action
+		if d.opts.DryRun {
+			a = actions.NewLog(actions.LogOptions{}, d.logger.With("action", name, "dry_run", true))
+		} else if a, err = actions.New(ac.Type, name, ac.Options, d.logger); err != nil {
+			return nil, started, err
+		}
+		if err := a.Start(ctx); err != nil {
+			return nil, started, fmt.Errorf("starting action %q: %w", name, err)
+		}
+		ar := &actionRuntime{cfg: ac, action: a}
+		started = append(started, ar)
+		all[name] = ar
+	}
+	return all, started, nil
+}
+
+// buildJails returns the jails of cfg, keeping the running Jail (and so its failure
+// counts) of every jail whose configuration is unchanged.
+func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error) {
+	host, err := d.opts.HostPrefixes()
+	if err != nil {
+		return nil, fmt.Errorf("reading the host's own addresses: %w", err)
+	}
+	out := map[string]*jailRuntime{}
+	for name, jc := range cfg.Jails {
+		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, host)
+		fc := cfg.Filters[jc.Filter]
+		if old, ok := d.jails[name]; ok && old.cfg.Equal(jc) && slices.Equal(old.ignore, ignore) && old.filter.Definition.Equal(fc.Definition) {
+			out[name] = old
+			continue
+		}
+		f, err := fc.Compile()
+		if err != nil {
+			return nil, fmt.Errorf("jail %q: %w", name, err)
+		}
+		out[name] = &jailRuntime{cfg: jc, ignore: ignore, filter: fc, jail: jails.New(name, f, jails.Settings{
+			MaxRetry: jc.MaxRetry,
+			FindTime: jc.FindTime,
+			Ignore:   jails.NewIgnoreList(ignore...),
+		})}
+	}
+	return out, nil
+}
+
+func (d *Daemon) follow(ctx context.Context, path string, js []*jails.Jail, fromStart bool) *reader {
+	rctx, cancel := context.WithCancel(ctx)
+	r := &reader{path: path, cancel: cancel, done: make(chan struct{})}
+	r.jails.Store(&js)
+	// The end is taken now, not when the reader gets going, so no line written after
+	// this call is missed.
+	opts := watcher.Options{Start: watcher.FromOffset, Offset: watcher.Size(path), Logger: d.logger.With("file", path)}
+	if fromStart {
+		opts.Start = watcher.FromBeginning
+	}
+	go func() {
+		defer close(r.done)
+		err := watcher.Follow(rctx, path, opts, func(batch []watcher.Line) { d.lines(rctx, r, batch) })
+		if err != nil && rctx.Err() == nil {
+			d.logger.Error("file no longer followed", "file", path, "err", err)
+		}
+	}()
+	return r
+}
+
+// lines runs a batch through every jail that watches the file. This is the hot path.
+func (d *Daemon) lines(ctx context.Context, r *reader, batch []watcher.Line) {
+	js := *r.jails.Load()
+	now := d.opts.Clock.Now()
+	for _, l := range batch {
+		for _, j := range js {
+			t, ok := j.Line(l.Text, now)
+			if !ok {
+				continue
+			}
+			if _, _, err := d.manager.Ban(ctx, t); err != nil && !errors.Is(err, jails.ErrUnknownJail) {
+				d.logger.Error("ban", "jail", t.Jail, "addr", t.Addr, "err", err)
+			}
+		}
+	}
+}
+
+// shutdown stops the readers, then every action.
+func (d *Daemon) shutdown() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for path, r := range d.readers {
+		r.cancel()
+		<-r.done
+		delete(d.readers, path)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
+}
+
+func stopAll(ctx context.Context, as []*actionRuntime, logger *slog.Logger) {
+	for _, ar := range as {
+		if err := ar.action.Stop(ctx); err != nil {
+			logger.Error("stopping action", "action", ar.cfg.Name, "err", err)
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+// harness runs a daemon on a temp config and log.
+type harness struct {
+	t       *testing.T
+	dir     string
+	log     string // the followed zimbra.log
+	bans    string // the log action's output
+	client  *control.Client
+	d       *Daemon
+	stop    context.CancelFunc
+	stopped chan error
+}
+
+const baseConfig = `
+[server]
+socket = "run/logban.sock"
+ignoreip = ["192.0.2.0/24"]
+
+[actions.log]
+type = "log"
+path = "bans.log"
+
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+maxretry = 3
+findtime = "1h"
+bantime = "10h"
+actions = ["log"]
+`
+
+func start(t *testing.T, config string, opts Options) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, dir: dir, log: filepath.Join(dir, "zimbra.log"), bans: filepath.Join(dir, "bans.log")}
+	h.writeConfig(config)
+	if err := os.WriteFile(h.log, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts.ConfigPath = filepath.Join(dir, "logban.toml")
+	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.HostPrefixes = func() ([]netip.Prefix, error) {
+		return []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, nil
+	}
+	d, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.d, h.stop, h.stopped = d, cancel, make(chan error, 1)
+	go func() { h.stopped <- d.Run(ctx) }()
+	select {
+	case <-d.Ready():
+	case err := <-h.stopped:
+		t.Fatalf("Run: %v", err)
+	}
+	h.client = control.NewClient(filepath.Join(dir, "run", "logban.sock"))
+	t.Cleanup(h.shutdown)
+	return h
+}
+
+func (h *harness) shutdown() {
+	if h.stop == nil {
+		return
+	}
+	h.stop()
+	h.stop = nil
+	if err := <-h.stopped; err != nil {
+		h.t.Errorf("Run: %v", err)
+	}
+}
+
+func (h *harness) writeConfig(text string) {
+	if err := os.WriteFile(filepath.Join(h.dir, "logban.toml"), []byte(text), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// fail appends n submission failures of addr, stamped now, to the followed log.
+func (h *harness) fail(addr string, n int) {
+	h.t.Helper()
+	var b strings.Builder
+	for range n {
+		fmt.Fprintf(&b, "%s mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: UGFzc3dvcmQ6\n",
+			time.Now().Format(time.Stamp), addr)
+	}
+	h.append(b.String())
+}
+
+func (h *harness) append(text string) {
+	h.t.Helper()
+	f, err := os.OpenFile(h.log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitFor polls the jail's status until cond holds; lines arrive through inotify, on
+// their own time.
+func (h *harness) waitFor(jail string, cond func(control.JailStatus) bool) control.JailStatus {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := h.client.JailStatus(context.Background(), jail)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("gave up waiting; status %+v", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func bannedAddrs(s control.JailStatus) []string {
+	var out []string
+	for _, b := range s.Bans {
+		out = append(out, b.Addr.String())
+	}
+	return out
+}
+
+func (h *harness) banLog() string {
+	b, _ := os.ReadFile(h.bans)
+	return string(b)
+}
+
+func TestEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	h := start(t, baseConfig, Options{})
+
+	h.append("Nov 22 00:00:00 mta1 postfix/qmgr[1]: 0A1B: from=<a@example.com>, size=1, nrcpt=1 (queue active)\n")
+	h.fail("203.0.113.5", 2)
+	h.fail("2001:db8::bad", 2)
+	h.fail("127.0.0.1", 5)    // loopback
+	h.fail("192.0.2.44", 5)   // server ignoreip
+	h.fail("198.51.100.1", 5) // the host's own address
+	h.fail("203.0.113.5", 1)  // third strike
+	h.append("Nov 22 00:00:00 mta1 postfix/submission/smtpd[1]: 0A: client=unknown[198.51.100.9], sasl_method=PLAIN, sasl_username=postfix/submission/smtpd[2]: warning: unknown[203.0.113.66]: SASL LOGIN authentication failed\n")
+
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 && s.CurrentlyFailed >= 1 })
+	if got := bannedAddrs(s); !slices.Equal(got, []string{"203.0.113.5"}) {
+		t.Fatalf("banned %v, want only 203.0.113.5", got)
+	}
+	if s.TotalFailed != 5 || s.CurrentlyFailed != 1 || s.TotalBanned != 1 {
+		t.Errorf("status %+v; want 5 failures counted (ignored addresses not), 1 address still failing", s)
+	}
+	if b := s.Bans[0]; b.Failures != 3 || b.Expires.Sub(b.BannedAt) != 10*time.Hour {
+		t.Errorf("ban %+v", b)
+	}
+	if !strings.Contains(h.banLog(), " ban jail=sasl addr=203.0.113.5 failures=3 expires=") {
+		t.Errorf("log action output:\n%s", h.banLog())
+	}
+
+	// The IPv6 attacker's third failure bans it too.
+	h.fail("2001:db8::bad", 1)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 2 })
+
+	rs, err := h.client.UnbanIP(ctx, "", netip.MustParseAddr("203.0.113.5"))
+	if err != nil || len(rs) != 1 || !rs[0].Done || !slices.Equal(rs[0].Jails, []string{"sasl"}) {
+		t.Fatalf("UnbanIP = %+v, %v", rs, err)
+	}
+	s, _ = h.client.JailStatus(ctx, "sasl")
+	if got := bannedAddrs(s); !slices.Equal(got, []string{"2001:db8::bad"}) {
+		t.Errorf("after unban: banned %v", got)
+	}
+	if !strings.Contains(h.banLog(), " unban jail=sasl addr=203.0.113.5 ") {
+		t.Errorf("no unban in the log action output:\n%s", h.banLog())
+	}
+	rs, _ = h.client.UnbanIP(ctx, "", netip.MustParseAddr("203.0.113.5"))
+	if rs[0].Done || rs[0].Note != "not banned" {
+		t.Errorf("second unban: %+v", rs)
+	}
+
+	// By hand: ignored addresses are refused, others banned once.
+	rs, err = h.client.BanIP(ctx, "sasl", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.1"),
+		netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.77"), netip.MustParseAddr("2001:db8::bad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var done []string
+	for _, r := range rs {
+		if r.Done {
+			done = append(done, r.Addr.String())
+		}
+	}
+	if !slices.Equal(done, []string{"203.0.113.77"}) || rs[4].Note != "already banned" {
+		t.Errorf("BanIP results %+v", rs)
+	}
+	if _, err := h.client.BanIP(ctx, "nope", netip.MustParseAddr("203.0.113.78")); err == nil {
+		t.Error("ban in an unknown jail succeeded")
+	}
+}
+
+func TestReload(t *testing.T) {
+	ctx := context.Background()
+	h := start(t, baseConfig, Options{})
+	h.fail("203.0.113.5", 3)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+
+	// A bad configuration is refused and changes nothing.
+	h.writeConfig(baseConfig + "\n[jails.extra]\nfilter = \"zimbra-submission\"\nlogpath = [\"other.log\"]\nactions = [\"log\"]\nmaxretry = 0\n")
+	err := h.client.Reload(ctx)
+	if err == nil || !strings.Contains(err.Error(), "jails.extra.maxretry: must be at least 1, got 0") {
+		t.Fatalf("bad reload: %v", err)
+	}
+	if s, _ := h.client.Status(ctx); !slices.Equal(s.Jails, []string{"sasl"}) {
+		t.Errorf("jails after refused reload %v", s.Jails)
+	}
+
+	// A jail added, the surviving jail changed: its ban stays.
+	h.writeConfig(strings.Replace(baseConfig, "maxretry = 3", "maxretry = 2", 1) +
+		"\n[jails.extra]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\nmaxretry = 1\n")
+	if err := h.client.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := h.client.Status(ctx); !slices.Equal(s.Jails, []string{"extra", "sasl"}) {
+		t.Errorf("jails after reload %v", s.Jails)
+	}
+	s, _ := h.client.JailStatus(ctx, "sasl")
+	if got := bannedAddrs(s); !slices.Equal(got, []string{"203.0.113.5"}) {
+		t.Errorf("sasl bans after reload %v", got)
+	}
+	// One reader feeds both jails; the changed jail counts with its new maxretry.
+	h.fail("203.0.113.9", 2)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 2 })
+	h.waitFor("extra", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+
+	// A jail removed: its bans are lifted through its actions.
+	h.writeConfig(strings.Replace(baseConfig, "[jails.sasl]", "[jails.renamed]", 1))
+	if err := h.d.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := h.client.Status(ctx); !slices.Equal(s.Jails, []string{"renamed"}) {
+		t.Errorf("jails %v", s.Jails)
+	}
+	if n := strings.Count(h.banLog(), " unban "); n != 3 {
+		t.Errorf("%d unbans after removing jails, want 3:\n%s", n, h.banLog())
+	}
+}
+
+func TestDryRunTouchesNothing(t *testing.T) {
+	h := start(t, baseConfig, Options{DryRun: true})
+	h.fail("203.0.113.5", 3)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	if _, err := os.Stat(h.bans); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run opened the action's file: %v", err)
+	}
+}
+
+func TestSecondServerOnOneSocketRefused(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	d, err := New(Options{ConfigPath: filepath.Join(h.dir, "logban.toml")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "another server is listening") {
+		t.Errorf("second Run: %v", err)
+	}
+}
+
+func TestStopReturnsCleanly(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	h.shutdown()
+	if err := h.client.Ping(context.Background()); !errors.Is(err, control.ErrUnreachable) {
+		t.Errorf("after stop: %v", err)
+	}
+}
+
+// testWriter sends the daemon's log to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
