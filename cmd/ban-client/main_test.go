@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/logban/logban/internal/daemon"
+)
+
+const testConfig = `
+[server]
+socket = "logban.sock"
+[actions.log]
+type = "log"
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+actions = ["log"]
+`
+
+// startServer runs a real daemon and returns its socket path.
+func startServer(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte(testConfig), 0o644)
+	d, err := daemon.New(daemon.Options{ConfigPath: cfg, HostPrefixes: func() ([]netip.Prefix, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "logban.sock")
+}
+
+func client(args ...string) (code int, stdout, stderr string) {
+	var out, errw bytes.Buffer
+	code, err := run(context.Background(), args, &out, &errw)
+	if err != nil {
+		errw.WriteString("ban-client: " + err.Error() + "\n")
+	}
+	return code, out.String(), errw.String()
+}
+
+func TestCommands(t *testing.T) {
+	sock := startServer(t)
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string // a substring
+	}{
+		{[]string{"ping"}, 0, "pong\n", ""},
+		{[]string{"status"}, 0, "Status\n|- Number of jail:\t1\n`- Jail list:\tsasl\n", ""},
+		{[]string{"banip", "sasl", "203.0.113.5", "2001:db8::1"}, 0, "203.0.113.5 banned (sasl)\n2001:db8::1 banned (sasl)\n", ""},
+		{[]string{"banip", "sasl", "127.0.0.1"}, 1, "127.0.0.1 not banned: on the ignore list (loopback, the host's own, or ignoreip): never banned\n", ""},
+		{[]string{"status", "sasl"}, 0, "Status for the jail: sasl\n" +
+			"|- Filter\n" +
+			"|  |- Currently failed:\t0\n" +
+			"|  |- Total failed:\t0\n" +
+			"|  `- File list:\tDIR/zimbra.log\n" +
+			"`- Actions\n" +
+			"   |- Currently banned:\t2\n" +
+			"   |- Total banned:\t2\n" +
+			"   `- Banned IP list:\t203.0.113.5 2001:db8::1\n", ""},
+		{[]string{"unbanip", "--jail", "sasl", "203.0.113.5"}, 0, "203.0.113.5 unbanned (sasl)\n", ""},
+		{[]string{"unbanip", "203.0.113.5"}, 1, "203.0.113.5 not unbanned: not banned\n", "some addresses were left as they were"},
+		{[]string{"status", "nope"}, 1, "", `jail "nope": not found`},
+		{[]string{"unbanip", "--jail", "nope", "203.0.113.5"}, 1, "", `jail "nope": not found`},
+		{[]string{"banip", "sasl", "mail.example.com"}, 2, "", `"mail.example.com" is not an IP address`},
+		{[]string{"banip", "sasl"}, 2, "", "banip needs a jail and at least one address"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{}, 2, "", "no command given"},
+		{[]string{"reload"}, 0, "reloaded\n", ""},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := client(append([]string{"-socket", sock}, tt.args...)...)
+		stdout = strings.ReplaceAll(stdout, filepath.Dir(sock), "DIR")
+		if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("ban-client %s:\n exit %d, want %d\n stdout %q\n want   %q\n stderr %q, want it to contain %q",
+				strings.Join(tt.args, " "), code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
+		}
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	code, _, stderr := client("-socket", filepath.Join(t.TempDir(), "none.sock"), "status")
+	if code != exitUnreachable || !strings.Contains(stderr, "ban-server is not running") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestSocketFromConfig(t *testing.T) {
+	sock := startServer(t)
+	cfg := filepath.Join(filepath.Dir(sock), "logban.toml")
+	if code, stdout, stderr := client("-config", cfg, "ping"); code != 0 || stdout != "pong\n" {
+		t.Errorf("exit %d, %q %q", code, stdout, stderr)
+	}
+	t.Setenv("LOGBAN_SOCKET", sock)
+	if code, _, stderr := client("ping"); code != 0 {
+		t.Errorf("LOGBAN_SOCKET: exit %d, %q", code, stderr)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, _, stderr := client("-h")
+	if code != exitUsage || !strings.Contains(stderr, "unbanip [--jail J] ADDR...") || !strings.Contains(stderr, "-socket path") {
+		t.Errorf("exit %d, help:\n%s", code, stderr)
+	}
+}

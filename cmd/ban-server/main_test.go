@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+func TestHelpTeaches(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out)
+	if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 2 {
+		t.Errorf("err %v", err)
+	}
+	for _, want := range []string{"-config file", "-dry-run", "-check", "SIGHUP", "examples/demo.toml"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check", "-config", "../../examples/demo.toml"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "demo.toml: OK, 1 jails, 1 actions, 1 files read") {
+		t.Errorf("output %q", out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(bad, []byte("[jails.x]\nmaxretry = 0\n"), 0o644)
+	err := run(context.Background(), []string{"-check", "-config", bad}, &out)
+	if err == nil || !strings.Contains(err.Error(), "bad.toml: jails.x.maxretry: must be at least 1, got 0") {
+		t.Errorf("bad config: %v", err)
+	}
+}
+
+func TestUnexpectedArgument(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-config", "x.toml", "extra"}, &out)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
+		t.Errorf("err %v", err)
+	}
+}
+
+func TestRunsAndStops(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte(`
+[server]
+socket = "s.sock"
+[actions.log]
+type = "log"
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+actions = ["log"]
+`), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
+	c := control.NewClient(filepath.Join(dir, "s.sock"))
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server did not answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+}
