@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestUnexpectedArgument(t *testing.T) {
 	}
 }
 
-func TestRunsAndStops(t *testing.T) {
+func TestRunsReloadsOnSIGHUPAndStops(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "logban.toml")
 	os.WriteFile(cfg, []byte(`
@@ -76,6 +77,28 @@ actions = ["log"]
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+
+	// SIGHUP rereads the configuration.
+	f, _ := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString("[jails.second]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\n")
+	f.Close()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		s, err := c.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Jails) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload: jails %v", s.Jails)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("run: %v", err)
