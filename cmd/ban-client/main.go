@@ -224,11 +224,18 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	for i, b := range s.Bans {
 		addrs[i] = b.Addr.String()
 	}
+	var files []string
+	var behind int64
+	for _, f := range s.Files {
+		files = append(files, f.Path)
+		behind += f.Behind
+	}
 	fmt.Fprintf(w, "Status for the jail: %s\n", s.Name)
 	fmt.Fprintln(w, "|- Filter")
 	fmt.Fprintf(w, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
 	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
-	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(s.Files, " "))
+	fmt.Fprintf(w, "|  |- Bytes behind:\t%d\n", behind)
+	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
 	fmt.Fprintln(w, "`- Actions")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
 	fmt.Fprintf(w, "   |- Total banned:\t%d\n", s.TotalBanned)

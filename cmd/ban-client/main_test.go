@@ -15,6 +15,7 @@ import (
 const testConfig = `
 [server]
 socket = "logban.sock"
+database = "logban.db"
 [actions.log]
 type = "log"
 [jails.sasl]
@@ -70,6 +71,7 @@ func TestCommands(t *testing.T) {
 			"|- Filter\n" +
 			"|  |- Currently failed:\t0\n" +
 			"|  |- Total failed:\t0\n" +
+			"|  |- Bytes behind:\t0\n" +
 			"|  `- File list:\tDIR/zimbra.log\n" +
 			"`- Actions\n" +
 			"   |- Currently banned:\t2\n" +

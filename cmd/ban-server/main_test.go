@@ -59,6 +59,7 @@ func TestRunsReloadsOnSIGHUPAndStops(t *testing.T) {
 	os.WriteFile(cfg, []byte(`
 [server]
 socket = "s.sock"
+database = "logban.db"
 [actions.log]
 type = "log"
 [jails.sasl]

@@ -88,19 +88,23 @@ type Jail struct {
 	BanTime  time.Duration // < 0: until unbanned
 	IgnoreIP []netip.Prefix
 	Actions  []string
-	Start    string // "end" or "beginning"
+	Start    string // "resume", "end" or "beginning"
 }
 
 // Equal reports whether a and b are the same jail.
 func (j Jail) Equal(o Jail) bool { return reflect.DeepEqual(j, o) }
 
-// Jail start positions.
+// Where a jail starts reading its files.
 const (
-	StartEnd       = "end"
+	// StartResume continues where the last run stopped (and from the end the first time).
+	StartResume = "resume"
+	// StartEnd reads only lines written from now on.
+	StartEnd = "end"
+	// StartBeginning reads each file whole first.
 	StartBeginning = "beginning"
 )
 
-var startChoices = []string{StartEnd, StartBeginning}
+var startChoices = []string{StartResume, StartEnd, StartBeginning}
 
 var levelChoices = []string{"debug", "info", "warn", "error"}
 
@@ -412,7 +416,7 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 		MaxRetry: DefaultMaxRetry,
 		FindTime: DefaultFindTime,
 		BanTime:  DefaultBanTime,
-		Start:    StartEnd,
+		Start:    StartResume,
 	}
 	if d.Enabled != nil && !*d.Enabled {
 		return Jail{}, false

@@ -80,13 +80,13 @@ func TestDropIns(t *testing.T) {
 	wantJails := map[string]Jail{
 		"sasl": {
 			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
-			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartEnd,
+			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume,
 		},
 		"dos": {
 			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")},
 			MaxRetry: DefaultMaxRetry, FindTime: 26 * time.Hour, BanTime: DefaultBanTime, Actions: []string{"log"},
 			IgnoreIP: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")},
-			Start:    StartEnd,
+			Start:    StartResume,
 		},
 	}
 	if !reflect.DeepEqual(cfg.Jails, wantJails) {

@@ -59,15 +59,24 @@ type Status struct {
 
 // JailStatus is one jail's state, in the shape fail2ban-client users know.
 type JailStatus struct {
-	Name            string    `json:"name"`
-	Filter          string    `json:"filter"`
-	Files           []string  `json:"files"`
-	CurrentlyFailed int       `json:"currently_failed"`
-	TotalFailed     int64     `json:"total_failed"`
-	CurrentlyBanned int       `json:"currently_banned"`
-	TotalBanned     int64     `json:"total_banned"`
-	Bans            []BanInfo `json:"bans"`
-	ActionErrors    int64     `json:"action_errors"`
+	Name            string       `json:"name"`
+	Filter          string       `json:"filter"`
+	Files           []FileStatus `json:"files"`
+	CurrentlyFailed int          `json:"currently_failed"`
+	TotalFailed     int64        `json:"total_failed"`
+	CurrentlyBanned int          `json:"currently_banned"`
+	TotalBanned     int64        `json:"total_banned"`
+	Bans            []BanInfo    `json:"bans"`
+	ActionErrors    int64        `json:"action_errors"`
+}
+
+// FileStatus is how reading one log file goes.
+type FileStatus struct {
+	Path      string `json:"path"`
+	Behind    int64  `json:"bytes_behind"` // bytes written and not yet read
+	Lines     int64  `json:"lines_read"`
+	LongLines int64  `json:"long_lines_cut"`
+	Rotations int64  `json:"rotations"`
 }
 
 // BanInfo is one ban as shown to an operator.

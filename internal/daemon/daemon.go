@@ -23,6 +23,7 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
@@ -60,6 +61,9 @@ type Daemon struct {
 	jails   map[string]*jailRuntime
 	actions map[string]*actionRuntime
 	readers map[string]*reader // by path
+
+	store     *store.Store
+	positions map[string]watcher.Position // as last saved, by path; Run's goroutine only
 }
 
 type jailRuntime struct {
@@ -76,10 +80,10 @@ type actionRuntime struct {
 
 // reader follows one file and feeds its lines to every jail that watches it.
 type reader struct {
-	path   string
-	jails  atomic.Pointer[[]*jails.Jail]
-	cancel context.CancelFunc
-	done   chan struct{}
+	follower *watcher.Follower
+	jails    atomic.Pointer[[]*jails.Jail]
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // New loads the configuration and returns a daemon ready to Run. A configuration error
@@ -122,6 +126,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
+	if err := d.openStore(ctx); err != nil {
+		return err
+	}
+	defer d.store.Close()
 
 	g, gctx := errgroup.WithContext(ctx)
 	if err := d.apply(gctx, d.cfg); err != nil {
@@ -143,17 +151,59 @@ func (d *Daemon) Run(ctx context.Context) error {
 // log file is followed from the point it had reached when the reader was made.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
-// ownChanges is the one goroutine that changes the configuration, and the housekeeper
-// that prunes aged-out failures.
+// openStore opens the database and reads the saved file positions.
+func (d *Daemon) openStore(ctx context.Context) error {
+	s, err := store.Open(ctx, d.cfg.Server.Database)
+	if err != nil {
+		return fmt.Errorf("%w (set [server] database to a writable path)", err)
+	}
+	positions, err := s.Positions(ctx)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	d.store, d.positions = s, positions
+	return nil
+}
+
+// positionSaveInterval is how often file positions are saved while running; they are
+// saved at stop too.
+const positionSaveInterval = time.Second
+
+// savePositions records the positions of the given readers that moved since last saved.
+func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
+	moved := map[string]watcher.Position{}
+	for _, r := range readers {
+		path, p := r.follower.Path(), r.follower.Position()
+		if p != d.positions[path] {
+			moved[path] = p
+		}
+	}
+	if err := d.store.SavePositions(ctx, moved); err != nil {
+		d.logger.Error("saving file positions", "err", err)
+		return
+	}
+	maps.Copy(d.positions, moved)
+}
+
+// ownChanges is the one goroutine that changes the configuration, the saver of file
+// positions, and the housekeeper that prunes aged-out failures.
 func (d *Daemon) ownChanges(ctx context.Context) {
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
+	save := time.NewTicker(positionSaveInterval)
+	defer save.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case answer := <-d.reloads:
 			answer <- d.reload(ctx)
+		case <-save.C:
+			d.mu.RLock()
+			readers := slices.Collect(maps.Values(d.readers))
+			d.mu.RUnlock()
+			d.savePositions(ctx, readers)
 		case <-prune.C:
 			now := d.opts.Clock.Now()
 			d.mu.RLock()
@@ -216,6 +266,33 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 
+	// Files: one reader each, whatever the number of jails that watch it. A file's
+	// start is the widest its jails ask for: beginning, else resume, else end.
+	byPath := map[string][]*jails.Jail{}
+	start := map[string]watcher.Start{}
+	for _, name := range slices.Sorted(maps.Keys(newJails)) {
+		jr := newJails[name]
+		for _, p := range jr.cfg.LogPath {
+			byPath[p] = append(byPath[p], jr.jail)
+			start[p] = max(start[p], startOf(jr.cfg.Start))
+		}
+	}
+	newReaders := map[string]*reader{}
+	for path, js := range byPath {
+		if _, ok := d.readers[path]; ok {
+			continue
+		}
+		r, err := d.open(path, js, start[path])
+		if err != nil {
+			for _, r := range newReaders {
+				r.follower.Close()
+			}
+			stopAll(ctx, started, d.logger)
+			return err
+		}
+		newReaders[path] = r
+	}
+
 	// Bans move to the new jails and actions.
 	for name := range d.jails {
 		if _, ok := newJails[name]; !ok {
@@ -231,34 +308,28 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		d.manager.SetJail(ctx, name, jr.cfg.BanTime, named)
 	}
 
-	// Files: one reader each, whatever the number of jails that watch it.
-	byPath := map[string][]*jails.Jail{}
-	fromStart := map[string]bool{}
-	for _, name := range slices.Sorted(maps.Keys(newJails)) {
-		jr := newJails[name]
-		for _, p := range jr.cfg.LogPath {
-			byPath[p] = append(byPath[p], jr.jail)
-			fromStart[p] = fromStart[p] || jr.cfg.Start == config.StartBeginning
-		}
-	}
 	d.mu.Lock()
 	oldActions := d.actions
+	var gone []*reader
 	for path, r := range d.readers {
 		if _, ok := byPath[path]; !ok {
 			r.cancel()
 			<-r.done
+			gone = append(gone, r)
 			delete(d.readers, path)
 		}
 	}
-	for path, js := range byPath {
-		if r, ok := d.readers[path]; ok {
-			r.jails.Store(&js)
-			continue
-		}
-		d.readers[path] = d.follow(ctx, path, js, fromStart[path])
+	for path, r := range d.readers {
+		js := byPath[path]
+		r.jails.Store(&js)
+	}
+	for path, r := range newReaders {
+		d.readers[path] = r
+		d.run(ctx, r)
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
 	d.mu.Unlock()
+	d.savePositions(ctx, gone)
 
 	var retired []*actionRuntime
 	for name, ar := range oldActions {
@@ -324,31 +395,46 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 	return out, nil
 }
 
-func (d *Daemon) follow(ctx context.Context, path string, js []*jails.Jail, fromStart bool) *reader {
-	rctx, cancel := context.WithCancel(ctx)
-	r := &reader{path: path, cancel: cancel, done: make(chan struct{})}
-	r.jails.Store(&js)
-	// The end is taken now, not when the reader gets going, so no line written after
-	// this call is missed.
-	opts := watcher.Options{Start: watcher.FromOffset, Offset: watcher.Size(path), Logger: d.logger.With("file", path)}
-	if fromStart {
-		opts.Start = watcher.FromBeginning
+// startOf maps a jail's start setting to the watcher's, ordered so that the widest wins.
+func startOf(s string) watcher.Start {
+	switch s {
+	case config.StartBeginning:
+		return watcher.FromBeginning
+	case config.StartResume:
+		return watcher.Resume
 	}
+	return watcher.FromEnd
+}
+
+// open positions a reader on path where its start says. It is synchronous, so no line
+// written after it returns is missed; reading begins with run.
+func (d *Daemon) open(path string, js []*jails.Jail, start watcher.Start) (*reader, error) {
+	fw, err := watcher.Open(path, watcher.Options{Start: start, Resume: d.positions[path], Logger: d.logger.With("file", path)})
+	if err != nil {
+		return nil, err
+	}
+	r := &reader{follower: fw, done: make(chan struct{})}
+	r.jails.Store(&js)
+	return r, nil
+}
+
+// run starts reading r's file into its jails, until ctx is done or r is cancelled.
+func (d *Daemon) run(ctx context.Context, r *reader) {
+	rctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
 	go func() {
 		defer close(r.done)
-		err := watcher.Follow(rctx, path, opts, func(batch []watcher.Line) { d.lines(rctx, r, batch) })
-		if err != nil && rctx.Err() == nil {
-			d.logger.Error("file no longer followed", "file", path, "err", err)
+		if err := r.follower.Run(rctx, func(b watcher.Batch) { d.lines(rctx, r, b) }); err != nil {
+			d.logger.Error("file no longer followed", "file", r.follower.Path(), "err", err)
 		}
 	}()
-	return r
 }
 
 // lines runs a batch through every jail that watches the file. This is the hot path.
-func (d *Daemon) lines(ctx context.Context, r *reader, batch []watcher.Line) {
+func (d *Daemon) lines(ctx context.Context, r *reader, batch watcher.Batch) {
 	js := *r.jails.Load()
 	now := d.opts.Clock.Now()
-	for _, l := range batch {
+	for _, l := range batch.Lines {
 		for _, j := range js {
 			t, ok := j.Line(l.Text, now)
 			if !ok {
@@ -361,17 +447,19 @@ func (d *Daemon) lines(ctx context.Context, r *reader, batch []watcher.Line) {
 	}
 }
 
-// shutdown stops the readers, then every action.
+// shutdown stops the readers and saves where they stand, then stops every action.
 func (d *Daemon) shutdown() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for path, r := range d.readers {
-		r.cancel()
-		<-r.done
-		delete(d.readers, path)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	readers := slices.Collect(maps.Values(d.readers))
+	for _, r := range readers {
+		r.cancel()
+		<-r.done
+	}
+	clear(d.readers)
+	d.savePositions(ctx, readers)
 	stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
 }
 

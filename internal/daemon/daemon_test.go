@@ -31,6 +31,7 @@ type harness struct {
 const baseConfig = `
 [server]
 socket = "run/logban.sock"
+database = "run/logban.db"
 ignoreip = ["192.0.2.0/24"]
 
 [actions.log]
@@ -54,14 +55,22 @@ func start(t *testing.T, config string, opts Options) *harness {
 	if err := os.WriteFile(h.log, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts.ConfigPath = filepath.Join(dir, "logban.toml")
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.run(opts)
+	t.Cleanup(h.shutdown)
+	return h
+}
+
+// run starts a daemon on the harness's folder.
+func (h *harness) run(opts Options) {
+	h.t.Helper()
+	opts.ConfigPath = filepath.Join(h.dir, "logban.toml")
+	opts.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.HostPrefixes = func() ([]netip.Prefix, error) {
 		return []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, nil
 	}
 	d, err := New(opts)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.d, h.stop, h.stopped = d, cancel, make(chan error, 1)
@@ -69,11 +78,9 @@ func start(t *testing.T, config string, opts Options) *harness {
 	select {
 	case <-d.Ready():
 	case err := <-h.stopped:
-		t.Fatalf("Run: %v", err)
+		h.t.Fatalf("Run: %v", err)
 	}
-	h.client = control.NewClient(filepath.Join(dir, "run", "logban.sock"))
-	t.Cleanup(h.shutdown)
-	return h
+	h.client = control.NewClient(filepath.Join(h.dir, "run", "logban.sock"))
 }
 
 func (h *harness) shutdown() {
@@ -260,6 +267,35 @@ func TestReload(t *testing.T) {
 	}
 	if n := strings.Count(h.banLog(), " unban "); n != 3 {
 		t.Errorf("%d unbans after removing jails, want 3:\n%s", n, h.banLog())
+	}
+}
+
+func TestRestartMissesNothingAndCountsNothingTwice(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	h.fail("203.0.113.1", 3)
+	h.fail("203.0.113.2", 2)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.TotalFailed == 5 })
+	h.shutdown()
+
+	// While the server is down: a failure in the old file, a rotation, two in the new.
+	h.fail("203.0.113.3", 1)
+	if err := os.Rename(h.log, h.log+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.log, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.fail("203.0.113.3", 2)
+
+	h.run(Options{})
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	if got := bannedAddrs(s); !slices.Equal(got, []string{"203.0.113.3"}) {
+		t.Errorf("banned %v after restart, want 203.0.113.3 (one failure before the rotation, two after)", got)
+	}
+	h.fail("203.0.113.4", 1) // a line after the restart marks the end of what was read
+	s = h.waitFor("sasl", func(s control.JailStatus) bool { return s.TotalFailed >= 4 })
+	if s.TotalFailed != 4 {
+		t.Errorf("%d failures counted after restart, want 4: lines read before the stop were read again", s.TotalFailed)
 	}
 }
 

@@ -38,7 +38,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	s := control.JailStatus{
 		Name:            name,
 		Filter:          jr.cfg.Filter,
-		Files:           jr.cfg.LogPath,
+		Files:           d.fileStatus(jr.cfg.LogPath),
 		CurrentlyFailed: fails.CurrentlyFailed,
 		TotalFailed:     fails.TotalFailed,
 		CurrentlyBanned: bans.CurrentlyBanned,
@@ -109,4 +109,19 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr) (con
 	}
 	d.logger.Info("unbanned by hand", "addr", addr, "jails", r.Jails)
 	return r, nil
+}
+
+// fileStatus reports how reading each of paths goes.
+func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]control.FileStatus, len(paths))
+	for i, p := range paths {
+		out[i].Path = p
+		if r, ok := d.readers[p]; ok {
+			st := r.follower.Stats()
+			out[i].Behind, out[i].Lines, out[i].LongLines, out[i].Rotations = st.Behind, st.Lines, st.LongLines, st.Rotations
+		}
+	}
+	return out
 }

@@ -1,0 +1,208 @@
+package watcher
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// got is what a follower handed on.
+type got struct {
+	mu     sync.Mutex
+	lines  []gotLine
+	notify chan struct{}
+}
+
+type gotLine struct {
+	file   Identity
+	text   string
+	offset int64
+}
+
+func (g *got) handle(b Batch) {
+	g.mu.Lock()
+	for _, l := range b.Lines {
+		g.lines = append(g.lines, gotLine{b.File, string(l.Text), l.Offset})
+	}
+	g.mu.Unlock()
+	select {
+	case g.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (g *got) texts() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, len(g.lines))
+	for i, l := range g.lines {
+		out[i] = l.text
+	}
+	return out
+}
+
+func (g *got) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.lines)
+}
+
+// waitFor waits until n lines arrived, or fails after a generous deadline: lines come
+// through the filesystem on their own time.
+func (g *got) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for g.count() < n {
+		select {
+		case <-g.notify:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("got %d lines, want %d", g.count(), n)
+		}
+	}
+}
+
+type running struct {
+	fw   *Follower
+	got  *got
+	stop func()
+}
+
+func follow(t *testing.T, path string, opts Options) *running {
+	t.Helper()
+	fw, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &got{notify: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fw.Run(ctx, g.handle) }()
+	var once sync.Once
+	r := &running{fw: fw, got: g, stop: func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func write(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLinesFromTheBeginning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zimbra.log")
+	write(t, path, "one\r\ntwo\n\nbad \xff\xfe utf8\n")
+	r := follow(t, path, Options{Start: FromBeginning})
+	r.got.waitFor(t, 4)
+	write(t, path, "thr")
+	write(t, path, "ee\nfour")
+	r.got.waitFor(t, 5)
+	r.stop()
+	want := []string{"one", "two", "", "bad \xff\xfe utf8", "three"}
+	if got := r.got.texts(); !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+	if p := r.fw.Position(); p.Offset != int64(len("one\r\ntwo\n\nbad \xff\xfe utf8\nthree\n")) {
+		t.Errorf("position %d: not just past the last complete line", p.Offset)
+	}
+	if s := r.fw.Stats(); s.Behind != 4 || s.Lines != 5 {
+		t.Errorf("stats %+v; want 4 bytes behind (the partial line), 5 lines", s)
+	}
+}
+
+func TestFromEndStartsOnALineBoundary(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zimbra.log")
+	write(t, path, "old 1\nold 2\npartial ")
+	r := follow(t, path, Options{Start: FromEnd})
+	write(t, path, "line\nnew\n")
+	r.got.waitFor(t, 2)
+	if got := r.got.texts(); !slices.Equal(got, []string{"partial line", "new"}) {
+		t.Errorf("lines %q", got)
+	}
+}
+
+func TestLongLinesAreCut(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zimbra.log")
+	long := strings.Repeat("x", 100)
+	// One long line in the buffer whole, one that arrives in pieces longer than the limit.
+	write(t, path, "short\n"+long+"\n")
+	r := follow(t, path, Options{Start: FromBeginning, MaxLineSize: 10})
+	r.got.waitFor(t, 2)
+	write(t, path, strings.Repeat("y", 15))
+	r.got.waitFor(t, 3)
+	write(t, path, strings.Repeat("z", 15)+" fake: unknown[6.6.6.6] tail\nafter\n")
+	r.got.waitFor(t, 4)
+	want := []string{"short", "xxxxxxxxxx", "yyyyyyyyyy", "after"}
+	if got := r.got.texts(); !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+	if n := r.fw.Stats().LongLines; n != 2 {
+		t.Errorf("%d long lines counted, want 2", n)
+	}
+}
+
+func TestPositionStaysOnALineBoundaryWhileCutting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "zimbra.log")
+	write(t, path, "ok\n"+strings.Repeat("y", 50))
+	r := follow(t, path, Options{Start: FromBeginning, MaxLineSize: 10})
+	r.got.waitFor(t, 2)
+	r.stop() // the position moves once the handler has returned
+	if p := r.fw.Position(); p.Offset != 3 {
+		t.Errorf("position %d inside a cut line, want 3 (its start)", p.Offset)
+	}
+}
+
+func TestFileThatDoesNotExistYet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "later.log")
+	r := follow(t, path, Options{Start: FromEnd})
+	write(t, path, "first\nsecond\n")
+	r.got.waitFor(t, 2)
+	if got := r.got.texts(); !slices.Equal(got, []string{"first", "second"}) {
+		t.Errorf("lines %q", got)
+	}
+}
+
+func TestOffsets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "o.log")
+	write(t, path, "ab\r\ncde\n")
+	r := follow(t, path, Options{Start: FromBeginning})
+	r.got.waitFor(t, 2)
+	r.got.mu.Lock()
+	defer r.got.mu.Unlock()
+	if r.got.lines[0].offset != 4 || r.got.lines[1].offset != 8 {
+		t.Errorf("offsets %d %d, want 4 8", r.got.lines[0].offset, r.got.lines[1].offset)
+	}
+}
+
+func TestHeadHash(t *testing.T) {
+	if headHash([]byte("no newline yet")) != 0 {
+		t.Error("a partial first line has a head")
+	}
+	a, b := headHash([]byte("Mar  5 16:00:00 a\nrest")), headHash([]byte("Mar  5 16:00:00 a\nother"))
+	if a == 0 || a != b {
+		t.Error("head depends on more than the first line")
+	}
+	if headHash(bytes.Repeat([]byte("x"), headMax+10)) == 0 {
+		t.Error("a first line longer than headMax has no head")
+	}
+}

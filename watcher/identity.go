@@ -1,0 +1,192 @@
+package watcher
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+)
+
+// headMax bounds the bytes of the first line that go into an Identity.
+const headMax = 4096
+
+// Identity tells one file's contents from another's, whatever its name.
+type Identity struct {
+	Device uint64
+	Inode  uint64
+	// Head is a hash of the file's first line (at most headMax bytes), or 0 while the
+	// file has no complete first line. Inodes are recycled; first lines, which carry a
+	// timestamp, practically are not.
+	Head uint64
+}
+
+// Position is where reading a file stands: the offset just past the last line handed on.
+type Position struct {
+	File   Identity
+	Offset int64
+}
+
+// IsZero reports whether p was never set.
+func (p Position) IsZero() bool { return p == Position{} }
+
+// sameFile reports whether id is the file that was, with head, recorded as was. A head
+// still unknown on either side matches any.
+func (id Identity) sameFile(was Identity) bool {
+	return id.Device == was.Device && id.Inode == was.Inode &&
+		(id.Head == 0 || was.Head == 0 || id.Head == was.Head)
+}
+
+// identify returns the identity of the open file f.
+func identify(f *os.File) (Identity, int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return Identity{}, 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return Identity{}, 0, errors.New("no inode information")
+	}
+	head, err := readHead(f)
+	if err != nil {
+		return Identity{}, 0, err
+	}
+	return Identity{Device: uint64(st.Dev), Inode: st.Ino, Head: head}, fi.Size(), nil
+}
+
+// readHead hashes the first line of f without moving its offset.
+func readHead(f *os.File) (uint64, error) {
+	buf := make([]byte, headMax)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	return headHash(buf[:n]), nil
+}
+
+// headHash hashes the first line in b: up to its newline, or headMax bytes if the line
+// is longer. It returns 0 if b holds no complete first line yet.
+func headHash(b []byte) uint64 {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	} else if len(b) < headMax {
+		return 0
+	} else {
+		b = b[:headMax]
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	if s := h.Sum64(); s != 0 {
+		return s
+	}
+	return 1
+}
+
+// compressed names the suffixes of rotated files that cannot be read as text.
+var compressed = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"}
+
+// findRotated looks beside path for the file recorded as was, under another name
+// (zimbra.log.1, zimbra.log-20261122), holding at least offset bytes. A file with the
+// same inode is preferred; failing that, a copy with the same first line (copytruncate).
+// It returns nil if there is none.
+func findRotated(path string, was Identity, offset int64) (*os.File, Identity) {
+	if was.Head == 0 && offset > 0 {
+		return nil, Identity{} // nothing to recognise a copy by
+	}
+	dir, base := filepath.Split(path)
+	entries, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return nil, Identity{}
+	}
+	var copyFile *os.File
+	var copyID Identity
+	for _, e := range entries {
+		name := e.Name()
+		if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		id, size, err := identify(f)
+		switch {
+		case err != nil || size < offset || (was.Head != 0 && id.Head != was.Head):
+			f.Close()
+		case id.Device == was.Device && id.Inode == was.Inode:
+			if copyFile != nil {
+				copyFile.Close()
+			}
+			return f, id
+		case copyFile == nil && was.Head != 0:
+			copyFile, copyID = f, id
+		default:
+			f.Close()
+		}
+	}
+	return copyFile, copyID
+}
+
+func hasSuffix(s string, suffixes []string) bool {
+	for _, x := range suffixes {
+		if strings.HasSuffix(s, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// rotatedSince lists the rotated files beside path (logrotate's numbered zimbra.log.1 or
+// dated zimbra.log-20261122 names, uncompressed) last written after the file old, oldest
+// first, leaving out old itself: the files that came and went while nobody was reading.
+func rotatedSince(path string, old *os.File) []string {
+	oldInfo, err := old.Stat()
+	if err != nil {
+		return nil
+	}
+	dir, base := filepath.Split(path)
+	entries, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return nil
+	}
+	type file struct {
+		path  string
+		mtime int64
+	}
+	var files []file
+	for _, e := range entries {
+		suffix, ok := strings.CutPrefix(e.Name(), base)
+		if !ok || !isRotationSuffix(suffix) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || os.SameFile(fi, oldInfo) || !fi.ModTime().After(oldInfo.ModTime()) {
+			continue
+		}
+		files = append(files, file{filepath.Join(dir, e.Name()), fi.ModTime().UnixNano()})
+	}
+	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(a.mtime, b.mtime) })
+	out := make([]string, len(files))
+	for i, f := range files {
+		out[i] = f.path
+	}
+	return out
+}
+
+// isRotationSuffix reports whether s is ".N" or "-DIGITS" (with no compression suffix).
+func isRotationSuffix(s string) bool {
+	if len(s) < 2 || (s[0] != '.' && s[0] != '-') {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
