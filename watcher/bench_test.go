@@ -87,4 +87,3 @@ func BenchmarkFollowAppended(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 	})
 }
-
