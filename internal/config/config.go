@@ -36,6 +36,8 @@ const (
 	DefaultMaxRetry = 5
 	DefaultFindTime = 10 * time.Minute
 	DefaultBanTime  = 10 * time.Minute
+	// DefaultMaxLineBytes is the longest log line read whole.
+	DefaultMaxLineBytes = 64 << 10
 )
 
 // Config is a loaded, checked configuration.
@@ -54,6 +56,8 @@ type Server struct {
 	Database string
 	IgnoreIP []netip.Prefix
 	LogLevel slog.Level
+	// MaxLineBytes cuts longer log lines (the rest is discarded, counted and reported).
+	MaxLineBytes int
 }
 
 // Filter is a checked filter definition; Compile builds a matcher from it.
@@ -118,10 +122,11 @@ type fileData struct {
 }
 
 type serverData struct {
-	Socket   *string   `toml:"socket"`
-	Database *string   `toml:"database"`
-	IgnoreIP *[]Prefix `toml:"ignoreip"`
-	LogLevel *string   `toml:"loglevel"`
+	Socket       *string   `toml:"socket"`
+	Database     *string   `toml:"database"`
+	IgnoreIP     *[]Prefix `toml:"ignoreip"`
+	LogLevel     *string   `toml:"loglevel"`
+	MaxLineBytes *int      `toml:"max_line_bytes"`
 }
 
 type jailData struct {
@@ -331,7 +336,7 @@ func (l *loader) abs(p string) string {
 
 func (l *loader) build() *Config {
 	cfg := &Config{
-		Server:  Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo},
+		Server:  Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo, MaxLineBytes: DefaultMaxLineBytes},
 		Filters: map[string]Filter{},
 		Actions: map[string]Action{},
 		Jails:   map[string]Jail{},
@@ -350,6 +355,12 @@ func (l *loader) build() *Config {
 		}
 		if s.IgnoreIP != nil {
 			cfg.Server.IgnoreIP = prefixes(*s.IgnoreIP)
+		}
+		if s.MaxLineBytes != nil {
+			cfg.Server.MaxLineBytes = *s.MaxLineBytes
+			if *s.MaxLineBytes < 256 || *s.MaxLineBytes > 16<<20 {
+				l.fail(p.path, 0, "server.max_line_bytes", "must be between 256 and 16777216, got %d", *s.MaxLineBytes)
+			}
 		}
 		if s.LogLevel != nil {
 			if err := cfg.Server.LogLevel.UnmarshalText([]byte(*s.LogLevel)); err != nil {

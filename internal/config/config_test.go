@@ -69,10 +69,11 @@ func TestDropIns(t *testing.T) {
 		t.Errorf("files %v", cfg.Files)
 	}
 	wantServer := Server{
-		Socket:   filepath.Join(dir, "run", "logban.sock"),
-		Database: DefaultDatabase,
-		IgnoreIP: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
-		LogLevel: slog.LevelInfo,
+		Socket:       filepath.Join(dir, "run", "logban.sock"),
+		Database:     DefaultDatabase,
+		IgnoreIP:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+		LogLevel:     slog.LevelInfo,
+		MaxLineBytes: DefaultMaxLineBytes,
 	}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server %+v, want %+v", cfg.Server, wantServer)

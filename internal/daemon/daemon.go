@@ -282,7 +282,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		if _, ok := d.readers[path]; ok {
 			continue
 		}
-		r, err := d.open(path, js, start[path])
+		r, err := d.open(path, js, start[path], cfg.Server.MaxLineBytes)
 		if err != nil {
 			for _, r := range newReaders {
 				r.follower.Close()
@@ -408,8 +408,13 @@ func startOf(s string) watcher.Start {
 
 // open positions a reader on path where its start says. It is synchronous, so no line
 // written after it returns is missed; reading begins with run.
-func (d *Daemon) open(path string, js []*jails.Jail, start watcher.Start) (*reader, error) {
-	fw, err := watcher.Open(path, watcher.Options{Start: start, Resume: d.positions[path], Logger: d.logger.With("file", path)})
+func (d *Daemon) open(path string, js []*jails.Jail, start watcher.Start, maxLine int) (*reader, error) {
+	fw, err := watcher.Open(path, watcher.Options{
+		Start:       start,
+		Resume:      d.positions[path],
+		MaxLineSize: maxLine,
+		Logger:      d.logger.With("file", path),
+	})
 	if err != nil {
 		return nil, err
 	}
