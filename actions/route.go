@@ -1,0 +1,178 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	Register(Kind{
+		Name:    "route",
+		Options: func() any { return &RouteOptions{Type: "blackhole", Table: unix.RT_TABLE_MAIN, Protocol: DefaultRouteProtocol} },
+		New: func(name string, options any, logger *slog.Logger) (Action, error) {
+			return NewRoute(*options.(*RouteOptions), logger), nil
+		},
+	})
+}
+
+// DefaultRouteProtocol marks the routes logban adds (ip route ... proto 178), so that it
+// recognises its own and never touches others'. 178 is not used by the kernel or by
+// any common routing daemon.
+const DefaultRouteProtocol = 178
+
+// RouteOptions configures the route action.
+type RouteOptions struct {
+	// Type is blackhole (drop silently), unreachable (ICMP host unreachable) or
+	// prohibit (ICMP administratively prohibited).
+	Type string `toml:"route_type"`
+	// Table is the routing table, 254 (main) by default.
+	Table int `toml:"table"`
+	// Protocol marks logban's routes.
+	Protocol int `toml:"protocol"`
+	// KeepOnStop leaves the routes in place when ban-server stops.
+	KeepOnStop bool `toml:"keep_on_stop"`
+}
+
+var routeTypes = map[string]int{
+	"blackhole":   unix.RTN_BLACKHOLE,
+	"unreachable": unix.RTN_UNREACHABLE,
+	"prohibit":    unix.RTN_PROHIBIT,
+}
+
+// Validate checks the options.
+func (o *RouteOptions) Validate() error {
+	if _, ok := routeTypes[o.Type]; !ok {
+		return fmt.Errorf("route_type %q; valid: blackhole, prohibit, unreachable", o.Type)
+	}
+	if o.Table < 1 || o.Table > 0xFFFFFFFE {
+		return fmt.Errorf("table %d out of range", o.Table)
+	}
+	if o.Protocol < 5 || o.Protocol > 255 {
+		return fmt.Errorf("protocol %d: must be 5..255 (0..4 belong to the kernel)", o.Protocol)
+	}
+	return nil
+}
+
+// Route bans an address with a null route through netlink, for IPv4 and IPv6: the host
+// sends nothing back to it, so no TCP connection from it completes. A route belongs to
+// the address, not the jail: it is Shared.
+type Route struct {
+	opts   RouteOptions
+	logger *slog.Logger
+}
+
+// NewRoute returns a route action.
+func NewRoute(opts RouteOptions, logger *slog.Logger) *Route {
+	return &Route{opts: opts, logger: logger}
+}
+
+// SharedAcrossJails marks Route as Shared.
+func (*Route) SharedAcrossJails() {}
+
+// Start checks that routes can be listed: netlink works and the table is readable.
+func (r *Route) Start(context.Context) error {
+	if _, err := r.list(); err != nil {
+		return fmt.Errorf("listing routes: %w", err)
+	}
+	return nil
+}
+
+func (r *Route) route(addr netip.Addr) *netlink.Route {
+	return &netlink.Route{
+		Dst:      &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(addr.BitLen(), addr.BitLen())},
+		Type:     routeTypes[r.opts.Type],
+		Table:    r.opts.Table,
+		Protocol: netlink.RouteProtocol(r.opts.Protocol),
+		Family:   family(addr),
+	}
+}
+
+func family(addr netip.Addr) int {
+	if addr.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
+// Ban adds the null route; one already there is not an error.
+func (r *Route) Ban(_ context.Context, b Ban) error {
+	if err := netlink.RouteAdd(r.route(b.Addr)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding %s route for %v: %w", r.opts.Type, b.Addr, err)
+	}
+	return nil
+}
+
+// Unban removes the null route; one already gone is not an error.
+func (r *Route) Unban(_ context.Context, b Ban) error {
+	if err := netlink.RouteDel(r.route(b.Addr)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s route for %v: %w", r.opts.Type, b.Addr, err)
+	}
+	return nil
+}
+
+// Stop removes every route of logban's protocol in the table, unless keep_on_stop.
+func (r *Route) Stop(context.Context) error {
+	if r.opts.KeepOnStop {
+		return nil
+	}
+	return r.removeAll()
+}
+
+// Cleanup removes every route of logban's protocol in the table.
+func (r *Route) Cleanup(context.Context) error { return r.removeAll() }
+
+// Banned lists the addresses the kernel holds null routes for.
+func (r *Route) Banned() ([]netip.Addr, error) {
+	routes, err := r.list()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, rt := range routes {
+		if a, ok := netip.AddrFromSlice(rt.Dst.IP); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
+}
+
+// list returns the routes of logban's protocol in the table, both families.
+func (r *Route) list() ([]netlink.Route, error) {
+	filter := &netlink.Route{Table: r.opts.Table, Protocol: netlink.RouteProtocol(r.opts.Protocol)}
+	var out []netlink.Route
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlink.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return nil, err
+		}
+		for _, rt := range routes {
+			if rt.Dst != nil {
+				out = append(out, rt)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (r *Route) removeAll() error {
+	routes, err := r.list()
+	if err != nil {
+		return fmt.Errorf("listing logban's routes: %w", err)
+	}
+	var errs []error
+	for _, rt := range routes {
+		if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("removing route for %v: %w", rt.Dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
