@@ -15,8 +15,10 @@ import (
 
 func init() {
 	Register(Kind{
-		Name:    "route",
-		Options: func() any { return &RouteOptions{Type: "blackhole", Table: unix.RT_TABLE_MAIN, Protocol: DefaultRouteProtocol} },
+		Name: "route",
+		Options: func() any {
+			return &RouteOptions{Type: "blackhole", Table: unix.RT_TABLE_MAIN, Protocol: DefaultRouteProtocol}
+		},
 		New: func(name string, options any, logger *slog.Logger) (Action, error) {
 			return NewRoute(*options.(*RouteOptions), logger), nil
 		},

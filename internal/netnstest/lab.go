@@ -257,4 +257,3 @@ func (l *Lab) Connect(src netip.Addr, port int) error {
 	}
 	return conn.Close()
 }
-
