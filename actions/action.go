@@ -53,6 +53,13 @@ type Shared interface {
 	SharedAcrossJails()
 }
 
+// Cleaner is implemented by kinds that change the kernel. Cleanup removes everything of
+// that kind that logban ever made (chains and sets named logban-*, routes of logban's
+// protocol), whatever configuration made it, and nothing else: ban-server -cleanup.
+type Cleaner interface {
+	Cleanup(ctx context.Context) error
+}
+
 // Kind describes one type of action, as named by `type = "..."` in [actions.NAME].
 type Kind struct {
 	// Name is the value of `type`.

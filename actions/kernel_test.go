@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/internal/netnstest"
+	"github.com/logban/logban/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the kernel state the tests see")
@@ -134,5 +135,107 @@ func TestRouteInTheKernel(t *testing.T) {
 				t.Error("stop removed a route that was not logban's")
 			}
 		})
+	}
+}
+
+// firewall returns the lab server's filter rules and sets as text, with what changes from
+// run to run (hash seeds, the seconds left on an entry) written as placeholders.
+func firewall(lab *netnstest.Lab) string {
+	sets := lab.Run("ipset", "save")
+	sets = regexp.MustCompile(`initval 0x[0-9a-f]+`).ReplaceAllString(sets, "initval X")
+	sets = regexp.MustCompile(`(?m)^(add .*) timeout [1-9][0-9]*$`).ReplaceAllString(sets, "$1 timeout N")
+	return "# iptables -S\n" + lab.Run("iptables", "-S") +
+		"# ip6tables -S\n" + lab.Run("ip6tables", "-S") +
+		"# ipset save\n" + sets
+}
+
+func requireFirewallTools(t *testing.T) {
+	testenv.RequireTool(t, "iptables", "iptables")
+	testenv.RequireTool(t, "ipset", "ipset")
+}
+
+func TestFirewallsInTheKernel(t *testing.T) {
+	kinds := []struct {
+		name string
+		opts FirewallOptions
+		make func(FirewallOptions) Action
+	}{
+		{"iptables", defaultFirewallOptions(), func(o FirewallOptions) Action { a, _ := NewIPTables(o, quiet); return a }},
+		{"iptables-reject-tcp-ports", FirewallOptions{Chain: "INPUT", Protocol: "tcp", Ports: []string{"1:65535"}, BlockType: "REJECT"},
+			func(o FirewallOptions) Action { a, _ := NewIPTables(o, quiet); return a }},
+		{"ipset", defaultFirewallOptions(), func(o FirewallOptions) Action { return NewIPSet(o, quiet) }},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			requireFirewallTools(t)
+			lab := netnstest.New(t)
+			if err := k.opts.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			a := k.make(k.opts)
+			ctx := context.Background()
+			var err error
+			lab.Do(func() { err = a.Start(ctx) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := firewall(lab)
+			checkBlocking(t, lab, a, "zimbra-submission", func() {
+				golden(t, k.name, firewall(lab))
+			})
+			lab.Do(func() { err = a.Stop(ctx) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after := firewall(lab); after != before {
+				t.Errorf("stop left the firewall changed:\n%s\nwas:\n%s", after, before)
+			}
+		})
+	}
+}
+
+func TestCleanupRemovesLogbansAndNothingElse(t *testing.T) {
+	requireFirewallTools(t)
+	lab := netnstest.New(t)
+	ctx := context.Background()
+	// Someone else's rules, chain, set and route.
+	lab.Run("iptables", "-N", "f2b-sshd")
+	lab.Run("iptables", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "f2b-sshd")
+	lab.Run("ipset", "create", "blocklist", "hash:ip")
+	lab.Run("iptables", "-A", "INPUT", "-m", "set", "--match-set", "blocklist", "src", "-j", "DROP")
+	lab.Run("ip", "route", "add", "blackhole", "198.51.100.9/32")
+	foreign := firewall(lab) + lab.Run("ip", "route")
+
+	ipt, _ := NewIPTables(defaultFirewallOptions(), quiet)
+	set := NewIPSet(FirewallOptions{Chain: "FORWARD", Protocol: "tcp", Ports: []string{"25", "587"}, BlockType: "REJECT"}, quiet)
+	route := NewRoute(RouteOptions{Type: "blackhole", Table: 254, Protocol: DefaultRouteProtocol}, quiet)
+	lab.Do(func() {
+		for _, a := range []Action{ipt, set, route} {
+			for _, addr := range []netip.Addr{netnstest.Client4, netnstest.Client6} {
+				if err := a.Ban(ctx, ban(addr, "sasl")); err != nil {
+					t.Error(err)
+				}
+				a.Ban(ctx, ban(addr, "a-jail-with-a-very-long-name-indeed"))
+			}
+		}
+	})
+	if firewall(lab)+lab.Run("ip", "route") == foreign {
+		t.Fatal("the bans changed nothing")
+	}
+	// A fresh action, as ban-server -cleanup makes, knows nothing of what was made.
+	var errs []error
+	lab.Do(func() {
+		fresh, _ := NewIPTables(defaultFirewallOptions(), quiet)
+		for _, c := range []Cleaner{fresh, NewIPSet(defaultFirewallOptions(), quiet), NewRoute(RouteOptions{Table: 254, Protocol: DefaultRouteProtocol}, quiet)} {
+			errs = append(errs, c.Cleanup(ctx))
+		}
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if got := firewall(lab) + lab.Run("ip", "route"); got != foreign {
+		t.Errorf("after cleanup:\n%s\nwant what was there before logban:\n%s", got, foreign)
 	}
 }

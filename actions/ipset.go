@@ -1,0 +1,214 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+func init() {
+	Register(Kind{
+		Name:    "ipset",
+		Options: func() any { o := defaultFirewallOptions(); return &o },
+		New: func(name string, options any, logger *slog.Logger) (Action, error) {
+			return NewIPSet(*options.(*FirewallOptions), logger), nil
+		},
+	})
+}
+
+// maxSetTimeout is the longest entry timeout ipset accepts, in seconds; longer bans are
+// entered without one and removed by unban.
+const maxSetTimeout = 2147483
+
+// IPSet bans with an entry in a hash:ip set per jail and family (logban-JAIL-4,
+// logban-JAIL-6), made and filled through netlink, matched by one iptables rule per set:
+// a ban is one set entry, so 100,000 bans cost what one does. Entries carry the ban's
+// remaining time as their timeout, so the kernel lifts a ban on time even if ban-server
+// is not running.
+type IPSet struct {
+	opts   FirewallOptions
+	logger *slog.Logger
+	tables lazyTables
+
+	mu   sync.Mutex
+	sets map[string]iptables.Protocol // made by this action, with their family
+}
+
+// NewIPSet returns an ipset action. It touches nothing.
+func NewIPSet(opts FirewallOptions, logger *slog.Logger) *IPSet {
+	return &IPSet{opts: opts, logger: logger, sets: map[string]iptables.Protocol{}}
+}
+
+// Start checks that ipset is usable through netlink, and iptables too.
+func (a *IPSet) Start(context.Context) error {
+	if _, _, err := netlink.IpsetProtocol(); err != nil {
+		return fmt.Errorf("ipset through netlink (is the ip_set module loaded?): %w", err)
+	}
+	for _, fam := range families {
+		if _, err := a.tables.get(fam); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setName(jail string, fam iptables.Protocol) string {
+	if fam == iptables.ProtocolIPv4 {
+		return kernelName(jail, "-4", 31)
+	}
+	return kernelName(jail, "-6", 31)
+}
+
+func (a *IPSet) hook(set string) []string {
+	return append(a.opts.match(), "-m", "set", "--match-set", set, "src", "-j", a.opts.BlockType)
+}
+
+// set returns the jail's set in the family, making it and its rule if needed.
+func (a *IPSet) set(fam iptables.Protocol, jail string) (string, error) {
+	name := setName(jail, fam)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.sets[name]; ok {
+		return name, nil
+	}
+	nlFamily := uint8(unix.NFPROTO_IPV4)
+	if fam == iptables.ProtocolIPv6 {
+		nlFamily = unix.NFPROTO_IPV6
+	}
+	zero := uint32(0) // timeouts allowed; entries without one stay
+	err := netlink.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: nlFamily, Timeout: &zero, MaxElements: 1 << 20})
+	if err != nil && !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) && !errors.Is(err, unix.EEXIST) {
+		return "", fmt.Errorf("making set %s: %w", name, err)
+	}
+	t, err := a.tables.get(fam)
+	if err != nil {
+		return "", err
+	}
+	if err := t.InsertUnique("filter", a.opts.Chain, 1, a.hook(name)...); err != nil {
+		return "", fmt.Errorf("matching set %s in %s: %w", name, a.opts.Chain, err)
+	}
+	a.sets[name] = fam
+	return name, nil
+}
+
+// timeout returns the entry timeout for b: its remaining time, or none if it is
+// permanent or longer than ipset allows.
+func timeout(b Ban, now time.Time) *uint32 {
+	var secs uint32
+	if !b.Permanent() {
+		left := math.Ceil(b.Expires.Sub(now).Seconds())
+		if left >= 1 && left <= maxSetTimeout {
+			secs = uint32(left)
+		}
+	}
+	return &secs
+}
+
+// Ban adds the address to the jail's set, or renews its timeout.
+func (a *IPSet) Ban(_ context.Context, b Ban) error {
+	fam := familyOf(b.Addr.Is4())
+	set, err := a.set(fam, b.Jail)
+	if err != nil {
+		return err
+	}
+	entry := &netlink.IPSetEntry{IP: b.Addr.AsSlice(), Timeout: timeout(b, time.Now()), Replace: true}
+	if err := netlink.IpsetAdd(set, entry); err != nil {
+		return fmt.Errorf("adding %v to set %s: %w", b.Addr, set, err)
+	}
+	return nil
+}
+
+// Unban removes the address from the jail's set; one not there is not an error.
+func (a *IPSet) Unban(_ context.Context, b Ban) error {
+	set := setName(b.Jail, familyOf(b.Addr.Is4()))
+	err := netlink.IpsetDel(set, &netlink.IPSetEntry{IP: b.Addr.AsSlice()})
+	if err != nil && !isAbsent(err) {
+		return fmt.Errorf("removing %v from set %s: %w", b.Addr, set, err)
+	}
+	return nil
+}
+
+// isAbsent reports an ipset error meaning the entry (IPSET_ERR_EXIST, on delete) or the
+// set (ENOENT) is not there.
+func isAbsent(err error) bool {
+	return errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) || errors.Is(err, unix.ENOENT)
+}
+
+// Stop removes the rules and sets this action made, unless keep_on_stop.
+func (a *IPSet) Stop(context.Context) error {
+	if a.opts.KeepOnStop {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	for set, fam := range a.sets {
+		if t, err := a.tables.get(fam); err == nil {
+			if err := t.DeleteIfExists("filter", a.opts.Chain, a.hook(set)...); err != nil {
+				errs = append(errs, fmt.Errorf("removing the rule for set %s: %w", set, err))
+			}
+		}
+		if err := netlink.IpsetDestroy(set); err != nil && !isAbsent(err) {
+			errs = append(errs, fmt.Errorf("removing set %s: %w", set, err))
+		}
+	}
+	clear(a.sets)
+	return errors.Join(errs...)
+}
+
+// Cleanup removes every rule matching a logban set, then every logban set.
+func (a *IPSet) Cleanup(context.Context) error {
+	var errs []error
+	for _, fam := range families {
+		t, err := a.tables.get(fam)
+		if err == nil {
+			err = removeHooks(t)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sets, err := netlink.IpsetListAll()
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("listing sets: %w", err))...)
+	}
+	for _, s := range sets {
+		if strings.HasPrefix(s.SetName, namePrefix) {
+			if err := netlink.IpsetDestroy(s.SetName); err != nil {
+				errs = append(errs, fmt.Errorf("removing set %s: %w", s.SetName, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Banned lists the addresses in the jail's sets.
+func (a *IPSet) Banned(jail string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, fam := range families {
+		res, err := netlink.IpsetList(setName(jail, fam))
+		if err != nil {
+			if isAbsent(err) {
+				continue
+			}
+			return nil, err
+		}
+		for _, e := range res.Entries {
+			if a, ok := netip.AddrFromSlice(e.IP); ok {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out, nil
+}
