@@ -35,10 +35,41 @@ type Manager struct {
 	logger *slog.Logger
 	wake   chan struct{}
 
-	mu     sync.Mutex
-	jails  map[string]*jailBans
-	shared map[sharedKey]int // jails holding addr through a Shared action
-	errors map[string]int64  // action name → failed calls
+	mu      sync.Mutex
+	jails   map[string]*jailBans
+	shared  map[sharedKey]int // jails holding addr through a Shared action
+	errors  map[string]int64  // action name → failed calls
+	pending map[pendingKey]*pendingOp
+}
+
+// pendingKey names an action call that failed and waits to be retried.
+type pendingKey struct {
+	action actions.Action
+	jail   string
+	addr   netip.Addr
+}
+
+// pendingOp is the call to retry: the latest wanted (a ban, or its undoing).
+type pendingOp struct {
+	name     string // the action's name, for logs and counts
+	ban      actions.Ban
+	unban    bool
+	attempts int
+	next     time.Time
+}
+
+// Retry backoff: the first retry after RetryMin, doubling up to RetryMax.
+const (
+	RetryMin = time.Second
+	RetryMax = 5 * time.Minute
+)
+
+func backoff(attempts int) time.Duration {
+	d := RetryMin
+	for i := 1; i < attempts && d < RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, RetryMax)
 }
 
 type jailBans struct {
@@ -56,12 +87,13 @@ type sharedKey struct {
 // NewManager returns a manager with no jails.
 func NewManager(clock Clock, logger *slog.Logger) *Manager {
 	return &Manager{
-		clock:  clock,
-		logger: logger,
-		wake:   make(chan struct{}, 1),
-		jails:  make(map[string]*jailBans),
-		shared: make(map[sharedKey]int),
-		errors: make(map[string]int64),
+		clock:   clock,
+		logger:  logger,
+		wake:    make(chan struct{}, 1),
+		jails:   make(map[string]*jailBans),
+		shared:  make(map[sharedKey]int),
+		errors:  make(map[string]int64),
+		pending: make(map[pendingKey]*pendingOp),
 	}
 }
 
@@ -92,6 +124,7 @@ func (m *Manager) SetJail(ctx context.Context, name string, banTime time.Duratio
 	}
 	j.banTime = banTime
 	j.actions = slices.Clone(acts)
+	m.purgePending()
 }
 
 // RemoveJail lifts every ban of the jail and forgets it.
@@ -106,6 +139,79 @@ func (m *Manager) RemoveJail(ctx context.Context, name string) {
 		m.lift(ctx, j, b)
 	}
 	delete(m.jails, name)
+	m.purgePending()
+}
+
+// purgePending forgets retries of actions no jail uses any more: they have been stopped.
+func (m *Manager) purgePending() {
+	live := map[actions.Action]bool{}
+	for _, j := range m.jails {
+		for _, na := range j.actions {
+			live[na.Action] = true
+		}
+	}
+	for k := range m.pending {
+		if !live[k.action] {
+			delete(m.pending, k)
+		}
+	}
+}
+
+// RetryDue retries the failed action calls whose time has come, and returns how many
+// succeeded.
+func (m *Manager) RetryDue(ctx context.Context) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	done := 0
+	for k, op := range m.pending {
+		if op.next.After(now) {
+			continue
+		}
+		var err error
+		if op.unban {
+			err = k.action.Unban(ctx, op.ban)
+		} else {
+			err = k.action.Ban(ctx, op.ban)
+		}
+		if err == nil {
+			delete(m.pending, k)
+			done++
+			m.logger.Info("action recovered", "action", op.name, "jail", k.jail, "addr", k.addr, "unban", op.unban, "attempts", op.attempts+1)
+			continue
+		}
+		op.attempts++
+		op.next = now.Add(backoff(op.attempts))
+		m.errors[op.name]++
+		m.logger.Warn("action still failing", "action", op.name, "jail", k.jail, "addr", k.addr, "unban", op.unban,
+			"attempts", op.attempts, "retry_in", backoff(op.attempts), "err", err)
+	}
+	return done
+}
+
+// Pending returns how many failed action calls of jail's actions wait to be retried.
+func (m *Manager) Pending(jail string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for k := range m.pending {
+		if k.jail == jail {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *Manager) nextRetry() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next time.Time
+	for _, op := range m.pending {
+		if next.IsZero() || op.next.Before(next) {
+			next = op.next
+		}
+	}
+	return next, !next.IsZero()
 }
 
 // Ban bans the ticket's address in its jail. It returns the ban and whether it is new; a
@@ -204,9 +310,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		m.ExpireDue(ctx)
+		m.RetryDue(ctx)
 		wait := time.Hour
-		if next, ok := m.nextExpiry(); ok {
-			wait = min(max(next.Sub(m.clock.Now()), 0), time.Hour)
+		for _, next := range m.nextEvents() {
+			wait = min(wait, max(next.Sub(m.clock.Now()), 0))
 		}
 		timer.Reset(wait)
 		select {
@@ -216,6 +323,19 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
+}
+
+// nextEvents returns when the next ban expires and the next retry is due, where there are
+// such.
+func (m *Manager) nextEvents() []time.Time {
+	var out []time.Time
+	if t, ok := m.nextExpiry(); ok {
+		out = append(out, t)
+	}
+	if t, ok := m.nextRetry(); ok {
+		out = append(out, t)
+	}
+	return out
 }
 
 // Bans returns the bans of jail ("" for every jail), ordered by jail then address.
@@ -292,9 +412,33 @@ func (m *Manager) banWith(ctx context.Context, na NamedAction, b actions.Ban) {
 			return
 		}
 	}
-	if err := na.Action.Ban(ctx, b); err != nil {
-		m.errors[na.Name]++
-		m.logger.Error("ban failed", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "err", err)
+	m.call(ctx, na, b, false)
+}
+
+// call applies or lifts b through one action. A failure is logged, counted, and queued
+// for retry with backoff; the ban stays recorded. Caller holds m.mu.
+func (m *Manager) call(ctx context.Context, na NamedAction, b actions.Ban, unban bool) {
+	k := pendingKey{na.Action, b.Jail, b.Addr}
+	var err error
+	if unban {
+		err = na.Action.Unban(ctx, b)
+	} else {
+		err = na.Action.Ban(ctx, b)
+	}
+	if err == nil {
+		delete(m.pending, k)
+		return
+	}
+	m.errors[na.Name]++
+	m.pending[k] = &pendingOp{name: na.Name, ban: b, unban: unban, attempts: 1, next: m.clock.Now().Add(backoff(1))}
+	op := "ban"
+	if unban {
+		op = "unban"
+	}
+	m.logger.Error(op+" failed; will retry", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "retry_in", backoff(1), "err", err)
+	select {
+	case m.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -309,8 +453,5 @@ func (m *Manager) unbanWith(ctx context.Context, na NamedAction, b actions.Ban) 
 		}
 		delete(m.shared, k)
 	}
-	if err := na.Action.Unban(ctx, b); err != nil {
-		m.errors[na.Name]++
-		m.logger.Error("unban failed", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "err", err)
-	}
+	m.call(ctx, na, b, true)
 }

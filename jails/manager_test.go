@@ -233,3 +233,71 @@ func TestRunLiftsBansWhenTheyExpire(t *testing.T) {
 		}
 	})
 }
+
+func TestFailedCallsAreRetriedWithBackoff(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	down, good := &recorder{fail: true}, &recorder{}
+	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}, {"good", good}})
+	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	if m.Pending("sasl") != 1 || len(m.Bans("sasl")) != 1 || good.String() != "ban sasl 192.0.2.1" {
+		t.Fatalf("pending %d, bans %v, good %q", m.Pending("sasl"), m.Bans("sasl"), good)
+	}
+	attempts := func() int { return strings.Count(down.String(), "ban sasl") }
+
+	clock.Advance(RetryMin - time.Millisecond)
+	m.RetryDue(ctx)
+	if attempts() != 1 {
+		t.Fatalf("retried before the backoff: %d attempts", attempts())
+	}
+	clock.Advance(time.Millisecond) // 1s: second attempt, fails; next in 2s
+	m.RetryDue(ctx)
+	clock.Advance(2*RetryMin - time.Millisecond)
+	m.RetryDue(ctx)
+	if attempts() != 2 {
+		t.Fatalf("%d attempts, want 2 (backoff doubles)", attempts())
+	}
+	down.mu.Lock()
+	down.fail = false // the backend recovers
+	down.mu.Unlock()
+	clock.Advance(time.Millisecond)
+	if n := m.RetryDue(ctx); n != 1 || m.Pending("sasl") != 0 {
+		t.Fatalf("after recovery: %d retried, %d pending", n, m.Pending("sasl"))
+	}
+	if e := m.ActionErrors(); e["down"] != 2 {
+		t.Errorf("errors %v, want 2 for down", e)
+	}
+}
+
+func TestUnbanWhileTheActionIsDownIsRetriedAsUnban(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	down := &recorder{fail: true}
+	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}})
+	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	m.Unban(ctx, "sasl", a1)
+	down.mu.Lock()
+	down.fail = false
+	down.calls = nil
+	down.mu.Unlock()
+	clock.Advance(RetryMax)
+	m.RetryDue(ctx)
+	if got := down.String(); got != "unban sasl 192.0.2.1" {
+		t.Errorf("retried %q, want only the unban", got)
+	}
+}
+
+func TestRetriesOfARemovedActionAreDropped(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	down := &recorder{fail: true}
+	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}})
+	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	m.SetJail(ctx, "sasl", time.Hour, nil)
+	if n := m.Pending("sasl"); n != 0 {
+		t.Errorf("%d retries pending for an action no jail uses", n)
+	}
+}

@@ -348,6 +348,7 @@ func (fw *Follower) readAll() (idle bool, err error) {
 			r.quietSince = now
 		}
 		if err != nil || now.Sub(r.quietSince) > fw.opts.RotateGrace {
+			fw.logger.Debug("done with rotated file", "inode", r.src.id.Inode, "read_to", r.src.readOffset())
 			r.src.close()
 			continue
 		}
@@ -358,10 +359,11 @@ func (fw *Follower) readAll() (idle bool, err error) {
 	if fw.cur == nil {
 		return false, nil
 	}
-	// A file smaller than what was read of it was truncated (copytruncate): look before
-	// reading, or the read would start in the middle of its new contents.
-	if fi, err := fw.cur.f.Stat(); err == nil && fi.Size() < fw.cur.readOffset() {
-		return true, nil
+	// A file smaller than what was read of it, or with another first line, was truncated
+	// (copytruncate): look before reading, or the read would start in the middle of its
+	// new contents.
+	if fi, err := fw.cur.f.Stat(); err == nil && (fi.Size() < fw.cur.readOffset() || fw.cur.replaced()) {
+		fw.recoverTruncated()
 	}
 	n, err := fw.drain(fw.cur)
 	if err != nil {
@@ -422,27 +424,27 @@ func (fw *Follower) checkPath() error {
 		fw.retire()
 		return fw.openNew()
 	}
-	head, err := readHead(fw.cur.f)
-	if err != nil {
-		return err
-	}
-	switch {
-	case fi.Size() < fw.cur.readOffset() || (fw.cur.id.Head != 0 && head != fw.cur.id.Head):
-		fw.recoverTruncated(head)
+	if fi.Size() < fw.cur.readOffset() || fw.cur.replaced() {
+		fw.recoverTruncated()
 	}
 	return nil
 }
 
 // recoverTruncated handles a file truncated in place: the lines between the position and
-// the truncation are read from its copy (copytruncate's zimbra.log.1) if one is found,
-// then the file is read again from its start.
-func (fw *Follower) recoverTruncated(head uint64) {
+// the truncation are read from its copy (copytruncate's zimbra.log.1), found by its first
+// line, and any copy made since (when the file was truncated more than once before this
+// was seen) read whole; then the file is read again from its start.
+func (fw *Follower) recoverTruncated() {
 	fw.rotations.Add(1)
 	from := fw.cur.pos()
 	if f, id := findRotated(fw.path, fw.cur.id, from); f != nil && (id.Device != fw.cur.id.Device || id.Inode != fw.cur.id.Inode) {
-		if src, err := newSource(f, id, from, fw.bufSize()); err == nil {
-			if _, err := fw.drain(src); err != nil {
-				fw.logger.Warn("reading the copy of a truncated file", "copy", f.Name(), "err", err)
+		fw.drainFile(f, id, from)
+		for _, name := range rotatedSince(fw.path, f) {
+			if g, err := os.Open(name); err == nil {
+				if gid, _, err := identify(g); err == nil {
+					fw.drainFile(g, gid, 0)
+				}
+				g.Close()
 			}
 		}
 		f.Close()
@@ -450,13 +452,23 @@ func (fw *Follower) recoverTruncated(head uint64) {
 	} else {
 		fw.logger.Warn("file truncated and no copy of it found; lines written just before may be lost", "offset", from)
 	}
-	fw.cur.id.Head = head
 	if err := fw.cur.rewind(0); err != nil {
 		fw.logger.Warn("rewinding", "err", err)
 	}
 	fw.mu.Lock()
 	fw.pos = Position{File: fw.cur.id, Offset: 0}
 	fw.mu.Unlock()
+}
+
+// drainFile reads the open file f from offset to its end.
+func (fw *Follower) drainFile(f *os.File, id Identity, offset int64) {
+	src, err := newSource(f, id, offset, fw.bufSize())
+	if err == nil {
+		_, err = fw.drain(src)
+	}
+	if err != nil {
+		fw.logger.Warn("reading a copy of the file", "copy", f.Name(), "err", err)
+	}
 }
 
 // retire moves the current file to the retired ones, still read for RotateGrace.
@@ -484,6 +496,7 @@ func (fw *Follower) openNew() error {
 		return err
 	}
 	fw.rotations.Add(1)
+	fw.logger.Debug("following new file", "inode", id.Inode)
 	fw.mu.Lock()
 	fw.pos = Position{File: id, Offset: 0}
 	fw.mu.Unlock()

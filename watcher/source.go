@@ -17,13 +17,18 @@ type source struct {
 	start, end int   // unconsumed bytes are buf[start:end]
 	skipping   bool  // discarding the rest of a line that was cut...
 	cutFrom    int64 // ...which began at this offset
+
+	head    []byte // the file's first line, newline included (at most headMax bytes)
+	scratch []byte // for comparing it
 }
 
 func newSource(f *os.File, id Identity, offset int64, bufSize int) (*source, error) {
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
 		return nil, err
 	}
-	return &source{f: f, id: id, buf: make([]byte, bufSize), base: offset}, nil
+	s := &source{f: f, id: id, buf: make([]byte, bufSize), base: offset}
+	s.learnHead()
+	return s, nil
 }
 
 // pos is the offset just past the last complete line consumed: where a restart resumes.
@@ -46,6 +51,8 @@ func (s *source) rewind(offset int64) error {
 		return err
 	}
 	s.base, s.start, s.end, s.skipping = offset, 0, 0, false
+	s.head, s.id.Head = nil, 0
+	s.learnHead()
 	return nil
 }
 
@@ -70,7 +77,7 @@ func (sp *splitter) drain(s *source) (int64, error) {
 		n, err := s.f.Read(s.buf[s.end:])
 		s.end += n
 		total += int64(n)
-		if s.id.Head == 0 && n > 0 {
+		if s.head == nil && n > 0 {
 			s.learnHead()
 		}
 		sp.split(s)
@@ -83,17 +90,40 @@ func (sp *splitter) drain(s *source) (int64, error) {
 	}
 }
 
-// learnHead sets the identity's head once the file has a first line, from the buffer
-// when it still holds the file's start: a truncated file must be recognisable by its
-// first line before the next truncation, when its copy is looked for by it.
+// learnHead notes the file's first line once it has one: a truncated file must be
+// recognisable by it before the next truncation, when its copy is looked for by it.
 func (s *source) learnHead() {
-	if s.base == 0 {
-		s.id.Head = headHash(s.buf[:s.end])
-		return
+	var b []byte
+	if s.base == 0 && s.end > 0 {
+		b = s.buf[:s.end]
+	} else {
+		b = make([]byte, headMax)
+		n, err := s.f.ReadAt(b, 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return
+		}
+		b = b[:n]
 	}
-	if h, err := readHead(s.f); err == nil {
-		s.id.Head = h
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	} else if len(b) < headMax {
+		return // no complete first line yet
+	} else {
+		b = b[:headMax]
 	}
+	s.head = bytes.Clone(b)
+	s.scratch = make([]byte, len(b))
+	s.id.Head = headHash(b)
+}
+
+// replaced reports whether the file's first line is no longer the one it had: it was
+// truncated and written again (copytruncate) since it was last looked at.
+func (s *source) replaced() bool {
+	if s.head == nil {
+		return false
+	}
+	n, err := s.f.ReadAt(s.scratch, 0)
+	return (err != nil && !errors.Is(err, io.EOF)) || n < len(s.head) || !bytes.Equal(s.scratch, s.head)
 }
 
 // compact moves unconsumed bytes to the front of the buffer.

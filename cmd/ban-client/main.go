@@ -239,8 +239,9 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	fmt.Fprintln(w, "`- Actions")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
 	fmt.Fprintf(w, "   |- Total banned:\t%d\n", s.TotalBanned)
-	if s.ActionErrors > 0 {
+	if s.ActionErrors > 0 || s.ActionsPending > 0 {
 		fmt.Fprintf(w, "   |- Action errors:\t%d\n", s.ActionErrors)
+		fmt.Fprintf(w, "   |- Retries pending:\t%d\n", s.ActionsPending)
 	}
 	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(addrs, " "))
 }

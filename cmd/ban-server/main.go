@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/daemon"
 )
@@ -31,6 +34,10 @@ Try it without root or a mail server:
 
 Check a configuration without starting anything:
   ban-server -check -config /etc/logban/logban.toml
+
+Remove everything logban ever put in the kernel (chains and sets named logban-*,
+routes of logban's route protocol), and nothing else:
+  ban-server -cleanup
 
 Signals:
   SIGHUP            reread the configuration (as 'ban-client reload'); a bad one
@@ -68,6 +75,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	configPath := fs.String("config", "/etc/logban/logban.toml", "configuration `file`; drop-ins in jail.d/*.toml beside it are read too")
 	dryRun := fs.Bool("dry-run", false, "replace every action with the log action: find and count, touch nothing")
 	check := fs.Bool("check", false, "check the configuration, print a summary, and exit")
+	cleanup := fs.Bool("cleanup", false, "remove all logban chains, sets and routes from the kernel, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,6 +87,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *showVersion {
 		fmt.Fprintln(stderr, "ban-server", version)
 		return nil
+	}
+	if *cleanup {
+		return cleanKernel(ctx, *configPath, stderr)
 	}
 	if *check {
 		cfg, err := config.Load(*configPath)
@@ -118,4 +129,44 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// cleanKernel runs every kernel action kind's Cleanup: with its defaults, and with each
+// configured action's options (another route table, say) if the configuration loads.
+func cleanKernel(ctx context.Context, configPath string, stderr io.Writer) error {
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	type cleaner struct {
+		name string
+		c    actions.Cleaner
+	}
+	var cleaners []cleaner
+	add := func(name, kind string, opts any) {
+		a, err := actions.New(kind, name, opts, logger)
+		if err != nil {
+			return
+		}
+		if c, ok := a.(actions.Cleaner); ok {
+			cleaners = append(cleaners, cleaner{name, c})
+		}
+	}
+	for _, kind := range actions.Kinds() {
+		k, _ := actions.Lookup(kind)
+		add(kind+" (defaults)", kind, k.Options())
+	}
+	if cfg, err := config.Load(configPath); err == nil {
+		for _, name := range slices.Sorted(maps.Keys(cfg.Actions)) {
+			add(name, cfg.Actions[name].Type, cfg.Actions[name].Options)
+		}
+	} else {
+		fmt.Fprintf(stderr, "configuration not read (%v); cleaning with each kind's defaults\n", err)
+	}
+	var errs []error
+	for _, c := range cleaners {
+		if err := c.c.Cleanup(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+			continue
+		}
+		fmt.Fprintf(stderr, "cleaned: %s\n", c.name)
+	}
+	return errors.Join(errs...)
 }

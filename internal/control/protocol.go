@@ -68,6 +68,7 @@ type JailStatus struct {
 	TotalBanned     int64        `json:"total_banned"`
 	Bans            []BanInfo    `json:"bans"`
 	ActionErrors    int64        `json:"action_errors"`
+	ActionsPending  int          `json:"actions_pending"` // failed calls waiting to be retried
 }
 
 // FileStatus is how reading one log file goes.

@@ -358,7 +358,8 @@ func (d *Daemon) buildActions(ctx context.Context, cfg *config.Config) (all map[
 			return nil, started, err
 		}
 		if err := a.Start(ctx); err != nil {
-			return nil, started, fmt.Errorf("starting action %q: %w", name, err)
+			// Not fatal: its calls fail, are counted, and are retried until it works.
+			d.logger.Error("action did not start; its bans will be retried", "action", name, "err", err)
 		}
 		ar := &actionRuntime{cfg: ac, action: a}
 		started = append(started, ar)

@@ -334,3 +334,21 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
+
+func TestABrokenActionDoesNotStopTheOthers(t *testing.T) {
+	cfg := strings.Replace(baseConfig, `actions = ["log"]`, `actions = ["broken", "log"]`, 1) + `
+[actions.broken]
+type = "exec"
+ban = ["/nonexistent/firewall-helper", "{ip}"]
+unban = ["/nonexistent/firewall-helper", "-d", "{ip}"]
+`
+	h := start(t, cfg, Options{})
+	h.fail("203.0.113.5", 3)
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	if !strings.Contains(h.banLog(), " ban jail=sasl addr=203.0.113.5 ") {
+		t.Errorf("the log action did not ban:\n%s", h.banLog())
+	}
+	if s.ActionErrors != 1 || s.ActionsPending != 1 {
+		t.Errorf("action errors %d, pending %d; want 1 and 1", s.ActionErrors, s.ActionsPending)
+	}
+}

@@ -44,6 +44,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 		CurrentlyBanned: bans.CurrentlyBanned,
 		TotalBanned:     bans.TotalBanned,
 	}
+	s.ActionsPending = d.manager.Pending(name)
 	errs := d.manager.ActionErrors()
 	for _, a := range jr.cfg.Actions {
 		s.ActionErrors += errs[a]

@@ -1,0 +1,163 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/smtp"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+func init() {
+	Register(Kind{
+		Name: "mail",
+		Options: func() any {
+			host, _ := os.Hostname()
+			return &MailOptions{Server: "localhost:25", From: "logban@" + host, Interval: "1m", Subject: "logban on " + host}
+		},
+		New: func(name string, options any, logger *slog.Logger) (Action, error) {
+			return NewMail(*options.(*MailOptions), logger)
+		},
+	})
+}
+
+// MailOptions configures the mail action.
+type MailOptions struct {
+	Server   string   `toml:"server"` // host:port of an SMTP server that relays for this host
+	From     string   `toml:"from"`
+	To       []string `toml:"to"`
+	Interval string   `toml:"interval"` // bans are gathered this long into one mail
+	Subject  string   `toml:"subject"`
+}
+
+// Validate checks the options.
+func (o *MailOptions) Validate() error {
+	if _, _, err := net.SplitHostPort(o.Server); err != nil {
+		return fmt.Errorf("server %q: want host:port", o.Server)
+	}
+	if len(o.To) == 0 {
+		return errors.New("to: no recipients")
+	}
+	for _, a := range append([]string{o.From}, o.To...) {
+		if _, err := mail.ParseAddress(a); err != nil {
+			return fmt.Errorf("address %q: %w", a, err)
+		}
+	}
+	if d, err := time.ParseDuration(o.Interval); err != nil || d <= 0 {
+		return fmt.Errorf("interval %q: want a duration like \"1m\"", o.Interval)
+	}
+	return nil
+}
+
+// Mail reports bans by mail, gathered over an interval: an attack from ten thousand
+// addresses sends one mail, not ten thousand. A mail that cannot be sent is tried again
+// at the next interval with what has come since.
+type Mail struct {
+	opts     MailOptions
+	interval time.Duration
+	logger   *slog.Logger
+
+	mu      sync.Mutex
+	pending []Ban
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// NewMail returns a mail action.
+func NewMail(opts MailOptions, logger *slog.Logger) (*Mail, error) {
+	d, err := time.ParseDuration(opts.Interval)
+	if err != nil {
+		return nil, err
+	}
+	return &Mail{opts: opts, interval: d, logger: logger}, nil
+}
+
+// Start begins sending gathered bans every interval.
+func (m *Mail) Start(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stop != nil {
+		return nil
+	}
+	m.stop, m.done = make(chan struct{}), make(chan struct{})
+	go m.loop(m.stop, m.done)
+	return nil
+}
+
+func (m *Mail) loop(stop, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(m.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			if err := m.flush(); err != nil {
+				m.logger.Error("ban report not sent; will try again", "err", err)
+			}
+		}
+	}
+}
+
+// Stop sends what is gathered and stops.
+func (m *Mail) Stop(context.Context) error {
+	m.mu.Lock()
+	stop, done := m.stop, m.done
+	m.stop = nil
+	m.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+	return m.flush()
+}
+
+// Ban adds b to the next mail.
+func (m *Mail) Ban(_ context.Context, b Ban) error {
+	m.mu.Lock()
+	m.pending = append(m.pending, b)
+	m.mu.Unlock()
+	return nil
+}
+
+// Unban does nothing: the report is of bans.
+func (m *Mail) Unban(context.Context, Ban) error { return nil }
+
+// flush sends the gathered bans in one mail.
+func (m *Mail) flush() error {
+	m.mu.Lock()
+	bans := m.pending
+	m.pending = nil
+	m.mu.Unlock()
+	if len(bans) == 0 {
+		return nil
+	}
+	if err := smtp.SendMail(m.opts.Server, nil, m.opts.From, m.opts.To, m.message(bans)); err != nil {
+		m.mu.Lock()
+		m.pending = append(bans, m.pending...)
+		m.mu.Unlock()
+		return fmt.Errorf("sending %d bans to %s: %w", len(bans), m.opts.Server, err)
+	}
+	return nil
+}
+
+func (m *Mail) message(bans []Ban) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s: %d addresses banned\r\nDate: %s\r\n\r\n",
+		m.opts.From, strings.Join(m.opts.To, ", "), m.opts.Subject, len(bans), time.Now().Format(time.RFC1123Z))
+	for _, ban := range bans {
+		expires := "until unbanned"
+		if !ban.Permanent() {
+			expires = "until " + ban.Expires.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(&b, "%s\t%s\t%d failures\t%s\r\n", ban.Addr, ban.Jail, ban.Failures, expires)
+	}
+	return []byte(b.String())
+}

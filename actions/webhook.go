@@ -1,0 +1,107 @@
+package actions
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+func init() {
+	Register(Kind{
+		Name:    "webhook",
+		Options: func() any { return &WebhookOptions{Timeout: "10s"} },
+		New: func(name string, options any, logger *slog.Logger) (Action, error) {
+			return NewWebhook(*options.(*WebhookOptions), logger)
+		},
+	})
+}
+
+// WebhookOptions configures the webhook action.
+type WebhookOptions struct {
+	URL     string            `toml:"url"`
+	Headers map[string]string `toml:"headers"` // e.g. Authorization
+	Timeout string            `toml:"timeout"` // a Go duration
+}
+
+// Validate checks the options.
+func (o *WebhookOptions) Validate() error {
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("url %q: want an http:// or https:// address", o.URL)
+	}
+	if _, err := time.ParseDuration(o.Timeout); err != nil {
+		return fmt.Errorf("timeout %q: %w", o.Timeout, err)
+	}
+	return nil
+}
+
+// WebhookEvent is the JSON body the webhook action posts.
+type WebhookEvent struct {
+	Event    string     `json:"event"` // "ban" or "unban"
+	Jail     string     `json:"jail"`
+	Addr     string     `json:"addr"`
+	Failures int        `json:"failures"`
+	BannedAt time.Time  `json:"banned_at"`
+	Expires  *time.Time `json:"expires"` // null: until unbanned
+}
+
+// Webhook posts each ban and unban as JSON; any answer but 2xx is an error, retried.
+type Webhook struct {
+	opts   WebhookOptions
+	logger *slog.Logger
+	client *http.Client
+}
+
+// NewWebhook returns a webhook action.
+func NewWebhook(opts WebhookOptions, logger *slog.Logger) (*Webhook, error) {
+	timeout, err := time.ParseDuration(opts.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Webhook{opts: opts, logger: logger, client: &http.Client{Timeout: timeout}}, nil
+}
+
+// Start does nothing.
+func (w *Webhook) Start(context.Context) error { return nil }
+
+// Stop does nothing.
+func (w *Webhook) Stop(context.Context) error { return nil }
+
+// Ban posts the ban.
+func (w *Webhook) Ban(ctx context.Context, b Ban) error { return w.post(ctx, "ban", b) }
+
+// Unban posts the unban.
+func (w *Webhook) Unban(ctx context.Context, b Ban) error { return w.post(ctx, "unban", b) }
+
+func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
+	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Addr.String(), Failures: b.Failures, BannedAt: b.BannedAt}
+	if !b.Permanent() {
+		ev.Expires = &b.Expires
+	}
+	body, _ := json.Marshal(ev)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.opts.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range w.opts.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("posting %s of %v: %w", event, b.Addr, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // drained for reuse only
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("posting %s of %v: %w", event, b.Addr, errors.New(resp.Status))
+	}
+	return nil
+}
