@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -120,12 +121,31 @@ func TestExecValidate(t *testing.T) {
 	}
 }
 
-// argvRecorder stands in for the command runner, to check the exact argv.
-type argvRecorder struct{ argv [][]string }
+// argvRecorder stands in for the command runner, to check the exact argv. failInsert
+// answers an insert as ufw does when it has no rule at that position.
+type argvRecorder struct {
+	argv       [][]string
+	failInsert bool
+}
 
 func (r *argvRecorder) Run(_ context.Context, argv []string) error {
 	r.argv = append(r.argv, argv)
+	if r.failInsert && slices.Contains(argv, "insert") {
+		return errors.New("ufw: exit status 1: ERROR: Invalid position '1'")
+	}
 	return nil
+}
+
+func TestUFWFallsBackToPrepend(t *testing.T) {
+	u := NewUFW(UFWOptions{InsertPos: 1, BlockType: "reject", Binary: "ufw"}, quiet)
+	rec := &argvRecorder{failInsert: true}
+	u.run = rec
+	if err := u.Ban(context.Background(), Ban{Addr: netip.MustParseAddr("2001:db8::5")}); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.argv) != 2 || strings.Join(rec.argv[1], " ") != "ufw prepend reject from 2001:db8::5 to any" {
+		t.Errorf("ran %q", rec.argv)
+	}
 }
 
 func TestUFWArgv(t *testing.T) {

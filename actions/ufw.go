@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -107,9 +108,19 @@ func (u *UFW) Start(context.Context) error { return nil }
 // Stop does nothing: the bans' rules are lifted by unban.
 func (u *UFW) Stop(context.Context) error { return nil }
 
+// PrependArgv returns the command a ban falls back to when ufw has no rule at the
+// insert position yet (an empty rule list, or only rules of the other IP family there).
+func (u *UFW) PrependArgv(b Ban) []string {
+	return u.argv(slices.Concat([]string{"prepend"}, u.rule(b))...)
+}
+
 // Ban inserts the block rule; ufw skips a rule it already has.
 func (u *UFW) Ban(ctx context.Context, b Ban) error {
-	if err := u.run.Run(ctx, u.BanArgv(b)); err != nil {
+	err := u.run.Run(ctx, u.BanArgv(b))
+	if err != nil && strings.Contains(err.Error(), "Invalid position") {
+		err = u.run.Run(ctx, u.PrependArgv(b))
+	}
+	if err != nil {
 		return fmt.Errorf("ufw rule for %v: %w", b.Addr, err)
 	}
 	return nil
