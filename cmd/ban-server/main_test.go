@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,3 +106,5 @@ actions = ["log"]
 		t.Errorf("run: %v", err)
 	}
 }
+
+var quietLogger = slog.New(slog.DiscardHandler)
