@@ -203,28 +203,40 @@ func (fw *Follower) position() error {
 
 // retireWhole queues the file at name to be read whole, unless it is current.
 func (fw *Follower) retireWhole(name string, current *os.File) error {
-	f, err := os.Open(name)
-	if err != nil {
+	src, err := fw.openSource(name, 0)
+	if err != nil || src == nil {
 		return err
 	}
-	fi, err1 := f.Stat()
+	fi, err1 := src.f.Stat()
 	ci, err2 := current.Stat()
 	if err := errors.Join(err1, err2); err != nil || os.SameFile(fi, ci) {
-		f.Close()
-		return err
-	}
-	id, _, err := identify(f)
-	if err != nil {
-		f.Close()
-		return err
-	}
-	src, err := newSource(f, id, 0, fw.bufSize())
-	if err != nil {
-		f.Close()
+		src.close()
 		return err
 	}
 	fw.retired = append(fw.retired, &retired{src: src, quietSince: time.Now()})
 	return nil
+}
+
+// openSource opens the file at name to be read from offset. A file that does not exist
+// is no error: it returns nil.
+func (fw *Follower) openSource(name string, offset int64) (*source, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	id, _, err := identify(f)
+	var src *source
+	if err == nil {
+		src, err = newSource(f, id, offset, fw.bufSize())
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return src, nil
 }
 
 // lineStartBefore returns the offset just past the last newline before size, so that
@@ -440,11 +452,13 @@ func (fw *Follower) recoverTruncated() {
 	if f, id := findRotated(fw.path, fw.cur.id, from); f != nil && (id.Device != fw.cur.id.Device || id.Inode != fw.cur.id.Inode) {
 		fw.drainFile(f, id, from)
 		for _, name := range rotatedSince(fw.path, f) {
-			if g, err := os.Open(name); err == nil {
-				if gid, _, err := identify(g); err == nil {
-					fw.drainFile(g, gid, 0)
-				}
-				g.Close()
+			src, err := fw.openSource(name, 0)
+			if err == nil && src != nil {
+				_, err = fw.drain(src)
+				src.close()
+			}
+			if err != nil {
+				fw.logger.Warn("reading a copy of the file", "copy", name, "err", err)
 			}
 		}
 		f.Close()
@@ -480,25 +494,15 @@ func (fw *Follower) retire() {
 // openNew follows the file the path names now, from its beginning: every line in it was
 // written after the file it replaces was last read.
 func (fw *Follower) openNew() error {
-	f, err := os.Open(fw.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	src, err := fw.openSource(fw.path, 0)
+	if err != nil || src == nil {
 		return err
 	}
-	id, _, err := identify(f)
-	if err == nil {
-		fw.cur, err = newSource(f, id, 0, fw.bufSize())
-	}
-	if err != nil {
-		f.Close()
-		return err
-	}
+	fw.cur = src
 	fw.rotations.Add(1)
-	fw.logger.Debug("following new file", "inode", id.Inode)
+	fw.logger.Debug("following new file", "inode", src.id.Inode)
 	fw.mu.Lock()
-	fw.pos = Position{File: id, Offset: 0}
+	fw.pos = Position{File: src.id, Offset: 0}
 	fw.mu.Unlock()
 	return nil
 }

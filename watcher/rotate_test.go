@@ -223,15 +223,7 @@ func TestRotationDuringBurst(t *testing.T) {
 			// truncation. Every line that is on disk, in a copy or in the file, must
 			// arrive; lines read before the truncation arrive even if no copy has them.
 			onDisk := linesOnDisk(t, dir)
-			waitUntil(t, func() bool {
-				seen := checkDelivery(t, r.got)
-				for n := range onDisk {
-					if !seen[n] {
-						return false
-					}
-				}
-				return true
-			})
+			waitForAll(t, r.got, onDisk)
 			r.stop()
 			seen := checkDelivery(t, r.got)
 			t.Logf("copytruncate: %d lines delivered, %d on disk, %d lost between copy and truncation by the rotation itself",
@@ -271,15 +263,7 @@ func TestRealLogrotate(t *testing.T) {
 			if mode == "create" && len(onDisk) != burstLines {
 				t.Fatalf("%d lines on disk, want %d", len(onDisk), burstLines)
 			}
-			waitUntil(t, func() bool {
-				seen := checkDelivery(t, r.got)
-				for n := range onDisk {
-					if !seen[n] {
-						return false
-					}
-				}
-				return true
-			})
+			waitForAll(t, r.got, onDisk)
 			r.stop()
 			t.Logf("logrotate %s: %d rotations, %d lines delivered of %d written", mode, rotations, len(checkDelivery(t, r.got)), burstLines)
 		})
@@ -326,6 +310,20 @@ func linesOnDisk(t *testing.T, dir string) map[int]bool {
 		}
 	}
 	return out
+}
+
+// waitForAll waits until every line in want has been delivered.
+func waitForAll(t *testing.T, g *got, want map[int]bool) {
+	t.Helper()
+	waitUntil(t, func() bool {
+		seen := checkDelivery(t, g)
+		for n := range want {
+			if !seen[n] {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // waitUntil waits for cond, which depends on lines arriving through the filesystem.
