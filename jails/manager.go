@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -34,6 +35,8 @@ type Manager struct {
 	clock  Clock
 	logger *slog.Logger
 	wake   chan struct{}
+	ledger Ledger
+	rand   func(n int64) int64
 
 	mu      sync.Mutex
 	jails   map[string]*jailBans
@@ -72,8 +75,14 @@ func backoff(attempts int) time.Duration {
 	return min(d, RetryMax)
 }
 
+// BanPolicy says how long a jail's bans last.
+type BanPolicy struct {
+	BanTime   time.Duration // < 0: until unbanned
+	Increment Increment     // longer bans for repeat offenders
+}
+
 type jailBans struct {
-	banTime     time.Duration // < 0: until unbanned
+	policy      BanPolicy
 	actions     []NamedAction
 	bans        map[netip.Addr]actions.Ban
 	totalBanned int64
@@ -84,11 +93,14 @@ type sharedKey struct {
 	addr   netip.Addr
 }
 
-// NewManager returns a manager with no jails.
+// NewManager returns a manager with no jails. Its bans are kept in a MemoryLedger until
+// SetLedger gives it a lasting one.
 func NewManager(clock Clock, logger *slog.Logger) *Manager {
 	return &Manager{
 		clock:   clock,
 		logger:  logger,
+		ledger:  NewMemoryLedger(),
+		rand:    rand.Int64N,
 		wake:    make(chan struct{}, 1),
 		jails:   make(map[string]*jailBans),
 		shared:  make(map[sharedKey]int),
@@ -97,15 +109,22 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 	}
 }
 
-// SetJail adds a jail or changes its ban time and actions. The bans of an existing jail
+// SetLedger makes l the record of bans. Call it before the first ban.
+func (m *Manager) SetLedger(l Ledger) {
+	m.mu.Lock()
+	m.ledger = l
+	m.mu.Unlock()
+}
+
+// SetJail adds a jail or changes its ban policy and actions. The bans of an existing jail
 // are kept; those already in place are lifted through actions the jail no longer has and
-// applied through the ones it gains. A new ban time applies to new bans.
-func (m *Manager) SetJail(ctx context.Context, name string, banTime time.Duration, acts []NamedAction) {
+// applied through the ones it gains. A new policy applies to new bans.
+func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, acts []NamedAction) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.jails[name]
 	if !ok {
-		m.jails[name] = &jailBans{banTime: banTime, actions: slices.Clone(acts), bans: make(map[netip.Addr]actions.Ban)}
+		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]actions.Ban)}
 		return
 	}
 	for _, old := range j.actions {
@@ -122,7 +141,7 @@ func (m *Manager) SetJail(ctx context.Context, name string, banTime time.Duratio
 			}
 		}
 	}
-	j.banTime = banTime
+	j.policy = policy
 	j.actions = slices.Clone(acts)
 	m.purgePending()
 }
@@ -227,9 +246,23 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 		return b, false, nil
 	}
 	now := m.clock.Now()
+	prev, err := m.ledger.BanCount(ctx, t.Jail, t.Addr)
+	if err != nil {
+		m.logger.Error("reading ban history", "addr", t.Addr, "err", err)
+	}
+	counted := prev
+	if j.policy.Increment.OverallJails {
+		if counted, err = m.ledger.BanCount(ctx, "", t.Addr); err != nil {
+			m.logger.Error("reading ban history", "addr", t.Addr, "err", err)
+		}
+	}
 	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
-	if j.banTime >= 0 {
-		b.Expires = now.Add(j.banTime)
+	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
+		b.Expires = now.Add(d)
+	}
+	// Recorded before it is applied: after a crash in between, the start applies it.
+	if err := m.ledger.SaveBan(ctx, Record{Ban: b, Count: prev + 1}); err != nil {
+		m.logger.Error("recording ban; it is applied but will not survive a restart", "jail", b.Jail, "addr", b.Addr, "err", err)
 	}
 	j.bans[t.Addr] = b
 	j.totalBanned++
@@ -269,6 +302,52 @@ func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]ac
 		return nil, ErrNotBanned
 	}
 	return lifted, nil
+}
+
+// Restore applies recorded bans at start, each with the time it has left; bans of jails
+// that no longer exist are forgotten. A ban that expired while the server was down is
+// lifted through its jail's actions too (after a crash the kernel may still hold it) and
+// forgotten. It returns how many bans were restored and how many had expired.
+func (m *Manager) Restore(ctx context.Context, records []Record) (restored, expired int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	for _, r := range records {
+		j, ok := m.jails[r.Jail]
+		if !ok {
+			if err := m.ledger.DeleteBan(ctx, r.Jail, r.Addr); err != nil {
+				m.logger.Error("forgetting ban of a removed jail", "jail", r.Jail, "addr", r.Addr, "err", err)
+			}
+			continue
+		}
+		if _, dup := j.bans[r.Addr]; dup {
+			continue
+		}
+		if !r.Permanent() && !r.Expires.After(now) {
+			for _, na := range j.actions {
+				if _, shared := na.Action.(actions.Shared); !shared {
+					m.call(ctx, na, r.Ban, true)
+				} else if m.shared[sharedKey{na.Action, r.Addr}] == 0 {
+					m.call(ctx, na, r.Ban, true)
+				}
+			}
+			if err := m.ledger.DeleteBan(ctx, r.Jail, r.Addr); err != nil {
+				m.logger.Error("forgetting expired ban", "jail", r.Jail, "addr", r.Addr, "err", err)
+			}
+			expired++
+			continue
+		}
+		j.bans[r.Addr] = r.Ban
+		for _, na := range j.actions {
+			m.banWith(ctx, na, r.Ban)
+		}
+		restored++
+	}
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return restored, expired
 }
 
 // ExpireDue lifts every ban whose time has come on the manager's clock and returns them.
@@ -397,6 +476,9 @@ func (m *Manager) jailNames() []string {
 // lift removes b from j and undoes it through j's actions. Caller holds m.mu.
 func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
 	delete(j.bans, b.Addr)
+	if err := m.ledger.DeleteBan(ctx, b.Jail, b.Addr); err != nil {
+		m.logger.Error("forgetting ban", "jail", b.Jail, "addr", b.Addr, "err", err)
+	}
 	for _, na := range j.actions {
 		m.unbanWith(ctx, na, b)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +79,7 @@ func TestBanExpiresOnTheClock(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	rec := &recorder{}
-	m.SetJail(ctx, "sasl", 10*time.Minute, []NamedAction{{"rec", rec}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: 10 * time.Minute}, []NamedAction{{"rec", rec}})
 
 	b, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1, Failures: 3})
 	if err != nil || !isNew || !b.Expires.Equal(t0.Add(10*time.Minute)) || b.Failures != 3 {
@@ -108,7 +109,7 @@ func TestPermanentBanNeverExpires(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
-	m.SetJail(ctx, "sasl", -1, nil)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: -1}, nil)
 	b, _, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
 	if !b.Permanent() {
 		t.Fatalf("ban %+v is not permanent", b)
@@ -123,8 +124,8 @@ func TestUnban(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(&fakeClock{now: t0})
 	rec := &recorder{}
-	m.SetJail(ctx, "a", time.Hour, []NamedAction{{"rec", rec}})
-	m.SetJail(ctx, "b", time.Hour, []NamedAction{{"rec", rec}})
+	m.SetJail(ctx, "a", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	m.SetJail(ctx, "b", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
 	m.Ban(ctx, Ticket{Jail: "a", Addr: a1})
 	m.Ban(ctx, Ticket{Jail: "b", Addr: a1})
 	m.Ban(ctx, Ticket{Jail: "b", Addr: a2})
@@ -151,8 +152,8 @@ func TestSharedActionHoldsUntilLastJailLetsGo(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	route := &sharedRecorder{}
-	m.SetJail(ctx, "short", time.Minute, []NamedAction{{"route", route}})
-	m.SetJail(ctx, "long", time.Hour, []NamedAction{{"route", route}})
+	m.SetJail(ctx, "short", BanPolicy{BanTime: time.Minute}, []NamedAction{{"route", route}})
+	m.SetJail(ctx, "long", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
 	m.Ban(ctx, Ticket{Jail: "short", Addr: a1})
 	m.Ban(ctx, Ticket{Jail: "long", Addr: a1})
 	clock.Advance(time.Minute)
@@ -171,7 +172,7 @@ func TestFailingActionDoesNotStopTheOthers(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(&fakeClock{now: t0})
 	broken, good := &recorder{fail: true}, &recorder{}
-	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"broken", broken}, {"good", good}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"broken", broken}, {"good", good}})
 	if _, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}); err != nil || !isNew {
 		t.Fatalf("Ban: %v %v", isNew, err)
 	}
@@ -190,9 +191,9 @@ func TestSetJailMovesBansBetweenActions(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(&fakeClock{now: t0})
 	oldAct, newAct, kept := &recorder{}, &recorder{}, &recorder{}
-	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"old", oldAct}, {"kept", kept}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"old", oldAct}, {"kept", kept}})
 	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
-	m.SetJail(ctx, "sasl", 2*time.Hour, []NamedAction{{"kept", kept}, {"new", newAct}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: 2 * time.Hour}, []NamedAction{{"kept", kept}, {"new", newAct}})
 	if oldAct.String() != "ban sasl 192.0.2.1\nunban sasl 192.0.2.1" || newAct.String() != "ban sasl 192.0.2.1" || kept.String() != "ban sasl 192.0.2.1" {
 		t.Errorf("old %q new %q kept %q", oldAct, newAct, kept)
 	}
@@ -210,8 +211,8 @@ func TestRunLiftsBansWhenTheyExpire(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		m := newManager(SystemClock{}) // the bubble's fake time
 		rec := &recorder{}
-		m.SetJail(ctx, "sasl", time.Minute, []NamedAction{{"rec", rec}})
-		m.SetJail(ctx, "forever", -1, []NamedAction{{"rec", rec}})
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Minute}, []NamedAction{{"rec", rec}})
+		m.SetJail(ctx, "forever", BanPolicy{BanTime: -1}, []NamedAction{{"rec", rec}})
 		done := make(chan error)
 		go func() { done <- m.Run(ctx) }()
 		m.Ban(ctx, Ticket{Jail: "forever", Addr: a2})
@@ -239,7 +240,7 @@ func TestFailedCallsAreRetriedWithBackoff(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	down, good := &recorder{fail: true}, &recorder{}
-	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}, {"good", good}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}, {"good", good}})
 	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
 	if m.Pending("sasl") != 1 || len(m.Bans("sasl")) != 1 || good.String() != "ban sasl 192.0.2.1" {
 		t.Fatalf("pending %d, bans %v, good %q", m.Pending("sasl"), m.Bans("sasl"), good)
@@ -275,7 +276,7 @@ func TestUnbanWhileTheActionIsDownIsRetriedAsUnban(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	down := &recorder{fail: true}
-	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
 	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
 	m.Unban(ctx, "sasl", a1)
 	down.mu.Lock()
@@ -294,10 +295,72 @@ func TestRetriesOfARemovedActionAreDropped(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	down := &recorder{fail: true}
-	m.SetJail(ctx, "sasl", time.Hour, []NamedAction{{"down", down}})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
 	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
-	m.SetJail(ctx, "sasl", time.Hour, nil)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
 	if n := m.Pending("sasl"); n != 0 {
 		t.Errorf("%d retries pending for an action no jail uses", n)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	rec := &recorder{}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	a3 := netip.MustParseAddr("198.51.100.3")
+	records := []Record{
+		{Ban: actions.Ban{Jail: "sasl", Addr: a1, BannedAt: t0.Add(-30 * time.Minute), Expires: t0.Add(30 * time.Minute), Failures: 3}, Count: 1},
+		{Ban: actions.Ban{Jail: "sasl", Addr: a2, BannedAt: t0.Add(-2 * time.Hour), Expires: t0.Add(-time.Hour)}, Count: 2}, // expired while down
+		{Ban: actions.Ban{Jail: "sasl", Addr: a3, BannedAt: t0.Add(-48 * time.Hour)}, Count: 1},                             // until unbanned
+		{Ban: actions.Ban{Jail: "gone", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}, Count: 1},                      // jail removed
+	}
+	ledger := NewMemoryLedger()
+	for _, r := range records {
+		ledger.SaveBan(ctx, r)
+	}
+	m.SetLedger(ledger)
+	restored, expired := m.Restore(ctx, records)
+	if restored != 2 || expired != 1 {
+		t.Fatalf("restored %d, expired %d; want 2, 1", restored, expired)
+	}
+	bans := m.Bans("sasl")
+	if len(bans) != 2 || bans[0].Addr != a1 || !bans[0].Expires.Equal(t0.Add(30*time.Minute)) || bans[1].Addr != a3 || !bans[1].Permanent() {
+		t.Errorf("bans after restore %+v", bans)
+	}
+	if want := "ban sasl 192.0.2.1\nunban sasl 2001:db8::2\nban sasl 198.51.100.3"; rec.String() != want {
+		t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
+	}
+	if n := len(ledger.Bans()); n != 2 {
+		t.Errorf("ledger keeps %d bans, want 2 (expired and removed-jail bans forgotten)", n)
+	}
+	clock.Advance(30 * time.Minute) // the restored ban ends on time
+	if got := m.ExpireDue(ctx); len(got) != 1 || got[0].Addr != a1 {
+		t.Errorf("expired %v", got)
+	}
+}
+
+func TestRepeatOffendersAreBannedLonger(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	inc := Increment{Enabled: true, Factor: 1}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: 10 * time.Minute, Increment: inc}, nil)
+	overall := inc
+	overall.OverallJails = true
+	m.SetJail(ctx, "imap", BanPolicy{BanTime: 10 * time.Minute, Increment: overall}, nil)
+	var got []time.Duration
+	for range 3 {
+		b, _, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+		got = append(got, b.Expires.Sub(b.BannedAt))
+		m.Unban(ctx, "sasl", a1)
+	}
+	// The imap jail counts the address's three sasl bans too.
+	b, _, _ := m.Ban(ctx, Ticket{Jail: "imap", Addr: a1})
+	got = append(got, b.Expires.Sub(b.BannedAt))
+	want := []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute, 80 * time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("ban lengths %v, want %v", got, want)
 	}
 }

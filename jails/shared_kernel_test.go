@@ -20,8 +20,8 @@ func TestSharedRouteHoldsUntilBothBansEnd(t *testing.T) {
 	route := actions.NewRoute(actions.RouteOptions{Type: "blackhole", Table: 254, Protocol: actions.DefaultRouteProtocol}, m.logger)
 	addr := netnstest.Client4
 	lab.Do(func() {
-		m.SetJail(ctx, "submission", 10*time.Minute, []NamedAction{{"blackhole", route}})
-		m.SetJail(ctx, "mailbox", time.Hour, []NamedAction{{"blackhole", route}})
+		m.SetJail(ctx, "submission", BanPolicy{BanTime: 10 * time.Minute}, []NamedAction{{"blackhole", route}})
+		m.SetJail(ctx, "mailbox", BanPolicy{BanTime: time.Hour}, []NamedAction{{"blackhole", route}})
 		m.Ban(ctx, Ticket{Jail: "submission", Addr: addr})
 		m.Ban(ctx, Ticket{Jail: "mailbox", Addr: addr})
 	})

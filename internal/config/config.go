@@ -93,6 +93,18 @@ type Jail struct {
 	IgnoreIP []netip.Prefix
 	Actions  []string
 	Start    string // "resume", "end" or "beginning"
+	// Increment lengthens the bans of repeat offenders.
+	Increment Increment
+}
+
+// Increment is a [jails.NAME.bantime_increment] table.
+type Increment struct {
+	Enabled      bool
+	Factor       float64
+	Multipliers  []float64
+	MaxTime      time.Duration
+	RndTime      time.Duration
+	OverallJails bool
 }
 
 // Equal reports whether a and b are the same jail.
@@ -139,6 +151,17 @@ type jailData struct {
 	IgnoreIP *[]Prefix `toml:"ignoreip"`
 	Actions  *[]string `toml:"actions"`
 	Start    *string   `toml:"start"`
+
+	BantimeIncrement *incrementData `toml:"bantime_increment"`
+}
+
+type incrementData struct {
+	Enabled      bool      `toml:"enabled"`
+	Factor       *float64  `toml:"factor"`
+	Multipliers  []float64 `toml:"multipliers"`
+	MaxTime      *Duration `toml:"maxtime"`
+	RndTime      *Duration `toml:"rndtime"`
+	OverallJails bool      `toml:"overalljails"`
 }
 
 type actionType struct {
@@ -249,6 +272,8 @@ func unknownPart(k toml.Key) toml.Key {
 		return k[:1]
 	case k[0] == "server":
 		return k[:min(len(k), 2)]
+	case k[0] == "jails" && len(k) >= 4 && k[2] == "bantime_increment":
+		return k[:4]
 	default:
 		return k[:min(len(k), 3)]
 	}
@@ -290,6 +315,8 @@ func validKeys(k toml.Key) string {
 		shape = serverData{}
 	case k[0] == "jails" && len(k) == 3:
 		shape = jailData{}
+	case k[0] == "jails" && len(k) == 4 && k[2] == "bantime_increment":
+		shape = incrementData{}
 	case k[0] == "filters" && len(k) == 3:
 		shape = filters.Definition{}
 	default:
@@ -484,6 +511,31 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 		j.Start = *d.Start
 		if !slices.Contains(startChoices, j.Start) {
 			l.fail(at("start"), 0, key+"start", "unknown start %q; valid: %s", j.Start, strings.Join(startChoices, ", "))
+		}
+	}
+	if inc := d.BantimeIncrement; inc != nil {
+		ikey := key + "bantime_increment."
+		j.Increment = Increment{Enabled: inc.Enabled, Factor: 1, Multipliers: inc.Multipliers, OverallJails: inc.OverallJails}
+		if inc.Factor != nil {
+			j.Increment.Factor = *inc.Factor
+			if *inc.Factor <= 0 {
+				l.fail(at("bantime_increment"), 0, ikey+"factor", "must be more than 0, got %v", *inc.Factor)
+			}
+		}
+		for i, m := range inc.Multipliers {
+			if m <= 0 {
+				l.fail(at("bantime_increment"), 0, fmt.Sprintf("%smultipliers[%d]", ikey, i), "must be more than 0, got %v", m)
+			}
+		}
+		if inc.MaxTime != nil {
+			if j.Increment.MaxTime = time.Duration(*inc.MaxTime); j.Increment.MaxTime < 0 {
+				l.fail(at("bantime_increment"), 0, ikey+"maxtime", "must be a length of time, not -1")
+			}
+		}
+		if inc.RndTime != nil {
+			if j.Increment.RndTime = time.Duration(*inc.RndTime); j.Increment.RndTime < 0 {
+				l.fail(at("bantime_increment"), 0, ikey+"rndtime", "must be a length of time, not -1")
+			}
 		}
 	}
 	if d.Actions == nil || len(*d.Actions) == 0 {

@@ -82,6 +82,7 @@ func TestDropIns(t *testing.T) {
 		"sasl": {
 			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
 			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume,
+			Increment: Increment{Enabled: true, Factor: 1, Multipliers: []float64{1, 5, 30}, MaxTime: 7 * 24 * time.Hour, RndTime: 10 * time.Minute, OverallJails: true},
 		},
 		"dos": {
 			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")},

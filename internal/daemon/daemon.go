@@ -136,6 +136,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown()
 		return err
 	}
+	if err := d.restore(gctx); err != nil {
+		d.shutdown()
+		return err
+	}
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
@@ -163,6 +167,21 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		return err
 	}
 	d.store, d.positions = s, positions
+	d.manager.SetLedger(s)
+	return nil
+}
+
+// restore applies the bans recorded by the last run, each with the time it has left.
+func (d *Daemon) restore(ctx context.Context) error {
+	start := time.Now()
+	records, err := d.store.Bans(ctx)
+	if err != nil {
+		return err
+	}
+	restored, expired := d.manager.Restore(ctx, records)
+	if len(records) > 0 {
+		d.logger.Info("bans restored", "restored", restored, "expired_while_stopped", expired, "took", time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -305,7 +324,12 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		for i, a := range jr.cfg.Actions {
 			named[i] = jails.NamedAction{Name: a, Action: newActions[a].action}
 		}
-		d.manager.SetJail(ctx, name, jr.cfg.BanTime, named)
+		inc := jr.cfg.Increment
+		d.manager.SetJail(ctx, name, jails.BanPolicy{
+			BanTime: jr.cfg.BanTime,
+			Increment: jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Multipliers: inc.Multipliers,
+				MaxTime: inc.MaxTime, RndTime: inc.RndTime, OverallJails: inc.OverallJails},
+		}, named)
 	}
 
 	d.mu.Lock()

@@ -10,13 +10,17 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
 
@@ -30,6 +34,22 @@ var schema = []string{
 		first_line_hash INTEGER NOT NULL, -- and FNV-1a of its first line (0: none yet)
 		offset          INTEGER NOT NULL, -- bytes handed on: just past the last line read
 		saved_at        TEXT NOT NULL     -- RFC 3339
+	)`,
+	2: `CREATE TABLE bans (
+		jail       TEXT NOT NULL,
+		addr       TEXT NOT NULL,    -- 203.0.113.5, 2001:db8::5
+		banned_at  TEXT NOT NULL,    -- RFC 3339, UTC
+		expires_at TEXT,             -- RFC 3339, UTC; NULL: until unbanned
+		failures   INTEGER NOT NULL, -- failures that led to the ban; 0 for a manual ban
+		ban_count  INTEGER NOT NULL, -- how many times this address was banned in this jail, this time included
+		PRIMARY KEY (jail, addr)
+	);
+	CREATE TABLE ban_history (   -- outlives the bans, for longer bans of repeat offenders
+		jail        TEXT NOT NULL,
+		addr        TEXT NOT NULL,
+		ban_count   INTEGER NOT NULL,
+		last_banned TEXT NOT NULL,
+		PRIMARY KEY (jail, addr)
 	)`,
 }
 
@@ -137,4 +157,110 @@ func (s *Store) SavePositions(ctx context.Context, positions map[string]watcher.
 		return fmt.Errorf("saving positions: %w", err)
 	}
 	return nil
+}
+
+// The store is the daemon's ledger of bans.
+var _ jails.Ledger = (*Store)(nil)
+
+const timeFormat = time.RFC3339Nano
+
+// SaveBan records a ban and counts it in the address's history. It is called before the
+// ban is applied, so a crash between the two loses nothing: the ban is applied at start.
+func (s *Store) SaveBan(ctx context.Context, r jails.Record) error {
+	var expires any
+	if !r.Permanent() {
+		expires = r.Expires.UTC().Format(timeFormat)
+	}
+	banned := r.BannedAt.UTC().Format(timeFormat)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count)
+		VALUES (?, ?, ?, ?, ?, ?)`, r.Jail, r.Addr.String(), banned, expires, r.Failures, r.Count); err != nil {
+		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES (?, ?, ?, ?)
+		ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`,
+		r.Jail, r.Addr.String(), r.Count, banned); err != nil {
+		return fmt.Errorf("counting ban of %v: %w", r.Addr, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
+	}
+	return nil
+}
+
+// DeleteBan removes a ban that ended; its count stays in the history.
+func (s *Store) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", jail, addr.String()); err != nil {
+		return fmt.Errorf("removing ban of %v: %w", addr, err)
+	}
+	return nil
+}
+
+// DeleteBans removes several bans that ended, in one transaction.
+func (s *Store) DeleteBans(ctx context.Context, bans []actions.Ban) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for _, b := range bans {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", b.Jail, b.Addr.String()); err != nil {
+			return fmt.Errorf("removing ban of %v: %w", b.Addr, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Bans returns every recorded ban.
+func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans")
+	if err != nil {
+		return nil, fmt.Errorf("reading bans: %w", err)
+	}
+	defer rows.Close()
+	var out []jails.Record
+	for rows.Next() {
+		var r jails.Record
+		var addr, banned string
+		var expires sql.NullString
+		if err := rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
+			return nil, fmt.Errorf("reading bans: %w", err)
+		}
+		if r.Addr, err = netip.ParseAddr(addr); err != nil {
+			return nil, fmt.Errorf("reading bans: address %q: %w", addr, err)
+		}
+		if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
+			return nil, fmt.Errorf("reading bans: %w", err)
+		}
+		if expires.Valid {
+			if r.Expires, err = time.Parse(timeFormat, expires.String); err != nil {
+				return nil, fmt.Errorf("reading bans: %w", err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// BanCount returns how many times addr has been banned in jail, or in every jail if
+// jail is "".
+func (s *Store) BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error) {
+	var n sql.NullInt64
+	var err error
+	if jail == "" {
+		err = s.db.QueryRowContext(ctx, "SELECT SUM(ban_count) FROM ban_history WHERE addr = ?", addr.String()).Scan(&n)
+	} else {
+		err = s.db.QueryRowContext(ctx, "SELECT ban_count FROM ban_history WHERE jail = ? AND addr = ?", jail, addr.String()).Scan(&n)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("counting bans of %v: %w", addr, err)
+	}
+	return int(n.Int64), nil
 }

@@ -3,13 +3,18 @@ package store
 import (
 	"context"
 	"math"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/testenv"
+	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
 
@@ -69,5 +74,50 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s.Close()
 	if _, err := Open(ctx, path); err == nil || !strings.Contains(err.Error(), "newer logban") {
 		t.Errorf("got %v", err)
+	}
+}
+
+func TestBansSurviveReopening(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "logban.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 5, 16, 0, 0, 123456789, time.UTC)
+	a := netip.MustParseAddr("203.0.113.5")
+	six := netip.MustParseAddr("2001:db8::5")
+	recs := []jails.Record{
+		{Ban: actions.Ban{Jail: "sasl", Addr: a, Failures: 3, BannedAt: t0, Expires: t0.Add(10 * time.Hour)}, Count: 1},
+		{Ban: actions.Ban{Jail: "dos", Addr: six, BannedAt: t0}, Count: 4},
+		{Ban: actions.Ban{Jail: "dos", Addr: a, BannedAt: t0, Expires: t0.Add(time.Hour)}, Count: 2},
+	}
+	for _, r := range recs {
+		if err := s.SaveBan(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteBan(ctx, "dos", a); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, _ = Open(ctx, path)
+	defer s.Close()
+	got, err := s.Bans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(got, func(x, y jails.Record) int { return strings.Compare(x.Jail, y.Jail) })
+	if len(got) != 2 || !reflect.DeepEqual(got[0], recs[1]) || !got[1].BannedAt.Equal(t0) || !got[1].Expires.Equal(recs[0].Expires) || got[1].Failures != 3 {
+		t.Errorf("bans\n got %+v\nwant %+v and %+v", got, recs[1], recs[0])
+	}
+	for _, c := range []struct {
+		jail string
+		want int
+	}{{"sasl", 1}, {"dos", 2}, {"", 3}, {"nope", 0}} {
+		if n, err := s.BanCount(ctx, c.jail, a); err != nil || n != c.want {
+			t.Errorf("BanCount(%q) = %d, %v; want %d (counts outlive the bans)", c.jail, n, err, c.want)
+		}
 	}
 }
