@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/logban/logban/internal/config"
@@ -23,14 +25,19 @@ Commands:
   ping                        check that ban-server answers
   status                      list the jails
   status JAIL                 a jail's failures, files and bans
+  list [--jail J]             every ban: address, jail, banned at, expires in, failures
+  get JAIL banned             the jail's banned addresses, one a line
   banip JAIL ADDR...          ban addresses in a jail by hand
   unbanip [--jail J] ADDR...  lift the bans of addresses, in every jail or in J
+  unban --all                 lift every ban
   reload                      reread the server's configuration; a bad one is refused
                               and its errors shown
+  version                     this client's and the server's versions
 
 Examples:
   ban-client status zimbra-submission
   ban-client unbanip 203.0.113.5
+  ban-client -json list --jail zimbra-submission
   ban-client -config examples/demo.toml status
 
 Exit status: 0 done, 1 refused or not found, 2 usage, 3 server unreachable.
@@ -67,6 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	socket := fs.String("socket", "", "control socket `path` (default: $LOGBAN_SOCKET, else the -config file's, else "+config.DefaultSocket+")")
 	configPath := fs.String("config", "", "read the socket path from this configuration `file`")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
+	jsonOut := fs.Bool("json", false, "print status, status JAIL and list as JSON, for scripts")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, err
 	}
@@ -76,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	err = command(ctx, control.NewClient(path), fs.Args(), stdout)
+	err = cli{c: control.NewClient(path), w: stdout, json: *jsonOut}.command(ctx, fs.Args())
 	var ue usageError
 	var re *control.RemoteError
 	switch {
@@ -109,7 +117,29 @@ func socketPath(flagValue, configPath string) (string, error) {
 	return config.DefaultSocket, nil
 }
 
-func command(ctx context.Context, c *control.Client, args []string, w io.Writer) error {
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// cli runs one command and prints its outcome.
+type cli struct {
+	c    *control.Client
+	w    io.Writer
+	json bool
+}
+
+// print writes v as JSON if asked for, else calls text.
+func (x cli) print(v any, text func()) error {
+	if x.json {
+		enc := json.NewEncoder(x.w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	text()
+	return nil
+}
+
+func (x cli) command(ctx context.Context, args []string) error {
+	c, w := x.c, x.w
 	if len(args) == 0 {
 		return usageError{"no command given"}
 	}
@@ -131,15 +161,13 @@ func command(ctx context.Context, c *control.Client, args []string, w io.Writer)
 			if err != nil {
 				return err
 			}
-			printStatus(w, s)
-			return nil
+			return x.print(s, func() { printStatus(w, s) })
 		case 1:
 			s, err := c.JailStatus(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			printJailStatus(w, s)
-			return nil
+			return x.print(s, func() { printJailStatus(w, s) })
 		}
 		return usageError{"status takes at most one jail"}
 	case "banip":
@@ -172,6 +200,49 @@ func command(ctx context.Context, c *control.Client, args []string, w io.Writer)
 			return err
 		}
 		return printResults(w, "unbanned", rs)
+	case "list":
+		jail := ""
+		switch {
+		case len(args) == 2 && (args[0] == "--jail" || args[0] == "-jail"):
+			jail = args[1]
+		case len(args) != 0:
+			return usageError{"list takes only --jail JAIL"}
+		}
+		bans, err := c.List(ctx, jail)
+		if err != nil {
+			return err
+		}
+		return x.print(bans, func() { printList(w, bans, time.Now()) })
+	case "get":
+		if len(args) != 2 || args[1] != "banned" {
+			return usageError{"get takes JAIL banned"}
+		}
+		bans, err := c.List(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		for _, b := range bans {
+			fmt.Fprintln(w, b.Addr)
+		}
+		return nil
+	case "unban":
+		if len(args) != 1 || (args[0] != "--all" && args[0] != "-all") {
+			return usageError{"unban takes --all (to lift one address: unbanip ADDR)"}
+		}
+		n, err := c.UnbanAll(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%d bans lifted\n", n)
+		return nil
+	case "version":
+		fmt.Fprintf(w, "ban-client %s\n", version)
+		s, err := c.Status(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "ban-server %s\n", s.Version)
+		return nil
 	case "reload":
 		if len(args) != 0 {
 			return usageError{"reload takes no arguments"}
@@ -211,6 +282,19 @@ func printResults(w io.Writer, verb string, rs []control.AddrResult) error {
 		err = errNotAll
 	}
 	return err
+}
+
+func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tJAIL\tBANNED AT\tEXPIRES IN\tFAILURES")
+	for _, b := range bans {
+		expires := "never"
+		if !b.Expires.IsZero() {
+			expires = max(b.Expires.Sub(now), 0).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
+	}
+	tw.Flush()
 }
 
 func printStatus(w io.Writer, s control.Status) {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logban/logban/internal/daemon"
 )
@@ -30,7 +33,7 @@ func startServer(t *testing.T) string {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "logban.toml")
 	os.WriteFile(cfg, []byte(testConfig), 0o644)
-	d, err := daemon.New(daemon.Options{ConfigPath: cfg, HostPrefixes: func() ([]netip.Prefix, error) { return nil, nil }})
+	d, err := daemon.New(daemon.Options{ConfigPath: cfg, Version: "1.2.3", HostPrefixes: func() ([]netip.Prefix, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +89,15 @@ func TestCommands(t *testing.T) {
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{[]string{}, 2, "", "no command given"},
 		{[]string{"reload"}, 0, "reloaded\n", ""},
+		{[]string{"banip", "sasl", "198.51.100.7"}, 0, "198.51.100.7 banned (sasl)\n", ""},
+		{[]string{"get", "sasl", "banned"}, 0, "198.51.100.7\n2001:db8::1\n", ""},
+		{[]string{"get", "sasl"}, 2, "", "get takes JAIL banned"},
+		{[]string{"version"}, 0, "ban-client dev\nban-server 1.2.3\n", ""},
+		{[]string{"-json", "status"}, 0, "{\n  \"version\": \"1.2.3\",\n  \"jails\": [\n    \"sasl\"\n  ]\n}\n", ""},
+		{[]string{"list", "--jail", "nope"}, 1, "", `jail "nope": not found`},
+		{[]string{"unban", "--all"}, 0, "2 bans lifted\n", ""},
+		{[]string{"unban"}, 2, "", "unban takes --all"},
+		{[]string{"list"}, 0, "ADDRESS  JAIL  BANNED AT  EXPIRES IN  FAILURES\n", ""},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := client(append([]string{"-socket", sock}, tt.args...)...)
@@ -120,5 +132,30 @@ func TestHelp(t *testing.T) {
 	code, _, stderr := client("-h")
 	if code != exitUsage || !strings.Contains(stderr, "unbanip [--jail J] ADDR...") || !strings.Contains(stderr, "-socket path") {
 		t.Errorf("exit %d, help:\n%s", code, stderr)
+	}
+}
+
+func TestListAndJSON(t *testing.T) {
+	sock := startServer(t)
+	client("-socket", sock, "banip", "sasl", "203.0.113.5")
+	code, stdout, stderr := client("-socket", sock, "list")
+	if code != 0 || !regexp.MustCompile(`(?m)^203\.0\.113\.5 +sasl +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +(9m5\d|10m0)s +0$`).MatchString(stdout) {
+		t.Errorf("list: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = client("-socket", sock, "-json", "list", "--jail", "sasl")
+	var bans []struct {
+		Jail, Addr string
+		Expires    time.Time
+	}
+	if err := json.Unmarshal([]byte(stdout), &bans); code != 0 || err != nil || len(bans) != 1 || bans[0].Addr != "203.0.113.5" || bans[0].Jail != "sasl" || bans[0].Expires.IsZero() {
+		t.Errorf("-json list: exit %d, %v\n%s", code, err, stdout)
+	}
+	code, stdout, _ = client("-socket", sock, "-json", "status", "sasl")
+	var st struct {
+		CurrentlyBanned int `json:"currently_banned"`
+		Files           []struct{ Path string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil || st.CurrentlyBanned != 1 || len(st.Files) != 1 {
+		t.Errorf("-json status sasl: exit %d, %v\n%s", code, err, stdout)
 	}
 }

@@ -64,6 +64,20 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.call(ctx, request{Command: cmdReload}, nil)
 }
 
+// List returns the bans of jail, or of every jail if jail is "".
+func (c *Client) List(ctx context.Context, jail string) ([]BanInfo, error) {
+	var r []BanInfo
+	err := c.call(ctx, request{Command: cmdList, Jail: jail}, &r)
+	return r, err
+}
+
+// UnbanAll lifts every ban and returns how many there were.
+func (c *Client) UnbanAll(ctx context.Context) (int, error) {
+	var n int
+	err := c.call(ctx, request{Command: cmdUnbanAll}, &n)
+	return n, err
+}
+
 func addrStrings(addrs []netip.Addr) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {

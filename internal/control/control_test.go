@@ -40,6 +40,18 @@ func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr) (AddrRes
 	return AddrResult{Addr: a, Done: true, Jails: []string{"sasl"}}, nil
 }
 func (e *fakeEngine) Reload(context.Context) error { return e.reload }
+func (e *fakeEngine) List(jail string) ([]BanInfo, error) {
+	var out []BanInfo
+	for a := range e.banned {
+		out = append(out, BanInfo{Jail: "sasl", Addr: a})
+	}
+	return out, nil
+}
+func (e *fakeEngine) UnbanAll(context.Context) (int, error) {
+	n := len(e.banned)
+	clear(e.banned)
+	return n, nil
+}
 
 func serve(t *testing.T, engine Engine) string {
 	t.Helper()

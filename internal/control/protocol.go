@@ -25,6 +25,8 @@ const (
 	cmdBanIP      = "banip"
 	cmdUnbanIP    = "unbanip"
 	cmdReload     = "reload"
+	cmdList       = "list"
+	cmdUnbanAll   = "unban-all"
 )
 
 type request struct {
@@ -49,6 +51,10 @@ type Engine interface {
 	UnbanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
 	// Reload rereads the configuration and applies it, or leaves everything as it was.
 	Reload(ctx context.Context) error
+	// List returns the bans of jail, or of every jail if jail is "".
+	List(jail string) ([]BanInfo, error)
+	// UnbanAll lifts every ban and returns how many.
+	UnbanAll(ctx context.Context) (int, error)
 }
 
 // Status is the daemon's overview.
@@ -82,6 +88,7 @@ type FileStatus struct {
 
 // BanInfo is one ban as shown to an operator.
 type BanInfo struct {
+	Jail     string     `json:"jail"`
 	Addr     netip.Addr `json:"addr"`
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`

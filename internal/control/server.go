@@ -142,6 +142,10 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		return results, nil
 	case cmdReload:
 		return nil, engine.Reload(ctx)
+	case cmdList:
+		return engine.List(req.Jail)
+	case cmdUnbanAll:
+		return engine.UnbanAll(ctx)
 	}
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
 }

@@ -49,10 +49,37 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	for _, a := range jr.cfg.Actions {
 		s.ActionErrors += errs[a]
 	}
-	for _, b := range d.manager.Bans(name) {
-		s.Bans = append(s.Bans, control.BanInfo{Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires})
-	}
+	s.Bans, _ = d.List(name)
 	return s, nil
+}
+
+// List returns the bans of jail, or of every jail if jail is "".
+func (d *Daemon) List(jail string) ([]control.BanInfo, error) {
+	if jail != "" {
+		d.mu.RLock()
+		_, ok := d.jails[jail]
+		d.mu.RUnlock()
+		if !ok {
+			return nil, fmt.Errorf("jail %q: %w", jail, control.ErrNotFound)
+		}
+	}
+	var out []control.BanInfo
+	for _, b := range d.manager.Bans(jail) {
+		out = append(out, control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires})
+	}
+	return out, nil
+}
+
+// UnbanAll lifts every ban in every jail.
+func (d *Daemon) UnbanAll(ctx context.Context) (int, error) {
+	n := 0
+	for _, b := range d.manager.Bans("") {
+		if _, err := d.manager.Unban(ctx, b.Jail, b.Addr); err == nil {
+			n++
+		}
+	}
+	d.logger.Info("all bans lifted by hand", "count", n)
+	return n, nil
 }
 
 // BanIP bans addr in jail by hand; an address on the jail's ignore list is refused.
