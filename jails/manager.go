@@ -37,6 +37,8 @@ type Manager struct {
 	wake   chan struct{}
 	ledger Ledger
 	rand   func(n int64) int64
+	// observe, if set, is told how long each action call took.
+	observe func(action string, unban bool, took time.Duration, err error)
 
 	mu      sync.Mutex
 	jails   map[string]*jailBans
@@ -82,10 +84,11 @@ type BanPolicy struct {
 }
 
 type jailBans struct {
-	policy      BanPolicy
-	actions     []NamedAction
-	bans        map[netip.Addr]actions.Ban
-	totalBanned int64
+	policy        BanPolicy
+	actions       []NamedAction
+	bans          map[netip.Addr]actions.Ban
+	totalBanned   int64
+	totalUnbanned int64
 }
 
 type sharedKey struct {
@@ -107,6 +110,14 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 		errors:  make(map[string]int64),
 		pending: make(map[pendingKey]*pendingOp),
 	}
+}
+
+// SetObserver makes f hear of every action call: its action, whether it was an unban,
+// how long it took, and its error. Call it before the first ban.
+func (m *Manager) SetObserver(f func(action string, unban bool, took time.Duration, err error)) {
+	m.mu.Lock()
+	m.observe = f
+	m.mu.Unlock()
 }
 
 // SetLedger makes l the record of bans. Call it before the first ban.
@@ -440,6 +451,7 @@ func (m *Manager) Bans(jail string) []actions.Ban {
 type BanCounts struct {
 	CurrentlyBanned int
 	TotalBanned     int64
+	TotalUnbanned   int64
 }
 
 // Counts returns jail's ban figures.
@@ -450,7 +462,7 @@ func (m *Manager) Counts(jail string) (BanCounts, error) {
 	if !ok {
 		return BanCounts{}, ErrUnknownJail
 	}
-	return BanCounts{CurrentlyBanned: len(j.bans), TotalBanned: j.totalBanned}, nil
+	return BanCounts{CurrentlyBanned: len(j.bans), TotalBanned: j.totalBanned, TotalUnbanned: j.totalUnbanned}, nil
 }
 
 // ActionErrors returns how many calls of each action have failed.
@@ -476,6 +488,7 @@ func (m *Manager) jailNames() []string {
 // lift removes b from j and undoes it through j's actions. Caller holds m.mu.
 func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
 	delete(j.bans, b.Addr)
+	j.totalUnbanned++
 	if err := m.ledger.DeleteBan(ctx, b.Jail, b.Addr); err != nil {
 		m.logger.Error("forgetting ban", "jail", b.Jail, "addr", b.Addr, "err", err)
 	}
@@ -501,11 +514,15 @@ func (m *Manager) banWith(ctx context.Context, na NamedAction, b actions.Ban) {
 // for retry with backoff; the ban stays recorded. Caller holds m.mu.
 func (m *Manager) call(ctx context.Context, na NamedAction, b actions.Ban, unban bool) {
 	k := pendingKey{na.Action, b.Jail, b.Addr}
+	start := time.Now()
 	var err error
 	if unban {
 		err = na.Action.Unban(ctx, b)
 	} else {
 		err = na.Action.Ban(ctx, b)
+	}
+	if m.observe != nil {
+		m.observe(na.Name, unban, time.Since(start), err)
 	}
 	if err == nil {
 		delete(m.pending, k)

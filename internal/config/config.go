@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -58,6 +59,8 @@ type Server struct {
 	LogLevel slog.Level
 	// MaxLineBytes cuts longer log lines (the rest is discarded, counted and reported).
 	MaxLineBytes int
+	// Metrics is the host:port Prometheus metrics are served on; "" for none.
+	Metrics string
 }
 
 // Filter is a checked filter definition; Compile builds a matcher from it.
@@ -139,6 +142,7 @@ type serverData struct {
 	IgnoreIP     *[]Prefix `toml:"ignoreip"`
 	LogLevel     *string   `toml:"loglevel"`
 	MaxLineBytes *int      `toml:"max_line_bytes"`
+	Metrics      *string   `toml:"metrics"`
 }
 
 type jailData struct {
@@ -387,6 +391,12 @@ func (l *loader) build() *Config {
 			cfg.Server.MaxLineBytes = *s.MaxLineBytes
 			if *s.MaxLineBytes < 256 || *s.MaxLineBytes > 16<<20 {
 				l.fail(p.path, 0, "server.max_line_bytes", "must be between 256 and 16777216, got %d", *s.MaxLineBytes)
+			}
+		}
+		if s.Metrics != nil {
+			cfg.Server.Metrics = *s.Metrics
+			if _, _, err := net.SplitHostPort(*s.Metrics); err != nil && *s.Metrics != "" {
+				l.fail(p.path, 0, "server.metrics", "%q: want host:port, like \"127.0.0.1:9191\"", *s.Metrics)
 			}
 		}
 		if s.LogLevel != nil {

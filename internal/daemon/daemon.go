@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -62,8 +63,9 @@ type Daemon struct {
 	actions map[string]*actionRuntime
 	readers map[string]*reader // by path
 
-	store     *store.Store
-	positions map[string]watcher.Position // as last saved, by path; Run's goroutine only
+	store       *store.Store
+	positions   map[string]watcher.Position // as last saved, by path; Run's goroutine only
+	metricsAddr string
 }
 
 type jailRuntime struct {
@@ -130,6 +132,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer d.store.Close()
+	var metricsLn net.Listener
+	if addr := d.cfg.Server.Metrics; addr != "" {
+		if metricsLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		defer metricsLn.Close()
+	}
+	if metricsLn != nil {
+		d.metricsAddr = metricsLn.Addr().String()
+	}
+	m := newMetrics(d)
+	d.manager.SetObserver(m.observe)
 
 	g, gctx := errgroup.WithContext(ctx)
 	if err := d.apply(gctx, d.cfg); err != nil {
@@ -143,6 +157,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
+	if metricsLn != nil {
+		g.Go(func() error { return d.serveMetrics(gctx, metricsLn, m) })
+	}
 	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", len(d.jails), "dry_run", d.opts.DryRun)
 	close(d.ready)
 	err = g.Wait()
@@ -150,6 +167,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logger.Info("stopped")
 	return err
 }
+
+// MetricsAddr returns the address metrics are served on, once Ready; "" if none.
+func (d *Daemon) MetricsAddr() string { return d.metricsAddr }
 
 // Ready is closed once Run has started every part: the control socket answers, and every
 // log file is followed from the point it had reached when the reader was made.

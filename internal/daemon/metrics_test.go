@@ -1,0 +1,42 @@
+package daemon
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/logban/logban/internal/control"
+)
+
+func TestMetricsAfterABan(t *testing.T) {
+	cfg := strings.Replace(baseConfig, `database = "run/logban.db"`, `database = "run/logban.db"
+metrics = "127.0.0.1:0"`, 1)
+	h := start(t, cfg, Options{})
+	h.fail("203.0.113.5", 3)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+
+	resp, err := http.Get("http://" + h.d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`logban_jail_failures_total{jail="sasl"} 3`,
+		`logban_jail_bans_total{jail="sasl"} 1`,
+		`logban_jail_bans_active{jail="sasl"} 1`,
+		`logban_jail_unbans_total{jail="sasl"} 0`,
+		`logban_file_lines_read_total{file="` + h.log + `"} 3`,
+		`logban_file_bytes_behind{file="` + h.log + `"} 0`,
+		`logban_action_duration_seconds_count{action="log",op="ban"} 1`,
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(string(body), ""))
+	}
+}
