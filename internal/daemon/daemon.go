@@ -373,7 +373,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
 	d.mu.Unlock()
-	d.savePositions(ctx, gone)
+	// Where new readers start is saved at once: a crash before the first periodic save
+	// then resumes there, not at the end.
+	d.savePositions(ctx, slices.Concat(gone, slices.Collect(maps.Values(newReaders))))
 
 	var retired []*actionRuntime
 	for name, ar := range oldActions {

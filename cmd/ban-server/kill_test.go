@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+// TestMain lets the test binary be ban-server itself, so a test can start it as a
+// process of its own and kill it.
+func TestMain(m *testing.M) {
+	if os.Getenv("LOGBAN_TEST_BE_SERVER") == "1" {
+		if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startServer starts ban-server as a process and waits until it answers.
+func startServer(t *testing.T, config string, c *control.Client) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-config", config)
+	cmd.Env = append(os.Environ(), "LOGBAN_TEST_BE_SERVER=1")
+	cmd.Stderr = os.Stderr
+	if !testing.Verbose() {
+		cmd.Stderr = nil
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Ping(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("ban-server did not answer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cmd
+}
+
+func TestSIGKILLDuringABanBurstLosesNoBan(t *testing.T) {
+	burst := 20_000
+	if raceEnabled {
+		burst = 3_000
+	}
+	dir := t.TempDir()
+	config := filepath.Join(dir, "logban.toml")
+	os.WriteFile(config, []byte(`
+[server]
+socket = "logban.sock"
+database = "logban.db"
+loglevel = "warn"
+
+[actions.log]
+type = "log"
+path = "bans.log"
+
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+maxretry = 1
+findtime = "1h"
+bantime = "1h"
+actions = ["log"]
+`), 0o644)
+	logPath := filepath.Join(dir, "zimbra.log")
+	os.WriteFile(logPath, nil, 0o644)
+	c := control.NewClient(filepath.Join(dir, "logban.sock"))
+	ctx := context.Background()
+
+	first := startServer(t, config, c)
+	// A burst: one failure from each of 20,000 addresses, each a ban.
+	var b strings.Builder
+	want := map[netip.Addr]bool{}
+	base := netip.MustParseAddr("198.18.0.0").As4()
+	stamp := time.Now().Format(time.Stamp)
+	for i := range burst {
+		a := base
+		a[2], a[3] = byte(i>>8), byte(i)
+		addr := netip.AddrFrom4(a)
+		want[addr] = true
+		fmt.Fprintf(&b, "%s mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: x\n", stamp, addr)
+	}
+	os.WriteFile(logPath, []byte(b.String()), 0o644)
+	for {
+		s, err := c.JailStatus(ctx, "sasl")
+		if err == nil && s.CurrentlyBanned >= burst/10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	before, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
+	killedAt := strings.Count(string(before), " ban ")
+	if killedAt >= burst {
+		t.Fatalf("the burst was over (%d bans) before the kill; make it larger", killedAt)
+	}
+	os.Rename(filepath.Join(dir, "bans.log"), filepath.Join(dir, "bans-before-kill.log"))
+
+	startServer(t, config, c)
+	deadline := time.Now().Add(60 * time.Second)
+	var bans []control.BanInfo
+	for {
+		var err error
+		if bans, err = c.List(ctx, "sasl"); err == nil && len(bans) >= burst {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bans after restart, want %d", len(bans), burst)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, ban := range bans {
+		if !want[ban.Addr] {
+			t.Fatalf("banned %v, which never failed", ban.Addr)
+		}
+	}
+	// Applied exactly once by the new process: restored, or banned from the lines it read.
+	after, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
+	applied := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(after)), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == "ban" {
+			applied[strings.TrimPrefix(f[3], "addr=")]++
+		}
+	}
+	for addr := range want {
+		if n := applied[addr.String()]; n != 1 {
+			t.Fatalf("%v applied %d times after the restart, want once", addr, n)
+		}
+	}
+	t.Logf("killed after %d of %d bans; after restart all %d are in force, each applied once", killedAt, burst, len(bans))
+}
