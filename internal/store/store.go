@@ -192,6 +192,38 @@ func (s *Store) SaveBan(ctx context.Context, r jails.Record) error {
 	return nil
 }
 
+// SaveBans records many bans in one transaction.
+func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	ban, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	count, err := tx.PrepareContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES (?, ?, ?, ?)
+		ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`)
+	if err != nil {
+		return err
+	}
+	for _, r := range records {
+		var expires any
+		if !r.Permanent() {
+			expires = r.Expires.UTC().Format(timeFormat)
+		}
+		banned := r.BannedAt.UTC().Format(timeFormat)
+		if _, err := ban.ExecContext(ctx, r.Jail, r.Addr.String(), banned, expires, r.Failures, r.Count); err != nil {
+			return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
+		}
+		if _, err := count.ExecContext(ctx, r.Jail, r.Addr.String(), r.Count, banned); err != nil {
+			return fmt.Errorf("counting ban of %v: %w", r.Addr, err)
+		}
+	}
+	return tx.Commit()
+}
+
 // DeleteBan removes a ban that ended; its count stays in the history.
 func (s *Store) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", jail, addr.String()); err != nil {

@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/netnstest"
+	"github.com/logban/logban/internal/store"
+	"github.com/logban/logban/jails"
+)
+
+// BenchmarkRestore reads 100,000 recorded bans from the database and applies them, as a
+// start does: through the log action, and through null routes in a namespace (as root).
+func BenchmarkRestore(b *testing.B) {
+	const n = 100_000
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "logban.db")
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Now()
+	records := make([]jails.Record, n)
+	for i := range records {
+		a := netip.MustParseAddr("2001:db8::").As16()
+		a[13], a[14], a[15] = byte(i>>16), byte(i>>8), byte(i)
+		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom16(a), Failures: 3, BannedAt: now, Expires: now.Add(time.Hour)}, Count: 1}
+	}
+	if err := st.SaveBans(ctx, records); err != nil {
+		b.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	restore := func(b *testing.B, a actions.Action, do func(func())) {
+		var took time.Duration
+		for b.Loop() {
+			m := jails.NewManager(jails.SystemClock{}, quiet)
+			m.SetLedger(st)
+			m.SetJail(ctx, "sasl", jails.BanPolicy{BanTime: time.Hour}, []jails.NamedAction{{Name: "a", Action: a}})
+			start := time.Now()
+			var restored int
+			do(func() {
+				recs, err := st.Bans(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				restored, _ = m.Restore(ctx, recs)
+			})
+			took += time.Since(start)
+			if restored != n {
+				b.Fatalf("restored %d, want %d", restored, n)
+			}
+			do(func() { a.Stop(ctx) })
+		}
+		b.ReportMetric(took.Seconds()/float64(b.N), "s/restore")
+		b.ReportMetric(float64(n*b.N)/took.Seconds(), "bans/s")
+	}
+	b.Run("log", func(b *testing.B) {
+		a := actions.NewLog(actions.LogOptions{Path: filepath.Join(b.TempDir(), "bans.log")}, quiet)
+		a.Start(ctx)
+		restore(b, a, func(f func()) { f() })
+	})
+	b.Run("route", func(b *testing.B) {
+		lab := netnstest.New(b)
+		a := actions.NewRoute(actions.RouteOptions{Type: "blackhole", Table: 254, Protocol: actions.DefaultRouteProtocol}, quiet)
+		restore(b, a, lab.Do)
+	})
+}
