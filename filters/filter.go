@@ -151,6 +151,8 @@ type Match struct {
 	Time time.Time
 	// Timed reports whether Time came from the line.
 	Timed bool
+	// Pattern is the index of the failregex that matched.
+	Pattern int
 }
 
 // Result says what a filter made of a line.
@@ -230,7 +232,7 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 	if f.literal != nil && bytes.Index(line, f.literal) < 0 {
 		return Match{}, NoMatch
 	}
-	for _, p := range f.fail {
+	for i, p := range f.fail {
 		addr, ok := p.match(line)
 		if !ok {
 			continue
@@ -240,7 +242,7 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 				return Match{}, Ignored
 			}
 		}
-		m := Match{Addr: addr, Time: now}
+		m := Match{Addr: addr, Time: now, Pattern: i}
 		if t, ok := f.times.Parse(line, now); ok {
 			m.Time, m.Timed = t, true
 		}

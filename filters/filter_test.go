@@ -3,6 +3,9 @@ package filters
 import (
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -197,5 +200,53 @@ func BenchmarkFilterMatch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		f.Match(line, now)
+	}
+}
+
+// TestBuiltinSamples runs each built-in filter over its annotated samples in
+// builtin/testdata (see the README there) and checks every failregex is hit.
+func TestBuiltinSamples(t *testing.T) {
+	for _, name := range BuiltinNames() {
+		t.Run(name, func(t *testing.T) {
+			d, _, _ := Builtin(name)
+			f := mustFilter(t, d.FailRegex, d.IgnoreRegex...)
+			data, err := os.ReadFile(filepath.Join("builtin", "testdata", name+".log"))
+			if err != nil {
+				t.Fatalf("no samples: %v", err)
+			}
+			hit := make([]bool, len(d.FailRegex))
+			want, samples := "", 0
+			for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				if w, ok := strings.CutPrefix(line, "#> "); ok {
+					want = w
+					continue
+				}
+				if strings.HasPrefix(line, "#") {
+					continue
+				}
+				if want == "" {
+					t.Fatalf("line %d has no #> expectation", i+1)
+				}
+				samples++
+				m, r := f.Match([]byte(line), now)
+				got := "none"
+				if r == Matched {
+					got = m.Addr.String()
+					hit[m.Pattern] = true
+				}
+				if got != want {
+					t.Errorf("line %d: got %s, want %s:\n%s", i+1, got, want, line)
+				}
+				want = ""
+			}
+			for i, h := range hit {
+				if !h {
+					t.Errorf("failregex[%d] is hit by no sample: %s", i, d.FailRegex[i])
+				}
+			}
+			if samples < 5 {
+				t.Errorf("only %d samples", samples)
+			}
+		})
 	}
 }
