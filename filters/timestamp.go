@@ -23,17 +23,43 @@ const futureSlack = time.Minute
 // Parse returns the timestamp at the start of line. now decides the year of a syslog
 // timestamp, which is never placed in the future.
 func (p TimeParser) Parse(line []byte, now time.Time) (time.Time, bool) {
+	t, _, ok := p.ParseFormat(line, now)
+	return t, ok
+}
+
+// The timestamp formats, as ParseFormat names them.
+const (
+	FormatSyslog  = "syslog (Mmm dd HH:MM:SS)"
+	FormatLog4j   = "log4j (YYYY-MM-DD HH:MM:SS,mmm)"
+	FormatJetty   = "Jetty (YYYY-MM-DD HH:MM:SS.mmm)"
+	FormatPlain   = "YYYY-MM-DD HH:MM:SS"
+	FormatRFC3339 = "RFC 3339"
+)
+
+// ParseFormat is Parse, also naming the format found.
+func (p TimeParser) ParseFormat(line []byte, now time.Time) (time.Time, string, bool) {
 	loc := p.Location
 	if loc == nil {
 		loc = time.Local
 	}
 	if len(line) >= 15 && line[0] >= 'A' && line[0] <= 'Z' {
-		return parseSyslog(line, now, loc)
+		t, ok := parseSyslog(line, now, loc)
+		return t, FormatSyslog, ok
 	}
 	if len(line) >= 19 && isDigit(line[0]) {
-		return parseISO(line, loc)
+		t, ok := parseISO(line, loc)
+		format := FormatPlain
+		switch {
+		case line[10] == 'T':
+			format = FormatRFC3339
+		case len(line) > 19 && line[19] == ',':
+			format = FormatLog4j
+		case len(line) > 19 && line[19] == '.':
+			format = FormatJetty
+		}
+		return t, format, ok
 	}
-	return time.Time{}, false
+	return time.Time{}, "", false
 }
 
 var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}

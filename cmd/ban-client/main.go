@@ -33,6 +33,8 @@ Commands:
   reload                      reread the server's configuration; a bad one is refused
                               and its errors shown
   version                     this client's and the server's versions
+  test-filter FILTER LOGFILE  run a filter over a log file, without a server
+                              (ban-client test-filter -h for its flags)
 
 Examples:
   ban-client status zimbra-submission
@@ -77,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	jsonOut := fs.Bool("json", false, "print status, status JAIL and list as JSON, for scripts")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, err
+	}
+	if fs.Arg(0) == "test-filter" {
+		return testFilter(fs.Args()[1:], *jsonOut, stdout, stderr)
 	}
 	path, err := socketPath(*socket, *configPath)
 	if err != nil {

@@ -171,3 +171,23 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// The shipped examples are configurations operators copy: they must load.
+func TestExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/*.toml")
+	if len(files) < 3 {
+		t.Fatalf("examples: %v", files)
+	}
+	for _, f := range files {
+		cfg, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		for name, j := range cfg.Jails {
+			if j.MaxRetry < 1 || len(j.Actions) == 0 || len(j.LogPath) == 0 {
+				t.Errorf("%s: jail %s: %+v", f, name, j)
+			}
+		}
+	}
+}
