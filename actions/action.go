@@ -53,6 +53,13 @@ type Shared interface {
 	SharedAcrossJails()
 }
 
+// JailPreparer is implemented by actions that keep something per jail (a chain, a set).
+// The ban manager calls PrepareJail when a jail starts using the action, so what the
+// jail needs is in place before its first ban, and Stop removes it.
+type JailPreparer interface {
+	PrepareJail(ctx context.Context, jail string) error
+}
+
 // Cleaner is implemented by kinds that change the kernel. Cleanup removes everything of
 // that kind that logban ever made (chains and sets named logban-*, routes of logban's
 // protocol), whatever configuration made it, and nothing else: ban-server -cleanup.

@@ -115,6 +115,16 @@ func timeout(b Ban, now time.Time) *uint32 {
 	return &secs
 }
 
+// PrepareJail makes the jail's sets and their rules, in both families.
+func (a *IPSet) PrepareJail(_ context.Context, jail string) error {
+	for _, fam := range families {
+		if _, err := a.set(fam, jail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Ban adds the address to the jail's set, or renews its timeout.
 func (a *IPSet) Ban(_ context.Context, b Ban) error {
 	fam := familyOf(b.Addr.Is4())

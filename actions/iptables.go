@@ -98,6 +98,16 @@ func (a *IPTables) rule(addr netip.Addr) []string {
 	return []string{"-s", netip.PrefixFrom(addr, addr.BitLen()).String(), "-j", a.opts.BlockType}
 }
 
+// PrepareJail makes the jail's chain and its hook, in both families.
+func (a *IPTables) PrepareJail(_ context.Context, jail string) error {
+	for _, fam := range families {
+		if _, err := a.chain(fam, jail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Ban adds a rule for the address to the jail's chain.
 func (a *IPTables) Ban(_ context.Context, b Ban) error {
 	fam := familyOf(b.Addr.Is4())

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,14 @@ func TestFirewallsInTheKernel(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := firewall(lab)
+			// A jail's chain or set is made when the jail takes the action, before any ban.
+			lab.Do(func() { err = a.(JailPreparer).PrepareJail(ctx, "zimbra-submission") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(firewall(lab), "logban-zimbra-submission") {
+				t.Errorf("PrepareJail made nothing:\n%s", firewall(lab))
+			}
 			checkBlocking(t, lab, a, "zimbra-submission", func() {
 				golden(t, k.name, firewall(lab))
 			})

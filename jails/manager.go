@@ -133,6 +133,14 @@ func (m *Manager) SetLedger(l Ledger) {
 func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, acts []NamedAction) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, na := range acts {
+		if p, ok := na.Action.(actions.JailPreparer); ok {
+			if err := p.PrepareJail(ctx, name); err != nil {
+				// Not fatal: the first ban tries again, and its failure is retried.
+				m.logger.Error("preparing action for jail", "jail", name, "action", na.Name, "err", err)
+			}
+		}
+	}
 	j, ok := m.jails[name]
 	if !ok {
 		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]actions.Ban)}
