@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs logban's benchmark table against its peers, on the same generated files in the
+# same run, and prints it. Ratios are what count: absolute times on shared machines are
+# noise. Needs python3, grep, and fail2ban-regex (apt-get install fail2ban).
+#
+#   bench/run.sh                 # 1M-line zimbra.log, 500k-line mailbox.log
+#   LINES=200000 bench/run.sh    # smaller, quicker
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LINES=${LINES:-1000000}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+GENLOGS=${GENLOGS:-../shared/tools/genlogs.py}
+
+echo "generating $LINES lines of zimbra.log (and half as many of mailbox.log)..." >&2
+python3 "$GENLOGS" "$WORK/data" --lines "$LINES" >/dev/null
+go build -o "$WORK/bin/" ./cmd/ban-client ./cmd/ban-server
+
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+
+# One row per filter: the regex all three tools run (fail2ban strips the timestamp
+# before matching, so it carries none), the file, and logban's built-in filter.
+rows=(
+  "zimbra-submission|zimbra.log|postfix/submission/smtpd\[\d+\]: warning: [-._\w]+\[<HOST>\](?::\d+)?: SASL [-\w]+ authentication failed"
+  "zimbra-mailbox-auth|mailbox.log|\[(?:(?:name|aname|mid|ip|port)=[^;\]]*;)*oip=<HOST>;[^\]]*\] security - cmd=Auth; .*error=authentication failed for \["
+  "zimbra-dosfilter|mailbox.log|DOS ALERT: Request rejected ip=<HOST>,"
+)
+
+# grep -E speaks POSIX ERE: no (?:, \d or \w; in a bracket a literal ] comes first and
+# a backslash is itself; <HOST> becomes a character class.
+ere() {
+  sed -e 's/(?:/(/g' -e 's/\\d/[0-9]/g' -e 's/\\w\]/[:alnum:]_]/g' -e 's/\\w/[[:alnum:]_]/g' \
+      -e 's/\[^;\\\]\]/[^];]/g' -e 's/\[^\\\]\]/[^]]/g' -e 's/<HOST>/[0-9a-fA-F:.]+/g' <<<"$1"
+}
+matched() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])["summary"]["matched"])' <"$1"; }
+
+printf '\n## Filter throughput (%s lines of zimbra.log, %s of mailbox.log)\n\n' "$LINES" "$((LINES / 2))"
+printf '| filter | lines | matched | logban filter | logban, same regex | grep -cE | fail2ban-regex | vs fail2ban | vs grep |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
+for row in "${rows[@]}"; do
+  IFS='|' read -r filter file regex <<<"$row"
+  f="$WORK/data/$file"
+  lines=$(wc -l <"$f")
+
+  t0=$(now); "$WORK/bin/ban-client" -json test-filter "$filter" "$f" >"$WORK/builtin.json"; t1=$(now)
+  "$WORK/bin/ban-client" -json test-filter "$regex" "$f" >"$WORK/same.json"; t2=$(now)
+  builtin=$(matched "$WORK/builtin.json"); same=$(matched "$WORK/same.json")
+  grepped=$(grep -cE "$(ere "$regex")" "$f" || true); t3=$(now)
+  f2b=$(fail2ban-regex "$f" "$regex" 2>/dev/null | sed -n 's/^Lines: .* \([0-9]*\) matched.*/\1/p'); t4=$(now)
+
+  lb=$(secs "$t0" "$t1"); lbs=$(secs "$t1" "$t2"); gr=$(secs "$t2" "$t3"); fb=$(secs "$t3" "$t4")
+  if [[ "$builtin" != "$same" || "$same" != "$grepped" || "$same" != "$f2b" ]]; then
+    echo "MISMATCH $filter: logban $builtin, same regex $same, grep $grepped, fail2ban $f2b" >&2
+  fi
+  printf '| %s | %s | %s | %.2f s (%.1fM/s) | %.2f s | %.2f s | %.1f s (%.0fk/s) | %.0fx | %.2fx |\n' \
+    "$filter" "$lines" "$same" "$lb" "$(echo "$lines / $lb / 1000000" | bc -l)" "$lbs" "$gr" "$fb" "$(echo "$lines / $fb / 1000" | bc -l)" \
+    "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
+done
+
+printf '\n## Go benchmarks\n\n```\n'
+go test -run '^$' -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters | grep -E '^Benchmark'
+go test -run '^$' -bench FollowAppended -benchtime 3x ./watcher | grep -E '^Benchmark'
+if [[ $(id -u) == 0 ]]; then
+  go test -run '^$' -bench KernelBans -benchtime 2x ./actions | grep -E '^Benchmark'
+  go test -run '^$' -bench Restore -benchtime 2x ./internal/daemon | grep -E '^Benchmark'
+else
+  echo "(kernel and restore benchmarks need root: network namespaces)"
+fi
+printf '```\n'
