@@ -28,6 +28,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
+	"github.com/logban/logban/jails"
 )
 
 // Defaults for what a configuration leaves out.
@@ -96,18 +97,8 @@ type Jail struct {
 	IgnoreIP []netip.Prefix
 	Actions  []string
 	Start    string // "resume", "end" or "beginning"
-	// Increment lengthens the bans of repeat offenders.
-	Increment Increment
-}
-
-// Increment is a [jails.NAME.bantime_increment] table.
-type Increment struct {
-	Enabled      bool
-	Factor       float64
-	Multipliers  []float64
-	MaxTime      time.Duration
-	RndTime      time.Duration
-	OverallJails bool
+	// Increment ([jails.NAME.bantime_increment]) lengthens the bans of repeat offenders.
+	Increment jails.Increment
 }
 
 // Equal reports whether a and b are the same jail.
@@ -525,7 +516,7 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	}
 	if inc := d.BantimeIncrement; inc != nil {
 		ikey := key + "bantime_increment."
-		j.Increment = Increment{Enabled: inc.Enabled, Factor: 1, Multipliers: inc.Multipliers, OverallJails: inc.OverallJails}
+		j.Increment = jails.Increment{Enabled: inc.Enabled, Factor: 1, Multipliers: inc.Multipliers, OverallJails: inc.OverallJails}
 		if inc.Factor != nil {
 			j.Increment.Factor = *inc.Factor
 			if *inc.Factor <= 0 {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/jails"
 )
 
 // TestInvalid loads every testdata/invalid-*.toml and compares the error with the message
@@ -82,7 +83,7 @@ func TestDropIns(t *testing.T) {
 		"sasl": {
 			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
 			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume,
-			Increment: Increment{Enabled: true, Factor: 1, Multipliers: []float64{1, 5, 30}, MaxTime: 7 * 24 * time.Hour, RndTime: 10 * time.Minute, OverallJails: true},
+			Increment: jails.Increment{Enabled: true, Factor: 1, Multipliers: []float64{1, 5, 30}, MaxTime: 7 * 24 * time.Hour, RndTime: 10 * time.Minute, OverallJails: true},
 		},
 		"dos": {
 			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")},

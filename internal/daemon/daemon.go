@@ -344,12 +344,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		for i, a := range jr.cfg.Actions {
 			named[i] = jails.NamedAction{Name: a, Action: newActions[a].action}
 		}
-		inc := jr.cfg.Increment
-		d.manager.SetJail(ctx, name, jails.BanPolicy{
-			BanTime: jr.cfg.BanTime,
-			Increment: jails.Increment{Enabled: inc.Enabled, Factor: inc.Factor, Multipliers: inc.Multipliers,
-				MaxTime: inc.MaxTime, RndTime: inc.RndTime, OverallJails: inc.OverallJails},
-		}, named)
+		d.manager.SetJail(ctx, name, jails.BanPolicy{BanTime: jr.cfg.BanTime, Increment: jr.cfg.Increment}, named)
 	}
 
 	d.mu.Lock()
