@@ -31,22 +31,29 @@ type Ledger interface {
 // manager given no other.
 type MemoryLedger struct {
 	mu     sync.Mutex
-	bans   map[[2]string]Record
-	counts map[[2]string]int
+	bans   map[banKey]Record
+	counts map[netip.Addr]map[string]int // by address, then jail
+}
+
+type banKey struct {
+	jail string
+	addr netip.Addr
 }
 
 // NewMemoryLedger returns an empty MemoryLedger.
 func NewMemoryLedger() *MemoryLedger {
-	return &MemoryLedger{bans: map[[2]string]Record{}, counts: map[[2]string]int{}}
+	return &MemoryLedger{bans: map[banKey]Record{}, counts: map[netip.Addr]map[string]int{}}
 }
 
 // SaveBan records r.
 func (l *MemoryLedger) SaveBan(_ context.Context, r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := [2]string{r.Jail, r.Addr.String()}
-	l.bans[k] = r
-	l.counts[k] = r.Count
+	l.bans[banKey{r.Jail, r.Addr}] = r
+	if l.counts[r.Addr] == nil {
+		l.counts[r.Addr] = map[string]int{}
+	}
+	l.counts[r.Addr][r.Jail] = r.Count
 	return nil
 }
 
@@ -54,7 +61,7 @@ func (l *MemoryLedger) SaveBan(_ context.Context, r Record) error {
 func (l *MemoryLedger) DeleteBan(_ context.Context, jail string, addr netip.Addr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.bans, [2]string{jail, addr.String()})
+	delete(l.bans, banKey{jail, addr})
 	return nil
 }
 
@@ -62,11 +69,12 @@ func (l *MemoryLedger) DeleteBan(_ context.Context, jail string, addr netip.Addr
 func (l *MemoryLedger) BanCount(_ context.Context, jail string, addr netip.Addr) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if jail != "" {
+		return l.counts[addr][jail], nil
+	}
 	n := 0
-	for k, c := range l.counts {
-		if k[1] == addr.String() && (jail == "" || k[0] == jail) {
-			n += c
-		}
+	for _, c := range l.counts[addr] {
+		n += c
 	}
 	return n, nil
 }

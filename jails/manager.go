@@ -40,11 +40,12 @@ type Manager struct {
 	// observe, if set, is told how long each action call took.
 	observe func(action string, unban bool, took time.Duration, err error)
 
-	mu      sync.Mutex
-	jails   map[string]*jailBans
-	shared  map[sharedKey]int // jails holding addr through a Shared action
-	errors  map[string]int64  // action name → failed calls
-	pending map[pendingKey]*pendingOp
+	mu       sync.Mutex
+	jails    map[string]*jailBans
+	shared   map[sharedKey]int // jails holding addr through a Shared action
+	errors   map[string]int64  // action name → failed calls
+	pending  map[pendingKey]*pendingOp
+	expiries expiryHeap
 }
 
 // pendingKey names an action call that failed and waits to be retried.
@@ -264,6 +265,65 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 	if b, dup := j.bans[t.Addr]; dup {
 		return b, false, nil
 	}
+	r := m.prepare(ctx, j, t)
+	if err := m.ledger.SaveBan(ctx, r); err != nil {
+		m.logger.Error("recording ban; it is applied but will not survive a restart", "jail", r.Jail, "addr", r.Addr, "err", err)
+	}
+	m.apply(ctx, j, r.Ban)
+	return r.Ban, true, nil
+}
+
+// BatchLedger is a Ledger that records many bans at once, in one transaction.
+type BatchLedger interface {
+	Ledger
+	SaveBans(ctx context.Context, records []Record) error
+}
+
+// BanAll bans the tickets' addresses, recording all the new bans at once (in one
+// transaction, with a BatchLedger) before applying any: a burst costs one write, not
+// one per ban. Tickets of unknown jails and addresses already banned are skipped. It
+// returns the new bans.
+func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var records []Record
+	for _, t := range tickets {
+		j, ok := m.jails[t.Jail]
+		if !ok {
+			continue
+		}
+		if _, dup := j.bans[t.Addr]; dup {
+			continue
+		}
+		r := m.prepare(ctx, j, t)
+		j.bans[t.Addr] = r.Ban // a second ticket in the batch is a duplicate
+		records = append(records, r)
+	}
+	if len(records) == 0 {
+		return nil
+	}
+	var err error
+	if bl, ok := m.ledger.(BatchLedger); ok {
+		err = bl.SaveBans(ctx, records)
+	} else {
+		for _, r := range records {
+			err = errors.Join(err, m.ledger.SaveBan(ctx, r))
+		}
+	}
+	if err != nil {
+		m.logger.Error("recording bans; they are applied but will not survive a restart", "bans", len(records), "err", err)
+	}
+	out := make([]actions.Ban, len(records))
+	for i, r := range records {
+		m.apply(ctx, m.jails[r.Jail], r.Ban)
+		out[i] = r.Ban
+	}
+	return out
+}
+
+// prepare makes the ban for t: its length from the jail's policy and the address's
+// history. Caller holds m.mu.
+func (m *Manager) prepare(ctx context.Context, j *jailBans, t Ticket) Record {
 	now := m.clock.Now()
 	prev, err := m.ledger.BanCount(ctx, t.Jail, t.Addr)
 	if err != nil {
@@ -279,20 +339,19 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
 		b.Expires = now.Add(d)
 	}
-	// Recorded before it is applied: after a crash in between, the start applies it.
-	if err := m.ledger.SaveBan(ctx, Record{Ban: b, Count: prev + 1}); err != nil {
-		m.logger.Error("recording ban; it is applied but will not survive a restart", "jail", b.Jail, "addr", b.Addr, "err", err)
-	}
-	j.bans[t.Addr] = b
+	return Record{Ban: b, Count: prev + 1}
+}
+
+// apply puts a recorded ban in force through the jail's actions. Caller holds m.mu.
+func (m *Manager) apply(ctx context.Context, j *jailBans, b actions.Ban) {
+	j.bans[b.Addr] = b
 	j.totalBanned++
 	for _, na := range j.actions {
 		m.banWith(ctx, na, b)
 	}
-	select {
-	case m.wake <- struct{}{}:
-	default:
+	if !b.Permanent() && m.expiries.schedule(expiry{b.Expires, b.Jail, b.Addr}) {
+		m.wakeRun() // it ends before anything Run waits for
 	}
-	return b, true, nil
 }
 
 // Unban lifts the ban of addr in jail, or in every jail if jail is "". It returns the bans
@@ -360,46 +419,49 @@ func (m *Manager) Restore(ctx context.Context, records []Record) (restored, expi
 		for _, na := range j.actions {
 			m.banWith(ctx, na, r.Ban)
 		}
+		if !r.Permanent() {
+			m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr})
+		}
 		restored++
 	}
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.wakeRun()
 	return restored, expired
 }
 
 // ExpireDue lifts every ban whose time has come on the manager's clock and returns them.
+// It costs the number of bans due, not the number of bans.
 func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.clock.Now()
 	var lifted []actions.Ban
-	for _, name := range m.jailNames() {
-		j := m.jails[name]
-		for _, b := range j.bans {
-			if !b.Permanent() && !b.Expires.After(now) {
-				m.lift(ctx, j, b)
-				lifted = append(lifted, b)
-			}
+	for _, e := range m.expiries.due(m.clock.Now()) {
+		j, ok := m.jails[e.jail]
+		if !ok {
+			continue
+		}
+		if b, ok := j.bans[e.addr]; ok && b.Expires.Equal(e.at) { // else lifted or replaced since
+			m.lift(ctx, j, b)
+			lifted = append(lifted, b)
 		}
 	}
 	return lifted
 }
 
-// nextExpiry returns the earliest expiry of any ban, or false if none expires.
+// nextExpiry returns the earliest scheduled end of a ban, or false if none is.
 func (m *Manager) nextExpiry() (time.Time, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var next time.Time
-	for _, j := range m.jails {
-		for _, b := range j.bans {
-			if !b.Permanent() && (next.IsZero() || b.Expires.Before(next)) {
-				next = b.Expires
-			}
-		}
+	if m.expiries.Len() == 0 {
+		return time.Time{}, false
 	}
-	return next, !next.IsZero()
+	return m.expiries[0].at, true
+}
+
+func (m *Manager) wakeRun() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run lifts bans as they expire until ctx is done.
@@ -543,10 +605,7 @@ func (m *Manager) call(ctx context.Context, na NamedAction, b actions.Ban, unban
 		op = "unban"
 	}
 	m.logger.Error(op+" failed; will retry", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "retry_in", backoff(1), "err", err)
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.wakeRun()
 }
 
 // unbanWith lifts b through one action; a Shared action is called only when the last jail

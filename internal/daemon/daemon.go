@@ -8,7 +8,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -86,6 +85,7 @@ type reader struct {
 	jails    atomic.Pointer[[]*jails.Jail]
 	cancel   context.CancelFunc
 	done     chan struct{}
+	tickets  []jails.Ticket // reused by lines, which only the reader's goroutine runs
 }
 
 // New loads the configuration and returns a daemon ready to Run. A configuration error
@@ -477,21 +477,23 @@ func (d *Daemon) run(ctx context.Context, r *reader) {
 	}()
 }
 
-// lines runs a batch through every jail that watches the file. This is the hot path.
+// lines runs a batch through every jail that watches the file, then bans what it found
+// all at once. This is the hot path.
 func (d *Daemon) lines(ctx context.Context, r *reader, batch watcher.Batch) {
 	js := *r.jails.Load()
 	now := d.opts.Clock.Now()
+	tickets := r.tickets[:0]
 	for _, l := range batch.Lines {
 		for _, j := range js {
-			t, ok := j.Line(l.Text, now)
-			if !ok {
-				continue
-			}
-			if _, _, err := d.manager.Ban(ctx, t); err != nil && !errors.Is(err, jails.ErrUnknownJail) {
-				d.logger.Error("ban", "jail", t.Jail, "addr", t.Addr, "err", err)
+			if t, ok := j.Line(l.Text, now); ok {
+				tickets = append(tickets, t)
 			}
 		}
 	}
+	if len(tickets) > 0 {
+		d.manager.BanAll(ctx, tickets)
+	}
+	r.tickets = tickets
 }
 
 // shutdown stops the readers and saves where they stand, then stops every action.

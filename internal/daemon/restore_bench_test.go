@@ -71,3 +71,41 @@ func BenchmarkRestore(b *testing.B) {
 		restore(b, a, lab.Do)
 	})
 }
+
+// BenchmarkBanBurstRecorded bans 10,000 addresses at once through the manager with the
+// SQLite ledger (every ban recorded before it is applied) and the log action.
+func BenchmarkBanBurstRecorded(b *testing.B) {
+	const n = 10_000
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	addrs := make([]netip.Addr, n)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
+	}
+	var took time.Duration
+	for b.Loop() {
+		st, err := store.Open(ctx, filepath.Join(b.TempDir(), "logban.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := actions.NewLog(actions.LogOptions{Path: filepath.Join(b.TempDir(), "bans.log")}, quiet)
+		a.Start(ctx)
+		m := jails.NewManager(jails.SystemClock{}, quiet)
+		m.SetLedger(st)
+		m.SetJail(ctx, "sasl", jails.BanPolicy{BanTime: time.Hour}, []jails.NamedAction{{Name: "log", Action: a}})
+		start := time.Now()
+		// As the daemon bans: the tickets of each batch of lines (at most 1024) at once.
+		var tickets []jails.Ticket
+		for i, addr := range addrs {
+			tickets = append(tickets, jails.Ticket{Jail: "sasl", Addr: addr, Failures: 3})
+			if len(tickets) == 1024 || i == len(addrs)-1 {
+				m.BanAll(ctx, tickets)
+				tickets = tickets[:0]
+			}
+		}
+		took += time.Since(start)
+		a.Stop(ctx)
+		st.Close()
+	}
+	b.ReportMetric(float64(n*b.N)/took.Seconds(), "bans/s")
+}

@@ -51,6 +51,7 @@ var schema = []string{
 		last_banned TEXT NOT NULL,
 		PRIMARY KEY (jail, addr)
 	)`,
+	3: `CREATE INDEX ban_history_addr ON ban_history (addr)`, // overalljails counts by address alone
 }
 
 // Store is an open database.
@@ -159,8 +160,8 @@ func (s *Store) SavePositions(ctx context.Context, positions map[string]watcher.
 	return nil
 }
 
-// The store is the daemon's ledger of bans.
-var _ jails.Ledger = (*Store)(nil)
+// The store is the daemon's ledger of bans, and records bursts in one transaction.
+var _ jails.BatchLedger = (*Store)(nil)
 
 const timeFormat = time.RFC3339Nano
 
