@@ -110,10 +110,8 @@ func (p *Pattern) match(line []byte) (addr netip.Addr, ok bool) {
 			return netip.Addr{}, false
 		}
 	}
-	if !p.re.Match(line) {
-		return netip.Addr{}, false
-	}
-	m := p.re.FindSubmatchIndex(line)
+	m := p.re.FindSubmatchIndex(line) // allocates only when it matches
+
 	if m == nil {
 		return netip.Addr{}, false
 	}
