@@ -62,7 +62,7 @@ done
 printf '\n## Go benchmarks\n\n```\n'
 go test -run '^$' -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters | grep -E '^Benchmark'
 go test -run '^$' -bench FollowAppended -benchtime 3x ./watcher | grep -E '^Benchmark'
-go test -run '^$' -bench BanBurst ./jails | grep -E '^Benchmark'
+go test -run '^$' -bench 'BanBurst|TrackedAddressMemory' -benchtime 2x ./jails | grep -E '^Benchmark'
 go test -run '^$' -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon | grep -E '^Benchmark'
 if [[ $(id -u) == 0 ]]; then
   go test -run '^$' -bench KernelBans -benchtime 2x ./actions | grep -E '^Benchmark'
