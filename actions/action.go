@@ -32,6 +32,8 @@ func (b Ban) Permanent() bool { return b.Expires.IsZero() }
 // Action applies and lifts bans. Every method is idempotent: banning a banned address or
 // unbanning an absent one is not an error, and Stop may be called twice. One Action value
 // serves every jail that names it, so implementations must be safe for concurrent use.
+// The ban manager compares Action values, so implementations are pointers (or other
+// comparable types).
 type Action interface {
 	// Start creates what the action needs (a chain, a set) before the first ban.
 	Start(ctx context.Context) error

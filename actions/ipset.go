@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -201,24 +200,4 @@ func (a *IPSet) Cleanup(context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Banned lists the addresses in the jail's sets.
-func (a *IPSet) Banned(jail string) ([]netip.Addr, error) {
-	var out []netip.Addr
-	for _, fam := range families {
-		res, err := netlink.IpsetList(setName(jail, fam))
-		if err != nil {
-			if isAbsent(err) {
-				continue
-			}
-			return nil, err
-		}
-		for _, e := range res.Entries {
-			if a, ok := netip.AddrFromSlice(e.IP); ok {
-				out = append(out, a.Unmap())
-			}
-		}
-	}
-	return out, nil
 }

@@ -44,9 +44,6 @@ func (l *IgnoreList) Contains(addr netip.Addr) bool {
 	return false
 }
 
-// Prefixes returns the list's prefixes.
-func (l *IgnoreList) Prefixes() []netip.Prefix { return slices.Clone(l.prefixes) }
-
 // HostPrefixes returns the host's own addresses as single-address prefixes, so a jail
 // never bans the machine it runs on.
 func HostPrefixes() ([]netip.Prefix, error) {

@@ -111,7 +111,6 @@ type AddrResult struct {
 const (
 	CodeBadRequest = "bad-request"
 	CodeNotFound   = "not-found"
-	CodeRefused    = "refused"
 	CodeInternal   = "internal"
 )
 
@@ -125,6 +124,3 @@ func (e *RemoteError) Error() string { return e.Message }
 
 // ErrNotFound is returned by an Engine for a jail that does not exist.
 var ErrNotFound = errors.New("not found")
-
-// ErrRefused is returned by an Engine for a request it will not carry out.
-var ErrRefused = errors.New("refused")

@@ -172,8 +172,6 @@ func remoteError(err error) *RemoteError {
 		return re
 	case errors.Is(err, ErrNotFound):
 		return &RemoteError{Code: CodeNotFound, Message: err.Error()}
-	case errors.Is(err, ErrRefused):
-		return &RemoteError{Code: CodeRefused, Message: err.Error()}
 	}
 	return &RemoteError{Code: CodeInternal, Message: err.Error()}
 }

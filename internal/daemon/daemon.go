@@ -277,8 +277,14 @@ func (d *Daemon) reload(ctx context.Context) error {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
-	if cfg.Server.Socket != d.cfg.Server.Socket {
-		d.logger.Warn("server.socket changed; it takes effect at the next start", "socket", d.cfg.Server.Socket)
+	for _, c := range []struct{ key, was, now string }{
+		{"server.socket", d.cfg.Server.Socket, cfg.Server.Socket},
+		{"server.database", d.cfg.Server.Database, cfg.Server.Database},
+		{"server.metrics", d.cfg.Server.Metrics, cfg.Server.Metrics},
+	} {
+		if c.was != c.now {
+			d.logger.Warn(c.key+" changed; it takes effect at the next start", "running", c.was, "configured", c.now)
+		}
 	}
 	if err := d.apply(ctx, cfg); err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)

@@ -19,7 +19,6 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
-	"github.com/logban/logban/actions"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
@@ -231,21 +230,6 @@ func (s *Store) DeleteBan(ctx context.Context, jail string, addr netip.Addr) err
 		return fmt.Errorf("removing ban of %v: %w", addr, err)
 	}
 	return nil
-}
-
-// DeleteBans removes several bans that ended, in one transaction.
-func (s *Store) DeleteBans(ctx context.Context, bans []actions.Ban) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	for _, b := range bans {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", b.Jail, b.Addr.String()); err != nil {
-			return fmt.Errorf("removing ban of %v: %w", b.Addr, err)
-		}
-	}
-	return tx.Commit()
 }
 
 // Bans returns every recorded ban.
