@@ -314,12 +314,12 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	// Files: one reader each, whatever the number of jails that watch it. A file's
 	// start is the widest its jails ask for: beginning, else resume, else end.
 	byPath := map[string][]*jails.Jail{}
-	start := map[string]watcher.Start{}
+	start := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(newJails)) {
 		jr := newJails[name]
 		for _, p := range jr.cfg.LogPath {
 			byPath[p] = append(byPath[p], jr.jail)
-			start[p] = max(start[p], startOf(jr.cfg.Start))
+			start[p] = widestStart(start[p], jr.cfg.Start)
 		}
 	}
 	newReaders := map[string]*reader{}
@@ -327,7 +327,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 		if _, ok := d.readers[path]; ok {
 			continue
 		}
-		r, err := d.open(path, js, start[path], cfg.Server.MaxLineBytes)
+		r, err := d.open(path, js, startOf(start[path]), cfg.Server.MaxLineBytes)
 		if err != nil {
 			for _, r := range newReaders {
 				r.follower.Close()
@@ -443,7 +443,17 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 	return out, nil
 }
 
-// startOf maps a jail's start setting to the watcher's, ordered so that the widest wins.
+// widestStart returns where a file watched by jails that ask for starts a and b begins:
+// the beginning if either asks for it, else resume, else the end.
+func widestStart(a, b string) string {
+	rank := map[string]int{"": 0, config.StartEnd: 1, config.StartResume: 2, config.StartBeginning: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// startOf maps a jail's start setting to the watcher's.
 func startOf(s string) watcher.Start {
 	switch s {
 	case config.StartBeginning:

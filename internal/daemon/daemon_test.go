@@ -353,3 +353,18 @@ unban = ["/nonexistent/firewall-helper", "-d", "{ip}"]
 		t.Errorf("action errors %d, pending %d; want 1 and 1", s.ActionErrors, s.ActionsPending)
 	}
 }
+
+func TestAJailAskingForTheBeginningGetsIt(t *testing.T) {
+	dir := t.TempDir()
+	h := &harness{t: t, dir: dir, log: filepath.Join(dir, "zimbra.log"), bans: filepath.Join(dir, "bans.log")}
+	h.writeConfig(baseConfig + "\n[jails.whole]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\nmaxretry = 3\nstart = \"beginning\"\n")
+	if err := os.WriteFile(h.log, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.fail("203.0.113.5", 3) // written before the server starts
+	h.run(Options{})
+	t.Cleanup(h.shutdown)
+	// The file is read once, from the widest start its jails ask for: both jails see it.
+	h.waitFor("whole", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+}
