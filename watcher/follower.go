@@ -374,7 +374,7 @@ func (fw *Follower) readAll() (idle bool, err error) {
 	// A file smaller than what was read of it, or with another first line, was truncated
 	// (copytruncate): look before reading, or the read would start in the middle of its
 	// new contents.
-	if fi, err := fw.cur.f.Stat(); err == nil && (fi.Size() < fw.cur.readOffset() || fw.cur.replaced()) {
+	if fi, err := fw.cur.f.Stat(); err == nil && fw.cur.truncated(fi.Size()) {
 		fw.recoverTruncated()
 	}
 	n, err := fw.drain(fw.cur)
@@ -436,7 +436,7 @@ func (fw *Follower) checkPath() error {
 		fw.retire()
 		return fw.openNew()
 	}
-	if fi.Size() < fw.cur.readOffset() || fw.cur.replaced() {
+	if fw.cur.truncated(fi.Size()) {
 		fw.recoverTruncated()
 	}
 	return nil

@@ -116,6 +116,12 @@ func (s *source) learnHead() {
 	s.id.Head = headHash(b)
 }
 
+// truncated reports whether the file, now size bytes long, was truncated since it was
+// read: it is shorter than what was read of it, or its first line is another.
+func (s *source) truncated(size int64) bool {
+	return size < s.readOffset() || s.replaced()
+}
+
 // replaced reports whether the file's first line is no longer the one it had: it was
 // truncated and written again (copytruncate) since it was last looked at.
 func (s *source) replaced() bool {

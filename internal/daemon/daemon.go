@@ -2,8 +2,8 @@
 // readers from a configuration, runs them, answers the control socket, and applies a new
 // configuration on reload without losing the bans of the jails that survive it.
 //
-// One goroutine, Run's, owns every change of configuration; SIGHUP and ban-client reload
-// both ask it and wait for its answer.
+// One goroutine that Run starts owns every change of configuration after the first;
+// SIGHUP and ban-client reload both ask it and wait for its answer.
 package daemon
 
 import (
@@ -56,7 +56,7 @@ type Daemon struct {
 	reloads chan chan error
 	ready   chan struct{}
 
-	mu      sync.RWMutex // guards the fields below, changed only by Run's goroutine
+	mu      sync.RWMutex // guards the fields below, changed only by Run and the goroutine owning changes
 	cfg     *config.Config
 	jails   map[string]*jailRuntime
 	actions map[string]*actionRuntime
