@@ -30,9 +30,14 @@ actions = ["log"]
 // startServer runs a real daemon and returns its socket path.
 func startServer(t *testing.T) string {
 	t.Helper()
+	return startServerWith(t, testConfig)
+}
+
+func startServerWith(t *testing.T, config string) string {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "logban.toml")
-	os.WriteFile(cfg, []byte(testConfig), 0o644)
+	os.WriteFile(cfg, []byte(config), 0o644)
 	d, err := daemon.New(daemon.Options{ConfigPath: cfg, Version: "1.2.3", HostPrefixes: func() ([]netip.Prefix, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -157,5 +162,19 @@ func TestListAndJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil || st.CurrentlyBanned != 1 || len(st.Files) != 1 {
 		t.Errorf("-json status sasl: exit %d, %v\n%s", code, err, stdout)
+	}
+}
+
+func TestStatusShowsActionErrors(t *testing.T) {
+	sock := startServerWith(t, strings.Replace(testConfig, `actions = ["log"]`, `actions = ["log", "broken"]`, 1)+`
+[actions.broken]
+type = "exec"
+ban = ["/nonexistent/firewall-helper", "{ip}"]
+unban = ["/nonexistent/firewall-helper", "-d", "{ip}"]
+`)
+	client("-socket", sock, "banip", "sasl", "203.0.113.5")
+	code, stdout, _ := client("-socket", sock, "status", "sasl")
+	if code != 0 || !strings.Contains(stdout, "   |- Action errors:\t1\n   |- Retries pending:\t1\n") {
+		t.Errorf("status: exit %d\n%s", code, stdout)
 	}
 }
