@@ -252,3 +252,24 @@ func TestCleanupRemovesLogbansAndNothingElse(t *testing.T) {
 		t.Errorf("after cleanup:\n%s\nwant what was there before logban:\n%s", got, foreign)
 	}
 }
+
+func TestRouteInAnotherTable(t *testing.T) {
+	lab := netnstest.New(t)
+	r := NewRoute(RouteOptions{Type: "blackhole", Table: 100, Protocol: DefaultRouteProtocol}, quiet)
+	ctx := context.Background()
+	var err error
+	lab.Do(func() { err = r.Ban(ctx, ban(netnstest.Client6, "sasl")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lab.Run("ip", "-6", "route", "show", "table", "100", "proto", "178"); !strings.HasPrefix(got, "blackhole 2001:db8::2 ") {
+		t.Errorf("table 100 holds %q", got)
+	}
+	if got := lab.Run("ip", "-6", "route", "show", "table", "main", "proto", "178"); got != "" {
+		t.Errorf("main table holds %q", got)
+	}
+	lab.Do(func() { err = r.Stop(ctx) })
+	if got := lab.Run("ip", "-6", "route", "show", "table", "100"); err != nil || got != "" {
+		t.Errorf("after stop: %v, table 100 holds %q", err, got)
+	}
+}
