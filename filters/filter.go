@@ -184,12 +184,14 @@ func New(name string, failregex, ignoreregex []string) (*Filter, error) {
 		}
 		f.ignore = append(f.ignore, re)
 	}
-	lits := make([]string, len(f.fail))
+	lits := make([][]string, len(f.fail))
 	for i, p := range f.fail {
-		lits[i] = p.Literal()
+		for _, l := range p.literals {
+			lits[i] = append(lits[i], string(l))
+		}
 	}
-	if c := commonSubstring(lits); c != "" {
-		f.literal = []byte(c)
+	if l := skipLiteral(lits); l != "" {
+		f.literal = []byte(l)
 	}
 	return f, nil
 }
@@ -212,8 +214,9 @@ func (e *PatternError) Unwrap() error { return e.Err }
 // Name returns the filter's name.
 func (f *Filter) Name() string { return f.name }
 
-// Literal returns the text every failregex of the filter requires, or "" if they share none
-// (each pattern then still checks its own literal).
+// Literal returns the text every failregex of the filter requires and Match looks for first,
+// the one bytes.Index rules out fastest, or "" if they share none (each pattern then still
+// checks its own literals).
 func (f *Filter) Literal() string { return string(f.literal) }
 
 // Patterns returns the compiled failregex patterns.

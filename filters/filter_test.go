@@ -98,12 +98,15 @@ func TestLiterals(t *testing.T) {
 		fail []string
 		want string
 	}{
-		{[]string{`warning: \S+\[<HOST>\]: SASL \w+ authentication failed`}, " authentication failed"},
-		{[]string{`DOS ALERT.*ip=<HOST>`}, "DOS ALERT"},
+		// the one whose first byte log lines rarely hold: bytes.Index skips a line in one jump
+		{[]string{`warning: \S+\[<HOST>\]: SASL \w+ authentication failed`}, "SASL "},
+		{[]string{`postfix/submission/smtpd\[\d+\]: warning: \S+\[<HOST>\]`}, "warning: "},
+		{[]string{`DOS ALERT.*ip=<HOST>`}, "LERT"},
 		{[]string{`(?i:dos alert).*ip=<HOST>`}, "ip="},
 		{[]string{`(?i)dos alert.*ip=<HOST>`}, ""},
 		{[]string{`(?:foo|bar) <HOST>`}, " "},
-		{[]string{`SASL LOGIN authentication failed.*<HOST>`, `SASL PLAIN authentication failed.*<HOST>`}, "IN authentication failed"},
+		{[]string{`SASL LOGIN authentication failed.*<HOST>`, `SASL PLAIN authentication failed.*<HOST>`}, "SASL "},
+		{[]string{`LOGIN failed.*<HOST>`, `PLAIN failed.*<HOST>`}, "N failed"},
 		{[]string{`abc <HOST>`, `xyz <HOST>`}, " "},
 		{[]string{`(?i)abc <HOST>`, `xyz\[<HOST>`}, ""},
 	}

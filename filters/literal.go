@@ -85,29 +85,69 @@ func exactText(re *syntax.Regexp) (string, bool) {
 	return "", false
 }
 
-// commonSubstring returns the longest string contained in every one of ss, or "".
-func commonSubstring(ss []string) string {
-	if len(ss) == 0 {
+// skipLiteral returns the text every pattern requires that bytes.Index finds or rules out
+// fastest, or "" if the patterns share none. lits holds each pattern's required literals.
+//
+// bytes.Index jumps between occurrences of its needle's first byte with one vectorised
+// IndexByte each, so a needle that starts with a byte log lines rarely hold skips a line
+// in one such jump: "SASL " rules out a Postfix line far sooner than
+// "postfix/submission/smtpd[", whose "p" every Postfix line holds a dozen times. Among the
+// substrings of the literals every pattern shares, the one whose first byte is rarest in
+// log text wins, then the longer; but a short one (under four bytes) only where there is
+// nothing longer, the longest such, since it would find more lines that then fail the regex.
+func skipLiteral(lits [][]string) string {
+	if len(lits) == 0 {
 		return ""
 	}
-	first := ss[0]
-	for n := len(first); n > 0; n-- {
-		for i := 0; i+n <= len(first); i++ {
-			if !utf8.RuneStart(first[i]) || (i+n < len(first) && !utf8.RuneStart(first[i+n])) {
+	var best string
+	bestScore := [3]int{}
+	for _, l := range lits[0] {
+		for i := 0; i < len(l); i++ {
+			if !utf8.RuneStart(l[i]) {
 				continue
 			}
-			cand := first[i : i+n]
-			all := true
-			for _, s := range ss[1:] {
-				if !strings.Contains(s, cand) {
-					all = false
-					break
-				}
+			cand := sharedPrefix(l[i:], lits[1:])
+			if cand == "" {
+				continue
 			}
-			if all {
-				return cand
+			score := [3]int{min(len(cand), 4), int(byteRarity[cand[0]]), len(cand)}
+			if slices.Compare(score[:], bestScore[:]) > 0 {
+				best, bestScore = cand, score
 			}
+		}
+	}
+	return best
+}
+
+// sharedPrefix returns the longest prefix of s that some literal of every other pattern
+// contains, cut at a rune boundary.
+func sharedPrefix(s string, others [][]string) string {
+	for n := len(s); n > 0; n-- {
+		if n < len(s) && !utf8.RuneStart(s[n]) {
+			continue
+		}
+		cand := s[:n]
+		if !slices.ContainsFunc(others, func(lits []string) bool {
+			return !slices.ContainsFunc(lits, func(l string) bool { return strings.Contains(l, cand) })
+		}) {
+			return cand
 		}
 	}
 	return ""
 }
+
+// commonInLogs lists bytes from the most to the least common in log lines: English text,
+// numbers, addresses and syslog punctuation first, upper case (hex queue IDs first) after.
+// Bytes not listed are rarer than any listed.
+const commonInLogs = " etaoinsrlcdum0123456789.:hpx-/=[]_,gfbwyvk\t\"'ABCDEFINOTSRLMPUGHWKVYXJQZ;()<>@+jqz"
+
+// byteRarity ranks each byte by how rarely log lines hold it: higher is rarer.
+var byteRarity = func() (r [256]uint8) {
+	for i := range r {
+		r[i] = uint8(len(commonInLogs))
+	}
+	for i := len(commonInLogs) - 1; i >= 0; i-- {
+		r[commonInLogs[i]] = uint8(i)
+	}
+	return r
+}()
