@@ -40,18 +40,24 @@ type IPSet struct {
 	logger *slog.Logger
 	tables lazyTables
 
+	nl netlinkSocket
+
 	mu   sync.Mutex
 	sets map[string]iptables.Protocol // made by this action, with their family
 }
 
 // NewIPSet returns an ipset action. It touches nothing.
 func NewIPSet(opts FirewallOptions, logger *slog.Logger) *IPSet {
-	return &IPSet{opts: opts, logger: logger, sets: map[string]iptables.Protocol{}}
+	return &IPSet{opts: opts, logger: logger, nl: netlinkSocket{proto: unix.NETLINK_NETFILTER}, sets: map[string]iptables.Protocol{}}
 }
 
 // Start checks that ipset is usable through netlink, and iptables too.
 func (a *IPSet) Start(context.Context) error {
-	if _, _, err := netlink.IpsetProtocol(); err != nil {
+	h, err := a.nl.get()
+	if err != nil {
+		return err
+	}
+	if _, _, err := h.IpsetProtocol(); err != nil {
 		return fmt.Errorf("ipset through netlink (is the ip_set module loaded?): %w", err)
 	}
 	for _, fam := range families {
@@ -85,8 +91,12 @@ func (a *IPSet) set(fam iptables.Protocol, jail string) (string, error) {
 	if fam == iptables.ProtocolIPv6 {
 		nlFamily = unix.NFPROTO_IPV6
 	}
+	h, err := a.nl.get()
+	if err != nil {
+		return "", err
+	}
 	zero := uint32(0) // timeouts allowed; entries without one stay
-	err := netlink.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: nlFamily, Timeout: &zero, MaxElements: 1 << 20})
+	err = h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: nlFamily, Timeout: &zero, MaxElements: 1 << 20})
 	if err != nil && !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) && !errors.Is(err, unix.EEXIST) {
 		return "", fmt.Errorf("making set %s: %w", name, err)
 	}
@@ -131,8 +141,12 @@ func (a *IPSet) Ban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
+	h, err := a.nl.get()
+	if err != nil {
+		return err
+	}
 	entry := &netlink.IPSetEntry{IP: b.Addr.AsSlice(), Timeout: timeout(b, time.Now()), Replace: true}
-	if err := netlink.IpsetAdd(set, entry); err != nil {
+	if err := h.IpsetAdd(set, entry); err != nil {
 		return fmt.Errorf("adding %v to set %s: %w", b.Addr, set, err)
 	}
 	return nil
@@ -140,8 +154,12 @@ func (a *IPSet) Ban(_ context.Context, b Ban) error {
 
 // Unban removes the address from the jail's set; one not there is not an error.
 func (a *IPSet) Unban(_ context.Context, b Ban) error {
+	h, err := a.nl.get()
+	if err != nil {
+		return err
+	}
 	set := setName(b.Jail, familyOf(b.Addr.Is4()))
-	err := netlink.IpsetDel(set, &netlink.IPSetEntry{IP: b.Addr.AsSlice()})
+	err = h.IpsetDel(set, &netlink.IPSetEntry{IP: b.Addr.AsSlice()})
 	if err != nil && !isAbsent(err) {
 		return fmt.Errorf("removing %v from set %s: %w", b.Addr, set, err)
 	}
@@ -154,10 +172,16 @@ func isAbsent(err error) bool {
 	return errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) || errors.Is(err, unix.ENOENT)
 }
 
-// Stop removes the rules and sets this action made, unless keep_on_stop.
+// Stop removes the rules and sets this action made, unless keep_on_stop, and closes the
+// netlink socket.
 func (a *IPSet) Stop(context.Context) error {
+	defer a.nl.close()
 	if a.opts.KeepOnStop {
 		return nil
+	}
+	h, err := a.nl.get()
+	if err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -168,7 +192,7 @@ func (a *IPSet) Stop(context.Context) error {
 				errs = append(errs, fmt.Errorf("removing the rule for set %s: %w", set, err))
 			}
 		}
-		if err := netlink.IpsetDestroy(set); err != nil && !isAbsent(err) {
+		if err := h.IpsetDestroy(set); err != nil && !isAbsent(err) {
 			errs = append(errs, fmt.Errorf("removing set %s: %w", set, err))
 		}
 	}
@@ -188,13 +212,18 @@ func (a *IPSet) Cleanup(context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	sets, err := netlink.IpsetListAll()
+	h, err := a.nl.get()
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer a.nl.close()
+	sets, err := h.IpsetListAll()
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("listing sets: %w", err))...)
 	}
 	for _, s := range sets {
 		if strings.HasPrefix(s.SetName, namePrefix) {
-			if err := netlink.IpsetDestroy(s.SetName); err != nil {
+			if err := h.IpsetDestroy(s.SetName); err != nil {
 				errs = append(errs, fmt.Errorf("removing set %s: %w", s.SetName, err))
 			}
 		}

@@ -69,11 +69,12 @@ func (o *RouteOptions) Validate() error {
 type Route struct {
 	opts   RouteOptions
 	logger *slog.Logger
+	nl     netlinkSocket
 }
 
 // NewRoute returns a route action.
 func NewRoute(opts RouteOptions, logger *slog.Logger) *Route {
-	return &Route{opts: opts, logger: logger}
+	return &Route{opts: opts, logger: logger, nl: netlinkSocket{proto: unix.NETLINK_ROUTE}}
 }
 
 // SharedAcrossJails marks Route as Shared.
@@ -106,7 +107,11 @@ func family(addr netip.Addr) int {
 
 // Ban adds the null route; one already there is not an error.
 func (r *Route) Ban(_ context.Context, b Ban) error {
-	if err := netlink.RouteAdd(r.route(b.Addr)); err != nil && !errors.Is(err, unix.EEXIST) {
+	h, err := r.nl.get()
+	if err != nil {
+		return err
+	}
+	if err := h.RouteAdd(r.route(b.Addr)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("adding %s route for %v: %w", r.opts.Type, b.Addr, err)
 	}
 	return nil
@@ -114,18 +119,25 @@ func (r *Route) Ban(_ context.Context, b Ban) error {
 
 // Unban removes the null route; one already gone is not an error.
 func (r *Route) Unban(_ context.Context, b Ban) error {
-	if err := netlink.RouteDel(r.route(b.Addr)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+	h, err := r.nl.get()
+	if err != nil {
+		return err
+	}
+	if err := h.RouteDel(r.route(b.Addr)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("removing %s route for %v: %w", r.opts.Type, b.Addr, err)
 	}
 	return nil
 }
 
-// Stop removes every route of logban's protocol in the table, unless keep_on_stop.
+// Stop removes every route of logban's protocol in the table, unless keep_on_stop, and
+// closes the netlink socket.
 func (r *Route) Stop(context.Context) error {
-	if r.opts.KeepOnStop {
-		return nil
+	var err error
+	if !r.opts.KeepOnStop {
+		err = r.removeAll()
 	}
-	return r.removeAll()
+	r.nl.close()
+	return err
 }
 
 // Cleanup removes every route of logban's protocol in the table.
@@ -149,10 +161,14 @@ func (r *Route) Banned() ([]netip.Addr, error) {
 
 // list returns the routes of logban's protocol in the table, both families.
 func (r *Route) list() ([]netlink.Route, error) {
+	h, err := r.nl.get()
+	if err != nil {
+		return nil, err
+	}
 	filter := &netlink.Route{Table: r.opts.Table, Protocol: netlink.RouteProtocol(r.opts.Protocol)}
 	var out []netlink.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := netlink.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		routes, err := h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			return nil, err
 		}
@@ -170,9 +186,13 @@ func (r *Route) removeAll() error {
 	if err != nil {
 		return fmt.Errorf("listing logban's routes: %w", err)
 	}
+	h, err := r.nl.get()
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for _, rt := range routes {
-		if err := netlink.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := h.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("removing route for %v: %w", rt.Dst, err))
 		}
 	}
