@@ -1,0 +1,81 @@
+package jails
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+// refWindow is the plain model Window must agree with: every address's failure times
+// in a slice, at most maxRetry of them, the oldest dropped first.
+type refWindow struct {
+	maxRetry int
+	findTime time.Duration
+	seen     map[netip.Addr][]int64
+}
+
+func (w *refWindow) add(addr netip.Addr, t, now time.Time) (int, bool) {
+	if t.Before(now.Add(-w.findTime)) {
+		return 0, false
+	}
+	ts := t.UnixNano()
+	times := w.seen[addr]
+	i, _ := slices.BinarySearch(times, ts+1)
+	times = slices.Insert(times, i, ts)
+	if len(times) > w.maxRetry {
+		times = times[len(times)-w.maxRetry:]
+	}
+	first := 0
+	for first < len(times) && times[len(times)-1]-times[first] > int64(w.findTime) {
+		first++
+	}
+	if n := len(times) - first; n >= w.maxRetry {
+		delete(w.seen, addr)
+		return n, true
+	}
+	w.seen[addr] = times
+	return len(times) - first, false
+}
+
+// TestWindowAgreesWithModel drives Window and the model with the same random failures,
+// out of order, with forgets and prunes, and wants the same answer every time.
+func TestWindowAgreesWithModel(t *testing.T) {
+	for _, maxRetry := range []int{1, 2, 3, 5} {
+		r := rand.New(rand.NewPCG(uint64(maxRetry), 7))
+		const findTime = 10 * time.Minute
+		w := NewWindow(maxRetry, findTime)
+		ref := &refWindow{maxRetry: maxRetry, findTime: findTime, seen: map[netip.Addr][]int64{}}
+		addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
+			netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("198.51.100.7")}
+		now := time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
+		for step := range 20000 {
+			now = now.Add(time.Duration(r.IntN(30)) * time.Second)
+			addr := addrs[r.IntN(len(addrs))]
+			switch k := r.IntN(100); {
+			case k < 2:
+				w.Forget(addr)
+				delete(ref.seen, addr)
+			case k < 4:
+				w.Prune(now)
+				limit := now.Add(-findTime).UnixNano()
+				for a, times := range ref.seen {
+					if times[len(times)-1] < limit {
+						delete(ref.seen, a)
+					}
+				}
+			default:
+				at := now.Add(-time.Duration(r.IntN(int(findTime/time.Second)+60)) * time.Second)
+				gn, gr := w.Add(addr, at, now)
+				wn, wr := ref.add(addr, at, now)
+				if gn != wn || gr != wr {
+					t.Fatalf("maxretry %d, step %d: Add(%v, %v) = %d, %v; model says %d, %v", maxRetry, step, addr, at, gn, gr, wn, wr)
+				}
+			}
+			if w.Len() != len(ref.seen) {
+				t.Fatalf("maxretry %d, step %d: %d addresses tracked, model %d", maxRetry, step, w.Len(), len(ref.seen))
+			}
+		}
+	}
+}
