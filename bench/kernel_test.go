@@ -1,0 +1,314 @@
+// Package bench holds the benchmarks that run whole servers: ban-server, and fail2ban-server
+// beside it in the same harness, inside network namespaces the benchmark makes, measured
+// from a line written to a log to an address in the kernel. bench/run.sh runs them.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/netnstest"
+	"github.com/logban/logban/internal/testenv"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// failure is a zimbra.log line for a SASL failure of addr, stamped now.
+func failure(addr netip.Addr) string {
+	return fmt.Sprintf("%s mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: authentication failure\n",
+		time.Now().Format(time.Stamp), addr)
+}
+
+// burst is maxretry failures of addr, written at once.
+func burst(addr netip.Addr, maxretry int) []byte {
+	return []byte(strings.Repeat(failure(addr), maxretry))
+}
+
+// trialAddr is the i-th address a benchmark bans: 198.18.0.0/15, the benchmarking range.
+func trialAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16&1), byte(i >> 8), byte(i)})
+}
+
+// server is a ban server running inside the lab's server namespace.
+type server interface {
+	// start runs the server on log, banning through null routes after maxretry failures.
+	start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretry int)
+}
+
+// logban runs ban-server, built for the benchmark.
+type logban struct{ action string }
+
+func (s logban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretry int) {
+	bin := filepath.Join(dir, "ban-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
+		b.Fatalf("building ban-server: %v\n%s", err, out)
+	}
+	cfg := fmt.Sprintf(`
+[server]
+socket = %q
+database = %q
+loglevel = "warn"
+[actions.ban]
+type = %q
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = [%q]
+maxretry = %d
+findtime = "1h"
+bantime = "1h"
+actions = ["ban"]
+`, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), s.action, log, maxretry)
+	conf := filepath.Join(dir, "logban.toml")
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	startProcess(b, lab, filepath.Join(dir, "ban-server.log"), bin, "-config", conf)
+	c := control.NewClient(filepath.Join(dir, "logban.sock"))
+	waitFor(b, "ban-server to answer", func() bool { return c.Ping(context.Background()) == nil })
+}
+
+// fail2ban runs Debian's fail2ban-server with the same regex, its route action and its
+// pyinotify backend (the fastest it has for a plain file).
+type fail2ban struct{}
+
+func (fail2ban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretry int) {
+	testenv.RequireTool(b, "fail2ban-server", "fail2ban")
+	conf := filepath.Join(dir, "fail2ban")
+	files := map[string]string{
+		"fail2ban.conf": fmt.Sprintf("[Definition]\nloglevel = WARNING\nlogtarget = %s\nsocket = %s\npidfile = %s\ndbfile = :memory:\n",
+			filepath.Join(dir, "fail2ban.log"), filepath.Join(dir, "f2b.sock"), filepath.Join(dir, "f2b.pid")),
+		"filter.d/sasl.conf":  "[Definition]\nfailregex = postfix/submission/smtpd\\[\\d+\\]: warning: [-._\\w]+\\[<HOST>\\](?::\\d+)?: SASL [-\\w]+ authentication failed\n",
+		"action.d/route.conf": "[Definition]\nactionban = ip route add <blocktype> <ip>\nactionunban = ip route del <blocktype> <ip>\n[Init]\nblocktype = blackhole\n",
+		"jail.conf":           fmt.Sprintf("[DEFAULT]\nbackend = pyinotify\n[sasl]\nenabled = true\nfilter = sasl\nlogpath = %s\nmaxretry = %d\nfindtime = 3600\nbantime = 3600\naction = route\n", log, maxretry),
+	}
+	for name, text := range files {
+		path := filepath.Join(conf, name)
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	startProcess(b, lab, filepath.Join(dir, "fail2ban-server.out"), "fail2ban-server", "-f", "-x", "-c", conf)
+	waitFor(b, "fail2ban-server's jail to start", func() bool {
+		return exec.Command("fail2ban-client", "-c", conf, "status", "sasl").Run() == nil
+	})
+}
+
+// startProcess starts a command inside the lab's server namespace, its output to out,
+// stopped when the benchmark ends.
+func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...string) {
+	f, err := os.Create(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	lab.Do(func() { err = cmd.Start() })
+	if err != nil {
+		b.Fatalf("%s: %v", name, err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(unix.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		f.Close()
+		if b.Failed() {
+			text, _ := os.ReadFile(out)
+			b.Logf("%s said:\n%s", name, text)
+		}
+	})
+}
+
+func waitFor(b *testing.B, what string, ok func() bool) {
+	b.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatalf("waited 30 s for %s", what)
+		}
+	}
+}
+
+// routes reports every null route the kernel adds in the lab's server namespace, as the
+// kernel announces it.
+func routes(b *testing.B, lab *netnstest.Lab) <-chan netip.Addr {
+	updates := make(chan netlink.RouteUpdate, 1<<16)
+	done := make(chan struct{})
+	b.Cleanup(func() { close(done) })
+	if err := netlink.RouteSubscribeAt(lab.Server, updates, done); err != nil {
+		b.Fatal(err)
+	}
+	out := make(chan netip.Addr, 1<<16)
+	go func() {
+		for u := range updates {
+			if u.Type != unix.RTM_NEWROUTE || u.Dst == nil {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(u.Dst.IP); ok {
+				out <- a.Unmap()
+			}
+		}
+	}()
+	return out
+}
+
+// BenchmarkDetectionLatency measures, per trial, the time from a burst of maxretry
+// failures of a new address written to the log to the null route for it in the kernel,
+// as the kernel announces it. Run it with -benchtime 1000x: each op is one trial; p50
+// and p99 are reported beside the mean (ns/op).
+func BenchmarkDetectionLatency(b *testing.B) {
+	for _, peer := range []struct {
+		name string
+		s    server
+	}{{"logban", logban{action: "route"}}, {"fail2ban", fail2ban{}}} {
+		b.Run(peer.name, func(b *testing.B) {
+			const maxretry = 3
+			lab := netnstest.New(b)
+			dir := b.TempDir()
+			log := filepath.Join(dir, "zimbra.log")
+			if err := os.WriteFile(log, nil, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			peer.s.start(b, lab, dir, log, maxretry)
+			added := routes(b, lab)
+			f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			var took []time.Duration
+			i := 0
+			for b.Loop() {
+				addr := trialAddr(i)
+				i++
+				line := burst(addr, maxretry)
+				start := time.Now()
+				if _, err := f.Write(line); err != nil {
+					b.Fatal(err)
+				}
+				timeout := time.After(30 * time.Second)
+			wait:
+				for {
+					select {
+					case a := <-added:
+						if a == addr {
+							break wait
+						}
+					case <-timeout:
+						b.Fatalf("trial %d: %v not in the kernel after 30 s", i, addr)
+					}
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(percentile(took, 50).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(percentile(took, 99).Microseconds())/1000, "p99-ms")
+		})
+	}
+}
+
+// percentile returns the p-th percentile of sorted durations (nearest rank).
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(i, 0)]
+}
+
+// BenchmarkBanBurst writes 10,000 new addresses' maxretry failures to the log at once and
+// measures until every one of them is banned in the kernel: a null route announced, or
+// an entry in the jail's ipset. Each op is one burst; bans/s is what counts.
+func BenchmarkBanBurst(b *testing.B) {
+	const n, maxretry = 10_000, 3
+	for _, action := range []string{"route", "ipset"} {
+		b.Run(action, func(b *testing.B) {
+			lab := netnstest.New(b)
+			dir := b.TempDir()
+			log := filepath.Join(dir, "zimbra.log")
+			if err := os.WriteFile(log, nil, 0o644); err != nil {
+				b.Fatal(err)
+			}
+			logban{action: action}.start(b, lab, dir, log, maxretry)
+			inKernel := kernelCounter(b, lab, action)
+			f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			var took time.Duration
+			first := 0
+			for b.Loop() {
+				var lines []byte
+				for i := first; i < first+n; i++ {
+					lines = append(lines, burst(trialAddr(i), maxretry)...)
+				}
+				first += n
+				start := time.Now()
+				if _, err := f.Write(lines); err != nil {
+					b.Fatal(err)
+				}
+				for got := 0; got < first; got = inKernel() {
+					if time.Since(start) > time.Minute {
+						b.Fatalf("after a minute %d of %d addresses in the kernel", got, first)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				took += time.Since(start)
+			}
+			b.ReportMetric(float64(first)/took.Seconds(), "bans/s")
+		})
+	}
+}
+
+// kernelCounter returns a function that counts the addresses logban has banned in the
+// lab's kernel through action.
+func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
+	if action == "route" {
+		added := routes(b, lab)
+		seen := 0
+		return func() int {
+			for {
+				select {
+				case <-added:
+					seen++
+				default:
+					return seen
+				}
+			}
+		}
+	}
+	h, err := netlink.NewHandleAt(lab.Server, unix.NETLINK_NETFILTER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	return func() int {
+		time.Sleep(5 * time.Millisecond) // listing 10,000s of entries is work too
+		sets, err := h.IpsetListAll()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total := 0
+		for _, s := range sets {
+			if strings.HasPrefix(s.SetName, "logban-") {
+				total += len(s.Entries)
+			}
+		}
+		return total
+	}
+}

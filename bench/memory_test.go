@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+// BenchmarkServerMemory runs ban-server with one jail (maxretry 3, the log action) on a
+// log in which 1,000,000 addresses fail once each (tracked, not banned) and 100,000 fail
+// three times (banned), and reports the process's resident memory once every line is
+// read and every ban made and the server has been idle for 5 s: in all, and per tracked
+// address, and its peak while reading.
+func BenchmarkServerMemory(b *testing.B) {
+	const tracked, banned, maxretry = 1_000_000, 100_000, 3
+	dir := b.TempDir()
+	log := filepath.Join(dir, "zimbra.log")
+	f, err := os.Create(log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range tracked {
+		w.WriteString(failure(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})))
+	}
+	for i := range banned {
+		w.WriteString(strings.Repeat(failure(trialAddr(i)), maxretry))
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+
+	bin := filepath.Join(dir, "ban-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
+		b.Fatalf("building ban-server: %v\n%s", err, out)
+	}
+	cfg := fmt.Sprintf(`
+[server]
+socket = %q
+database = %q
+loglevel = "warn"
+[actions.log]
+type = "log"
+path = %q
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = [%q]
+start = "beginning"
+maxretry = %d
+findtime = "1d"
+bantime = "1d"
+actions = ["log"]
+`, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), filepath.Join(dir, "bans.log"), log, maxretry)
+	conf := filepath.Join(dir, "logban.toml")
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		os.Remove(filepath.Join(dir, "logban.db"))
+		cmd := exec.Command(bin, "-config", conf)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		// Wait on the log action's file, one line a ban: asking the server for the jail's
+		// status would list 100,000 bans each time and weigh on what is measured.
+		start := time.Now()
+		for {
+			text, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
+			if bytes.Count(text, []byte("\n")) >= banned {
+				break
+			}
+			if time.Since(start) > 2*time.Minute {
+				cmd.Process.Kill()
+				b.Fatalf("after 2 minutes %d bans of %d", bytes.Count(text, []byte("\n")), banned)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		loaded := time.Since(start)
+		time.Sleep(5 * time.Second) // steady state: what the server holds, not its last burst
+		rss, peak := residentKiB(b, cmd.Process.Pid)
+		st, err := control.NewClient(filepath.Join(dir, "logban.sock")).JailStatus(context.Background(), "sasl")
+		if err != nil || st.CurrentlyBanned != banned || st.TotalFailed != tracked+banned*maxretry || st.CurrentlyFailed != tracked {
+			b.Errorf("jail status %+v, %v; want %d banned, %d tracked", st, err, banned, tracked)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		b.ReportMetric(float64(rss)/1024, "RSS-MiB")
+		b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
+		b.ReportMetric(float64(rss*1024)/tracked, "RSS-bytes/addr")
+		b.ReportMetric(loaded.Seconds(), "s-to-load")
+	}
+}
+
+// residentKiB reads a process's resident set size, now and at its peak, in KiB.
+func residentKiB(b *testing.B, pid int) (now, peak int64) {
+	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(text), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			now = n
+		case "VmHWM":
+			peak = n
+		}
+	}
+	return now, peak
+}
