@@ -53,6 +53,7 @@ type Daemon struct {
 	opts    Options
 	logger  *slog.Logger
 	manager *jails.Manager
+	banner  *banner
 	reloads chan chan error
 	ready   chan struct{}
 
@@ -85,7 +86,6 @@ type reader struct {
 	jails    atomic.Pointer[[]*jails.Jail]
 	cancel   context.CancelFunc
 	done     chan struct{}
-	tickets  []jails.Ticket // reused by lines, which only the reader's goroutine runs
 }
 
 // New loads the configuration and returns a daemon ready to Run. A configuration error
@@ -104,10 +104,12 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	m := jails.NewManager(opts.Clock, opts.Logger)
 	return &Daemon{
 		opts:    opts,
 		logger:  opts.Logger,
-		manager: jails.NewManager(opts.Clock, opts.Logger),
+		manager: m,
+		banner:  newBanner(m),
 		reloads: make(chan chan error),
 		ready:   make(chan struct{}),
 		cfg:     cfg,
@@ -144,6 +146,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	m := newMetrics(d)
 	d.manager.SetObserver(m.observe)
+	// The banner outlives the readers: shutdown stops it after them.
+	go d.banner.run(context.WithoutCancel(ctx))
 
 	g, gctx := errgroup.WithContext(ctx)
 	if err := d.apply(gctx, d.cfg); err != nil {
@@ -209,7 +213,8 @@ func (d *Daemon) restore(ctx context.Context) error {
 // saved at stop too.
 const positionSaveInterval = time.Second
 
-// savePositions records the positions of the given readers that moved since last saved.
+// savePositions records the positions of the given readers that moved since last saved,
+// once the bans found in the lines before them are recorded.
 func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
 	moved := map[string]watcher.Position{}
 	for _, r := range readers {
@@ -218,6 +223,10 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
 			moved[path] = p
 		}
 	}
+	if len(moved) == 0 {
+		return
+	}
+	d.banner.flush(ctx)
 	if err := d.store.SavePositions(ctx, moved); err != nil {
 		d.logger.Error("saving file positions", "err", err)
 		return
@@ -487,18 +496,18 @@ func (d *Daemon) run(ctx context.Context, r *reader) {
 	r.cancel = cancel
 	go func() {
 		defer close(r.done)
-		if err := r.follower.Run(rctx, func(b watcher.Batch) { d.lines(rctx, r, b) }); err != nil {
+		if err := r.follower.Run(rctx, func(b watcher.Batch) { d.lines(r, b) }); err != nil {
 			d.logger.Error("file no longer followed", "file", r.follower.Path(), "err", err)
 		}
 	}()
 }
 
-// lines runs a batch through every jail that watches the file, then bans what it found
-// all at once. This is the hot path.
-func (d *Daemon) lines(ctx context.Context, r *reader, batch watcher.Batch) {
+// lines runs a batch through every jail that watches the file and hands what crossed
+// maxretry to the banner. This is the hot path.
+func (d *Daemon) lines(r *reader, batch watcher.Batch) {
 	js := *r.jails.Load()
 	now := d.opts.Clock.Now()
-	tickets := r.tickets[:0]
+	var tickets []jails.Ticket // allocated only for a batch with a ban in it
 	for _, l := range batch.Lines {
 		for _, j := range js {
 			if t, ok := j.Line(l.Text, now); ok {
@@ -507,9 +516,8 @@ func (d *Daemon) lines(ctx context.Context, r *reader, batch watcher.Batch) {
 		}
 	}
 	if len(tickets) > 0 {
-		d.manager.BanAll(ctx, tickets)
+		d.banner.ban(tickets)
 	}
-	r.tickets = tickets
 }
 
 // shutdown stops the readers and saves where they stand, then stops every action.
@@ -525,6 +533,7 @@ func (d *Daemon) shutdown() {
 	}
 	clear(d.readers)
 	d.savePositions(ctx, readers)
+	d.banner.close()
 	stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
 }
 
