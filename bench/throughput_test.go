@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+// genlogs is the log generator, relative to this package's folder unless
+// LOGBAN_GENLOGS names it.
+func genlogs(b *testing.B) string {
+	path := os.Getenv("LOGBAN_GENLOGS")
+	if path == "" {
+		path = "../../shared/tools/genlogs.py"
+	}
+	if _, err := os.Stat(path); err != nil {
+		b.Skipf("no log generator at %s (set LOGBAN_GENLOGS): %v", path, err)
+	}
+	return path
+}
+
+// BenchmarkServerThroughput runs ban-server with the three Zimbra jails (zimbra-submission
+// on zimbra.log; zimbra-mailbox-auth and zimbra-dosfilter on mailbox.log) and the log
+// action, appends a generated 1M-line zimbra.log and its 500k-line mailbox.log to the
+// files it follows as fast as they can be written, and measures until every line is read
+// and the bans are exactly the addresses the generator's truth file says failed at
+// least maxretry times. LOGBAN_BENCH_LINES changes the size.
+func BenchmarkServerThroughput(b *testing.B) {
+	const maxretry = 3
+	lines := 1_000_000
+	if s := os.Getenv("LOGBAN_BENCH_LINES"); s != "" {
+		fmt.Sscan(s, &lines)
+	}
+	dir := b.TempDir()
+	data := filepath.Join(dir, "data")
+	// Stamped around now: the jails count only failures within findtime of the clock.
+	start := time.Now().Add(-30 * time.Minute).Format("2006-01-02T15:04:05")
+	if out, err := exec.Command("python3", genlogs(b), data, "--lines", fmt.Sprint(lines), "--start", start).CombinedOutput(); err != nil {
+		b.Fatalf("genlogs: %v\n%s", err, out)
+	}
+	var truth map[string]map[string]int
+	text, err := os.ReadFile(filepath.Join(data, "truth.json"))
+	if err == nil {
+		err = json.Unmarshal(text, &truth)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	wantBans := 0
+	for _, kind := range []string{"sasl", "mailbox_auth", "dos_alert"} {
+		for _, n := range truth[kind] {
+			if n >= maxretry {
+				wantBans++
+			}
+		}
+	}
+	zimbra, _ := os.ReadFile(filepath.Join(data, "zimbra.log"))
+	mailbox, _ := os.ReadFile(filepath.Join(data, "mailbox.log"))
+	wantLines := int64(bytes.Count(zimbra, []byte("\n")) + bytes.Count(mailbox, []byte("\n")))
+
+	bin := filepath.Join(dir, "ban-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
+		b.Fatalf("building ban-server: %v\n%s", err, out)
+	}
+	for b.Loop() {
+		run := b.TempDir()
+		zlog, mlog, bans := filepath.Join(run, "zimbra.log"), filepath.Join(run, "mailbox.log"), filepath.Join(run, "bans.log")
+		cfg := fmt.Sprintf(`
+[server]
+socket = "logban.sock"
+database = "logban.db"
+loglevel = "warn"
+[actions.log]
+type = "log"
+path = %[1]q
+[jails.zimbra-submission]
+logpath = [%[2]q]
+maxretry = %[4]d
+findtime = "2h"
+actions = ["log"]
+[jails.zimbra-mailbox-auth]
+logpath = [%[3]q]
+maxretry = %[4]d
+findtime = "2h"
+actions = ["log"]
+[jails.zimbra-dosfilter]
+logpath = [%[3]q]
+maxretry = %[4]d
+findtime = "2h"
+actions = ["log"]
+`, bans, zlog, mlog, maxretry)
+		conf := filepath.Join(run, "logban.toml")
+		for path, text := range map[string][]byte{conf: []byte(cfg), zlog: nil, mlog: nil} {
+			if err := os.WriteFile(path, text, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cmd := exec.Command(bin, "-config", conf)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		c := control.NewClient(filepath.Join(run, "logban.sock"))
+		waitFor(b, "ban-server to answer", func() bool { return c.Ping(context.Background()) == nil })
+
+		start := time.Now()
+		errs := make(chan error, 2)
+		for path, content := range map[string][]byte{zlog: zimbra, mlog: mailbox} {
+			go func() { errs <- appendFast(path, content) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		// The log action's file has a line a ban: cheap to watch, unlike status, which
+		// lists every ban.
+		for {
+			text, _ := os.ReadFile(bans)
+			if bytes.Count(text, []byte("\n")) >= wantBans && linesRead(b, c) == wantLines {
+				break
+			}
+			if time.Since(start) > 2*time.Minute {
+				b.Fatalf("after 2 minutes: %d lines of %d read, %d bans of %d", linesRead(b, c), wantLines, bytes.Count(text, []byte("\n")), wantBans)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took := time.Since(start)
+		banned := 0
+		for _, jail := range []string{"zimbra-submission", "zimbra-mailbox-auth", "zimbra-dosfilter"} {
+			st, err := c.JailStatus(context.Background(), jail)
+			if err != nil {
+				b.Fatal(err)
+			}
+			banned += st.CurrentlyBanned
+		}
+		if banned != wantBans {
+			b.Errorf("%d bans, the truth file says %d", banned, wantBans)
+		}
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		b.ReportMetric(float64(wantLines)/took.Seconds(), "lines/s")
+		b.ReportMetric(float64(wantBans), "bans")
+	}
+}
+
+// appendFast appends content to path in 64 KiB writes, as fast as they go.
+func appendFast(path string, content []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	for rest := content; len(rest) > 0; {
+		k := min(len(rest), 64<<10)
+		if _, err := f.Write(rest[:k]); err != nil {
+			f.Close()
+			return err
+		}
+		rest = rest[k:]
+	}
+	return f.Close()
+}
+
+// linesRead asks the server how many lines its readers have read, each file once.
+func linesRead(b *testing.B, c *control.Client) int64 {
+	seen := map[string]int64{}
+	for _, jail := range []string{"zimbra-submission", "zimbra-dosfilter"} {
+		st, err := c.JailStatus(context.Background(), jail)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, f := range st.Files {
+			seen[f.Path] = f.Lines
+		}
+	}
+	var n int64
+	for _, v := range seen {
+		n += v
+	}
+	return n
+}
