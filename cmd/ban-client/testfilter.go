@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/logban/logban/filters"
 	"github.com/logban/logban/internal/config"
@@ -93,15 +91,14 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	if fi, err := file.Stat(); err == nil && isTerminal(stderr) {
 		progress = progressPrinter(stderr, fi.Size())
 	}
-	enc := json.NewEncoder(stdout)
-	if err := r.scan(file, f, jsonOut, enc, progress); err != nil {
+	if err := r.scan(file, f, jsonOut, stdout, progress); err != nil {
 		return exitRefused, err
 	}
 	for a, n := range r.addrCounts {
 		r.Addresses[a.String()] = n
 	}
 	if jsonOut {
-		return 0, enc.Encode(map[string]any{"summary": r})
+		return 0, json.NewEncoder(stdout).Encode(map[string]any{"summary": r})
 	}
 	r.print(stdout)
 	return 0, nil
@@ -131,72 +128,6 @@ func resolveFilter(name, configPath string) (*filters.Filter, string, error) {
 		return nil, "", fmt.Errorf("%q is no filter (built in: %v) and, as a regex, has no <HOST>", name, filters.BuiltinNames())
 	}
 	return f, "regex " + name, err
-}
-
-// scan reads the file line by line, without a copy per line.
-func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, enc *json.Encoder, progress func(int64)) error {
-	start := time.Now()
-	br := bufio.NewReaderSize(in, 1<<20)
-	var times filters.TimeParser
-	var read int64
-	lastProgress, now := start, start
-	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) { // a line longer than 1 MiB: judge its start
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-		}
-		if len(line) == 0 && err != nil {
-			break
-		}
-		read += int64(len(line))
-		r.Lines++
-		text := line
-		if n := len(text); n > 0 && text[n-1] == '\n' {
-			text = text[:n-1]
-		}
-		if n := len(text); n > 0 && text[n-1] == '\r' {
-			text = text[:n-1]
-		}
-		if r.Lines%4096 == 0 { // the clock costs more than a line that fails fast
-			now = time.Now()
-		}
-		m, res := f.Match(text, now)
-		switch res {
-		case filters.Matched:
-			r.Matched++
-			r.PatternHits[m.Pattern]++
-			r.addrCounts[m.Addr]++
-			if _, format, ok := times.ParseFormat(text, now); ok {
-				r.Formats[format]++
-			}
-			if jsonOut {
-				if err := enc.Encode(matchedLine{Line: r.Lines, Host: m.Addr.String(), Time: m.Time.Format(time.RFC3339)}); err != nil {
-					return err
-				}
-			}
-		case filters.Ignored:
-			r.Ignored++
-		default:
-			r.Missed++
-			if r.showMissed && !jsonOut {
-				fmt.Fprintf(r.missedOutput, "missed %d: %s\n", r.Lines, text)
-			}
-		}
-		if progress != nil && r.Lines%65536 == 0 && now.Sub(lastProgress) > time.Second/2 {
-			progress(read)
-			lastProgress = now
-		}
-		if err != nil {
-			break
-		}
-	}
-	if progress != nil {
-		progress(-1)
-	}
-	r.Seconds = time.Since(start).Seconds()
-	return nil
 }
 
 func (r *filterReport) print(w io.Writer) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,57 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	code, _, stderr := client("test-filter", "zimbra-submission", submissionSamples)
 	if code != 0 || strings.Contains(stderr, "% of") {
 		t.Errorf("progress written to a non-terminal: %q", stderr)
+	}
+}
+
+// A file of several blocks, with lines across block boundaries, lines longer than a
+// block, CRLF and no final newline, is judged on every CPU as one pass would: the same
+// line numbers, in order, and the same counts.
+func TestTestFilterAcrossBlocks(t *testing.T) {
+	var b strings.Builder
+	var want []matchedLine
+	lineNo := 0
+	add := func(line string, host string) {
+		lineNo++
+		b.WriteString(line)
+		if host != "" {
+			want = append(want, matchedLine{Line: lineNo, Host: host})
+		}
+	}
+	for i := 0; b.Len() < 5*scanBlock; i++ {
+		switch {
+		case i%1000 == 500: // longer than a block: judged by its start, which fails here
+			add("login failed from 192.0.2.9 "+strings.Repeat("x", scanBlock+i%7)+"\n", "")
+		case i%1000 == 900: // longer than two blocks
+			add("login failed from 192.0.2.10 "+strings.Repeat("y", 2*scanBlock)+"\n", "")
+		case i%3 == 0:
+			add(fmt.Sprintf("login failed from 192.0.2.%d\r\n", i%250), fmt.Sprintf("192.0.2.%d", i%250))
+		default:
+			add(fmt.Sprintf("login ok from 198.51.100.%d, session %d\n", i%250, i), "")
+		}
+	}
+	add("login failed from 203.0.113.1", "203.0.113.1") // no final newline
+	log := filepath.Join(t.TempDir(), "app.log")
+	os.WriteFile(log, []byte(b.String()), 0o644)
+
+	code, stdout, stderr := client("test-filter", "-json", `^login failed from <HOST>$`, log)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(out) != len(want)+1 {
+		t.Fatalf("%d matches, want %d", len(out)-1, len(want))
+	}
+	for i, w := range want {
+		var got matchedLine
+		if err := json.Unmarshal([]byte(out[i]), &got); err != nil || got.Line != w.Line || got.Host != w.Host {
+			t.Fatalf("match %d: %s, want line %d host %s (%v)", i, out[i], w.Line, w.Host, err)
+		}
+	}
+	var last struct {
+		Summary filterReport `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out[len(out)-1]), &last); err != nil || last.Summary.Lines != lineNo || last.Summary.Matched != len(want) {
+		t.Errorf("summary %d lines, %d matched; want %d, %d (%v)", last.Summary.Lines, last.Summary.Matched, lineNo, len(want), err)
 	}
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/logban/logban/filters"
+)
+
+// scanBlock is how much of the file a worker judges at a time, and how much of a longer
+// line is judged: its start.
+const scanBlock = 1 << 20
+
+// block is a run of whole lines of the file and what a worker made of them.
+type block struct {
+	data      []byte
+	firstLine int // the number of its first line, counting from 1
+	done      chan struct{}
+
+	lines, matched, ignored, missed int
+	hits                            []int
+	addrs                           map[netip.Addr]int
+	formats                         map[string]int
+	out                             []byte // its -json or -print-missed output, in order
+}
+
+// scan judges the file's lines on every CPU: one goroutine cuts the file into blocks of
+// whole lines, workers judge blocks, and the report takes them back in file order, so
+// output and line numbers are those of a single pass.
+func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
+	start := time.Now()
+	workers := runtime.GOMAXPROCS(0)
+	work, ordered := make(chan *block), make(chan *block, 2*workers)
+	var readErr error
+	go func() {
+		defer close(ordered)
+		defer close(work)
+		line := 1
+		readErr = cutBlocks(in, func(data []byte) {
+			b := &block{data: data, firstLine: line, done: make(chan struct{})}
+			line += bytes.Count(data, []byte{'\n'})
+			if len(data) > 0 && data[len(data)-1] != '\n' {
+				line++ // the last line, without its newline, or a long line's start
+			}
+			ordered <- b
+			work <- b
+		})
+	}()
+	for range workers {
+		go func() {
+			for b := range work {
+				r.judge(b, f, jsonOut)
+				close(b.done)
+			}
+		}()
+	}
+	var read int64
+	lastProgress := start
+	for b := range ordered {
+		<-b.done
+		r.Lines += b.lines
+		r.Matched += b.matched
+		r.Ignored += b.ignored
+		r.Missed += b.missed
+		for i, n := range b.hits {
+			r.PatternHits[i] += n
+		}
+		for a, n := range b.addrs {
+			r.addrCounts[a] += n
+		}
+		for k, n := range b.formats {
+			r.Formats[k] += n
+		}
+		if _, err := out.Write(b.out); err != nil {
+			return err
+		}
+		read += int64(len(b.data))
+		if now := time.Now(); progress != nil && now.Sub(lastProgress) > time.Second/2 {
+			progress(read)
+			lastProgress = now
+		}
+	}
+	if progress != nil {
+		progress(-1)
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return readErr
+}
+
+// judge runs the filter over a block's lines.
+func (r *filterReport) judge(b *block, f *filters.Filter, jsonOut bool) {
+	b.hits = make([]int, len(r.PatternHits))
+	b.addrs, b.formats = map[netip.Addr]int{}, map[string]int{}
+	var times filters.TimeParser
+	now := time.Now()
+	lineNo := b.firstLine - 1
+	for data := b.data; len(data) > 0; {
+		text := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			text, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		text = bytes.TrimSuffix(text, []byte{'\r'})
+		lineNo++
+		b.lines++
+		m, res := f.Match(text, now)
+		switch res {
+		case filters.Matched:
+			b.matched++
+			b.hits[m.Pattern]++
+			b.addrs[m.Addr]++
+			if _, format, ok := times.ParseFormat(text, now); ok {
+				b.formats[format]++
+			}
+			if jsonOut {
+				j, _ := json.Marshal(matchedLine{Line: lineNo, Host: m.Addr.String(), Time: m.Time.Format(time.RFC3339)})
+				b.out = append(append(b.out, j...), '\n')
+			}
+		case filters.Ignored:
+			b.ignored++
+		default:
+			b.missed++
+			if r.showMissed && !jsonOut {
+				b.out = fmt.Appendf(b.out, "missed %d: %s\n", lineNo, text)
+			}
+		}
+	}
+}
+
+// cutBlocks reads in and hands emit its lines in blocks of whole lines, each block a new
+// slice of at most scanBlock bytes. A line longer than that is handed on as its first
+// scanBlock bytes, alone; the rest of it is skipped.
+func cutBlocks(in io.Reader, emit func([]byte)) error {
+	var carry []byte
+	skipping := false // inside a long line's rest
+	for {
+		buf := make([]byte, scanBlock)
+		n := copy(buf, carry)
+		m, err := io.ReadFull(in, buf[n:])
+		n += m
+		buf, carry = buf[:n], nil
+		if skipping {
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				if err != nil {
+					return ignoreEOF(err)
+				}
+				continue
+			}
+			buf, skipping = buf[i+1:], false
+		}
+		if err != nil { // the end: what is left is whole lines and maybe a last one
+			if len(buf) > 0 {
+				emit(buf)
+			}
+			return ignoreEOF(err)
+		}
+		i := bytes.LastIndexByte(buf, '\n')
+		switch {
+		case i >= 0:
+			carry = bytes.Clone(buf[i+1:])
+			emit(buf[:i+1])
+		case len(buf) == scanBlock: // one line fills the block
+			emit(buf)
+			skipping = true
+		default: // the start of a line, after a long line's rest
+			carry = bytes.Clone(buf)
+		}
+	}
+}
+
+func ignoreEOF(err error) error {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil
+	}
+	return err
+}
