@@ -265,7 +265,7 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 	if b, dup := j.bans[t.Addr]; dup {
 		return b, false, nil
 	}
-	r := m.prepare(ctx, j, t)
+	r := m.prepare(j, t, m.counter(ctx, []Ticket{t}))
 	if err := m.ledger.SaveBan(ctx, r); err != nil {
 		m.logger.Error("recording ban; it is applied but will not survive a restart", "jail", r.Jail, "addr", r.Addr, "err", err)
 	}
@@ -273,10 +273,14 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 	return r.Ban, true, nil
 }
 
-// BatchLedger is a Ledger that records many bans at once, in one transaction.
+// BatchLedger is a Ledger that records many bans at once, in one transaction, and reads
+// many addresses' counts in one query.
 type BatchLedger interface {
 	Ledger
 	SaveBans(ctx context.Context, records []Record) error
+	// BanCounts returns how many times each address was banned in jail, or in all jails
+	// if ""; an address never banned is absent.
+	BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error)
 }
 
 // BanAll bans the tickets' addresses, recording all the new bans at once (in one
@@ -286,21 +290,28 @@ type BatchLedger interface {
 func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var records []Record
+	var fresh []Ticket
+	seen := map[banKey]bool{}
 	for _, t := range tickets {
 		j, ok := m.jails[t.Jail]
 		if !ok {
 			continue
 		}
-		if _, dup := j.bans[t.Addr]; dup {
+		if _, dup := j.bans[t.Addr]; dup || seen[banKey{t.Jail, t.Addr}] {
 			continue
 		}
-		r := m.prepare(ctx, j, t)
-		j.bans[t.Addr] = r.Ban // a second ticket in the batch is a duplicate
-		records = append(records, r)
+		seen[banKey{t.Jail, t.Addr}] = true
+		fresh = append(fresh, t)
 	}
-	if len(records) == 0 {
+	if len(fresh) == 0 {
 		return nil
+	}
+	count := m.counter(ctx, fresh)
+	records := make([]Record, len(fresh))
+	for i, t := range fresh {
+		j := m.jails[t.Jail]
+		records[i] = m.prepare(j, t, count)
+		j.bans[t.Addr] = records[i].Ban
 	}
 	var err error
 	if bl, ok := m.ledger.(BatchLedger); ok {
@@ -321,19 +332,45 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	return out
 }
 
-// prepare makes the ban for t: its length from the jail's policy and the address's
-// history. Caller holds m.mu.
-func (m *Manager) prepare(ctx context.Context, j *jailBans, t Ticket) Record {
-	now := m.clock.Now()
-	prev, err := m.ledger.BanCount(ctx, t.Jail, t.Addr)
-	if err != nil {
-		m.logger.Error("reading ban history", "addr", t.Addr, "err", err)
+// counter returns the ban counts the tickets' bans need, read from the ledger: at once
+// for all of them from a BatchLedger, else one by one. Caller holds m.mu.
+func (m *Manager) counter(ctx context.Context, tickets []Ticket) func(jail string, addr netip.Addr) int {
+	bl, ok := m.ledger.(BatchLedger)
+	if !ok {
+		return func(jail string, addr netip.Addr) int {
+			n, err := m.ledger.BanCount(ctx, jail, addr)
+			if err != nil {
+				m.logger.Error("reading ban history", "addr", addr, "err", err)
+			}
+			return n
+		}
 	}
+	byJail := map[string][]netip.Addr{}
+	for _, t := range tickets {
+		byJail[t.Jail] = append(byJail[t.Jail], t.Addr)
+		if m.jails[t.Jail].policy.Increment.OverallJails {
+			byJail[""] = append(byJail[""], t.Addr)
+		}
+	}
+	counts := map[string]map[netip.Addr]int{}
+	for jail, addrs := range byJail {
+		c, err := bl.BanCounts(ctx, jail, addrs)
+		if err != nil {
+			m.logger.Error("reading ban history", "addresses", len(addrs), "err", err)
+		}
+		counts[jail] = c
+	}
+	return func(jail string, addr netip.Addr) int { return counts[jail][addr] }
+}
+
+// prepare makes the ban for t: its length from the jail's policy and the address's
+// history, as count reads it. Caller holds m.mu.
+func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr netip.Addr) int) Record {
+	now := m.clock.Now()
+	prev := count(t.Jail, t.Addr)
 	counted := prev
 	if j.policy.Increment.OverallJails {
-		if counted, err = m.ledger.BanCount(ctx, "", t.Addr); err != nil {
-			m.logger.Error("reading ban history", "addr", t.Addr, "err", err)
-		}
+		counted = count("", t.Addr)
 	}
 	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
 	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {

@@ -425,6 +425,15 @@ func (l batchLedger) SaveBans(ctx context.Context, rs []Record) error {
 	return nil
 }
 
+func (l batchLedger) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
+	*l.events = append(*l.events, fmt.Sprintf("count %d", len(addrs)))
+	out := map[netip.Addr]int{}
+	for _, a := range addrs {
+		out[a], _ = l.MemoryLedger.BanCount(ctx, jail, a)
+	}
+	return out, nil
+}
+
 type orderAction struct {
 	nopAction
 	events *[]string
@@ -454,7 +463,8 @@ func TestBanAllRecordsTheBatchBeforeApplying(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("BanAll = %v, want 2 new bans", got)
 	}
-	if want := "record 2,apply 192.0.2.1,apply 198.51.100.3"; strings.Join(events, ",") != want {
+	// the history of the batch's addresses read at once, their bans recorded at once
+	if want := "count 2,record 2,apply 192.0.2.1,apply 198.51.100.3"; strings.Join(events, ",") != want {
 		t.Errorf("events %q, want %q", events, want)
 	}
 	if c, _ := m.Counts("sasl"); c.CurrentlyBanned != 3 || c.TotalBanned != 3 {

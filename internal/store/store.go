@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -222,6 +224,48 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// countChunk is how many addresses one BanCounts query asks about.
+const countChunk = 500
+
+// BanCounts returns how many times each address was banned in jail, or in all jails if
+// jail is "", asking about many addresses per query; one never banned is absent.
+func (s *Store) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
+	out := make(map[netip.Addr]int)
+	for chunk := range slices.Chunk(addrs, countChunk) {
+		args := make([]any, 0, len(chunk)+1)
+		query := "SELECT addr, SUM(ban_count) FROM ban_history WHERE addr IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
+		for _, a := range chunk {
+			args = append(args, a.String())
+		}
+		if jail != "" {
+			query += " AND jail = ?"
+			args = append(args, jail)
+		}
+		rows, err := s.db.QueryContext(ctx, query+" GROUP BY addr", args...)
+		if err != nil {
+			return out, fmt.Errorf("counting bans of %d addresses: %w", len(addrs), err)
+		}
+		for rows.Next() {
+			var addr string
+			var n int
+			if err := rows.Scan(&addr, &n); err != nil {
+				rows.Close()
+				return out, err
+			}
+			if a, err := netip.ParseAddr(addr); err == nil {
+				out[a] = n
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return out, err
+		}
+		if err := rows.Err(); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // DeleteBan removes a ban that ended; its count stays in the history.

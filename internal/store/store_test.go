@@ -120,4 +120,20 @@ func TestBansSurviveReopening(t *testing.T) {
 			t.Errorf("BanCount(%q) = %d, %v; want %d (counts outlive the bans)", c.jail, n, err, c.want)
 		}
 	}
+	// BanCounts agrees with BanCount, many addresses at once, over several queries.
+	many := []netip.Addr{a, six}
+	for i := range 2 * countChunk {
+		many = append(many, netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
+	}
+	for _, jail := range []string{"sasl", "dos", "", "nope"} {
+		counts, err := s.BanCounts(ctx, jail, many)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, addr := range many {
+			if want, _ := s.BanCount(ctx, jail, addr); counts[addr] != want {
+				t.Errorf("BanCounts(%q)[%v] = %d, BanCount says %d", jail, addr, counts[addr], want)
+			}
+		}
+	}
 }
