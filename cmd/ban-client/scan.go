@@ -36,12 +36,14 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 	start := time.Now()
 	workers := runtime.GOMAXPROCS(0)
 	work, ordered := make(chan *block), make(chan *block, 2*workers)
+	// Blocks' buffers go round: fresh memory costs page faults, more than judging does.
+	buffers := make(chan []byte, 2*workers+2)
 	var readErr error
 	go func() {
 		defer close(ordered)
 		defer close(work)
 		line := 1
-		readErr = cutBlocks(in, func(data []byte) {
+		readErr = cutBlocks(in, buffers, func(data []byte) {
 			b := &block{data: data, firstLine: line, done: make(chan struct{})}
 			line += bytes.Count(data, []byte{'\n'})
 			if len(data) > 0 && data[len(data)-1] != '\n' {
@@ -80,6 +82,12 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 			return err
 		}
 		read += int64(len(b.data))
+		if cap(b.data) == scanBlock { // not one that began after a long line's rest
+			select {
+			case buffers <- b.data[:0]:
+			default:
+			}
+		}
 		if now := time.Now(); progress != nil && now.Sub(lastProgress) > time.Second/2 {
 			progress(read)
 			lastProgress = now
@@ -92,55 +100,108 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 	return readErr
 }
 
-// judge runs the filter over a block's lines.
+// judge runs the filter over a block's lines. Where the filter has a literal every match
+// holds, and missed lines are only counted, it looks for the literal in the whole block,
+// as grep does, and judges only the lines that hold it: the lines between are counted,
+// not split.
 func (r *filterReport) judge(b *block, f *filters.Filter, jsonOut bool) {
 	b.hits = make([]int, len(r.PatternHits))
 	b.addrs, b.formats = map[netip.Addr]int{}, map[string]int{}
-	var times filters.TimeParser
-	now := time.Now()
-	lineNo := b.firstLine - 1
-	for data := b.data; len(data) > 0; {
-		text := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			text, data = data[:i], data[i+1:]
-		} else {
-			data = nil
+	j := judgement{r: r, b: b, f: f, jsonOut: jsonOut, now: time.Now()}
+	lit := []byte(f.Literal())
+	if len(lit) == 0 || bytes.IndexByte(lit, '\n') >= 0 || (r.showMissed && !jsonOut) {
+		lineNo := b.firstLine - 1
+		for data := b.data; len(data) > 0; {
+			text := data
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				text, data = data[:i], data[i+1:]
+			} else {
+				data = nil
+			}
+			lineNo++
+			j.line(text, lineNo)
 		}
-		text = bytes.TrimSuffix(text, []byte{'\r'})
-		lineNo++
-		b.lines++
-		m, res := f.Match(text, now)
-		switch res {
-		case filters.Matched:
-			b.matched++
-			b.hits[m.Pattern]++
-			b.addrs[m.Addr]++
-			if _, format, ok := times.ParseFormat(text, now); ok {
-				b.formats[format]++
+		return
+	}
+	data, lineNo := b.data, b.firstLine-1
+	for len(data) > 0 {
+		k := bytes.Index(data, lit)
+		if k < 0 {
+			n := bytes.Count(data, []byte{'\n'})
+			if data[len(data)-1] != '\n' {
+				n++
 			}
-			if jsonOut {
-				j, _ := json.Marshal(matchedLine{Line: lineNo, Host: m.Addr.String(), Time: m.Time.Format(time.RFC3339)})
-				b.out = append(append(b.out, j...), '\n')
-			}
-		case filters.Ignored:
-			b.ignored++
-		default:
-			b.missed++
-			if r.showMissed && !jsonOut {
-				b.out = fmt.Appendf(b.out, "missed %d: %s\n", lineNo, text)
-			}
+			b.lines += n
+			b.missed += n
+			return
+		}
+		start := bytes.LastIndexByte(data[:k], '\n') + 1
+		skipped := bytes.Count(data[:start], []byte{'\n'})
+		b.lines += skipped
+		b.missed += skipped
+		lineNo += skipped + 1
+		text := data[start:]
+		data = nil
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			text, data = text[:i], text[i+1:]
+		}
+		j.line(text, lineNo)
+	}
+}
+
+// judgement is one worker's judging of one block.
+type judgement struct {
+	r       *filterReport
+	b       *block
+	f       *filters.Filter
+	jsonOut bool
+	now     time.Time
+	times   filters.TimeParser
+}
+
+// line judges one line, without its newline.
+func (j *judgement) line(text []byte, lineNo int) {
+	b := j.b
+	text = bytes.TrimSuffix(text, []byte{'\r'})
+	b.lines++
+	m, res := j.f.Match(text, j.now)
+	switch res {
+	case filters.Matched:
+		b.matched++
+		b.hits[m.Pattern]++
+		b.addrs[m.Addr]++
+		if _, format, ok := j.times.ParseFormat(text, j.now); ok {
+			b.formats[format]++
+		}
+		if j.jsonOut {
+			out, _ := json.Marshal(matchedLine{Line: lineNo, Host: m.Addr.String(), Time: m.Time.Format(time.RFC3339)})
+			b.out = append(append(b.out, out...), '\n')
+		}
+	case filters.Ignored:
+		b.ignored++
+	default:
+		b.missed++
+		if j.r.showMissed && !j.jsonOut {
+			b.out = fmt.Appendf(b.out, "missed %d: %s\n", lineNo, text)
 		}
 	}
 }
 
-// cutBlocks reads in and hands emit its lines in blocks of whole lines, each block a new
-// slice of at most scanBlock bytes. A line longer than that is handed on as its first
-// scanBlock bytes, alone; the rest of it is skipped.
-func cutBlocks(in io.Reader, emit func([]byte)) error {
+// cutBlocks reads in and hands emit its lines in blocks of whole lines, each block at most
+// scanBlock bytes at the start of a buffer from free (or a new one), which emit then owns.
+// A line longer than that is handed on as its first scanBlock bytes, alone; the rest of
+// it is skipped.
+func cutBlocks(in io.Reader, free <-chan []byte, emit func([]byte)) error {
 	var carry []byte
 	skipping := false // inside a long line's rest
 	for {
-		buf := make([]byte, scanBlock)
+		var buf []byte
+		select {
+		case buf = <-free:
+			buf = buf[:scanBlock]
+		default:
+			buf = make([]byte, scanBlock)
+		}
 		n := copy(buf, carry)
 		m, err := io.ReadFull(in, buf[n:])
 		n += m
