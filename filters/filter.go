@@ -219,6 +219,16 @@ func (f *Filter) Name() string { return f.name }
 // checks its own literals).
 func (f *Filter) Literal() string { return string(f.literal) }
 
+// Next returns the index in data of the first occurrence of the text every match holds
+// (see Literal), or -1 if there is none: no line of data can match. With no such text it
+// returns 0: any line may.
+func (f *Filter) Next(data []byte) int {
+	if f.literal == nil {
+		return 0
+	}
+	return bytes.Index(data, f.literal)
+}
+
 // Patterns returns the compiled failregex patterns.
 func (f *Filter) Patterns() []*Pattern { return f.fail }
 

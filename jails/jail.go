@@ -69,6 +69,10 @@ func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
 	return j.Failure(m.Addr, m.Time, now)
 }
 
+// Next returns the index in data of the first place a line the jail's filter could match
+// may lie, or -1 if there is none (filters.Filter.Next).
+func (j *Jail) Next(data []byte) int { return j.filter.Next(data) }
+
 // Failure counts a failure of addr at t (the log's time), seen at now.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
 	addr = addr.Unmap()

@@ -31,6 +31,12 @@ type Line struct {
 type Batch struct {
 	File  Identity
 	Lines []Line
+	// Data is the bytes the lines were cut from, newlines and carriage returns included:
+	// each line's Text lies in it, in order, with nothing between one line and the next.
+	// It ends at the last line's Offset, so a byte at index k of Data lies at file offset
+	// Lines[len(Lines)-1].Offset - len(Data) + k. A consumer can search the whole batch
+	// at once and find the lines by their offsets.
+	Data []byte
 }
 
 // Handler receives batches. When it returns, the lines count as handled: Position moves
@@ -392,9 +398,9 @@ func (fw *Follower) drain(s *source) (int64, error) {
 }
 
 // emit hands a batch on and moves the position past it.
-func (fw *Follower) emit(lines []Line) {
+func (fw *Follower) emit(lines []Line, data []byte) {
 	s := fw.emitSrc
-	fw.emitFn(Batch{File: s.id, Lines: lines})
+	fw.emitFn(Batch{File: s.id, Lines: lines, Data: data})
 	fw.lines.Add(int64(len(lines)))
 	if s == fw.cur {
 		fw.mu.Lock()

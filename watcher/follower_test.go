@@ -17,6 +17,7 @@ type got struct {
 	mu     sync.Mutex
 	lines  []gotLine
 	notify chan struct{}
+	bad    string // the first batch whose Data did not hold its lines as documented
 }
 
 type gotLine struct {
@@ -27,6 +28,9 @@ type gotLine struct {
 
 func (g *got) handle(b Batch) {
 	g.mu.Lock()
+	if err := checkData(b); err != "" && g.bad == "" {
+		g.bad = err
+	}
 	for _, l := range b.Lines {
 		g.lines = append(g.lines, gotLine{b.File, string(l.Text), l.Offset})
 	}
@@ -35,6 +39,30 @@ func (g *got) handle(b Batch) {
 	case g.notify <- struct{}{}:
 	default:
 	}
+}
+
+// checkData says how b.Data fails to hold b's lines where their offsets put them, or "".
+func checkData(b Batch) string {
+	if len(b.Lines) == 0 {
+		return "empty batch"
+	}
+	start := b.Lines[len(b.Lines)-1].Offset - int64(len(b.Data))
+	at := start
+	for _, l := range b.Lines {
+		from, to := int(at-start), int(l.Offset-start)
+		if from < 0 || to > len(b.Data) || from > to || !bytes.HasPrefix(b.Data[from:to], l.Text) {
+			return "line " + quoteShort(l.Text) + " not at its place in the batch's data " + quoteShort(b.Data)
+		}
+		at = l.Offset
+	}
+	return ""
+}
+
+func quoteShort(b []byte) string {
+	if len(b) > 80 {
+		b = b[:80]
+	}
+	return `"` + string(b) + `"`
 }
 
 func (g *got) texts() []string {
@@ -65,6 +93,11 @@ func (g *got) waitFor(t *testing.T, n int) {
 		case <-deadline:
 			t.Fatalf("got %d lines, want %d", g.count(), n)
 		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.bad != "" {
+		t.Error(g.bad)
 	}
 }
 

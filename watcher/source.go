@@ -60,10 +60,11 @@ func (s *source) close() { s.f.Close() }
 
 // splitter turns bytes into lines and hands them on in batches.
 type splitter struct {
-	maxLine int
-	batch   []Line
-	handle  func([]Line)
-	cut     func(offset int64) // told of each line cut at maxLine
+	maxLine  int
+	batch    []Line
+	from, to int // where the batch's bytes lie in the source's buffer
+	handle   func(lines []Line, data []byte)
+	cut      func(offset int64) // told of each line cut at maxLine
 }
 
 // drain reads s to its current end and hands on every complete line. It returns the
@@ -153,9 +154,9 @@ func (sp *splitter) split(s *source) {
 				s.compact()
 			case len(data) >= sp.maxLine:
 				s.cutFrom = s.base + int64(s.start)
-				sp.add(data[:sp.maxLine], s.cutFrom+int64(sp.maxLine))
+				sp.add(data[:sp.maxLine], s.cutFrom+int64(sp.maxLine), s.start, s.start+sp.maxLine)
 				sp.cut(s.cutFrom)
-				sp.flush()
+				sp.flush(s)
 				s.skipping = true
 				s.start = s.end
 				s.compact()
@@ -175,22 +176,28 @@ func (sp *splitter) split(s *source) {
 			sp.cut(s.base + int64(s.start))
 			line = line[:sp.maxLine]
 		}
+		from := s.start
 		s.start += i + 1
-		sp.add(line, s.base+int64(s.start))
+		sp.add(line, s.base+int64(s.start), from, s.start)
 		if len(sp.batch) == cap(sp.batch) {
-			sp.flush()
+			sp.flush(s)
 		}
 	}
-	sp.flush()
+	sp.flush(s)
 }
 
-func (sp *splitter) add(text []byte, offset int64) {
+// add appends a line whose bytes lie at s.buf[from:to].
+func (sp *splitter) add(text []byte, offset int64, from, to int) {
+	if len(sp.batch) == 0 {
+		sp.from = from
+	}
+	sp.to = to
 	sp.batch = append(sp.batch, Line{Text: text, Offset: offset})
 }
 
-func (sp *splitter) flush() {
+func (sp *splitter) flush(s *source) {
 	if len(sp.batch) > 0 {
-		sp.handle(sp.batch)
+		sp.handle(sp.batch, s.buf[sp.from:sp.to])
 		sp.batch = sp.batch[:0]
 	}
 }

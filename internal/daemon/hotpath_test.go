@@ -1,7 +1,11 @@
 package daemon
 
 import (
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,15 +32,76 @@ func TestLinesNoFilterWantsAllocateNothing(t *testing.T) {
 	r := &reader{}
 	r.jails.Store(&js)
 	d := &Daemon{opts: Options{Clock: jails.SystemClock{}}, manager: jails.NewManager(jails.SystemClock{}, slog.New(slog.DiscardHandler))}
-	batch := watcher.Batch{Lines: []watcher.Line{
-		{Text: []byte("Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)")},
-		{Text: []byte("Mar  5 16:00:00 mta1 postfix/submission/smtpd[123]: connect from unknown[203.0.113.1]")},
-		{Text: []byte("Mar  5 16:00:00 mta1 postfix/smtpd[123]: disconnect from unknown[203.0.113.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")},
-		{Text: []byte("2026-03-05 16:00:00,001 INFO  [ImapServer-1] [name=a@example.com;mid=5;ip=203.0.113.1;] imap - IDLE stopped")},
-	}}
+	batch := makeBatch(0,
+		"Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)\n",
+		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[123]: connect from unknown[203.0.113.1]\n",
+		"Mar  5 16:00:00 mta1 postfix/smtpd[123]: disconnect from unknown[203.0.113.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n",
+		"2026-03-05 16:00:00,001 INFO  [ImapServer-1] [name=a@example.com;mid=5;ip=203.0.113.1;] imap - IDLE stopped\n",
+	)
 	d.lines(r, batch) // the first call may grow reused buffers
 	if n := testing.AllocsPerRun(100, func() { d.lines(r, batch) }); n != 0 {
 		t.Errorf("%v allocations per batch, want 0", n)
+	}
+}
+
+// makeBatch makes a batch as the watcher does of raw lines (each with its newline) that
+// begin at file offset at.
+func makeBatch(at int64, raw ...string) watcher.Batch {
+	var b watcher.Batch
+	for _, r := range raw {
+		b.Data = append(b.Data, r...)
+		at += int64(len(r))
+		text := strings.TrimSuffix(strings.TrimSuffix(r, "\n"), "\r")
+		b.Lines = append(b.Lines, watcher.Line{Text: []byte(text), Offset: at})
+	}
+	return b
+}
+
+// Searching a batch's bytes for each filter's literal finds what judging every line
+// finds: the same tickets, in the same order, whatever the lines hold.
+func TestJailLinesAgreesWithEveryLine(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	kinds := []string{
+		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[1]: warning: unknown[203.0.113.%d]: SASL LOGIN authentication failed: x",
+		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[1]: 0A1B: client=unknown[198.51.100.%d], sasl_username=SASL LOGIN",
+		"Mar  5 16:00:00 mta1 postfix/smtpd[1]: warning: unknown[203.0.113.%d]: SASL PLAIN authentication failed: x",
+		"Mar  5 16:00:00 mta1 postfix/qmgr[1]: 0A1B: from=<a%d@example.com>, size=1, nrcpt=1 (queue active)",
+		"SASL ", // the literal alone, at a line's end
+		"",
+	}
+	newJails := func() []*jails.Jail {
+		var js []*jails.Jail
+		for _, name := range []string{"zimbra-submission", "zimbra-smtp-auth"} {
+			d, _, _ := filters.Builtin(name)
+			f, _ := filters.New(name, d.FailRegex, d.IgnoreRegex)
+			js = append(js, jails.New(name, f, jails.Settings{MaxRetry: 2, FindTime: time.Hour}))
+		}
+		return js
+	}
+	now := time.Date(2026, 3, 5, 16, 0, 1, 0, time.Local)
+	for trial := range 200 {
+		var raw []string
+		for range r.IntN(40) + 1 {
+			line := kinds[r.IntN(len(kinds))]
+			if strings.Contains(line, "%d") {
+				line = fmt.Sprintf(line, r.IntN(4))
+			}
+			end := "\n"
+			if r.IntN(4) == 0 {
+				end = "\r\n"
+			}
+			raw = append(raw, line+end)
+		}
+		batch := makeBatch(int64(r.IntN(1000)), raw...)
+		whole, each := newJails(), newJails()
+		var got, want []jails.Ticket
+		for i := range whole {
+			got = jailLines(whole[i], batch, now, got)
+			want = jailLines(each[i], watcher.Batch{Lines: batch.Lines}, now, want)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d: searching the batch gave %v, each line %v\n%q", trial, got, want, raw)
+		}
 	}
 }
 
