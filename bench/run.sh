@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs logban's benchmark table against its peers, on the same generated files in the
 # same run, and prints it. Ratios are what count: absolute times on shared machines are
-# noise. Needs python3, grep, and fail2ban-regex (apt-get install fail2ban).
+# noise. Needs python3, bc, grep, and fail2ban (apt-get install fail2ban python3-pyinotify:
+# fail2ban-regex for the filter rows, fail2ban-server for the latency row). The latency,
+# ban-burst, kernel and restore rows need root; the others run without it.
 #
-#   bench/run.sh                 # 1M-line zimbra.log, 500k-line mailbox.log
+#   bench/run.sh                 # 1M-line zimbra.log, 500k-line mailbox.log; about 6 minutes
 #   LINES=200000 bench/run.sh    # smaller, quicker
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +13,8 @@ cd "$(dirname "$0")/.."
 LINES=${LINES:-1000000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-GENLOGS=${GENLOGS:-../shared/tools/genlogs.py}
+GENLOGS=$(realpath "${GENLOGS:-../shared/tools/genlogs.py}")
+export LOGBAN_GENLOGS=$GENLOGS LOGBAN_BENCH_LINES=$LINES
 
 echo "generating $LINES lines of zimbra.log (and half as many of mailbox.log)..." >&2
 python3 "$GENLOGS" "$WORK/data" --lines "$LINES" >/dev/null
@@ -34,7 +37,7 @@ ere() {
   sed -e 's/(?:/(/g' -e 's/\\d/[0-9]/g' -e 's/\\w\]/[:alnum:]_]/g' -e 's/\\w/[[:alnum:]_]/g' \
       -e 's/\[^;\\\]\]/[^];]/g' -e 's/\[^\\\]\]/[^]]/g' -e 's/<HOST>/[0-9a-fA-F:.]+/g' <<<"$1"
 }
-matched() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])["summary"]["matched"])' <"$1"; }
+matched() { sed -n 's/^Lines: [0-9]* lines, \([0-9]*\) matched.*/\1/p' "$1"; }
 
 printf '\n## Filter throughput (%s lines of zimbra.log, %s of mailbox.log)\n\n' "$LINES" "$((LINES / 2))"
 printf '| filter | lines | matched | logban filter | logban, same regex | grep -cE | fail2ban-regex | vs fail2ban | vs grep |\n'
@@ -44,9 +47,10 @@ for row in "${rows[@]}"; do
   f="$WORK/data/$file"
   lines=$(wc -l <"$f")
 
-  t0=$(now); "$WORK/bin/ban-client" -json test-filter "$filter" "$f" >"$WORK/builtin.json"; t1=$(now)
-  "$WORK/bin/ban-client" -json test-filter "$regex" "$f" >"$WORK/same.json"; t2=$(now)
-  builtin=$(matched "$WORK/builtin.json"); same=$(matched "$WORK/same.json")
+  # Each tool prints its summary only, as fail2ban-regex does by default.
+  t0=$(now); "$WORK/bin/ban-client" test-filter "$filter" "$f" >"$WORK/builtin.txt"; t1=$(now)
+  "$WORK/bin/ban-client" test-filter "$regex" "$f" >"$WORK/same.txt"; t2=$(now)
+  builtin=$(matched "$WORK/builtin.txt"); same=$(matched "$WORK/same.txt")
   grepped=$(grep -cE "$(ere "$regex")" "$f" || true); t3=$(now)
   f2b=$(fail2ban-regex "$f" "$regex" 2>/dev/null | sed -n 's/^Lines: .* \([0-9]*\) matched.*/\1/p'); t4=$(now)
 
@@ -59,13 +63,24 @@ for row in "${rows[@]}"; do
     "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
 done
 
+printf '\n## Servers (bench/*_test.go)\n\n```\n'
+go test -run '^$' -bench ServerThroughput -benchtime 3x ./bench | grep -E '^Benchmark'
+go test -run '^$' -bench ServerMemory -benchtime 1x ./bench | grep -E '^Benchmark'
+if [[ $(id -u) == 0 ]]; then
+  go test -run '^$' -bench DetectionLatency -benchtime 1000x ./bench | grep -E '^Benchmark'
+  go test -run '^$' -bench BanBurst -benchtime 3x ./bench 2>/dev/null | grep -E '^Benchmark'
+else
+  echo "(latency and ban burst need root: network namespaces)"
+fi
+printf '```\n'
+
 printf '\n## Go benchmarks\n\n```\n'
 go test -run '^$' -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters | grep -E '^Benchmark'
 go test -run '^$' -bench FollowAppended -benchtime 3x ./watcher | grep -E '^Benchmark'
 go test -run '^$' -bench 'BanBurst|TrackedAddressMemory' -benchtime 2x ./jails | grep -E '^Benchmark'
 go test -run '^$' -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon | grep -E '^Benchmark'
 if [[ $(id -u) == 0 ]]; then
-  go test -run '^$' -bench KernelBans -benchtime 2x ./actions | grep -E '^Benchmark'
+  go test -run '^$' -bench KernelBans -benchtime 2x ./actions 2>/dev/null | grep -E '^Benchmark'
   go test -run '^$' -bench Restore -benchtime 2x ./internal/daemon | grep -E '^Benchmark'
 else
   echo "(kernel and restore benchmarks need root: network namespaces)"
