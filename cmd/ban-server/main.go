@@ -12,9 +12,9 @@ import (
 	"maps"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
@@ -48,16 +48,9 @@ Signals:
 Flags:
 `
 
-// gcPercent is the garbage collector's growth target unless GOGC is set. ban-server's
-// heap is mostly its state (failure windows, bans), long-lived and nearly free of
-// pointers, so collecting at 25% growth rather than Go's 100% costs almost no CPU and
-// keeps the resident size near the state's: 163 against 232 bytes per tracked address
-// with a million tracked (BenchmarkServerMemory in bench/).
-const gcPercent = 25
-
 func main() {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
+		go tuneGC(time.Second)
 	}
 	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
