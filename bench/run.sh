@@ -10,6 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+for tool in python3 bc grep fail2ban-regex fail2ban-server go; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (apt-get install fail2ban python3-pyinotify bc)" >&2; exit 2; }
+done
+
 LINES=${LINES:-1000000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -63,25 +67,36 @@ for row in "${rows[@]}"; do
     "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
 done
 
+# gobench runs Go benchmarks and prints their result lines; a failure is printed, and
+# the table goes on.
+gobench() {
+  local out
+  if ! out=$(go test -run '^$' "$@" 2>&1); then
+    echo "FAILED: go test $*"
+    grep -E -- '--- FAIL|_test.go:' <<<"$out" || true
+  fi
+  grep -E '^Benchmark' <<<"$out" || true
+}
+
 printf '\n## Servers (bench/*_test.go)\n\n```\n'
-go test -run '^$' -bench ServerThroughput -benchtime 3x ./bench | grep -E '^Benchmark'
-go test -run '^$' -bench ServerMemory -benchtime 1x ./bench | grep -E '^Benchmark'
+gobench -bench ServerThroughput -benchtime 3x ./bench
+gobench -bench ServerMemory -benchtime 1x ./bench
 if [[ $(id -u) == 0 ]]; then
-  go test -run '^$' -bench DetectionLatency -benchtime 1000x ./bench | grep -E '^Benchmark'
-  go test -run '^$' -bench BanBurst -benchtime 3x ./bench 2>/dev/null | grep -E '^Benchmark'
+  gobench -bench DetectionLatency -benchtime 1000x ./bench
+  gobench -bench BanBurst -benchtime 3x ./bench
 else
   echo "(latency and ban burst need root: network namespaces)"
 fi
 printf '```\n'
 
 printf '\n## Go benchmarks\n\n```\n'
-go test -run '^$' -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters | grep -E '^Benchmark'
-go test -run '^$' -bench FollowAppended -benchtime 3x ./watcher | grep -E '^Benchmark'
-go test -run '^$' -bench 'BanBurst|TrackedAddressMemory' -benchtime 2x ./jails | grep -E '^Benchmark'
-go test -run '^$' -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon | grep -E '^Benchmark'
+gobench -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters
+gobench -bench FollowAppended -benchtime 3x ./watcher
+gobench -bench 'BanBurst|TrackedAddressMemory' -benchtime 2x ./jails
+gobench -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon
 if [[ $(id -u) == 0 ]]; then
-  go test -run '^$' -bench KernelBans -benchtime 2x ./actions 2>/dev/null | grep -E '^Benchmark'
-  go test -run '^$' -bench Restore -benchtime 2x ./internal/daemon | grep -E '^Benchmark'
+  gobench -bench KernelBans -benchtime 2x ./actions
+  gobench -bench Restore -benchtime 2x ./internal/daemon
 else
   echo "(kernel and restore benchmarks need root: network namespaces)"
 fi
