@@ -79,7 +79,7 @@ gobench() {
 }
 
 printf '\n## Servers (bench/*_test.go)\n\n```\n'
-gobench -bench ServerThroughput -benchtime 3x ./bench
+gobench -bench ServerThroughput -benchtime 5x ./bench
 gobench -bench ServerMemory -benchtime 1x ./bench
 if [[ $(id -u) == 0 ]]; then
   gobench -bench DetectionLatency -benchtime 1000x ./bench
