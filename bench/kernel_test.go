@@ -49,10 +49,7 @@ type server interface {
 type logban struct{ action string }
 
 func (s logban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretry int) {
-	bin := filepath.Join(dir, "ban-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
-		b.Fatalf("building ban-server: %v\n%s", err, out)
-	}
+	bin := buildServer(b, dir)
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
@@ -69,9 +66,7 @@ bantime = "1h"
 actions = ["ban"]
 `, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), s.action, log, maxretry)
 	conf := filepath.Join(dir, "logban.toml")
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeFile(b, conf, cfg)
 	startProcess(b, lab, filepath.Join(dir, "ban-server.log"), bin, "-config", conf)
 	c := control.NewClient(filepath.Join(dir, "logban.sock"))
 	waitFor(b, "ban-server to answer", func() bool { return c.Ping(context.Background()) == nil })
@@ -92,16 +87,31 @@ func (fail2ban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretr
 		"jail.conf":           fmt.Sprintf("[DEFAULT]\nbackend = pyinotify\n[sasl]\nenabled = true\nfilter = sasl\nlogpath = %s\nmaxretry = %d\nfindtime = 3600\nbantime = 3600\naction = route\n", log, maxretry),
 	}
 	for name, text := range files {
-		path := filepath.Join(conf, name)
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-			b.Fatal(err)
-		}
+		writeFile(b, filepath.Join(conf, name), text)
 	}
 	startProcess(b, lab, filepath.Join(dir, "fail2ban-server.out"), "fail2ban-server", "-f", "-x", "-c", conf)
 	waitFor(b, "fail2ban-server's jail to start", func() bool {
 		return exec.Command("fail2ban-client", "-c", conf, "status", "sasl").Run() == nil
 	})
+}
+
+// buildServer builds ban-server into dir and returns its path.
+func buildServer(b *testing.B, dir string) string {
+	bin := filepath.Join(dir, "ban-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
+		b.Fatalf("building ban-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// writeFile writes text to path, making its folder.
+func writeFile(b *testing.B, path, text string) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // startProcess starts a command inside the lab's server namespace, its output to out,
@@ -181,9 +191,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 			lab := netnstest.New(b)
 			dir := b.TempDir()
 			log := filepath.Join(dir, "zimbra.log")
-			if err := os.WriteFile(log, nil, 0o644); err != nil {
-				b.Fatal(err)
-			}
+			writeFile(b, log, "")
 			peer.s.start(b, lab, dir, log, maxretry)
 			added := routes(b, lab)
 			f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
@@ -241,9 +249,7 @@ func BenchmarkBanBurst(b *testing.B) {
 			lab := netnstest.New(b)
 			dir := b.TempDir()
 			log := filepath.Join(dir, "zimbra.log")
-			if err := os.WriteFile(log, nil, 0o644); err != nil {
-				b.Fatal(err)
-			}
+			writeFile(b, log, "")
 			logban{action: action}.start(b, lab, dir, log, maxretry)
 			inKernel := kernelCounter(b, lab, action)
 			f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)

@@ -42,10 +42,7 @@ func BenchmarkServerMemory(b *testing.B) {
 	}
 	f.Close()
 
-	bin := filepath.Join(dir, "ban-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
-		b.Fatalf("building ban-server: %v\n%s", err, out)
-	}
+	bin := buildServer(b, dir)
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
@@ -64,9 +61,7 @@ bantime = "1d"
 actions = ["log"]
 `, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), filepath.Join(dir, "bans.log"), log, maxretry)
 	conf := filepath.Join(dir, "logban.toml")
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeFile(b, conf, cfg)
 	for b.Loop() {
 		os.Remove(filepath.Join(dir, "logban.db"))
 		cmd := exec.Command(bin, "-config", conf)

@@ -66,10 +66,7 @@ func BenchmarkServerThroughput(b *testing.B) {
 	mailbox, _ := os.ReadFile(filepath.Join(data, "mailbox.log"))
 	wantLines := int64(bytes.Count(zimbra, []byte("\n")) + bytes.Count(mailbox, []byte("\n")))
 
-	bin := filepath.Join(dir, "ban-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
-		b.Fatalf("building ban-server: %v\n%s", err, out)
-	}
+	bin := buildServer(b, dir)
 	var took, written time.Duration
 	runs := 0
 	for b.Loop() {
@@ -101,10 +98,8 @@ findtime = "2h"
 actions = ["log"]
 `, bans, zlog, mlog, maxretry)
 		conf := filepath.Join(run, "logban.toml")
-		for path, text := range map[string][]byte{conf: []byte(cfg), zlog: nil, mlog: nil} {
-			if err := os.WriteFile(path, text, 0o644); err != nil {
-				b.Fatal(err)
-			}
+		for path, text := range map[string]string{conf: cfg, zlog: "", mlog: ""} {
+			writeFile(b, path, text)
 		}
 		cmd := exec.Command(bin, "-config", conf)
 		cmd.Stderr = os.Stderr
