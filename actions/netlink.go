@@ -9,7 +9,7 @@ import (
 
 // netlinkSocket is a netlink handle opened on first use, in the network namespace of the
 // thread that first uses it. Every request then goes over the one socket, where
-// netlink's package functions open and close a socket each: that was half the time of a
+// netlink's package functions open and close a socket each: that was 40% of the time of a
 // null-route ban, measured with BenchmarkKernelBans.
 type netlinkSocket struct {
 	proto int // unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER

@@ -284,9 +284,9 @@ type BatchLedger interface {
 }
 
 // BanAll bans the tickets' addresses, recording all the new bans at once (in one
-// transaction, with a BatchLedger) before applying any: a burst costs one write, not
-// one per ban. Tickets of unknown jails and addresses already banned are skipped. It
-// returns the new bans.
+// transaction, with a BatchLedger, their history read in one query a jail) before
+// applying any: a burst costs a few queries, not a few per ban. Tickets of unknown jails
+// and addresses already banned are skipped. It returns the new bans.
 func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -14,7 +14,7 @@ const gcHeadroom = 32 << 20
 // 100% while the heap is small, down to 25% as it grows. ban-server's heap is mostly
 // its state (failure windows, bans), long-lived and nearly free of pointers, so a large
 // one costs little to collect often, and 25% keeps the resident size near the state's:
-// about 160 bytes per tracked address with a million tracked, 230 at 100%
+// about 170 bytes per tracked address with a million tracked, 232 at 100%
 // (BenchmarkServerMemory in bench/). A small heap at 25% would be collected every
 // megabyte, which slowed a burst of bans by a quarter.
 func gcPercent(live uint64) int {

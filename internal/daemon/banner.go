@@ -15,7 +15,7 @@ const banMerge = 4096
 
 // banner is the one goroutine that bans what the readers find: each ban recorded in the
 // database, then applied. A reader hands over a batch's tickets and reads on while they
-// are written; this was half the time a reader spent on a batch.
+// are written; this was a third of the time a reader spent on a batch.
 //
 // A file position may be saved only once the bans found in the lines before it are
 // recorded, or a crash would lose them: savePositions reads the positions, then flushes
