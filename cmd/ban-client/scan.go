@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/logban/logban/filters"
@@ -108,8 +109,7 @@ func (r *filterReport) judge(b *block, f *filters.Filter, jsonOut bool) {
 	b.hits = make([]int, len(r.PatternHits))
 	b.addrs, b.formats = map[netip.Addr]int{}, map[string]int{}
 	j := judgement{r: r, b: b, f: f, jsonOut: jsonOut, now: time.Now()}
-	lit := []byte(f.Literal())
-	if len(lit) == 0 || bytes.IndexByte(lit, '\n') >= 0 || (r.showMissed && !jsonOut) {
+	if lit := f.Literal(); lit == "" || strings.Contains(lit, "\n") || (r.showMissed && !jsonOut) {
 		lineNo := b.firstLine - 1
 		for data := b.data; len(data) > 0; {
 			text := data
@@ -125,7 +125,7 @@ func (r *filterReport) judge(b *block, f *filters.Filter, jsonOut bool) {
 	}
 	data, lineNo := b.data, b.firstLine-1
 	for len(data) > 0 {
-		k := bytes.Index(data, lit)
+		k := f.Next(data)
 		if k < 0 {
 			n := bytes.Count(data, []byte{'\n'})
 			if data[len(data)-1] != '\n' {
