@@ -169,29 +169,7 @@ const timeFormat = time.RFC3339Nano
 // SaveBan records a ban and counts it in the address's history. It is called before the
 // ban is applied, so a crash between the two loses nothing: the ban is applied at start.
 func (s *Store) SaveBan(ctx context.Context, r jails.Record) error {
-	var expires any
-	if !r.Permanent() {
-		expires = r.Expires.UTC().Format(timeFormat)
-	}
-	banned := r.BannedAt.UTC().Format(timeFormat)
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count)
-		VALUES (?, ?, ?, ?, ?, ?)`, r.Jail, r.Addr.String(), banned, expires, r.Failures, r.Count); err != nil {
-		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES (?, ?, ?, ?)
-		ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`,
-		r.Jail, r.Addr.String(), r.Count, banned); err != nil {
-		return fmt.Errorf("counting ban of %v: %w", r.Addr, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
-	}
-	return nil
+	return s.SaveBans(ctx, []jails.Record{r})
 }
 
 // SaveBans records many bans in one transaction.
