@@ -27,8 +27,9 @@ var ErrNoHost = errors.New("failregex has no <HOST>")
 type Pattern struct {
 	source   string
 	re       *regexp.Regexp
-	hosts    []int    // indexes of the host groups, in order
-	literals [][]byte // texts every match contains, longest first
+	hosts    []int         // indexes of the host groups, in order
+	literals [][]byte      // texts every match contains, longest first
+	native   nativeMatcher // does what re does, faster; nil for most
 }
 
 // CompilePattern compiles a failregex: <HOST> is replaced by an address group and the result
@@ -46,7 +47,7 @@ func CompilePattern(source string) (*Pattern, error) {
 	if err != nil {
 		return nil, readable(err)
 	}
-	p := &Pattern{source: source, re: re}
+	p := &Pattern{source: source, re: re, native: nativeMatchers[source]}
 	for i := 1; i <= n; i++ {
 		p.hosts = append(p.hosts, re.SubexpIndex(fmt.Sprintf("host%d", i)))
 	}
@@ -109,6 +110,9 @@ func (p *Pattern) match(line []byte) (addr netip.Addr, ok bool) {
 		if bytes.Index(line, lit) < 0 {
 			return netip.Addr{}, false
 		}
+	}
+	if p.native != nil {
+		return p.native(line)
 	}
 	m := p.re.FindSubmatchIndex(line) // allocates only when it matches
 
