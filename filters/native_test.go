@@ -43,7 +43,7 @@ func auditLine(r *rand.Rand) string {
 	b.WriteString(pick(" [", "[", " ", "  ["))
 	template := [][]string{{"name", "ip", "oip", "ua"}, {"name", "ip", "port", "ua"}, {"ip", "via", "ua"}, {"oip", "ua", "soapId"}}[r.IntN(4)]
 	for k := range r.IntN(len(template) + 1) {
-		key := pick(template[k],"name", "aname", "mid", "ip", "port", "oip", "ua", "via", "soapId", "cid", "ds", "dsname",
+		key := pick(template[k], "name", "aname", "mid", "ip", "port", "oip", "ua", "via", "soapId", "cid", "ds", "dsname",
 			"DeviceID", "DeviceType", "Cmd", "Version", "names", "x", "oipx")
 		val := pick(addr(), "user@example.com", "", "192.0.2.10", "a=b", "Mozilla/5.0 (X11; Linux)", "v[1]",
 			"zclient;oip=6.6.6.6", "x]y", "10.1.0_GA")
