@@ -44,8 +44,8 @@ ere() {
 matched() { sed -n 's/^Lines: [0-9]* lines, \([0-9]*\) matched.*/\1/p' "$1"; }
 
 printf '\n## Filter throughput (%s lines of zimbra.log, %s of mailbox.log)\n\n' "$LINES" "$((LINES / 2))"
-printf '| filter | lines | matched | logban filter | logban, same regex | grep -cE | fail2ban-regex | vs fail2ban | vs grep |\n'
-printf '|---|---|---|---|---|---|---|---|---|\n'
+printf '| filter | lines | matched | logban filter | logban, same regex | grep -cE | fail2ban-regex | vs fail2ban: filter | same regex | vs grep: same regex |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for row in "${rows[@]}"; do
   IFS='|' read -r filter file regex <<<"$row"
   f="$WORK/data/$file"
@@ -62,9 +62,9 @@ for row in "${rows[@]}"; do
   if [[ "$builtin" != "$same" || "$same" != "$grepped" || "$same" != "$f2b" ]]; then
     echo "MISMATCH $filter: logban $builtin, same regex $same, grep $grepped, fail2ban $f2b" >&2
   fi
-  printf '| %s | %s | %s | %.2f s (%.1fM/s) | %.2f s | %.2f s | %.1f s (%.0fk/s) | %.0fx | %.2fx |\n' \
+  printf '| %s | %s | %s | %.2f s (%.1fM/s) | %.2f s | %.2f s | %.1f s (%.0fk/s) | %.0fx | %.0fx | %.2fx |\n' \
     "$filter" "$lines" "$same" "$lb" "$(echo "$lines / $lb / 1000000" | bc -l)" "$lbs" "$gr" "$fb" "$(echo "$lines / $fb / 1000" | bc -l)" \
-    "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
+    "$(echo "$fb / $lb" | bc -l)" "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
 done
 
 # gobench runs Go benchmarks and prints their result lines; a failure is printed, and
