@@ -20,6 +20,10 @@ type nativeMatcher func(line []byte) (netip.Addr, bool)
 var nativeMatchers = map[string]nativeMatcher{
 	mailboxAuthOIP: func(line []byte) (netip.Addr, bool) { return zimbraAudit(line, oipContext) },
 	mailboxAuthIP:  func(line []byte) (netip.Addr, bool) { return zimbraAudit(line, ipContext) },
+	submissionSASL: func(line []byte) (netip.Addr, bool) { return postfixSASL(line, "postfix/submission/smtpd[") },
+	smtpSASL: func(line []byte) (netip.Addr, bool) {
+		return postfixSASL(line, "postfix/smtpd[", "postfix/smtps/smtpd[")
+	},
 }
 
 // The failregex sources of the built-in zimbra-mailbox-auth filter, as its TOML writes them.
@@ -27,6 +31,142 @@ const (
 	mailboxAuthOIP = `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} +[A-Z]+ +\[\S*\] \[(?:(?:name|aname|mid|ip|port)=[^;\]]*;)*oip=<HOST>;[^\]]*\] (?:security - cmd=(?:Auth|AdminAuth); .*error=|SoapEngine - handler exception: |(?:imap|pop) - )authentication failed for \[`
 	mailboxAuthIP  = `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} +[A-Z]+ +\[\S*\] \[(?:(?:name|aname|mid)=[^;\]]*;)*ip=<HOST>;(?:(?:port|via|soapId|cid|ds|dsname|DeviceID|DeviceType|Cmd|Version)=[^;\]]*;)*(?:ua=[^\]]*;)?\] (?:security - cmd=(?:Auth|AdminAuth); .*error=|SoapEngine - handler exception: |(?:imap|pop) - )authentication failed for \[`
 )
+
+// The failregex sources of the built-in zimbra-submission and zimbra-smtp-auth filters.
+const (
+	submissionSASL = `^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)) \S+ postfix/submission/smtpd\[\d+\]: warning: [-._0-9A-Za-z]+\[<HOST>\](?::\d+)?: SASL [-0-9A-Z]+ authentication failed`
+	smtpSASL       = `^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)) \S+ postfix/(?:smtps/)?smtpd\[\d+\]: warning: [-._0-9A-Za-z]+\[<HOST>\](?::\d+)?: SASL [-0-9A-Z]+ authentication failed`
+)
+
+// postfixSASL matches a syslog line `TIMESTAMP HOST PROGRAM[PID]: warning:
+// CLIENT[ADDR](:PORT)?: SASL MECHANISM authentication failed` whose program is one of
+// programs (each given with its "["), and returns ADDR.
+func postfixSASL(line []byte, programs ...string) (netip.Addr, bool) {
+	i, ok := syslogStamp(line)
+	if !ok || i >= len(line) || line[i] != ' ' {
+		return netip.Addr{}, false
+	}
+	// \S+ : the host runs to the first white space, which must be the " " before the program
+	h := i + 1
+	for h < len(line) && !isSpace(line[h]) {
+		h++
+	}
+	if h == i+1 || h >= len(line) || line[h] != ' ' {
+		return netip.Addr{}, false
+	}
+	rest := line[h+1:]
+	matched := false
+	for _, p := range programs {
+		if r, ok := bytes.CutPrefix(rest, []byte(p)); ok {
+			rest, matched = r, true
+			break
+		}
+	}
+	if !matched {
+		return netip.Addr{}, false
+	}
+	k, ok := run(rest, 0, isDigit)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest[k:], []byte("]: warning: ")); !ok {
+		return netip.Addr{}, false
+	}
+	// the client name's characters hold no "[": it runs to the first
+	k, ok = run(rest, 0, func(c byte) bool {
+		return c == '-' || c == '.' || c == '_' || isDigit(c) || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
+	})
+	if !ok || k >= len(rest) || rest[k] != '[' {
+		return netip.Addr{}, false
+	}
+	rest = rest[k+1:]
+	// <HOST>'s characters hold no "]": it runs to the first
+	end := bytes.IndexByte(rest, ']')
+	if end <= 0 || !hostChars(rest[:end]) {
+		return netip.Addr{}, false
+	}
+	host := rest[:end]
+	rest = rest[end+1:]
+	if r, ok := bytes.CutPrefix(rest, []byte(":")); ok && len(r) > 0 && isDigit(r[0]) { // (?::\d+)?
+		k, _ := run(r, 0, isDigit)
+		rest = r[k:]
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(": SASL ")); !ok {
+		return netip.Addr{}, false
+	}
+	k, ok = run(rest, 0, func(c byte) bool { return c == '-' || isDigit(c) || 'A' <= c && c <= 'Z' })
+	if !ok || !bytes.HasPrefix(rest[k:], []byte(" authentication failed")) {
+		return netip.Addr{}, false
+	}
+	return ParseAddr(host)
+}
+
+// syslogStamp matches `[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d` or
+// `\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)` at the start of b and returns the index
+// after it.
+func syslogStamp(b []byte) (int, bool) {
+	if len(b) > 0 && 'A' <= b[0] && b[0] <= 'Z' {
+		return pattern(b, "Aaa _d dd:dd:dd")
+	}
+	i, ok := pattern(b, "dddd-dd-ddT")
+	if !ok {
+		return 0, false
+	}
+	// [0-9:.]+ runs to the first other byte, which must begin the zone
+	i, ok = run(b, i, func(c byte) bool { return isDigit(c) || c == ':' || c == '.' })
+	if !ok || i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case 'Z':
+		return i + 1, true
+	case '+', '-':
+		n, ok := pattern(b[i+1:], "dd:dd")
+		return i + 1 + n, ok
+	}
+	return 0, false
+}
+
+// pattern matches a fixed-width shape at the start of b: in shape, d is a digit, A an
+// upper-case letter, a a lower-case one, _ a space or a digit; any other byte stands for
+// itself. It returns the shape's length.
+func pattern(b []byte, shape string) (int, bool) {
+	if len(b) < len(shape) {
+		return 0, false
+	}
+	for k := range len(shape) {
+		c := b[k]
+		var ok bool
+		switch shape[k] {
+		case 'd':
+			ok = isDigit(c)
+		case 'A':
+			ok = 'A' <= c && c <= 'Z'
+		case 'a':
+			ok = 'a' <= c && c <= 'z'
+		case '_':
+			ok = c == ' ' || isDigit(c)
+		default:
+			ok = c == shape[k]
+		}
+		if !ok {
+			return 0, false
+		}
+	}
+	return len(shape), true
+}
+
+// hostChars reports whether b holds only the characters <HOST> may: hex digits, ":"
+// and ".". What the regexp would check of their order, ParseAddr checks after, and more
+// strictly.
+func hostChars(b []byte) bool {
+	for _, c := range b {
+		if !isDigit(c) && !('a' <= c && c <= 'f') && !('A' <= c && c <= 'F') && c != ':' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
 
 // zimbraAudit matches a mailbox.log line, `TIMESTAMP LEVEL [THREAD] [CONTEXT] MESSAGE`,
 // whose context yields the client's address by context and whose message is a failed
@@ -50,17 +190,11 @@ func zimbraAudit(line []byte, context func(ctx []byte) (host []byte, end int, ok
 // returns the index after it. The thread name holds no white space, so it ends where the
 // first white space after its "[" is, which must be the " " of "] [".
 func auditPrefix(b []byte) (int, bool) {
-	const stamp = "dddd-dd-dd dd:dd:dd,ddd"
-	if len(b) < len(stamp) {
+	i, ok := pattern(b, "dddd-dd-dd dd:dd:dd,ddd")
+	if !ok {
 		return 0, false
 	}
-	for k := range len(stamp) {
-		if stamp[k] == 'd' && !isDigit(b[k]) || stamp[k] != 'd' && b[k] != stamp[k] {
-			return 0, false
-		}
-	}
-	i := len(stamp)
-	i, ok := run(b, i, func(c byte) bool { return c == ' ' })
+	i, ok = run(b, i, func(c byte) bool { return c == ' ' })
 	if !ok {
 		return 0, false
 	}
@@ -165,18 +299,15 @@ func field(ctx []byte, i int, keys ...string) (int, bool) {
 }
 
 // hostField matches `<HOST>;` at ctx[i:] and returns the host and the index after the
-// ";". <HOST>'s characters hold no ";", so the host runs to the first; what the regexp
-// would then check of its shape, ParseAddr checks after, and more strictly.
+// ";". <HOST>'s characters hold no ";", so the host runs to the first.
 func hostField(ctx []byte, i int) ([]byte, int, bool) {
 	end := bytes.IndexByte(ctx[i:], ';')
 	if end <= 0 {
 		return nil, 0, false
 	}
 	host := ctx[i : i+end]
-	for _, c := range host {
-		if !isDigit(c) && !('a' <= c && c <= 'f') && !('A' <= c && c <= 'F') && c != ':' && c != '.' {
-			return nil, 0, false
-		}
+	if !hostChars(host) {
+		return nil, 0, false
 	}
 	return host, i + end + 1, true
 }

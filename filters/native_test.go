@@ -18,21 +18,54 @@ func regexpOnly(t testing.TB, source string) *Pattern {
 	return p
 }
 
-// auditLine makes a mailbox.log-like line from random parts, well formed or not: the
-// fields, values, addresses and messages a native matcher must judge as its regexp does,
-// including a user agent that carries ";oip=...;" and brackets in the thread name.
-func auditLine(r *rand.Rand) string {
-	// mostly the first choice, so that many lines are well formed but for a part
-	pick := func(xs ...string) string {
+// choosers returns pick, which returns mostly its first choice (so that many lines are
+// well formed but for a part) and otherwise any, and addr, which picks an address,
+// well formed or not.
+func choosers(r *rand.Rand) (pick func(...string) string, addr func() string) {
+	pick = func(xs ...string) string {
 		if r.IntN(5) != 0 {
 			return xs[0]
 		}
 		return xs[r.IntN(len(xs))]
 	}
-	addr := func() string {
+	addr = func() string {
 		return pick("203.0.113.7", "2001:db8::5", "::ffff:198.51.100.1", "0:0:0:0:0:0:0:1", "fe80::1%eth0",
 			"999.1.1.1", "1.2.3", "abcd", "12345::1", "", "1.2.3.4x", "::", "2001:DB8::A", "1.2.3.4.5", "::1.2.3.4")
 	}
+	return pick, addr
+}
+
+// postfixLine makes a zimbra.log-like Postfix line from random parts, well formed or not,
+// with the programs and shapes a SASL failure line may have, and text a client controls
+// (the client name, a user name) where it may stand.
+func postfixLine(r *rand.Rand) string {
+	pick, addr := choosers(r)
+	var b strings.Builder
+	b.WriteString(pick("Mar  5 16:01:34", "Mar 15 16:01:34", "2026-03-05T16:01:37.123456+01:00", "2026-03-05T16:01:37Z",
+		"2026-03-05T16:01:37", "2026-03-05T16:01:37+0100", "mar  5 16:01:34", "Mar  5 16:01", "Mar x5 16:01:34", "2026-03-05T+01:00"))
+	b.WriteString(pick(" ", "  ", "\t", ""))
+	b.WriteString(pick("mta1", "mta1.example.com", "", "m\tx"))
+	b.WriteString(pick(" ", "  ", ""))
+	b.WriteString(pick("postfix/submission/smtpd", "postfix/smtpd", "postfix/smtps/smtpd", "postfix/smtps/smtps/smtpd", "postfix/qmgr", "postfix/submission/smtpd "))
+	b.WriteString(pick("[10686]", "[]", "[1x]", "10686]", "[10686"))
+	b.WriteString(pick(": warning: ", ": 0A1B2C3D4E: client=", ": warning:", ":  warning: "))
+	b.WriteString(pick("unknown", "host-7.example.net", "", "a[b", "x y", "sasl_username=warning: unknown"))
+	b.WriteString(pick("[", "", "[["))
+	b.WriteString(addr())
+	b.WriteString(pick("]", "", "]]"))
+	b.WriteString(pick("", ":50123", ":", ":x", ":5:6"))
+	b.WriteString(pick(": SASL ", ": SASL", ":  SASL ", ": sasl "))
+	b.WriteString(pick("LOGIN", "PLAIN", "CRAM-MD5", "DIGEST-MD5", "", "login", "LOG IN"))
+	b.WriteString(pick(" authentication failed: authentication failure", " authentication failed", " authentication failure",
+		" authentication failed: Connection lost to authentication server", "  authentication failed"))
+	return b.String()
+}
+
+// auditLine makes a mailbox.log-like line from random parts, well formed or not: the
+// fields, values, addresses and messages a native matcher must judge as its regexp does,
+// including a user agent that carries ";oip=...;" and brackets in the thread name.
+func auditLine(r *rand.Rand) string {
+	pick, addr := choosers(r)
 	var b strings.Builder
 	b.WriteString(pick("2026-03-05 16:01:34,123", "2026-03-05 16:01:34.123", "2026-3-05 16:01:34,123", "2026-03-05 16:01:34,12"))
 	b.WriteString(pick(" ", "  ", "", "\t"))
@@ -91,36 +124,54 @@ func mutate(r *rand.Rand, s string) string {
 // Each native matcher finds, on every line, what its regexp finds: the same lines, the
 // same address.
 func TestNativeMatchersAgreeWithTheirRegexp(t *testing.T) {
-	samples, err := os.ReadFile(filepath.Join("builtin", "testdata", "zimbra-mailbox-auth.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(samples), "\n")
-	r := rand.New(rand.NewPCG(3, 4))
-	for range 200_000 {
-		l := auditLine(r)
-		lines = append(lines, l, mutate(r, l))
-	}
-	d, _, _ := Builtin("zimbra-mailbox-auth")
-	for _, source := range d.FailRegex {
-		native := nativeMatchers[source]
-		if native == nil {
-			t.Fatalf("the built-in failregex has no native matcher (was it edited?): %s", source)
-		}
-		re := regexpOnly(t, source)
-		matched := 0
-		for _, l := range lines {
-			wa, wok := re.match([]byte(l))
-			ga, gok := native([]byte(l))
-			if wa != ga || wok != gok {
-				t.Fatalf("%q\nregexp: %v %v, native: %v %v\nline: %q", source, wa, wok, ga, gok, l)
+	covered := map[string]bool{}
+	for _, tt := range []struct {
+		filter string
+		line   func(*rand.Rand) string
+	}{
+		{"zimbra-mailbox-auth", auditLine},
+		{"zimbra-submission", postfixLine},
+		{"zimbra-smtp-auth", postfixLine},
+	} {
+		t.Run(tt.filter, func(t *testing.T) {
+			samples, err := os.ReadFile(filepath.Join("builtin", "testdata", tt.filter+".log"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if wok {
-				matched++
+			lines := strings.Split(string(samples), "\n")
+			r := rand.New(rand.NewPCG(3, 4))
+			for range 100_000 {
+				l := tt.line(r)
+				lines = append(lines, l, mutate(r, l))
 			}
-		}
-		if matched < 1000 {
-			t.Errorf("only %d of %d lines matched: the generator tests too little", matched, len(lines))
+			d, _, _ := Builtin(tt.filter)
+			for _, source := range d.FailRegex {
+				covered[source] = true
+				native := nativeMatchers[source]
+				if native == nil {
+					t.Fatalf("the built-in failregex has no native matcher (was it edited?): %s", source)
+				}
+				re := regexpOnly(t, source)
+				matched := 0
+				for _, l := range lines {
+					wa, wok := re.match([]byte(l))
+					ga, gok := native([]byte(l))
+					if wa != ga || wok != gok {
+						t.Fatalf("%q\nregexp: %v %v, native: %v %v\nline: %q", source, wa, wok, ga, gok, l)
+					}
+					if wok {
+						matched++
+					}
+				}
+				if matched < 500 {
+					t.Errorf("only %d of %d lines matched: the generator tests too little", matched, len(lines))
+				}
+			}
+		})
+	}
+	for source := range nativeMatchers {
+		if !covered[source] {
+			t.Errorf("a native matcher no built-in filter uses, so no test holds it: %s", source)
 		}
 	}
 }
@@ -128,9 +179,11 @@ func TestNativeMatchersAgreeWithTheirRegexp(t *testing.T) {
 // FuzzNativeMatchers holds each native matcher to its regexp on what the fuzzer makes of
 // the samples: go test -fuzz FuzzNativeMatchers ./filters
 func FuzzNativeMatchers(f *testing.F) {
-	samples, _ := os.ReadFile(filepath.Join("builtin", "testdata", "zimbra-mailbox-auth.log"))
-	for _, l := range strings.Split(string(samples), "\n") {
-		f.Add(l)
+	for _, name := range []string{"zimbra-mailbox-auth", "zimbra-submission", "zimbra-smtp-auth"} {
+		samples, _ := os.ReadFile(filepath.Join("builtin", "testdata", name+".log"))
+		for _, l := range strings.Split(string(samples), "\n") {
+			f.Add(l)
+		}
 	}
 	type pair struct {
 		re     *Pattern
