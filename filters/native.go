@@ -223,10 +223,7 @@ func auditPrefix(b []byte) (int, bool) {
 // to the context's "]". It returns oip's value and the index after the "] ".
 func oipContext(ctx []byte) ([]byte, int, bool) {
 	i := 0
-	for {
-		if bytes.HasPrefix(ctx[i:], []byte("oip=")) {
-			break
-		}
+	for !bytes.HasPrefix(ctx[i:], []byte("oip=")) {
 		next, ok := field(ctx, i, "name", "aname", "mid", "ip", "port")
 		if !ok {
 			return nil, 0, false

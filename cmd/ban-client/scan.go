@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -63,6 +64,7 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 		}()
 	}
 	var read int64
+	var writeErr error // once output fails, blocks are still taken, so that every goroutine ends
 	lastProgress := start
 	for b := range ordered {
 		<-b.done
@@ -79,8 +81,8 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 		for k, n := range b.formats {
 			r.Formats[k] += n
 		}
-		if _, err := out.Write(b.out); err != nil {
-			return err
+		if writeErr == nil {
+			_, writeErr = out.Write(b.out)
 		}
 		read += int64(len(b.data))
 		if cap(b.data) == scanBlock { // not one that began after a long line's rest
@@ -98,7 +100,7 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 		progress(-1)
 	}
 	r.Seconds = time.Since(start).Seconds()
-	return readErr
+	return cmp.Or(writeErr, readErr)
 }
 
 // judge runs the filter over a block's lines. Where the filter has a literal every match

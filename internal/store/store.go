@@ -10,7 +10,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -288,18 +287,6 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 // BanCount returns how many times addr has been banned in jail, or in every jail if
 // jail is "".
 func (s *Store) BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error) {
-	var n sql.NullInt64
-	var err error
-	if jail == "" {
-		err = s.db.QueryRowContext(ctx, "SELECT SUM(ban_count) FROM ban_history WHERE addr = ?", addr.String()).Scan(&n)
-	} else {
-		err = s.db.QueryRowContext(ctx, "SELECT ban_count FROM ban_history WHERE jail = ? AND addr = ?", jail, addr.String()).Scan(&n)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("counting bans of %v: %w", addr, err)
-	}
-	return int(n.Int64), nil
+	counts, err := s.BanCounts(ctx, jail, []netip.Addr{addr})
+	return counts[addr], err
 }
