@@ -19,30 +19,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// Line is one line of a followed file, without its line ending (LF or CRLF). Its bytes
-// are only valid during the Handler call that receives it.
-type Line struct {
-	Text []byte
-	// Offset is the byte offset just past the line's newline in its file.
-	Offset int64
-}
-
-// Batch is a run of consecutive lines of one file.
-type Batch struct {
-	File  Identity
-	Lines []Line
-	// Data is the bytes the lines were cut from, newlines and carriage returns included:
-	// each line's Text lies in it, in order, with nothing between one line and the next.
-	// It ends at the last line's Offset, so a byte at index k of Data lies at file offset
-	// Lines[len(Lines)-1].Offset - len(Data) + k. A consumer can search the whole batch
-	// at once and find the lines by their offsets.
-	Data []byte
-}
-
-// Handler receives batches. When it returns, the lines count as handled: Position moves
-// past them.
-type Handler func(Batch)
-
 // Start says where a file is first read from.
 type Start uint8
 

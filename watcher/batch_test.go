@@ -1,0 +1,122 @@
+package watcher
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// ReadFile hands on what a Follower reading the file from its beginning hands on: the
+// same lines, cut at the same length, the same offsets, in the same layout; and then the
+// last line even without its newline.
+func TestReadFileReadsAsAFollowerDoes(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	var b strings.Builder
+	lines := 0
+	for b.Len() < 3<<20 {
+		switch r.IntN(40) {
+		case 0:
+			b.WriteString(strings.Repeat("L", 1000+r.IntN(3000)) + " long\n") // over the limit below
+		case 1:
+			b.WriteString("crlf line\r\n")
+		case 2:
+			b.WriteString("\n")
+		default:
+			fmt.Fprintf(&b, "line %d %s\n", lines, strings.Repeat("x", r.IntN(200)))
+		}
+		lines++
+	}
+	path := filepath.Join(t.TempDir(), "app.log")
+	write(t, path, b.String())
+	opts := Options{Start: FromBeginning, MaxLineSize: 1024, BatchSize: 100}
+
+	f := follow(t, path, opts)
+	f.got.waitFor(t, lines)
+	f.stop()
+
+	read := &got{notify: make(chan struct{}, 1)}
+	if err := ReadFile(path, opts, read.handle); err != nil {
+		t.Fatal(err)
+	}
+	if read.bad != "" {
+		t.Error(read.bad)
+	}
+	if !slices.Equal(read.lines, f.got.lines) {
+		t.Fatalf("ReadFile gave %d lines, the follower %d; first difference at %d", len(read.lines), len(f.got.lines), firstDiff(read.lines, f.got.lines))
+	}
+
+	// The last line, without its newline, and with a carriage return.
+	write(t, path, "last\r")
+	read = &got{notify: make(chan struct{}, 1)}
+	if err := ReadFile(path, opts, read.handle); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(read.lines); n != lines+1 || read.lines[n-1].text != "last" || read.lines[n-1].offset != int64(b.Len()+5) {
+		t.Errorf("last line %+v of %d", read.lines[n-1], n)
+	}
+}
+
+func firstDiff(a, b []gotLine) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// Search finds, by searching a batch's bytes once, the lines that judging every line
+// finds, whatever the lines hold; a copy made by CopyTo, into fresh or reused memory,
+// holds the same lines in the same layout.
+func TestSearchAgreesWithEveryLine(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	kinds := []string{"has NEEDLE in it", "NEEDLE", "NEEDL", "EEDLE", "nothing", "", "x NEEDLENEEDLE y"}
+	find := func(data []byte) int { return bytes.Index(data, []byte("NEEDLE")) }
+	var reused Batch
+	for trial := range 500 {
+		var b Batch
+		at := int64(r.IntN(1000))
+		for range r.IntN(40) + 1 {
+			text := kinds[r.IntN(len(kinds))]
+			raw := text + pick(r, "\n", "\r\n")
+			b.Data = append(b.Data, raw...)
+			at += int64(len(raw))
+			b.Lines = append(b.Lines, Line{Text: []byte(text), Offset: at})
+		}
+		for i := range b.Lines { // texts inside Data, as the watcher makes them
+			end := int(b.Lines[i].Offset - (at - int64(len(b.Data))))
+			start := end - len(b.Lines[i].Text) - 1
+			if bytes.HasSuffix(b.Data[:end], []byte("\r\n")) {
+				start--
+			}
+			b.Lines[i].Text = b.Data[start : start+len(b.Lines[i].Text)]
+		}
+		var want, got []int
+		for i, l := range b.Lines {
+			if bytes.Contains(l.Text, []byte("NEEDLE")) {
+				want = append(want, i)
+			}
+		}
+		b.Search(find, func(i int) { got = append(got, i) })
+		if !slices.Equal(got, want) {
+			t.Fatalf("trial %d: Search found %v, every line %v", trial, got, want)
+		}
+		reused = b.CopyTo(reused)
+		for _, c := range []Batch{b.CopyTo(Batch{}), reused} {
+			if msg := checkData(c); msg != "" || len(c.Lines) != len(b.Lines) {
+				t.Fatalf("trial %d: copy: %s", trial, msg)
+			}
+			for i := range c.Lines {
+				if !bytes.Equal(c.Lines[i].Text, b.Lines[i].Text) || c.Lines[i].Offset != b.Lines[i].Offset {
+					t.Fatalf("trial %d: copy's line %d differs", trial, i)
+				}
+			}
+		}
+	}
+}
+
+func pick(r *rand.Rand, xs ...string) string { return xs[r.IntN(len(xs))] }
