@@ -14,9 +14,11 @@ import (
 var builtinFS embed.FS
 
 // Definition is a filter as written in TOML: the built-in pack and [filters.NAME] tables
-// share this shape.
+// share this shape. A filter has failregex patterns or a parser, one of the built-in
+// formats (FormatNames), and may add ignoreregex to either.
 type Definition struct {
 	Description string   `toml:"description"`
+	Parser      string   `toml:"parser"`
 	FailRegex   []string `toml:"failregex"`
 	IgnoreRegex []string `toml:"ignoreregex"`
 }
@@ -49,5 +51,5 @@ func BuiltinNames() []string {
 
 // Equal reports whether d and o match the same lines.
 func (d Definition) Equal(o Definition) bool {
-	return slices.Equal(d.FailRegex, o.FailRegex) && slices.Equal(d.IgnoreRegex, o.IgnoreRegex)
+	return d.Parser == o.Parser && slices.Equal(d.FailRegex, o.FailRegex) && slices.Equal(d.IgnoreRegex, o.IgnoreRegex)
 }

@@ -12,9 +12,24 @@ import (
 
 var now = time.Date(2026, 3, 5, 17, 0, 0, 0, time.UTC)
 
-func mustFilter(t *testing.T, fail []string, ignore ...string) *Filter {
+func mustFilter(t testing.TB, fail []string, ignore ...string) *Filter {
 	t.Helper()
-	f, err := New("test", fail, ignore)
+	f, err := New("test", Definition{FailRegex: fail, IgnoreRegex: ignore}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLocation(time.UTC)
+	return f
+}
+
+// builtin returns the built-in filter name, with opts.
+func builtin(t testing.TB, name string, opts Options) *Filter {
+	t.Helper()
+	d, ok, err := Builtin(name)
+	if !ok || err != nil {
+		t.Fatalf("built-in %s: %v %v", name, ok, err)
+	}
+	f, err := New(name, d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +54,8 @@ func TestHostForms(t *testing.T) {
 		{"client=1.2.3 failed", ""},
 		{"client=:: failed", "::"},
 		{"client=1:2:3:4:5:6:7:8:9 failed", ""},
-		{"client=fe80::1%eth0 failed", ""},
+		{"client=fe80::1%eth0 failed", "fe80::1"}, // counted without its zone
+		{"client=fe80:0:0:0:0:0:0:1%2 failed", "fe80::1"},
 		{"nothing here", ""},
 	}
 	for _, tt := range tests {
@@ -75,21 +91,28 @@ func TestSeveralHostsFirstCaptureWins(t *testing.T) {
 }
 
 func TestCompileErrors(t *testing.T) {
-	_, err := New("x", []string{`no host here`}, nil)
+	_, err := New("x", Definition{FailRegex: []string{`no host here`}}, Options{})
 	var pe *PatternError
 	if !errors.As(err, &pe) || !errors.Is(err, ErrNoHost) || pe.Index != 0 || pe.Field != "failregex" {
 		t.Errorf("no <HOST>: got %v", err)
 	}
-	_, err = New("x", []string{`<HOST>`, `(<HOST>`}, nil)
+	_, err = New("x", Definition{FailRegex: []string{`<HOST>`, `(<HOST>`}}, Options{})
 	if !errors.As(err, &pe) || pe.Index != 1 {
 		t.Errorf("bad regex: got %v", err)
 	}
-	_, err = New("x", []string{`<HOST>`}, []string{`[`})
+	_, err = New("x", Definition{FailRegex: []string{`<HOST>`}, IgnoreRegex: []string{`[`}}, Options{})
 	if !errors.As(err, &pe) || pe.Field != "ignoreregex" {
 		t.Errorf("bad ignoreregex: got %v", err)
 	}
-	if _, err = New("x", nil, nil); err == nil {
-		t.Error("no failregex: want error")
+	if _, err = New("x", Definition{}, Options{}); !errors.Is(err, ErrNoFailRegex) {
+		t.Errorf("no failregex: got %v", err)
+	}
+	if _, err = New("x", Definition{Parser: "postfix-smtp", FailRegex: []string{`<HOST>`}}, Options{}); !errors.Is(err, ErrParserAndRegex) {
+		t.Errorf("parser and failregex: got %v", err)
+	}
+	var ue *UnknownParserError
+	if _, err = New("x", Definition{Parser: "nope"}, Options{}); !errors.As(err, &ue) || !strings.Contains(err.Error(), "valid: jetty-dosfilter, postfix-smtp") {
+		t.Errorf("unknown parser: got %v", err)
 	}
 }
 
@@ -119,11 +142,7 @@ func TestLiterals(t *testing.T) {
 }
 
 func TestNonMatchingLinesAllocateNothing(t *testing.T) {
-	d, ok, err := Builtin("zimbra-submission")
-	if !ok || err != nil {
-		t.Fatal(ok, err)
-	}
-	f := mustFilter(t, d.FailRegex, d.IgnoreRegex...)
+	f := builtin(t, "zimbra-submission", Options{})
 	lines := [][]byte{
 		[]byte("Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)"),
 		[]byte("Mar  5 16:00:00 mta1 postfix/submission/smtpd[123]: connect from unknown[192.0.2.1]"),
@@ -147,7 +166,7 @@ func TestBuiltinPackCompiles(t *testing.T) {
 		if !ok || err != nil {
 			t.Fatalf("%s: %v %v", n, ok, err)
 		}
-		if _, err := New(n, d.FailRegex, d.IgnoreRegex); err != nil {
+		if _, err := New(n, d, Options{}); err != nil {
 			t.Errorf("%s: %v", n, err)
 		}
 	}
@@ -157,8 +176,7 @@ func TestBuiltinPackCompiles(t *testing.T) {
 }
 
 func TestZimbraSubmission(t *testing.T) {
-	d, _, _ := Builtin("zimbra-submission")
-	f := mustFilter(t, d.FailRegex, d.IgnoreRegex...)
+	f := builtin(t, "zimbra-submission", Options{})
 	tests := []struct {
 		line string
 		want string
@@ -187,8 +205,7 @@ func TestZimbraSubmission(t *testing.T) {
 }
 
 func BenchmarkFilterNoMatch(b *testing.B) {
-	d, _, _ := Builtin("zimbra-submission")
-	f, _ := New("b", d.FailRegex, d.IgnoreRegex)
+	f := builtin(b, "zimbra-submission", Options{})
 	line := []byte("Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -197,8 +214,7 @@ func BenchmarkFilterNoMatch(b *testing.B) {
 }
 
 func BenchmarkFilterMatch(b *testing.B) {
-	d, _, _ := Builtin("zimbra-submission")
-	f, _ := New("b", d.FailRegex, d.IgnoreRegex)
+	f := builtin(b, "zimbra-submission", Options{})
 	line := []byte("Mar  5 16:01:34 mta1 postfix/submission/smtpd[4242]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: UGFzc3dvcmQ6")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -211,13 +227,12 @@ func BenchmarkFilterMatch(b *testing.B) {
 func TestBuiltinSamples(t *testing.T) {
 	for _, name := range BuiltinNames() {
 		t.Run(name, func(t *testing.T) {
-			d, _, _ := Builtin(name)
-			f := mustFilter(t, d.FailRegex, d.IgnoreRegex...)
+			f := builtin(t, name, Options{TrustedProxies: sampleTrustedProxies})
 			data, err := os.ReadFile(filepath.Join("builtin", "testdata", name+".log"))
 			if err != nil {
 				t.Fatalf("no samples: %v", err)
 			}
-			hit := make([]bool, len(d.FailRegex))
+			hit := make([]bool, len(f.Rules()))
 			want, samples := "", 0
 			for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 				if w, ok := strings.CutPrefix(line, "#> "); ok {
@@ -235,7 +250,7 @@ func TestBuiltinSamples(t *testing.T) {
 				got := "none"
 				if r == Matched {
 					got = m.Addr.String()
-					hit[m.Pattern] = true
+					hit[m.Rule] = true
 				}
 				if got != want {
 					t.Errorf("line %d: got %s, want %s:\n%s", i+1, got, want, line)
@@ -244,7 +259,7 @@ func TestBuiltinSamples(t *testing.T) {
 			}
 			for i, h := range hit {
 				if !h {
-					t.Errorf("failregex[%d] is hit by no sample: %s", i, d.FailRegex[i])
+					t.Errorf("rule %d is hit by no sample: %s", i, f.Rules()[i])
 				}
 			}
 			if samples < 5 {

@@ -5,7 +5,8 @@ import "time"
 // TimeParser reads the timestamp at the start of a log line. It knows the formats Zimbra
 // and Carbonio hosts write:
 //
-//	Mar  5 16:01:34                    syslog (zimbra.log); the year is inferred
+//	Mar  5 16:01:34                    syslog (zimbra.log); the year is inferred; the day may
+//	                                   also be written unpadded (Aug 3 15:30:49)
 //	2026-03-05 16:01:34,123            log4j (mailbox.log, audit.log)
 //	2026-03-05 16:01:34.123            Jetty (zmmailboxd.out)
 //	2026-03-05T16:01:34.123456+01:00   RFC 3339 (rsyslog's high-precision format)
@@ -42,7 +43,7 @@ func (p TimeParser) ParseFormat(line []byte, now time.Time) (time.Time, string, 
 	if loc == nil {
 		loc = time.Local
 	}
-	if len(line) >= 15 && line[0] >= 'A' && line[0] <= 'Z' {
+	if len(line) >= 14 && line[0] >= 'A' && line[0] <= 'Z' {
 		t, ok := parseSyslog(line, now, loc)
 		return t, FormatSyslog, ok
 	}
@@ -64,7 +65,8 @@ func (p TimeParser) ParseFormat(line []byte, now time.Time) (time.Time, string, 
 
 var months = [12]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"}
 
-// parseSyslog reads "Mmm dd HH:MM:SS" (the day space-padded or two digits).
+// parseSyslog reads "Mmm dd HH:MM:SS", the day space-padded (" 5"), two digits ("05",
+// "15") or unpadded ("5", followed by a single space).
 func parseSyslog(b []byte, now time.Time, loc *time.Location) (time.Time, bool) {
 	month := 0
 	for i, m := range months {
@@ -76,19 +78,21 @@ func parseSyslog(b []byte, now time.Time, loc *time.Location) (time.Time, bool) 
 	if month == 0 || b[3] != ' ' {
 		return time.Time{}, false
 	}
-	day := 0
+	day, clockAt := 0, 7
 	switch {
-	case b[4] == ' ' && isDigit(b[5]):
+	case b[4] == ' ' && isDigit(b[5]) && b[6] == ' ':
 		day = int(b[5] - '0')
-	case isDigit(b[4]) && isDigit(b[5]):
+	case isDigit(b[4]) && isDigit(b[5]) && b[6] == ' ':
 		day = int(b[4]-'0')*10 + int(b[5]-'0')
+	case isDigit(b[4]) && b[5] == ' ':
+		day, clockAt = int(b[4]-'0'), 6
 	default:
 		return time.Time{}, false
 	}
-	if b[6] != ' ' {
+	if len(b) < clockAt+8 {
 		return time.Time{}, false
 	}
-	h, m, s, ok := clock(b[7:15])
+	h, m, s, ok := clock(b[clockAt : clockAt+8])
 	if !ok || day < 1 || day > 31 {
 		return time.Time{}, false
 	}
@@ -185,5 +189,3 @@ func digits(b []byte) (int, bool) {
 	}
 	return n, true
 }
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }

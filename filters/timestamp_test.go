@@ -15,6 +15,10 @@ func TestTimeParser(t *testing.T) {
 	}{
 		{"Mar  5 16:01:34 mta1 postfix", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)},
 		{"Mar 05 16:01:34 mta1", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)},
+		{"Mar 5 16:01:34 mta1", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)}, // unpadded
+		{"Mar 5 16:01:34", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)},
+		{"Mar 5  16:01:34 x", time.Time{}},
+		{"Mar  5 16:01:3", time.Time{}},
 		{"Dec 31 23:59:59 mta1", time.Date(2025, 12, 31, 23, 59, 59, 0, berlin)}, // never in the future
 		{"Mar  5 17:00:30 mta1", time.Date(2026, 3, 5, 17, 0, 30, 0, berlin)},    // within the slack
 		{"Mar  6 09:00:00 mta1", time.Date(2025, 3, 6, 9, 0, 0, 0, berlin)},
@@ -57,11 +61,7 @@ func TestTimeParserAllocatesNothing(t *testing.T) {
 }
 
 func FuzzFilter(f *testing.F) {
-	d, _, _ := Builtin("zimbra-submission")
-	flt, err := New("fuzz", d.FailRegex, d.IgnoreRegex)
-	if err != nil {
-		f.Fatal(err)
-	}
+	flt := builtin(f, "zimbra-submission", Options{})
 	f.Add([]byte("Mar  5 16:01:34 mta1 postfix/submission/smtpd[4242]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: x"))
 	f.Add([]byte("2026-03-05T16:01:34.123456+01:00 x"))
 	f.Fuzz(func(t *testing.T, line []byte) {

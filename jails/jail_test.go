@@ -14,7 +14,7 @@ var t0 = time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
 
 func testFilter(t *testing.T) *filters.Filter {
 	t.Helper()
-	f, err := filters.New("t", []string{`^(?P<ts>\S+) fail from <HOST>$`}, nil)
+	f, err := filters.New("t", filters.Definition{FailRegex: []string{`^(?P<ts>\S+) fail from <HOST>$`}}, filters.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,13 @@ func startServerWith(t *testing.T, config string) string {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "logban.toml")
 	os.WriteFile(cfg, []byte(config), 0o644)
+	return startServerIn(t, dir, cfg)
+}
+
+// startServerIn runs a real daemon on the configuration cfg, whose socket is
+// logban.sock in dir, and returns the socket's path.
+func startServerIn(t *testing.T, dir, cfg string) string {
+	t.Helper()
 	d, err := daemon.New(daemon.Options{ConfigPath: cfg, Version: "1.2.3", HostPrefixes: func() ([]netip.Prefix, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)

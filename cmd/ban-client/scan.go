@@ -1,58 +1,62 @@
 package main
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 	"runtime"
-	"strings"
 	"time"
 
 	"github.com/logban/logban/filters"
+	"github.com/logban/logban/watcher"
 )
 
-// scanBlock is how much of the file a worker judges at a time, and how much of a longer
-// line is judged: its start.
-const scanBlock = 1 << 20
+// scanBatchLines is how many lines a worker judges at a time.
+const scanBatchLines = 4096
 
-// block is a run of whole lines of the file and what a worker made of them.
+// block is a batch of the file's lines, copied out of the reader's buffer, and what a
+// worker made of them.
 type block struct {
-	data      []byte
+	batch     watcher.Batch
 	firstLine int // the number of its first line, counting from 1
 	done      chan struct{}
 
-	lines, matched, ignored, missed int
-	hits                            []int
-	addrs                           map[netip.Addr]int
-	formats                         map[string]int
-	out                             []byte // its -json or -print-missed output, in order
+	matched, ignored, missed int
+	hits                     []int
+	addrs                    map[netip.Addr]int
+	formats                  map[string]int
+	out                      []byte // its -json or -print-missed output, in order
 }
 
-// scan judges the file's lines on every CPU: one goroutine cuts the file into blocks of
-// whole lines, workers judge blocks, and the report takes them back in file order, so
-// output and line numbers are those of a single pass.
-func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
+// scan judges the file's lines on every CPU. The file is read and cut into lines by the
+// watcher, as ban-server reads it (the same long-line limit, the same line endings);
+// workers judge batches with the search ban-server uses, and the report takes them back
+// in file order, so output and line numbers are those of a single pass.
+func (r *filterReport) scan(path string, maxLine int, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
 	start := time.Now()
 	workers := runtime.GOMAXPROCS(0)
 	work, ordered := make(chan *block), make(chan *block, 2*workers)
-	// Blocks' buffers go round: fresh memory costs page faults, more than judging does.
-	buffers := make(chan []byte, 2*workers+2)
+	// Blocks go round: fresh memory costs page faults, more than judging does.
+	spare := make(chan *block, 2*workers+2)
 	var readErr error
 	go func() {
 		defer close(ordered)
 		defer close(work)
 		line := 1
-		readErr = cutBlocks(in, buffers, func(data []byte) {
-			b := &block{data: data, firstLine: line, done: make(chan struct{})}
-			line += bytes.Count(data, []byte{'\n'})
-			if len(data) > 0 && data[len(data)-1] != '\n' {
-				line++ // the last line, without its newline, or a long line's start
+		opts := watcher.Options{MaxLineSize: maxLine, BatchSize: scanBatchLines}
+		readErr = watcher.ReadFile(path, opts, func(b watcher.Batch) {
+			var blk *block
+			select {
+			case blk = <-spare:
+			default:
+				blk = &block{}
 			}
-			ordered <- b
-			work <- b
+			*blk = block{batch: b.CopyTo(blk.batch), firstLine: line, done: make(chan struct{}), out: blk.out[:0]}
+			line += len(b.Lines)
+			ordered <- blk
+			work <- blk
 		})
 	}()
 	for range workers {
@@ -68,12 +72,12 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 	lastProgress := start
 	for b := range ordered {
 		<-b.done
-		r.Lines += b.lines
+		r.Lines += len(b.batch.Lines)
 		r.Matched += b.matched
 		r.Ignored += b.ignored
 		r.Missed += b.missed
 		for i, n := range b.hits {
-			r.PatternHits[i] += n
+			r.RuleHits[i] += n
 		}
 		for a, n := range b.addrs {
 			r.addrCounts[a] += n
@@ -84,12 +88,12 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 		if writeErr == nil {
 			_, writeErr = out.Write(b.out)
 		}
-		read += int64(len(b.data))
-		if cap(b.data) == scanBlock { // not one that began after a long line's rest
-			select {
-			case buffers <- b.data[:0]:
-			default:
-			}
+		if n := len(b.batch.Lines); n > 0 {
+			read = b.batch.Lines[n-1].Offset
+		}
+		select {
+		case spare <- b:
+		default:
 		}
 		if now := time.Now(); progress != nil && now.Sub(lastProgress) > time.Second/2 {
 			progress(read)
@@ -103,52 +107,26 @@ func (r *filterReport) scan(in io.Reader, f *filters.Filter, jsonOut bool, out i
 	return cmp.Or(writeErr, readErr)
 }
 
-// judge runs the filter over a block's lines. Where the filter has a literal every match
-// holds, and missed lines are only counted, it looks for the literal in the whole block,
-// as grep does, and judges only the lines that hold it: the lines between are counted,
-// not split.
+// judge runs the filter over a block's lines. Where missed lines are only counted, it
+// judges only the lines that may hold the filter's literal (watcher.Batch.Search, as
+// ban-server does); the lines between are missed without a look.
 func (r *filterReport) judge(b *block, f *filters.Filter, jsonOut bool) {
-	b.hits = make([]int, len(r.PatternHits))
+	b.hits = make([]int, len(r.RuleHits))
 	b.addrs, b.formats = map[netip.Addr]int{}, map[string]int{}
 	j := judgement{r: r, b: b, f: f, jsonOut: jsonOut, now: time.Now()}
-	if lit := f.Literal(); lit == "" || strings.Contains(lit, "\n") || (r.showMissed && !jsonOut) {
-		lineNo := b.firstLine - 1
-		for data := b.data; len(data) > 0; {
-			text := data
-			if i := bytes.IndexByte(data, '\n'); i >= 0 {
-				text, data = data[:i], data[i+1:]
-			} else {
-				data = nil
-			}
-			lineNo++
-			j.line(text, lineNo)
+	lines := b.batch.Lines
+	if r.showMissed && !jsonOut {
+		for i := range lines {
+			j.line(lines[i].Text, b.firstLine+i)
 		}
 		return
 	}
-	data, lineNo := b.data, b.firstLine-1
-	for len(data) > 0 {
-		k := f.Next(data)
-		if k < 0 {
-			n := bytes.Count(data, []byte{'\n'})
-			if data[len(data)-1] != '\n' {
-				n++
-			}
-			b.lines += n
-			b.missed += n
-			return
-		}
-		start := bytes.LastIndexByte(data[:k], '\n') + 1
-		skipped := bytes.Count(data[:start], []byte{'\n'})
-		b.lines += skipped
-		b.missed += skipped
-		lineNo += skipped + 1
-		text := data[start:]
-		data = nil
-		if i := bytes.IndexByte(text, '\n'); i >= 0 {
-			text, data = text[:i], text[i+1:]
-		}
-		j.line(text, lineNo)
-	}
+	judged := 0
+	b.batch.Search(f.Next, func(i int) {
+		j.line(lines[i].Text, b.firstLine+i)
+		judged++
+	})
+	b.missed += len(lines) - judged
 }
 
 // judgement is one worker's judging of one block.
@@ -161,16 +139,14 @@ type judgement struct {
 	times   filters.TimeParser
 }
 
-// line judges one line, without its newline.
+// line judges one line.
 func (j *judgement) line(text []byte, lineNo int) {
 	b := j.b
-	text = bytes.TrimSuffix(text, []byte{'\r'})
-	b.lines++
 	m, res := j.f.Match(text, j.now)
 	switch res {
 	case filters.Matched:
 		b.matched++
-		b.hits[m.Pattern]++
+		b.hits[m.Rule]++
 		b.addrs[m.Addr]++
 		if _, format, ok := j.times.ParseFormat(text, j.now); ok {
 			b.formats[format]++
@@ -187,60 +163,4 @@ func (j *judgement) line(text []byte, lineNo int) {
 			b.out = fmt.Appendf(b.out, "missed %d: %s\n", lineNo, text)
 		}
 	}
-}
-
-// cutBlocks reads in and hands emit its lines in blocks of whole lines, each block at most
-// scanBlock bytes at the start of a buffer from free (or a new one), which emit then owns.
-// A line longer than that is handed on as its first scanBlock bytes, alone; the rest of
-// it is skipped.
-func cutBlocks(in io.Reader, free <-chan []byte, emit func([]byte)) error {
-	var carry []byte
-	skipping := false // inside a long line's rest
-	for {
-		var buf []byte
-		select {
-		case buf = <-free:
-			buf = buf[:scanBlock]
-		default:
-			buf = make([]byte, scanBlock)
-		}
-		n := copy(buf, carry)
-		m, err := io.ReadFull(in, buf[n:])
-		n += m
-		buf, carry = buf[:n], nil
-		if skipping {
-			i := bytes.IndexByte(buf, '\n')
-			if i < 0 {
-				if err != nil {
-					return ignoreEOF(err)
-				}
-				continue
-			}
-			buf, skipping = buf[i+1:], false
-		}
-		if err != nil { // the end: what is left is whole lines and maybe a last one
-			if len(buf) > 0 {
-				emit(buf)
-			}
-			return ignoreEOF(err)
-		}
-		i := bytes.LastIndexByte(buf, '\n')
-		switch {
-		case i >= 0:
-			carry = bytes.Clone(buf[i+1:])
-			emit(buf[:i+1])
-		case len(buf) == scanBlock: // one line fills the block
-			emit(buf)
-			skipping = true
-		default: // the start of a line, after a long line's rest
-			carry = bytes.Clone(buf)
-		}
-	}
-}
-
-func ignoreEOF(err error) error {
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return nil
-	}
-	return err
 }

@@ -16,15 +16,18 @@ import (
 	"github.com/logban/logban/internal/config"
 )
 
-const testFilterUsage = `Usage: ban-client test-filter [flags] FILTER|REGEX LOGFILE
+const testFilterUsage = `Usage: ban-client test-filter [flags] FILTER|JAIL|REGEX LOGFILE
 
 Runs a filter over a log file without a server, as fail2ban-regex does: how many lines
 it matched, ignored and missed, which addresses failed how often, and which timestamp
-formats it found. FILTER is a built-in filter, a [filters.NAME] of -config, or else a
-failregex with <HOST>.
+formats it found. FILTER is a built-in filter or a [filters.NAME] of -config; JAIL is a
+jail of -config, whose filter is run with the jail's trusted_proxies; else a failregex
+with <HOST>. Lines are read and cut as ban-server reads them: longer than -config's
+server.max_line_bytes (64 KiB by default), a line is judged by its start.
 
 Examples:
   ban-client test-filter zimbra-submission /var/log/zimbra.log
+  ban-client test-filter -config /etc/logban/logban.toml zimbra-mailbox-auth /opt/zimbra/log/audit.log
   ban-client test-filter 'login failed from <HOST>$' app.log
   ban-client test-filter -json zimbra-dosfilter /opt/zimbra/log/zmmailboxd.out
 
@@ -39,11 +42,11 @@ type filterReport struct {
 	Matched      int            `json:"matched"`
 	Ignored      int            `json:"ignored"`
 	Missed       int            `json:"missed"`
-	PatternHits  []int          `json:"pattern_hits"`
+	RuleHits     []int          `json:"rule_hits"`
 	Addresses    map[string]int `json:"addresses"`
 	Formats      map[string]int `json:"timestamp_formats"`
 	Seconds      float64        `json:"seconds"`
-	patterns     []string       // failregex sources, for the text report
+	rules        []string       // what counts a line, for the text report
 	addrCounts   map[netip.Addr]int
 	showMissed   bool
 	missedOutput io.Writer
@@ -60,7 +63,7 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	fs := flag.NewFlagSet("test-filter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, testFilterUsage); fs.PrintDefaults() }
-	configPath := fs.String("config", "", "take FILTER from this configuration `file`'s [filters.NAME]")
+	configPath := fs.String("config", "", "take FILTER from this configuration `file`'s [filters.NAME] or jails, and its line limit")
 	printMissed := fs.Bool("print-missed", false, "print the lines no failregex matched, to tune a filter")
 	fs.BoolVar(&jsonOut, "json", jsonOut, "print one JSON object per matched line, then a summary object")
 	if err := fs.Parse(args); err != nil {
@@ -70,28 +73,25 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 		fs.Usage()
 		return exitUsage, usageError{"test-filter takes FILTER|REGEX and LOGFILE"}
 	}
-	f, label, err := resolveFilter(fs.Arg(0), *configPath)
+	f, label, maxLine, err := resolveFilter(fs.Arg(0), *configPath)
 	if err != nil {
 		return exitUsage, err
 	}
-	file, err := os.Open(fs.Arg(1))
+	path := fs.Arg(1)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return exitRefused, err
 	}
-	defer file.Close()
 	r := &filterReport{
-		Filter: label, File: fs.Arg(1), PatternHits: make([]int, len(f.Patterns())),
+		Filter: label, File: path, RuleHits: make([]int, len(f.Rules())), rules: f.Rules(),
 		Addresses: map[string]int{}, Formats: map[string]int{}, addrCounts: map[netip.Addr]int{},
 		showMissed: *printMissed, missedOutput: stdout,
 	}
-	for _, p := range f.Patterns() {
-		r.patterns = append(r.patterns, p.String())
-	}
 	var progress func(read int64)
-	if fi, err := file.Stat(); err == nil && isTerminal(stderr) {
+	if isTerminal(stderr) {
 		progress = progressPrinter(stderr, fi.Size())
 	}
-	if err := r.scan(file, f, jsonOut, stdout, progress); err != nil {
+	if err := r.scan(path, maxLine, f, jsonOut, stdout, progress); err != nil {
 		return exitRefused, err
 	}
 	for a, n := range r.addrCounts {
@@ -104,37 +104,46 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	return 0, nil
 }
 
-// resolveFilter finds FILTER: in the configuration, built in, or as a regex.
-func resolveFilter(name, configPath string) (*filters.Filter, string, error) {
+// resolveFilter finds FILTER: a jail or filter of the configuration, built in, or a
+// regex. It returns the longest line ban-server reads whole, which the configuration
+// sets.
+func resolveFilter(name, configPath string) (f *filters.Filter, label string, maxLine int, err error) {
+	maxLine = config.DefaultMaxLineBytes
+	var trusted []netip.Prefix
 	if configPath != "" {
 		cfg, err := config.Load(configPath)
 		if err != nil {
-			return nil, "", err
+			return nil, "", 0, err
 		}
-		if fc, ok := cfg.Filters[name]; ok {
-			f, err := fc.Compile()
-			return f, name + " (from " + configPath + ")", err
+		maxLine, trusted = cfg.Server.MaxLineBytes, cfg.Server.TrustedProxies
+		if j, ok := cfg.Jails[name]; ok {
+			f, err := cfg.Filters[j.Filter].Compile(slices.Concat(trusted, j.TrustedProxies))
+			return f, fmt.Sprintf("%s (jail of %s, filter %s)", name, configPath, j.Filter), maxLine, err
+		}
+		if fc, ok := cfg.Filters[name]; ok && !fc.Builtin {
+			f, err := fc.Compile(trusted)
+			return f, name + " (from " + configPath + ")", maxLine, err
 		}
 	}
 	if d, ok, err := filters.Builtin(name); ok {
 		if err != nil {
-			return nil, "", err
+			return nil, "", 0, err
 		}
-		f, err := filters.New(name, d.FailRegex, d.IgnoreRegex)
-		return f, name + " (built in)", err
+		f, err := filters.New(name, d, filters.Options{TrustedProxies: trusted})
+		return f, name + " (built in)", maxLine, err
 	}
-	f, err := filters.New("regex", []string{name}, nil)
+	f, err = filters.New("regex", filters.Definition{FailRegex: []string{name}}, filters.Options{})
 	if errors.Is(err, filters.ErrNoHost) {
-		return nil, "", fmt.Errorf("%q is no filter (built in: %v) and, as a regex, has no <HOST>", name, filters.BuiltinNames())
+		return nil, "", 0, fmt.Errorf("%q is no filter (built in: %v) and, as a regex, has no <HOST>", name, filters.BuiltinNames())
 	}
-	return f, "regex " + name, err
+	return f, "regex " + name, maxLine, err
 }
 
 func (r *filterReport) print(w io.Writer) {
 	fmt.Fprintf(w, "Filter:   %s\nLog file: %s\n\n", r.Filter, r.File)
-	fmt.Fprintf(w, "Failregex: %d matched\n", r.Matched)
-	for i, p := range r.patterns {
-		fmt.Fprintf(w, "|  %d) [%d] %s\n", i+1, r.PatternHits[i], p)
+	fmt.Fprintf(w, "Failures: %d matched\n", r.Matched)
+	for i, p := range r.rules {
+		fmt.Fprintf(w, "|  %d) [%d] %s\n", i+1, r.RuleHits[i], p)
 	}
 	fmt.Fprintf(w, "`-\n\nTimestamp formats of matched lines:\n")
 	for _, f := range slices.Sorted(maps.Keys(r.Formats)) {

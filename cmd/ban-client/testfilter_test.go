@@ -18,11 +18,11 @@ func TestTestFilterReport(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Filter:   zimbra-submission (built in)\n",
-		"Failregex: 6 matched\n|  1) [6] ^",
-		"|  [1] RFC 3339\n|  [5] syslog (Mmm dd HH:MM:SS)\n",
-		"Lines: 26 lines, 6 matched, 1 ignored, 19 missed",
-		"Addresses (6), most failures first:\n       1  203.0.113.5\n",
-		"       1  2001:db8:10::5\n",
+		"Failures: 16 matched\n|  1) [16] postfix/submission/smtpd: warning: CLIENT[ADDR]: SASL MECHANISM authentication failed\n",
+		"|  [2] RFC 3339\n|  [14] syslog (Mmm dd HH:MM:SS)\n",
+		"Lines: 63 lines, 16 matched, 3 ignored, 44 missed",
+		"Addresses (16), most failures first:\n       1  82.221.106.233\n",
+		"       1  2001:db8:10::5\n       1  fe80::21b:21ff:fe3a:1\n",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout)
@@ -36,8 +36,8 @@ func TestTestFilterJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(lines) != 7 {
-		t.Fatalf("%d JSON lines, want 6 matches and a summary:\n%s", len(lines), stdout)
+	if len(lines) != 17 {
+		t.Fatalf("%d JSON lines, want 16 matches and a summary:\n%s", len(lines), stdout)
 	}
 	var first matchedLine
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.Line != 3 || first.Host != "203.0.113.5" || !strings.Contains(first.Time, "-03-05T16:01:34") {
@@ -46,7 +46,8 @@ func TestTestFilterJSON(t *testing.T) {
 	var last struct {
 		Summary filterReport `json:"summary"`
 	}
-	if err := json.Unmarshal([]byte(lines[6]), &last); err != nil || last.Summary.Matched != 6 || last.Summary.Ignored != 1 || last.Summary.Addresses["2001:db8:10::5"] != 1 {
+	if err := json.Unmarshal([]byte(lines[16]), &last); err != nil || last.Summary.Matched != 16 || last.Summary.Ignored != 3 || last.Summary.Addresses["2001:db8:10::5"] != 1 ||
+		len(last.Summary.RuleHits) != 1 || last.Summary.RuleHits[0] != 16 {
 		t.Errorf("summary %+v, %v", last.Summary, err)
 	}
 }
@@ -97,54 +98,68 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	}
 }
 
-// A file of several blocks, with lines across block boundaries, lines longer than a
-// block, CRLF and no final newline, is judged on every CPU as one pass would: the same
-// line numbers, in order, and the same counts.
-func TestTestFilterAcrossBlocks(t *testing.T) {
-	var b strings.Builder
-	var want []matchedLine
-	lineNo := 0
-	add := func(line string, host string) {
-		lineNo++
-		b.WriteString(line)
-		if host != "" {
-			want = append(want, matchedLine{Line: lineNo, Host: host})
+// A file of several batches, with lines longer than the line limit, CRLF and no final
+// newline, is judged on every CPU as one pass would: the same line numbers, in order,
+// and the same counts. A long line is judged by its first max_line_bytes, as ban-server
+// judges it, with the default limit and with -config's.
+func TestTestFilterAcrossBatches(t *testing.T) {
+	dir := t.TempDir()
+	for _, limit := range []int{0, 1000} {
+		var b strings.Builder
+		var want []matchedLine
+		lineNo := 0
+		add := func(line string, host string) {
+			lineNo++
+			b.WriteString(line)
+			if host != "" {
+				want = append(want, matchedLine{Line: lineNo, Host: host})
+			}
 		}
-	}
-	for i := 0; b.Len() < 5*scanBlock; i++ {
-		switch {
-		case i%1000 == 500: // longer than a block: judged by its start, which fails here
-			add("login failed from 192.0.2.9 "+strings.Repeat("x", scanBlock+i%7)+"\n", "")
-		case i%1000 == 900: // longer than two blocks
-			add("login failed from 192.0.2.10 "+strings.Repeat("y", 2*scanBlock)+"\n", "")
-		case i%3 == 0:
-			add(fmt.Sprintf("login failed from 192.0.2.%d\r\n", i%250), fmt.Sprintf("192.0.2.%d", i%250))
-		default:
-			add(fmt.Sprintf("login ok from 198.51.100.%d, session %d\n", i%250, i), "")
+		maxLine := 64 << 10
+		if limit > 0 {
+			maxLine = limit
 		}
-	}
-	add("login failed from 203.0.113.1", "203.0.113.1") // no final newline
-	log := filepath.Join(t.TempDir(), "app.log")
-	os.WriteFile(log, []byte(b.String()), 0o644)
+		for i := 0; lineNo < 5*scanBatchLines; i++ {
+			switch {
+			case i%1000 == 500: // longer than the limit, the failure in its start: counted
+				add("login failed from 192.0.2.9 "+strings.Repeat("x", maxLine+i%7)+"\n", "192.0.2.9")
+			case i%1000 == 900: // the failure past the limit: not
+				add(strings.Repeat("y", maxLine)+" login failed from 192.0.2.10\n", "")
+			case i%3 == 0:
+				add(fmt.Sprintf("login failed from 192.0.2.%d\r\n", i%250), fmt.Sprintf("192.0.2.%d", i%250))
+			default:
+				add(fmt.Sprintf("login ok from 198.51.100.%d, session %d\n", i%250, i), "")
+			}
+		}
+		add("login failed from 203.0.113.1", "203.0.113.1") // no final newline
+		log := filepath.Join(dir, "app.log")
+		os.WriteFile(log, []byte(b.String()), 0o644)
 
-	code, stdout, stderr := client("test-filter", "-json", `^login failed from <HOST>$`, log)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	out := strings.Split(strings.TrimSpace(stdout), "\n")
-	if len(out) != len(want)+1 {
-		t.Fatalf("%d matches, want %d", len(out)-1, len(want))
-	}
-	for i, w := range want {
-		var got matchedLine
-		if err := json.Unmarshal([]byte(out[i]), &got); err != nil || got.Line != w.Line || got.Host != w.Host {
-			t.Fatalf("match %d: %s, want line %d host %s (%v)", i, out[i], w.Line, w.Host, err)
+		args := []string{"test-filter", "-json", `^login failed from <HOST>\b`, log}
+		if limit > 0 {
+			cfg := filepath.Join(dir, "logban.toml")
+			os.WriteFile(cfg, []byte(fmt.Sprintf("[server]\nmax_line_bytes = %d\n", limit)), 0o644)
+			args = append([]string{"test-filter", "-config", cfg}, args[1:]...)
 		}
-	}
-	var last struct {
-		Summary filterReport `json:"summary"`
-	}
-	if err := json.Unmarshal([]byte(out[len(out)-1]), &last); err != nil || last.Summary.Lines != lineNo || last.Summary.Matched != len(want) {
-		t.Errorf("summary %d lines, %d matched; want %d, %d (%v)", last.Summary.Lines, last.Summary.Matched, lineNo, len(want), err)
+		code, stdout, stderr := client(args...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		out := strings.Split(strings.TrimSpace(stdout), "\n")
+		if len(out) != len(want)+1 {
+			t.Fatalf("limit %d: %d matches, want %d", limit, len(out)-1, len(want))
+		}
+		for i, w := range want {
+			var got matchedLine
+			if err := json.Unmarshal([]byte(out[i]), &got); err != nil || got.Line != w.Line || got.Host != w.Host {
+				t.Fatalf("limit %d: match %d: %s, want line %d host %s (%v)", limit, i, out[i], w.Line, w.Host, err)
+			}
+		}
+		var last struct {
+			Summary filterReport `json:"summary"`
+		}
+		if err := json.Unmarshal([]byte(out[len(out)-1]), &last); err != nil || last.Summary.Lines != lineNo || last.Summary.Matched != len(want) {
+			t.Errorf("limit %d: summary %d lines, %d matched; want %d, %d (%v)", limit, last.Summary.Lines, last.Summary.Matched, lineNo, len(want), err)
+		}
 	}
 }

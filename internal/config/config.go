@@ -57,7 +57,10 @@ type Server struct {
 	Socket   string
 	Database string
 	IgnoreIP []netip.Prefix
-	LogLevel slog.Level
+	// TrustedProxies are the farm's proxies and the load balancers in front of them: never
+	// banned, and stepped over from the right in a forwarded-for list (filters.Options).
+	TrustedProxies []netip.Prefix
+	LogLevel       slog.Level
 	// MaxLineBytes cuts longer log lines (the rest is discarded, counted and reported).
 	MaxLineBytes int
 	// Metrics is the host:port Prometheus metrics are served on; "" for none.
@@ -71,9 +74,9 @@ type Filter struct {
 	Definition filters.Definition
 }
 
-// Compile returns a new matcher for the filter.
-func (f Filter) Compile() (*filters.Filter, error) {
-	return filters.New(f.Name, f.Definition.FailRegex, f.Definition.IgnoreRegex)
+// Compile returns a new matcher for the filter, for a jail whose proxies are trusted.
+func (f Filter) Compile(trusted []netip.Prefix) (*filters.Filter, error) {
+	return filters.New(f.Name, f.Definition, filters.Options{TrustedProxies: trusted})
 }
 
 // Action is an [actions.NAME] table: its kind and that kind's decoded options.
@@ -95,8 +98,10 @@ type Jail struct {
 	FindTime time.Duration
 	BanTime  time.Duration // < 0: until unbanned
 	IgnoreIP []netip.Prefix
-	Actions  []string
-	Start    string // "resume", "end" or "beginning"
+	// TrustedProxies are added to the server's for this jail (see Server.TrustedProxies).
+	TrustedProxies []netip.Prefix
+	Actions        []string
+	Start          string // "resume", "end" or "beginning"
 	// Increment ([jails.NAME.bantime_increment]) lengthens the bans of repeat offenders.
 	Increment jails.Increment
 }
@@ -128,12 +133,13 @@ type fileData struct {
 }
 
 type serverData struct {
-	Socket       *string   `toml:"socket"`
-	Database     *string   `toml:"database"`
-	IgnoreIP     *[]Prefix `toml:"ignoreip"`
-	LogLevel     *string   `toml:"loglevel"`
-	MaxLineBytes *int      `toml:"max_line_bytes"`
-	Metrics      *string   `toml:"metrics"`
+	Socket         *string   `toml:"socket"`
+	Database       *string   `toml:"database"`
+	IgnoreIP       *[]Prefix `toml:"ignoreip"`
+	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
+	LogLevel       *string   `toml:"loglevel"`
+	MaxLineBytes   *int      `toml:"max_line_bytes"`
+	Metrics        *string   `toml:"metrics"`
 }
 
 type jailData struct {
@@ -146,6 +152,8 @@ type jailData struct {
 	IgnoreIP *[]Prefix `toml:"ignoreip"`
 	Actions  *[]string `toml:"actions"`
 	Start    *string   `toml:"start"`
+
+	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
 
 	BantimeIncrement *incrementData `toml:"bantime_increment"`
 }
@@ -378,6 +386,9 @@ func (l *loader) build() *Config {
 		if s.IgnoreIP != nil {
 			cfg.Server.IgnoreIP = prefixes(*s.IgnoreIP)
 		}
+		if s.TrustedProxies != nil {
+			cfg.Server.TrustedProxies = prefixes(*s.TrustedProxies)
+		}
 		if s.MaxLineBytes != nil {
 			cfg.Server.MaxLineBytes = *s.MaxLineBytes
 			if *s.MaxLineBytes < 256 || *s.MaxLineBytes > 16<<20 {
@@ -508,6 +519,9 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	if d.IgnoreIP != nil {
 		j.IgnoreIP = prefixes(*d.IgnoreIP)
 	}
+	if d.TrustedProxies != nil {
+		j.TrustedProxies = prefixes(*d.TrustedProxies)
+	}
 	if d.Start != nil {
 		j.Start = *d.Start
 		if !slices.Contains(startChoices, j.Start) {
@@ -581,8 +595,9 @@ func (l *loader) filter(name string, defs map[string]filters.Definition) (Filter
 		}
 		f.Definition, f.Builtin = d, true
 	}
-	if _, err := f.Compile(); err != nil {
+	if _, err := f.Compile(nil); err != nil {
 		var pe *filters.PatternError
+		var ue *filters.UnknownParserError
 		switch {
 		case f.Builtin:
 			l.fail(l.files[0].path, 0, "filters."+name, "built-in filter: %v", err)
@@ -592,6 +607,15 @@ func (l *loader) filter(name string, defs map[string]filters.Definition) (Filter
 		case errors.As(err, &pe):
 			l.fail(l.where("filters", name, pe.Field), 0, fmt.Sprintf("filters.%s.%s[%d]", name, pe.Field, pe.Index),
 				"%q: %v", pe.Source, pe.Err)
+		case errors.As(err, &ue):
+			l.fail(l.where("filters", name, "parser"), 0, "filters."+name+".parser",
+				"unknown parser %q; valid: %s", ue.Parser, strings.Join(filters.FormatNames(), ", "))
+		case errors.Is(err, filters.ErrParserAndRegex):
+			l.fail(l.where("filters", name, "parser"), 0, "filters."+name,
+				"set parser or failregex, not both: a parser reads the whole line itself")
+		case errors.Is(err, filters.ErrNoFailRegex):
+			l.fail(l.where("filters", name), 0, "filters."+name+".failregex",
+				"no failregex; give at least one, like failregex = ['login failed from <HOST>'], or a parser (%s)", strings.Join(filters.FormatNames(), ", "))
 		default:
 			l.fail(l.where("filters", name), 0, "filters."+name+".failregex", "%v", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/filters"
 	"github.com/logban/logban/jails"
 )
 
@@ -101,7 +102,7 @@ func TestDropIns(t *testing.T) {
 	if f, ok := cfg.Filters["zimbra-submission"]; !ok || !f.Builtin {
 		t.Errorf("built-in filter missing: %+v", cfg.Filters)
 	}
-	if _, err := cfg.Filters["dos"].Compile(); err != nil {
+	if _, err := cfg.Filters["dos"].Compile(nil); err != nil {
 		t.Error(err)
 	}
 }
@@ -190,5 +191,45 @@ func TestExamplesLoad(t *testing.T) {
 				t.Errorf("%s: jail %s: %+v", f, name, j)
 			}
 		}
+	}
+}
+
+// trusted_proxies is read in [server] and in a jail, and a filter may name a parser
+// and add its own ignoreregex.
+func TestTrustedProxiesAndParser(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(path, []byte(`
+[server]
+trusted_proxies = ["192.0.2.10", "198.51.100.0/24"]
+[filters.auth]
+parser      = "zimbra-mailbox-auth"
+ignoreregex = ['\[monitor@example\.com\]']
+[actions.log]
+type = "log"
+[jails.auth]
+logpath         = ["audit.log"]
+actions         = ["log"]
+trusted_proxies = ["2001:db8::/32"]
+`), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("198.51.100.0/24")}; !reflect.DeepEqual(cfg.Server.TrustedProxies, want) {
+		t.Errorf("server.trusted_proxies %v", cfg.Server.TrustedProxies)
+	}
+	if want := []netip.Prefix{netip.MustParsePrefix("2001:db8::/32")}; !reflect.DeepEqual(cfg.Jails["auth"].TrustedProxies, want) {
+		t.Errorf("jails.auth.trusted_proxies %v", cfg.Jails["auth"].TrustedProxies)
+	}
+	f, err := cfg.Filters["auth"].Compile(cfg.Server.TrustedProxies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := "2026-03-05 16:01:34,123 INFO  [ImapServer-7] [name=%s;ip=192.0.2.10;oip=203.0.113.9, 198.51.100.7;] imap - authentication failed for [%s] (invalid password)"
+	if m, r := f.Match([]byte(strings.ReplaceAll(line, "%s", "u@example.com")), time.Now()); r != filters.Matched || m.Addr != netip.MustParseAddr("203.0.113.9") {
+		t.Errorf("parser filter: %v %v", m.Addr, r)
+	}
+	if _, r := f.Match([]byte(strings.ReplaceAll(line, "%s", "monitor@example.com")), time.Now()); r != filters.Ignored {
+		t.Errorf("its ignoreregex: %v", r)
 	}
 }

@@ -69,10 +69,11 @@ type Daemon struct {
 }
 
 type jailRuntime struct {
-	cfg    config.Jail
-	ignore []netip.Prefix
-	filter config.Filter
-	jail   *jails.Jail
+	cfg     config.Jail
+	ignore  []netip.Prefix
+	trusted []netip.Prefix
+	filter  config.Filter
+	jail    *jails.Jail
 }
 
 type actionRuntime struct {
@@ -433,17 +434,19 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 	}
 	out := map[string]*jailRuntime{}
 	for name, jc := range cfg.Jails {
-		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, host)
+		// Trusted proxies are stepped over in forwarded-for lists, and never banned.
+		trusted := slices.Concat(cfg.Server.TrustedProxies, jc.TrustedProxies)
+		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, trusted, host)
 		fc := cfg.Filters[jc.Filter]
-		if old, ok := d.jails[name]; ok && old.cfg.Equal(jc) && slices.Equal(old.ignore, ignore) && old.filter.Definition.Equal(fc.Definition) {
+		if old, ok := d.jails[name]; ok && old.cfg.Equal(jc) && slices.Equal(old.ignore, ignore) && slices.Equal(old.trusted, trusted) && old.filter.Definition.Equal(fc.Definition) {
 			out[name] = old
 			continue
 		}
-		f, err := fc.Compile()
+		f, err := fc.Compile(trusted)
 		if err != nil {
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
-		out[name] = &jailRuntime{cfg: jc, ignore: ignore, filter: fc, jail: jails.New(name, f, jails.Settings{
+		out[name] = &jailRuntime{cfg: jc, ignore: ignore, trusted: trusted, filter: fc, jail: jails.New(name, f, jails.Settings{
 			MaxRetry: jc.MaxRetry,
 			FindTime: jc.FindTime,
 			Ignore:   jails.NewIgnoreList(ignore...),
@@ -516,43 +519,14 @@ func (d *Daemon) lines(r *reader, batch watcher.Batch) {
 	}
 }
 
-// jailLines runs one jail over a batch. It searches the batch's bytes for the text every
-// match of the jail's filter holds, as grep does, and judges only the lines that hold it:
-// a line that cannot match costs its share of one vectorised search, not a call.
+// jailLines runs one jail over a batch: only the lines that may hold the text every
+// match of the jail's filter holds are judged (watcher.Batch.Search).
 func jailLines(j *jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.Ticket) []jails.Ticket {
-	lines, data := batch.Lines, batch.Data
-	if len(lines) == 0 {
-		return tickets
-	}
-	if data == nil { // a batch made without its bytes: line by line
-		for _, l := range lines {
-			if t, ok := j.Line(l.Text, now); ok {
-				tickets = append(tickets, t)
-			}
-		}
-		return tickets
-	}
-	start := lines[len(lines)-1].Offset - int64(len(data)) // data[0]'s file offset
-	for i, from := 0, 0; i < len(lines); i++ {
-		k := j.Next(data[from:])
-		if k < 0 {
-			break
-		}
-		hit := start + int64(from+k)
-		n, _ := slices.BinarySearchFunc(lines[i:], hit, func(l watcher.Line, at int64) int {
-			if l.Offset <= at {
-				return -1 // the line ends at or before the hit
-			}
-			return 1
-		})
-		if i += n; i == len(lines) {
-			break
-		}
-		if t, ok := j.Line(lines[i].Text, now); ok {
+	batch.Search(j.Next, func(i int) {
+		if t, ok := j.Line(batch.Lines[i].Text, now); ok {
 			tickets = append(tickets, t)
 		}
-		from = int(lines[i].Offset - start)
-	}
+	})
 	return tickets
 }
 

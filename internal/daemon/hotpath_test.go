@@ -18,12 +18,12 @@ import (
 // filter wants.
 func TestLinesNoFilterWantsAllocateNothing(t *testing.T) {
 	var js []*jails.Jail
-	for _, name := range []string{"zimbra-submission", "zimbra-smtp-auth", "zimbra-mailbox-auth"} {
+	for _, name := range []string{"zimbra-submission", "zimbra-smtp-auth", "zimbra-mailbox-auth", "zimbra-dosfilter"} {
 		d, _, err := filters.Builtin(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := filters.New(name, d.FailRegex, d.IgnoreRegex)
+		f, err := filters.New(name, d, filters.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +37,7 @@ func TestLinesNoFilterWantsAllocateNothing(t *testing.T) {
 		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[123]: connect from unknown[203.0.113.1]\n",
 		"Mar  5 16:00:00 mta1 postfix/smtpd[123]: disconnect from unknown[203.0.113.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5\n",
 		"2026-03-05 16:00:00,001 INFO  [ImapServer-1] [name=a@example.com;mid=5;ip=203.0.113.1;] imap - IDLE stopped\n",
+		"2026-03-05 16:00:00,001 INFO  [qtp1-2:https://mail.example.com/service/soap/SearchRequest] [name=a@example.com;oip=203.0.113.1;ua=zclient;] soap - SearchRequest elapsed=12\n",
 	)
 	d.lines(r, batch) // the first call may grow reused buffers
 	if n := testing.AllocsPerRun(100, func() { d.lines(r, batch) }); n != 0 {
@@ -73,7 +74,7 @@ func TestJailLinesAgreesWithEveryLine(t *testing.T) {
 		var js []*jails.Jail
 		for _, name := range []string{"zimbra-submission", "zimbra-smtp-auth"} {
 			d, _, _ := filters.Builtin(name)
-			f, _ := filters.New(name, d.FailRegex, d.IgnoreRegex)
+			f, _ := filters.New(name, d, filters.Options{})
 			js = append(js, jails.New(name, f, jails.Settings{MaxRetry: 2, FindTime: time.Hour}))
 		}
 		return js

@@ -1,0 +1,102 @@
+package filters
+
+import (
+	"bytes"
+	"net/netip"
+)
+
+// mailboxAuthLiteral is in every line mailboxAuth counts.
+const mailboxAuthLiteral = "authentication failed for "
+
+// The kinds of line mailboxAuth counts, in the order of their kind index.
+var mailboxAuthKinds = []string{
+	"security - cmd=Auth|AdminAuth; ... error=authentication failed for [NAME], REASON;",
+	"SoapEngine - handler exception: authentication failed for [NAME], REASON",
+	"imap|pop - authentication failed for [NAME] (REASON)",
+	"account - authentication failed for [NAME] (no such account)",
+}
+
+// mailboxAuth reads the failed logins Zimbra's and Carbonio's mailbox server writes to
+// mailbox.log and audit.log (see zimbraLine for who writes which part of a line):
+//
+//	... [name=NAME;oip=203.0.113.9;ua=zclient;] security - cmd=Auth; account=NAME; protocol=soap; error=authentication failed for [NAME], invalid password;
+//	... [oip=203.0.113.9;ua=...;] SoapEngine - handler exception: authentication failed for [NAME], account not found
+//	... [name=NAME;ip=192.0.2.10;oip=203.0.113.9;] imap - authentication failed for [NAME] (invalid password)
+//	... [ip=192.0.2.10;oip=203.0.113.9;] account - authentication failed for [NAME] (no such account)
+//
+// The client is read from the context, never the message: oip when present, else ip.
+// Zimbra sets oip only when the connection came from an address it trusts (its proxies,
+// localhost), from the proxy's X-Forwarded-For header, which nginx writes as whatever
+// the client sent, ", ", and the address it saw. So oip is a list whose leading entries
+// are the client's own text, and the client is its rightmost entry outside the farm's
+// trusted proxies (forwardedClient). Without oip, ip is the connection's own address,
+// unless that is a trusted proxy: then no client is named.
+//
+// Lines not counted: "security - Error occurred during authentication: ..." (written
+// beside another line of the same attempt when zimbra_additional_logging is on), and
+// lines whose context ZimbraLog could not have written.
+func mailboxAuth(opts Options) lineReader {
+	trusted := opts.TrustedProxies
+	return func(line []byte) (netip.Addr, int, Result) {
+		z, ok := readZimbraLine(line)
+		if !ok {
+			return netip.Addr{}, 0, NoMatch
+		}
+		kind, ok := failedLogin(z.category, z.message)
+		if !ok {
+			return netip.Addr{}, 0, NoMatch
+		}
+		var addr netip.Addr
+		switch {
+		case z.oip != nil:
+			addr, ok = forwardedClient(z.oip, trusted)
+		case z.ip != nil:
+			addr, ok = ParseAddr(z.ip)
+			ok = ok && !inPrefixes(addr, trusted) // a proxy that forwarded no client
+		default:
+			ok = false // a client on the server itself: ZimbraLog leaves localhost out
+		}
+		if !ok {
+			return netip.Addr{}, 0, NoMatch
+		}
+		return addr, kind, Matched
+	}
+}
+
+// failedLogin reports whether a message in category is a failed login, and which kind.
+func failedLogin(category, msg []byte) (int, bool) {
+	const failed = "authentication failed for "
+	switch string(category) {
+	case "security":
+		// cmd=Auth; account=NAME; protocol=soap; error=authentication failed for [NAME], REASON;
+		// ZimbraLog.encodeAttrs writes the fields, escaped as the context's are.
+		rest, ok := bytes.CutPrefix(msg, []byte("cmd=Auth; "))
+		if !ok {
+			if rest, ok = bytes.CutPrefix(msg, []byte("cmd=AdminAuth; ")); !ok {
+				return 0, false
+			}
+		}
+		for len(rest) > 0 {
+			eq := bytes.IndexByte(rest, '=')
+			if eq < 1 {
+				return 0, false
+			}
+			key := rest[:eq]
+			value, after, ok := contextValue(rest[eq+1:])
+			if !ok {
+				return 0, false
+			}
+			if string(key) == "error" {
+				return 0, bytes.HasPrefix(value, []byte(failed+"["))
+			}
+			rest = bytes.TrimPrefix(after, []byte(" "))
+		}
+	case "SoapEngine":
+		return 1, bytes.HasPrefix(msg, []byte("handler exception: "+failed+"["))
+	case "imap", "pop":
+		return 2, bytes.HasPrefix(msg, []byte(failed+"["))
+	case "account":
+		return 3, bytes.HasPrefix(msg, []byte(failed)) && bytes.HasSuffix(msg, []byte(" (no such account)"))
+	}
+	return 0, false
+}

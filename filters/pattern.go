@@ -1,0 +1,123 @@
+package filters
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"regexp/syntax"
+	"strings"
+)
+
+// hostPattern is what <HOST> expands to: an IPv4 literal, or anything shaped like an IPv6
+// literal (including Java's uncompressed 0:0:0:0:0:0:0:1, IPv4-mapped ::ffff:a.b.c.d, and
+// a link-local address's zone, fe80::1%eth0, which is dropped). The capture is validated
+// by netip.ParseAddr, so the pattern may be loose but never lets a hostname through.
+const hostPattern = `(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:\d{1,3}(?:\.\d{1,3}){3})?(?:%[-.\w]+)?)`
+
+// hostTag is the placeholder a failregex uses for the failing client's address.
+const hostTag = "<HOST>"
+
+// ErrNoHost reports a failregex without a <HOST> placeholder.
+var ErrNoHost = errors.New("failregex has no <HOST>")
+
+// Pattern is one compiled failregex.
+type Pattern struct {
+	source   string
+	re       *regexp.Regexp
+	hosts    []int    // indexes of the host groups, in order
+	literals [][]byte // texts every match contains, longest first
+}
+
+// CompilePattern compiles a failregex: <HOST> is replaced by an address group and the result
+// compiled with Go's regexp (RE2 syntax: no backreferences, linear time on any input).
+func CompilePattern(source string) (*Pattern, error) {
+	if !strings.Contains(source, hostTag) {
+		return nil, ErrNoHost
+	}
+	n := 0
+	expanded := replaceHost(source, func() string {
+		n++
+		return fmt.Sprintf("(?P<host%d>%s)", n, hostPattern)
+	})
+	re, err := regexp.Compile(expanded)
+	if err != nil {
+		return nil, readable(err)
+	}
+	p := &Pattern{source: source, re: re}
+	for i := 1; i <= n; i++ {
+		p.hosts = append(p.hosts, re.SubexpIndex(fmt.Sprintf("host%d", i)))
+	}
+	for _, lit := range requiredLiterals(re.String()) {
+		p.literals = append(p.literals, []byte(lit))
+	}
+	return p, nil
+}
+
+// CompileIgnore compiles an ignoreregex. <HOST> is allowed and expands as in a failregex.
+func CompileIgnore(source string) (*regexp.Regexp, error) {
+	re, err := regexp.Compile(replaceHost(source, func() string {
+		return fmt.Sprintf("(?:%s)", hostPattern)
+	}))
+	if err != nil {
+		return nil, readable(err)
+	}
+	return re, nil
+}
+
+// readable drops the expansion of <HOST> from a regexp syntax error: the user wrote
+// <HOST>, and the error should speak of what was written.
+func readable(err error) error {
+	var se *syntax.Error
+	if errors.As(err, &se) && strings.Contains(se.Expr, hostPattern) {
+		return errors.New(string(se.Code))
+	}
+	return err
+}
+
+func replaceHost(source string, group func() string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(source, hostTag)
+		if i < 0 {
+			b.WriteString(source)
+			return b.String()
+		}
+		b.WriteString(source[:i])
+		b.WriteString(group())
+		source = source[i+len(hostTag):]
+	}
+}
+
+// String returns the pattern as written, with <HOST>.
+func (p *Pattern) String() string { return p.source }
+
+// Literal returns the longest text that every match of the pattern contains, or "" if none.
+func (p *Pattern) Literal() string {
+	if len(p.literals) == 0 {
+		return ""
+	}
+	return string(p.literals[0])
+}
+
+// match returns the address captured by the pattern in line. ok is false when the pattern
+// does not match or the capture is not an IP address.
+func (p *Pattern) match(line []byte) (addr netip.Addr, ok bool) {
+	for _, lit := range p.literals {
+		if bytes.Index(line, lit) < 0 {
+			return netip.Addr{}, false
+		}
+	}
+	m := p.re.FindSubmatchIndex(line) // allocates only when it matches
+	if m == nil {
+		return netip.Addr{}, false
+	}
+	for _, g := range p.hosts {
+		if m[2*g] < 0 {
+			continue
+		}
+		return ParseAddr(line[m[2*g]:m[2*g+1]])
+	}
+	return netip.Addr{}, false
+}
