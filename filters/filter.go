@@ -14,7 +14,7 @@ import (
 // formats (see format), and ignoreregex expressions that drop lines either would count.
 type Filter struct {
 	name    string
-	fail    []*Pattern // nil for a format
+	fail    []*pattern // nil for a format
 	read    lineReader // nil for failregex patterns
 	rules   []string   // what counts a line: failregex sources, or the format's kinds
 	ignore  []*regexp.Regexp
@@ -71,7 +71,7 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 	default:
 		lits := make([][]string, len(d.FailRegex))
 		for i, src := range d.FailRegex {
-			p, err := CompilePattern(src)
+			p, err := compilePattern(src)
 			if err != nil {
 				return nil, &PatternError{Filter: name, Field: "failregex", Index: i, Source: src, Err: err}
 			}
@@ -86,7 +86,7 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 		}
 	}
 	for i, src := range d.IgnoreRegex {
-		re, err := CompileIgnore(src)
+		re, err := compileIgnore(src)
 		if err != nil {
 			return nil, &PatternError{Filter: name, Field: "ignoreregex", Index: i, Source: src, Err: err}
 		}

@@ -22,17 +22,16 @@ const hostTag = "<HOST>"
 // ErrNoHost reports a failregex without a <HOST> placeholder.
 var ErrNoHost = errors.New("failregex has no <HOST>")
 
-// Pattern is one compiled failregex.
-type Pattern struct {
-	source   string
+// pattern is one compiled failregex.
+type pattern struct {
 	re       *regexp.Regexp
 	hosts    []int    // indexes of the host groups, in order
 	literals [][]byte // texts every match contains, longest first
 }
 
-// CompilePattern compiles a failregex: <HOST> is replaced by an address group and the result
+// compilePattern compiles a failregex: <HOST> is replaced by an address group and the result
 // compiled with Go's regexp (RE2 syntax: no backreferences, linear time on any input).
-func CompilePattern(source string) (*Pattern, error) {
+func compilePattern(source string) (*pattern, error) {
 	if !strings.Contains(source, hostTag) {
 		return nil, ErrNoHost
 	}
@@ -45,7 +44,7 @@ func CompilePattern(source string) (*Pattern, error) {
 	if err != nil {
 		return nil, readable(err)
 	}
-	p := &Pattern{source: source, re: re}
+	p := &pattern{re: re}
 	for i := 1; i <= n; i++ {
 		p.hosts = append(p.hosts, re.SubexpIndex(fmt.Sprintf("host%d", i)))
 	}
@@ -55,8 +54,8 @@ func CompilePattern(source string) (*Pattern, error) {
 	return p, nil
 }
 
-// CompileIgnore compiles an ignoreregex. <HOST> is allowed and expands as in a failregex.
-func CompileIgnore(source string) (*regexp.Regexp, error) {
+// compileIgnore compiles an ignoreregex. <HOST> is allowed and expands as in a failregex.
+func compileIgnore(source string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(replaceHost(source, func() string {
 		return fmt.Sprintf("(?:%s)", hostPattern)
 	}))
@@ -90,20 +89,9 @@ func replaceHost(source string, group func() string) string {
 	}
 }
 
-// String returns the pattern as written, with <HOST>.
-func (p *Pattern) String() string { return p.source }
-
-// Literal returns the longest text that every match of the pattern contains, or "" if none.
-func (p *Pattern) Literal() string {
-	if len(p.literals) == 0 {
-		return ""
-	}
-	return string(p.literals[0])
-}
-
 // match returns the address captured by the pattern in line. ok is false when the pattern
 // does not match or the capture is not an IP address.
-func (p *Pattern) match(line []byte) (addr netip.Addr, ok bool) {
+func (p *pattern) match(line []byte) (addr netip.Addr, ok bool) {
 	for _, lit := range p.literals {
 		if bytes.Index(line, lit) < 0 {
 			return netip.Addr{}, false
