@@ -6,18 +6,16 @@ import (
 	"slices"
 )
 
-// IgnoreList holds the prefixes whose addresses are never banned. Loopback addresses are
-// always in it.
+// IgnoreList holds the addresses that are never banned: the prefixes it was given
+// (ignoreip, trusted proxies, the host's own addresses), and the addresses no ban can
+// mean: loopback, unspecified, multicast, link-local and broadcast.
 type IgnoreList struct {
 	prefixes []netip.Prefix
 }
 
-// NewIgnoreList returns a list of the given prefixes plus loopback.
+// NewIgnoreList returns a list of the given prefixes and the addresses no ban can mean.
 func NewIgnoreList(prefixes ...netip.Prefix) *IgnoreList {
-	l := &IgnoreList{prefixes: []netip.Prefix{
-		netip.MustParsePrefix("127.0.0.0/8"),
-		netip.MustParsePrefix("::1/128"),
-	}}
+	l := &IgnoreList{}
 	for _, p := range prefixes {
 		p = p.Masked()
 		if p.Addr().Is4In6() && p.Bits() >= 96 {
@@ -31,21 +29,46 @@ func NewIgnoreList(prefixes ...netip.Prefix) *IgnoreList {
 }
 
 // Contains reports whether addr must never be banned.
-func (l *IgnoreList) Contains(addr netip.Addr) bool {
+func (l *IgnoreList) Contains(addr netip.Addr) bool { return l.Why(addr) != "" }
+
+// Why says why addr must never be banned, or "" if it may be.
+func (l *IgnoreList) Why(addr netip.Addr) string {
 	addr = addr.Unmap()
-	if addr.IsLoopback() || addr.IsUnspecified() {
-		return true
+	if why := unbannable(addr); why != "" {
+		return why
 	}
 	for _, p := range l.prefixes {
 		if p.Contains(addr) {
-			return true
+			return "on the ignore list (ignoreip, trusted_proxies, or the host's own addresses and networks' broadcast)"
 		}
 	}
-	return false
+	return ""
 }
 
-// HostPrefixes returns the host's own addresses as single-address prefixes, so a jail
-// never bans the machine it runs on.
+// unbannable says why no ban can mean addr, or "" if one can: a ban of it would cut the
+// host off from itself or its network (loopback, link-local: often the IPv6 gateway),
+// or block nobody in particular (unspecified, multicast, broadcast).
+func unbannable(addr netip.Addr) string {
+	switch {
+	case !addr.IsValid():
+		return "not an address"
+	case addr.IsLoopback():
+		return "a loopback address (the host itself)"
+	case addr.IsUnspecified():
+		return "the unspecified address"
+	case addr.IsMulticast():
+		return "a multicast address"
+	case addr.IsLinkLocalUnicast():
+		return "a link-local address (a neighbour on the host's own link, often its IPv6 gateway)"
+	case addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	}
+	return ""
+}
+
+// HostPrefixes returns the host's own addresses as single-address prefixes, and the
+// broadcast address of each of its IPv4 networks, so a jail never bans the machine it
+// runs on nor its networks' broadcast.
 func HostPrefixes() ([]netip.Prefix, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
@@ -63,6 +86,19 @@ func HostPrefixes() ([]netip.Prefix, error) {
 		}
 		ip = ip.Unmap()
 		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+		ones, _ := n.Mask.Size()
+		if ip.Is4() && ones > 0 && ones < 31 {
+			out = append(out, netip.PrefixFrom(broadcast(netip.PrefixFrom(ip, ones)), 32))
+		}
 	}
 	return out, nil
+}
+
+// broadcast returns the last address of an IPv4 prefix.
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	return netip.AddrFrom4(b)
 }

@@ -25,8 +25,20 @@ type Ticket struct {
 	Time     time.Time // time of the last failure
 }
 
-// ErrIgnored reports an address that the jail must never ban.
-var ErrIgnored = errors.New("address is on the ignore list")
+// ErrIgnored reports an address that the jail must never ban. The error returned is an
+// *IgnoredError, which says why.
+var ErrIgnored = errors.New("never banned")
+
+// IgnoredError reports an address that must never be banned, and why.
+type IgnoredError struct {
+	Addr netip.Addr
+	Why  string
+}
+
+func (e *IgnoredError) Error() string { return e.Addr.String() + " is " + e.Why + ": never banned" }
+
+// Is makes errors.Is(err, ErrIgnored) hold.
+func (e *IgnoredError) Is(target error) bool { return target == ErrIgnored }
 
 // Jail finds failures in lines with its filter and turns maxretry of them within findtime
 // into a Ticket. It is safe for concurrent use: several files may feed one jail.
@@ -93,8 +105,8 @@ func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
 // Manual returns a ticket for an operator's ban of addr, refused if addr is ignored.
 func (j *Jail) Manual(addr netip.Addr, now time.Time) (Ticket, error) {
 	addr = addr.Unmap()
-	if j.settings.Ignore.Contains(addr) {
-		return Ticket{}, ErrIgnored
+	if why := j.settings.Ignore.Why(addr); why != "" {
+		return Ticket{}, &IgnoredError{Addr: addr, Why: why}
 	}
 	j.Forget(addr)
 	return Ticket{Jail: j.name, Addr: addr, Time: now}, nil

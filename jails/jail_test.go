@@ -110,6 +110,10 @@ func TestIgnoreList(t *testing.T) {
 		{"192.0.2.10", true}, {"192.0.2.11", false},
 		{"2001:db8:1:ffff::1", true}, {"2001:db8:2::1", false},
 		{"198.51.100.200", true}, {"198.51.101.1", false},
+		// addresses no ban can mean
+		{"255.255.255.255", true}, {"224.0.0.1", true}, {"239.1.2.3", true}, {"ff02::1", true},
+		{"169.254.1.1", true}, {"fe80::1", true}, {"::ffff:169.254.1.1", true},
+		{"203.0.113.255", false}, // another network's broadcast is an address like any
 	}
 	for _, tt := range tests {
 		if got := l.Contains(netip.MustParseAddr(tt.addr)); got != tt.ignore {
@@ -121,7 +125,7 @@ func TestIgnoreList(t *testing.T) {
 func TestJailNeverBansIgnored(t *testing.T) {
 	j := New("sasl", testFilter(t), Settings{MaxRetry: 1, FindTime: time.Hour,
 		Ignore: NewIgnoreList(netip.MustParsePrefix("203.0.113.0/24"))})
-	for _, a := range []string{"127.0.0.1", "::1", "203.0.113.9", "::ffff:203.0.113.9"} {
+	for _, a := range []string{"127.0.0.1", "::1", "203.0.113.9", "::ffff:203.0.113.9", "255.255.255.255", "fe80::1", "224.0.0.9"} {
 		if tk, ok := j.Failure(netip.MustParseAddr(a), t0, t0); ok {
 			t.Errorf("%s banned: %+v", a, tk)
 		}
@@ -129,8 +133,34 @@ func TestJailNeverBansIgnored(t *testing.T) {
 			t.Errorf("manual ban of %s: %v, want ErrIgnored", a, err)
 		}
 	}
-	if c := j.Counts(t0); c.Ignored != 4 || c.TotalFailed != 0 {
+	if c := j.Counts(t0); c.Ignored != 7 || c.TotalFailed != 0 {
 		t.Errorf("counts %+v", c)
+	}
+}
+
+// A manual ban of an address that must never be banned says why.
+func TestManualBanSaysWhyNot(t *testing.T) {
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 1, FindTime: time.Hour, Ignore: NewIgnoreList(netip.MustParsePrefix("203.0.113.0/24"))})
+	for addr, want := range map[string]string{
+		"255.255.255.255": "255.255.255.255 is the broadcast address: never banned",
+		"fe80::1":         "fe80::1 is a link-local address (a neighbour on the host's own link, often its IPv6 gateway): never banned",
+		"ff05::2":         "ff05::2 is a multicast address: never banned",
+		"0.0.0.0":         "0.0.0.0 is the unspecified address: never banned",
+		"203.0.113.7":     "203.0.113.7 is on the ignore list (ignoreip, trusted_proxies, or the host's own addresses and networks' broadcast): never banned",
+	} {
+		if _, err := j.Manual(netip.MustParseAddr(addr), t0); err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %s", addr, err, want)
+		}
+	}
+}
+
+// The host's networks' broadcast addresses are among its own, for every IPv4 network
+// wider than /31.
+func TestBroadcast(t *testing.T) {
+	for p, want := range map[string]string{"192.0.2.17/24": "192.0.2.255", "10.1.2.3/8": "10.255.255.255", "198.51.100.9/30": "198.51.100.11"} {
+		if got := broadcast(netip.MustParsePrefix(p)); got != netip.MustParseAddr(want) {
+			t.Errorf("broadcast(%s) = %v, want %s", p, got, want)
+		}
 	}
 }
 
