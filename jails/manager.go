@@ -46,6 +46,7 @@ type Manager struct {
 	errors   map[string]int64  // action name → failed calls
 	pending  map[pendingKey]*pendingOp
 	expiries expiryHeap
+	backlog  backlog
 }
 
 // pendingKey names an action call that failed and waits to be retried.
@@ -87,7 +88,7 @@ type BanPolicy struct {
 type jailBans struct {
 	policy        BanPolicy
 	actions       []NamedAction
-	bans          map[netip.Addr]actions.Ban
+	bans          map[netip.Addr]Record // in force, with their counts
 	totalBanned   int64
 	totalUnbanned int64
 }
@@ -110,6 +111,7 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 		shared:  make(map[sharedKey]int),
 		errors:  make(map[string]int64),
 		pending: make(map[pendingKey]*pendingOp),
+		backlog: backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
 	}
 }
 
@@ -144,20 +146,20 @@ func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, ac
 	}
 	j, ok := m.jails[name]
 	if !ok {
-		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]actions.Ban)}
+		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]Record)}
 		return
 	}
 	for _, old := range j.actions {
 		if !slices.Contains(acts, old) {
-			for _, b := range j.bans {
-				m.unbanWith(ctx, old, b)
+			for _, r := range j.bans {
+				m.unbanWith(ctx, old, r.Ban)
 			}
 		}
 	}
 	for _, na := range acts {
 		if !slices.Contains(j.actions, na) {
-			for _, b := range j.bans {
-				m.banWith(ctx, na, b)
+			for _, r := range j.bans {
+				m.banWith(ctx, na, r.Ban)
 			}
 		}
 	}
@@ -174,8 +176,8 @@ func (m *Manager) RemoveJail(ctx context.Context, name string) {
 	if !ok {
 		return
 	}
-	for _, b := range j.bans {
-		m.lift(ctx, j, b)
+	for _, r := range j.bans {
+		m.lift(ctx, j, r.Ban)
 	}
 	delete(m.jails, name)
 	m.purgePending()
@@ -262,14 +264,12 @@ func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) 
 	if !ok {
 		return actions.Ban{}, false, ErrUnknownJail
 	}
-	if b, dup := j.bans[t.Addr]; dup {
-		return b, false, nil
+	if r, dup := j.bans[t.Addr]; dup {
+		return r.Ban, false, nil
 	}
 	r := m.prepare(j, t, m.counter(ctx, []Ticket{t}))
-	if err := m.ledger.SaveBan(ctx, r); err != nil {
-		m.logger.Error("recording ban; it is applied but will not survive a restart", "jail", r.Jail, "addr", r.Addr, "err", err)
-	}
-	m.apply(ctx, j, r.Ban)
+	m.record(ctx, []Record{r})
+	m.apply(ctx, j, r)
 	return r.Ban, true, nil
 }
 
@@ -311,22 +311,12 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	for i, t := range fresh {
 		j := m.jails[t.Jail]
 		records[i] = m.prepare(j, t, count)
-		j.bans[t.Addr] = records[i].Ban
+		j.bans[t.Addr] = records[i]
 	}
-	var err error
-	if bl, ok := m.ledger.(BatchLedger); ok {
-		err = bl.SaveBans(ctx, records)
-	} else {
-		for _, r := range records {
-			err = errors.Join(err, m.ledger.SaveBan(ctx, r))
-		}
-	}
-	if err != nil {
-		m.logger.Error("recording bans; they are applied but will not survive a restart", "bans", len(records), "err", err)
-	}
+	m.record(ctx, records)
 	out := make([]actions.Ban, len(records))
 	for i, r := range records {
-		m.apply(ctx, m.jails[r.Jail], r.Ban)
+		m.apply(ctx, m.jails[r.Jail], r)
 		out[i] = r.Ban
 	}
 	return out
@@ -380,8 +370,9 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr ne
 }
 
 // apply puts a recorded ban in force through the jail's actions. Caller holds m.mu.
-func (m *Manager) apply(ctx context.Context, j *jailBans, b actions.Ban) {
-	j.bans[b.Addr] = b
+func (m *Manager) apply(ctx context.Context, j *jailBans, r Record) {
+	b := r.Ban
+	j.bans[b.Addr] = r
 	j.totalBanned++
 	for _, na := range j.actions {
 		m.banWith(ctx, na, b)
@@ -408,9 +399,9 @@ func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]ac
 			continue
 		}
 		j := m.jails[name]
-		if b, ok := j.bans[addr]; ok {
-			m.lift(ctx, j, b)
-			lifted = append(lifted, b)
+		if r, ok := j.bans[addr]; ok {
+			m.lift(ctx, j, r.Ban)
+			lifted = append(lifted, r.Ban)
 		}
 	}
 	if len(lifted) == 0 {
@@ -430,9 +421,7 @@ func (m *Manager) Restore(ctx context.Context, records []Record) (restored, expi
 	for _, r := range records {
 		j, ok := m.jails[r.Jail]
 		if !ok {
-			if err := m.ledger.DeleteBan(ctx, r.Jail, r.Addr); err != nil {
-				m.logger.Error("forgetting ban of a removed jail", "jail", r.Jail, "addr", r.Addr, "err", err)
-			}
+			m.forget(ctx, r.Jail, r.Addr) // a jail removed
 			continue
 		}
 		if _, dup := j.bans[r.Addr]; dup {
@@ -446,13 +435,11 @@ func (m *Manager) Restore(ctx context.Context, records []Record) (restored, expi
 					m.call(ctx, na, r.Ban, true)
 				}
 			}
-			if err := m.ledger.DeleteBan(ctx, r.Jail, r.Addr); err != nil {
-				m.logger.Error("forgetting expired ban", "jail", r.Jail, "addr", r.Addr, "err", err)
-			}
+			m.forget(ctx, r.Jail, r.Addr)
 			expired++
 			continue
 		}
-		j.bans[r.Addr] = r.Ban
+		j.bans[r.Addr] = r
 		for _, na := range j.actions {
 			m.banWith(ctx, na, r.Ban)
 		}
@@ -476,9 +463,9 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 		if !ok {
 			continue
 		}
-		if b, ok := j.bans[e.addr]; ok && b.Expires.Equal(e.at) { // else lifted or replaced since
-			m.lift(ctx, j, b)
-			lifted = append(lifted, b)
+		if r, ok := j.bans[e.addr]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
+			m.lift(ctx, j, r.Ban)
+			lifted = append(lifted, r.Ban)
 		}
 	}
 	return lifted
@@ -501,13 +488,17 @@ func (m *Manager) wakeRun() {
 	}
 }
 
-// Run lifts bans as they expire until ctx is done.
+// Run lifts bans as they expire, retries failed action calls and ledger writes, until
+// ctx is done.
 func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		m.ExpireDue(ctx)
 		m.RetryDue(ctx)
+		m.mu.Lock()
+		m.retryBacklog(ctx)
+		m.mu.Unlock()
 		wait := time.Hour
 		for _, next := range m.nextEvents() {
 			wait = min(wait, max(next.Sub(m.clock.Now()), 0))
@@ -532,6 +523,9 @@ func (m *Manager) nextEvents() []time.Time {
 	if t, ok := m.nextRetry(); ok {
 		out = append(out, t)
 	}
+	if t, ok := m.nextBacklogRetry(); ok {
+		out = append(out, t)
+	}
 	return out
 }
 
@@ -544,8 +538,8 @@ func (m *Manager) Bans(jail string) []actions.Ban {
 		if jail != "" && name != jail {
 			continue
 		}
-		for _, b := range j.bans {
-			out = append(out, b)
+		for _, r := range j.bans {
+			out = append(out, r.Ban)
 		}
 	}
 	slices.SortFunc(out, func(a, b actions.Ban) int {
@@ -596,9 +590,7 @@ func (m *Manager) jailNames() []string {
 func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
 	delete(j.bans, b.Addr)
 	j.totalUnbanned++
-	if err := m.ledger.DeleteBan(ctx, b.Jail, b.Addr); err != nil {
-		m.logger.Error("forgetting ban", "jail", b.Jail, "addr", b.Addr, "err", err)
-	}
+	m.forget(ctx, b.Jail, b.Addr)
 	for _, na := range j.actions {
 		m.unbanWith(ctx, na, b)
 	}

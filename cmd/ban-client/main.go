@@ -305,6 +305,9 @@ func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
 func printStatus(w io.Writer, s control.Status) {
 	fmt.Fprintln(w, "Status")
 	fmt.Fprintf(w, "|- Number of jail:\t%d\n", len(s.Jails))
+	if s.Degraded != "" {
+		fmt.Fprintf(w, "|- DEGRADED:\t%s\n", s.Degraded)
+	}
 	fmt.Fprintf(w, "`- Jail list:\t%s\n", strings.Join(s.Jails, ", "))
 }
 
@@ -331,6 +334,9 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	if s.ActionErrors > 0 || s.ActionsPending > 0 {
 		fmt.Fprintf(w, "   |- Action errors:\t%d\n", s.ActionErrors)
 		fmt.Fprintf(w, "   |- Retries pending:\t%d\n", s.ActionsPending)
+	}
+	if s.Unrecorded > 0 {
+		fmt.Fprintf(w, "   |- Not yet recorded:\t%d (the database refuses writes; see ban-client status)\n", s.Unrecorded)
 	}
 	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(addrs, " "))
 }

@@ -81,7 +81,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"ping"}, 0, "pong\n", ""},
 		{[]string{"status"}, 0, "Status\n|- Number of jail:\t1\n`- Jail list:\tsasl\n", ""},
 		{[]string{"banip", "sasl", "203.0.113.5", "2001:db8::1"}, 0, "203.0.113.5 banned (sasl)\n2001:db8::1 banned (sasl)\n", ""},
-		{[]string{"banip", "sasl", "127.0.0.1"}, 1, "127.0.0.1 not banned: on the ignore list (loopback, the host's own, or ignoreip): never banned\n", ""},
+		{[]string{"banip", "sasl", "127.0.0.1"}, 1, "127.0.0.1 not banned: a loopback address (the host itself): never banned\n", ""},
 		{[]string{"status", "sasl"}, 0, "Status for the jail: sasl\n" +
 			"|- Filter\n" +
 			"|  |- Currently failed:\t0\n" +

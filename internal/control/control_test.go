@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -25,12 +27,17 @@ func (e *fakeEngine) JailStatus(name string) (JailStatus, error) {
 	}
 	return JailStatus{Name: "sasl", CurrentlyBanned: len(e.banned)}, nil
 }
-func (e *fakeEngine) BanIP(_ context.Context, jail string, a netip.Addr) (AddrResult, error) {
-	if a.IsLoopback() {
-		return AddrResult{Addr: a, Note: "on the ignore list"}, nil
+func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Addr) ([]AddrResult, error) {
+	var out []AddrResult
+	for _, a := range addrs {
+		if a.IsLoopback() {
+			out = append(out, AddrResult{Addr: a, Note: "on the ignore list"})
+			continue
+		}
+		e.banned[a] = true
+		out = append(out, AddrResult{Addr: a, Done: true, Jails: []string{jail}})
 	}
-	e.banned[a] = true
-	return AddrResult{Addr: a, Done: true, Jails: []string{jail}}, nil
+	return out, nil
 }
 func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr) (AddrResult, error) {
 	if !e.banned[a] {
@@ -180,5 +187,113 @@ func TestListenRefusesNonSocket(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(path); string(b) != "precious" {
 		t.Error("file changed")
+	}
+}
+
+// flakyListener fails to accept with err fails times, then hands out conns.
+type flakyListener struct {
+	net.Listener
+	err   error
+	fails int
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails > 0 {
+		l.fails--
+		return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", l.err)}
+	}
+	return l.Listener.Accept()
+}
+
+// Running out of descriptors does not stop the control server: it waits and accepts
+// again. An error that does not pass still ends Serve.
+func TestServeRidesOutAcceptErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, &flakyListener{Listener: ln, err: syscall.EMFILE, fails: 5}, &fakeEngine{banned: map[netip.Addr]bool{}}, slog.New(slog.DiscardHandler))
+	}()
+	if err := NewClient(path).Ping(context.Background()); err != nil {
+		t.Fatalf("ping after accept errors: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+
+	ln2, _ := net.Listen("unix", filepath.Join(t.TempDir(), "x.sock"))
+	err = Serve(context.Background(), &flakyListener{Listener: ln2, err: syscall.EINVAL, fails: 1}, &fakeEngine{}, slog.New(slog.DiscardHandler))
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Serve with a lasting accept error: %v", err)
+	}
+}
+
+// countingListener counts the connections it accepted.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return c, err
+}
+
+// stuckEngine's Status waits until released, telling entered of each call.
+type stuckEngine struct {
+	fakeEngine
+	entered, release chan struct{}
+}
+
+func (e *stuckEngine) Status() Status {
+	e.entered <- struct{}{}
+	<-e.release
+	return e.fakeEngine.Status()
+}
+
+// No more than MaxConns connections are served at once: with every one busy, the server
+// accepts no more, and the clients beyond them are served as slots free.
+func TestServeLimitsConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &countingListener{Listener: ln}
+	engine := &stuckEngine{entered: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, cl, engine, slog.New(slog.DiscardHandler))
+
+	const clients = MaxConns + 10
+	errs := make(chan error, clients)
+	for range clients {
+		go func() { _, err := NewClient(path).Status(context.Background()); errs <- err }()
+	}
+	for range MaxConns {
+		<-engine.entered
+	}
+	// Every slot is held by a request in Status: the server cannot have taken another.
+	if n := cl.accepted.Load(); n != MaxConns {
+		t.Errorf("accepted %d connections with all %d slots busy", n, MaxConns)
+	}
+	go func() {
+		for range clients - MaxConns {
+			<-engine.entered
+		}
+	}()
+	close(engine.release)
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

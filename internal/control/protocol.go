@@ -45,8 +45,8 @@ type response struct {
 type Engine interface {
 	Status() Status
 	JailStatus(name string) (JailStatus, error)
-	// BanIP bans addr in jail by hand.
-	BanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
+	// BanIPs bans addrs in jail by hand, recording them together.
+	BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([]AddrResult, error)
 	// UnbanIP lifts addr's bans in jail, or in every jail if jail is "".
 	UnbanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
 	// Reload rereads the configuration and applies it, or leaves everything as it was.
@@ -61,6 +61,9 @@ type Engine interface {
 type Status struct {
 	Version string   `json:"version"`
 	Jails   []string `json:"jails"`
+	// Degraded says what the daemon cannot do as it should, and what follows from it:
+	// bans in force whose records failed (a full disk, a lost database). "" when all is well.
+	Degraded string `json:"degraded,omitempty"`
 }
 
 // JailStatus is one jail's state, in the shape fail2ban-client users know.
@@ -75,6 +78,8 @@ type JailStatus struct {
 	Bans            []BanInfo    `json:"bans"`
 	ActionErrors    int64        `json:"action_errors"`
 	ActionsPending  int          `json:"actions_pending"` // failed calls waiting to be retried
+	// Unrecorded are bans in force whose record failed and is being retried.
+	Unrecorded int `json:"unrecorded,omitempty"`
 }
 
 // FileStatus is how reading one log file goes.
@@ -103,7 +108,7 @@ type AddrResult struct {
 	// Jails are the jails the address was banned or unbanned in.
 	Jails []string `json:"jails,omitempty"`
 	// Note explains a request that changed nothing ("already banned", "not banned",
-	// "on the ignore list").
+	// why an address is never banned).
 	Note string `json:"note,omitempty"`
 }
 

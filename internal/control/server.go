@@ -60,28 +60,65 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
+// MaxConns is how many connections the control server serves at once; more wait to be
+// accepted.
+const MaxConns = 64
+
 // Serve answers requests on ln with engine until ctx is done, then closes ln and waits
-// for the requests under way.
+// for the requests under way. A failure to accept that passes (out of file descriptors,
+// a connection aborted) is ridden out with a growing pause, as net/http does: a control
+// socket that cannot accept for a while must not stop the server.
 func Serve(ctx context.Context, ln net.Listener, engine Engine, logger *slog.Logger) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	slots := make(chan struct{}, MaxConns)
+	var pause time.Duration
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			<-slots
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("control socket: %w", err)
+			if !passing(err) {
+				return fmt.Errorf("control socket: %w", err)
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			logger.Warn("control socket cannot accept; retrying", "err", err, "retry_in", pause)
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
+		pause = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			defer conn.Close()
 			serveConn(ctx, conn, engine, logger)
 		}()
 	}
+}
+
+// passing reports whether an accept error may pass: the process or the system is out of
+// descriptors or buffers for now, or a client went away before it was accepted.
+func passing(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func serveConn(ctx context.Context, conn net.Conn, engine Engine, logger *slog.Logger) {
@@ -117,23 +154,23 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		return engine.Status(), nil
 	case cmdJailStatus:
 		return engine.JailStatus(req.Jail)
-	case cmdBanIP, cmdUnbanIP:
+	case cmdBanIP:
 		addrs, err := parseAddrs(req.Addrs)
 		if err != nil {
 			return nil, err
 		}
-		if req.Command == cmdBanIP && req.Jail == "" {
+		if req.Jail == "" {
 			return nil, &RemoteError{Code: CodeBadRequest, Message: "banip needs a jail"}
+		}
+		return engine.BanIPs(ctx, req.Jail, addrs)
+	case cmdUnbanIP:
+		addrs, err := parseAddrs(req.Addrs)
+		if err != nil {
+			return nil, err
 		}
 		var results []AddrResult
 		for _, a := range addrs {
-			var r AddrResult
-			var err error
-			if req.Command == cmdBanIP {
-				r, err = engine.BanIP(ctx, req.Jail, a)
-			} else {
-				r, err = engine.UnbanIP(ctx, req.Jail, a)
-			}
+			r, err := engine.UnbanIP(ctx, req.Jail, a)
 			if err != nil {
 				return nil, err
 			}

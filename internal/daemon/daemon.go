@@ -8,6 +8,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -63,7 +64,8 @@ type Daemon struct {
 	actions map[string]*actionRuntime
 	readers map[string]*reader // by path
 
-	store       *store.Store
+	controlLn   net.Listener
+	store       *store.Store                // used by one goroutine at a time: Run's, then the one owning changes
 	positions   map[string]watcher.Position // as last saved, by path; Run's goroutine only
 	metricsAddr string
 }
@@ -85,8 +87,18 @@ type actionRuntime struct {
 type reader struct {
 	follower *watcher.Follower
 	jails    atomic.Pointer[[]*jails.Jail]
-	cancel   context.CancelFunc
+	cancel   context.CancelFunc // nil until it reads
 	done     chan struct{}
+}
+
+// stop ends r's reading, or closes its file if it never began.
+func (r *reader) stop() {
+	if r.cancel == nil {
+		r.follower.Close()
+		return
+	}
+	r.cancel()
+	<-r.done
 }
 
 // New loads the configuration and returns a daemon ready to Run. A configuration error
@@ -121,7 +133,8 @@ func New(opts Options) (*Daemon, error) {
 }
 
 // Run starts every part and blocks until ctx is done, then stops them: file readers
-// first, then the actions' Stop. It returns early only if a part cannot start.
+// first, then the actions' Stop. It returns early if a part cannot start, or fails;
+// then the actions are not stopped, and what they put in the kernel stays.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.RLock()
 	socket := d.cfg.Server.Socket
@@ -131,10 +144,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
+	d.controlLn = ln
 	if err := d.openStore(ctx); err != nil {
 		return err
 	}
-	defer d.store.Close()
+	defer func() { d.store.Close() }() // the store in use at the end: it may have been made anew
 	var metricsLn net.Listener
 	if addr := d.cfg.Server.Metrics; addr != "" {
 		if metricsLn, err = net.Listen("tcp", addr); err != nil {
@@ -151,14 +165,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go d.banner.run(context.WithoutCancel(ctx))
 
 	g, gctx := errgroup.WithContext(ctx)
-	if err := d.apply(gctx, d.cfg); err != nil {
-		d.shutdown()
+	// Recorded bans are in force before any line is read: a line read again after a
+	// crash then finds its address banned already, and bans it neither again nor longer.
+	if err := d.apply(gctx, d.cfg, false); err != nil {
+		d.shutdown(false)
 		return err
 	}
 	if err := d.restore(gctx); err != nil {
-		d.shutdown()
+		d.shutdown(false)
 		return err
 	}
+	d.startReaders(gctx)
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
@@ -168,9 +185,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", len(d.jails), "dry_run", d.opts.DryRun)
 	close(d.ready)
 	err = g.Wait()
-	d.shutdown()
+	// Only an orderly stop lifts what the actions put in the kernel. A part that failed
+	// leaves it, as a crash would, for the next start to take over.
+	d.shutdown(err == nil)
+	if err != nil {
+		d.logger.Error("stopped on an error; bans stay in the kernel for the next start", "err", err)
+		return err
+	}
 	d.logger.Info("stopped")
-	return err
+	return nil
 }
 
 // MetricsAddr returns the address metrics are served on, once Ready; "" if none.
@@ -184,7 +207,12 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 func (d *Daemon) openStore(ctx context.Context) error {
 	s, err := store.Open(ctx, d.cfg.Server.Database)
 	if err != nil {
-		return fmt.Errorf("%w (set [server] database to a writable path)", err)
+		return err
+	}
+	if sv := s.Salvaged(); sv != nil {
+		d.logger.Error("DATABASE DAMAGED: moved aside, and what could be read of it salvaged into a new one; protecting with the rest",
+			"database", d.cfg.Server.Database, "damage", sv.Damage, "moved_to", sv.MovedTo,
+			"bans_salvaged", sv.Bans, "positions_salvaged", sv.Positions, "history_salvaged", sv.History)
 	}
 	positions, err := s.Positions(ctx)
 	if err != nil {
@@ -214,6 +242,10 @@ func (d *Daemon) restore(ctx context.Context) error {
 // saved at stop too.
 const positionSaveInterval = time.Second
 
+// storeCheckInterval is how often the database is checked for being deleted, replaced or
+// damaged while in use.
+const storeCheckInterval = 2 * time.Second
+
 // savePositions records the positions of the given readers that moved since last saved,
 // once the bans found in the lines before them are recorded.
 func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
@@ -228,6 +260,11 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
 		return
 	}
 	d.banner.flush(ctx)
+	// A ban whose record failed is only in memory: a crash would lose it, and the lines
+	// that made it must then be read again. So the positions wait until it is recorded.
+	if d.manager.Degraded().Unrecorded > 0 {
+		return
+	}
 	if err := d.store.SavePositions(ctx, moved); err != nil {
 		d.logger.Error("saving file positions", "err", err)
 		return
@@ -235,17 +272,57 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
 	maps.Copy(d.positions, moved)
 }
 
+// remakeStore replaces a database lost while in use (deleted, replaced, damaged) with a
+// new one holding what the daemon has in memory: every ban in force, with its count, and
+// the file positions last saved. The ban history of addresses not banned now is lost.
+// Whatever is at the path is moved aside first, with its write-ahead log: a new database
+// must not take up the old one's log.
+func (d *Daemon) remakeStore(ctx context.Context, cause error) {
+	path := d.cfg.Server.Database
+	d.logger.Error("DATABASE LOST while in use; making it anew from the bans in force", "database", path, "cause", cause)
+	moved, err := store.MoveAside(path)
+	if err != nil {
+		d.logger.Error("moving the lost database aside; trying again shortly", "database", path, "err", err)
+		return
+	}
+	s, err := store.Open(ctx, path)
+	if err != nil {
+		d.logger.Error("making the database anew; trying again shortly", "database", path, "err", err)
+		return
+	}
+	if err := d.manager.Resync(ctx, s); err != nil {
+		d.logger.Error("recording the bans in force in the new database; retried", "database", path, "err", err)
+	}
+	if err := s.SavePositions(ctx, d.positions); err != nil {
+		d.logger.Error("saving file positions in the new database", "database", path, "err", err)
+	}
+	old := d.store
+	d.store = s
+	old.Close()
+	n := len(d.manager.Bans(""))
+	d.logger.Warn("database made anew", "database", path, "bans_recorded", n, "old_files_moved_to", moved)
+}
+
 // ownChanges is the one goroutine that changes the configuration, the saver of file
-// positions, and the housekeeper that prunes aged-out failures.
+// positions, the keeper of the database, and the housekeeper that prunes aged-out
+// failures.
 func (d *Daemon) ownChanges(ctx context.Context) {
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	save := time.NewTicker(positionSaveInterval)
 	defer save.Stop()
+	check := time.NewTicker(storeCheckInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-check.C:
+			if err := d.store.Check(ctx); errors.Is(err, store.ErrLost) {
+				d.remakeStore(ctx, err)
+			} else if err != nil {
+				d.logger.Warn("checking the database", "err", err)
+			}
 		case answer := <-d.reloads:
 			answer <- d.reload(ctx)
 		case <-save.C:
@@ -296,7 +373,7 @@ func (d *Daemon) reload(ctx context.Context) error {
 			d.logger.Warn(c.key+" changed; it takes effect at the next start", "running", c.was, "configured", c.now)
 		}
 	}
-	if err := d.apply(ctx, cfg); err != nil {
+	if err := d.apply(ctx, cfg, true); err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
@@ -305,8 +382,9 @@ func (d *Daemon) reload(ctx context.Context) error {
 }
 
 // apply makes cfg the running configuration. Actions are started first; if one cannot
-// start, the new ones are stopped again and nothing else changes.
-func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
+// start, the new ones are stopped again and nothing else changes. New files' readers
+// start reading if read says so, else at startReaders.
+func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error {
 	if d.opts.Level != nil {
 		d.opts.Level.Set(cfg.Server.LogLevel)
 	}
@@ -368,8 +446,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	var gone []*reader
 	for path, r := range d.readers {
 		if _, ok := byPath[path]; !ok {
-			r.cancel()
-			<-r.done
+			r.stop()
 			gone = append(gone, r)
 			delete(d.readers, path)
 		}
@@ -380,7 +457,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config) error {
 	}
 	for path, r := range newReaders {
 		d.readers[path] = r
-		d.run(ctx, r)
+		if read {
+			d.run(ctx, r)
+		}
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
 	d.mu.Unlock()
@@ -493,6 +572,17 @@ func (d *Daemon) open(path string, js []*jails.Jail, start watcher.Start, maxLin
 	return r, nil
 }
 
+// startReaders starts every reader that is not reading yet.
+func (d *Daemon) startReaders(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.readers {
+		if r.cancel == nil {
+			d.run(ctx, r)
+		}
+	}
+}
+
 // run starts reading r's file into its jails, until ctx is done or r is cancelled.
 func (d *Daemon) run(ctx context.Context, r *reader) {
 	rctx, cancel := context.WithCancel(ctx)
@@ -530,21 +620,24 @@ func jailLines(j *jails.Jail, batch watcher.Batch, now time.Time, tickets []jail
 	return tickets
 }
 
-// shutdown stops the readers and saves where they stand, then stops every action.
-func (d *Daemon) shutdown() {
+// shutdown stops the readers and saves where they stand. An orderly one then stops
+// every action, which lifts what they put in the kernel (unless keep_on_stop); after a
+// failure the kernel keeps it, as after a crash.
+func (d *Daemon) shutdown(orderly bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	readers := slices.Collect(maps.Values(d.readers))
 	for _, r := range readers {
-		r.cancel()
-		<-r.done
+		r.stop()
 	}
 	clear(d.readers)
 	d.savePositions(ctx, readers)
 	d.banner.close()
-	stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
+	if orderly {
+		stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
+	}
 }
 
 func stopAll(ctx context.Context, as []*actionRuntime, logger *slog.Logger) {

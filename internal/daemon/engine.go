@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/jails"
@@ -19,7 +20,18 @@ var _ control.Engine = (*Daemon)(nil)
 func (d *Daemon) Status() control.Status {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return control.Status{Version: d.opts.Version, Jails: slices.Sorted(maps.Keys(d.jails))}
+	return control.Status{Version: d.opts.Version, Jails: slices.Sorted(maps.Keys(d.jails)), Degraded: d.degraded()}
+}
+
+// degraded describes what the daemon cannot do as it should, or "".
+func (d *Daemon) degraded() string {
+	g := d.manager.Degraded()
+	if g.Unrecorded == 0 && g.Undeleted == 0 {
+		return ""
+	}
+	return fmt.Sprintf("since %s the database refuses writes (%v): %d bans in force are not recorded and %d ended bans not deleted; "+
+		"all are kept in memory and retried, and file positions are not saved meanwhile, so a crash loses nothing",
+		g.Since.Local().Format(time.DateTime), g.Err, g.Unrecorded, g.Undeleted)
 }
 
 // JailStatus returns one jail's state.
@@ -45,6 +57,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 		TotalBanned:     bans.TotalBanned,
 	}
 	s.ActionsPending = d.manager.Pending(name)
+	s.Unrecorded = d.manager.UnrecordedIn(name)
 	errs := d.manager.ActionErrors()
 	for _, a := range jr.cfg.Actions {
 		s.ActionErrors += errs[a]
@@ -82,35 +95,45 @@ func (d *Daemon) UnbanAll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// BanIP bans addr in jail by hand; an address on the jail's ignore list is refused.
-func (d *Daemon) BanIP(ctx context.Context, jail string, addr netip.Addr) (control.AddrResult, error) {
+// BanIPs bans addrs in jail by hand, all recorded in one transaction. An address that
+// must never be banned is refused with the reason.
+func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([]control.AddrResult, error) {
 	d.mu.RLock()
 	jr, ok := d.jails[jail]
 	d.mu.RUnlock()
 	if !ok {
-		return control.AddrResult{}, fmt.Errorf("jail %q: %w", jail, control.ErrNotFound)
+		return nil, fmt.Errorf("jail %q: %w", jail, control.ErrNotFound)
 	}
-	r := control.AddrResult{Addr: addr}
-	t, err := jr.jail.Manual(addr, d.opts.Clock.Now())
-	if errors.Is(err, jails.ErrIgnored) {
-		r.Note = "on the ignore list (loopback, the host's own, or ignoreip): never banned"
-		return r, nil
+	now := d.opts.Clock.Now()
+	results := make([]control.AddrResult, len(addrs))
+	var tickets []jails.Ticket
+	for i, addr := range addrs {
+		results[i].Addr = addr
+		t, err := jr.jail.Manual(addr, now)
+		var ignored *jails.IgnoredError
+		if errors.As(err, &ignored) {
+			results[i].Note = ignored.Why + ": never banned"
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		tickets = append(tickets, t)
 	}
-	if err != nil {
-		return r, err
+	fresh := map[netip.Addr]bool{}
+	for _, b := range d.manager.BanAll(ctx, tickets) {
+		fresh[b.Addr] = true
 	}
-	_, isNew, err := d.manager.Ban(ctx, t)
-	if err != nil {
-		return r, fmt.Errorf("jail %q: %w", jail, err)
+	for i := range results {
+		switch {
+		case fresh[results[i].Addr]:
+			results[i].Done, results[i].Jails = true, []string{jail}
+			d.logger.Info("banned by hand", "jail", jail, "addr", results[i].Addr)
+		case results[i].Note == "":
+			results[i].Note, results[i].Jails = "already banned", []string{jail}
+		}
 	}
-	r.Jails = []string{jail}
-	if !isNew {
-		r.Note = "already banned"
-		return r, nil
-	}
-	r.Done = true
-	d.logger.Info("banned by hand", "jail", jail, "addr", addr)
-	return r, nil
+	return results, nil
 }
 
 // UnbanIP lifts addr's bans in jail, or in every jail if jail is "".

@@ -19,6 +19,7 @@ type metrics struct {
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
+	unrecorded, undeleted                  *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -37,6 +38,8 @@ func newMetrics(d *Daemon) *metrics {
 		unbans:      prometheus.NewDesc("logban_jail_unbans_total", "Bans of a jail lifted, by expiry or by hand.", []string{"jail"}, nil),
 		active:      prometheus.NewDesc("logban_jail_bans_active", "Bans in force.", []string{"jail"}, nil),
 		errors:      prometheus.NewDesc("logban_action_errors_total", "Action calls that failed.", []string{"action"}, nil),
+		unrecorded:  prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
+		undeleted:   prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
 	}
 }
 
@@ -51,7 +54,7 @@ func (m *metrics) observe(action string, unban bool, took time.Duration, _ error
 
 // Describe sends the descriptions of the metrics read at scrape time.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.linesRead, m.bytesBehind, m.longLines, m.failures, m.bans, m.unbans, m.active, m.errors} {
+	for _, d := range []*prometheus.Desc{m.linesRead, m.bytesBehind, m.longLines, m.failures, m.bans, m.unbans, m.active, m.errors, m.unrecorded, m.undeleted} {
 		ch <- d
 	}
 }
@@ -79,6 +82,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for action, n := range d.manager.ActionErrors() {
 		ch <- prometheus.MustNewConstMetric(m.errors, prometheus.CounterValue, float64(n), action)
 	}
+	g := d.manager.Degraded()
+	ch <- prometheus.MustNewConstMetric(m.unrecorded, prometheus.GaugeValue, float64(g.Unrecorded))
+	ch <- prometheus.MustNewConstMetric(m.undeleted, prometheus.GaugeValue, float64(g.Undeleted))
 }
 
 // serveMetrics serves /metrics on addr until ctx is done.

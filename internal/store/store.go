@@ -56,29 +56,85 @@ var schema = []string{
 
 // Store is an open database.
 type Store struct {
-	db   *sql.DB
-	path string
+	db       *sql.DB
+	path     string
+	id       identity // the file opened, to tell it from one put in its place
+	salvaged *Salvage
 }
 
 // Open opens the database at path, creating it and its folder if needed, and brings its
-// tables up to date.
+// tables up to date. A database too damaged to use (not a database, or failing SQLite's
+// quick check) is not a reason to leave the host unprotected: it is moved aside (see
+// MoveAside), the rows that can still be read are salvaged into a new one, and Salvaged
+// says what was done. Every error names the path.
 func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("database folder: %w", err)
 	}
+	s, err := open(ctx, path)
+	if err == nil {
+		err = s.quickCheck(ctx)
+		if err == nil {
+			return s, nil
+		}
+		s.Close()
+	}
+	if isPermission(err) {
+		return nil, fmt.Errorf("database %s: %w (set [server] database to a path ban-server may write)", path, err)
+	}
+	if !isDamage(err) {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	sv := salvage(ctx, path)
+	moved, merr := MoveAside(path)
+	if merr != nil {
+		return nil, fmt.Errorf("database %s is damaged (%v), and %w", path, err, merr)
+	}
+	if s, err = open(ctx, path); err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	if rerr := s.restore(ctx, sv); rerr != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: writing what was salvaged: %w", path, rerr)
+	}
+	s.salvaged = &Salvage{MovedTo: moved, Damage: err, Bans: len(sv.bans), History: len(sv.history), Positions: len(sv.positions)}
+	return s, nil
+}
+
+// open opens the database at path as it is and migrates its schema.
+func open(ctx context.Context, path string) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", path, err)
+		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
 	s := &Store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
+		return nil, err
+	}
+	if s.id, err = identify(path); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return s, nil
 }
+
+// quickCheck runs SQLite's quick check: every page and index readable and consistent.
+func (s *Store) quickCheck(ctx context.Context) error {
+	var result string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check(1)").Scan(&result); err != nil {
+		return err
+	}
+	if result != "ok" {
+		return fmt.Errorf("%s: %w", result, errDamaged)
+	}
+	return nil
+}
+
+// Salvaged reports what Open did with a damaged database; nil if it opened as it was.
+func (s *Store) Salvaged() *Salvage { return s.salvaged }
 
 func (s *Store) migrate(ctx context.Context) error {
 	var version int
@@ -112,6 +168,12 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Positions returns every saved position, by path.
 func (s *Store) Positions(ctx context.Context) (map[string]watcher.Position, error) {
+	return s.scanPositions(ctx, false)
+}
+
+// scanPositions reads the positions; lenient, it keeps those read before a row it
+// cannot read, for a salvage.
+func (s *Store) scanPositions(ctx context.Context, lenient bool) (map[string]watcher.Position, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT path, device, inode, first_line_hash, offset FROM positions")
 	if err != nil {
 		return nil, fmt.Errorf("reading positions: %w", err)
@@ -122,6 +184,9 @@ func (s *Store) Positions(ctx context.Context) (map[string]watcher.Position, err
 		var path string
 		var dev, ino, head, off int64
 		if err := rows.Scan(&path, &dev, &ino, &head, &off); err != nil {
+			if lenient {
+				return out, nil
+			}
 			return nil, fmt.Errorf("reading positions: %w", err)
 		}
 		out[path] = watcher.Position{
@@ -129,7 +194,10 @@ func (s *Store) Positions(ctx context.Context) (map[string]watcher.Position, err
 			Offset: off,
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil && !lenient {
+		return nil, err
+	}
+	return out, nil
 }
 
 // SavePositions records positions, by path, in one transaction.
@@ -259,29 +327,45 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading bans: %w", err)
 	}
+	return scanBans(rows, false)
+}
+
+// scanBans reads bans from rows and closes them; lenient, it stops at the first row it
+// cannot read and returns those before it, for a salvage.
+func scanBans(rows *sql.Rows, lenient bool) ([]jails.Record, error) {
 	defer rows.Close()
 	var out []jails.Record
+	fail := func(err error) ([]jails.Record, error) {
+		if lenient {
+			return out, nil
+		}
+		return nil, fmt.Errorf("reading bans: %w", err)
+	}
 	for rows.Next() {
 		var r jails.Record
 		var addr, banned string
 		var expires sql.NullString
-		if err := rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
-			return nil, fmt.Errorf("reading bans: %w", err)
+		var err error
+		if err = rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
+			return fail(err)
 		}
 		if r.Addr, err = netip.ParseAddr(addr); err != nil {
-			return nil, fmt.Errorf("reading bans: address %q: %w", addr, err)
+			return fail(fmt.Errorf("address %q: %w", addr, err))
 		}
 		if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
-			return nil, fmt.Errorf("reading bans: %w", err)
+			return fail(err)
 		}
 		if expires.Valid {
 			if r.Expires, err = time.Parse(timeFormat, expires.String); err != nil {
-				return nil, fmt.Errorf("reading bans: %w", err)
+				return fail(err)
 			}
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fail(err)
+	}
+	return out, nil
 }
 
 // BanCount returns how many times addr has been banned in jail, or in every jail if
