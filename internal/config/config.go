@@ -29,6 +29,7 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
 	"github.com/logban/logban/jails"
+	"github.com/logban/logban/watcher"
 )
 
 // Defaults for what a configuration leaves out.
@@ -100,8 +101,11 @@ type Jail struct {
 	IgnoreIP []netip.Prefix
 	// TrustedProxies are added to the server's for this jail (see Server.TrustedProxies).
 	TrustedProxies []netip.Prefix
-	Actions        []string
-	Start          string // "resume", "end" or "beginning"
+	// TimeZone is the zone of the timestamps of the jail's logs that carry none, as
+	// written (see ParseTimeZone); "" is the host's.
+	TimeZone string
+	Actions  []string
+	Start    string // "resume", "end" or "beginning"
 	// Increment ([jails.NAME.bantime_increment]) lengthens the bans of repeat offenders.
 	Increment jails.Increment
 }
@@ -137,6 +141,7 @@ type serverData struct {
 	Database       *string   `toml:"database"`
 	IgnoreIP       *[]Prefix `toml:"ignoreip"`
 	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
+	TimeZone       *string   `toml:"timezone"`
 	LogLevel       *string   `toml:"loglevel"`
 	MaxLineBytes   *int      `toml:"max_line_bytes"`
 	Metrics        *string   `toml:"metrics"`
@@ -154,6 +159,7 @@ type jailData struct {
 	Start    *string   `toml:"start"`
 
 	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
+	TimeZone       *string   `toml:"timezone"`
 
 	BantimeIncrement *incrementData `toml:"bantime_increment"`
 }
@@ -488,9 +494,14 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	if d.LogPath == nil || len(*d.LogPath) == 0 {
 		l.fail(at("logpath"), 0, key+"logpath", "no log files; list at least one, like logpath = [\"/var/log/zimbra.log\"]")
 	} else {
-		for _, p := range *d.LogPath {
+		for i, p := range *d.LogPath {
 			if p == "" {
 				l.fail(at("logpath"), 0, key+"logpath", "empty path")
+				continue
+			}
+			// A path that does not exist yet is fine: it is followed when it appears.
+			if fi, err := os.Stat(l.abs(p)); err == nil && !fi.Mode().IsRegular() {
+				l.fail(at("logpath"), 0, fmt.Sprintf("%slogpath[%d]", key, i), "%s is %s: a logpath must name a log file", l.abs(p), watcher.Kind(fi.Mode()))
 				continue
 			}
 			if !slices.Contains(j.LogPath, l.abs(p)) {
@@ -521,6 +532,12 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	}
 	if d.TrustedProxies != nil {
 		j.TrustedProxies = prefixes(*d.TrustedProxies)
+	}
+	if d.TimeZone != nil {
+		j.TimeZone = *d.TimeZone
+		if _, err := ParseTimeZone(j.TimeZone); err != nil {
+			l.fail(at("timezone"), 0, key+"timezone", "%v", err)
+		}
 	}
 	if d.Start != nil {
 		j.Start = *d.Start

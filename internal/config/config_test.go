@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +166,10 @@ func TestParseDuration(t *testing.T) {
 		{"d", 0, true},
 		{"", 0, true},
 		{"99999999999999999", 0, true},
+		{"10000w10000d2562047h", 0, true}, // wraps past int64
+		{"10000w10000d", time.Duration(10000*7+10000) * 24 * time.Hour, false},
+		{"2562047h", 2562047 * time.Hour, false},
+		{"1d2562047h", 0, true},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
@@ -231,5 +236,40 @@ trusted_proxies = ["2001:db8::/32"]
 	}
 	if _, r := f.Match([]byte(strings.ReplaceAll(line, "%s", "monitor@example.com")), time.Now()); r != filters.Ignored {
 		t.Errorf("its ignoreregex: %v", r)
+	}
+}
+
+// A logpath that names a FIFO (or a socket, a device) is refused: opening a FIFO would
+// block the daemon until something wrote to it.
+func TestLogpathFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "zimbra.log")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte("[actions.log]\ntype = \"log\"\n[jails.sasl]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\n"), 0o644)
+	_, err := Load(cfg)
+	if err == nil || !strings.HasSuffix(err.Error(), "jails.sasl.logpath[0]: "+fifo+" is a FIFO: a logpath must name a log file") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestParseTimeZone(t *testing.T) {
+	at := time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]int{"UTC": 0, "+01:00": 3600, "-0530": -19800, "UTC+0100": 3600, "GMT-05": -18000, "+14:00": 14 * 3600, "Europe/Berlin": 7200} {
+		loc, err := ParseTimeZone(in)
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if _, off := at.In(loc).Zone(); off != want {
+			t.Errorf("%q: offset %d, want %d", in, off, want)
+		}
+	}
+	for _, in := range []string{"+25:00", "+1:0", "Mars/Olympus", "UTC+", "CEST+1"} {
+		if _, err := ParseTimeZone(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
 	}
 }

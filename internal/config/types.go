@@ -46,6 +46,15 @@ func ParseDuration(s string) (Duration, error) {
 	}
 	rest := s
 	var total time.Duration
+	// add adds d to total, refusing a sum past what a duration holds: time.Duration
+	// would wrap to a negative, which reads as forever.
+	add := func(d time.Duration) error {
+		if d > maxDuration-total {
+			return fmt.Errorf("duration %q is too long (at most about 292 years)", s)
+		}
+		total += d
+		return nil
+	}
 	for _, unit := range []struct {
 		suffix string
 		d      time.Duration
@@ -58,7 +67,9 @@ func ParseDuration(s string) (Duration, error) {
 		if err != nil || n < 0 || n > 10000 {
 			return 0, badDuration(s)
 		}
-		total += time.Duration(n) * unit.d
+		if err := add(time.Duration(n) * unit.d); err != nil {
+			return 0, err
+		}
 		rest = rest[i+1:]
 	}
 	if rest != "" {
@@ -69,7 +80,9 @@ func ParseDuration(s string) (Duration, error) {
 		if d < 0 {
 			return 0, fmt.Errorf("negative duration %q (only -1, meaning forever, is allowed)", s)
 		}
-		total += d
+		if err := add(d); err != nil {
+			return 0, err
+		}
 	}
 	return Duration(total), nil
 }
@@ -121,4 +134,42 @@ func prefixes(ps []Prefix) []netip.Prefix {
 		out[i] = netip.Prefix(p)
 	}
 	return out
+}
+
+// ParseTimeZone reads a time zone for the timestamps of a log that carry none: "" (the
+// host's), a zone name ("UTC", "Europe/Berlin"), or an offset from UTC ("+01:00",
+// "-0530", fail2ban's "UTC+0100").
+func ParseTimeZone(s string) (*time.Location, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "Local" {
+		return time.Local, nil
+	}
+	off := strings.TrimPrefix(strings.TrimPrefix(s, "UTC"), "GMT")
+	if off != s && off == "" {
+		return time.UTC, nil
+	}
+	if len(off) > 1 && (off[0] == '+' || off[0] == '-') {
+		// HH, HHMM or HH:MM
+		hm := off[1:]
+		if len(hm) == 5 && hm[2] == ':' {
+			hm = hm[:2] + hm[3:]
+		}
+		if len(hm) == 2 {
+			hm += "00"
+		}
+		h, err1 := strconv.Atoi(hm[:min(2, len(hm))])
+		m, err2 := strconv.Atoi(hm[min(2, len(hm)):])
+		if len(hm) == 4 && strings.Trim(hm, "0123456789") == "" && err1 == nil && err2 == nil && h <= 14 && m < 60 {
+			sec := h*3600 + m*60
+			if off[0] == '-' {
+				sec = -sec
+			}
+			return time.FixedZone(s, sec), nil
+		}
+	}
+	loc, err := time.LoadLocation(s)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time zone %q; write a zone name like \"Europe/Berlin\" or \"UTC\", or an offset from UTC like \"+01:00\"", s)
+	}
+	return loc, nil
 }
