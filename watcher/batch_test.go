@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -120,3 +121,54 @@ func TestSearchAgreesWithEveryLine(t *testing.T) {
 }
 
 func pick(r *rand.Rand, xs ...string) string { return xs[r.IntN(len(xs))] }
+
+// FuzzReadFile: the lines ReadFile hands on are the file's lines, as a plain model cuts
+// them (LF ends a line, one CR before it is dropped, a line longer than the limit keeps
+// its start, a last line needs no LF), whatever the bytes and the limit; and every
+// batch lays its lines out in its Data as documented, at increasing offsets.
+// go test -fuzz FuzzReadFile ./watcher
+func FuzzReadFile(f *testing.F) {
+	f.Add([]byte("one\ntwo\r\nthree"), uint8(4), uint8(2))
+	f.Add([]byte("\n\n\r\n\r"), uint8(1), uint8(1))
+	f.Add([]byte(strings.Repeat("x", 300)+"\n"+strings.Repeat("y", 40)+"\r\n"), uint8(40), uint8(3))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, limit, batch uint8) {
+		maxLine := int(limit)%200 + 1
+		path := filepath.Join(dir, "app.log")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		rest := data
+		for len(rest) > 0 {
+			line := rest
+			if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+				line, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = nil
+			}
+			line = bytes.TrimSuffix(line, []byte{'\r'})
+			want = append(want, string(line[:min(len(line), maxLine)]))
+		}
+		var got []string
+		last := int64(0)
+		err := ReadFile(path, Options{MaxLineSize: maxLine, BatchSize: int(batch)%20 + 1}, func(b Batch) {
+			if msg := checkData(b); msg != "" {
+				t.Fatal(msg)
+			}
+			for _, l := range b.Lines {
+				if l.Offset <= last || l.Offset > int64(len(data)) {
+					t.Fatalf("offset %d after %d, file of %d bytes", l.Offset, last, len(data))
+				}
+				last = l.Offset
+				got = append(got, string(l.Text))
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: got %q, want %q", maxLine, got, want)
+		}
+	})
+}

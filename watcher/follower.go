@@ -81,6 +81,8 @@ type Follower struct {
 	emitFn  Handler
 	names   []string // base names whose events concern the path: its own, its link target's
 
+	warnedNotRegular bool // the path names no regular file, and a warning said so
+
 	mu  sync.Mutex
 	pos Position
 
@@ -129,8 +131,8 @@ func Open(path string, opts Options) (*Follower, error) {
 func (fw *Follower) bufSize() int { return max(256<<10, 2*fw.opts.MaxLineSize) }
 
 func (fw *Follower) position() error {
-	f, err := os.Open(fw.path)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := openRegular(fw.path)
+	if errors.Is(err, fs.ErrNotExist) || fw.notRegular(err) {
 		return nil
 	}
 	if err != nil {
@@ -199,11 +201,11 @@ func (fw *Follower) retireWhole(name string, current *os.File) error {
 	return nil
 }
 
-// openSource opens the file at name to be read from offset. A file that does not exist
-// is no error: it returns nil.
+// openSource opens the file at name to be read from offset. A file that does not exist,
+// or is not a regular file, is no error: it returns nil.
 func (fw *Follower) openSource(name string, offset int64) (*source, error) {
-	f, err := os.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
+	f, err := openRegular(name)
+	if errors.Is(err, fs.ErrNotExist) || fw.notRegular(err) {
 		return nil, nil
 	}
 	if err != nil {
@@ -219,6 +221,20 @@ func (fw *Follower) openSource(name string, offset int64) (*source, error) {
 		return nil, err
 	}
 	return src, nil
+}
+
+// notRegular reports whether err says the path names no regular file; it is then
+// followed as if absent, and the first time this is so, a warning says what it names.
+func (fw *Follower) notRegular(err error) bool {
+	if !errors.Is(err, ErrNotRegular) {
+		fw.warnedNotRegular = false
+		return false
+	}
+	if !fw.warnedNotRegular {
+		fw.logger.Warn("not following: the path does not name a regular file; waiting for one", "err", err)
+		fw.warnedNotRegular = true
+	}
+	return true
 }
 
 // lineStartBefore returns the offset just past the last newline before size, so that

@@ -3,11 +3,13 @@ package watcher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,5 +239,62 @@ func TestHeadHash(t *testing.T) {
 	}
 	if headHash(bytes.Repeat([]byte("x"), headMax+10)) == 0 {
 		t.Error("a first line longer than headMax has no head")
+	}
+}
+
+// A path that turns into a FIFO while followed is skipped with a warning, never opened
+// blocking: the follower still stops at once, and follows a file that comes back.
+func TestPathTurnedFIFOIsNotOpened(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	write(t, path, "one\n")
+	f := follow(t, path, Options{Start: FromBeginning, CheckInterval: 10 * time.Millisecond})
+	f.got.waitFor(t, 1)
+
+	os.Remove(path)
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	// Let the follower look at the FIFO a few times: it must not block on it.
+	time.Sleep(100 * time.Millisecond)
+	os.Remove(path)
+	write(t, path, "two\n")
+	f.got.waitFor(t, 2)
+
+	stopped := make(chan struct{})
+	go func() { f.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follower did not stop")
+	}
+	if got := f.got.texts(); !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("lines %q", got)
+	}
+}
+
+// Open at a FIFO neither blocks nor fails: the path is followed as if absent.
+func TestOpenAtAFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.log")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		fw, err := Open(path, Options{})
+		if fw != nil {
+			fw.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Open: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Open blocked on a FIFO")
+	}
+	if err := ReadFile(path, Options{}, func(Batch) {}); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "is a FIFO") {
+		t.Errorf("ReadFile: %v", err)
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -110,7 +112,7 @@ func findRotated(path string, was Identity, offset int64) (*os.File, Identity) {
 		if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, name))
+		f, err := openRegular(filepath.Join(dir, name))
 		if err != nil {
 			continue
 		}
@@ -189,4 +191,46 @@ func isRotationSuffix(s string) bool {
 		}
 	}
 	return true
+}
+
+// ErrNotRegular reports a path that names something other than a regular file: a
+// directory, a FIFO, a socket, a device. A follower never opens one: opening a FIFO for
+// reading would block until a writer came, and the daemon with it.
+var ErrNotRegular = errors.New("not a regular file")
+
+// openRegular opens name for reading if it is a regular file (or a link to one). It
+// opens without blocking, so that a FIFO cannot hold it up, and looks at what it opened.
+func openRegular(name string) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is %s: %w", name, Kind(fi.Mode()), ErrNotRegular)
+	}
+	return f, nil
+}
+
+// Kind names what a file mode says a path is: "a directory", "a FIFO", "a socket", "a
+// device", or "a regular file".
+func Kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		return "a device"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "not a regular file"
 }

@@ -3,7 +3,6 @@ package watcher
 import (
 	"bytes"
 	"fmt"
-	"os"
 )
 
 // ReadFile reads the file at path once, from its start to its end, and hands its lines to
@@ -21,7 +20,7 @@ func ReadFile(path string, opts Options, handle Handler) error {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1024
 	}
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return err
 	}

@@ -152,7 +152,7 @@ func (sp *splitter) split(s *source) {
 			case s.skipping:
 				s.start = s.end // the cut line goes on: drop what came of it
 				s.compact()
-			case len(data) >= sp.maxLine:
+			case len(data) > sp.maxLine: // longer than the limit even without a CR before its newline
 				s.cutFrom = s.base + int64(s.start)
 				sp.add(data[:sp.maxLine], s.cutFrom+int64(sp.maxLine), s.start, s.start+sp.maxLine)
 				sp.cut(s.cutFrom)
