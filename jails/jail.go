@@ -52,6 +52,7 @@ type Jail struct {
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
+	skew        SkewMeter
 }
 
 // New returns a jail.
@@ -78,16 +79,34 @@ func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
 	if r != filters.Matched {
 		return Ticket{}, false
 	}
+	if m.Timed {
+		j.skew.observe(m.Time, now)
+	}
 	return j.Failure(m.Addr, m.Time, now)
 }
+
+// Skew returns the steady offset between the jail's line times and the clock, measured
+// on the failures found since the last call (SkewMeter.Steady).
+func (j *Jail) Skew() (Skew, bool) { return j.skew.Steady() }
 
 // Next returns the index in data of the first place a line the jail's filter could match
 // may lie, or -1 if there is none (filters.Filter.Next).
 func (j *Jail) Next(data []byte) int { return j.filter.Next(data) }
 
-// Failure counts a failure of addr at t (the log's time), seen at now.
+// FutureTolerance is how far ahead of the host's clock a line's time may lie and still
+// count as written: a writer's clock a little ahead, or a log written in another time
+// zone, must not make failures look as if they had not happened yet.
+const FutureTolerance = time.Minute
+
+// Failure counts a failure of addr at t (the log's time), seen at now. A t further ahead
+// of now than FutureTolerance counts at now: a line stamped in the future (a writer's
+// clock set wrong, a forged year) would otherwise stay an address's newest failure and
+// keep every later one from counting.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
 	addr = addr.Unmap()
+	if t.After(now.Add(FutureTolerance)) {
+		t = now
+	}
 	if j.settings.Ignore.Contains(addr) {
 		j.ignored.Add(1)
 		return Ticket{}, false

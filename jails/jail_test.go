@@ -175,3 +175,21 @@ func TestCountsPruneAgedOutAddresses(t *testing.T) {
 		t.Errorf("after findtime: counts %+v", c)
 	}
 }
+
+// A failure stamped far in the future counts at the time it was read: it never stays an
+// address's newest failure and shields later ones.
+func TestFutureFailureShieldsNothing(t *testing.T) {
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: 10 * time.Minute})
+	a := netip.MustParseAddr("203.0.113.9")
+	j.Failure(a, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), t0)
+	j.Failure(a, t0.Add(time.Second), t0.Add(time.Second))
+	if _, ok := j.Failure(a, t0.Add(2*time.Second), t0.Add(2*time.Second)); !ok {
+		t.Error("three failures within findtime, one stamped 2099, did not ban")
+	}
+	// Within the tolerance, a time ahead is the line's own.
+	j.Failure(a, t0.Add(30*time.Second), t0)
+	j.Failure(a, t0, t0)
+	if tk, ok := j.Failure(a, t0, t0); !ok || !tk.Time.Equal(t0) {
+		t.Errorf("ticket %+v, %v", tk, ok)
+	}
+}

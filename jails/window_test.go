@@ -79,3 +79,49 @@ func TestWindowAgreesWithModel(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWindow drives Window and the model with operations read from the fuzzer's bytes:
+// failures at any time around now (future ones too), forgets and prunes, at any
+// maxretry; they must agree every time.
+// go test -fuzz FuzzWindow ./jails
+func FuzzWindow(f *testing.F) {
+	f.Add(uint8(3), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add(uint8(1), []byte{0, 0, 0, 0})
+	f.Add(uint8(5), []byte{200, 1, 200, 1, 200, 1, 200, 1, 255, 255})
+	f.Fuzz(func(t *testing.T, retry uint8, ops []byte) {
+		maxRetry := int(retry)%8 + 1
+		const findTime = 10 * time.Minute
+		w := NewWindow(maxRetry, findTime)
+		ref := &refWindow{maxRetry: maxRetry, findTime: findTime, seen: map[netip.Addr][]int64{}}
+		addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("::ffff:192.0.2.9")}
+		now := time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
+		for i := 0; i+1 < len(ops); i += 2 {
+			op, arg := ops[i], ops[i+1]
+			addr := addrs[int(op)%len(addrs)]
+			now = now.Add(time.Duration(op>>4) * time.Second)
+			switch {
+			case op%16 == 14:
+				w.Forget(addr)
+				delete(ref.seen, addr)
+			case op%16 == 15:
+				w.Prune(now)
+				limit := now.Add(-findTime).UnixNano()
+				for a, times := range ref.seen {
+					if times[len(times)-1] < limit {
+						delete(ref.seen, a)
+					}
+				}
+			default:
+				at := now.Add(time.Duration(int(arg)-200) * 5 * time.Second) // 17 minutes back to 5 ahead
+				gn, gr := w.Add(addr, at, now)
+				wn, wr := ref.add(addr, at, now)
+				if gn != wn || gr != wr {
+					t.Fatalf("Add(%v, %v) = %d, %v; model %d, %v", addr, at, gn, gr, wn, wr)
+				}
+			}
+			if w.Len() != len(ref.seen) {
+				t.Fatalf("%d addresses tracked, model %d", w.Len(), len(ref.seen))
+			}
+		}
+	})
+}
