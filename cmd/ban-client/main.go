@@ -327,6 +327,9 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	fmt.Fprintf(w, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
 	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
 	fmt.Fprintf(w, "|  |- Bytes behind:\t%d\n", behind)
+	if s.ClockAdvice != "" {
+		fmt.Fprintf(w, "|  |- Clock offset:\t%.0f s: %s\n", s.ClockOffset, s.ClockAdvice)
+	}
 	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
 	fmt.Fprintln(w, "`- Actions")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)

@@ -1,7 +1,9 @@
 package control
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -296,4 +298,45 @@ func TestServeLimitsConnections(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// FuzzServeConn: whatever a client sends, the server answers with one JSON line saying
+// it is logban, or closes; it never panics or hangs.
+// go test -fuzz FuzzServeConn ./internal/control
+func FuzzServeConn(f *testing.F) {
+	for _, s := range []string{
+		`{"cmd":"ping"}` + "\n",
+		`{"cmd":"banip","jail":"sasl","addrs":["203.0.113.5","2001:db8::1"]}` + "\n",
+		`{"cmd":"unbanip","addrs":["fe80::1%eth0"]}` + "\n",
+		`{"cmd":"jail-status","jail":"sasl"}`,
+		`{"cmd":"list"}`, `{"cmd":"reload"}`, `{"cmd":"unban-all"}`, `{"cmd":"status"}`,
+		"", "\n", "{", `{"cmd":1}`, `{"cmd":"banip","addrs":[1,2]}`, "\x00\xff\n",
+	} {
+		f.Add([]byte(s))
+	}
+	engine := &fakeEngine{banned: map[netip.Addr]bool{}}
+	f.Fuzz(func(t *testing.T, req []byte) {
+		server, client := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			defer server.Close()
+			serveConn(context.Background(), server, engine, slog.New(slog.DiscardHandler))
+		}()
+		go func() {
+			client.Write(req)
+			if !bytes.HasSuffix(req, []byte("\n")) {
+				client.Write([]byte("\n"))
+			}
+		}()
+		reply, err := io.ReadAll(client)
+		<-done
+		if err != nil || len(reply) == 0 {
+			return // closed without an answer: allowed
+		}
+		var resp response
+		if err := json.Unmarshal(reply, &resp); err != nil || resp.Logban != Version || !bytes.HasSuffix(reply, []byte("\n")) {
+			t.Fatalf("request %q: reply %q (%v)", req, reply, err)
+		}
+	})
 }

@@ -80,6 +80,10 @@ type JailStatus struct {
 	ActionsPending  int          `json:"actions_pending"` // failed calls waiting to be retried
 	// Unrecorded are bans in force whose record failed and is being retried.
 	Unrecorded int `json:"unrecorded,omitempty"`
+	// ClockOffset is how far the jail's line times lie steadily behind the host's
+	// clock, in seconds (negative: ahead), once found; ClockAdvice says what fixes it.
+	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
+	ClockAdvice string  `json:"clock_advice,omitempty"`
 }
 
 // FileStatus is how reading one log file goes.

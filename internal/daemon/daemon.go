@@ -76,6 +76,17 @@ type jailRuntime struct {
 	trusted []netip.Prefix
 	filter  config.Filter
 	jail    *jails.Jail
+
+	// skew is the steady offset of the jail's line times from the clock, once found.
+	skew atomic.Pointer[skewReport]
+	// caughtUp says the jail's files were all read to their end at the last look.
+	caughtUp atomic.Bool
+}
+
+// skewReport is a steady clock offset found in a jail's lines, and what fixes it.
+type skewReport struct {
+	jails.Skew
+	Advice string
 }
 
 type actionRuntime struct {
@@ -246,6 +257,37 @@ const positionSaveInterval = time.Second
 // damaged while in use.
 const storeCheckInterval = 2 * time.Second
 
+// skewInterval is how often each jail's line times are compared with the clock.
+const skewInterval = 10 * time.Second
+
+// judgeSkew looks, for each jail whose files were read to their end at the last look and
+// still are, whether its recent failures' line times are steadily off the clock, and
+// reports it once: a log written in another time zone, or by a host whose clock is
+// wrong, silently ages (or rejuvenates) every failure. A jail catching up on a backlog is
+// not judged: old lines read now are old, not skewed.
+func (d *Daemon) judgeSkew() {
+	now := d.opts.Clock.Now()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for name, jr := range d.jails {
+		caughtUp := true
+		for _, p := range jr.cfg.LogPath {
+			if r, ok := d.readers[p]; !ok || r.follower.Stats().Behind > 0 {
+				caughtUp = false
+			}
+		}
+		wasCaughtUp := jr.caughtUp.Swap(caughtUp)
+		sk, steady := jr.jail.Skew() // forgets what it judged, either way
+		if !steady || !caughtUp || !wasCaughtUp || jr.skew.Load() != nil {
+			continue
+		}
+		loc, _ := config.ParseTimeZone(jr.cfg.TimeZone)
+		rep := &skewReport{Skew: sk, Advice: sk.Advice(name, loc, now)}
+		jr.skew.Store(rep)
+		d.logger.Warn("clock skew: "+rep.Advice, "jail", name, "offset", sk.Offset.Round(time.Second))
+	}
+}
+
 // savePositions records the positions of the given readers that moved since last saved,
 // once the bans found in the lines before them are recorded.
 func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
@@ -313,10 +355,14 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 	defer save.Stop()
 	check := time.NewTicker(storeCheckInterval)
 	defer check.Stop()
+	skew := time.NewTicker(skewInterval)
+	defer skew.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-skew.C:
+			d.judgeSkew()
 		case <-check.C:
 			if err := d.store.Check(ctx); errors.Is(err, store.ErrLost) {
 				d.remakeStore(ctx, err)
@@ -525,6 +571,11 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 		if err != nil {
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
+		loc, err := config.ParseTimeZone(jc.TimeZone)
+		if err != nil {
+			return nil, fmt.Errorf("jail %q: %w", name, err)
+		}
+		f.SetLocation(loc)
 		out[name] = &jailRuntime{cfg: jc, ignore: ignore, trusted: trusted, filter: fc, jail: jails.New(name, f, jails.Settings{
 			MaxRetry: jc.MaxRetry,
 			FindTime: jc.FindTime,

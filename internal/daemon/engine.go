@@ -58,6 +58,9 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	}
 	s.ActionsPending = d.manager.Pending(name)
 	s.Unrecorded = d.manager.UnrecordedIn(name)
+	if sk := jr.skew.Load(); sk != nil {
+		s.ClockOffset, s.ClockAdvice = sk.Offset.Seconds(), sk.Advice
+	}
 	errs := d.manager.ActionErrors()
 	for _, a := range jr.cfg.Actions {
 		s.ActionErrors += errs[a]

@@ -19,7 +19,7 @@ type metrics struct {
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
-	unrecorded, undeleted                  *prometheus.Desc
+	unrecorded, undeleted, clockOffset     *prometheus.Desc
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -40,6 +40,7 @@ func newMetrics(d *Daemon) *metrics {
 		errors:      prometheus.NewDesc("logban_action_errors_total", "Action calls that failed.", []string{"action"}, nil),
 		unrecorded:  prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
 		undeleted:   prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
+		clockOffset: prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
 	}
 }
 
@@ -54,7 +55,7 @@ func (m *metrics) observe(action string, unban bool, took time.Duration, _ error
 
 // Describe sends the descriptions of the metrics read at scrape time.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.linesRead, m.bytesBehind, m.longLines, m.failures, m.bans, m.unbans, m.active, m.errors, m.unrecorded, m.undeleted} {
+	for _, d := range []*prometheus.Desc{m.linesRead, m.bytesBehind, m.longLines, m.failures, m.bans, m.unbans, m.active, m.errors, m.unrecorded, m.undeleted, m.clockOffset} {
 		ch <- d
 	}
 }
@@ -72,6 +73,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for name, jr := range d.jails {
 		ch <- prometheus.MustNewConstMetric(m.failures, prometheus.CounterValue, float64(jr.jail.Counts(now).TotalFailed), name)
+		offset := 0.0
+		if sk := jr.skew.Load(); sk != nil {
+			offset = sk.Offset.Seconds()
+		}
+		ch <- prometheus.MustNewConstMetric(m.clockOffset, prometheus.GaugeValue, offset, name)
 		if c, err := d.manager.Counts(name); err == nil {
 			ch <- prometheus.MustNewConstMetric(m.bans, prometheus.CounterValue, float64(c.TotalBanned), name)
 			ch <- prometheus.MustNewConstMetric(m.unbans, prometheus.CounterValue, float64(c.TotalUnbanned), name)

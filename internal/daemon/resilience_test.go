@@ -309,3 +309,54 @@ func TestManualBanOfManyAddresses(t *testing.T) {
 	}
 	waitRecorded(t, h.dbPath(), 2000)
 }
+
+// stoppedClock is a clock that stays where the test puts it.
+type stoppedClock struct{ at atomic.Pointer[time.Time] }
+
+func (c *stoppedClock) Now() time.Time { return *c.at.Load() }
+
+// A log whose line times are steadily an hour off the host's clock (written in another
+// time zone) is reported once, with the offset and the setting that fixes it; with that
+// setting, its failures count when they happened.
+func TestClockSkewReported(t *testing.T) {
+	now := time.Date(2026, 3, 5, 16, 0, 0, 0, time.Local)
+	clock := &stoppedClock{}
+	clock.at.Store(&now)
+	// findtime 10m: an hour-old failure never counts.
+	cfg := strings.Replace(strings.Replace(baseConfig, "maxretry = 3", "maxretry = 100", 1), `findtime = "1h"`, `findtime = "10m"`, 1)
+	h := start(t, cfg, Options{Clock: clock})
+	writeAt := func(n int, at time.Time) {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "%s mta1 postfix/submission/smtpd[1]: warning: unknown[203.0.113.%d]: SASL LOGIN authentication failed: x\n", at.Format(time.Stamp), i)
+		}
+		h.append(b.String())
+	}
+	hourBehind := now.Add(-time.Hour)
+	writeAt(20, hourBehind)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.TotalFailed == 20 })
+	h.d.judgeSkew() // the files are read to their end: the next look may judge
+	writeAt(20, hourBehind)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.TotalFailed == 40 })
+	h.d.judgeSkew()
+	s := h.waitFor("sasl", func(control.JailStatus) bool { return true })
+	if s.ClockOffset != 3600 || !strings.Contains(s.ClockAdvice, "steadily 1h0m0s behind") || !strings.Contains(s.ClockAdvice, "set jails.sasl.timezone") {
+		t.Fatalf("clock offset %v: %q", s.ClockOffset, s.ClockAdvice)
+	}
+	_, off := now.Zone()
+	h.writeConfig(strings.Replace(cfg, "maxretry = 100", fmt.Sprintf("maxretry = 3\ntimezone = %q", offsetText(off-3600)), 1))
+	if err := h.d.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Read in the writer's zone, these are now: three failures of one address ban it.
+	h.append(strings.Repeat(fmt.Sprintf("%s mta1 postfix/submission/smtpd[1]: warning: unknown[198.51.100.9]: SASL LOGIN authentication failed: x\n", hourBehind.Format(time.Stamp)), 3))
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+}
+
+func offsetText(sec int) string {
+	sign := "+"
+	if sec < 0 {
+		sign, sec = "-", -sec
+	}
+	return fmt.Sprintf("%s%02d:%02d", sign, sec/3600, sec%3600/60)
+}
