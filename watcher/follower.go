@@ -461,6 +461,10 @@ func (fw *Follower) recoverTruncated() {
 		}
 		f.Close()
 		fw.logger.Info("file truncated; read the rest from its copy", "copy", f.Name(), "offset", from)
+	} else if copyName, size := shorterCopy(fw.path, fw.cur.id, from); copyName != "" {
+		// Read at full speed, the follower was past the end of logrotate's copy: it had
+		// read everything the copy holds, and more.
+		fw.logger.Info("file truncated; everything its copy holds was read already", "copy", copyName, "copy_size", size, "offset", from)
 	} else {
 		fw.logger.Warn("file truncated and no copy of it found; lines written just before may be lost", "offset", from)
 	}

@@ -134,6 +134,36 @@ func findRotated(path string, was Identity, offset int64) (*os.File, Identity) {
 	return copyFile, copyID
 }
 
+// shorterCopy returns the name and size of a copy of the file was beside path (same
+// first line, another inode) that ends at or before offset: one whose every line was read
+// before the file was truncated. It returns "" if there is none.
+func shorterCopy(path string, was Identity, offset int64) (string, int64) {
+	if was.Head == 0 {
+		return "", 0
+	}
+	dir, base := filepath.Split(path)
+	entries, err := os.ReadDir(filepath.Clean(dir))
+	if err != nil {
+		return "", 0
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
+			continue
+		}
+		f, err := openRegular(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		id, size, err := identify(f)
+		f.Close()
+		if err == nil && id.Head == was.Head && size <= offset && (id.Device != was.Device || id.Inode != was.Inode) {
+			return filepath.Join(dir, name), size
+		}
+	}
+	return "", 0
+}
+
 func hasSuffix(s string, suffixes []string) bool {
 	for _, x := range suffixes {
 		if strings.HasSuffix(s, x) {

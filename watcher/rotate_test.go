@@ -349,3 +349,41 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// A truncation whose copy is shorter than what the follower read (the follower was past
+// the copy's end when logrotate truncated) loses nothing the copy holds: it is told as
+// such, not warned about; a truncation with no copy at all is warned about.
+func TestTruncatedBehindAShorterCopy(t *testing.T) {
+	for _, withCopy := range []bool{true, false} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "app.log")
+		write(t, path, "first line\nsecond\n")
+		var logged strings.Builder
+		fw, err := Open(path, Options{Start: FromBeginning, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fw.Close()
+		fw.emitFn = func(Batch) {}
+		if _, err := fw.readAll(); err != nil {
+			t.Fatal(err)
+		}
+		if withCopy {
+			copyFile(t, path, path+".1") // logrotate's copy...
+		}
+		write(t, path, "third, read after the copy was made\n")
+		if _, err := fw.readAll(); err != nil {
+			t.Fatal(err)
+		}
+		must(t, os.Truncate(path, 0)) // ...then its truncation
+		write(t, path, "new first line\n")
+		if _, err := fw.readAll(); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(logged.String(), "no copy of it found")
+		told := strings.Contains(logged.String(), "everything its copy holds was read already")
+		if withCopy && (warned || !told) || !withCopy && !warned {
+			t.Errorf("with a copy %v:\n%s", withCopy, logged.String())
+		}
+	}
+}
