@@ -118,6 +118,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// Once stopping, a second SIGINT or SIGTERM is no longer caught: it ends the process
+	// at once, as without a handler.
+	context.AfterFunc(ctx, func() {
+		stop()
+		logger.Info("stopping; a second SIGINT or SIGTERM stops at once, leaving bans in the kernel")
+	})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -108,3 +108,45 @@ actions = ["log"]
 }
 
 var quietLogger = slog.New(slog.DiscardHandler)
+
+// A log path that turns into a FIFO while ban-server runs is skipped, not opened (which
+// would block until a writer came): SIGTERM still stops the server at once.
+func TestFIFOLogpathDoesNotHoldTheServer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "logban.toml")
+	log := filepath.Join(dir, "zimbra.log")
+	os.WriteFile(log, nil, 0o644)
+	os.WriteFile(cfg, []byte("[server]\nsocket = \"s.sock\"\ndatabase = \"logban.db\"\n[actions.log]\ntype = \"log\"\n[jails.sasl]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
+	c := control.NewClient(filepath.Join(dir, "s.sock"))
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server did not answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	os.Remove(log)
+	if err := syscall.Mkfifo(log, 0o600); err != nil {
+		t.Skip("no FIFO here:", err)
+	}
+	// The follower looks at the path on its next event or check: then the server must
+	// still answer, and stop.
+	for range 3 {
+		if err := c.Ping(ctx); err != nil {
+			t.Fatalf("server stopped answering: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server did not stop within 5 s")
+	}
+}
