@@ -17,12 +17,14 @@ type TimeParser struct {
 	Location *time.Location
 }
 
-// futureSlack is how far past now a syslog timestamp may lie before it is taken to be from
-// the previous year (a December line read in January).
-const futureSlack = time.Minute
+// yearSlack is how far past now a syslog timestamp may lie and still be taken for this
+// year (or the next): a writer whose clock or time zone is ahead of the host's writes
+// "Jan  1 00:00:10" while the host still reads on Dec 31. Further ahead, the timestamp
+// is from the year before: a December line read in January, an old log read through.
+const yearSlack = 24 * time.Hour
 
 // Parse returns the timestamp at the start of line. now decides the year of a syslog
-// timestamp, which is never placed in the future.
+// timestamp: the most recent that puts it no more than a day ahead of now.
 func (p TimeParser) Parse(line []byte, now time.Time) (time.Time, bool) {
 	t, _, ok := p.ParseFormat(line, now)
 	return t, ok
@@ -96,12 +98,14 @@ func parseSyslog(b []byte, now time.Time, loc *time.Location) (time.Time, bool) 
 	if !ok || day < 1 || day > 31 {
 		return time.Time{}, false
 	}
+	// The most recent year in which the timestamp is no more than yearSlack ahead of now.
 	now = now.In(loc)
-	t := time.Date(now.Year(), time.Month(month), day, h, m, s, 0, loc)
-	if t.After(now.Add(futureSlack)) {
-		t = time.Date(now.Year()-1, time.Month(month), day, h, m, s, 0, loc)
+	limit := now.Add(yearSlack)
+	for year := now.Year() + 1; ; year-- {
+		if t := time.Date(year, time.Month(month), day, h, m, s, 0, loc); !t.After(limit) {
+			return t, true
+		}
 	}
-	return t, true
 }
 
 // parseISO reads "YYYY-MM-DD HH:MM:SS" or "YYYY-MM-DDTHH:MM:SS", then an optional fraction
