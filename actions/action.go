@@ -55,6 +55,24 @@ type Shared interface {
 	SharedAcrossJails()
 }
 
+// Batcher is implemented by actions that make many calls at once for less than one at a
+// time (a kernel action sends many requests in one system call). The ban manager hands
+// it runs of consecutive bans, or of unbans, in the order they came. Each returns one
+// error per ban, nil where the call worked.
+type Batcher interface {
+	BanBatch(ctx context.Context, bans []Ban) []error
+	UnbanBatch(ctx context.Context, bans []Ban) []error
+}
+
+// Reconciler is implemented by kernel actions that can list the addresses they hold, so
+// that the kernel can be compared with the bans in force and repaired both ways: a
+// route someone deleted by hand comes back, and one no ban stands behind goes. Holds
+// returns the addresses held for jail; a Shared action's hold belongs to no jail, and it
+// ignores jail.
+type Reconciler interface {
+	Holds(ctx context.Context, jail string) ([]netip.Addr, error)
+}
+
 // JailPreparer is implemented by actions that keep something per jail (a chain, a set).
 // The ban manager calls PrepareJail when a jail starts using the action, so what the
 // jail needs is in place before its first ban, and Stop removes it.
@@ -121,6 +139,7 @@ func Kinds() []string {
 // UnknownKindError reports a `type` that names no registered kind.
 type UnknownKindError struct{ Name string }
 
+// Error names the kind and the kinds there are.
 func (e *UnknownKindError) Error() string {
 	return fmt.Sprintf("unknown action type %q; valid: %s", e.Name, strings.Join(Kinds(), ", "))
 }

@@ -96,47 +96,26 @@ func kernelName(jail, suffix string, max int) string {
 // Both iptables families, as go-iptables names them.
 var families = []iptables.Protocol{iptables.ProtocolIPv4, iptables.ProtocolIPv6}
 
-// ruleTable is what the firewall actions need of go-iptables.
-type ruleTable interface {
-	Exists(table, chain string, rulespec ...string) (bool, error)
-	Insert(table, chain string, pos int, rulespec ...string) error
-	InsertUnique(table, chain string, pos int, rulespec ...string) error
-	DeleteIfExists(table, chain string, rulespec ...string) error
-	ChainExists(table, chain string) (bool, error)
-	NewChain(table, chain string) error
-	ClearAndDeleteChain(table, chain string) error
-	ListChains(table string) ([]string, error)
-	List(table, chain string) ([]string, error)
-}
-
 // lazyTables makes go-iptables handles when first needed (go-iptables runs the binary
 // to learn its version), and again after a failure, so an iptables installed later is
 // found by the retry.
 type lazyTables struct {
 	mu     sync.Mutex
-	tables map[iptables.Protocol]ruleTable
-	// make, if set, replaces go-iptables (tests).
-	make func(iptables.Protocol) (ruleTable, error)
+	tables map[iptables.Protocol]*iptables.IPTables
 }
 
-func (l *lazyTables) get(fam iptables.Protocol) (ruleTable, error) {
+func (l *lazyTables) get(fam iptables.Protocol) (*iptables.IPTables, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if t, ok := l.tables[fam]; ok {
 		return t, nil
 	}
-	var t ruleTable
-	var err error
-	if l.make != nil {
-		t, err = l.make(fam)
-	} else {
-		t, err = iptables.New(iptables.IPFamily(fam), iptables.Timeout(5))
-	}
+	t, err := iptables.New(iptables.IPFamily(fam), iptables.Timeout(5))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", famName(fam), err)
 	}
 	if l.tables == nil {
-		l.tables = map[iptables.Protocol]ruleTable{}
+		l.tables = map[iptables.Protocol]*iptables.IPTables{}
 	}
 	l.tables[fam] = t
 	return t, nil
@@ -149,9 +128,9 @@ func familyOf(isV4 bool) iptables.Protocol {
 	return iptables.ProtocolIPv6
 }
 
-// removeHooks deletes every rule in a built-in chain that jumps to, or matches a set
-// named with, logban's prefix, and returns what it removed.
-func removeHooks(t ruleTable) error {
+// removeHooks deletes every rule in INPUT and FORWARD that jumps to a chain, or matches
+// a set, named with logban's prefix.
+func removeHooks(t *iptables.IPTables) error {
 	for _, chain := range []string{"INPUT", "FORWARD"} {
 		rules, err := t.List("filter", chain)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -152,6 +153,70 @@ func (a *IPSet) Ban(_ context.Context, b Ban) error {
 	return nil
 }
 
+// BanBatch adds the addresses of bans to their jails' sets, or renews their timeouts,
+// many per system call.
+func (a *IPSet) BanBatch(_ context.Context, bans []Ban) []error {
+	errs := make([]error, len(bans))
+	var reqs []*nl.NetlinkRequest
+	var at []int // the ban each request is for
+	now := time.Now()
+	for i, b := range bans {
+		set, err := a.set(familyOf(b.Addr.Is4()), b.Jail)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		reqs = append(reqs, ipsetRequest(nl.IPSET_CMD_ADD, set, b.Addr, timeout(b, now)))
+		at = append(at, i)
+	}
+	for k, err := range a.nl.send(reqs) {
+		if i := at[k]; err != nil {
+			errs[i] = fmt.Errorf("adding %v to set %s: %w", bans[i].Addr, setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
+		}
+	}
+	return errs
+}
+
+// UnbanBatch removes the addresses of bans from their jails' sets, many per system
+// call; one not there is not an error.
+func (a *IPSet) UnbanBatch(_ context.Context, bans []Ban) []error {
+	reqs := make([]*nl.NetlinkRequest, len(bans))
+	for i, b := range bans {
+		reqs[i] = ipsetRequest(nl.IPSET_CMD_DEL, setName(b.Jail, familyOf(b.Addr.Is4())), b.Addr, nil)
+	}
+	errs := a.nl.send(reqs)
+	for i, err := range errs {
+		if err != nil && isAbsent(err) {
+			errs[i] = nil
+		} else if err != nil {
+			errs[i] = fmt.Errorf("removing %v from set %s: %w", bans[i].Addr, setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
+		}
+	}
+	return errs
+}
+
+// ipsetRequest builds the netlink request that adds addr to set (with timeout, an
+// existing entry's renewed) or deletes it: what netlink.Handle.IpsetAdd and IpsetDel
+// send for an entry with Replace set.
+func ipsetRequest(cmd int, set string, addr netip.Addr, timeout *uint32) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), nl.GetIpsetFlags(cmd))
+	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
+	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(set)))
+	data := nl.NewRtAttr(nl.IPSET_ATTR_DATA|int(nl.NLA_F_NESTED), nil)
+	if timeout != nil {
+		data.AddChild(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_TIMEOUT | nl.NLA_F_NET_BYTEORDER, Value: *timeout})
+	}
+	ipType := int(nl.NLA_F_NET_BYTEORDER) | nl.IPSET_ATTR_IPADDR_IPV4
+	if addr.Is6() {
+		ipType = int(nl.NLA_F_NET_BYTEORDER) | nl.IPSET_ATTR_IPADDR_IPV6
+	}
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP|int(nl.NLA_F_NESTED), nl.NewRtAttr(ipType, addr.AsSlice()).Serialize()))
+	data.AddChild(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_LINENO | nl.NLA_F_NET_BYTEORDER, Value: 0})
+	req.AddData(data)
+	return req
+}
+
 // Unban removes the address from the jail's set; one not there is not an error.
 func (a *IPSet) Unban(_ context.Context, b Ban) error {
 	h, err := a.nl.get()
@@ -164,6 +229,31 @@ func (a *IPSet) Unban(_ context.Context, b Ban) error {
 		return fmt.Errorf("removing %v from set %s: %w", b.Addr, set, err)
 	}
 	return nil
+}
+
+// Holds lists the addresses in the jail's sets, both families. A set not there holds
+// nothing.
+func (a *IPSet) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+	h, err := a.nl.get()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, fam := range families {
+		res, err := h.IpsetList(setName(jail, fam))
+		if isAbsent(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing set %s: %w", setName(jail, fam), err)
+		}
+		for _, e := range res.Entries {
+			if addr, ok := netip.AddrFromSlice(e.IP); ok {
+				out = append(out, addr.Unmap())
+			}
+		}
+	}
+	return out, nil
 }
 
 // isAbsent reports an ipset error meaning the entry (IPSET_ERR_EXIST, on delete) or the

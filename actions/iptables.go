@@ -141,6 +141,38 @@ func (a *IPTables) Unban(_ context.Context, b Ban) error {
 	return nil
 }
 
+// Holds lists the addresses with a rule in the jail's chains, both families. A chain
+// not there holds nothing.
+func (a *IPTables) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+	chain := kernelName(jail, "", 28)
+	var out []netip.Addr
+	for _, fam := range families {
+		t, err := a.tables.get(fam)
+		if err != nil {
+			return nil, err
+		}
+		if ok, err := t.ChainExists("filter", chain); err != nil || !ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		rules, err := t.List("filter", chain)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s chain %s: %w", famName(fam), chain, err)
+		}
+		for _, rule := range rules { // -A logban-sasl -s 192.0.2.2/32 -j DROP
+			f := strings.Fields(rule)
+			for i := 0; i+1 < len(f); i++ {
+				if p, err := netip.ParsePrefix(f[i+1]); f[i] == "-s" && err == nil && p.IsSingleIP() {
+					out = append(out, p.Addr().Unmap())
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // Stop removes the chains this action made and their hooks, unless keep_on_stop.
 func (a *IPTables) Stop(context.Context) error {
 	if a.opts.KeepOnStop {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,9 +116,9 @@ func TestRouteInTheKernel(t *testing.T) {
 			checkBlocking(t, lab, r, "sasl", func() {
 				golden(t, "route-"+typ, routes(lab))
 				var got []netip.Addr
-				lab.Do(func() { got, err = r.Banned() })
+				lab.Do(func() { got, err = r.Holds(ctx, "") })
 				if err != nil || len(got) != 2 || got[0] != netnstest.Client4 || got[1] != netnstest.Client6 {
-					t.Errorf("Banned() = %v, %v", got, err)
+					t.Errorf("Holds() = %v, %v", got, err)
 				}
 			})
 			// Stop removes logban's routes and nothing else.
@@ -191,6 +192,15 @@ func TestFirewallsInTheKernel(t *testing.T) {
 			}
 			checkBlocking(t, lab, a, "zimbra-submission", func() {
 				golden(t, k.name, firewall(lab))
+				var held []netip.Addr
+				lab.Do(func() { held, err = a.(Reconciler).Holds(ctx, "zimbra-submission") })
+				slices.SortFunc(held, netip.Addr.Compare)
+				if err != nil || !slices.Equal(held, []netip.Addr{netnstest.Client4, netnstest.Client6}) {
+					t.Errorf("Holds() = %v, %v", held, err)
+				}
+				if lab.Do(func() { held, err = a.(Reconciler).Holds(ctx, "another-jail") }); err != nil || len(held) != 0 {
+					t.Errorf("Holds(another jail) = %v, %v", held, err)
+				}
 			})
 			lab.Do(func() { err = a.Stop(ctx) })
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,6 +118,65 @@ func (r *Route) Ban(_ context.Context, b Ban) error {
 	return nil
 }
 
+// BanBatch adds the null routes of bans, many per system call.
+func (r *Route) BanBatch(_ context.Context, bans []Ban) []error {
+	reqs := make([]*nl.NetlinkRequest, len(bans))
+	for i, b := range bans {
+		reqs[i] = r.request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, nl.NewRtMsg(), b.Addr)
+	}
+	errs := r.nl.send(reqs)
+	for i, err := range errs {
+		if err != nil && errors.Is(err, unix.EEXIST) {
+			errs[i] = nil
+		} else if err != nil {
+			errs[i] = fmt.Errorf("adding %s route for %v: %w", r.opts.Type, bans[i].Addr, err)
+		}
+	}
+	return errs
+}
+
+// UnbanBatch removes the null routes of bans, many per system call.
+func (r *Route) UnbanBatch(_ context.Context, bans []Ban) []error {
+	reqs := make([]*nl.NetlinkRequest, len(bans))
+	for i, b := range bans {
+		reqs[i] = r.request(unix.RTM_DELROUTE, unix.NLM_F_ACK, nl.NewRtDelMsg(), b.Addr)
+	}
+	errs := r.nl.send(reqs)
+	for i, err := range errs {
+		if err != nil && (errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT)) {
+			errs[i] = nil
+		} else if err != nil {
+			errs[i] = fmt.Errorf("removing %s route for %v: %w", r.opts.Type, bans[i].Addr, err)
+		}
+	}
+	return errs
+}
+
+// request builds the netlink request that adds or removes addr's null route: what
+// netlink.Handle.RouteAdd and RouteDel send for r.route(addr).
+func (r *Route) request(op, flags int, msg *nl.RtMsg, addr netip.Addr) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(op, flags)
+	msg.Family = uint8(family(addr))
+	msg.Dst_len = uint8(addr.BitLen())
+	msg.Protocol = uint8(r.opts.Protocol)
+	msg.Type = uint8(routeTypes[r.opts.Type])
+	msg.Scope = unix.RT_SCOPE_UNIVERSE
+	var table *nl.RtAttr
+	if r.opts.Table >= 256 {
+		msg.Table = unix.RT_TABLE_UNSPEC
+		table = nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(r.opts.Table)))
+	} else {
+		msg.Table = uint8(r.opts.Table)
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.RTA_DST, addr.AsSlice()))
+	if table != nil {
+		req.AddData(table)
+	}
+	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(0)))
+	return req
+}
+
 // Unban removes the null route; one already gone is not an error.
 func (r *Route) Unban(_ context.Context, b Ban) error {
 	h, err := r.nl.get()
@@ -143,8 +203,9 @@ func (r *Route) Stop(context.Context) error {
 // Cleanup removes every route of logban's protocol in the table.
 func (r *Route) Cleanup(context.Context) error { return r.removeAll() }
 
-// Banned lists the addresses the kernel holds null routes for.
-func (r *Route) Banned() ([]netip.Addr, error) {
+// Holds lists the addresses the kernel holds logban's null routes for, in the action's
+// table; they belong to no jail.
+func (r *Route) Holds(context.Context, string) ([]netip.Addr, error) {
 	routes, err := r.list()
 	if err != nil {
 		return nil, err
