@@ -6,12 +6,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,10 +48,30 @@ type server interface {
 }
 
 // logban runs ban-server, built for the benchmark.
-type logban struct{ action string }
+type logban struct {
+	action string
+	// hung adds two actions before the ban action in the jail: an exec that hangs for
+	// its whole timeout and a webhook to a server that never answers.
+	hung bool
+}
 
 func (s logban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretry int) {
 	bin := buildServer(b, dir)
+	hung, acts := "", `["ban"]`
+	if s.hung {
+		hung = fmt.Sprintf(`
+[actions.hung]
+type = "exec"
+ban = ["sleep", "60"]
+unban = ["sleep", "60"]
+timeout = "60s"
+[actions.hook]
+type = "webhook"
+url = "http://%s/ban"
+timeout = "60s"
+`, silentServer(b, lab))
+		acts = `["hung", "hook", "ban"]`
+	}
 	cfg := fmt.Sprintf(`
 [server]
 socket = %q
@@ -57,14 +79,15 @@ database = %q
 loglevel = "warn"
 [actions.ban]
 type = %q
+%s
 [jails.sasl]
 filter = "zimbra-submission"
 logpath = [%q]
 maxretry = %d
 findtime = "1h"
 bantime = "1h"
-actions = ["ban"]
-`, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), s.action, log, maxretry)
+actions = %s
+`, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), s.action, hung, log, maxretry, acts)
 	conf := filepath.Join(dir, "logban.toml")
 	writeFile(b, conf, cfg)
 	startProcess(b, lab, filepath.Join(dir, "ban-server.log"), bin, "-config", conf)
@@ -93,6 +116,39 @@ func (fail2ban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretr
 	waitFor(b, "fail2ban-server's jail to start", func() bool {
 		return exec.Command("fail2ban-client", "-c", conf, "status", "sasl").Run() == nil
 	})
+}
+
+// silentServer accepts TCP connections in the lab's server namespace and never answers,
+// as a hung webhook endpoint does, until the benchmark ends. It returns its address.
+func silentServer(b *testing.B, lab *netnstest.Lab) string {
+	var ln net.Listener
+	var err error
+	lab.Do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	b.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // buildServer builds ban-server into dir and returns its path.
@@ -185,7 +241,11 @@ func BenchmarkDetectionLatency(b *testing.B) {
 	for _, peer := range []struct {
 		name string
 		s    server
-	}{{"logban", logban{action: "route"}}, {"fail2ban", fail2ban{}}} {
+	}{
+		{"logban", logban{action: "route"}},
+		{"logban-beside-hung-actions", logban{action: "route", hung: true}},
+		{"fail2ban", fail2ban{}},
+	} {
 		b.Run(peer.name, func(b *testing.B) {
 			const maxretry = 3
 			lab := netnstest.New(b)

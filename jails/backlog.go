@@ -79,9 +79,7 @@ func (m *Manager) record(ctx context.Context, records []Record) {
 func (m *Manager) forget(ctx context.Context, jail string, addr netip.Addr) {
 	b := &m.backlog
 	k := banKey{jail, addr}
-	if _, unsaved := b.saves[k]; unsaved {
-		delete(b.saves, k) // never recorded: nothing to delete but an older record, if any
-	}
+	delete(b.saves, k) // if never recorded, nothing to delete but an older record, if any
 	if err := m.ledger.DeleteBan(ctx, jail, addr); err != nil {
 		b.deletes[k] = true
 		if b.since.IsZero() {

@@ -71,6 +71,7 @@ func TestBansOutliveAFailingLedger(t *testing.T) {
 	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1}}) // recorded while the disk had room
 	ledger.setDown(true)
 	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a2}, {Jail: "sasl", Addr: netip.MustParseAddr("192.0.2.3")}})
+	settle(t, m)
 	if got := act.String(); got != "ban sasl 192.0.2.1\nban sasl 2001:db8::2\nban sasl 192.0.2.3" {
 		t.Errorf("bans not applied while the ledger fails:\n%s", got)
 	}
@@ -113,6 +114,7 @@ func TestRunRetriesTheBacklog(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		m := newManager(SystemClock{})
+		defer m.Close(ctx)
 		ledger := &flakyLedger{MemoryLedger: NewMemoryLedger(), down: true}
 		m.SetLedger(ledger)
 		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})

@@ -28,7 +28,7 @@ func (h *expiryHeap) Pop() any {
 	return e
 }
 
-// schedule notes when b ends and reports whether it is now the earliest end.
+// schedule adds e and reports whether it is now the earliest end.
 func (h *expiryHeap) schedule(e expiry) (earliest bool) {
 	earliest = h.Len() == 0 || e.at.Before((*h)[0].at)
 	heap.Push(h, e)
@@ -42,4 +42,14 @@ func (h *expiryHeap) due(now time.Time) []expiry {
 		out = append(out, heap.Pop(h).(expiry))
 	}
 	return out
+}
+
+// nextExpiry returns the earliest scheduled end of a ban, or false if none is.
+func (m *Manager) nextExpiry() (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.expiries.Len() == 0 {
+		return time.Time{}, false
+	}
+	return m.expiries[0].at, true
 }

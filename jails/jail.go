@@ -35,6 +35,7 @@ type IgnoredError struct {
 	Why  string
 }
 
+// Error says why the address is never banned.
 func (e *IgnoredError) Error() string { return e.Addr.String() + " is " + e.Why + ": never banned" }
 
 // Is makes errors.Is(err, ErrIgnored) hold.
@@ -62,15 +63,6 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	}
 	return &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime)}
 }
-
-// Name returns the jail's name.
-func (j *Jail) Name() string { return j.name }
-
-// Filter returns the jail's filter.
-func (j *Jail) Filter() *filters.Filter { return j.filter }
-
-// Settings returns the jail's counting rules.
-func (j *Jail) Settings() Settings { return j.settings }
 
 // Line runs the filter over line, read at now, and counts a failure if there is one. A
 // line no failregex wants returns at once without allocating.

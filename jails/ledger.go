@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/logban/logban/actions"
 )
@@ -25,6 +24,16 @@ type Ledger interface {
 	DeleteBan(ctx context.Context, jail string, addr netip.Addr) error
 	// BanCount returns how many times addr was banned in jail, or in all jails if "".
 	BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error)
+}
+
+// BatchLedger is a Ledger that records many bans at once, in one transaction, and reads
+// many addresses' counts in one query.
+type BatchLedger interface {
+	Ledger
+	SaveBans(ctx context.Context, records []Record) error
+	// BanCounts returns how many times each address was banned in jail, or in all jails
+	// if ""; an address never banned is absent.
+	BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error)
 }
 
 // MemoryLedger is a Ledger that lasts as long as the process: for tests, and for a
@@ -88,47 +97,4 @@ func (l *MemoryLedger) Bans() []Record {
 		out = append(out, r)
 	}
 	return out
-}
-
-// Increment lengthens the bans of addresses banned before, as fail2ban's
-// bantime.increment does.
-type Increment struct {
-	Enabled bool
-	// Factor multiplies the exponential growth: the n-th ban (n from 1) lasts
-	// bantime × Factor × 2^(n-1). Ignored when Multipliers is set.
-	Factor float64
-	// Multipliers, if set, give the n-th ban bantime × Multipliers[n-1], the last one
-	// repeating.
-	Multipliers []float64
-	// MaxTime caps a ban's length; 0 means no cap.
-	MaxTime time.Duration
-	// RndTime adds up to this much at random, so a botnet cannot learn the exact end.
-	RndTime time.Duration
-	// OverallJails counts bans of the address in every jail, not only this one.
-	OverallJails bool
-}
-
-// Duration returns how long a ban lasts when the address was banned prev times before.
-// rnd returns a random number in [0, n). A permanent base stays permanent.
-func (inc Increment) Duration(base time.Duration, prev int, rnd func(n int64) int64) time.Duration {
-	if !inc.Enabled || base < 0 {
-		return base
-	}
-	var mult float64
-	if len(inc.Multipliers) > 0 {
-		mult = inc.Multipliers[min(prev, len(inc.Multipliers)-1)]
-	} else {
-		mult = max(inc.Factor, 0) * float64(uint64(1)<<min(prev, 20))
-	}
-	d := time.Duration(float64(base) * mult)
-	if d < 0 || float64(base)*mult > float64(1<<62) {
-		d = 1 << 62 // overflow: as long as can be said
-	}
-	if inc.MaxTime > 0 {
-		d = min(d, inc.MaxTime)
-	}
-	if inc.RndTime > 0 && rnd != nil {
-		d += time.Duration(rnd(int64(inc.RndTime)))
-	}
-	return d
 }

@@ -26,11 +26,16 @@ type NamedAction struct {
 	Action actions.Action
 }
 
-// Manager decides and remembers bans, applies them through each jail's actions and lifts
-// them when they expire. It is safe for concurrent use.
+// Manager decides and remembers bans, hands them to each jail's actions and lifts them
+// when they expire. It is safe for concurrent use. Its parts, a file each:
 //
-// Actions are called with the manager's lock held, so the order of a ban and its unban is
-// the order the kernel sees; actions are expected to return quickly.
+//   - decide.go: the one way a ban is made (BanAll), lifted (Unban, expiry) and brought
+//     back at start (Restore), and the rule for actions shared by jails;
+//   - increment.go: how long a repeat offender's ban lasts, from its history;
+//   - backlog.go: ledger writes that failed, kept and retried;
+//   - actionqueue.go: each action's own queue and worker, with its retries: deciding a
+//     ban never waits for an action, and a slow one delays only its own calls;
+//   - expiry.go: when bans end.
 type Manager struct {
 	clock  Clock
 	logger *slog.Logger
@@ -40,43 +45,16 @@ type Manager struct {
 	// observe, if set, is told how long each action call took.
 	observe func(action string, unban bool, took time.Duration, err error)
 
+	life     context.Context // the action workers' lifetime
+	end      context.CancelFunc
+	queueCap int // calls an action's queue holds before they overflow
+
 	mu       sync.Mutex
 	jails    map[string]*jailBans
 	shared   map[sharedKey]int // jails holding addr through a Shared action
-	errors   map[string]int64  // action name → failed calls
-	pending  map[pendingKey]*pendingOp
+	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
 	backlog  backlog
-}
-
-// pendingKey names an action call that failed and waits to be retried.
-type pendingKey struct {
-	action actions.Action
-	jail   string
-	addr   netip.Addr
-}
-
-// pendingOp is the call to retry: the latest wanted (a ban, or its undoing).
-type pendingOp struct {
-	name     string // the action's name, for logs and counts
-	ban      actions.Ban
-	unban    bool
-	attempts int
-	next     time.Time
-}
-
-// Retry backoff: the first retry after RetryMin, doubling up to RetryMax.
-const (
-	RetryMin = time.Second
-	RetryMax = 5 * time.Minute
-)
-
-func backoff(attempts int) time.Duration {
-	d := RetryMin
-	for i := 1; i < attempts && d < RetryMax; i++ {
-		d *= 2
-	}
-	return min(d, RetryMax)
 }
 
 // BanPolicy says how long a jail's bans last.
@@ -93,30 +71,28 @@ type jailBans struct {
 	totalUnbanned int64
 }
 
-type sharedKey struct {
-	action actions.Action
-	addr   netip.Addr
-}
-
 // NewManager returns a manager with no jails. Its bans are kept in a MemoryLedger until
 // SetLedger gives it a lasting one.
 func NewManager(clock Clock, logger *slog.Logger) *Manager {
+	life, end := context.WithCancel(context.Background())
 	return &Manager{
-		clock:   clock,
-		logger:  logger,
-		ledger:  NewMemoryLedger(),
-		rand:    rand.Int64N,
-		wake:    make(chan struct{}, 1),
-		jails:   make(map[string]*jailBans),
-		shared:  make(map[sharedKey]int),
-		errors:  make(map[string]int64),
-		pending: make(map[pendingKey]*pendingOp),
-		backlog: backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
+		clock:    clock,
+		logger:   logger,
+		ledger:   NewMemoryLedger(),
+		rand:     rand.Int64N,
+		wake:     make(chan struct{}, 1),
+		life:     life,
+		end:      end,
+		queueCap: queueLen,
+		jails:    make(map[string]*jailBans),
+		shared:   make(map[sharedKey]int),
+		queues:   make(map[actions.Action]*actionQueue),
+		backlog:  backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
 	}
 }
 
 // SetObserver makes f hear of every action call: its action, whether it was an unban,
-// how long it took, and its error. Call it before the first ban.
+// how long it took, and its error. Call it before the first jail is set.
 func (m *Manager) SetObserver(f func(action string, unban bool, took time.Duration, err error)) {
 	m.mu.Lock()
 	m.observe = f
@@ -132,11 +108,16 @@ func (m *Manager) SetLedger(l Ledger) {
 
 // SetJail adds a jail or changes its ban policy and actions. The bans of an existing jail
 // are kept; those already in place are lifted through actions the jail no longer has and
-// applied through the ones it gains. A new policy applies to new bans.
+// applied through the ones it gains. A new policy applies to new bans. An action no jail
+// uses any more makes its last calls (within ctx) before SetJail returns: it may be
+// stopped then.
 func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, acts []NamedAction) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, na := range acts {
+		if _, ok := m.queues[na.Action]; !ok {
+			m.queues[na.Action] = m.newQueue(na)
+		}
 		if p, ok := na.Action.(actions.JailPreparer); ok {
 			if err := p.PrepareJail(ctx, name); err != nil {
 				// Not fatal: the first ban tries again, and its failure is retried.
@@ -152,20 +133,20 @@ func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, ac
 	for _, old := range j.actions {
 		if !slices.Contains(acts, old) {
 			for _, r := range j.bans {
-				m.unbanWith(ctx, old, r.Ban)
+				m.toAction(old, r.Ban, true)
 			}
 		}
 	}
 	for _, na := range acts {
 		if !slices.Contains(j.actions, na) {
 			for _, r := range j.bans {
-				m.banWith(ctx, na, r.Ban)
+				m.toAction(na, r.Ban, false)
 			}
 		}
 	}
 	j.policy = policy
 	j.actions = slices.Clone(acts)
-	m.purgePending()
+	m.retireQueues(ctx)
 }
 
 // RemoveJail lifts every ban of the jail and forgets it.
@@ -180,322 +161,15 @@ func (m *Manager) RemoveJail(ctx context.Context, name string) {
 		m.lift(ctx, j, r.Ban)
 	}
 	delete(m.jails, name)
-	m.purgePending()
+	m.retireQueues(ctx)
 }
 
-// purgePending forgets retries of actions no jail uses any more: they have been stopped.
-func (m *Manager) purgePending() {
-	live := map[actions.Action]bool{}
-	for _, j := range m.jails {
-		for _, na := range j.actions {
-			live[na.Action] = true
-		}
-	}
-	for k := range m.pending {
-		if !live[k.action] {
-			delete(m.pending, k)
-		}
-	}
-}
-
-// RetryDue retries the failed action calls whose time has come, and returns how many
-// succeeded.
-func (m *Manager) RetryDue(ctx context.Context) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.clock.Now()
-	done := 0
-	for k, op := range m.pending {
-		if op.next.After(now) {
-			continue
-		}
-		var err error
-		if op.unban {
-			err = k.action.Unban(ctx, op.ban)
-		} else {
-			err = k.action.Ban(ctx, op.ban)
-		}
-		if err == nil {
-			delete(m.pending, k)
-			done++
-			m.logger.Info("action recovered", "action", op.name, "jail", k.jail, "addr", k.addr, "unban", op.unban, "attempts", op.attempts+1)
-			continue
-		}
-		op.attempts++
-		op.next = now.Add(backoff(op.attempts))
-		m.errors[op.name]++
-		m.logger.Warn("action still failing", "action", op.name, "jail", k.jail, "addr", k.addr, "unban", op.unban,
-			"attempts", op.attempts, "retry_in", backoff(op.attempts), "err", err)
-	}
-	return done
-}
-
-// Pending returns how many failed action calls of jail's actions wait to be retried.
-func (m *Manager) Pending(jail string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for k := range m.pending {
-		if k.jail == jail {
-			n++
-		}
-	}
-	return n
-}
-
-func (m *Manager) nextRetry() (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var next time.Time
-	for _, op := range m.pending {
-		if next.IsZero() || op.next.Before(next) {
-			next = op.next
-		}
-	}
-	return next, !next.IsZero()
-}
-
-// Ban bans the ticket's address in its jail. It returns the ban and whether it is new; a
-// ticket for an address the jail already bans changes nothing.
-func (m *Manager) Ban(ctx context.Context, t Ticket) (actions.Ban, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	j, ok := m.jails[t.Jail]
-	if !ok {
-		return actions.Ban{}, false, ErrUnknownJail
-	}
-	if r, dup := j.bans[t.Addr]; dup {
-		return r.Ban, false, nil
-	}
-	r := m.prepare(j, t, m.counter(ctx, []Ticket{t}))
-	m.record(ctx, []Record{r})
-	m.apply(ctx, j, r)
-	return r.Ban, true, nil
-}
-
-// BatchLedger is a Ledger that records many bans at once, in one transaction, and reads
-// many addresses' counts in one query.
-type BatchLedger interface {
-	Ledger
-	SaveBans(ctx context.Context, records []Record) error
-	// BanCounts returns how many times each address was banned in jail, or in all jails
-	// if ""; an address never banned is absent.
-	BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error)
-}
-
-// BanAll bans the tickets' addresses, recording all the new bans at once (in one
-// transaction, with a BatchLedger, their history read in one query a jail) before
-// applying any: a burst costs a few queries, not a few per ban. Tickets of unknown jails
-// and addresses already banned are skipped. It returns the new bans.
-func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var fresh []Ticket
-	seen := map[banKey]bool{}
-	for _, t := range tickets {
-		j, ok := m.jails[t.Jail]
-		if !ok {
-			continue
-		}
-		if _, dup := j.bans[t.Addr]; dup || seen[banKey{t.Jail, t.Addr}] {
-			continue
-		}
-		seen[banKey{t.Jail, t.Addr}] = true
-		fresh = append(fresh, t)
-	}
-	if len(fresh) == 0 {
-		return nil
-	}
-	count := m.counter(ctx, fresh)
-	records := make([]Record, len(fresh))
-	for i, t := range fresh {
-		j := m.jails[t.Jail]
-		records[i] = m.prepare(j, t, count)
-		j.bans[t.Addr] = records[i]
-	}
-	m.record(ctx, records)
-	out := make([]actions.Ban, len(records))
-	for i, r := range records {
-		m.apply(ctx, m.jails[r.Jail], r)
-		out[i] = r.Ban
-	}
-	return out
-}
-
-// counter returns the ban counts the tickets' bans need, read from the ledger: at once
-// for all of them from a BatchLedger, else one by one. Caller holds m.mu.
-func (m *Manager) counter(ctx context.Context, tickets []Ticket) func(jail string, addr netip.Addr) int {
-	bl, ok := m.ledger.(BatchLedger)
-	if !ok {
-		return func(jail string, addr netip.Addr) int {
-			n, err := m.ledger.BanCount(ctx, jail, addr)
-			if err != nil {
-				m.logger.Error("reading ban history", "addr", addr, "err", err)
-			}
-			return n
-		}
-	}
-	byJail := map[string][]netip.Addr{}
-	for _, t := range tickets {
-		byJail[t.Jail] = append(byJail[t.Jail], t.Addr)
-		if m.jails[t.Jail].policy.Increment.OverallJails {
-			byJail[""] = append(byJail[""], t.Addr)
-		}
-	}
-	counts := map[string]map[netip.Addr]int{}
-	for jail, addrs := range byJail {
-		c, err := bl.BanCounts(ctx, jail, addrs)
-		if err != nil {
-			m.logger.Error("reading ban history", "addresses", len(addrs), "err", err)
-		}
-		counts[jail] = c
-	}
-	return func(jail string, addr netip.Addr) int { return counts[jail][addr] }
-}
-
-// prepare makes the ban for t: its length from the jail's policy and the address's
-// history, as count reads it. Caller holds m.mu.
-func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr netip.Addr) int) Record {
-	now := m.clock.Now()
-	prev := count(t.Jail, t.Addr)
-	counted := prev
-	if j.policy.Increment.OverallJails {
-		counted = count("", t.Addr)
-	}
-	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
-	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
-		b.Expires = now.Add(d)
-	}
-	return Record{Ban: b, Count: prev + 1}
-}
-
-// apply puts a recorded ban in force through the jail's actions. Caller holds m.mu.
-func (m *Manager) apply(ctx context.Context, j *jailBans, r Record) {
-	b := r.Ban
-	j.bans[b.Addr] = r
-	j.totalBanned++
-	for _, na := range j.actions {
-		m.banWith(ctx, na, b)
-	}
-	if !b.Permanent() && m.expiries.schedule(expiry{b.Expires, b.Jail, b.Addr}) {
-		m.wakeRun() // it ends before anything Run waits for
-	}
-}
-
-// Unban lifts the ban of addr in jail, or in every jail if jail is "". It returns the bans
-// lifted, or ErrNotBanned if there were none.
-func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
-	addr = addr.Unmap()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if jail != "" {
-		if _, ok := m.jails[jail]; !ok {
-			return nil, ErrUnknownJail
-		}
-	}
-	var lifted []actions.Ban
-	for _, name := range m.jailNames() {
-		if jail != "" && name != jail {
-			continue
-		}
-		j := m.jails[name]
-		if r, ok := j.bans[addr]; ok {
-			m.lift(ctx, j, r.Ban)
-			lifted = append(lifted, r.Ban)
-		}
-	}
-	if len(lifted) == 0 {
-		return nil, ErrNotBanned
-	}
-	return lifted, nil
-}
-
-// Restore applies recorded bans at start, each with the time it has left; bans of jails
-// that no longer exist are forgotten. A ban that expired while the server was down is
-// lifted through its jail's actions too (after a crash the kernel may still hold it) and
-// forgotten. It returns how many bans were restored and how many had expired.
-func (m *Manager) Restore(ctx context.Context, records []Record) (restored, expired int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.clock.Now()
-	for _, r := range records {
-		j, ok := m.jails[r.Jail]
-		if !ok {
-			m.forget(ctx, r.Jail, r.Addr) // a jail removed
-			continue
-		}
-		if _, dup := j.bans[r.Addr]; dup {
-			continue
-		}
-		if !r.Permanent() && !r.Expires.After(now) {
-			for _, na := range j.actions {
-				if _, shared := na.Action.(actions.Shared); !shared {
-					m.call(ctx, na, r.Ban, true)
-				} else if m.shared[sharedKey{na.Action, r.Addr}] == 0 {
-					m.call(ctx, na, r.Ban, true)
-				}
-			}
-			m.forget(ctx, r.Jail, r.Addr)
-			expired++
-			continue
-		}
-		j.bans[r.Addr] = r
-		for _, na := range j.actions {
-			m.banWith(ctx, na, r.Ban)
-		}
-		if !r.Permanent() {
-			m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr})
-		}
-		restored++
-	}
-	m.wakeRun()
-	return restored, expired
-}
-
-// ExpireDue lifts every ban whose time has come on the manager's clock and returns them.
-// It costs the number of bans due, not the number of bans.
-func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var lifted []actions.Ban
-	for _, e := range m.expiries.due(m.clock.Now()) {
-		j, ok := m.jails[e.jail]
-		if !ok {
-			continue
-		}
-		if r, ok := j.bans[e.addr]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
-			m.lift(ctx, j, r.Ban)
-			lifted = append(lifted, r.Ban)
-		}
-	}
-	return lifted
-}
-
-// nextExpiry returns the earliest scheduled end of a ban, or false if none is.
-func (m *Manager) nextExpiry() (time.Time, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.expiries.Len() == 0 {
-		return time.Time{}, false
-	}
-	return m.expiries[0].at, true
-}
-
-func (m *Manager) wakeRun() {
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run lifts bans as they expire, retries failed action calls and ledger writes, until
-// ctx is done.
+// Run lifts bans as they expire, and retries failed ledger writes, until ctx is done.
 func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		m.ExpireDue(ctx)
-		m.RetryDue(ctx)
 		m.mu.Lock()
 		m.retryBacklog(ctx)
 		m.mu.Unlock()
@@ -513,20 +187,24 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// nextEvents returns when the next ban expires and the next retry is due, where there are
-// such.
+// nextEvents returns when the next ban expires and the ledger is next retried, where
+// there are such.
 func (m *Manager) nextEvents() []time.Time {
 	var out []time.Time
 	if t, ok := m.nextExpiry(); ok {
-		out = append(out, t)
-	}
-	if t, ok := m.nextRetry(); ok {
 		out = append(out, t)
 	}
 	if t, ok := m.nextBacklogRetry(); ok {
 		out = append(out, t)
 	}
 	return out
+}
+
+func (m *Manager) wakeRun() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Bans returns the bans of jail ("" for every jail), ordered by jail then address.
@@ -566,13 +244,11 @@ func (m *Manager) Counts(jail string) (BanCounts, error) {
 	return BanCounts{CurrentlyBanned: len(j.bans), TotalBanned: j.totalBanned, TotalUnbanned: j.totalUnbanned}, nil
 }
 
-// ActionErrors returns how many calls of each action have failed.
+// ActionErrors returns how many calls of each action have failed, by action name.
 func (m *Manager) ActionErrors() map[string]int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]int64, len(m.errors))
-	for k, v := range m.errors {
-		out[k] = v
+	out := map[string]int64{}
+	for name, q := range m.Queues() {
+		out[name] = q.Failures
 	}
 	return out
 }
@@ -584,69 +260,4 @@ func (m *Manager) jailNames() []string {
 	}
 	slices.Sort(names)
 	return names
-}
-
-// lift removes b from j and undoes it through j's actions. Caller holds m.mu.
-func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
-	delete(j.bans, b.Addr)
-	j.totalUnbanned++
-	m.forget(ctx, b.Jail, b.Addr)
-	for _, na := range j.actions {
-		m.unbanWith(ctx, na, b)
-	}
-}
-
-// banWith applies b through one action; a Shared action is called only for the first jail
-// holding the address. A failure is logged and counted; the ban stays recorded.
-func (m *Manager) banWith(ctx context.Context, na NamedAction, b actions.Ban) {
-	if _, ok := na.Action.(actions.Shared); ok {
-		k := sharedKey{na.Action, b.Addr}
-		m.shared[k]++
-		if m.shared[k] > 1 {
-			return
-		}
-	}
-	m.call(ctx, na, b, false)
-}
-
-// call applies or lifts b through one action. A failure is logged, counted, and queued
-// for retry with backoff; the ban stays recorded. Caller holds m.mu.
-func (m *Manager) call(ctx context.Context, na NamedAction, b actions.Ban, unban bool) {
-	k := pendingKey{na.Action, b.Jail, b.Addr}
-	start := time.Now()
-	var err error
-	if unban {
-		err = na.Action.Unban(ctx, b)
-	} else {
-		err = na.Action.Ban(ctx, b)
-	}
-	if m.observe != nil {
-		m.observe(na.Name, unban, time.Since(start), err)
-	}
-	if err == nil {
-		delete(m.pending, k)
-		return
-	}
-	m.errors[na.Name]++
-	m.pending[k] = &pendingOp{name: na.Name, ban: b, unban: unban, attempts: 1, next: m.clock.Now().Add(backoff(1))}
-	op := "ban"
-	if unban {
-		op = "unban"
-	}
-	m.logger.Error(op+" failed; will retry", "jail", b.Jail, "addr", b.Addr, "action", na.Name, "retry_in", backoff(1), "err", err)
-	m.wakeRun()
-}
-
-// unbanWith lifts b through one action; a Shared action is called only when the last jail
-// holding the address lets go.
-func (m *Manager) unbanWith(ctx context.Context, na NamedAction, b actions.Ban) {
-	if _, ok := na.Action.(actions.Shared); ok {
-		k := sharedKey{na.Action, b.Addr}
-		m.shared[k]--
-		if m.shared[k] > 0 {
-			return
-		}
-		delete(m.shared, k)
-	}
-	m.call(ctx, na, b, true)
 }

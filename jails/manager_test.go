@@ -69,6 +69,25 @@ func newManager(clock Clock) *Manager {
 	return NewManager(clock, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
+// ban bans t's address and returns the ban, if it is new.
+func ban(m *Manager, t Ticket) (actions.Ban, bool) {
+	bans := m.BanAll(context.Background(), []Ticket{t})
+	if len(bans) == 0 {
+		return actions.Ban{}, false
+	}
+	return bans[0], true
+}
+
+// settle waits until every action has made the calls handed to it.
+func settle(t testing.TB, m *Manager) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Flush(ctx); err != nil {
+		t.Fatalf("actions did not settle: %v", err)
+	}
+}
+
 var (
 	a1 = netip.MustParseAddr("192.0.2.1")
 	a2 = netip.MustParseAddr("2001:db8::2")
@@ -81,11 +100,11 @@ func TestBanExpiresOnTheClock(t *testing.T) {
 	rec := &recorder{}
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: 10 * time.Minute}, []NamedAction{{"rec", rec}})
 
-	b, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1, Failures: 3})
-	if err != nil || !isNew || !b.Expires.Equal(t0.Add(10*time.Minute)) || b.Failures != 3 {
-		t.Fatalf("Ban: %+v %v %v", b, isNew, err)
+	b, isNew := ban(m, Ticket{Jail: "sasl", Addr: a1, Failures: 3})
+	if !isNew || !b.Expires.Equal(t0.Add(10*time.Minute)) || b.Failures != 3 {
+		t.Fatalf("ban: %+v %v", b, isNew)
 	}
-	if _, isNew, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}); isNew {
+	if _, isNew := ban(m, Ticket{Jail: "sasl", Addr: a1}); isNew {
 		t.Error("second ban of a banned address is new")
 	}
 	clock.Advance(10*time.Minute - time.Nanosecond)
@@ -96,6 +115,7 @@ func TestBanExpiresOnTheClock(t *testing.T) {
 	if got := m.ExpireDue(ctx); len(got) != 1 || got[0].Addr != a1 {
 		t.Fatalf("ExpireDue = %v", got)
 	}
+	settle(t, m)
 	if want := "ban sasl 192.0.2.1\nunban sasl 192.0.2.1"; rec.String() != want {
 		t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
 	}
@@ -110,7 +130,7 @@ func TestPermanentBanNeverExpires(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: -1}, nil)
-	b, _, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	b, _ := ban(m, Ticket{Jail: "sasl", Addr: a1})
 	if !b.Permanent() {
 		t.Fatalf("ban %+v is not permanent", b)
 	}
@@ -126,9 +146,9 @@ func TestUnban(t *testing.T) {
 	rec := &recorder{}
 	m.SetJail(ctx, "a", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
 	m.SetJail(ctx, "b", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
-	m.Ban(ctx, Ticket{Jail: "a", Addr: a1})
-	m.Ban(ctx, Ticket{Jail: "b", Addr: a1})
-	m.Ban(ctx, Ticket{Jail: "b", Addr: a2})
+	ban(m, Ticket{Jail: "a", Addr: a1})
+	ban(m, Ticket{Jail: "b", Addr: a1})
+	ban(m, Ticket{Jail: "b", Addr: a2})
 
 	if _, err := m.Unban(ctx, "nope", a1); !errors.Is(err, ErrUnknownJail) {
 		t.Errorf("unknown jail: %v", err)
@@ -145,6 +165,11 @@ func TestUnban(t *testing.T) {
 	if len(m.Bans("")) != 0 {
 		t.Errorf("bans left: %v", m.Bans(""))
 	}
+	settle(t, m)
+	want := "ban a 192.0.2.1\nban b 192.0.2.1\nban b 2001:db8::2\nunban b 2001:db8::2\nunban a 192.0.2.1\nunban b 192.0.2.1"
+	if rec.String() != want {
+		t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
+	}
 }
 
 func TestSharedActionHoldsUntilLastJailLetsGo(t *testing.T) {
@@ -154,15 +179,17 @@ func TestSharedActionHoldsUntilLastJailLetsGo(t *testing.T) {
 	route := &sharedRecorder{}
 	m.SetJail(ctx, "short", BanPolicy{BanTime: time.Minute}, []NamedAction{{"route", route}})
 	m.SetJail(ctx, "long", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
-	m.Ban(ctx, Ticket{Jail: "short", Addr: a1})
-	m.Ban(ctx, Ticket{Jail: "long", Addr: a1})
+	ban(m, Ticket{Jail: "short", Addr: a1})
+	ban(m, Ticket{Jail: "long", Addr: a1})
 	clock.Advance(time.Minute)
 	m.ExpireDue(ctx)
+	settle(t, m)
 	if want := "ban short 192.0.2.1"; route.String() != want {
 		t.Fatalf("after first expiry:\n%s\nwant:\n%s", route, want)
 	}
 	clock.Advance(time.Hour)
 	m.ExpireDue(ctx)
+	settle(t, m)
 	if want := "ban short 192.0.2.1\nunban long 192.0.2.1"; route.String() != want {
 		t.Errorf("after both:\n%s\nwant:\n%s", route, want)
 	}
@@ -173,9 +200,10 @@ func TestFailingActionDoesNotStopTheOthers(t *testing.T) {
 	m := newManager(&fakeClock{now: t0})
 	broken, good := &recorder{fail: true}, &recorder{}
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"broken", broken}, {"good", good}})
-	if _, isNew, err := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}); err != nil || !isNew {
-		t.Fatalf("Ban: %v %v", isNew, err)
+	if _, isNew := ban(m, Ticket{Jail: "sasl", Addr: a1}); !isNew {
+		t.Fatal("ban not new")
 	}
+	settle(t, m)
 	if good.String() != "ban sasl 192.0.2.1" {
 		t.Errorf("good action: %q", good)
 	}
@@ -192,8 +220,10 @@ func TestSetJailMovesBansBetweenActions(t *testing.T) {
 	m := newManager(&fakeClock{now: t0})
 	oldAct, newAct, kept := &recorder{}, &recorder{}, &recorder{}
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"old", oldAct}, {"kept", kept}})
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	ban(m, Ticket{Jail: "sasl", Addr: a1})
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: 2 * time.Hour}, []NamedAction{{"kept", kept}, {"new", newAct}})
+	settle(t, m)
+	// SetJail returns once the action it retired has made its last calls.
 	if oldAct.String() != "ban sasl 192.0.2.1\nunban sasl 192.0.2.1" || newAct.String() != "ban sasl 192.0.2.1" || kept.String() != "ban sasl 192.0.2.1" {
 		t.Errorf("old %q new %q kept %q", oldAct, newAct, kept)
 	}
@@ -204,20 +234,24 @@ func TestSetJailMovesBansBetweenActions(t *testing.T) {
 	if !strings.HasSuffix(newAct.String(), "unban sasl 192.0.2.1") || len(m.Bans("")) != 0 {
 		t.Errorf("RemoveJail left %v, new %q", m.Bans(""), newAct)
 	}
+	if q := m.Queues(); len(q) != 0 {
+		t.Errorf("queues of actions no jail uses: %v", q)
+	}
 }
 
 func TestRunLiftsBansWhenTheyExpire(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		m := newManager(SystemClock{}) // the bubble's fake time
+		defer m.Close(ctx)
 		rec := &recorder{}
 		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Minute}, []NamedAction{{"rec", rec}})
 		m.SetJail(ctx, "forever", BanPolicy{BanTime: -1}, []NamedAction{{"rec", rec}})
 		done := make(chan error)
 		go func() { done <- m.Run(ctx) }()
-		m.Ban(ctx, Ticket{Jail: "forever", Addr: a2})
+		ban(m, Ticket{Jail: "forever", Addr: a2})
 		time.Sleep(time.Second)
-		m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
 		time.Sleep(time.Minute - time.Nanosecond)
 		synctest.Wait()
 		if strings.Contains(rec.String(), "unban") {
@@ -235,59 +269,93 @@ func TestRunLiftsBansWhenTheyExpire(t *testing.T) {
 	})
 }
 
-func TestFailedCallsAreRetriedWithBackoff(t *testing.T) {
-	ctx := context.Background()
-	clock := &fakeClock{now: t0}
-	m := newManager(clock)
-	down, good := &recorder{fail: true}, &recorder{}
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}, {"good", good}})
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
-	if m.Pending("sasl") != 1 || len(m.Bans("sasl")) != 1 || good.String() != "ban sasl 192.0.2.1" {
-		t.Fatalf("pending %d, bans %v, good %q", m.Pending("sasl"), m.Bans("sasl"), good)
-	}
-	attempts := func() int { return strings.Count(down.String(), "ban sasl") }
+func (r *recorder) setFail(fail bool) { r.mu.Lock(); r.fail = fail; r.mu.Unlock() }
 
-	clock.Advance(RetryMin - time.Millisecond)
-	m.RetryDue(ctx)
-	if attempts() != 1 {
-		t.Fatalf("retried before the backoff: %d attempts", attempts())
-	}
-	clock.Advance(time.Millisecond) // 1s: second attempt, fails; next in 2s
-	m.RetryDue(ctx)
-	clock.Advance(2*RetryMin - time.Millisecond)
-	m.RetryDue(ctx)
-	if attempts() != 2 {
-		t.Fatalf("%d attempts, want 2 (backoff doubles)", attempts())
-	}
-	down.mu.Lock()
-	down.fail = false // the backend recovers
-	down.mu.Unlock()
-	clock.Advance(time.Millisecond)
-	if n := m.RetryDue(ctx); n != 1 || m.Pending("sasl") != 0 {
-		t.Fatalf("after recovery: %d retried, %d pending", n, m.Pending("sasl"))
-	}
-	if e := m.ActionErrors(); e["down"] != 2 {
-		t.Errorf("errors %v, want 2 for down", e)
-	}
+func TestFailedCallsAreRetriedWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		down, good := &recorder{fail: true}, &recorder{}
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}, {"good", good}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
+		synctest.Wait()
+		if m.Pending("sasl") != 1 || len(m.Bans("sasl")) != 1 || good.String() != "ban sasl 192.0.2.1" {
+			t.Fatalf("pending %d, bans %v, good %q", m.Pending("sasl"), m.Bans("sasl"), good)
+		}
+		attempts := func() int { return strings.Count(down.String(), "ban sasl") }
+
+		time.Sleep(RetryMin - time.Millisecond)
+		synctest.Wait()
+		if attempts() != 1 {
+			t.Fatalf("retried before the backoff: %d attempts", attempts())
+		}
+		time.Sleep(time.Millisecond) // 1s: second attempt, fails; next in 2s
+		synctest.Wait()
+		time.Sleep(2*RetryMin - time.Millisecond)
+		synctest.Wait()
+		if attempts() != 2 {
+			t.Fatalf("%d attempts, want 2 (backoff doubles)", attempts())
+		}
+		down.setFail(false) // the backend recovers
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if attempts() != 3 || m.Pending("sasl") != 0 {
+			t.Fatalf("after recovery: %d attempts, %d pending", attempts(), m.Pending("sasl"))
+		}
+		if e := m.ActionErrors(); e["down"] != 2 {
+			t.Errorf("errors %v, want 2 for down", e)
+		}
+	})
 }
 
 func TestUnbanWhileTheActionIsDownIsRetriedAsUnban(t *testing.T) {
-	ctx := context.Background()
-	clock := &fakeClock{now: t0}
-	m := newManager(clock)
-	down := &recorder{fail: true}
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
-	m.Unban(ctx, "sasl", a1)
-	down.mu.Lock()
-	down.fail = false
-	down.calls = nil
-	down.mu.Unlock()
-	clock.Advance(RetryMax)
-	m.RetryDue(ctx)
-	if got := down.String(); got != "unban sasl 192.0.2.1" {
-		t.Errorf("retried %q, want only the unban", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		down := &recorder{fail: true}
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
+		m.Unban(ctx, "sasl", a1)
+		synctest.Wait()
+		down.mu.Lock()
+		down.fail = false
+		down.calls = nil
+		down.mu.Unlock()
+		time.Sleep(RetryMax)
+		synctest.Wait()
+		if got := down.String(); got != "unban sasl 192.0.2.1" {
+			t.Errorf("retried %q, want only the unban", got)
+		}
+	})
+}
+
+// A shared action's failed ban for one jail is replaced by the unban another jail asks
+// for: the address, not the jail, is what the action holds.
+func TestSharedActionRetriesByAddress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		route := &sharedRecorder{recorder{fail: true}}
+		m.SetJail(ctx, "a", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
+		m.SetJail(ctx, "b", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
+		ban(m, Ticket{Jail: "a", Addr: a1}) // the route fails
+		ban(m, Ticket{Jail: "b", Addr: a1})
+		m.Unban(ctx, "a", a1)
+		m.Unban(ctx, "b", a1) // the last jail lets go: unban, fails too
+		synctest.Wait()
+		route.setFail(false)
+		route.mu.Lock()
+		route.calls = nil
+		route.mu.Unlock()
+		time.Sleep(RetryMax)
+		synctest.Wait()
+		if got := route.String(); got != "unban b 192.0.2.1" {
+			t.Errorf("retried %q, want only the unban", got)
+		}
+	})
 }
 
 func TestRetriesOfARemovedActionAreDropped(t *testing.T) {
@@ -296,11 +364,130 @@ func TestRetriesOfARemovedActionAreDropped(t *testing.T) {
 	m := newManager(clock)
 	down := &recorder{fail: true}
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+	ban(m, Ticket{Jail: "sasl", Addr: a1})
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
 	if n := m.Pending("sasl"); n != 0 {
 		t.Errorf("%d retries pending for an action no jail uses", n)
 	}
+}
+
+// gate is an action whose calls wait until it is opened, as a hung webhook does.
+type gate struct {
+	recorder
+	open chan struct{}
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{})} }
+
+func (g *gate) Ban(ctx context.Context, b actions.Ban) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.recorder.Ban(ctx, b)
+}
+
+func (g *gate) Unban(ctx context.Context, b actions.Ban) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.recorder.Unban(ctx, b)
+}
+
+// A hung action holds up its own calls only: bans are decided, and the jail's other
+// actions make theirs, while it waits.
+func TestAHungActionHoldsUpOnlyItself(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		hung, route := newGate(), &sharedRecorder{}
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"hung", hung}, {"route", route}})
+		m.SetJail(ctx, "other", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
+		ban(m, Ticket{Jail: "other", Addr: a2})
+		m.Unban(ctx, "sasl", a1)
+		synctest.Wait() // every goroutine blocked: the hung action alone waits
+		if want := "ban sasl 192.0.2.1\nban other 2001:db8::2\nunban sasl 192.0.2.1"; route.String() != want {
+			t.Errorf("route:\n%s\nwant:\n%s", route, want)
+		}
+		if q := m.Queues()["hung"]; q.Queued != 2 {
+			t.Errorf("hung action's queue %+v, want its 2 calls waiting", q)
+		}
+		close(hung.open)
+		synctest.Wait()
+		if want := "ban sasl 192.0.2.1\nunban sasl 192.0.2.1"; hung.String() != want {
+			t.Errorf("hung action once free:\n%s\nwant:\n%s", hung, want)
+		}
+	})
+}
+
+// When an action's queue is full, further calls wait in its overflow, the last per
+// address kept: no ban is lost, and the action ends as the manager last asked.
+func TestAFullQueueOverflowsAndLosesNoBan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		m.queueCap = 4
+		slow := newGate()
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"slow", slow}})
+		var addrs []netip.Addr
+		for i := range 20 {
+			a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+			addrs = append(addrs, a)
+			ban(m, Ticket{Jail: "sasl", Addr: a})
+		}
+		for _, a := range addrs[10:15] { // unbanned while their bans wait in the overflow
+			m.Unban(ctx, "sasl", a)
+		}
+		synctest.Wait()
+		q := m.Queues()["slow"]
+		if q.Overflowed == 0 {
+			t.Fatalf("queue %+v: nothing overflowed", q)
+		}
+		close(slow.open)
+		synctest.Wait()
+		held := map[string]bool{}
+		for _, c := range strings.Split(slow.String(), "\n") {
+			op, addr, _ := strings.Cut(strings.Replace(c, " sasl ", " ", 1), " ")
+			held[addr] = op == "ban"
+		}
+		for i, a := range addrs {
+			if want := i < 10 || i >= 15; held[a.String()] != want {
+				t.Errorf("%v held %v, want %v", a, held[a.String()], want)
+			}
+		}
+		if q := m.Queues()["slow"]; q.Queued != 0 {
+			t.Errorf("queue %+v once free, want empty", q)
+		}
+	})
+}
+
+// Close lets the actions make their calls until its context ends, then abandons the
+// rest and says how many.
+func TestCloseAbandonsWhatAHungActionHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newManager(SystemClock{})
+		hung, rec := newGate(), &recorder{}
+		m.SetJail(t.Context(), "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"hung", hung}, {"rec", rec}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
+		ban(m, Ticket{Jail: "sasl", Addr: a2})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if left := m.Close(ctx); left != 2 {
+			t.Errorf("Close left %d calls, want the hung action's 2", left)
+		}
+		if rec.String() != "ban sasl 192.0.2.1\nban sasl 2001:db8::2" {
+			t.Errorf("the other action made %q", rec)
+		}
+		if bans := m.BanAll(t.Context(), []Ticket{{Jail: "sasl", Addr: netip.MustParseAddr("198.51.100.9")}}); len(bans) != 1 {
+			t.Errorf("after Close, BanAll = %v; a ban is still decided and recorded", bans)
+		}
+	})
 }
 
 func TestRestore(t *testing.T) {
@@ -329,7 +516,8 @@ func TestRestore(t *testing.T) {
 	if len(bans) != 2 || bans[0].Addr != a1 || !bans[0].Expires.Equal(t0.Add(30*time.Minute)) || bans[1].Addr != a3 || !bans[1].Permanent() {
 		t.Errorf("bans after restore %+v", bans)
 	}
-	if want := "ban sasl 192.0.2.1\nunban sasl 2001:db8::2\nban sasl 198.51.100.3"; rec.String() != want {
+	settle(t, m)
+	if want := "ban sasl 192.0.2.1\nban sasl 198.51.100.3\nunban sasl 2001:db8::2"; rec.String() != want {
 		t.Errorf("calls:\n%s\nwant:\n%s", rec, want)
 	}
 	if n := len(ledger.Bans()); n != 2 {
@@ -338,6 +526,24 @@ func TestRestore(t *testing.T) {
 	clock.Advance(30 * time.Minute) // the restored ban ends on time
 	if got := m.ExpireDue(ctx); len(got) != 1 || got[0].Addr != a1 {
 		t.Errorf("expired %v", got)
+	}
+}
+
+// An address one jail's ban ended for while the server was down, but another jail still
+// bans, keeps its shared route after restore.
+func TestRestoreKeepsASharedActionForTheJailStillBanning(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	route := &sharedRecorder{}
+	m.SetJail(ctx, "short", BanPolicy{BanTime: time.Minute}, []NamedAction{{"route", route}})
+	m.SetJail(ctx, "long", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
+	m.Restore(ctx, []Record{
+		{Ban: actions.Ban{Jail: "short", Addr: a1, BannedAt: t0.Add(-time.Hour), Expires: t0.Add(-59 * time.Minute)}},
+		{Ban: actions.Ban{Jail: "long", Addr: a1, BannedAt: t0.Add(-time.Minute), Expires: t0.Add(59 * time.Minute)}},
+	})
+	settle(t, m)
+	if want := "ban long 192.0.2.1"; route.String() != want {
+		t.Errorf("calls:\n%s\nwant:\n%s", route, want)
 	}
 }
 
@@ -352,12 +558,12 @@ func TestRepeatOffendersAreBannedLonger(t *testing.T) {
 	m.SetJail(ctx, "imap", BanPolicy{BanTime: 10 * time.Minute, Increment: overall}, nil)
 	var got []time.Duration
 	for range 3 {
-		b, _, _ := m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1})
+		b, _ := ban(m, Ticket{Jail: "sasl", Addr: a1})
 		got = append(got, b.Expires.Sub(b.BannedAt))
 		m.Unban(ctx, "sasl", a1)
 	}
 	// The imap jail counts the address's three sasl bans too.
-	b, _, _ := m.Ban(ctx, Ticket{Jail: "imap", Addr: a1})
+	b, _ := ban(m, Ticket{Jail: "imap", Addr: a1})
 	got = append(got, b.Expires.Sub(b.BannedAt))
 	want := []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute, 80 * time.Minute}
 	if !slices.Equal(got, want) {
@@ -370,10 +576,10 @@ func TestAStaleExpiryDoesNotLiftALaterBan(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	m := newManager(clock)
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h
+	ban(m, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h
 	m.Unban(ctx, "sasl", a1)
 	clock.Advance(30 * time.Minute)
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h30m
+	ban(m, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h30m
 	clock.Advance(30 * time.Minute)
 	if got := m.ExpireDue(ctx); len(got) != 0 {
 		t.Fatalf("the first ban's expiry lifted the second: %v", got)
@@ -384,8 +590,9 @@ func TestAStaleExpiryDoesNotLiftALaterBan(t *testing.T) {
 	}
 }
 
-// BenchmarkBanBurst bans 10,000 addresses through an action that does nothing, with a
-// ledger in memory: what the manager itself costs per ban.
+// BenchmarkBanBurst bans 10,000 addresses one at a time through an action that does
+// nothing, with a ledger in memory, and waits until the action has made them all: what
+// the manager itself costs per ban.
 func BenchmarkBanBurst(b *testing.B) {
 	ctx := context.Background()
 	const n = 10_000
@@ -397,8 +604,9 @@ func BenchmarkBanBurst(b *testing.B) {
 		m := newManager(SystemClock{})
 		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"nop", nopAction{}}})
 		for _, a := range addrs {
-			m.Ban(ctx, Ticket{Jail: "sasl", Addr: a})
+			m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a}})
 		}
+		m.Close(ctx)
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "bans/s")
 }
@@ -410,15 +618,30 @@ func (nopAction) Stop(context.Context) error               { return nil }
 func (nopAction) Ban(context.Context, actions.Ban) error   { return nil }
 func (nopAction) Unban(context.Context, actions.Ban) error { return nil }
 
+// eventLog notes, in order, what the ledger and an action were asked.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(e string) { l.mu.Lock(); l.events = append(l.events, e); l.mu.Unlock() }
+func (l *eventLog) take() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := strings.Join(l.events, ",")
+	l.events = nil
+	return s
+}
+
 // batchLedger is a MemoryLedger that records whole batches and notes the order of
 // recording and applying.
 type batchLedger struct {
 	*MemoryLedger
-	events *[]string
+	events *eventLog
 }
 
 func (l batchLedger) SaveBans(ctx context.Context, rs []Record) error {
-	*l.events = append(*l.events, fmt.Sprintf("record %d", len(rs)))
+	l.events.add(fmt.Sprintf("record %d", len(rs)))
 	for _, r := range rs {
 		l.MemoryLedger.SaveBan(ctx, r)
 	}
@@ -426,7 +649,7 @@ func (l batchLedger) SaveBans(ctx context.Context, rs []Record) error {
 }
 
 func (l batchLedger) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
-	*l.events = append(*l.events, fmt.Sprintf("count %d", len(addrs)))
+	l.events.add(fmt.Sprintf("count %d", len(addrs)))
 	out := map[netip.Addr]int{}
 	for _, a := range addrs {
 		out[a], _ = l.MemoryLedger.BanCount(ctx, jail, a)
@@ -436,23 +659,23 @@ func (l batchLedger) BanCounts(ctx context.Context, jail string, addrs []netip.A
 
 type orderAction struct {
 	nopAction
-	events *[]string
+	events *eventLog
 }
 
 func (a orderAction) Ban(_ context.Context, b actions.Ban) error {
-	*a.events = append(*a.events, "apply "+b.Addr.String())
+	a.events.add("apply " + b.Addr.String())
 	return nil
 }
 
 func TestBanAllRecordsTheBatchBeforeApplying(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(&fakeClock{now: t0})
-	var events []string
-	ledger := batchLedger{NewMemoryLedger(), &events}
-	m.SetLedger(ledger)
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"a", orderAction{events: &events}}})
-	m.Ban(ctx, Ticket{Jail: "sasl", Addr: a2}) // already banned before the batch
-	events = nil
+	events := &eventLog{}
+	m.SetLedger(batchLedger{NewMemoryLedger(), events})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"a", orderAction{events: events}}})
+	ban(m, Ticket{Jail: "sasl", Addr: a2}) // already banned before the batch
+	settle(t, m)
+	events.take()
 	got := m.BanAll(ctx, []Ticket{
 		{Jail: "sasl", Addr: a1},
 		{Jail: "nope", Addr: a1}, // unknown jail
@@ -463,11 +686,81 @@ func TestBanAllRecordsTheBatchBeforeApplying(t *testing.T) {
 	if len(got) != 2 {
 		t.Fatalf("BanAll = %v, want 2 new bans", got)
 	}
+	settle(t, m)
 	// the history of the batch's addresses read at once, their bans recorded at once
-	if want := "count 2,record 2,apply 192.0.2.1,apply 198.51.100.3"; strings.Join(events, ",") != want {
-		t.Errorf("events %q, want %q", events, want)
+	if got, want := events.take(), "count 2,record 2,apply 192.0.2.1,apply 198.51.100.3"; got != want {
+		t.Errorf("events %q, want %q", got, want)
 	}
 	if c, _ := m.Counts("sasl"); c.CurrentlyBanned != 3 || c.TotalBanned != 3 {
 		t.Errorf("counts %+v", c)
 	}
+}
+
+// batcher is a gate whose calls may also come in batches; it fails for the addresses
+// in failing.
+type batcher struct {
+	gate
+	failing map[netip.Addr]bool
+}
+
+func (b *batcher) BanBatch(ctx context.Context, bans []actions.Ban) []error {
+	return b.batch(ctx, "ban", bans)
+}
+
+func (b *batcher) UnbanBatch(ctx context.Context, bans []actions.Ban) []error {
+	return b.batch(ctx, "unban", bans)
+}
+
+func (b *batcher) batch(ctx context.Context, op string, bans []actions.Ban) []error {
+	<-b.open
+	var addrs []string
+	errs := make([]error, len(bans))
+	for i, ban := range bans {
+		addrs = append(addrs, ban.Addr.String())
+		if b.failing[ban.Addr] {
+			errs[i] = errors.New("refused")
+		}
+	}
+	b.mu.Lock()
+	b.calls = append(b.calls, op+"-batch "+strings.Join(addrs, ","))
+	b.mu.Unlock()
+	return errs
+}
+
+// Calls waiting together go to a Batcher at once, each run of bans or of unbans in
+// order; a call the batch failed, and only it, is retried.
+func TestBatcherGetsRunsInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		a3 := netip.MustParseAddr("198.51.100.3")
+		b := &batcher{gate: *newGate(), failing: map[netip.Addr]bool{a3: true}}
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"b", b}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1}) // taken alone; the worker waits at the gate
+		synctest.Wait()
+		ban(m, Ticket{Jail: "sasl", Addr: a2})
+		ban(m, Ticket{Jail: "sasl", Addr: a3})
+		m.Unban(ctx, "sasl", a1)
+		m.Unban(ctx, "sasl", a2)
+		ban(m, Ticket{Jail: "sasl", Addr: a1})
+		close(b.open)
+		synctest.Wait()
+		want := "ban sasl 192.0.2.1\nban-batch 2001:db8::2,198.51.100.3\nunban-batch 192.0.2.1,2001:db8::2\nban sasl 192.0.2.1"
+		if b.String() != want {
+			t.Errorf("calls:\n%s\nwant:\n%s", b, want)
+		}
+		if n := m.Pending("sasl"); n != 1 {
+			t.Errorf("%d calls waiting for a retry, want the one refused", n)
+		}
+		b.mu.Lock()
+		b.calls = nil
+		b.mu.Unlock()
+		delete(b.failing, a3)
+		time.Sleep(RetryMin)
+		synctest.Wait()
+		if got := b.String(); got != "ban sasl 198.51.100.3" || m.Pending("sasl") != 0 {
+			t.Errorf("retried %q, %d pending", got, m.Pending("sasl"))
+		}
+	})
 }

@@ -338,6 +338,15 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "   |- Action errors:\t%d\n", s.ActionErrors)
 		fmt.Fprintf(w, "   |- Retries pending:\t%d\n", s.ActionsPending)
 	}
+	for _, q := range s.ActionQueues {
+		if q.Queued > 0 || q.Overflowed > 0 {
+			fmt.Fprintf(w, "   |- Calls queued:\t%s %d", q.Action, q.Queued)
+			if q.Overflowed > 0 {
+				fmt.Fprintf(w, " (%d found its queue full since the start: the action is slower than the bans come; the last call per address is kept)", q.Overflowed)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	if s.Unrecorded > 0 {
 		fmt.Fprintf(w, "   |- Not yet recorded:\t%d (the database refuses writes; see ban-client status)\n", s.Unrecorded)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/daemon"
 )
 
@@ -180,8 +181,28 @@ ban = ["/nonexistent/firewall-helper", "{ip}"]
 unban = ["/nonexistent/firewall-helper", "-d", "{ip}"]
 `)
 	client("-socket", sock, "banip", "sasl", "203.0.113.5")
-	code, stdout, _ := client("-socket", sock, "status", "sasl")
-	if code != 0 || !strings.Contains(stdout, "   |- Action errors:\t1\n   |- Retries pending:\t1\n") {
-		t.Errorf("status: exit %d\n%s", code, stdout)
+	// The actions make their calls on their own time: the status shows the failure once
+	// the broken one has tried.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, stdout, _ := client("-socket", sock, "status", "sasl")
+		if code == 0 && strings.Contains(stdout, "   |- Action errors:\t1\n   |- Retries pending:\t1\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status: exit %d\n%s", code, stdout)
+		}
+	}
+}
+
+// status JAIL names an action that lags, and says when calls found its queue full.
+func TestJailStatusShowsQueuedCalls(t *testing.T) {
+	var b strings.Builder
+	printJailStatus(&b, control.JailStatus{Name: "sasl", ActionQueues: []control.ActionQueue{
+		{Action: "route"},
+		{Action: "webhook", Queued: 70000, Overflowed: 4464},
+	}})
+	out := b.String()
+	if strings.Contains(out, "route") || !strings.Contains(out, "Calls queued:\twebhook 70000 (4464 found its queue full") {
+		t.Errorf("status:\n%s", out)
 	}
 }

@@ -41,6 +41,9 @@ const (
 	DefaultBanTime  = 10 * time.Minute
 	// DefaultMaxLineBytes is the longest log line read whole.
 	DefaultMaxLineBytes = 64 << 10
+	// DefaultReconcileInterval is how often kernel actions are checked against the bans
+	// in force.
+	DefaultReconcileInterval = 5 * time.Minute
 )
 
 // Config is a loaded, checked configuration.
@@ -66,6 +69,9 @@ type Server struct {
 	MaxLineBytes int
 	// Metrics is the host:port Prometheus metrics are served on; "" for none.
 	Metrics string
+	// ReconcileInterval is how often kernel actions are compared with the bans in force
+	// and repaired; 0 only at start.
+	ReconcileInterval time.Duration
 }
 
 // Filter is a checked filter definition; Compile builds a matcher from it.
@@ -145,6 +151,8 @@ type serverData struct {
 	LogLevel       *string   `toml:"loglevel"`
 	MaxLineBytes   *int      `toml:"max_line_bytes"`
 	Metrics        *string   `toml:"metrics"`
+
+	ReconcileInterval *Duration `toml:"reconcile_interval"`
 }
 
 type jailData struct {
@@ -372,7 +380,8 @@ func (l *loader) abs(p string) string {
 
 func (l *loader) build() *Config {
 	cfg := &Config{
-		Server:  Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo, MaxLineBytes: DefaultMaxLineBytes},
+		Server: Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo, MaxLineBytes: DefaultMaxLineBytes,
+			ReconcileInterval: DefaultReconcileInterval},
 		Filters: map[string]Filter{},
 		Actions: map[string]Action{},
 		Jails:   map[string]Jail{},
@@ -405,6 +414,12 @@ func (l *loader) build() *Config {
 			cfg.Server.Metrics = *s.Metrics
 			if _, _, err := net.SplitHostPort(*s.Metrics); err != nil && *s.Metrics != "" {
 				l.fail(p.path, 0, "server.metrics", "%q: want host:port, like \"127.0.0.1:9191\"", *s.Metrics)
+			}
+		}
+		if s.ReconcileInterval != nil {
+			cfg.Server.ReconcileInterval = time.Duration(*s.ReconcileInterval)
+			if *s.ReconcileInterval < 0 || (*s.ReconcileInterval > 0 && *s.ReconcileInterval < Duration(time.Second)) {
+				l.fail(p.path, 0, "server.reconcile_interval", "must be 0 (at start only) or at least 1s (like \"5m\")")
 			}
 		}
 		if s.LogLevel != nil {
@@ -649,6 +664,7 @@ type Error struct {
 	Msg  string
 }
 
+// Error reads "file:line: key: message", leaving out what is unknown.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)

@@ -77,6 +77,8 @@ func TestDropIns(t *testing.T) {
 		IgnoreIP:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		LogLevel:     slog.LevelInfo,
 		MaxLineBytes: DefaultMaxLineBytes,
+
+		ReconcileInterval: DefaultReconcileInterval,
 	}
 	if !reflect.DeepEqual(cfg.Server, wantServer) {
 		t.Errorf("server %+v, want %+v", cfg.Server, wantServer)
@@ -270,6 +272,31 @@ func TestParseTimeZone(t *testing.T) {
 	for _, in := range []string{"+25:00", "+1:0", "Mars/Olympus", "UTC+", "CEST+1"} {
 		if _, err := ParseTimeZone(in); err == nil {
 			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+func TestReconcileInterval(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{"", DefaultReconcileInterval, ""},
+		{`reconcile_interval = "30s"`, 30 * time.Second, ""},
+		{`reconcile_interval = 0`, 0, ""},
+		{`reconcile_interval = -1`, 0, "server.reconcile_interval: must be 0 (at start only) or at least 1s"},
+	} {
+		path := filepath.Join(t.TempDir(), "logban.toml")
+		os.WriteFile(path, []byte("[server]\n"+tt.in+"\n"), 0o644)
+		cfg, err := Load(path)
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("%s: error %v, want %q", tt.in, err, tt.err)
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v", tt.in, err)
+		case tt.err == "" && cfg.Server.ReconcileInterval != tt.want:
+			t.Errorf("%s: %v, want %v", tt.in, cfg.Server.ReconcileInterval, tt.want)
 		}
 	}
 }

@@ -78,12 +78,25 @@ type JailStatus struct {
 	Bans            []BanInfo    `json:"bans"`
 	ActionErrors    int64        `json:"action_errors"`
 	ActionsPending  int          `json:"actions_pending"` // failed calls waiting to be retried
+	// ActionQueues are the calls waiting in each of the jail's actions' queues (an
+	// action shared by jails has one queue for all).
+	ActionQueues []ActionQueue `json:"action_queues,omitempty"`
 	// Unrecorded are bans in force whose record failed and is being retried.
 	Unrecorded int `json:"unrecorded,omitempty"`
 	// ClockOffset is how far the jail's line times lie steadily behind the host's
 	// clock, in seconds (negative: ahead), once found; ClockAdvice says what fixes it.
 	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
 	ClockAdvice string  `json:"clock_advice,omitempty"`
+}
+
+// ActionQueue is how far behind one action is.
+type ActionQueue struct {
+	Action string `json:"action"`
+	// Queued are calls waiting or being made.
+	Queued int64 `json:"queued"`
+	// Overflowed are calls that found the queue full since the start; they waited in
+	// its overflow, where only the last call per address is kept.
+	Overflowed int64 `json:"overflowed"`
 }
 
 // FileStatus is how reading one log file goes.
@@ -129,6 +142,7 @@ type RemoteError struct {
 	Message string `json:"message"`
 }
 
+// Error returns the server's message.
 func (e *RemoteError) Error() string { return e.Message }
 
 // ErrNotFound is returned by an Engine for a jail that does not exist.

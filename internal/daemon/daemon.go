@@ -24,6 +24,8 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/metrics"
+	"github.com/logban/logban/internal/pipeline"
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
@@ -47,6 +49,9 @@ type Options struct {
 	HostPrefixes func() ([]netip.Prefix, error)
 	// Version is reported by status.
 	Version string
+	// ActionDrainTime is how long the actions have, at stop, to make the calls queued
+	// for them before the rest is abandoned; 0 means DefaultActionDrainTime.
+	ActionDrainTime time.Duration
 }
 
 // Daemon is a running ban-server.
@@ -54,7 +59,7 @@ type Daemon struct {
 	opts    Options
 	logger  *slog.Logger
 	manager *jails.Manager
-	banner  *banner
+	bans    *pipeline.BanQueue // from Run on
 	reloads chan chan error
 	ready   chan struct{}
 
@@ -62,7 +67,7 @@ type Daemon struct {
 	cfg     *config.Config
 	jails   map[string]*jailRuntime
 	actions map[string]*actionRuntime
-	readers map[string]*reader // by path
+	readers map[string]*pipeline.Reader // by path
 
 	controlLn   net.Listener
 	store       *store.Store                // used by one goroutine at a time: Run's, then the one owning changes
@@ -94,24 +99,6 @@ type actionRuntime struct {
 	action actions.Action
 }
 
-// reader follows one file and feeds its lines to every jail that watches it.
-type reader struct {
-	follower *watcher.Follower
-	jails    atomic.Pointer[[]*jails.Jail]
-	cancel   context.CancelFunc // nil until it reads
-	done     chan struct{}
-}
-
-// stop ends r's reading, or closes its file if it never began.
-func (r *reader) stop() {
-	if r.cancel == nil {
-		r.follower.Close()
-		return
-	}
-	r.cancel()
-	<-r.done
-}
-
 // New loads the configuration and returns a daemon ready to Run. A configuration error
 // is returned as it is, with every problem found.
 func New(opts Options) (*Daemon, error) {
@@ -124,27 +111,28 @@ func New(opts Options) (*Daemon, error) {
 	if opts.HostPrefixes == nil {
 		opts.HostPrefixes = jails.HostPrefixes
 	}
+	if opts.ActionDrainTime == 0 {
+		opts.ActionDrainTime = DefaultActionDrainTime
+	}
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
 		return nil, err
 	}
-	m := jails.NewManager(opts.Clock, opts.Logger)
 	return &Daemon{
 		opts:    opts,
 		logger:  opts.Logger,
-		manager: m,
-		banner:  newBanner(m),
+		manager: jails.NewManager(opts.Clock, opts.Logger),
 		reloads: make(chan chan error),
 		ready:   make(chan struct{}),
 		cfg:     cfg,
 		jails:   map[string]*jailRuntime{},
 		actions: map[string]*actionRuntime{},
-		readers: map[string]*reader{},
+		readers: map[string]*pipeline.Reader{},
 	}, nil
 }
 
 // Run starts every part and blocks until ctx is done, then stops them: file readers
-// first, then the actions' Stop. It returns early if a part cannot start, or fails;
+// first, then the ban queue and the actions' queues, then the actions' Stop. It returns early if a part cannot start, or fails;
 // then the actions are not stopped, and what they put in the kernel stays.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.RLock()
@@ -170,10 +158,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if metricsLn != nil {
 		d.metricsAddr = metricsLn.Addr().String()
 	}
-	m := newMetrics(d)
-	d.manager.SetObserver(m.observe)
-	// The banner outlives the readers: shutdown stops it after them.
-	go d.banner.run(context.WithoutCancel(ctx))
+	m := metrics.New(d.snapshot)
+	d.manager.SetObserver(m.Observe)
+	// The ban queue outlives the readers: shutdown closes it after them.
+	d.bans = pipeline.NewBanQueue(context.WithoutCancel(ctx), d.manager)
 
 	g, gctx := errgroup.WithContext(ctx)
 	// Recorded bans are in force before any line is read: a line read again after a
@@ -190,8 +178,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
+	g.Go(func() error { d.keepKernelInStep(gctx); return nil })
 	if metricsLn != nil {
-		g.Go(func() error { return d.serveMetrics(gctx, metricsLn, m) })
+		g.Go(func() error { return m.Serve(gctx, metricsLn) })
 	}
 	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", len(d.jails), "dry_run", d.opts.DryRun)
 	close(d.ready)
@@ -272,7 +261,7 @@ func (d *Daemon) judgeSkew() {
 	for name, jr := range d.jails {
 		caughtUp := true
 		for _, p := range jr.cfg.LogPath {
-			if r, ok := d.readers[p]; !ok || r.follower.Stats().Behind > 0 {
+			if r, ok := d.readers[p]; !ok || r.Stats().Behind > 0 {
 				caughtUp = false
 			}
 		}
@@ -290,10 +279,10 @@ func (d *Daemon) judgeSkew() {
 
 // savePositions records the positions of the given readers that moved since last saved,
 // once the bans found in the lines before them are recorded.
-func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
+func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) {
 	moved := map[string]watcher.Position{}
 	for _, r := range readers {
-		path, p := r.follower.Path(), r.follower.Position()
+		path, p := r.Path(), r.Position()
 		if p != d.positions[path] {
 			moved[path] = p
 		}
@@ -301,7 +290,7 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*reader) {
 	if len(moved) == 0 {
 		return
 	}
-	d.banner.flush(ctx)
+	d.bans.Flush(ctx)
 	// A ban whose record failed is only in memory: a crash would lose it, and the lines
 	// that made it must then be read again. So the positions wait until it is recorded.
 	if d.manager.Degraded().Unrecorded > 0 {
@@ -387,6 +376,46 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 	}
 }
 
+// reconcileRetry is how soon actions busy at a reconcile are tried again.
+const reconcileRetry = time.Second
+
+// keepKernelInStep compares what the kernel actions hold with the bans in force, and
+// repairs both ways: at start, once the actions have made the calls that restored the
+// bans, and then every server.reconcile_interval, read after each round: a reload
+// changes the next wait, and 0 ends the rounds until the next start.
+func (d *Daemon) keepKernelInStep(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		repairs, busy, err := d.manager.Reconcile(ctx)
+		if err != nil {
+			d.logger.Error("reconciling the kernel with the bans in force", "err", err)
+		}
+		for _, name := range slices.Sorted(maps.Keys(repairs)) {
+			if r := repairs[name]; r.Restored > 0 || r.Removed > 0 {
+				d.logger.Warn("the kernel differed from the bans in force; repaired", "action", name,
+					"bans_restored", r.Restored, "holds_removed", r.Removed)
+			}
+		}
+		d.mu.RLock()
+		every := d.cfg.Server.ReconcileInterval
+		d.mu.RUnlock()
+		switch {
+		case len(busy) > 0:
+			timer.Reset(reconcileRetry)
+		case every == 0:
+			return
+		default:
+			timer.Reset(every)
+		}
+	}
+}
+
 // Reload asks Run's goroutine to reread the configuration, and waits for the outcome. On
 // error nothing has changed.
 func (d *Daemon) Reload(ctx context.Context) error {
@@ -456,15 +485,20 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 			start[p] = widestStart(start[p], jr.cfg.Start)
 		}
 	}
-	newReaders := map[string]*reader{}
+	newReaders := map[string]*pipeline.Reader{}
 	for path, js := range byPath {
 		if _, ok := d.readers[path]; ok {
 			continue
 		}
-		r, err := d.open(path, js, startOf(start[path]), cfg.Server.MaxLineBytes)
+		r, err := pipeline.Open(path, js, watcher.Options{
+			Start:       startOf(start[path]),
+			Resume:      d.positions[path],
+			MaxLineSize: cfg.Server.MaxLineBytes,
+			Logger:      d.logger.With("file", path),
+		})
 		if err != nil {
 			for _, r := range newReaders {
-				r.follower.Close()
+				r.Stop()
 			}
 			stopAll(ctx, started, d.logger)
 			return err
@@ -489,22 +523,21 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 
 	d.mu.Lock()
 	oldActions := d.actions
-	var gone []*reader
+	var gone []*pipeline.Reader
 	for path, r := range d.readers {
 		if _, ok := byPath[path]; !ok {
-			r.stop()
+			r.Stop()
 			gone = append(gone, r)
 			delete(d.readers, path)
 		}
 	}
 	for path, r := range d.readers {
-		js := byPath[path]
-		r.jails.Store(&js)
+		r.SetJails(byPath[path])
 	}
 	for path, r := range newReaders {
 		d.readers[path] = r
 		if read {
-			d.run(ctx, r)
+			r.Start(ctx, d.bans, d.opts.Clock, d.logger)
 		}
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
@@ -606,74 +639,27 @@ func startOf(s string) watcher.Start {
 	return watcher.FromEnd
 }
 
-// open positions a reader on path where its start says. It is synchronous, so no line
-// written after it returns is missed; reading begins with run.
-func (d *Daemon) open(path string, js []*jails.Jail, start watcher.Start, maxLine int) (*reader, error) {
-	fw, err := watcher.Open(path, watcher.Options{
-		Start:       start,
-		Resume:      d.positions[path],
-		MaxLineSize: maxLine,
-		Logger:      d.logger.With("file", path),
-	})
-	if err != nil {
-		return nil, err
-	}
-	r := &reader{follower: fw, done: make(chan struct{})}
-	r.jails.Store(&js)
-	return r, nil
-}
-
 // startReaders starts every reader that is not reading yet.
 func (d *Daemon) startReaders(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.readers {
-		if r.cancel == nil {
-			d.run(ctx, r)
+		if !r.Reading() {
+			r.Start(ctx, d.bans, d.opts.Clock, d.logger)
 		}
 	}
 }
 
-// run starts reading r's file into its jails, until ctx is done or r is cancelled.
-func (d *Daemon) run(ctx context.Context, r *reader) {
-	rctx, cancel := context.WithCancel(ctx)
-	r.cancel = cancel
-	go func() {
-		defer close(r.done)
-		if err := r.follower.Run(rctx, func(b watcher.Batch) { d.lines(r, b) }); err != nil {
-			d.logger.Error("file no longer followed", "file", r.follower.Path(), "err", err)
-		}
-	}()
-}
+// DefaultActionDrainTime is how long the actions have, at stop, to make the calls
+// queued for them.
+const DefaultActionDrainTime = 10 * time.Second
 
-// lines runs a batch through every jail that watches the file and hands what crossed
-// maxretry to the banner. This is the hot path.
-func (d *Daemon) lines(r *reader, batch watcher.Batch) {
-	js := *r.jails.Load()
-	now := d.opts.Clock.Now()
-	var tickets []jails.Ticket // allocated only for a batch with a ban in it
-	for _, j := range js {
-		tickets = jailLines(j, batch, now, tickets)
-	}
-	if len(tickets) > 0 {
-		d.banner.ban(tickets)
-	}
-}
-
-// jailLines runs one jail over a batch: only the lines that may hold the text every
-// match of the jail's filter holds are judged (watcher.Batch.Search).
-func jailLines(j *jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.Ticket) []jails.Ticket {
-	batch.Search(j.Next, func(i int) {
-		if t, ok := j.Line(batch.Lines[i].Text, now); ok {
-			tickets = append(tickets, t)
-		}
-	})
-	return tickets
-}
-
-// shutdown stops the readers and saves where they stand. An orderly one then stops
-// every action, which lifts what they put in the kernel (unless keep_on_stop); after a
-// failure the kernel keeps it, as after a crash.
+// shutdown stops the readers and saves where they stand, bans what they found, and
+// lets each action make the calls queued for it for up to Options.ActionDrainTime; what a hung
+// action still holds then is abandoned and logged: the bans are recorded, and the next
+// start applies them again. An orderly shutdown then stops every action, which lifts
+// what they put in the kernel (unless keep_on_stop); after a failure the kernel keeps
+// it, as after a crash.
 func (d *Daemon) shutdown(orderly bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -681,11 +667,18 @@ func (d *Daemon) shutdown(orderly bool) {
 	defer d.mu.Unlock()
 	readers := slices.Collect(maps.Values(d.readers))
 	for _, r := range readers {
-		r.stop()
+		r.Stop()
 	}
 	clear(d.readers)
 	d.savePositions(ctx, readers)
-	d.banner.close()
+	d.bans.Close()
+	drain, cancelDrain := context.WithTimeout(ctx, d.opts.ActionDrainTime)
+	defer cancelDrain()
+	began := time.Now()
+	if left := d.manager.Close(drain); left > 0 {
+		d.logger.Warn("action calls not made by the stop (queued behind a slow action, or failed and waiting for a retry) are abandoned; the bans are recorded, and applied again at the next start",
+			"abandoned", left, "waited", time.Since(began).Round(time.Millisecond))
+	}
 	if orderly {
 		stopAll(ctx, slices.Collect(maps.Values(d.actions)), d.logger)
 	}

@@ -76,16 +76,27 @@ func TestActionsStartedStoppedAndMovedOnReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.shutdown()
-	want := strings.Join([]string{
-		"start probe/v1",
-		"ban probe/v1 203.0.113.5",
-		"start probe/v2",
-		"unban probe/v1 203.0.113.5",
-		"ban probe/v2 203.0.113.5",
-		"stop probe/v1",
-		"stop probe/v2",
-	}, "\n")
-	if got := probes.String(); got != want {
-		t.Errorf("lifecycle:\n%s\nwant:\n%s", got, want)
+	// Each action's calls come between its start and its stop, in order; the old one
+	// gives up its ban before it stops. The two actions' workers run side by side.
+	events := strings.Split(probes.String(), "\n")
+	at := map[string]int{}
+	for i, e := range events {
+		at[e] = i
+	}
+	for _, order := range [][]string{
+		{"start probe/v1", "ban probe/v1 203.0.113.5", "unban probe/v1 203.0.113.5", "stop probe/v1"},
+		{"start probe/v1", "start probe/v2", "ban probe/v2 203.0.113.5", "stop probe/v2"},
+		{"start probe/v2", "stop probe/v1"},
+	} {
+		for i, e := range order {
+			if _, ok := at[e]; !ok {
+				t.Errorf("no %q", e)
+			} else if i > 0 && at[order[i-1]] > at[e] {
+				t.Errorf("%q before %q", e, order[i-1])
+			}
+		}
+	}
+	if len(events) != 7 || t.Failed() {
+		t.Errorf("lifecycle:\n%s", probes)
 	}
 }

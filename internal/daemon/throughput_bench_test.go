@@ -101,7 +101,7 @@ actions = ["log"]
 		f.Close()
 		for {
 			d.mu.RLock()
-			lines := d.readers[log].follower.Stats().Lines
+			lines := d.readers[log].Stats().Lines
 			d.mu.RUnlock()
 			c, _ := d.manager.Counts("zimbra-submission")
 			if lines == n && c.CurrentlyBanned == wantBans {

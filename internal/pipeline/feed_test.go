@@ -1,8 +1,7 @@
-package daemon
+package pipeline
 
 import (
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -29,9 +28,7 @@ func TestLinesNoFilterWantsAllocateNothing(t *testing.T) {
 		}
 		js = append(js, jails.New(name, f, jails.Settings{MaxRetry: 3, FindTime: time.Hour}))
 	}
-	r := &reader{}
-	r.jails.Store(&js)
-	d := &Daemon{opts: Options{Clock: jails.SystemClock{}}, manager: jails.NewManager(jails.SystemClock{}, slog.New(slog.DiscardHandler))}
+	now := time.Now()
 	batch := makeBatch(0,
 		"Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)\n",
 		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[123]: connect from unknown[203.0.113.1]\n",
@@ -39,8 +36,8 @@ func TestLinesNoFilterWantsAllocateNothing(t *testing.T) {
 		"2026-03-05 16:00:00,001 INFO  [ImapServer-1] [name=a@example.com;mid=5;ip=203.0.113.1;] imap - IDLE stopped\n",
 		"2026-03-05 16:00:00,001 INFO  [qtp1-2:https://mail.example.com/service/soap/SearchRequest] [name=a@example.com;oip=203.0.113.1;ua=zclient;] soap - SearchRequest elapsed=12\n",
 	)
-	d.lines(r, batch) // the first call may grow reused buffers
-	if n := testing.AllocsPerRun(100, func() { d.lines(r, batch) }); n != 0 {
+	feed(js, batch, now, nil) // the first call may grow reused buffers
+	if n := testing.AllocsPerRun(100, func() { feed(js, batch, now, nil) }); n != 0 {
 		t.Errorf("%v allocations per batch, want 0", n)
 	}
 }
@@ -58,9 +55,9 @@ func makeBatch(at int64, raw ...string) watcher.Batch {
 	return b
 }
 
-// Searching a batch's bytes for each filter's literal finds what judging every line
+// feed, searching a batch's bytes for each filter's literal finds what judging every line
 // finds: the same tickets, in the same order, whatever the lines hold.
-func TestJailLinesAgreesWithEveryLine(t *testing.T) {
+func TestFeedAgreesWithEveryLine(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	kinds := []string{
 		"Mar  5 16:00:00 mta1 postfix/submission/smtpd[1]: warning: unknown[203.0.113.%d]: SASL LOGIN authentication failed: x",
@@ -95,28 +92,18 @@ func TestJailLinesAgreesWithEveryLine(t *testing.T) {
 		}
 		batch := makeBatch(int64(r.IntN(1000)), raw...)
 		whole, each := newJails(), newJails()
-		var got, want []jails.Ticket
-		for i := range whole {
-			got = jailLines(whole[i], batch, now, got)
-			want = jailLines(each[i], watcher.Batch{Lines: batch.Lines}, now, want)
+		got := feed(whole, batch, now, nil)
+		var want []jails.Ticket
+		for _, j := range each { // every line judged, jail by jail
+
+			for _, line := range batch.Lines {
+				if t, ok := j.Line(line.Text, now); ok {
+					want = append(want, t)
+				}
+			}
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("trial %d: searching the batch gave %v, each line %v\n%q", trial, got, want, raw)
-		}
-	}
-}
-
-func TestWidestStartWins(t *testing.T) {
-	tests := []struct{ a, b, want string }{
-		{"", "end", "end"},
-		{"end", "resume", "resume"},
-		{"resume", "beginning", "beginning"},
-		{"beginning", "resume", "beginning"},
-		{"resume", "end", "resume"},
-	}
-	for _, tt := range tests {
-		if got := widestStart(tt.a, tt.b); got != tt.want {
-			t.Errorf("widestStart(%q, %q) = %q, want %q", tt.a, tt.b, got, tt.want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/metrics"
 	"github.com/logban/logban/jails"
 )
 
@@ -61,9 +62,11 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	if sk := jr.skew.Load(); sk != nil {
 		s.ClockOffset, s.ClockAdvice = sk.Offset.Seconds(), sk.Advice
 	}
-	errs := d.manager.ActionErrors()
+	queues := d.manager.Queues()
 	for _, a := range jr.cfg.Actions {
-		s.ActionErrors += errs[a]
+		q := queues[a]
+		s.ActionErrors += q.Failures
+		s.ActionQueues = append(s.ActionQueues, control.ActionQueue{Action: a, Queued: q.Queued, Overflowed: q.Overflowed})
 	}
 	s.Bans, _ = d.List(name)
 	return s, nil
@@ -173,9 +176,41 @@ func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
 	for i, p := range paths {
 		out[i].Path = p
 		if r, ok := d.readers[p]; ok {
-			st := r.follower.Stats()
+			st := r.Stats()
 			out[i].Behind, out[i].Lines, out[i].LongLines, out[i].Rotations = st.Behind, st.Lines, st.LongLines, st.Rotations
 		}
 	}
 	return out
+}
+
+// snapshot reads the daemon's state for the metrics.
+func (d *Daemon) snapshot() metrics.Snapshot {
+	var s metrics.Snapshot
+	now := d.opts.Clock.Now()
+	d.mu.RLock()
+	for _, path := range slices.Sorted(maps.Keys(d.readers)) {
+		st := d.readers[path].Stats()
+		s.Files = append(s.Files, metrics.File{Path: path, Lines: st.Lines, Behind: st.Behind, LongLines: st.LongLines})
+	}
+	for _, name := range slices.Sorted(maps.Keys(d.jails)) {
+		jr := d.jails[name]
+		j := metrics.Jail{Name: name, Failures: jr.jail.Counts(now).TotalFailed}
+		if sk := jr.skew.Load(); sk != nil {
+			j.ClockOffset = sk.Offset
+		}
+		if c, err := d.manager.Counts(name); err == nil {
+			j.Banned, j.Unbanned, j.Active = c.TotalBanned, c.TotalUnbanned, c.CurrentlyBanned
+		}
+		s.Jails = append(s.Jails, j)
+	}
+	d.mu.RUnlock()
+	queues := d.manager.Queues()
+	for _, name := range slices.Sorted(maps.Keys(queues)) {
+		q := queues[name]
+		s.Actions = append(s.Actions, metrics.Action{Name: name, Errors: q.Failures, Queued: q.Queued, Overflowed: q.Overflowed,
+			Restored: q.Restored, Removed: q.Removed})
+	}
+	g := d.manager.Degraded()
+	s.Unrecorded, s.Undeleted = g.Unrecorded, g.Undeleted
+	return s
 }

@@ -1,0 +1,151 @@
+// Package metrics serves ban-server's figures to Prometheus: what it read, counted and
+// banned, how its actions fare, and what it cannot do as it should. The figures are read
+// from a Snapshot when Prometheus scrapes; only action call times are kept here.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Snapshot is the server's state at one moment, as the metrics show it.
+type Snapshot struct {
+	Files   []File
+	Jails   []Jail
+	Actions []Action
+	// Unrecorded are bans in force whose record failed; Undeleted, ended bans whose
+	// record could not be deleted yet.
+	Unrecorded, Undeleted int
+}
+
+// File is how reading one log file goes.
+type File struct {
+	Path                     string
+	Lines, Behind, LongLines int64
+}
+
+// Jail is one jail's counts.
+type Jail struct {
+	Name             string
+	Failures         int64
+	Banned, Unbanned int64
+	Active           int
+	ClockOffset      time.Duration // 0 until a steady offset is found
+}
+
+// Action is one action's calls.
+type Action struct {
+	Name string
+	// Errors are calls that failed; Queued, calls waiting or being made; Overflowed,
+	// calls that found the action's queue full.
+	Errors, Queued, Overflowed int64
+	// Restored and Removed are the repairs reconciling made: bans the kernel had lost,
+	// applied again, and holds no ban stood behind, lifted.
+	Restored, Removed int64
+}
+
+// Collector reads a Snapshot when Prometheus scrapes, and times action calls.
+type Collector struct {
+	snapshot func() Snapshot
+	latency  *prometheus.HistogramVec
+
+	linesRead, bytesBehind, longLines      *prometheus.Desc
+	failures, bans, unbans, active, errors *prometheus.Desc
+	queued, overflowed, repairs            *prometheus.Desc
+	unrecorded, undeleted, clockOffset     *prometheus.Desc
+}
+
+// New returns a collector that reads the server's state from snapshot.
+func New(snapshot func() Snapshot) *Collector {
+	return &Collector{
+		snapshot: snapshot,
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "logban_action_duration_seconds",
+			Help:    "How long action calls take.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10), // 50µs to 13s
+		}, []string{"action", "op"}),
+		linesRead:   prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
+		bytesBehind: prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
+		longLines:   prometheus.NewDesc("logban_file_long_lines_total", "Lines cut at server.max_line_bytes.", []string{"file"}, nil),
+		failures:    prometheus.NewDesc("logban_jail_failures_total", "Failures counted by a jail.", []string{"jail"}, nil),
+		bans:        prometheus.NewDesc("logban_jail_bans_total", "Bans made by a jail.", []string{"jail"}, nil),
+		unbans:      prometheus.NewDesc("logban_jail_unbans_total", "Bans of a jail lifted, by expiry or by hand.", []string{"jail"}, nil),
+		active:      prometheus.NewDesc("logban_jail_bans_active", "Bans in force.", []string{"jail"}, nil),
+		errors:      prometheus.NewDesc("logban_action_errors_total", "Action calls that failed.", []string{"action"}, nil),
+		queued:      prometheus.NewDesc("logban_action_queued", "Action calls waiting in the action's queue or being made.", []string{"action"}, nil),
+		overflowed:  prometheus.NewDesc("logban_action_overflowed_total", "Action calls that found the action's queue full and waited in its overflow, where only the last call per address is kept.", []string{"action"}, nil),
+		repairs:     prometheus.NewDesc("logban_action_repairs_total", "Differences between what a kernel action held and the bans in force, repaired by reconciling: repair=\"restored\" for a ban the kernel had lost, \"removed\" for a hold no ban stood behind.", []string{"action", "repair"}, nil),
+		unrecorded:  prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
+		undeleted:   prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
+		clockOffset: prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
+	}
+}
+
+// Observe times one action call. It is a jails.Manager observer.
+func (c *Collector) Observe(action string, unban bool, took time.Duration, _ error) {
+	op := "ban"
+	if unban {
+		op = "unban"
+	}
+	c.latency.WithLabelValues(action, op).Observe(took.Seconds())
+}
+
+// Describe sends the descriptions of the metrics read at scrape time.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
+		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset} {
+		ch <- d
+	}
+}
+
+// Collect reads a snapshot of the server's state.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snapshot()
+	for _, f := range s.Files {
+		ch <- prometheus.MustNewConstMetric(c.linesRead, prometheus.CounterValue, float64(f.Lines), f.Path)
+		ch <- prometheus.MustNewConstMetric(c.bytesBehind, prometheus.GaugeValue, float64(f.Behind), f.Path)
+		ch <- prometheus.MustNewConstMetric(c.longLines, prometheus.CounterValue, float64(f.LongLines), f.Path)
+	}
+	for _, j := range s.Jails {
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(j.Failures), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.clockOffset, prometheus.GaugeValue, j.ClockOffset.Seconds(), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.unbans, prometheus.CounterValue, float64(j.Unbanned), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(j.Active), j.Name)
+	}
+	for _, a := range s.Actions {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(a.Errors), a.Name)
+		ch <- prometheus.MustNewConstMetric(c.queued, prometheus.GaugeValue, float64(a.Queued), a.Name)
+		ch <- prometheus.MustNewConstMetric(c.overflowed, prometheus.CounterValue, float64(a.Overflowed), a.Name)
+		ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(a.Restored), a.Name, "restored")
+		ch <- prometheus.MustNewConstMetric(c.repairs, prometheus.CounterValue, float64(a.Removed), a.Name, "removed")
+	}
+	ch <- prometheus.MustNewConstMetric(c.unrecorded, prometheus.GaugeValue, float64(s.Unrecorded))
+	ch <- prometheus.MustNewConstMetric(c.undeleted, prometheus.GaugeValue, float64(s.Undeleted))
+}
+
+// Serve serves /metrics on ln until ctx is done.
+func (c *Collector) Serve(ctx context.Context, ln net.Listener) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, c.latency)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx) //nolint:errcheck // shutting down; nothing to tell
+	})
+	defer stop()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}

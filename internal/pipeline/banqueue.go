@@ -1,0 +1,106 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/logban/logban/jails"
+)
+
+// queueLen is how many batches' tickets may wait in the ban queue before a reader waits.
+const queueLen = 64
+
+// mergeMax is the most tickets the ban queue hands the manager at once: queued batches
+// are merged up to it, so a burst is recorded in few transactions.
+const mergeMax = 4096
+
+// BanQueue is the one goroutine that hands the readers' tickets to the manager. A reader
+// hands over a batch's tickets and reads on while they are decided and recorded.
+//
+// A file position may be saved only once the bans found in the lines before it are
+// recorded, or a crash would lose them: the daemon reads the positions, then calls
+// Flush, which returns once everything queued before it is banned.
+type BanQueue struct {
+	manager *jails.Manager
+	jobs    chan banJob
+	done    chan struct{}
+}
+
+// banJob is one batch's tickets, or, with flushed set, a flush.
+type banJob struct {
+	tickets []jails.Ticket
+	flushed chan struct{}
+}
+
+// NewBanQueue starts a ban queue that bans through m, until Close. ctx is given to the
+// bans; it should outlive the readers.
+func NewBanQueue(ctx context.Context, m *jails.Manager) *BanQueue {
+	q := &BanQueue{manager: m, jobs: make(chan banJob, queueLen), done: make(chan struct{})}
+	go q.run(ctx)
+	return q
+}
+
+// run bans until Close, then bans what is left and returns.
+func (q *BanQueue) run(ctx context.Context) {
+	defer close(q.done)
+	var pending []jails.Ticket
+	for job := range q.jobs {
+		pending = append(pending[:0], job.tickets...)
+		var flushes []chan struct{}
+		if job.flushed != nil {
+			flushes = append(flushes, job.flushed)
+		}
+	merge:
+		for len(pending) < mergeMax && len(flushes) == 0 {
+			select {
+			case next, ok := <-q.jobs:
+				if !ok {
+					break merge
+				}
+				pending = append(pending, next.tickets...)
+				if next.flushed != nil {
+					flushes = append(flushes, next.flushed)
+				}
+			default:
+				break merge
+			}
+		}
+		if len(pending) > 0 {
+			q.manager.BanAll(ctx, pending)
+		}
+		for _, f := range flushes {
+			close(f)
+		}
+	}
+}
+
+// Add queues a batch's tickets, which the queue then owns. It waits while the queue is
+// full, until ctx is done: then the tickets are not queued, and it returns ctx's error.
+func (q *BanQueue) Add(ctx context.Context, tickets []jails.Ticket) error {
+	select {
+	case q.jobs <- banJob{tickets: tickets}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Flush returns once every ticket queued before it is banned, or when ctx is done.
+func (q *BanQueue) Flush(ctx context.Context) {
+	f := make(chan struct{})
+	select {
+	case q.jobs <- banJob{flushed: f}:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-f:
+	case <-ctx.Done():
+	}
+}
+
+// Close stops the queue once what is queued is banned, and waits for it. No Add or
+// Flush may come after.
+func (q *BanQueue) Close() {
+	close(q.jobs)
+	<-q.done
+}

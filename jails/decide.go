@@ -1,0 +1,212 @@
+package jails
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/logban/logban/actions"
+)
+
+// BanAll bans the tickets' addresses: it decides each ban's length from the jail's
+// policy and the address's history (read in one query a jail), records all the new bans
+// at once (one transaction, with a BatchLedger) and then hands them to the jails'
+// actions. It is the one way a ban is made, by a jail's failures or by hand. Tickets of
+// unknown jails, and addresses their jail already bans, change nothing. It returns the
+// new bans.
+func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var fresh []Ticket
+	seen := map[banKey]bool{}
+	for _, t := range tickets {
+		j, ok := m.jails[t.Jail]
+		if !ok {
+			continue
+		}
+		k := banKey{t.Jail, t.Addr}
+		if _, dup := j.bans[t.Addr]; dup || seen[k] {
+			continue
+		}
+		seen[k] = true
+		fresh = append(fresh, t)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	count := m.counter(ctx, fresh)
+	records := make([]Record, len(fresh))
+	for i, t := range fresh {
+		records[i] = m.prepare(m.jails[t.Jail], t, count)
+	}
+	m.record(ctx, records)
+	out := make([]actions.Ban, len(records))
+	for i, r := range records {
+		j := m.jails[r.Jail]
+		j.totalBanned++
+		m.apply(j, r)
+		out[i] = r.Ban
+	}
+	return out
+}
+
+// prepare makes the ban for t: its length from the jail's policy and the address's
+// history, as count reads it. Caller holds m.mu.
+func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr netip.Addr) int) Record {
+	now := m.clock.Now()
+	prev := count(t.Jail, t.Addr)
+	counted := prev
+	if j.policy.Increment.OverallJails {
+		counted = count("", t.Addr)
+	}
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
+	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
+		b.Expires = now.Add(d)
+	}
+	return Record{Ban: b, Count: prev + 1}
+}
+
+// apply puts a recorded ban in force: it is the jail's, its actions are handed it, and
+// its end is scheduled. Caller holds m.mu.
+func (m *Manager) apply(j *jailBans, r Record) {
+	j.bans[r.Addr] = r
+	for _, na := range j.actions {
+		m.toAction(na, r.Ban, false)
+	}
+	if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr}) {
+		m.wakeRun() // it ends before anything Run waits for
+	}
+}
+
+// Unban lifts the ban of addr in jail, or in every jail if jail is "". It returns the bans
+// lifted, or ErrNotBanned if there were none.
+func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
+	addr = addr.Unmap()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if jail != "" {
+		if _, ok := m.jails[jail]; !ok {
+			return nil, ErrUnknownJail
+		}
+	}
+	var lifted []actions.Ban
+	for _, name := range m.jailNames() {
+		if jail != "" && name != jail {
+			continue
+		}
+		j := m.jails[name]
+		if r, ok := j.bans[addr]; ok {
+			m.lift(ctx, j, r.Ban)
+			lifted = append(lifted, r.Ban)
+		}
+	}
+	if len(lifted) == 0 {
+		return nil, ErrNotBanned
+	}
+	return lifted, nil
+}
+
+// lift ends b: it leaves the jail, its record is deleted, and its actions undo it.
+// Caller holds m.mu.
+func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
+	delete(j.bans, b.Addr)
+	j.totalUnbanned++
+	m.forget(ctx, b.Jail, b.Addr)
+	for _, na := range j.actions {
+		m.toAction(na, b, true)
+	}
+}
+
+// ExpireDue lifts every ban whose time has come on the manager's clock and returns them.
+// It costs the number of bans due, not the number of bans.
+func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var lifted []actions.Ban
+	for _, e := range m.expiries.due(m.clock.Now()) {
+		j, ok := m.jails[e.jail]
+		if !ok {
+			continue
+		}
+		if r, ok := j.bans[e.addr]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
+			m.lift(ctx, j, r.Ban)
+			lifted = append(lifted, r.Ban)
+		}
+	}
+	return lifted
+}
+
+// Restore brings back the bans a ledger recorded, at start: each in force again with the
+// time it has left, its actions handed it as at a ban (the kernel may have lost it, or
+// kept it after a crash: actions are idempotent). A ban that ended while the server was
+// down is undone through its jail's actions (a crash may have left it in the kernel) and
+// forgotten, as are bans of jails that no longer exist. It returns how many bans were
+// restored and how many had ended.
+func (m *Manager) Restore(ctx context.Context, records []Record) (restored, ended int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	var stale []Record
+	for _, r := range records {
+		j, ok := m.jails[r.Jail]
+		if !ok {
+			m.forget(ctx, r.Jail, r.Addr) // a jail removed
+			continue
+		}
+		if _, dup := j.bans[r.Addr]; dup {
+			continue
+		}
+		if !r.Permanent() && !r.Expires.After(now) {
+			stale = append(stale, r)
+			continue
+		}
+		m.apply(j, r)
+		restored++
+	}
+	// Once every ban in force holds its shared actions, those that ended let go of the
+	// addresses no jail holds any more.
+	for _, r := range stale {
+		for _, na := range m.jails[r.Jail].actions {
+			if _, shared := na.Action.(actions.Shared); !shared || m.shared[sharedKey{na.Action, r.Addr}] == 0 {
+				m.queue(na).add(actionCall{ban: r.Ban, unban: true})
+			}
+		}
+		m.forget(ctx, r.Jail, r.Addr)
+		ended++
+	}
+	return restored, ended
+}
+
+// sharedKey names an address held through a Shared action.
+type sharedKey struct {
+	action actions.Action
+	addr   netip.Addr
+}
+
+// toAction hands one action a ban, or its undoing. A Shared action (one whose effect
+// belongs to the address, like a null route) is handed a ban only for the first jail
+// holding the address and its undoing only when the last one lets go, so two jails
+// banning one address keep it blocked until both bans end. Caller holds m.mu.
+func (m *Manager) toAction(na NamedAction, b actions.Ban, unban bool) {
+	if _, ok := na.Action.(actions.Shared); ok {
+		k := sharedKey{na.Action, b.Addr}
+		if unban {
+			if m.shared[k]--; m.shared[k] > 0 {
+				return
+			}
+			delete(m.shared, k)
+		} else if m.shared[k]++; m.shared[k] > 1 {
+			return
+		}
+	}
+	m.queue(na).add(actionCall{ban: b, unban: unban})
+}
+
+// queue returns na's queue, making it if the action has none. Caller holds m.mu.
+func (m *Manager) queue(na NamedAction) *actionQueue {
+	q, ok := m.queues[na.Action]
+	if !ok {
+		q = m.newQueue(na)
+		m.queues[na.Action] = q
+	}
+	return q
+}

@@ -1,0 +1,143 @@
+package jails
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/actions"
+)
+
+// holder is an action that keeps what it holds as a kernel would, by jail; a shared
+// one keeps it under "".
+type holder struct {
+	mu     sync.Mutex
+	shared bool
+	held   map[string]map[netip.Addr]bool
+}
+
+func newHolder(shared bool) *holder {
+	return &holder{shared: shared, held: map[string]map[netip.Addr]bool{}}
+}
+
+func (h *holder) Start(context.Context) error { return nil }
+func (h *holder) Stop(context.Context) error  { return nil }
+func (h *holder) Ban(_ context.Context, b actions.Ban) error {
+	h.set(b.Jail, b.Addr, true)
+	return nil
+}
+func (h *holder) Unban(_ context.Context, b actions.Ban) error {
+	h.set(b.Jail, b.Addr, false)
+	return nil
+}
+
+// set changes what is held, as a call or a hand at the kernel would.
+func (h *holder) set(jail string, addr netip.Addr, held bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.shared {
+		jail = ""
+	}
+	if h.held[jail] == nil {
+		h.held[jail] = map[netip.Addr]bool{}
+	}
+	if held {
+		h.held[jail][addr] = true
+	} else {
+		delete(h.held[jail], addr)
+	}
+}
+
+func (h *holder) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []netip.Addr
+	for a := range h.held[jail] {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
+}
+
+type sharedHolder struct{ *holder }
+
+func (sharedHolder) SharedAcrossJails() {}
+
+// Reconciling puts back a hold the kernel lost, lifts one no ban stands behind, and
+// changes nothing when the two agree: for an action per jail and for a shared one.
+func TestReconcileRepairsBothWays(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	defer m.Close(ctx)
+	chains, routes := newHolder(false), sharedHolder{newHolder(true)}
+	a3, a4 := netip.MustParseAddr("198.51.100.3"), netip.MustParseAddr("198.51.100.4")
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"chains", chains}, {"routes", routes}})
+	m.SetJail(ctx, "dos", BanPolicy{BanTime: time.Hour}, []NamedAction{{"chains", chains}, {"routes", routes}})
+	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1}, {Jail: "sasl", Addr: a2}, {Jail: "dos", Addr: a1}})
+	settle(t, m)
+
+	reconcile := func() map[string]Repairs {
+		t.Helper()
+		repairs, busy, err := m.Reconcile(ctx)
+		if err != nil || len(busy) > 0 {
+			t.Fatalf("Reconcile: busy %v, %v", busy, err)
+		}
+		settle(t, m)
+		return repairs
+	}
+	if got := reconcile(); got["chains"] != (Repairs{}) || got["routes"] != (Repairs{}) {
+		t.Errorf("kernel and bans agree, yet %+v", got)
+	}
+
+	chains.set("dos", a1, false)  // a rule deleted by hand
+	chains.set("dos", a3, true)   // a rule with no ban behind it
+	routes.set("", a2, false)     // a route deleted by hand
+	routes.set("", a4, true)      // a logban route with no ban behind it
+	chains.set("other", a4, true) // a jail the action does not serve: not looked at
+	got := reconcile()
+	if got["chains"] != (Repairs{Restored: 1, Removed: 1}) || got["routes"] != (Repairs{Restored: 1, Removed: 1}) {
+		t.Errorf("repairs %+v", got)
+	}
+	for jail, want := range map[string][]netip.Addr{"sasl": {a1, a2}, "dos": {a1}, "other": {a4}} {
+		if held, _ := chains.Holds(ctx, jail); !slices.Equal(held, want) {
+			t.Errorf("chains hold %v for %s, want %v", held, jail, want)
+		}
+	}
+	if held, _ := routes.Holds(ctx, ""); !slices.Equal(held, []netip.Addr{a1, a2}) {
+		t.Errorf("routes hold %v", held)
+	}
+	if q := m.Queues()["routes"]; q.Restored != 1 || q.Removed != 1 {
+		t.Errorf("routes' repairs counted %+v", q)
+	}
+	if got := reconcile(); got["chains"] != (Repairs{}) || got["routes"] != (Repairs{}) {
+		t.Errorf("after the repair, %+v", got)
+	}
+}
+
+// An action with calls waiting is not reconciled: what it holds is about to change.
+func TestReconcileLeavesABusyActionForLater(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	slow := reconcilingGate{newGate(), newHolder(false)}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"slow", slow}})
+	ban(m, Ticket{Jail: "sasl", Addr: a1})
+	repairs, busy, err := m.Reconcile(ctx)
+	if err != nil || !slices.Equal(busy, []string{"slow"}) || len(repairs) != 0 {
+		t.Errorf("Reconcile = %v, busy %v, %v", repairs, busy, err)
+	}
+	close(slow.gate.open)
+	m.Close(ctx)
+}
+
+// reconcilingGate is a gate that can say what it holds.
+type reconcilingGate struct {
+	*gate
+	h *holder
+}
+
+func (g reconcilingGate) Holds(ctx context.Context, jail string) ([]netip.Addr, error) {
+	return g.h.Holds(ctx, jail)
+}
