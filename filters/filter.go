@@ -106,6 +106,7 @@ type UnknownParserError struct {
 	Filter, Parser string
 }
 
+// Error names the parser and the parsers there are.
 func (e *UnknownParserError) Error() string {
 	return fmt.Sprintf("filter %q: unknown parser %q; valid: %s", e.Filter, e.Parser, strings.Join(FormatNames(), ", "))
 }
@@ -119,10 +120,12 @@ type PatternError struct {
 	Err    error
 }
 
+// Error names the pattern and what is wrong with it.
 func (e *PatternError) Error() string {
 	return fmt.Sprintf("filter %q: %s[%d] %q: %v", e.Filter, e.Field, e.Index, e.Source, e.Err)
 }
 
+// Unwrap returns the regexp's error.
 func (e *PatternError) Unwrap() error { return e.Err }
 
 // Name returns the filter's name.
@@ -155,7 +158,7 @@ func (f *Filter) SetLocation(loc *time.Location) { f.times.Location = loc }
 // missing timestamp and decides the year of syslog timestamps. Lines without the filter's
 // literal return at the cost of one bytes.Index and allocate nothing.
 func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
-	if f.literal != nil && bytes.Index(line, f.literal) < 0 {
+	if f.literal != nil && !bytes.Contains(line, f.literal) {
 		return Match{}, NoMatch
 	}
 	addr, rule, r := f.find(line)

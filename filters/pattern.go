@@ -93,7 +93,7 @@ func replaceHost(source string, group func() string) string {
 // does not match or the capture is not an IP address.
 func (p *pattern) match(line []byte) (addr netip.Addr, ok bool) {
 	for _, lit := range p.literals {
-		if bytes.Index(line, lit) < 0 {
+		if !bytes.Contains(line, lit) {
 			return netip.Addr{}, false
 		}
 	}

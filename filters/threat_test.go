@@ -112,11 +112,11 @@ func (p postfixParts) line(addr string) string {
 // thread's URL, ua, the name it logged in as (in the context and the message), and the
 // X-Forwarded-For header the proxy extends (forged, the start of oip).
 type auditParts struct {
-	thread, kind, reason  string
-	host, ua, name, agent string
-	forged                []string // the client's X-Forwarded-For entries
-	proxied               bool     // oip (through the proxy) rather than ip
-	behindBalancer        bool     // a trusted load balancer appended the client
+	thread, kind, reason string
+	host, ua, name       string
+	forged               []string // the client's X-Forwarded-For entries
+	proxied              bool     // oip (through the proxy) rather than ip
+	behindBalancer       bool     // a trusted load balancer appended the client
 }
 
 func (p auditParts) withDefaults() auditParts {

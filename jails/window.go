@@ -14,7 +14,7 @@ import (
 // kept small and nearly free of pointers (the garbage collector does not scan it): a
 // map from the 16-byte address to a slot, and each slot's timestamps in fixed-size
 // chunks, which grow without copying: 89 bytes an address at maxretry 5
-// (BenchmarkTrackedAddressMemory), where a map of netip.Addr to a slice took 125.
+// (BenchmarkTrackedAddressMemory).
 type Window struct {
 	maxRetry int
 	findTime time.Duration

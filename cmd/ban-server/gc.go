@@ -15,8 +15,8 @@ const gcHeadroom = 32 << 20
 // its state (failure windows, bans), long-lived and nearly free of pointers, so a large
 // one costs little to collect often, and 25% keeps the resident size near the state's:
 // about 170 bytes per tracked address with a million tracked, 232 at 100%
-// (BenchmarkServerMemory in bench/). A small heap at 25% would be collected every
-// megabyte, which slowed a burst of bans by a quarter.
+// (BenchmarkServerMemory in bench/). A small heap stays at 100%: at 25% it would be
+// collected every megabyte, and a burst of bans would spend a quarter of its time so.
 func gcPercent(live uint64) int {
 	if live == 0 {
 		return 100
