@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,8 +11,8 @@ import (
 )
 
 // BenchmarkKernelBans bans then unbans 10,000 addresses (from 198.18.0.0/15, the range
-// set aside for benchmarks) through route and through ipset, in a namespace, and reports
-// bans/s and unbans/s.
+// set aside for benchmarks) through route and through ipset, in a namespace, one call at
+// a time and (-batch) in batches, and reports bans/s and unbans/s.
 func BenchmarkKernelBans(b *testing.B) {
 	const n = 10_000
 	addrs := make([]netip.Addr, n)
@@ -27,28 +28,38 @@ func BenchmarkKernelBans(b *testing.B) {
 		},
 		"ipset": func() Action { return NewIPSet(defaultFirewallOptions(), quiet) },
 	}
-	for _, name := range []string{"route", "ipset"} {
+	bans := bansOf(addrs, "bench")
+	for _, name := range []string{"route", "ipset", "route-batch", "ipset-batch"} {
+		kind, batched := strings.CutSuffix(name, "-batch")
 		b.Run(name, func(b *testing.B) {
 			lab := netnstest.New(b)
 			ctx := context.Background()
 			var banTime, unbanTime time.Duration
 			for b.Loop() {
-				a := kinds[name]()
+				a := kinds[kind]()
 				lab.Do(func() {
 					if err := a.Start(ctx); err != nil {
 						b.Fatal(err)
 					}
 					start := time.Now()
-					for _, addr := range addrs {
-						if err := a.Ban(ctx, ban(addr, "bench")); err != nil {
-							b.Fatal(err)
+					if batched {
+						noErrors(b, "ban batch", a.(Batcher).BanBatch(ctx, bans))
+					} else {
+						for _, ban := range bans {
+							if err := a.Ban(ctx, ban); err != nil {
+								b.Fatal(err)
+							}
 						}
 					}
 					banTime += time.Since(start)
 					start = time.Now()
-					for _, addr := range addrs {
-						if err := a.Unban(ctx, ban(addr, "bench")); err != nil {
-							b.Fatal(err)
+					if batched {
+						noErrors(b, "unban batch", a.(Batcher).UnbanBatch(ctx, bans))
+					} else {
+						for _, ban := range bans {
+							if err := a.Unban(ctx, ban); err != nil {
+								b.Fatal(err)
+							}
 						}
 					}
 					unbanTime += time.Since(start)

@@ -84,12 +84,10 @@ const (
 	batchRcvBuf = 4 << 20
 )
 
-// send sends the requests, batchMax per sendmsg, reads their acks together, and returns
-// each request's error: nil, or the errno the kernel answered (an ipset error as
-// nl.IPSetError). Each request must ask for an ack (NLM_F_ACK). If acks are lost (the
-// receive buffer overflowed), the requests not acknowledged are sent again one at a
-// time: every request logban sends is idempotent, or its repeat's error is one the
-// caller accepts.
+// send sends the requests, batchMax per sendmsg (sendBatch), and returns each
+// request's error: nil, or the errno the kernel answered (an ipset error as
+// nl.IPSetError). A request may be sent twice (when answers are lost): every request
+// logban sends is idempotent, or its repeat's error is one the caller accepts.
 func (s *netlinkSocket) send(reqs []*nl.NetlinkRequest) []error {
 	errs := make([]error, len(reqs))
 	s.mu.Lock()
@@ -111,18 +109,29 @@ func (s *netlinkSocket) send(reqs []*nl.NetlinkRequest) []error {
 	return errs
 }
 
-// sendBatch sends one batch in one sendmsg and fills errs from the acks.
+// sendBatch sends one batch in one sendmsg and fills errs from the answers. Only the
+// batch's last request asks for an ack: the kernel answers the others only when they
+// fail (one recvmsg each, as costly as the request itself), and handles a batch in
+// order, so once the last is answered every answer has come. If answers were lost (the
+// receive buffer overflowed) or none came in time, the requests not known to have
+// failed are sent again one at a time.
 func (s *netlinkSocket) sendBatch(raw *nl.NetlinkSocket, reqs []*nl.NetlinkRequest, errs []error) {
+	last := reqs[len(reqs)-1].Seq
 	bySeq := make(map[uint32]int, len(reqs))
 	var buf []byte
 	for i, r := range reqs {
 		bySeq[r.Seq] = i
+		r.Flags &^= unix.NLM_F_ACK
+		if r.Seq == last {
+			r.Flags |= unix.NLM_F_ACK
+		}
 		buf = append(buf, r.Serialize()...)
 	}
 	if err := unix.Sendto(raw.GetFd(), buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		s.oneByOne(raw, reqs, errs, bySeq)
 		return
 	}
+	done := false
 	take := func(msgs []syscall.NetlinkMessage) {
 		for _, m := range msgs {
 			i, ok := bySeq[m.Header.Seq]
@@ -131,15 +140,17 @@ func (s *netlinkSocket) sendBatch(raw *nl.NetlinkSocket, reqs []*nl.NetlinkReque
 			}
 			delete(bySeq, m.Header.Seq)
 			errs[i] = ackError(m.Data)
+			done = done || m.Header.Seq == last
 		}
 	}
-	for len(bySeq) > 0 {
+	for !done {
 		msgs, _, err := raw.Receive()
 		if err != nil {
-			// ENOBUFS: some acks were lost. The socket reports it before the acks still
-			// queued, which are read first; or no answer came in time.
-			take(queued(raw))
-			s.oneByOne(raw, reqs, errs, bySeq)
+			// ENOBUFS: some answers were lost. The socket reports it before the answers
+			// still queued, which are read first. Or no answer came in time.
+			if take(queued(raw)); !done {
+				s.oneByOne(raw, reqs, errs, bySeq)
+			}
 			return
 		}
 		take(msgs)
@@ -163,9 +174,11 @@ func queued(raw *nl.NetlinkSocket) []syscall.NetlinkMessage {
 	}
 }
 
-// oneByOne sends the requests still waiting for an ack (in bySeq) one at a time.
+// oneByOne sends the requests whose outcome is unknown (in bySeq) one at a time, each
+// waiting for its ack.
 func (s *netlinkSocket) oneByOne(raw *nl.NetlinkSocket, reqs []*nl.NetlinkRequest, errs []error, bySeq map[uint32]int) {
 	for _, i := range bySeq {
+		reqs[i].Flags |= unix.NLM_F_ACK
 		errs[i] = sendOne(raw, reqs[i])
 		s.resent.Add(1)
 	}
