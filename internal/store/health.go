@@ -160,7 +160,7 @@ func salvage(ctx context.Context, path string) salvaged {
 	defer db.Close()
 	s := &Store{db: db, path: path}
 	if rows, err := db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans"); err == nil {
-		out.bans, _ = scanBans(rows, true)
+		out.bans = scanBans(rows)
 	}
 	if rows, err := db.QueryContext(ctx, "SELECT jail, addr, ban_count, last_banned FROM ban_history"); err == nil {
 		for rows.Next() {

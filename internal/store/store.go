@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -246,29 +247,37 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
-	ban, err := tx.PrepareContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	count, err := tx.PrepareContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES (?, ?, ?, ?)
-		ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`)
-	if err != nil {
-		return err
-	}
-	for _, r := range records {
-		var expires any
-		if !r.Permanent() {
-			expires = r.Expires.UTC().Format(timeFormat)
+	for chunk := range slices.Chunk(records, saveChunk) {
+		bans := make([]any, 0, 6*len(chunk))
+		counts := make([]any, 0, 4*len(chunk))
+		for _, r := range chunk {
+			var expires any
+			if !r.Permanent() {
+				expires = r.Expires.UTC().Format(timeFormat)
+			}
+			addr, banned := r.Addr.String(), r.BannedAt.UTC().Format(timeFormat)
+			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count)
+			counts = append(counts, r.Jail, addr, r.Count, banned)
 		}
-		banned := r.BannedAt.UTC().Format(timeFormat)
-		if _, err := ban.ExecContext(ctx, r.Jail, r.Addr.String(), banned, expires, r.Failures, r.Count); err != nil {
-			return fmt.Errorf("saving ban of %v: %w", r.Addr, err)
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count) VALUES `+
+			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?)"), bans...); err != nil {
+			return fmt.Errorf("saving %d bans: %w", len(chunk), err)
 		}
-		if _, err := count.ExecContext(ctx, r.Jail, r.Addr.String(), r.Count, banned); err != nil {
-			return fmt.Errorf("counting ban of %v: %w", r.Addr, err)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES `+
+			valuesList(len(chunk), "(?, ?, ?, ?)")+
+			` ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`, counts...); err != nil {
+			return fmt.Errorf("counting %d bans: %w", len(chunk), err)
 		}
 	}
 	return tx.Commit()
+}
+
+// saveChunk is how many bans one INSERT statement records.
+const saveChunk = 256
+
+// valuesList returns n copies of row, joined by commas: a multi-row VALUES list.
+func valuesList(n int, row string) string {
+	return strings.Repeat(row+", ", n-1) + row
 }
 
 // countChunk is how many addresses one BanCounts query asks about.
@@ -323,49 +332,79 @@ func (s *Store) DeleteBan(ctx context.Context, jail string, addr netip.Addr) err
 
 // Bans returns every recorded ban.
 func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans")
-	if err != nil {
-		return nil, fmt.Errorf("reading bans: %w", err)
-	}
-	return scanBans(rows, false)
-}
-
-// scanBans reads bans from rows and closes them; lenient, it stops at the first row it
-// cannot read and returns those before it, for a salvage.
-func scanBans(rows *sql.Rows, lenient bool) ([]jails.Record, error) {
-	defer rows.Close()
 	var out []jails.Record
-	fail := func(err error) ([]jails.Record, error) {
-		if lenient {
-			return out, nil
-		}
-		return nil, fmt.Errorf("reading bans: %w", err)
-	}
-	for rows.Next() {
-		var r jails.Record
-		var addr, banned string
-		var expires sql.NullString
-		var err error
-		if err = rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
-			return fail(err)
-		}
-		if r.Addr, err = netip.ParseAddr(addr); err != nil {
-			return fail(fmt.Errorf("address %q: %w", addr, err))
-		}
-		if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
-			return fail(err)
-		}
-		if expires.Valid {
-			if r.Expires, err = time.Parse(timeFormat, expires.String); err != nil {
-				return fail(err)
-			}
+	for r, err := range s.EachBan(ctx) {
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return fail(err)
-	}
 	return out, nil
+}
+
+// EachBan yields every recorded ban as it is read, or, last, the error that stopped the
+// reading. The database's one connection is busy until the loop ends: the loop's body
+// must not use the store.
+func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
+	return func(yield func(jails.Record, error) bool) {
+		rows, err := s.db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans")
+		if err != nil {
+			yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanBan(rows)
+			if err != nil {
+				yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
+				return
+			}
+			if !yield(r, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
+		}
+	}
+}
+
+// scanBans reads bans from rows and closes them; it stops at the first row it cannot
+// read and returns those before it, for a salvage.
+func scanBans(rows *sql.Rows) []jails.Record {
+	defer rows.Close()
+	var out []jails.Record
+	for rows.Next() {
+		r, err := scanBan(rows)
+		if err != nil {
+			break
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// scanBan reads the ban in the row rows is at.
+func scanBan(rows *sql.Rows) (jails.Record, error) {
+	var r jails.Record
+	var addr, banned string
+	var expires sql.NullString
+	var err error
+	if err = rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
+		return r, err
+	}
+	if r.Addr, err = netip.ParseAddr(addr); err != nil {
+		return r, fmt.Errorf("address %q: %w", addr, err)
+	}
+	if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
+		return r, err
+	}
+	if expires.Valid {
+		if r.Expires, err = time.Parse(timeFormat, expires.String); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 // BanCount returns how many times addr has been banned in jail, or in every jail if
