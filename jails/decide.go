@@ -2,6 +2,7 @@ package jails
 
 import (
 	"context"
+	"iter"
 	"net/netip"
 
 	"github.com/logban/logban/actions"
@@ -135,21 +136,28 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 	return lifted
 }
 
-// Restore brings back the bans a ledger recorded, at start: each in force again with the
-// time it has left, its actions handed it as at a ban (the kernel may have lost it, or
-// kept it after a crash: actions are idempotent). A ban that ended while the server was
-// down is undone through its jail's actions (a crash may have left it in the kernel) and
-// forgotten, as are bans of jails that no longer exist. It returns how many bans were
-// restored and how many had ended.
-func (m *Manager) Restore(ctx context.Context, records []Record) (restored, ended int) {
+// Restore brings back the bans a ledger recorded, at start, as records yields them: each
+// in force again with the time it has left, its actions handed it as at a ban (the
+// kernel may have lost it, or kept it after a crash: actions are idempotent). A ban that
+// ended while the server was down is undone through its jail's actions (a crash may have
+// left it in the kernel) and forgotten, as are bans of jails that no longer exist; the
+// ledger is touched only once records is done, so records may be a cursor on it. The
+// actions start on the first bans while the rest are read. It returns how many bans
+// were restored and how many had ended, and the error records ended with, if any: the
+// bans read before it stay restored.
+func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error]) (restored, ended int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.clock.Now()
-	var stale []Record
-	for _, r := range records {
+	var stale, gone []Record
+	for r, rerr := range records {
+		if rerr != nil {
+			err = rerr
+			break
+		}
 		j, ok := m.jails[r.Jail]
 		if !ok {
-			m.forget(ctx, r.Jail, r.Addr) // a jail removed
+			gone = append(gone, r) // a jail removed
 			continue
 		}
 		if _, dup := j.bans[r.Addr]; dup {
@@ -162,6 +170,9 @@ func (m *Manager) Restore(ctx context.Context, records []Record) (restored, ende
 		m.apply(j, r)
 		restored++
 	}
+	for _, r := range gone {
+		m.forget(ctx, r.Jail, r.Addr)
+	}
 	// Once every ban in force holds its shared actions, those that ended let go of the
 	// addresses no jail holds any more.
 	for _, r := range stale {
@@ -173,7 +184,7 @@ func (m *Manager) Restore(ctx context.Context, records []Record) (restored, ende
 		m.forget(ctx, r.Jail, r.Addr)
 		ended++
 	}
-	return restored, ended
+	return restored, ended, err
 }
 
 // sharedKey names an address held through a Shared action.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -490,6 +491,17 @@ func TestCloseAbandonsWhatAHungActionHolds(t *testing.T) {
 	})
 }
 
+// each yields the records, as a ledger's cursor would.
+func each(records []Record) iter.Seq2[Record, error] {
+	return func(yield func(Record, error) bool) {
+		for _, r := range records {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
 func TestRestore(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: t0}
@@ -508,7 +520,7 @@ func TestRestore(t *testing.T) {
 		ledger.SaveBan(ctx, r)
 	}
 	m.SetLedger(ledger)
-	restored, expired := m.Restore(ctx, records)
+	restored, expired, _ := m.Restore(ctx, each(records))
 	if restored != 2 || expired != 1 {
 		t.Fatalf("restored %d, expired %d; want 2, 1", restored, expired)
 	}
@@ -537,10 +549,10 @@ func TestRestoreKeepsASharedActionForTheJailStillBanning(t *testing.T) {
 	route := &sharedRecorder{}
 	m.SetJail(ctx, "short", BanPolicy{BanTime: time.Minute}, []NamedAction{{"route", route}})
 	m.SetJail(ctx, "long", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
-	m.Restore(ctx, []Record{
+	m.Restore(ctx, each([]Record{
 		{Ban: actions.Ban{Jail: "short", Addr: a1, BannedAt: t0.Add(-time.Hour), Expires: t0.Add(-59 * time.Minute)}},
 		{Ban: actions.Ban{Jail: "long", Addr: a1, BannedAt: t0.Add(-time.Minute), Expires: t0.Add(59 * time.Minute)}},
-	})
+	}))
 	settle(t, m)
 	if want := "ban long 192.0.2.1"; route.String() != want {
 		t.Errorf("calls:\n%s\nwant:\n%s", route, want)
@@ -763,4 +775,49 @@ func TestBatcherGetsRunsInOrder(t *testing.T) {
 			t.Errorf("retried %q, %d pending", got, m.Pending("sasl"))
 		}
 	})
+}
+
+// cursorLedger is a MemoryLedger that must not be written while a cursor on it is open,
+// as the SQLite store's one connection cannot be.
+type cursorLedger struct {
+	*MemoryLedger
+	t    *testing.T
+	open bool
+}
+
+func (l *cursorLedger) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
+	if l.open {
+		l.t.Errorf("DeleteBan(%s, %v) while the records are being read", jail, addr)
+	}
+	return l.MemoryLedger.DeleteBan(ctx, jail, addr)
+}
+
+// Restore reads the records to their end (or their error) before it deletes the ended
+// bans' records, and keeps what it restored before an error.
+func TestRestoreFromACursor(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	defer m.Close(ctx)
+	ledger := &cursorLedger{MemoryLedger: NewMemoryLedger(), t: t}
+	m.SetLedger(ledger)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
+	broken := errors.New("disk I/O error")
+	records := func(yield func(Record, error) bool) {
+		ledger.open = true
+		defer func() { ledger.open = false }()
+		for _, r := range []Record{
+			{Ban: actions.Ban{Jail: "sasl", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},
+			{Ban: actions.Ban{Jail: "sasl", Addr: a2, BannedAt: t0.Add(-2 * time.Hour), Expires: t0.Add(-time.Hour)}}, // ended
+			{Ban: actions.Ban{Jail: "gone", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},                       // jail removed
+		} {
+			if !yield(r, nil) {
+				return
+			}
+		}
+		yield(Record{}, broken)
+	}
+	restored, ended, err := m.Restore(ctx, records)
+	if restored != 1 || ended != 1 || !errors.Is(err, broken) {
+		t.Errorf("Restore = %d, %d, %v", restored, ended, err)
+	}
 }

@@ -224,15 +224,15 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	return nil
 }
 
-// restore applies the bans recorded by the last run, each with the time it has left.
+// restore applies the bans recorded by the last run, each with the time it has left, as
+// they are read: the actions start on the first while the rest are read.
 func (d *Daemon) restore(ctx context.Context) error {
 	start := time.Now()
-	records, err := d.store.Bans(ctx)
+	restored, expired, err := d.manager.Restore(ctx, d.store.EachBan(ctx))
 	if err != nil {
 		return err
 	}
-	restored, expired := d.manager.Restore(ctx, records)
-	if len(records) > 0 {
+	if restored+expired > 0 {
 		d.logger.Info("bans restored", "restored", restored, "expired_while_stopped", expired, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil

@@ -52,11 +52,10 @@ func BenchmarkRestore(b *testing.B) {
 			m.SetLedger(st)
 			m.SetJail(ctx, "sasl", jails.BanPolicy{BanTime: time.Hour}, []jails.NamedAction{{Name: "a", Action: a}})
 			start := time.Now()
-			recs, err := st.Bans(ctx)
+			restored, _, err := m.Restore(ctx, st.EachBan(ctx))
 			if err != nil {
 				b.Fatal(err)
 			}
-			restored, _ := m.Restore(ctx, recs)
 			if left := m.Close(ctx); left != 0 { // every ban applied
 				b.Fatalf("%d calls not made", left)
 			}
