@@ -25,7 +25,8 @@ const queueLen = 65536
 // action ends in the state the manager last asked for (for a Shared action, the address
 // alone is the key).
 //
-// The queue holds queueLen calls. When it is full, calls go to an overflow that keeps,
+// The queue holds queueLen calls, in a slice that grows as they come and is let go of
+// once they are made. When it is full, calls go to an overflow that keeps,
 // per jail and address, only the last call asked for, and is worked through once the
 // queue is empty; no call is dropped but those a later one makes moot (a ban lifted
 // before it was made), and each overflow is logged and counted (Overflowed).
@@ -37,12 +38,15 @@ type actionQueue struct {
 	logger  *slog.Logger
 	clock   Clock
 	observe func(action string, unban bool, took time.Duration, err error)
+	limit   int // calls the queue holds before they overflow
 
-	calls chan actionCall
-	done  chan struct{} // closed when the worker has returned
+	wake chan struct{} // a call came, or the queue was closed
+	done chan struct{} // closed when the worker has returned
 
 	mu       sync.Mutex
 	closed   bool
+	calls    []actionCall // waiting, in order, from head on
+	head     int
 	overflow map[banKey]actionCall
 	order    []banKey // the overflow's keys, as they came
 	pending  map[banKey]*pendingCall
@@ -84,7 +88,7 @@ func backoff(attempts int) time.Duration {
 func (m *Manager) newQueue(na NamedAction) *actionQueue {
 	q := &actionQueue{
 		name: na.Name, action: na.Action, logger: m.logger.With("action", na.Name), clock: m.clock, observe: m.observe,
-		calls: make(chan actionCall, m.queueCap), done: make(chan struct{}),
+		limit: m.queueCap, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		overflow: map[banKey]actionCall{}, pending: map[banKey]*pendingCall{},
 	}
 	_, q.shared = na.Action.(actions.Shared)
@@ -110,13 +114,13 @@ func (q *actionQueue) add(c actionCall) {
 		return
 	}
 	q.queued.Add(1)
+	q.signal()
 	if len(q.overflow) == 0 {
-		select {
-		case q.calls <- c:
+		if len(q.calls)-q.head < q.limit {
+			q.calls = append(q.calls, c)
 			return
-		default:
 		}
-		q.logger.Warn("action queue full: calls wait in its overflow, the last one per address kept", "queue", cap(q.calls))
+		q.logger.Warn("action queue full: calls wait in its overflow, the last one per address kept", "queue", q.limit)
 	}
 	k := q.key(c)
 	if _, ok := q.overflow[k]; ok {
@@ -128,74 +132,87 @@ func (q *actionQueue) add(c actionCall) {
 	q.overflowed.Add(1)
 }
 
+// signal wakes the worker, if it waits.
+func (q *actionQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
 // batchLen is the most calls handed to a Batcher at once.
 const batchLen = 1024
 
-// work makes the queue's calls until the queue is closed and empty, or ctx is done.
-// Calls waiting together go to a Batcher in one batch.
+// work makes the queue's calls, then those of its overflow, and retries failed ones on
+// time, until the queue is closed and empty, or ctx is done.
 func (q *actionQueue) work(ctx context.Context) {
 	defer close(q.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var calls []actionCall
-	for {
+	for ctx.Err() == nil {
 		q.retryDue(ctx)
+		var closed bool
+		if calls, closed = q.take(calls[:0]); len(calls) > 0 {
+			q.makeAll(ctx, calls)
+			continue
+		}
+		if calls = q.takeOverflow(calls[:0]); len(calls) > 0 {
+			for len(calls) > 0 && ctx.Err() == nil {
+				n := min(len(calls), batchLen)
+				q.makeAll(ctx, calls[:n])
+				calls = calls[n:]
+			}
+			continue
+		}
+		if closed {
+			return
+		}
 		timer.Reset(q.untilRetry())
 		select {
 		case <-ctx.Done():
-			return
-		case c, ok := <-q.calls:
-			if !ok {
-				q.takeOverflow(ctx)
-				return
-			}
-			var closed bool
-			calls, closed = q.gather(append(calls[:0], c))
-			q.makeAll(ctx, calls)
-			if closed {
-				q.takeOverflow(ctx)
-				return
-			}
-			if len(q.calls) == 0 {
-				q.takeOverflow(ctx)
-			}
+		case <-q.wake:
 		case <-timer.C:
 		}
 	}
 }
 
-// gather appends to calls, for a Batcher, those waiting in the queue, up to batchLen.
-// It reports whether it found the queue closed.
-func (q *actionQueue) gather(calls []actionCall) ([]actionCall, bool) {
-	for q.batcher != nil && len(calls) < batchLen {
-		select {
-		case c, ok := <-q.calls:
-			if !ok {
-				return calls, true
-			}
-			calls = append(calls, c)
-		default:
-			return calls, false
+// take appends to calls the next waiting ones: up to batchLen for a Batcher, else one.
+// It reports whether the queue is closed.
+func (q *actionQueue) take(calls []actionCall) ([]actionCall, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.calls)-q.head, 1)
+	if q.batcher != nil {
+		n = min(len(q.calls)-q.head, batchLen)
+	}
+	calls = append(calls, q.calls[q.head:q.head+n]...)
+	clear(q.calls[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.calls) { // empty: start again at the front, and let a burst's room go
+		q.head = 0
+		q.calls = q.calls[:0]
+		if cap(q.calls) > 4*batchLen {
+			q.calls = nil
 		}
 	}
-	return calls, false
+	return calls, q.closed
 }
 
-// takeOverflow makes the calls waiting in the overflow, in the order they came.
-func (q *actionQueue) takeOverflow(ctx context.Context) {
+// takeOverflow appends to calls those waiting in the overflow, in the order they came,
+// once the queue is empty; new calls then queue again.
+func (q *actionQueue) takeOverflow(calls []actionCall) []actionCall {
 	q.mu.Lock()
-	var calls []actionCall
+	defer q.mu.Unlock()
+	if len(q.order) == 0 || len(q.calls) > q.head {
+		return calls
+	}
 	for _, k := range q.order {
 		calls = append(calls, q.overflow[k])
 	}
-	clear(q.overflow)
-	q.order = q.order[:0]
-	q.mu.Unlock()
-	for len(calls) > 0 && ctx.Err() == nil {
-		n := min(len(calls), batchLen)
-		q.makeAll(ctx, calls[:n])
-		calls = calls[n:]
-	}
+	q.overflow = map[banKey]actionCall{} // a new map: a cleared one keeps its room
+	q.order = nil
+	return calls
 }
 
 // makeAll makes calls in order: through a Batcher, each run of bans or of unbans at
@@ -329,10 +346,8 @@ func (q *actionQueue) untilRetry() time.Duration {
 func (q *actionQueue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !q.closed {
-		q.closed = true
-		close(q.calls)
-	}
+	q.closed = true
+	q.signal()
 }
 
 // pendingIn returns how many failed calls for jail wait to be retried.

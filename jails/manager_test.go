@@ -808,7 +808,7 @@ func TestRestoreFromACursor(t *testing.T) {
 		for _, r := range []Record{
 			{Ban: actions.Ban{Jail: "sasl", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},
 			{Ban: actions.Ban{Jail: "sasl", Addr: a2, BannedAt: t0.Add(-2 * time.Hour), Expires: t0.Add(-time.Hour)}}, // ended
-			{Ban: actions.Ban{Jail: "gone", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},                       // jail removed
+			{Ban: actions.Ban{Jail: "gone", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},                      // jail removed
 		} {
 			if !yield(r, nil) {
 				return

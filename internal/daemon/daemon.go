@@ -652,7 +652,7 @@ func (d *Daemon) startReaders(ctx context.Context) {
 
 // DefaultActionDrainTime is how long the actions have, at stop, to make the calls
 // queued for them.
-const DefaultActionDrainTime = 10 * time.Second
+const DefaultActionDrainTime = 5 * time.Second
 
 // shutdown stops the readers and saves where they stand, bans what they found, and
 // lets each action make the calls queued for it for up to Options.ActionDrainTime; what a hung
