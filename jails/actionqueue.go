@@ -52,6 +52,7 @@ type actionQueue struct {
 	pending  map[banKey]*pendingCall
 
 	queued, overflowed, failures atomic.Int64
+	added                        atomic.Int64 // calls handed to the queue, ever
 	restored, removed            atomic.Int64 // repairs by Reconcile
 }
 
@@ -114,6 +115,7 @@ func (q *actionQueue) add(c actionCall) {
 		return
 	}
 	q.queued.Add(1)
+	q.added.Add(1)
 	q.signal()
 	if len(q.overflow) == 0 {
 		if len(q.calls)-q.head < q.limit {

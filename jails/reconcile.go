@@ -22,6 +22,7 @@ type Repairs struct {
 type reconcileJob struct {
 	q     *actionQueue
 	r     actions.Reconciler
+	added int64 // the queue's calls so far, when its holds were listed
 	jails []string
 	holds map[string][]netip.Addr
 }
@@ -29,7 +30,8 @@ type reconcileJob struct {
 // Reconcile compares what each Reconciler action holds in the kernel with the bans in
 // force, and hands it the calls that make the two agree: a ban the kernel lost is
 // applied again, and a hold no ban stands behind is lifted. An action with calls
-// waiting or being made is left for the next time: what it holds is about to change.
+// waiting or being made, or handed any while its holds were listed, is left for the
+// next time: what it holds is changing.
 // It returns the repairs by action name, those left for the next time, and the errors
 // of actions that could not list what they hold.
 func (m *Manager) Reconcile(ctx context.Context) (repairs map[string]Repairs, busy []string, err error) {
@@ -44,7 +46,7 @@ func (m *Manager) Reconcile(ctx context.Context) (repairs map[string]Repairs, bu
 			busy = append(busy, q.name)
 			continue
 		}
-		job := &reconcileJob{q: q, r: r, holds: map[string][]netip.Addr{}}
+		job := &reconcileJob{q: q, r: r, added: q.added.Load(), holds: map[string][]netip.Addr{}}
 		if !q.shared {
 			for _, name := range m.jailNames() {
 				if slices.ContainsFunc(m.jails[name].actions, func(na NamedAction) bool { return na.Action == a }) {
@@ -76,6 +78,10 @@ func (m *Manager) Reconcile(ctx context.Context) (repairs map[string]Repairs, bu
 	defer m.mu.Unlock()
 	for _, job := range jobs {
 		if len(job.jails) == 0 || m.queues[job.q.action] != job.q { // failed, or retired since
+			continue
+		}
+		if job.q.added.Load() != job.added { // handed calls since its holds were listed
+			busy = append(busy, job.q.name)
 			continue
 		}
 		var rep Repairs

@@ -17,6 +17,7 @@ type holder struct {
 	mu     sync.Mutex
 	shared bool
 	held   map[string]map[netip.Addr]bool
+	during func() // if set, runs once, after Holds has listed and before it returns
 }
 
 func newHolder(shared bool) *holder {
@@ -53,12 +54,17 @@ func (h *holder) set(jail string, addr netip.Addr, held bool) {
 
 func (h *holder) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	var out []netip.Addr
 	for a := range h.held[jail] {
 		out = append(out, a)
 	}
+	during := h.during
+	h.during = nil
+	h.mu.Unlock()
 	slices.SortFunc(out, netip.Addr.Compare)
+	if during != nil {
+		during()
+	}
 	return out, nil
 }
 
@@ -140,4 +146,25 @@ type reconcilingGate struct {
 
 func (g reconcilingGate) Holds(ctx context.Context, jail string) ([]netip.Addr, error) {
 	return g.h.Holds(ctx, jail)
+}
+
+// An action handed a call while its holds were being listed is left for the next time:
+// the list may already be out of date, and a repair from it would be counted wrongly.
+func TestReconcileLeavesAnActionHandedCallsMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	defer m.Close(ctx)
+	h := newHolder(false)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"chains", h}})
+	h.during = func() {
+		ban(m, Ticket{Jail: "sasl", Addr: a1}) // decided after the list was taken
+		settle(t, m)
+	}
+	repairs, busy, err := m.Reconcile(ctx)
+	if err != nil || !slices.Equal(busy, []string{"chains"}) || repairs["chains"] != (Repairs{}) {
+		t.Errorf("Reconcile = %v, busy %v, %v", repairs, busy, err)
+	}
+	if repairs, busy, _ := m.Reconcile(ctx); len(busy) > 0 || repairs["chains"] != (Repairs{}) {
+		t.Errorf("the next time: %v, busy %v", repairs, busy)
+	}
 }
