@@ -146,3 +146,41 @@ actions = ["log"]
 	}
 	t.Logf("killed after %d of %d bans; after restart all %d are in force, each applied once", killedAt, burst, len(bans))
 }
+
+// An orderly stop that waits on an action (here an exec whose stop command hangs) ends
+// at a second SIGTERM, at once.
+func TestSecondSIGTERMStopsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "logban.toml")
+	os.WriteFile(filepath.Join(dir, "zimbra.log"), nil, 0o644)
+	os.WriteFile(config, []byte(`
+[server]
+socket = "logban.sock"
+database = "logban.db"
+[actions.slow]
+type = "exec"
+ban = ["true"]
+unban = ["true"]
+stop = ["sleep", "10"]
+timeout = "10s"
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+actions = ["slow"]
+`), 0o644)
+	cmd := startServer(t, config, control.NewClient(filepath.Join(dir, "logban.sock")))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		t.Fatalf("stopped before its stop command ended: %v", err)
+	case <-time.After(time.Second): // the stop command runs
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second SIGTERM did not stop ban-server within 5 s")
+	}
+}
