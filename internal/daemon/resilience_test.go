@@ -153,7 +153,7 @@ func TestLinesReadAgainAfterACrashBanNobodyAgain(t *testing.T) {
 	db.Close()
 	h.run(Options{})
 	h.waitFor("sasl", func(s control.JailStatus) bool { return s.TotalFailed == 3*n })
-	h.shutdown() // the banner has handed on every ticket once the readers stop
+	h.shutdown() // the ban queue has handed on every ticket once the readers stop
 	after := recorded(t, h.dbPath())
 	for addr, was := range before {
 		if after[addr] != was {
