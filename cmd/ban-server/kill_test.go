@@ -132,7 +132,14 @@ actions = ["log"]
 		}
 	}
 	// Applied exactly once by the new process: restored, or banned from the lines it read.
-	after, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
+	// The log action writes on its own time: wait until it has written them all.
+	var after []byte
+	for deadline := time.Now().Add(60 * time.Second); strings.Count(string(after), " ban ") < burst; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bans applied after restart, want %d", strings.Count(string(after), " ban "), burst)
+		}
+		after, _ = os.ReadFile(filepath.Join(dir, "bans.log"))
+	}
 	applied := map[string]int{}
 	for _, line := range strings.Split(strings.TrimSpace(string(after)), "\n") {
 		if f := strings.Fields(line); len(f) >= 4 && f[1] == "ban" {

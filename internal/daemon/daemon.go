@@ -175,6 +175,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.startReaders(gctx)
+	jailCount := len(d.jails) // before the goroutine that owns changes starts
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
@@ -182,7 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if metricsLn != nil {
 		g.Go(func() error { return m.Serve(gctx, metricsLn) })
 	}
-	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", len(d.jails), "dry_run", d.opts.DryRun)
+	d.logger.Info("started", "config", d.opts.ConfigPath, "socket", socket, "jails", jailCount, "dry_run", d.opts.DryRun)
 	close(d.ready)
 	err = g.Wait()
 	// Only an orderly stop lifts what the actions put in the kernel. A part that failed

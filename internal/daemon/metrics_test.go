@@ -15,7 +15,7 @@ func TestMetricsAfterABan(t *testing.T) {
 metrics = "127.0.0.1:0"`, 1)
 	h := start(t, cfg, Options{})
 	h.fail("203.0.113.5", 3)
-	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 && queuesEmpty(s) })
 
 	resp, err := http.Get("http://" + h.d.MetricsAddr() + "/metrics")
 	if err != nil {
@@ -31,6 +31,7 @@ metrics = "127.0.0.1:0"`, 1)
 		`logban_file_lines_read_total{file="` + h.log + `"} 3`,
 		`logban_file_bytes_behind{file="` + h.log + `"} 0`,
 		`logban_action_duration_seconds_count{action="log",op="ban"} 1`,
+		`logban_action_queued{action="log"} 0`,
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %s", want)
