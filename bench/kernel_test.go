@@ -6,14 +6,12 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +67,7 @@ timeout = "60s"
 type = "webhook"
 url = "http://%s/ban"
 timeout = "60s"
-`, silentServer(b, lab))
+`, netnstest.SilentServer(b, lab.Do))
 		acts = `["hung", "hook", "ban"]`
 	}
 	cfg := fmt.Sprintf(`
@@ -116,39 +114,6 @@ func (fail2ban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretr
 	waitFor(b, "fail2ban-server's jail to start", func() bool {
 		return exec.Command("fail2ban-client", "-c", conf, "status", "sasl").Run() == nil
 	})
-}
-
-// silentServer accepts TCP connections in the lab's server namespace and never answers,
-// as a hung webhook endpoint does, until the benchmark ends. It returns its address.
-func silentServer(b *testing.B, lab *netnstest.Lab) string {
-	var ln net.Listener
-	var err error
-	lab.Do(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	b.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // buildServer builds ban-server into dir and returns its path.

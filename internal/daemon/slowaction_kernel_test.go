@@ -2,46 +2,13 @@ package daemon
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/netnstest"
 )
-
-// silentServer accepts TCP connections on loopback and never answers, as a hung webhook
-// endpoint does, until the test ends. It returns its address.
-func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // A jail's exec action that hangs for its whole timeout and its webhook to a server
 // that never answers hold up neither its null routes nor the next batch's bans: each
@@ -76,7 +43,7 @@ maxretry = 3
 findtime = "1h"
 bantime = "10h"
 actions = ["hung", "hook", "route"]
-`, silentServer(t))
+`, netnstest.SilentServer(t, nil))
 	// The route action opens its netlink socket at start, in the lab's namespace.
 	h := startIn(t, lab.Do, cfg, Options{ActionDrainTime: 100 * time.Millisecond})
 

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -256,4 +257,42 @@ func (l *Lab) Connect(src netip.Addr, port int) error {
 		return err
 	}
 	return conn.Close()
+}
+
+// SilentServer accepts TCP connections on 127.0.0.1 and never answers, as a hung HTTP
+// endpoint does, until the test ends, and returns its address. in runs the listening:
+// Lab.Do puts it in a lab's server namespace; nil leaves it in the test's own.
+func SilentServer(t testing.TB, in func(func())) string {
+	t.Helper()
+	if in == nil {
+		in = func(f func()) { f() }
+	}
+	var ln net.Listener
+	var err error
+	in(func() { ln, err = net.Listen("tcp", "127.0.0.1:0") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
 }
