@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -92,43 +93,68 @@ func headHash(b []byte) uint64 {
 // compressed names the suffixes of rotated files that cannot be read as text.
 var compressed = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip"}
 
-// findRotated looks beside path for the file recorded as was, under another name
-// (zimbra.log.1, zimbra.log-20261122), holding at least offset bytes. A file with the
-// same inode is preferred; failing that, a copy with the same first line (copytruncate).
-// It returns nil if there is none.
+// candidate is a file beside a followed path that may be the path's file rotated, or a
+// copy of it: open, and identified.
+type candidate struct {
+	path string
+	f    *os.File
+	id   Identity
+	size int64
+}
+
+// candidates yields the regular, uncompressed files beside path whose names begin with
+// its name (zimbra.log.1, zimbra.log-20261122). The loop's body owns each file, and
+// closes those it does not keep.
+func candidates(path string) iter.Seq[candidate] {
+	return func(yield func(candidate) bool) {
+		dir, base := filepath.Split(path)
+		entries, err := os.ReadDir(filepath.Clean(dir))
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
+				continue
+			}
+			f, err := openRegular(filepath.Join(dir, name))
+			if err != nil {
+				continue
+			}
+			id, size, err := identify(f)
+			if err != nil {
+				f.Close()
+				continue
+			}
+			if !yield(candidate{filepath.Join(dir, name), f, id, size}) {
+				return
+			}
+		}
+	}
+}
+
+// findRotated looks beside path for the file recorded as was, under another name,
+// holding at least offset bytes. A file with the same inode is preferred; failing that,
+// a copy with the same first line (copytruncate). It returns nil if there is none.
 func findRotated(path string, was Identity, offset int64) (*os.File, Identity) {
 	if was.Head == 0 && offset > 0 {
 		return nil, Identity{} // nothing to recognise a copy by
 	}
-	dir, base := filepath.Split(path)
-	entries, err := os.ReadDir(filepath.Clean(dir))
-	if err != nil {
-		return nil, Identity{}
-	}
 	var copyFile *os.File
 	var copyID Identity
-	for _, e := range entries {
-		name := e.Name()
-		if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
-			continue
-		}
-		f, err := openRegular(filepath.Join(dir, name))
-		if err != nil {
-			continue
-		}
-		id, size, err := identify(f)
+	for c := range candidates(path) {
 		switch {
-		case err != nil || size < offset || (was.Head != 0 && id.Head != was.Head):
-			f.Close()
-		case id.Device == was.Device && id.Inode == was.Inode:
+		case c.size < offset || (was.Head != 0 && c.id.Head != was.Head):
+			c.f.Close()
+		case c.id.Device == was.Device && c.id.Inode == was.Inode:
 			if copyFile != nil {
 				copyFile.Close()
 			}
-			return f, id
+			return c.f, c.id
 		case copyFile == nil && was.Head != 0:
-			copyFile, copyID = f, id
+			copyFile, copyID = c.f, c.id
 		default:
-			f.Close()
+			c.f.Close()
 		}
 	}
 	return copyFile, copyID
@@ -141,24 +167,10 @@ func shorterCopy(path string, was Identity, offset int64) (string, int64) {
 	if was.Head == 0 {
 		return "", 0
 	}
-	dir, base := filepath.Split(path)
-	entries, err := os.ReadDir(filepath.Clean(dir))
-	if err != nil {
-		return "", 0
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if name == base || !strings.HasPrefix(name, base) || hasSuffix(name, compressed) || !e.Type().IsRegular() {
-			continue
-		}
-		f, err := openRegular(filepath.Join(dir, name))
-		if err != nil {
-			continue
-		}
-		id, size, err := identify(f)
-		f.Close()
-		if err == nil && id.Head == was.Head && size <= offset && (id.Device != was.Device || id.Inode != was.Inode) {
-			return filepath.Join(dir, name), size
+	for c := range candidates(path) {
+		c.f.Close()
+		if c.id.Head == was.Head && c.size <= offset && (c.id.Device != was.Device || c.id.Inode != was.Inode) {
+			return c.path, c.size
 		}
 	}
 	return "", 0
