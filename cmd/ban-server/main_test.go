@@ -69,16 +69,7 @@ logpath = ["zimbra.log"]
 actions = ["log"]
 `), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
-	c := control.NewClient(filepath.Join(dir, "s.sock"))
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(ctx) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("server did not answer")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	c, done := runInProcess(t, ctx, cfg, filepath.Join(dir, "s.sock"))
 
 	// SIGHUP rereads the configuration.
 	f, _ := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
@@ -87,7 +78,7 @@ actions = ["log"]
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for {
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		s, err := c.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -118,16 +109,7 @@ func TestFIFOLogpathDoesNotHoldTheServer(t *testing.T) {
 	os.WriteFile(log, nil, 0o644)
 	os.WriteFile(cfg, []byte("[server]\nsocket = \"s.sock\"\ndatabase = \"logban.db\"\n[actions.log]\ntype = \"log\"\n[jails.sasl]\nfilter = \"zimbra-submission\"\nlogpath = [\"zimbra.log\"]\nactions = [\"log\"]\n"), 0o644)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
-	c := control.NewClient(filepath.Join(dir, "s.sock"))
-	deadline := time.Now().Add(10 * time.Second)
-	for c.Ping(ctx) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("server did not answer")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	c, done := runInProcess(t, ctx, cfg, filepath.Join(dir, "s.sock"))
 	os.Remove(log)
 	if err := syscall.Mkfifo(log, 0o600); err != nil {
 		t.Skip("no FIFO here:", err)
@@ -149,4 +131,21 @@ func TestFIFOLogpathDoesNotHoldTheServer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the server did not stop within 5 s")
 	}
+}
+
+// runInProcess runs ban-server on cfg in this process until ctx ends, and returns a
+// client of its socket, once it answers, and where run's error will come.
+func runInProcess(t *testing.T, ctx context.Context, cfg, socket string) (*control.Client, chan error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
+	c := control.NewClient(socket)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("server did not answer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return c, done
 }
