@@ -33,8 +33,10 @@ type NamedAction struct {
 //     back at start (Restore), and the rule for actions shared by jails;
 //   - increment.go: how long a repeat offender's ban lasts, from its history;
 //   - backlog.go: ledger writes that failed, kept and retried;
-//   - actionqueue.go: each action's own queue and worker, with its retries: deciding a
-//     ban never waits for an action, and a slow one delays only its own calls;
+//   - actionqueue.go: each action's own queue and worker, with its retries and batches:
+//     deciding a ban never waits for an action, and a slow one delays only its own calls;
+//   - reconcile.go: what kernel actions hold, compared with the bans in force and
+//     repaired both ways;
 //   - expiry.go: when bans end.
 type Manager struct {
 	clock  Clock
