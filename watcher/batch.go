@@ -20,14 +20,23 @@ type Batch struct {
 	// Data is the bytes the lines were cut from, newlines and carriage returns included:
 	// each line's Text lies in it, in order, with nothing between one line and the next.
 	// It ends at the last line's Offset, so a byte at index k of Data lies at file offset
-	// Lines[len(Lines)-1].Offset - len(Data) + k. A consumer can search the whole batch
-	// at once and find the lines by their offsets.
+	// Start() + k. A consumer can search the whole batch at once and find the lines by
+	// their offsets.
 	Data []byte
 }
 
 // Handler receives batches. When it returns, the lines count as handled: Position moves
 // past them.
 type Handler func(Batch)
+
+// Start returns the file offset where the batch begins: its Data's first byte, the start
+// of its first line. It needs the Data the watcher gives a batch; 0 for no lines.
+func (b Batch) Start() int64 {
+	if len(b.Lines) == 0 {
+		return 0
+	}
+	return b.Lines[len(b.Lines)-1].Offset - int64(len(b.Data))
+}
 
 // Search calls each, in order, with the index of every line of the batch in which find
 // says text it looks for may lie. find returns the index in data of the first place
@@ -46,7 +55,7 @@ func (b Batch) Search(find func(data []byte) int, each func(i int)) {
 		}
 		return
 	}
-	start := lines[len(lines)-1].Offset - int64(len(data)) // data[0]'s file offset
+	start := b.Start()
 	for i, from := 0, 0; i < len(lines); i++ {
 		k := find(data[from:])
 		if k < 0 {
@@ -87,7 +96,7 @@ func (b Batch) CopyTo(dst Batch) Batch {
 		return dst
 	}
 	// Each line's text begins where the one before it ends in Data.
-	start := dst.Lines[len(dst.Lines)-1].Offset - int64(len(dst.Data))
+	start := dst.Start()
 	from := 0
 	for i := range dst.Lines {
 		n := len(dst.Lines[i].Text)

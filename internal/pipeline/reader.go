@@ -76,7 +76,7 @@ func (r *Reader) holdBack(b watcher.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.unsent == nil && len(b.Lines) > 0 {
-		r.unsent = &watcher.Position{File: b.File, Offset: b.Lines[len(b.Lines)-1].Offset - int64(len(b.Data))}
+		r.unsent = &watcher.Position{File: b.File, Offset: b.Start()}
 	}
 }
 
