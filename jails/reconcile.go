@@ -31,15 +31,16 @@ type reconcileJob struct {
 // force, and hands it the calls that make the two agree: a ban the kernel lost is
 // applied again, and a hold no ban stands behind is lifted. An action with calls
 // waiting or being made, or handed any while its holds were listed, is left for the
-// next time: what it holds is changing.
-// It returns the repairs by action name, those left for the next time, and the errors
-// of actions that could not list what they hold.
-func (m *Manager) Reconcile(ctx context.Context) (repairs map[string]Repairs, busy []string, err error) {
+// next time: what it holds is changing. With names, only the actions so named are
+// compared (those left for the next time, say). It returns the repairs by action name,
+// those left for the next time, and the errors of actions that could not list what
+// they hold.
+func (m *Manager) Reconcile(ctx context.Context, names ...string) (repairs map[string]Repairs, busy []string, err error) {
 	var jobs []*reconcileJob
 	m.mu.Lock()
 	for a, q := range m.queues {
 		r, ok := a.(actions.Reconciler)
-		if !ok {
+		if !ok || len(names) > 0 && !slices.Contains(names, q.name) {
 			continue
 		}
 		if !q.idle() {

@@ -168,3 +168,18 @@ func TestReconcileLeavesAnActionHandedCallsMeanwhile(t *testing.T) {
 		t.Errorf("the next time: %v, busy %v", repairs, busy)
 	}
 }
+
+// Reconcile with names compares only the actions so named.
+func TestReconcileOnlyTheNamed(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	defer m.Close(ctx)
+	chains, routes := newHolder(false), sharedHolder{newHolder(true)}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"chains", chains}, {"routes", routes}})
+	chains.set("sasl", a1, true)
+	routes.set("", a1, true)
+	repairs, _, err := m.Reconcile(ctx, "routes")
+	if err != nil || len(repairs) != 1 || repairs["routes"] != (Repairs{Removed: 1}) {
+		t.Errorf("Reconcile(routes) = %v, %v", repairs, err)
+	}
+}

@@ -387,13 +387,15 @@ const reconcileRetry = time.Second
 func (d *Daemon) keepKernelInStep(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var busy []string // actions left for the next round, tried again soon, alone
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
-		repairs, busy, err := d.manager.Reconcile(ctx)
+		repairs, stillBusy, err := d.manager.Reconcile(ctx, busy...)
+		busy = stillBusy
 		if err != nil {
 			d.logger.Error("reconciling the kernel with the bans in force", "err", err)
 		}
