@@ -53,9 +53,11 @@ func (s *netlinkSocket) open() error {
 		h.Close()
 		return fmt.Errorf("opening netlink: %w", err)
 	}
-	// A batch's acks wait in the receive buffer until the whole batch is done; each
-	// takes about a kilobyte of it. Only root may grow it past the system's limit; a
-	// smaller buffer makes batches fall back to one request at a time, not fail.
+	// A batch's answers (one per failed request, and the last request's ack) wait in
+	// the receive buffer until the whole batch is handled; each takes about a kilobyte
+	// of it, and a batch re-adding routes already there fails whole. Only root may grow
+	// the buffer past the system's limit; a smaller one makes such batches fall back to
+	// one request at a time, not fail.
 	if err := raw.SetReceiveBufferSize(batchRcvBuf, true); err != nil {
 		raw.SetReceiveBufferSize(batchRcvBuf, false) //nolint:errcheck // the default serves, slower
 	}
@@ -78,7 +80,7 @@ func (s *netlinkSocket) close() {
 }
 
 // batchMax is the most requests sent in one sendmsg, and batchRcvBuf the receive buffer
-// that holds their acks.
+// that holds their answers.
 const (
 	batchMax    = 1024
 	batchRcvBuf = 4 << 20

@@ -425,27 +425,6 @@ func (m *Manager) Queues() map[string]QueueStats {
 	return out
 }
 
-// Flush returns once every action has made every call handed to it so far (failed
-// calls waiting for a retry aside), or when ctx is done.
-func (m *Manager) Flush(ctx context.Context) error {
-	for {
-		m.mu.Lock()
-		idle := true
-		for _, q := range m.queues {
-			idle = idle && q.idle()
-		}
-		m.mu.Unlock()
-		if idle {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-}
-
 // Close lets each action make the calls handed to it until ctx is done, then abandons
 // what is left (calls not yet made, and failed calls waiting for a retry), and returns
 // how many calls that was. The manager hands out no calls
