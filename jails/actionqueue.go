@@ -40,8 +40,9 @@ type actionQueue struct {
 	observe func(action string, unban bool, took time.Duration, err error)
 	limit   int // calls the queue holds before they overflow
 
-	wake chan struct{} // a call came, or the queue was closed
-	done chan struct{} // closed when the worker has returned
+	wake chan struct{}      // a call came, or the queue was closed
+	done chan struct{}      // closed when the worker has returned
+	stop context.CancelFunc // abandons the calls left, and the one being made
 
 	mu       sync.Mutex
 	closed   bool
@@ -84,17 +85,18 @@ func backoff(attempts int) time.Duration {
 	return min(d, RetryMax)
 }
 
-// newQueue starts a queue and its worker for na, until the queue is closed or the
-// manager's life ends. Caller holds m.mu.
+// newQueue starts a queue and its worker for na, until the queue is closed, or stopped,
+// or the manager's life ends. Caller holds m.mu.
 func (m *Manager) newQueue(na NamedAction) *actionQueue {
-	q := &actionQueue{
+	life, stop := context.WithCancel(m.life)
+	q := &actionQueue{stop: stop,
 		name: na.Name, action: na.Action, logger: m.logger.With("action", na.Name), clock: m.clock, observe: m.observe,
 		limit: m.queueCap, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		overflow: map[banKey]actionCall{}, pending: map[banKey]*pendingCall{},
 	}
 	_, q.shared = na.Action.(actions.Shared)
 	q.batcher, _ = na.Action.(actions.Batcher)
-	go q.work(m.life)
+	go q.work(life)
 	return q
 }
 
@@ -368,27 +370,39 @@ func (q *actionQueue) pendingIn(jail string) int {
 // idle reports whether the queue has nothing to make (failed calls waiting aside).
 func (q *actionQueue) idle() bool { return q.queued.Load() == 0 }
 
-// retireQueues closes the queues of actions no jail uses any more, once they have made
-// their last calls (the unbans of the jails that left them), or ctx ends: the daemon
-// stops such an action next. Caller holds m.mu.
-func (m *Manager) retireQueues(ctx context.Context) {
+// retireQueues closes and returns the queues of actions no jail uses any more; they go
+// on to make their last calls (the unbans of the jails that left them), which letGo
+// waits for. Caller holds m.mu.
+func (m *Manager) retireQueues() []*actionQueue {
 	live := map[actions.Action]bool{}
 	for _, j := range m.jails {
 		for _, na := range j.actions {
 			live[na.Action] = true
 		}
 	}
+	var retired []*actionQueue
 	for a, q := range m.queues {
-		if live[a] {
-			continue
+		if !live[a] {
+			q.close()
+			delete(m.queues, a)
+			retired = append(retired, q)
 		}
-		q.close()
+	}
+	return retired
+}
+
+// letGo waits for retired queues to make their last calls, until ctx is done; then
+// what is left is abandoned, and the worker returns. The daemon stops such an action
+// next. Caller does not hold m.mu: bans go on being decided meanwhile.
+func (m *Manager) letGo(ctx context.Context, retired []*actionQueue) {
+	for _, q := range retired {
 		select {
 		case <-q.done:
 		case <-ctx.Done():
 			m.logger.Warn("a retired action had calls left; they are abandoned", "action", q.name, "left", q.queued.Load())
+			q.stop()
+			<-q.done
 		}
-		delete(m.queues, a)
 	}
 }
 

@@ -111,15 +111,18 @@ func (m *Manager) SetLedger(l Ledger) {
 // SetJail adds a jail or changes its ban policy and actions. The bans of an existing jail
 // are kept; those already in place are lifted through actions the jail no longer has and
 // applied through the ones it gains. A new policy applies to new bans. An action no jail
-// uses any more makes its last calls (within ctx) before SetJail returns: it may be
-// stopped then.
+// uses any more makes its last calls before SetJail returns, or is abandoned when ctx
+// is done: it may be stopped then. Bans are decided meanwhile.
 func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, acts []NamedAction) {
+	m.letGo(ctx, m.setJail(ctx, name, policy, acts))
+}
+
+// setJail is SetJail but for the wait; it returns the queues it retired.
+func (m *Manager) setJail(ctx context.Context, name string, policy BanPolicy, acts []NamedAction) []*actionQueue {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, na := range acts {
-		if _, ok := m.queues[na.Action]; !ok {
-			m.queues[na.Action] = m.newQueue(na)
-		}
+		m.queue(na)
 		if p, ok := na.Action.(actions.JailPreparer); ok {
 			if err := p.PrepareJail(ctx, name); err != nil {
 				// Not fatal: the first ban tries again, and its failure is retried.
@@ -130,7 +133,7 @@ func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, ac
 	j, ok := m.jails[name]
 	if !ok {
 		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]Record)}
-		return
+		return nil
 	}
 	for _, old := range j.actions {
 		if !slices.Contains(acts, old) {
@@ -148,22 +151,25 @@ func (m *Manager) SetJail(ctx context.Context, name string, policy BanPolicy, ac
 	}
 	j.policy = policy
 	j.actions = slices.Clone(acts)
-	m.retireQueues(ctx)
+	return m.retireQueues()
 }
 
-// RemoveJail lifts every ban of the jail and forgets it.
+// RemoveJail lifts every ban of the jail and forgets it. Actions no jail uses any more
+// are let go as by SetJail; ctx bounds that wait only, not the deletion of the records.
 func (m *Manager) RemoveJail(ctx context.Context, name string) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	j, ok := m.jails[name]
 	if !ok {
+		m.mu.Unlock()
 		return
 	}
 	for _, r := range j.bans {
-		m.lift(ctx, j, r.Ban)
+		m.lift(context.WithoutCancel(ctx), j, r.Ban)
 	}
 	delete(m.jails, name)
-	m.retireQueues(ctx)
+	retired := m.retireQueues()
+	m.mu.Unlock()
+	m.letGo(ctx, retired)
 }
 
 // Run lifts bans as they expire, and retries failed ledger writes, until ctx is done.

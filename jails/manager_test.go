@@ -831,3 +831,43 @@ func TestRestoreFromACursor(t *testing.T) {
 		t.Errorf("Restore = %d, %d, %v", restored, ended, err)
 	}
 }
+
+// An action a jail lets go of (a reload) makes its last calls while bans go on being
+// decided; a hung one is abandoned when the wait ends.
+func TestLettingGoOfAHungActionHoldsUpNoBan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		m := newManager(SystemClock{})
+		defer m.Close(ctx)
+		hung, rec := newGate(), &recorder{}
+		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"hung", hung}})
+		m.SetJail(ctx, "other", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+		ban(m, Ticket{Jail: "sasl", Addr: a1}) // the hung action holds it
+		drain, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		done := make(chan struct{})
+		go func() { m.SetJail(drain, "sasl", BanPolicy{BanTime: time.Hour}, nil); close(done) }()
+		synctest.Wait() // SetJail waits for the hung action's last calls
+		if !m.mu.TryLock() {
+			t.Fatal("SetJail holds the manager while it waits for the action it let go")
+		}
+		m.mu.Unlock()
+		if _, isNew := ban(m, Ticket{Jail: "other", Addr: a2}); !isNew {
+			t.Fatal("no ban while an action was let go")
+		}
+		synctest.Wait()
+		if rec.String() != "ban other 2001:db8::2" {
+			t.Errorf("the other jail's action made %q", rec)
+		}
+		select {
+		case <-done:
+			t.Fatal("SetJail returned before the hung action made its calls or the wait ended")
+		default:
+		}
+		time.Sleep(5 * time.Second)
+		<-done
+		if _, ok := m.Queues()["hung"]; ok {
+			t.Error("the hung action's queue is still there")
+		}
+	})
+}

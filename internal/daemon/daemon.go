@@ -509,10 +509,13 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		newReaders[path] = r
 	}
 
-	// Bans move to the new jails and actions.
+	// Bans move to the new jails and actions. An action no jail keeps has
+	// ActionDrainTime to make its last calls before it is stopped.
+	drain, cancelDrain := context.WithTimeout(ctx, d.opts.ActionDrainTime)
+	defer cancelDrain()
 	for name := range d.jails {
 		if _, ok := newJails[name]; !ok {
-			d.manager.RemoveJail(ctx, name)
+			d.manager.RemoveJail(drain, name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(newJails)) {
@@ -521,7 +524,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		for i, a := range jr.cfg.Actions {
 			named[i] = jails.NamedAction{Name: a, Action: newActions[a].action}
 		}
-		d.manager.SetJail(ctx, name, jails.BanPolicy{BanTime: jr.cfg.BanTime, Increment: jr.cfg.Increment}, named)
+		d.manager.SetJail(drain, name, jails.BanPolicy{BanTime: jr.cfg.BanTime, Increment: jr.cfg.Increment}, named)
 	}
 
 	d.mu.Lock()
