@@ -24,6 +24,10 @@ type Ban struct {
 	Failures int       // failures that led to the ban; 0 for a manual ban
 	BannedAt time.Time // when the ban began
 	Expires  time.Time // when it ends; the zero time means never
+	// By is the farm node that decided the ban; "" outside a farm.
+	By string
+	// Why says what led to the ban, in words ("5 failures", "by hand").
+	Why string
 }
 
 // Permanent reports whether the ban lasts until it is lifted by hand.

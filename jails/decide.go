@@ -2,6 +2,7 @@ package jails
 
 import (
 	"context"
+	"fmt"
 	"iter"
 	"net/netip"
 
@@ -28,6 +29,11 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 		if _, dup := j.bans[t.Addr]; dup || seen[k] {
 			continue
 		}
+		if why := m.protected(t.Addr); why != "" {
+			m.refused++
+			m.logger.Warn("ban refused: the address is "+why, "jail", t.Jail, "addr", t.Addr)
+			continue
+		}
 		seen[k] = true
 		fresh = append(fresh, t)
 	}
@@ -38,6 +44,9 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	records := make([]Record, len(fresh))
 	for i, t := range fresh {
 		records[i] = m.prepare(m.jails[t.Jail], t, count)
+	}
+	if m.farm != nil {
+		m.farm.Decided(records)
 	}
 	m.record(ctx, records)
 	out := make([]actions.Ban, len(records))
@@ -59,7 +68,16 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr ne
 	if j.policy.Increment.OverallJails {
 		counted = count("", t.Addr)
 	}
-	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now}
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now, Why: t.Why}
+	if m.farm != nil {
+		b.By = m.farm.Node()
+	}
+	if b.Why == "" {
+		b.Why = "by hand"
+		if t.Failures > 0 {
+			b.Why = fmt.Sprintf("%d failures", t.Failures)
+		}
+	}
 	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
 		b.Expires = now.Add(d)
 	}
@@ -78,9 +96,18 @@ func (m *Manager) apply(j *jailBans, r Record) {
 	}
 }
 
-// Unban lifts the ban of addr in jail, or in every jail if jail is "". It returns the bans
-// lifted, or ErrNotBanned if there were none.
+// Unban lifts the ban of addr in jail, or in every jail if jail is "", and, in a farm,
+// on every host. It returns the bans lifted, or ErrNotBanned if there were none.
 func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
+	return m.unban(ctx, jail, addr, true)
+}
+
+// UnbanHere is Unban on this host alone: the farm is not told.
+func (m *Manager) UnbanHere(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
+	return m.unban(ctx, jail, addr, false)
+}
+
+func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmWide bool) ([]actions.Ban, error) {
 	addr = addr.Unmap()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -102,6 +129,9 @@ func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]ac
 	}
 	if len(lifted) == 0 {
 		return nil, ErrNotBanned
+	}
+	if farmWide && m.farm != nil {
+		m.farm.Lifted(lifted)
 	}
 	return lifted, nil
 }

@@ -15,6 +15,22 @@ type Settings struct {
 	MaxRetry int
 	FindTime time.Duration
 	Ignore   *IgnoreList
+	// Tally, if set, hears of every failure counted, so a farm can count it too.
+	Tally Tally
+}
+
+// Tally hears of the failures a jail counts, to count them across a farm. Failure is
+// called on the reading path: it must not wait.
+type Tally interface {
+	Failure(jail string, addr netip.Addr, t time.Time, from Origin)
+}
+
+// Origin is where a failure was read: the file (its Head hash, which tells files apart
+// across rotations) and the offset just past the line. The same line read twice has the
+// same origin, so a farm counts it once. The zero Origin is a failure from no file.
+type Origin struct {
+	File   uint64
+	Offset int64
 }
 
 // Ticket asks the Manager to ban an address.
@@ -23,6 +39,9 @@ type Ticket struct {
 	Addr     netip.Addr
 	Failures int       // failures within findtime; 0 for a manual ban
 	Time     time.Time // time of the last failure
+	// Why says what led to the ban; "" for the usual words (failures within findtime,
+	// or by hand).
+	Why string
 }
 
 // ErrIgnored reports an address that the jail must never ban. The error returned is an
@@ -67,6 +86,11 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 // Line runs the filter over line, read at now, and counts a failure if there is one. A
 // line no failregex wants returns at once without allocating.
 func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
+	return j.LineFrom(line, now, Origin{})
+}
+
+// LineFrom is Line for a line read at from.
+func (j *Jail) LineFrom(line []byte, now time.Time, from Origin) (Ticket, bool) {
 	m, r := j.filter.Match(line, now)
 	if r != filters.Matched {
 		return Ticket{}, false
@@ -74,7 +98,7 @@ func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.Failure(m.Addr, m.Time, now)
+	return j.failure(m.Addr, m.Time, now, from)
 }
 
 // Skew returns the steady offset between the jail's line times and the clock, measured
@@ -95,6 +119,10 @@ const FutureTolerance = time.Minute
 // clock set wrong, a forged year) would otherwise stay an address's newest failure and
 // keep every later one from counting.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
+	return j.failure(addr, t, now, Origin{})
+}
+
+func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin) (Ticket, bool) {
 	addr = addr.Unmap()
 	if t.After(now.Add(FutureTolerance)) {
 		t = now
@@ -104,6 +132,9 @@ func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
 		return Ticket{}, false
 	}
 	j.totalFailed.Add(1)
+	if j.settings.Tally != nil {
+		j.settings.Tally.Failure(j.name, addr, t, from)
+	}
 	j.mu.Lock()
 	n, reached := j.window.Add(addr, t, now)
 	j.mu.Unlock()

@@ -37,7 +37,8 @@ type NamedAction struct {
 //     deciding a ban never waits for an action, and a slow one delays only its own calls;
 //   - reconcile.go: what kernel actions hold, compared with the bans in force and
 //     repaired both ways;
-//   - expiry.go: when bans end.
+//   - expiry.go: when bans end;
+//   - farm.go: what the manager tells the farm, and the bans it takes from it.
 type Manager struct {
 	clock  Clock
 	logger *slog.Logger
@@ -57,6 +58,8 @@ type Manager struct {
 	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
 	backlog  backlog
+	farm     FarmLink // nil outside a farm
+	refused  int64    // bans refused because the farm protects the address
 }
 
 // BanPolicy says how long a jail's bans last.

@@ -159,7 +159,11 @@ func salvage(ctx context.Context, path string) salvaged {
 	}
 	defer db.Close()
 	s := &Store{db: db, path: path}
-	if rows, err := db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans"); err == nil {
+	rows, err := db.QueryContext(ctx, "SELECT "+banColumns+" FROM bans")
+	if err != nil { // older than the farm columns
+		rows, err = db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans")
+	}
+	if err == nil {
 		out.bans = scanBans(rows)
 	}
 	if rows, err := db.QueryContext(ctx, "SELECT jail, addr, ban_count, last_banned FROM ban_history"); err == nil {

@@ -53,7 +53,16 @@ var schema = []string{
 		PRIMARY KEY (jail, addr)
 	)`,
 	3: `CREATE INDEX ban_history_addr ON ban_history (addr)`, // overalljails counts by address alone
+	4: `ALTER TABLE bans ADD COLUMN decided_by TEXT NOT NULL DEFAULT ''; -- the farm node that decided; '' outside a farm
+	ALTER TABLE bans ADD COLUMN why TEXT NOT NULL DEFAULT '';
+	CREATE TABLE farm_outbox (   -- decisions and unbans waiting for the farm, in order
+		id      INTEGER PRIMARY KEY AUTOINCREMENT,
+		entry   TEXT NOT NULL    -- JSON, as package farm writes it
+	)`,
 }
+
+// banColumns are the columns of bans, in the order scanBan reads them.
+const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why"
 
 // Store is an open database.
 type Store struct {
@@ -248,7 +257,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	for chunk := range slices.Chunk(records, saveChunk) {
-		bans := make([]any, 0, 6*len(chunk))
+		bans := make([]any, 0, 8*len(chunk))
 		counts := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
 			var expires any
@@ -256,11 +265,11 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 				expires = r.Expires.UTC().Format(timeFormat)
 			}
 			addr, banned := r.Addr.String(), r.BannedAt.UTC().Format(timeFormat)
-			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count)
+			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why)
 			counts = append(counts, r.Jail, addr, r.Count, banned)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (jail, addr, banned_at, expires_at, failures, ban_count) VALUES `+
-			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?)"), bans...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (`+banColumns+`) VALUES `+
+			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
 			return fmt.Errorf("saving %d bans: %w", len(chunk), err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES `+
@@ -347,7 +356,7 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 // must not use the store.
 func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
 	return func(yield func(jails.Record, error) bool) {
-		rows, err := s.db.QueryContext(ctx, "SELECT jail, addr, banned_at, expires_at, failures, ban_count FROM bans")
+		rows, err := s.db.QueryContext(ctx, "SELECT "+banColumns+" FROM bans")
 		if err != nil {
 			yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
 			return
@@ -390,7 +399,11 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 	var addr, banned string
 	var expires sql.NullString
 	var err error
-	if err = rows.Scan(&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count); err != nil {
+	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why}
+	if cols, err := rows.Columns(); err == nil && len(cols) < len(dest) {
+		dest = dest[:len(cols)] // a salvage from a database older than the farm columns
+	}
+	if err = rows.Scan(dest...); err != nil {
 		return r, err
 	}
 	if r.Addr, err = netip.ParseAddr(addr); err != nil {

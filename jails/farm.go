@@ -1,0 +1,136 @@
+package jails
+
+import (
+	"context"
+	"net/netip"
+
+	"github.com/logban/logban/actions"
+)
+
+// FarmLink is what the manager tells the farm its host belongs to, and asks of it. Its
+// methods are called with the manager's lock held: they must not call back into the
+// manager, and must not wait on the network.
+type FarmLink interface {
+	// Node is this host's name in the farm; it signs the bans this host decides.
+	Node() string
+	// Decided is handed the bans this host decided (by its jails' failures, the farm's
+	// count, or by hand), before they are recorded, so a crash between the two still
+	// publishes them.
+	Decided(records []Record)
+	// Lifted is handed the bans an operator lifted here, to be lifted farm-wide.
+	Lifted(bans []actions.Ban)
+	// Protected returns why addr must never be banned by this farm (it is another
+	// node's), or "".
+	Protected(addr netip.Addr) string
+}
+
+// SetFarm links the manager to a farm: the bans it decides are signed by the farm's
+// node and handed to it, operators' unbans too, and no ban, decided here or adopted, is
+// made of an address the farm protects. Call it before the first ban.
+func (m *Manager) SetFarm(f FarmLink) {
+	m.mu.Lock()
+	m.farm = f
+	m.mu.Unlock()
+}
+
+// protected returns why addr must not be banned for the farm, or "". Caller holds m.mu.
+func (m *Manager) protected(addr netip.Addr) string {
+	if m.farm == nil {
+		return ""
+	}
+	return m.farm.Protected(addr)
+}
+
+// Adopt puts in force bans the farm decided elsewhere, as they are: their end, their
+// deciding node and their reason. A ban already in force here takes the farm's end and
+// node (the farm's decision is the one every host holds); its actions are not called
+// again. Bans of unknown jails, and of addresses the farm protects, are skipped; the
+// latter are logged. It returns the bans new here.
+func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.clock.Now()
+	var fresh, changed []Record
+	var tickets []Ticket
+	for _, r := range records {
+		r.Addr = r.Addr.Unmap()
+		j, ok := m.jails[r.Jail]
+		if !ok || (!r.Permanent() && !r.Expires.After(now)) {
+			continue
+		}
+		if why := m.protected(r.Addr); why != "" {
+			m.refused++
+			m.logger.Warn("farm ban refused: the address is "+why, "jail", r.Jail, "addr", r.Addr, "decided_by", r.By)
+			continue
+		}
+		if old, ok := j.bans[r.Addr]; ok {
+			if old.By == r.By && old.Expires.Equal(r.Expires) {
+				continue
+			}
+			r.Count = old.Count
+			changed = append(changed, r)
+			continue
+		}
+		fresh = append(fresh, r)
+		tickets = append(tickets, Ticket{Jail: r.Jail, Addr: r.Addr})
+	}
+	if len(fresh) > 0 {
+		count := m.counter(ctx, tickets)
+		for i := range fresh {
+			fresh[i].Count = count(fresh[i].Jail, fresh[i].Addr) + 1
+		}
+	}
+	m.record(ctx, append(changed, fresh...))
+	for _, r := range changed {
+		j := m.jails[r.Jail]
+		j.bans[r.Addr] = r
+		if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr}) {
+			m.wakeRun()
+		}
+	}
+	out := make([]actions.Ban, len(fresh))
+	for i, r := range fresh {
+		j := m.jails[r.Jail]
+		j.totalBanned++
+		m.apply(j, r)
+		out[i] = r.Ban
+	}
+	return out
+}
+
+// LiftIf lifts the ban of addr in jail if there is one and lift says so, without telling
+// the farm: it is how a ban lifted elsewhere in the farm is lifted here. It reports
+// whether it lifted one.
+func (m *Manager) LiftIf(ctx context.Context, jail string, addr netip.Addr, lift func(Record) bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[jail]
+	if !ok {
+		return false
+	}
+	r, ok := j.bans[addr.Unmap()]
+	if !ok || !lift(r) {
+		return false
+	}
+	m.lift(ctx, j, r.Ban)
+	return true
+}
+
+// Record returns the ban of addr in jail, if there is one.
+func (m *Manager) Record(jail string, addr netip.Addr) (Record, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[jail]
+	if !ok {
+		return Record{}, false
+	}
+	r, ok := j.bans[addr.Unmap()]
+	return r, ok
+}
+
+// Refused returns how many bans were refused because the farm protects their address.
+func (m *Manager) Refused() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.refused
+}
