@@ -54,6 +54,8 @@ type Config struct {
 	Filters map[string]Filter // every filter a jail uses, built-in ones included
 	Actions map[string]Action
 	Jails   map[string]Jail // enabled jails only
+	// Farm is the [farm] table; nil without one.
+	Farm *Farm
 }
 
 // Server is the [server] table.
@@ -114,6 +116,8 @@ type Jail struct {
 	Start    string // "resume", "end" or "beginning"
 	// Increment ([jails.NAME.bantime_increment]) lengthens the bans of repeat offenders.
 	Increment jails.Increment
+	// Farm is what the jail shares with the farm: FarmCount, FarmBans or FarmLocal.
+	Farm string
 }
 
 // Equal reports whether a and b are the same jail.
@@ -140,6 +144,7 @@ type fileData struct {
 	Filters map[string]filters.Definition `toml:"filters"`
 	Actions map[string]toml.Primitive     `toml:"actions"`
 	Jails   map[string]jailData           `toml:"jails"`
+	Farm    *farmData                     `toml:"farm"`
 }
 
 type serverData struct {
@@ -165,6 +170,7 @@ type jailData struct {
 	IgnoreIP *[]Prefix `toml:"ignoreip"`
 	Actions  *[]string `toml:"actions"`
 	Start    *string   `toml:"start"`
+	Farm     *string   `toml:"farm"`
 
 	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
 	TimeZone       *string   `toml:"timezone"`
@@ -289,6 +295,10 @@ func unknownPart(k toml.Key) toml.Key {
 		return k[:1]
 	case k[0] == "server":
 		return k[:min(len(k), 2)]
+	case k[0] == "farm" && len(k) >= 2 && k[1] == "embedded":
+		return k[:min(len(k), 3)]
+	case k[0] == "farm":
+		return k[:min(len(k), 2)]
 	case k[0] == "jails" && len(k) >= 4 && k[2] == "bantime_increment":
 		return k[:4]
 	default:
@@ -330,6 +340,10 @@ func validKeys(k toml.Key) string {
 		shape = fileData{}
 	case k[0] == "server" && len(k) == 2:
 		shape = serverData{}
+	case k[0] == "farm" && len(k) == 2:
+		shape = farmData{}
+	case k[0] == "farm" && len(k) == 3 && k[1] == "embedded":
+		shape = embeddedData{}
 	case k[0] == "jails" && len(k) == 3:
 		shape = jailData{}
 	case k[0] == "jails" && len(k) == 4 && k[2] == "bantime_increment":
@@ -389,7 +403,13 @@ func (l *loader) build() *Config {
 	filterDefs := map[string]filters.Definition{}
 	actionPrims := map[string]*parsed{}
 	jailDatas := map[string]jailData{}
+	var farm *farmData
+	farmFile := ""
 	for _, p := range l.files {
+		if p.data.Farm != nil {
+			merged := merge(deref(farm), *p.data.Farm)
+			farm, farmFile = &merged, p.path
+		}
 		cfg.Files = append(cfg.Files, p.path)
 		s := p.data.Server
 		if s.Socket != nil {
@@ -432,8 +452,11 @@ func (l *loader) build() *Config {
 			actionPrims[name] = p
 		}
 		for name, j := range p.data.Jails {
-			jailDatas[name] = mergeJail(jailDatas[name], j)
+			jailDatas[name] = merge(jailDatas[name], j)
 		}
+	}
+	if farm != nil {
+		cfg.Farm = l.buildFarm(farmFile, *farm)
 	}
 	for _, name := range slices.Sorted(maps.Keys(actionPrims)) {
 		p := actionPrims[name]
@@ -466,8 +489,17 @@ func (l *loader) build() *Config {
 	return cfg
 }
 
-// mergeJail returns base with the keys set in over replaced.
-func mergeJail(base, over jailData) jailData {
+// deref returns *p, or the zero value if p is nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+// merge returns base with the keys set in over replaced; both are structs of pointers.
+func merge[T any](base, over T) T {
 	b := reflect.ValueOf(&base).Elem()
 	o := reflect.ValueOf(over)
 	for i := range o.NumField() {
@@ -559,6 +591,22 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 		if !slices.Contains(startChoices, j.Start) {
 			l.fail(at("start"), 0, key+"start", "unknown start %q; valid: %s", j.Start, strings.Join(startChoices, ", "))
 		}
+	}
+	j.Farm = FarmLocal
+	if cfg.Farm != nil {
+		j.Farm = FarmCount
+	}
+	if d.Farm != nil {
+		j.Farm = *d.Farm
+		switch {
+		case !slices.Contains(farmModes, j.Farm):
+			l.fail(at("farm"), 0, key+"farm", "unknown farm mode %q; valid: %s", j.Farm, strings.Join(farmModes, ", "))
+		case cfg.Farm == nil && j.Farm != FarmLocal:
+			l.fail(at("farm"), 0, key+"farm", "farm = %q needs a [farm] table naming the farm and its NATS servers", j.Farm)
+		}
+	}
+	if j.Farm != FarmLocal && !farmName.MatchString(name) {
+		l.fail(at("farm"), 0, key+"farm", "a jail shared with the farm is named with letters, digits, '-' or '_' only (its name is part of NATS subjects); rename it, or set farm = \"local\"")
 	}
 	if inc := d.BantimeIncrement; inc != nil {
 		ikey := key + "bantime_increment."
