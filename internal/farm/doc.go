@@ -1,0 +1,21 @@
+// Package farm shares failures and bans between the hosts of a mail farm through a NATS
+// JetStream cluster: the farm's own, or servers embedded in ban-server (embedded.go).
+//
+// What lives in NATS, for a farm called F:
+//
+//   - the bucket F_bans (KV, history 1, per-key TTL): one key per ban in force,
+//     "<jail>.<addr>" with '.'→'-' and ':'→'_', its value a banValue, its TTL the ban's
+//     time left. Every enforcing host watches it and applies what it holds; an expiry or
+//     an unban arrives as a purge. The watch only applies, never writes, so nothing echoes.
+//   - one stream per counting jail, F_fail_<jail>, on subjects logban.F.fail.<jail>.<addr>:
+//     a failure is one message, kept findtime, at most maxretry−1 per address. The
+//     maxretry-th within findtime, on any host, is refused (error 10077), and that host
+//     decides the ban. A ban is decided by one kv.Create: exactly one host's succeeds.
+//   - the bucket F_nodes: each node's own addresses (and, if it shares them, its ignore
+//     list), refreshed while it runs; no host bans an address in it.
+//
+// The host stays its own source of truth: its database and its kernel. Decisions, manual
+// bans and unbans go to an outbox in the database first and are published when the farm
+// answers; failures are not queued (they would be stale). Nothing here blocks the log
+// readers: a failure is handed over without waiting, or dropped and counted.
+package farm

@@ -1,0 +1,428 @@
+package farm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/internal/store"
+	"github.com/logban/logban/jails"
+)
+
+// Target is the ban manager, as the farm uses it (jails.Manager).
+type Target interface {
+	Adopt(ctx context.Context, records []jails.Record) []actions.Ban
+	LiftIf(ctx context.Context, jail string, addr netip.Addr, lift func(jails.Record) bool) bool
+	Bans(jail string) []actions.Ban
+}
+
+// Decide hands bans the farm's count decided to this host's ban path, which records them
+// and tells the farm (FarmLink.Decided).
+type Decide func(ctx context.Context, tickets []jails.Ticket) error
+
+// Outbox keeps what waits for the farm across restarts (store.Store).
+type Outbox interface {
+	AddOutbox(ctx context.Context, messages [][]byte) ([]int64, error)
+	Outbox(ctx context.Context) ([]store.OutboxEntry, error)
+	DeleteOutbox(ctx context.Context, ids []int64) error
+}
+
+// Jail is what the farm knows of a jail.
+type Jail struct {
+	Name     string
+	Mode     string // config.FarmCount, FarmBans or FarmLocal
+	MaxRetry int
+	FindTime time.Duration
+}
+
+// Observer hears how long a stage took: "publish" (a decision until the farm holds it)
+// or "apply" (a decision elsewhere until this host holds it).
+type Observer func(stage string, took time.Duration)
+
+// Farm is this host's membership of a farm. It is safe for concurrent use.
+type Farm struct {
+	cfg     config.Farm
+	logger  *slog.Logger
+	clock   jails.Clock
+	observe Observer
+
+	failures chan failure
+	wake     chan struct{} // the publisher has work
+	resync   chan struct{} // the connection came back: watch again
+
+	conn atomic.Pointer[nats.Conn]
+
+	mu       sync.Mutex
+	jails    map[string]Jail
+	own      []netip.Prefix      // this host's addresses and shared ignore list
+	others   map[string]nodeInfo // other nodes, by name
+	revs     map[string]uint64   // revision of each ban in the farm, by key
+	pending  []pendingMessage    // the outbox, in order
+	pendBans map[string]int      // bans of each key waiting in the outbox
+	outbox   Outbox              // nil: in memory only
+	drift    map[string]string   // a warning per jail whose settings differ from the farm's
+	lastErr  string
+	lastAt   time.Time
+	synced   bool   // the bans watch has delivered every ban in force
+	seq      uint64 // the last pendingMessage.seq given
+
+	shared, dropped, decided, applied, refusedFarm atomic.Int64
+}
+
+type pendingMessage struct {
+	seq uint64 // this run's number for it
+	id  int64  // in the outbox; 0 if it could not be saved
+	msg outboxMessage
+}
+
+type failure struct {
+	jail string
+	addr netip.Addr
+	t    time.Time
+	from jails.Origin
+}
+
+// failureBuffer is how many failures wait to be published before more are dropped.
+const failureBuffer = 1 << 16
+
+// New returns a farm membership; nothing dials until Run.
+func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if clock == nil {
+		clock = jails.SystemClock{}
+	}
+	return &Farm{
+		cfg: cfg, logger: logger.With("farm", cfg.Name), clock: clock,
+		failures: make(chan failure, failureBuffer),
+		wake:     make(chan struct{}, 1),
+		resync:   make(chan struct{}, 1),
+		jails:    map[string]Jail{},
+		others:   map[string]nodeInfo{},
+		revs:     map[string]uint64{},
+		pendBans: map[string]int{},
+		drift:    map[string]string{},
+	}
+}
+
+// SetObserver makes o hear the farm's latencies. Call it before Run.
+func (f *Farm) SetObserver(o Observer) { f.observe = o }
+
+// SetJails tells the farm the running jails; local ones are ignored.
+func (f *Farm) SetJails(js []Jail) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.jails)
+	for _, j := range js {
+		if j.Mode != config.FarmLocal {
+			f.jails[j.Name] = j
+		}
+	}
+	f.poke(f.resync)
+}
+
+// SetOwn sets the addresses this host publishes as its own: no host of the farm bans them.
+func (f *Farm) SetOwn(prefixes []netip.Prefix) {
+	f.mu.Lock()
+	f.own = slices.Clone(prefixes)
+	f.mu.Unlock()
+}
+
+// SetOutbox makes o the outbox, and saves in it what waits in memory (a database made
+// anew has lost what the old one held).
+func (f *Farm) SetOutbox(ctx context.Context, o Outbox) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outbox = o
+	if len(f.pending) == 0 || o == nil {
+		return
+	}
+	msgs := make([][]byte, len(f.pending))
+	for i, p := range f.pending {
+		msgs[i] = p.msg.marshal()
+	}
+	ids, err := o.AddOutbox(ctx, msgs)
+	if err != nil {
+		f.logger.Error("saving the farm outbox in the new database", "err", err)
+		return
+	}
+	for i := range f.pending {
+		f.pending[i].id = ids[i]
+	}
+}
+
+// LoadOutbox takes what the last run left in the outbox; call it before Run.
+func (f *Farm) LoadOutbox(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.outbox == nil {
+		return nil
+	}
+	entries, err := f.outbox.Outbox(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		var m outboxMessage
+		if err := jsonUnmarshal(e.Data, &m); err != nil {
+			f.logger.Warn("farm outbox: unreadable message dropped", "id", e.ID, "err", err)
+			continue
+		}
+		f.seq++
+		f.pending = append(f.pending, pendingMessage{seq: f.seq, id: e.ID, msg: m})
+		if m.Op == opBan {
+			f.pendBans[keyOf(m.Ban)]++
+		}
+	}
+	if len(f.pending) > 0 {
+		f.logger.Info("farm outbox: messages left by the last run are published once the farm answers", "messages", len(f.pending))
+	}
+	return nil
+}
+
+func keyOf(v banValue) string {
+	addr, _ := netip.ParseAddr(v.Addr)
+	return banKey(v.Jail, addr)
+}
+
+// Node is this host's name in the farm.
+func (f *Farm) Node() string { return f.cfg.Node }
+
+// Decided queues the bans this host decided in shared jails for the farm: saved in the
+// outbox, then published. It is a jails.FarmLink method, called with the manager's lock.
+func (f *Farm) Decided(records []jails.Record) {
+	now := f.clock.Now().UnixMilli()
+	var msgs []outboxMessage
+	f.mu.Lock()
+	for _, r := range records {
+		if _, ok := f.jails[r.Jail]; ok {
+			msgs = append(msgs, outboxMessage{Op: opBan, Ban: valueOf(r.Ban), At: now})
+		}
+	}
+	f.mu.Unlock()
+	f.enqueue(msgs)
+}
+
+// Lifted queues unbans made by hand here for the farm. It is a jails.FarmLink method.
+func (f *Farm) Lifted(bans []actions.Ban) {
+	now := f.clock.Now().UnixMilli()
+	var msgs []outboxMessage
+	f.mu.Lock()
+	for _, b := range bans {
+		if _, ok := f.jails[b.Jail]; ok {
+			msgs = append(msgs, outboxMessage{Op: opUnban, Ban: valueOf(b), Rev: f.revs[banKey(b.Jail, b.Addr)], At: now})
+		}
+	}
+	f.mu.Unlock()
+	f.enqueue(msgs)
+}
+
+// enqueue saves msgs in the outbox and wakes the publisher.
+func (f *Farm) enqueue(msgs []outboxMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ids []int64
+	if f.outbox != nil {
+		data := make([][]byte, len(msgs))
+		for i, m := range msgs {
+			data[i] = m.marshal()
+		}
+		var err error
+		// The manager's context is not at hand: a write of the outbox must not be cut
+		// short by a stop anyway.
+		if ids, err = f.outbox.AddOutbox(context.Background(), data); err != nil {
+			f.fail("saving the farm outbox; kept in memory", err)
+			ids = nil
+		}
+	}
+	for i, m := range msgs {
+		f.seq++
+		p := pendingMessage{seq: f.seq, msg: m}
+		if ids != nil {
+			p.id = ids[i]
+		}
+		f.pending = append(f.pending, p)
+		if m.Op == opBan {
+			f.pendBans[keyOf(m.Ban)]++
+		}
+	}
+	f.poke(f.wake)
+}
+
+// Protected returns why addr must not be banned by this farm: it is another node's. It
+// is a jails.FarmLink method.
+func (f *Farm) Protected(addr netip.Addr) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for name, n := range f.others {
+		for _, p := range n.prefixes {
+			if p.Contains(addr) {
+				return "an address of farm node " + name
+			}
+		}
+	}
+	return ""
+}
+
+// Failure hands a failure of a counting jail to the farm, without waiting: if the farm
+// is not connected, or too many wait, it is dropped and counted (the host's own count
+// goes on). It is a jails.Tally method.
+func (f *Farm) Failure(jail string, addr netip.Addr, t time.Time, from jails.Origin) {
+	if nc := f.conn.Load(); nc == nil || !nc.IsConnected() {
+		f.dropped.Add(1)
+		return
+	}
+	select {
+	case f.failures <- failure{jail, addr, t, from}:
+	default:
+		f.dropped.Add(1)
+	}
+}
+
+// poke wakes whoever waits on ch, without waiting.
+func (f *Farm) poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// fail remembers the last error, for status, and logs it. Caller holds f.mu.
+func (f *Farm) fail(what string, err error) {
+	f.lastErr, f.lastAt = what+": "+err.Error(), f.clock.Now()
+	f.logger.Warn(what, "err", err)
+}
+
+// failf is fail for callers not holding f.mu.
+func (f *Farm) failf(what string, err error) {
+	f.mu.Lock()
+	f.fail(what, err)
+	f.mu.Unlock()
+}
+
+// Run connects to the farm and keeps this host in step with it until ctx is done:
+// publishing failures and the outbox, applying the farm's bans through target, and
+// deciding through decide the bans the farm's count reaches. It reconnects forever.
+func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
+	nc, err := f.connect()
+	if err != nil {
+		return fmt.Errorf("farm %q: %w", f.cfg.Name, err)
+	}
+	f.conn.Store(nc)
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return fmt.Errorf("farm %q: %w", f.cfg.Name, err)
+	}
+	var h *handles
+	for backoff := newBackoff(); h == nil; {
+		if h, err = f.setup(ctx, js); err != nil {
+			var clash *clashError
+			if errors.As(err, &clash) {
+				return err
+			}
+			f.failf("setting up the farm's bucket and streams; trying again", err)
+			if !backoff.wait(ctx) {
+				return nil
+			}
+		}
+	}
+	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count} {
+		wg.Go(func() { run(ctx, h, target, decide) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// connect dials the servers; it returns at once, and the client retries forever.
+func (f *Farm) connect() (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("logban " + f.cfg.Node),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.Timeout(2 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				f.failf("farm connection lost; local bans go on, decisions wait in the outbox", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			f.logger.Info("farm connection back", "server", nc.ConnectedUrlRedacted())
+			f.poke(f.resync)
+			f.poke(f.wake)
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			f.poke(f.resync)
+			f.poke(f.wake)
+		}),
+	}
+	switch {
+	case f.cfg.Creds != "":
+		opts = append(opts, nats.UserCredentials(f.cfg.Creds))
+	case f.cfg.NKeySeed != "":
+		o, err := nats.NkeyOptionFromSeed(f.cfg.NKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("nkey_seed %s: %w", f.cfg.NKeySeed, err)
+		}
+		opts = append(opts, o)
+	case f.cfg.User != "":
+		opts = append(opts, nats.UserInfo(f.cfg.User, f.cfg.Password))
+	}
+	if f.cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(f.cfg.TLSCA))
+	}
+	if f.cfg.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(f.cfg.TLSCert, f.cfg.TLSKey))
+	}
+	return nats.Connect(joinURLs(f.cfg.Servers), opts...)
+}
+
+func joinURLs(urls []string) string {
+	out := ""
+	for i, u := range urls {
+		if i > 0 {
+			out += ","
+		}
+		out += u
+	}
+	return out
+}
+
+// backoff waits longer each time, up to a bound.
+type backoff struct{ next time.Duration }
+
+func newBackoff() *backoff { return &backoff{next: 100 * time.Millisecond} }
+
+// wait sleeps for the next wait, or until ctx is done; it reports whether ctx is alive.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(2*b.next, 10*time.Second)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (b *backoff) reset() { b.next = 100 * time.Millisecond }

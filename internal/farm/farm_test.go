@@ -1,0 +1,382 @@
+package farm_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/internal/farm"
+	"github.com/logban/logban/internal/natsserver/natstest"
+	"github.com/logban/logban/internal/pipeline"
+	"github.com/logban/logban/internal/store"
+	"github.com/logban/logban/jails"
+)
+
+// host is one ban-server's engine: a manager with its database, one counting jail, its
+// ban queue and its farm membership, on a real NATS cluster.
+type host struct {
+	t       *testing.T
+	name    string
+	servers []string
+	db      string
+	banTime time.Duration
+
+	m    *jails.Manager
+	f    *farm.Farm
+	st   *store.Store
+	jail *jails.Jail
+	bans *pipeline.BanQueue
+
+	life       context.CancelFunc
+	farmStop   context.CancelFunc
+	farmDone   chan struct{}
+	managerEnd chan struct{}
+}
+
+const jail = "sasl"
+
+func logger(t *testing.T, name string) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", name)
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// startHost starts a host whose database is in dir; a host started again on the same
+// dir takes up where it stopped.
+func startHost(t *testing.T, name string, servers []string, dir string, banTime time.Duration) *host {
+	t.Helper()
+	h := &host{t: t, name: name, servers: servers, db: filepath.Join(dir, name+".db"), banTime: banTime}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.life = cancel
+	lg := logger(t, name)
+	st, err := store.Open(ctx, h.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.st = st
+	h.m = jails.NewManager(jails.SystemClock{}, lg)
+	h.m.SetLedger(st)
+	replicas := 3
+	if len(servers) == 1 {
+		replicas = 1
+	}
+	h.f = farm.New(config.Farm{Name: "test", Node: name, Servers: servers, Enforce: true, Replicas: replicas}, lg, nil)
+	h.f.SetOutbox(ctx, st)
+	if err := h.f.LoadOutbox(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.m.SetFarm(h.f)
+	h.m.SetJail(ctx, jail, jails.BanPolicy{BanTime: banTime}, []jails.NamedAction{{Name: "log", Action: actions.NewLog(actions.LogOptions{}, lg)}})
+	h.f.SetJails([]farm.Jail{{Name: jail, Mode: config.FarmCount, MaxRetry: 5, FindTime: 10 * time.Minute}})
+	if _, _, err := h.m.Restore(ctx, st.EachBan(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	h.jail = jails.New(jail, nil, jails.Settings{MaxRetry: 5, FindTime: 10 * time.Minute, Tally: h.f})
+	h.bans = pipeline.NewBanQueue(ctx, h.m)
+	h.managerEnd = make(chan struct{})
+	go func() { defer close(h.managerEnd); h.m.Run(ctx) }() //nolint:errcheck // ends with ctx
+	h.startFarm()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *host) startFarm() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.farmStop, h.farmDone = cancel, make(chan struct{})
+	go func() {
+		defer close(h.farmDone)
+		if err := h.f.Run(ctx, h.m, h.bans.Add); err != nil {
+			h.t.Errorf("%s: farm: %v", h.name, err)
+		}
+	}()
+}
+
+func (h *host) stopFarm() {
+	h.farmStop()
+	<-h.farmDone
+}
+
+// stop stops the host as ban-server does; its database keeps its bans and outbox.
+func (h *host) stop() {
+	if h.life == nil {
+		return
+	}
+	h.stopFarm()
+	h.bans.Close()
+	h.life()
+	<-h.managerEnd
+	h.m.Close(context.Background())
+	h.st.Close()
+	h.life = nil
+}
+
+// fail counts n failures of addr here, as a log line would.
+func (h *host) fail(addr netip.Addr, n int) {
+	now := time.Now()
+	for range n {
+		if t, ok := h.jail.Failure(addr, now, now); ok {
+			if err := h.bans.Add(context.Background(), []jails.Ticket{t}); err != nil {
+				h.t.Error(err)
+			}
+		}
+	}
+}
+
+// banByHand bans addr here as ban-client banip does.
+func (h *host) banByHand(addr netip.Addr) {
+	t, err := h.jail.Manual(addr, time.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.m.BanAll(context.Background(), []jails.Ticket{t})
+}
+
+func (h *host) ban(addr netip.Addr) (jails.Record, bool) { return h.m.Record(jail, addr) }
+
+// eventually waits up to a generous bound for cond, and fails the test with what if it
+// never holds. It asserts an outcome, not a time.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func threeHosts(t *testing.T, banTime time.Duration) (*natstest.Cluster, []*host) {
+	c := natstest.Start(t, 3)
+	dir := t.TempDir()
+	var hs []*host
+	for i, name := range []string{"a", "b", "c"} {
+		// Each host dials its own server first, as a farm's hosts would their nearest.
+		servers := append([]string{c.URL(i)}, c.URLs()...)
+		hs = append(hs, startHost(t, name, servers, dir, banTime))
+	}
+	for _, h := range hs {
+		eventually(t, h.name+" joins the farm", func() bool { s := h.f.Status(); return s.State == "connected" && s.Synced })
+	}
+	return c, hs
+}
+
+func heldBy(hs []*host, addr netip.Addr) func() bool {
+	return func() bool {
+		for _, h := range hs {
+			if _, ok := h.ban(addr); !ok {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func heldByNone(hs []*host, addr netip.Addr) func() bool {
+	return func() bool {
+		for _, h := range hs {
+			if _, ok := h.ban(addr); ok {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestABanOnOneHostIsAppliedOnAllAndAnUnbanAnywhereLiftsIt(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b, c := hs[0], hs[1], hs[2]
+	x := netip.MustParseAddr("203.0.113.5")
+	a.banByHand(x)
+	eventually(t, "b and c hold a's ban", heldBy(hs, x))
+	for _, h := range hs {
+		if r, _ := h.ban(x); r.By != "a" || r.Why != "by hand" {
+			t.Errorf("%s holds the ban as decided by %q for %q; want a, by hand", h.name, r.By, r.Why)
+		}
+	}
+	if _, err := c.m.Unban(context.Background(), jail, x); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c's unban lifts the ban on a and b", heldByNone(hs, x))
+
+	// A stale unban: c lifts a ban it knew at one revision while the farm has moved on
+	// to a newer ban of the address. The newer ban stands, everywhere.
+	y := netip.MustParseAddr("203.0.113.6")
+	a.banByHand(y)
+	eventually(t, "every host holds y", heldBy(hs, y))
+	c.stopFarm()
+	if _, err := a.m.Unban(context.Background(), jail, y); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b sees y lifted", func() bool { _, ok := b.ban(y); return !ok })
+	a.banByHand(y) // a newer ban, at a newer revision
+	eventually(t, "b holds the newer ban", func() bool { _, ok := b.ban(y); return ok })
+	if _, err := c.m.Unban(context.Background(), jail, y); err != nil { // c knew the old revision only
+		t.Fatal(err)
+	}
+	c.startFarm()
+	eventually(t, "c's outbox is published", func() bool { return c.f.Status().Outbox == 0 })
+	eventually(t, "c takes the newer ban back", func() bool { _, ok := c.ban(y); return ok })
+	for _, h := range []*host{a, b} {
+		if _, ok := h.ban(y); !ok {
+			t.Errorf("c's stale unban lifted the newer ban on %s", h.name)
+		}
+	}
+}
+
+func TestFailuresAddUpAcrossHostsAndOneHostDecides(t *testing.T) {
+	c, hs := threeHosts(t, time.Hour)
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(context.Background(), "test_bans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 20
+	for round := range rounds {
+		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(round + 1)})
+		var wg sync.WaitGroup
+		for _, h := range hs {
+			wg.Go(func() { h.fail(addr, 2) }) // 6 failures in all; maxretry is 5; none alone reaches it
+		}
+		wg.Wait()
+		eventually(t, fmt.Sprintf("round %d: every host holds the ban of %v", round, addr), heldBy(hs, addr))
+		e, err := kv.Get(context.Background(), jail+"."+fmt.Sprintf("198-51-100-%d", round+1))
+		if err != nil {
+			t.Fatalf("round %d: the farm holds no ban: %v", round, err)
+		}
+		var v struct{ By, Why string }
+		json.Unmarshal(e.Value(), &v) //nolint:errcheck // checked below
+		if v.By == "" || v.Why != "5 failures across the farm" {
+			t.Errorf("round %d: farm ban by %q for %q", round, v.By, v.Why)
+		}
+		eventually(t, "every host names the one deciding node", func() bool {
+			for _, h := range hs {
+				if r, _ := h.ban(addr); r.By != v.By {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	var decided int64
+	for _, h := range hs {
+		decided += h.f.Status().Decided
+		if n := len(h.m.Bans(jail)); n != rounds {
+			t.Errorf("%s holds %d bans; want %d", h.name, n, rounds)
+		}
+	}
+	if decided != rounds {
+		t.Errorf("hosts decided %d bans in %d rounds; want exactly one decision a round", decided, rounds)
+	}
+}
+
+func TestExpiryReachesEveryHostEvenWithoutQuorum(t *testing.T) {
+	c, hs := threeHosts(t, 3*time.Second)
+	x := netip.MustParseAddr("203.0.113.7")
+	hs[0].banByHand(x)
+	eventually(t, "every host holds x", heldBy(hs, x))
+	eventually(t, "x expires on every host", heldByNone(hs, x))
+
+	y := netip.MustParseAddr("203.0.113.8")
+	hs[1].banByHand(y)
+	eventually(t, "every host holds y", heldBy(hs, y))
+	c.Stop(1)
+	c.Stop(2) // one server of three: no quorum, the farm expires nothing
+	eventually(t, "each host's own clock expires y", heldByNone(hs, y))
+}
+
+func TestAHostAwayCatchesUpWithTheFarm(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	p, q := netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("203.0.113.10")
+	a.banByHand(p)
+	eventually(t, "b holds p", func() bool { _, ok := b.ban(p); return ok })
+	b.stop()
+	if _, err := a.m.Unban(context.Background(), jail, p); err != nil {
+		t.Fatal(err)
+	}
+	a.banByHand(q)
+	eventually(t, "the farm has p's unban and q's ban", func() bool { return a.f.Status().Outbox == 0 })
+	b = startHost(t, "b", b.servers, filepath.Dir(b.db), time.Hour)
+	eventually(t, "b, back, holds what a holds", func() bool {
+		_, hasP := b.ban(p)
+		_, hasQ := b.ban(q)
+		return !hasP && hasQ
+	})
+	if got, want := addrs(b.m.Bans(jail)), addrs(a.m.Bans(jail)); got != want {
+		t.Errorf("b holds %s; a holds %s", got, want)
+	}
+}
+
+func TestWithoutQuorumLocalBansGoOnAndTheOutboxDrainsAfter(t *testing.T) {
+	c, hs := threeHosts(t, time.Hour)
+	a := hs[0]
+	c.Stop(1)
+	c.Stop(2)
+	w, v := netip.MustParseAddr("203.0.113.11"), netip.MustParseAddr("203.0.113.12")
+	a.fail(w, 5) // maxretry here: a bans on its own count
+	eventually(t, "a bans w on its own while the farm has no quorum", func() bool { _, ok := a.ban(w); return ok })
+	a.banByHand(v)
+	if _, err := a.m.Unban(context.Background(), jail, v); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a's decisions wait in the outbox", func() bool { return a.f.Status().Outbox == 3 })
+	c.Restart(1)
+	c.Restart(2)
+	eventually(t, "the outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	eventually(t, "every host holds w", heldBy(hs, w))
+	eventually(t, "no host holds v, banned and unbanned while away", heldByNone(hs, v))
+}
+
+func TestANodesOwnAddressIsNeverBanned(t *testing.T) {
+	c := natstest.Start(t, 1)
+	dir := t.TempDir()
+	a := startHost1(t, "a", c, dir)
+	b := startHost1(t, "b", c, dir)
+	proxy := netip.MustParseAddr("10.0.0.7")
+	b.f.SetOwn([]netip.Prefix{netip.PrefixFrom(proxy, 32)})
+	b.stopFarm()
+	b.startFarm() // announces at once
+	eventually(t, "a knows b's address", func() bool { n := a.f.Status().Nodes; return len(n) == 1 && len(n[0].Addrs) == 1 })
+	a.fail(proxy, 5)
+	a.bans.Flush(context.Background())
+	a.banByHand(proxy)
+	if _, ok := a.ban(proxy); ok {
+		t.Fatal("a banned an address of farm node b")
+	}
+	if a.m.Refused() != 2 {
+		t.Errorf("refused %d bans; want 2 (one decided, one by hand)", a.m.Refused())
+	}
+}
+
+func startHost1(t *testing.T, name string, c *natstest.Cluster, dir string) *host {
+	h := startHost(t, name, c.URLs(), dir, time.Hour)
+	eventually(t, name+" joins", func() bool { return h.f.Status().Synced })
+	return h
+}
+
+func addrs(bans []actions.Ban) string {
+	s := ""
+	for _, b := range bans {
+		s += b.Addr.String() + " "
+	}
+	return s
+}

@@ -1,0 +1,149 @@
+package farm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// handles are the farm's bucket and streams, once made or found.
+type handles struct {
+	js    jetstream.JetStream
+	bans  jetstream.KeyValue
+	nodes jetstream.KeyValue
+
+	mu      sync.Mutex
+	streams map[string]jetstream.Stream // counting streams, by jail
+}
+
+// Metadata every bucket and stream of a farm carries: which farm made it.
+const (
+	metaFarm     = "logban.farm"
+	metaMaxRetry = "logban.maxretry"
+	metaFindTime = "logban.findtime"
+)
+
+// markerTTL is how long an expiry's or unban's marker stays in the bans bucket: a host
+// away for longer learns of it by the ban's absence instead.
+const markerTTL = time.Hour
+
+// nodeTTL is how long a node's entry outlives its last refresh.
+const nodeTTL = 90 * time.Second
+
+// clashError reports a bucket or stream of the farm's name that the farm did not make.
+type clashError struct{ name, found string }
+
+func (e *clashError) Error() string {
+	return fmt.Sprintf("NATS already holds %q, which no logban farm of this name made (%s); choose another [farm] name", e.name, e.found)
+}
+
+// setup finds or makes the farm's buckets.
+func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	meta := map[string]string{metaFarm: f.cfg.Name}
+	bans, err := f.bucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket: f.cfg.Name + "_bans", Description: "logban farm " + f.cfg.Name + ": bans in force",
+		History: 1, Storage: jetstream.FileStorage, Replicas: f.cfg.Replicas, LimitMarkerTTL: markerTTL, Metadata: meta,
+	})
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := f.bucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket: f.cfg.Name + "_nodes", Description: "logban farm " + f.cfg.Name + ": its nodes and their addresses",
+		History: 1, Storage: jetstream.FileStorage, Replicas: f.cfg.Replicas, TTL: nodeTTL, Metadata: meta,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &handles{js: js, bans: bans, nodes: nodes, streams: map[string]jetstream.Stream{}}, nil
+}
+
+// bucket finds the bucket cfg names, or makes it; one the farm did not make is refused.
+func (f *Farm) bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket) // another host made it meanwhile
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	if got := st.Metadata()[metaFarm]; got != f.cfg.Name {
+		return nil, &clashError{name: cfg.Bucket, found: fmt.Sprintf("its %s is %q", metaFarm, got)}
+	}
+	return kv, nil
+}
+
+// failStream returns the counting stream of jail j, making it if needed. If the farm's
+// stream counts with other settings than this host's, a warning is logged once and the
+// farm's settings count.
+func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.Stream, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s, ok := h.streams[j.Name]; ok {
+		return s, nil
+	}
+	cfg := jetstream.StreamConfig{
+		Name:                 f.cfg.Name + "_fail_" + j.Name,
+		Description:          "logban farm " + f.cfg.Name + ": failures of jail " + j.Name,
+		Subjects:             []string{f.failSubject(j.Name, "*")},
+		Storage:              jetstream.MemoryStorage,
+		Replicas:             f.cfg.Replicas,
+		MaxAge:               j.FindTime,
+		MaxMsgsPerSubject:    int64(j.MaxRetry - 1),
+		Discard:              jetstream.DiscardNew,
+		DiscardNewPerSubject: true,
+		Duplicates:           min(j.FindTime, 10*time.Minute),
+		Metadata: map[string]string{
+			metaFarm: f.cfg.Name, metaMaxRetry: strconv.Itoa(j.MaxRetry), metaFindTime: j.FindTime.String(),
+		},
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(cctx, cfg.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = h.js.CreateStream(cctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = h.js.Stream(cctx, cfg.Name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	got := s.CachedInfo().Config.Metadata
+	if got[metaFarm] != f.cfg.Name {
+		return nil, &clashError{name: cfg.Name, found: fmt.Sprintf("its %s is %q", metaFarm, got[metaFarm])}
+	}
+	if got[metaMaxRetry] != cfg.Metadata[metaMaxRetry] || got[metaFindTime] != cfg.Metadata[metaFindTime] {
+		msg := fmt.Sprintf("jail %s counts across the farm with maxretry %s and findtime %s, as the host that made its stream set; this host says maxretry %d and findtime %s: align the hosts' configurations",
+			j.Name, got[metaMaxRetry], got[metaFindTime], j.MaxRetry, j.FindTime)
+		f.mu.Lock()
+		if f.drift[j.Name] != msg {
+			f.drift[j.Name] = msg
+			f.logger.Warn("farm settings differ: " + msg)
+		}
+		f.mu.Unlock()
+	}
+	h.streams[j.Name] = s
+	return s, nil
+}
+
+// failSubject is the subject of failures of token (an address, or a wildcard) in jail.
+func (f *Farm) failSubject(jail, token string) string {
+	return "logban." + f.cfg.Name + ".fail." + jail + "." + token
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }

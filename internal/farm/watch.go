@@ -1,0 +1,285 @@
+package farm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logban/logban/jails"
+)
+
+// errResync ends a watch so that it starts again: the connection came back, or the jails
+// changed.
+var errResync = errors.New("watching again")
+
+// watchBatch is how many watched entries are applied at once.
+const watchBatch = 1024
+
+// watchBans applies the farm's bans here, and lifts here those the farm lifted, until ctx
+// is done. It never writes to the farm, so nothing echoes.
+func (f *Farm) watchBans(ctx context.Context, h *handles, target Target, _ Decide) {
+	f.keepWatching(ctx, "the farm's bans", func() error { return f.watchBansOnce(ctx, h, target) })
+}
+
+// keepWatching runs watch again whenever it ends, with a growing pause after errors: a
+// storm of reconnects must not pile up consumers.
+func (f *Farm) keepWatching(ctx context.Context, what string, watch func() error) {
+	b := newBackoff()
+	for ctx.Err() == nil {
+		err := watch()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errResync):
+			b.reset()
+			continue
+		case err != nil:
+			f.failf("watching "+what+"; watching again", err)
+		}
+		b.wait(ctx)
+	}
+}
+
+func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := h.bans.WatchAll(wctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop() //nolint:errcheck // the watch ends either way
+	initial := true
+	live := map[string]bool{} // keys holding a ban, as first delivered
+	for {
+		var first jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.resync:
+			return errResync
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("the watch ended")
+			}
+			first = e
+		}
+		batch := []jetstream.KeyValueEntry{first}
+	more:
+		for len(batch) < watchBatch {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					break more
+				}
+				batch = append(batch, e)
+			default:
+				break more
+			}
+		}
+		for i := 0; i < len(batch); {
+			switch e := batch[i]; {
+			case e == nil: // every ban in force is delivered
+				f.catchUp(ctx, target, live)
+				initial, live = false, nil
+				i++
+			case e.Operation() == jetstream.KeyValuePut:
+				j := i
+				for j < len(batch) && batch[j] != nil && batch[j].Operation() == jetstream.KeyValuePut {
+					j++
+				}
+				f.adopt(ctx, target, batch[i:j], initial, live)
+				i = j
+			default:
+				f.lifted(ctx, target, e)
+				i++
+			}
+		}
+	}
+}
+
+// adopt puts the farm's bans in entries in force here.
+func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.KeyValueEntry, initial bool, live map[string]bool) {
+	var records []jails.Record
+	var decidedAt []time.Time
+	f.mu.Lock()
+	for _, e := range entries {
+		var v banValue
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			f.logger.Warn("farm ban unreadable; skipped", "key", e.Key(), "err", err)
+			continue
+		}
+		r, err := v.record()
+		if err != nil || banKey(r.Jail, r.Addr) != e.Key() {
+			f.logger.Warn("farm ban does not match its key; skipped", "key", e.Key(), "addr", v.Addr, "jail", v.Jail)
+			continue
+		}
+		if e.Revision() > f.revs[e.Key()] {
+			f.revs[e.Key()] = e.Revision()
+		}
+		if live != nil {
+			live[e.Key()] = true
+		}
+		if _, ok := f.jails[r.Jail]; !ok || (!f.cfg.Enforce && r.By != f.cfg.Node) {
+			continue
+		}
+		records = append(records, r)
+		decidedAt = append(decidedAt, r.BannedAt)
+	}
+	f.mu.Unlock()
+	if len(records) == 0 {
+		return
+	}
+	fresh := target.Adopt(ctx, records)
+	now := f.clock.Now()
+	f.applied.Add(int64(len(fresh)))
+	if f.observe != nil && !initial {
+		for i, r := range records {
+			if r.By != f.cfg.Node {
+				f.observe("apply", now.Sub(decidedAt[i]))
+			}
+		}
+	}
+	for _, b := range fresh {
+		f.logger.Debug("farm ban applied", "jail", b.Jail, "addr", b.Addr, "decided_by", b.By, "why", b.Why)
+	}
+}
+
+// lifted lifts here the ban the farm no longer holds (an unban anywhere, or its expiry),
+// unless a newer decision of this host waits to be published.
+func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEntry) {
+	jail, addr, err := parseKey(e.Key())
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	if f.revs[e.Key()] > e.Revision() || f.pendBans[e.Key()] > 0 {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.revs, e.Key())
+	f.mu.Unlock()
+	if target.LiftIf(ctx, jail, addr, fromFarm) {
+		f.logger.Info("farm ban lifted", "jail", jail, "addr", addr)
+	}
+}
+
+// fromFarm says whether a ban here is the farm's: one decided in farm mode.
+func fromFarm(r jails.Record) bool { return r.By != "" }
+
+// catchUp lifts the farm bans in force here that the farm no longer holds: they ended
+// while this host was away, or were lifted meanwhile. live are the keys the farm holds.
+func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool) {
+	f.mu.Lock()
+	f.synced = true
+	names := make([]string, 0, len(f.jails))
+	for name := range f.jails {
+		names = append(names, name)
+	}
+	f.mu.Unlock()
+	if live == nil {
+		return
+	}
+	lifted := 0
+	for _, name := range names {
+		for _, b := range target.Bans(name) {
+			key := banKey(b.Jail, b.Addr)
+			f.mu.Lock()
+			keep := live[key] || f.pendBans[key] > 0
+			f.mu.Unlock()
+			if !keep && target.LiftIf(ctx, b.Jail, b.Addr, fromFarm) {
+				lifted++
+			}
+		}
+	}
+	if lifted > 0 {
+		f.logger.Info("farm bans that ended while this host was away lifted", "bans", lifted)
+	}
+}
+
+// nodeValue is a node's entry in the nodes bucket.
+type nodeValue struct {
+	Node  string   `json:"node"`
+	Addrs []string `json:"addrs"` // prefixes no host of the farm bans
+	At    int64    `json:"at"`    // unix ms
+}
+
+// nodeInfo is another node, as last announced.
+type nodeInfo struct {
+	prefixes []netip.Prefix
+	seen     time.Time
+}
+
+// announceEvery is how often a node refreshes its entry.
+const announceEvery = 30 * time.Second
+
+// announce publishes this node's addresses, and refreshes them, until ctx is done.
+func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
+	t := time.NewTicker(announceEvery)
+	defer t.Stop()
+	for {
+		f.mu.Lock()
+		v := nodeValue{Node: f.cfg.Node, At: f.clock.Now().UnixMilli()}
+		for _, p := range f.own {
+			v.Addrs = append(v.Addrs, p.String())
+		}
+		f.mu.Unlock()
+		data, _ := json.Marshal(v)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if _, err := h.nodes.Put(pctx, f.cfg.Node, data); err != nil && ctx.Err() == nil {
+			f.failf("announcing this node to the farm", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watchNodes keeps the other nodes' addresses, which no ban may touch, until ctx is done.
+func (f *Farm) watchNodes(ctx context.Context, h *handles, _ Target, _ Decide) {
+	f.keepWatching(ctx, "the farm's nodes", func() error {
+		w, err := h.nodes.WatchAll(ctx)
+		if err != nil {
+			return err
+		}
+		defer w.Stop() //nolint:errcheck // the watch ends either way
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case e, ok := <-w.Updates():
+				if !ok {
+					return errors.New("the watch ended")
+				}
+				if e != nil && e.Operation() == jetstream.KeyValuePut {
+					f.node(e.Value())
+				}
+			}
+		}
+	})
+}
+
+// node takes in another node's entry. A node's entry lapses when it stops refreshing it,
+// but its addresses stay protected until this host restarts: a node down for a while is
+// still the farm's.
+func (f *Farm) node(data []byte) {
+	var v nodeValue
+	if json.Unmarshal(data, &v) != nil || v.Node == f.cfg.Node || v.Node == "" {
+		return
+	}
+	n := nodeInfo{seen: time.UnixMilli(v.At)}
+	for _, s := range v.Addrs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			n.prefixes = append(n.prefixes, p)
+		}
+	}
+	f.mu.Lock()
+	f.others[v.Node] = n
+	f.mu.Unlock()
+}
