@@ -59,6 +59,20 @@ func (c *Client) UnbanIP(ctx context.Context, jail string, addrs ...netip.Addr) 
 	return r, err
 }
 
+// UnbanIPHere lifts the bans of addrs on the server's host only, not on its farm's.
+func (c *Client) UnbanIPHere(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+	var r []AddrResult
+	err := c.call(ctx, request{Command: cmdUnbanIP, Jail: jail, Addrs: addrStrings(addrs), Local: true}, &r)
+	return r, err
+}
+
+// Farm returns the server's farm as its host sees it.
+func (c *Client) Farm(ctx context.Context) (FarmStatus, error) {
+	var r FarmStatus
+	err := c.call(ctx, request{Command: cmdFarm}, &r)
+	return r, err
+}
+
 // Reload asks the server to reread its configuration, and waits for the outcome.
 func (c *Client) Reload(ctx context.Context) error {
 	return c.call(ctx, request{Command: cmdReload}, nil)

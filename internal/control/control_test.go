@@ -41,7 +41,7 @@ func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Addr) 
 	}
 	return out, nil
 }
-func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr) (AddrResult, error) {
+func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr, _ bool) (AddrResult, error) {
 	if !e.banned[a] {
 		return AddrResult{Addr: a, Note: "not banned"}, nil
 	}
@@ -56,6 +56,8 @@ func (e *fakeEngine) List(jail string) ([]BanInfo, error) {
 	}
 	return out, nil
 }
+func (e *fakeEngine) Farm() (FarmStatus, error) { return FarmStatus{}, ErrNoFarm }
+
 func (e *fakeEngine) UnbanAll(context.Context) (int, error) {
 	n := len(e.banned)
 	clear(e.banned)

@@ -27,12 +27,15 @@ const (
 	cmdReload     = "reload"
 	cmdList       = "list"
 	cmdUnbanAll   = "unban-all"
+	cmdFarm       = "farm"
 )
 
 type request struct {
 	Command string   `json:"cmd"`
 	Jail    string   `json:"jail,omitempty"`
 	Addrs   []string `json:"addrs,omitempty"`
+	// Local asks an unban on this host only, not on the farm's.
+	Local bool `json:"local,omitempty"`
 }
 
 type response struct {
@@ -47,15 +50,56 @@ type Engine interface {
 	JailStatus(name string) (JailStatus, error)
 	// BanIPs bans addrs in jail by hand, recording them together.
 	BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([]AddrResult, error)
-	// UnbanIP lifts addr's bans in jail, or in every jail if jail is "".
-	UnbanIP(ctx context.Context, jail string, addr netip.Addr) (AddrResult, error)
+	// UnbanIP lifts addr's bans in jail, or in every jail if jail is "": on every host
+	// of the farm, or on this one only if local.
+	UnbanIP(ctx context.Context, jail string, addr netip.Addr, local bool) (AddrResult, error)
 	// Reload rereads the configuration and applies it, or leaves everything as it was.
 	Reload(ctx context.Context) error
 	// List returns the bans of jail, or of every jail if jail is "".
 	List(jail string) ([]BanInfo, error)
 	// UnbanAll lifts every ban and returns how many.
 	UnbanAll(ctx context.Context) (int, error)
+	// Farm returns the farm as this host sees it, or ErrNoFarm.
+	Farm() (FarmStatus, error)
 }
+
+// FarmStatus is the farm as one host sees it.
+type FarmStatus struct {
+	Farm    string `json:"farm"`
+	Node    string `json:"node"`
+	Enforce bool   `json:"enforce"`
+	// State is the connection's: "connected", "reconnecting", "connecting" or "closed".
+	State   string   `json:"state"`
+	Server  string   `json:"server,omitempty"` // connected to
+	Servers []string `json:"servers"`          // known
+	// Synced says every ban the farm holds has been applied here since the connection.
+	Synced bool       `json:"synced"`
+	Nodes  []FarmNode `json:"nodes"`
+	Bans   int        `json:"farm_bans"`
+	Outbox int        `json:"outbox"`
+	// FailuresShared were published for the farm's count; FailuresDropped were counted
+	// here alone (the farm away, or too many at once).
+	FailuresShared  int64 `json:"failures_shared"`
+	FailuresDropped int64 `json:"failures_not_shared"`
+	// Decided are bans this host published first; Applied, bans of others applied here;
+	// Refused, bans refused because the address is a farm node's.
+	Decided     int64     `json:"decided"`
+	Applied     int64     `json:"applied"`
+	Refused     int64     `json:"refused"`
+	Drift       []string  `json:"settings_drift,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// FarmNode is another node of the farm, as last announced.
+type FarmNode struct {
+	Name  string         `json:"name"`
+	Addrs []netip.Prefix `json:"addrs"`
+	Seen  time.Time      `json:"seen"`
+}
+
+// ErrNoFarm is returned by an Engine without a farm.
+var ErrNoFarm = errors.New("this server is in no farm (no [farm] table in its configuration)")
 
 // Status is the daemon's overview.
 type Status struct {
@@ -115,6 +159,8 @@ type BanInfo struct {
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`
 	Expires  time.Time  `json:"expires,omitzero"` // zero: until unbanned
+	By       string     `json:"decided_by,omitempty"` // the farm node that decided it
+	Why      string     `json:"why,omitempty"`
 }
 
 // AddrResult says what a ban or unban request did to one address.

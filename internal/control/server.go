@@ -170,7 +170,7 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		}
 		var results []AddrResult
 		for _, a := range addrs {
-			r, err := engine.UnbanIP(ctx, req.Jail, a)
+			r, err := engine.UnbanIP(ctx, req.Jail, a, req.Local)
 			if err != nil {
 				return nil, err
 			}
@@ -183,6 +183,8 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		return engine.List(req.Jail)
 	case cmdUnbanAll:
 		return engine.UnbanAll(ctx)
+	case cmdFarm:
+		return engine.Farm()
 	}
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
 }
@@ -207,7 +209,7 @@ func remoteError(err error) *RemoteError {
 	switch {
 	case errors.As(err, &re):
 		return re
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoFarm):
 		return &RemoteError{Code: CodeNotFound, Message: err.Error()}
 	}
 	return &RemoteError{Code: CodeInternal, Message: err.Error()}

@@ -84,7 +84,7 @@ func (d *Daemon) List(jail string) ([]control.BanInfo, error) {
 	}
 	var out []control.BanInfo
 	for _, b := range d.manager.Bans(jail) {
-		out = append(out, control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires})
+		out = append(out, control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why})
 	}
 	return out, nil
 }
@@ -135,17 +135,25 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([
 		case fresh[results[i].Addr]:
 			results[i].Done, results[i].Jails = true, []string{jail}
 			d.logger.Info("banned by hand", "jail", jail, "addr", results[i].Addr)
-		case results[i].Note == "":
+		case results[i].Note != "":
+		case d.farm != nil && d.farm.Protected(results[i].Addr) != "":
+			results[i].Note = d.farm.Protected(results[i].Addr) + ": never banned"
+		default:
 			results[i].Note, results[i].Jails = "already banned", []string{jail}
 		}
 	}
 	return results, nil
 }
 
-// UnbanIP lifts addr's bans in jail, or in every jail if jail is "".
-func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr) (control.AddrResult, error) {
+// UnbanIP lifts addr's bans in jail, or in every jail if jail is "": on every host of
+// the farm, or here only if local.
+func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, local bool) (control.AddrResult, error) {
 	r := control.AddrResult{Addr: addr}
-	lifted, err := d.manager.Unban(ctx, jail, addr)
+	unban := d.manager.Unban
+	if local {
+		unban = d.manager.UnbanHere
+	}
+	lifted, err := unban(ctx, jail, addr)
 	switch {
 	case errors.Is(err, jails.ErrUnknownJail):
 		return r, fmt.Errorf("jail %q: %w", jail, control.ErrNotFound)
@@ -164,8 +172,24 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr) (con
 		}
 		d.mu.RUnlock()
 	}
-	d.logger.Info("unbanned by hand", "addr", addr, "jails", r.Jails)
+	d.logger.Info("unbanned by hand", "addr", addr, "jails", r.Jails, "here_only", local)
 	return r, nil
+}
+
+// Farm returns the farm as this host sees it.
+func (d *Daemon) Farm() (control.FarmStatus, error) {
+	if d.farm == nil {
+		return control.FarmStatus{}, control.ErrNoFarm
+	}
+	fs := d.farm.Status()
+	out := control.FarmStatus{Farm: fs.Farm, Node: fs.Node, Enforce: fs.Enforce, State: fs.State, Server: fs.Server,
+		Servers: fs.Servers, Synced: fs.Synced, Bans: fs.Bans, Outbox: fs.Outbox, FailuresShared: fs.FailuresShared,
+		FailuresDropped: fs.FailuresDropped, Decided: fs.Decided, Applied: fs.Applied, Refused: d.manager.Refused(),
+		Drift: fs.Drift, LastError: fs.LastError, LastErrorAt: fs.LastAt}
+	for _, n := range fs.Nodes {
+		out.Nodes = append(out.Nodes, control.FarmNode{Name: n.Name, Addrs: n.Addrs, Seen: n.Seen})
+	}
+	return out, nil
 }
 
 // fileStatus reports how reading each of paths goes.
@@ -212,5 +236,10 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	}
 	g := d.manager.Degraded()
 	s.Unrecorded, s.Undeleted = g.Unrecorded, g.Undeleted
+	if d.farm != nil {
+		fs := d.farm.Status()
+		s.Farm = &metrics.Farm{Connected: fs.State == "connected", Outbox: fs.Outbox, Bans: fs.Bans,
+			FailuresShared: fs.FailuresShared, FailuresDropped: fs.FailuresDropped, Refused: d.manager.Refused()}
+	}
 	return s
 }

@@ -14,6 +14,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,9 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/farm"
 	"github.com/logban/logban/internal/metrics"
+	"github.com/logban/logban/internal/natsserver"
 	"github.com/logban/logban/internal/pipeline"
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/jails"
@@ -68,6 +71,9 @@ type Daemon struct {
 	jails   map[string]*jailRuntime
 	actions map[string]*actionRuntime
 	readers map[string]*pipeline.Reader // by path
+
+	// farm is this host's membership of its farm; nil without [farm], or in a dry run.
+	farm *farm.Farm
 
 	controlLn   net.Listener
 	store       *store.Store                // used by one goroutine at a time: Run's, then the one owning changes
@@ -160,6 +166,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	m := metrics.New(d.snapshot)
 	d.manager.SetObserver(m.Observe)
+	if fc := d.cfg.Farm; fc != nil && d.opts.DryRun {
+		d.logger.Warn("dry run: the farm is not joined; bans stay on this host", "farm", fc.Name)
+	} else if fc != nil {
+		if fc.Embedded != nil {
+			srv, err := natsserver.Start(natsserver.Options{Name: fc.Node, Cluster: fc.Name, Listen: fc.Embedded.Listen,
+				ClusterListen: fc.Embedded.ClusterListen, Routes: fc.Embedded.Routes, StoreDir: fc.Embedded.StoreDir, Logger: d.logger})
+			if err != nil {
+				return fmt.Errorf("farm.embedded: %w", err)
+			}
+			defer srv.Stop() // after the farm's client is gone
+		}
+		if err := d.joinFarm(ctx, m); err != nil {
+			return err
+		}
+	}
 	// The ban queue outlives the readers: shutdown closes it after them.
 	d.bans = pipeline.NewBanQueue(context.WithoutCancel(ctx), d.manager)
 
@@ -180,6 +201,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
 	g.Go(func() error { d.keepKernelInStep(gctx); return nil })
+	if d.farm != nil {
+		g.Go(func() error { return d.farm.Run(gctx, d.manager, d.bans.Add) })
+	}
 	if metricsLn != nil {
 		g.Go(func() error { return m.Serve(gctx, metricsLn) })
 	}
@@ -195,6 +219,41 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.logger.Info("stopped")
 	return nil
+}
+
+// joinFarm makes this host's farm membership: linked to the manager, with its outbox in
+// the database and the host's own addresses to announce. It dials at Run.
+func (d *Daemon) joinFarm(ctx context.Context, m *metrics.Collector) error {
+	fc := d.cfg.Farm
+	f := farm.New(*fc, d.logger, d.opts.Clock)
+	f.SetObserver(m.ObserveFarm)
+	f.SetOutbox(ctx, d.store)
+	if err := f.LoadOutbox(ctx); err != nil {
+		return fmt.Errorf("farm outbox: %w", err)
+	}
+	own, err := d.opts.HostPrefixes()
+	if err != nil {
+		return fmt.Errorf("reading the host's own addresses: %w", err)
+	}
+	if fc.ShareIgnoreIP {
+		own = slices.Concat(own, d.cfg.Server.IgnoreIP, d.cfg.Server.TrustedProxies)
+	}
+	f.SetOwn(own)
+	d.manager.SetFarm(f)
+	d.farm = f
+	return nil
+}
+
+// farmJails tells the farm the jails of cfg.
+func (d *Daemon) farmJails(cfg *config.Config) {
+	if d.farm == nil {
+		return
+	}
+	var js []farm.Jail
+	for _, jc := range cfg.Jails {
+		js = append(js, farm.Jail{Name: jc.Name, Mode: jc.Farm, MaxRetry: jc.MaxRetry, FindTime: jc.FindTime})
+	}
+	d.farm.SetJails(js)
 }
 
 // MetricsAddr returns the address metrics are served on, once Ready; "" if none.
@@ -328,6 +387,9 @@ func (d *Daemon) remakeStore(ctx context.Context, cause error) {
 	if err := s.SavePositions(ctx, d.positions); err != nil {
 		d.logger.Error("saving file positions in the new database", "database", path, "err", err)
 	}
+	if d.farm != nil {
+		d.farm.SetOutbox(ctx, s)
+	}
 	old := d.store
 	d.store = s
 	old.Close()
@@ -451,6 +513,9 @@ func (d *Daemon) reload(ctx context.Context) error {
 			d.logger.Warn(c.key+" changed; it takes effect at the next start", "running", c.was, "configured", c.now)
 		}
 	}
+	if !reflect.DeepEqual(d.cfg.Farm, cfg.Farm) {
+		d.logger.Warn("[farm] changed; it takes effect at the next start")
+	}
 	if err := d.apply(ctx, cfg, true); err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
@@ -548,6 +613,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
 	d.mu.Unlock()
+	d.farmJails(cfg)
 	// Where new readers start is saved at once: a crash before the first periodic save
 	// then resumes there, not at the end.
 	d.savePositions(ctx, slices.Concat(gone, slices.Collect(maps.Values(newReaders))))
@@ -615,11 +681,11 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
 		f.SetLocation(loc)
-		out[name] = &jailRuntime{cfg: jc, ignore: ignore, trusted: trusted, filter: fc, jail: jails.New(name, f, jails.Settings{
-			MaxRetry: jc.MaxRetry,
-			FindTime: jc.FindTime,
-			Ignore:   jails.NewIgnoreList(ignore...),
-		})}
+		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Ignore: jails.NewIgnoreList(ignore...)}
+		if d.farm != nil && jc.Farm == config.FarmCount {
+			settings.Tally = d.farm
+		}
+		out[name] = &jailRuntime{cfg: jc, ignore: ignore, trusted: trusted, filter: fc, jail: jails.New(name, f, settings)}
 	}
 	return out, nil
 }

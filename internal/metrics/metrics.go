@@ -23,6 +23,19 @@ type Snapshot struct {
 	// Unrecorded are bans in force whose record failed; Undeleted, ended bans whose
 	// record could not be deleted yet.
 	Unrecorded, Undeleted int
+	// Farm is the farm's state; nil outside a farm.
+	Farm *Farm
+}
+
+// Farm is this host's membership of its farm.
+type Farm struct {
+	Connected bool
+	// Outbox are decisions and unbans waiting to be published; Bans, the farm's bans.
+	Outbox, Bans int
+	// FailuresShared and FailuresDropped are failures published for counting, and not.
+	FailuresShared, FailuresDropped int64
+	// Refused are bans refused because the address is a farm node's.
+	Refused int64
 }
 
 // File is how reading one log file goes.
@@ -55,6 +68,9 @@ type Action struct {
 type Collector struct {
 	snapshot func() Snapshot
 	latency  *prometheus.HistogramVec
+	farm     *prometheus.HistogramVec
+
+	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
@@ -71,6 +87,16 @@ func New(snapshot func() Snapshot) *Collector {
 			Help:    "How long action calls take.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10), // 50µs to 13s
 		}, []string{"action", "op"}),
+		farm: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "logban_farm_latency_seconds",
+			Help:    "Farm latencies: stage=\"publish\" from a decision here until the farm holds it, \"apply\" from a decision elsewhere until it is in force here.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12), // 100µs to 18s
+		}, []string{"stage"}),
+		farmConnected: prometheus.NewDesc("logban_farm_connected", "1 while connected to the farm's NATS servers.", nil, nil),
+		farmOutbox:    prometheus.NewDesc("logban_farm_outbox", "Decisions and unbans waiting to be published to the farm.", nil, nil),
+		farmBans:      prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
+		farmFailures:  prometheus.NewDesc("logban_farm_failures_total", "Failures of counting jails: shared=\"yes\" published for the farm's count, \"no\" counted here alone (farm away, or too many at once).", []string{"shared"}, nil),
+		farmRefused:   prometheus.NewDesc("logban_farm_refused_total", "Bans refused because the address is a farm node's.", nil, nil),
 		linesRead:   prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
 		bytesBehind: prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
 		longLines:   prometheus.NewDesc("logban_file_long_lines_total", "Lines cut at server.max_line_bytes.", []string{"file"}, nil),
@@ -97,10 +123,17 @@ func (c *Collector) Observe(action string, unban bool, took time.Duration, _ err
 	c.latency.WithLabelValues(action, op).Observe(took.Seconds())
 }
 
+// ObserveFarm records one farm latency; stage is "publish" or "apply". It is a
+// farm.Observer.
+func (c *Collector) ObserveFarm(stage string, took time.Duration) {
+	c.farm.WithLabelValues(stage).Observe(took.Seconds())
+}
+
 // Describe sends the descriptions of the metrics read at scrape time.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
-		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset} {
+		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused} {
 		ch <- d
 	}
 }
@@ -129,12 +162,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.unrecorded, prometheus.GaugeValue, float64(s.Unrecorded))
 	ch <- prometheus.MustNewConstMetric(c.undeleted, prometheus.GaugeValue, float64(s.Undeleted))
+	if f := s.Farm; f != nil {
+		connected := 0.0
+		if f.Connected {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.farmConnected, prometheus.GaugeValue, connected)
+		ch <- prometheus.MustNewConstMetric(c.farmOutbox, prometheus.GaugeValue, float64(f.Outbox))
+		ch <- prometheus.MustNewConstMetric(c.farmBans, prometheus.GaugeValue, float64(f.Bans))
+		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresShared), "yes")
+		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresDropped), "no")
+		ch <- prometheus.MustNewConstMetric(c.farmRefused, prometheus.CounterValue, float64(f.Refused))
+	}
 }
 
 // Serve serves /metrics on ln until ctx is done.
 func (c *Collector) Serve(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, c.latency)
+	reg.MustRegister(c, c.latency, c.farm)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
