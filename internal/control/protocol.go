@@ -158,7 +158,7 @@ type BanInfo struct {
 	Addr     netip.Addr `json:"addr"`
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`
-	Expires  time.Time  `json:"expires,omitzero"` // zero: until unbanned
+	Expires  time.Time  `json:"expires,omitzero"`     // zero: until unbanned
 	By       string     `json:"decided_by,omitempty"` // the farm node that decided it
 	Why      string     `json:"why,omitempty"`
 }

@@ -104,7 +104,8 @@ func (r *Reader) Stats() watcher.Stats { return r.follower.Stats() }
 func feed(js []*jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.Ticket) []jails.Ticket {
 	for _, j := range js {
 		batch.Search(j.Next, func(i int) {
-			if t, ok := j.Line(batch.Lines[i].Text, now); ok {
+			l := batch.Lines[i]
+			if t, ok := j.LineFrom(l.Text, now, jails.Origin{File: batch.File.Head, Offset: l.Offset}); ok {
 				tickets = append(tickets, t)
 			}
 		})
