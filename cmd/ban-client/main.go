@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,10 +29,14 @@ Commands:
   list [--jail J]             every ban: address, jail, banned at, expires in, failures
   get JAIL banned             the jail's banned addresses, one a line
   banip JAIL ADDR...          ban addresses in a jail by hand
-  unbanip [--jail J] ADDR...  lift the bans of addresses, in every jail or in J
+  unbanip [--jail J] [--local] ADDR...
+                              lift the bans of addresses, in every jail or in J; in a
+                              farm, on every host (--local: on this host only)
   unban --all                 lift every ban
   reload                      reread the server's configuration; a bad one is refused
                               and its errors shown
+  farm                        the farm: connection, servers, nodes seen, the farm's
+                              ban count, the outbox waiting to be published, last error
   version                     this client's and the server's versions
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
                               (ban-client test-filter -h for its flags)
@@ -189,9 +194,15 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return printResults(w, "banned", rs)
 	case "unbanip":
-		jail := ""
-		if len(args) >= 2 && (args[0] == "--jail" || args[0] == "-jail") {
-			jail, args = args[1], args[2:]
+		jail, local := "", false
+		for len(args) > 0 {
+			if len(args) >= 2 && (args[0] == "--jail" || args[0] == "-jail") {
+				jail, args = args[1], args[2:]
+			} else if args[0] == "--local" || args[0] == "-local" {
+				local, args = true, args[1:]
+			} else {
+				break
+			}
 		}
 		if len(args) == 0 {
 			return usageError{"unbanip needs at least one address"}
@@ -200,11 +211,24 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rs, err := c.UnbanIP(ctx, jail, addrs...)
+		unban := c.UnbanIP
+		if local {
+			unban = c.UnbanIPHere
+		}
+		rs, err := unban(ctx, jail, addrs...)
 		if err != nil {
 			return err
 		}
 		return printResults(w, "unbanned", rs)
+	case "farm":
+		if len(args) != 0 {
+			return usageError{"farm takes no arguments"}
+		}
+		s, err := c.Farm(ctx)
+		if err != nil {
+			return err
+		}
+		return x.print(s, func() { printFarm(w, s, time.Now()) })
 	case "list":
 		jail := ""
 		switch {
@@ -290,16 +314,67 @@ func printResults(w io.Writer, verb string, rs []control.AddrResult) error {
 }
 
 func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
+	farm := false // a farm's bans show who decided them
+	for _, b := range bans {
+		farm = farm || b.By != ""
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tJAIL\tBANNED AT\tEXPIRES IN\tFAILURES")
+	head := "ADDRESS\tJAIL\tBANNED AT\tEXPIRES IN\tFAILURES"
+	if farm {
+		head += "\tDECIDED BY\tWHY"
+	}
+	fmt.Fprintln(tw, head)
 	for _, b := range bans {
 		expires := "never"
 		if !b.Expires.IsZero() {
 			expires = max(b.Expires.Sub(now), 0).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", b.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d", b.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
+		if farm {
+			fmt.Fprintf(tw, "\t%s\t%s", cmp.Or(b.By, "-"), b.Why)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
+	fmt.Fprintf(w, "Farm %s, node %s", s.Farm, s.Node)
+	if !s.Enforce {
+		fmt.Fprint(w, " (detects only: enforce = false)")
+	}
+	fmt.Fprintln(w)
+	conn := s.State
+	if s.Server != "" {
+		conn += " to " + s.Server
+	}
+	if s.State == "connected" && !s.Synced {
+		conn += ", catching up with the farm's bans"
+	}
+	fmt.Fprintf(w, "|- Connection:\t%s\n", conn)
+	fmt.Fprintf(w, "|- Servers:\t%s\n", strings.Join(s.Servers, " "))
+	fmt.Fprintf(w, "|- Farm bans:\t%d\n", s.Bans)
+	fmt.Fprintf(w, "|- Outbox:\t%d waiting to be published\n", s.Outbox)
+	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d\n", s.Decided, s.Applied, s.Refused)
+	fmt.Fprintf(w, "|- Failures:\t%d shared for counting, %d counted here alone\n", s.FailuresShared, s.FailuresDropped)
+	for _, d := range s.Drift {
+		fmt.Fprintf(w, "|- SETTINGS DIFFER:\t%s\n", d)
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "|- Last error:\t%s (%s ago)\n", s.LastError, now.Sub(s.LastErrorAt).Round(time.Second))
+	}
+	fmt.Fprintf(w, "`- Nodes seen:\t%d\n", len(s.Nodes))
+	for i, n := range s.Nodes {
+		branch := "|-"
+		if i == len(s.Nodes)-1 {
+			branch = "`-"
+		}
+		addrs := make([]string, len(n.Addrs))
+		for k, a := range n.Addrs {
+			addrs[k] = a.String()
+		}
+		fmt.Fprintf(w, "   %s %s, %s ago: %s\n", branch, n.Name, now.Sub(n.Seen).Round(time.Second), strings.Join(addrs, " "))
+	}
 }
 
 func printStatus(w io.Writer, s control.Status) {

@@ -143,7 +143,7 @@ func TestSocketFromConfig(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	code, _, stderr := client("-h")
-	if code != exitUsage || !strings.Contains(stderr, "unbanip [--jail J] ADDR...") || !strings.Contains(stderr, "-socket path") {
+	if code != exitUsage || !strings.Contains(stderr, "unbanip [--jail J] [--local] ADDR...") || !strings.Contains(stderr, "-socket path") {
 		t.Errorf("exit %d, help:\n%s", code, stderr)
 	}
 }
