@@ -357,6 +357,7 @@ func (f *Farm) connect() (*nats.Conn, error) {
 		nats.Name("logban " + f.cfg.Node),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
+		nats.DontRandomize(), // the servers in the order given: a host's nearest first
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
 		nats.Timeout(2 * time.Second),

@@ -45,7 +45,8 @@ func (e *clashError) Error() string {
 
 // setup finds or makes the farm's buckets.
 func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Short: a cluster still forming answers nothing, and the next try may find it formed.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	meta := map[string]string{metaFarm: f.cfg.Name}
 	bans, err := f.bucket(ctx, js, jetstream.KeyValueConfig{
