@@ -538,9 +538,10 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 			l.fail(at("filter"), 0, key+"filter", "unknown filter %q; valid: %s (or define [filters.%s])", j.Filter, strings.Join(choices, ", "), j.Filter)
 		}
 	}
-	if d.LogPath == nil || len(*d.LogPath) == 0 {
-		l.fail(at("logpath"), 0, key+"logpath", "no log files; list at least one, like logpath = [\"/var/log/zimbra.log\"]")
-	} else {
+	farmShared := (cfg.Farm != nil && (d.Farm == nil || *d.Farm != FarmLocal))
+	if (d.LogPath == nil || len(*d.LogPath) == 0) && !farmShared {
+		l.fail(at("logpath"), 0, key+"logpath", "no log files; list at least one, like logpath = [\"/var/log/zimbra.log\"] (only a jail shared with a farm may have none: it enforces the bans other hosts decide)")
+	} else if d.LogPath != nil {
 		for i, p := range *d.LogPath {
 			if p == "" {
 				l.fail(at("logpath"), 0, key+"logpath", "empty path")
