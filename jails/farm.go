@@ -64,7 +64,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			continue
 		}
 		if old, ok := j.bans[r.Addr]; ok {
-			if old.By == r.By && old.Expires.Equal(r.Expires) {
+			if old.By == r.By && old.Expires.UnixMilli() == r.Expires.UnixMilli() { // the farm keeps milliseconds
 				continue
 			}
 			r.Count = old.Count

@@ -31,11 +31,15 @@ func NewIgnoreList(prefixes ...netip.Prefix) *IgnoreList {
 // Contains reports whether addr must never be banned.
 func (l *IgnoreList) Contains(addr netip.Addr) bool { return l.Why(addr) != "" }
 
-// Why says why addr must never be banned, or "" if it may be.
+// Why says why addr must never be banned, or "" if it may be. A nil list holds only
+// what no ban may mean (loopback and the like).
 func (l *IgnoreList) Why(addr netip.Addr) string {
 	addr = addr.Unmap()
 	if why := unbannable(addr); why != "" {
 		return why
+	}
+	if l == nil {
+		return ""
 	}
 	for _, p := range l.prefixes {
 		if p.Contains(addr) {

@@ -355,7 +355,8 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	fmt.Fprintf(w, "|- Servers:\t%s\n", strings.Join(s.Servers, " "))
 	fmt.Fprintf(w, "|- Farm bans:\t%d\n", s.Bans)
 	fmt.Fprintf(w, "|- Outbox:\t%d waiting to be published\n", s.Outbox)
-	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d\n", s.Decided, s.Applied, s.Refused)
+	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d; ignored (in this host's ignoreip): %d\n",
+		s.Decided, s.Applied, s.Refused, s.Ignored)
 	fmt.Fprintf(w, "|- Failures:\t%d shared for counting, %d counted here alone\n", s.FailuresShared, s.FailuresDropped)
 	for _, d := range s.Drift {
 		fmt.Fprintf(w, "|- SETTINGS DIFFER:\t%s\n", d)

@@ -83,9 +83,11 @@ type FarmStatus struct {
 	FailuresDropped int64 `json:"failures_not_shared"`
 	// Decided are bans this host published first; Applied, bans of others applied here;
 	// Refused, bans refused because the address is a farm node's.
-	Decided     int64     `json:"decided"`
-	Applied     int64     `json:"applied"`
-	Refused     int64     `json:"refused"`
+	Decided int64 `json:"decided"`
+	Applied int64 `json:"applied"`
+	Refused int64 `json:"refused"`
+	// Ignored are bans of others not applied here: this host's ignore list holds them.
+	Ignored     int64     `json:"ignored"`
 	Drift       []string  `json:"settings_drift,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`

@@ -44,6 +44,8 @@ type Jail struct {
 	Mode     string // config.FarmCount, FarmBans or FarmLocal
 	MaxRetry int
 	FindTime time.Duration
+	// Ignore are the addresses the jail never bans here: a farm ban of one is refused.
+	Ignore *jails.IgnoreList
 }
 
 // Observer hears how long a stage took: "publish" (a decision until the farm holds it)
@@ -77,7 +79,7 @@ type Farm struct {
 	synced   bool   // the bans watch has delivered every ban in force
 	seq      uint64 // the last pendingMessage.seq given
 
-	shared, dropped, decided, applied, refusedFarm atomic.Int64
+	shared, dropped, decided, applied, ignored atomic.Int64
 }
 
 type pendingMessage struct {

@@ -367,6 +367,28 @@ func TestANodesOwnAddressIsNeverBanned(t *testing.T) {
 	}
 }
 
+func TestAFarmBanOfAnAddressAHostIgnoresIsNotAppliedThere(t *testing.T) {
+	c := natstest.Start(t, 1)
+	dir := t.TempDir()
+	a := startHost1(t, "a", c, dir)
+	b := startHost1(t, "b", c, dir)
+	office, other := netip.MustParseAddr("192.0.2.44"), netip.MustParseAddr("192.0.2.45")
+	b.f.SetJails([]farm.Jail{{Name: jail, Mode: config.FarmCount, MaxRetry: 5, FindTime: 10 * time.Minute,
+		Ignore: jails.NewIgnoreList(netip.PrefixFrom(office, 32))}})
+	a.banByHand(office)
+	a.banByHand(other)
+	eventually(t, "b holds the other ban", func() bool { _, ok := b.ban(other); return ok })
+	if _, ok := b.ban(office); ok {
+		t.Error("b applied a farm ban of an address on its ignore list")
+	}
+	if _, ok := a.ban(office); !ok {
+		t.Error("a, which does not ignore it, lost its ban")
+	}
+	if n := b.f.Status().Ignored; n != 1 {
+		t.Errorf("b counted %d ignored farm bans; want 1", n)
+	}
+}
+
 func startHost1(t *testing.T, name string, c *natstest.Cluster, dir string) *host {
 	h := startHost(t, name, c.URLs(), dir, time.Hour)
 	eventually(t, name+" joins", func() bool { return h.f.Status().Synced })

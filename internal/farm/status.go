@@ -28,8 +28,9 @@ type Status struct {
 	// FailuresShared were published for counting; FailuresDropped were not (the farm
 	// unreachable, or too many at once): this host counted them alone.
 	FailuresShared, FailuresDropped int64
-	// Decided are bans this host published first; Applied, bans of others applied here.
-	Decided, Applied int64
+	// Decided are bans this host published first; Applied, bans of others applied here;
+	// Ignored, bans of others not applied because this host's ignore list holds them.
+	Decided, Applied, Ignored int64
 	// Drift warns of jails whose settings differ from the farm's.
 	Drift     []string
 	LastError string
@@ -46,7 +47,7 @@ type Node struct {
 // Status returns the farm as this host sees it.
 func (f *Farm) Status() Status {
 	s := Status{Farm: f.cfg.Name, Node: f.cfg.Node, Enforce: f.cfg.Enforce, State: "connecting",
-		FailuresShared: f.shared.Load(), FailuresDropped: f.dropped.Load(), Decided: f.decided.Load(), Applied: f.applied.Load()}
+		FailuresShared: f.shared.Load(), FailuresDropped: f.dropped.Load(), Decided: f.decided.Load(), Applied: f.applied.Load(), Ignored: f.ignored.Load()}
 	if nc := f.conn.Load(); nc != nil {
 		s.State = stateName(nc.Status())
 		if nc.IsConnected() {

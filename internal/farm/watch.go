@@ -123,7 +123,15 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		if live != nil {
 			live[e.Key()] = true
 		}
-		if _, ok := f.jails[r.Jail]; !ok || (!f.cfg.Enforce && r.By != f.cfg.Node) {
+		j, ok := f.jails[r.Jail]
+		if !ok || (!f.cfg.Enforce && r.By != f.cfg.Node) {
+			continue
+		}
+		if why := j.Ignore.Why(r.Addr); why != "" {
+			if !initial {
+				f.logger.Warn("farm ban not applied here: the address is "+why, "jail", r.Jail, "addr", r.Addr, "decided_by", r.By)
+			}
+			f.ignored.Add(1)
 			continue
 		}
 		records = append(records, r)
