@@ -29,7 +29,7 @@ type Options struct {
 	// StoreDir is where JetStream keeps its files.
 	StoreDir string
 	// Logger receives the server's log; nil discards it.
-	Logger *slog.Logger
+	Logger *slog.Logger `json:"-"`
 }
 
 // Server is a running NATS server.

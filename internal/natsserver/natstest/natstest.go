@@ -1,13 +1,24 @@
 // Package natstest runs real NATS JetStream clusters on loopback for tests: each server
-// is the nats-server module in this process, with its own store under the test's
+// is the nats-server module, in this process (Start) or each in a process of its own
+// that a test can kill -9 (StartProcesses), with its own store under the test's
 // temporary folder. Servers can be stopped and started again with their data.
 package natstest
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logban/logban/internal/natsserver"
 )
@@ -17,6 +28,98 @@ type Cluster struct {
 	t       testing.TB
 	opts    []natsserver.Options
 	servers []*natsserver.Server
+	procs   []*exec.Cmd // with StartProcesses
+}
+
+// serveEnv carries a server's options to a test binary started as a NATS server.
+const serveEnv = "LOGBAN_NATSTEST_SERVE"
+
+// Serve makes a test binary a NATS server when StartProcesses started it as one: a
+// package whose tests use StartProcesses calls it first thing in its TestMain. It
+// returns at once otherwise.
+func Serve() {
+	spec := os.Getenv(serveEnv)
+	if spec == "" {
+		return
+	}
+	var o natsserver.Options
+	if err := json.Unmarshal([]byte(spec), &o); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	s, err := natsserver.Start(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+	s.Stop()
+	os.Exit(0)
+}
+
+// StartProcesses is Start with each server in a process of its own (the test binary,
+// made a server by Serve), so that Kill is a real crash: no leadership handed over, no
+// goodbye to the routes.
+func StartProcesses(t testing.TB, n int) *Cluster {
+	c := plan(t, n)
+	c.procs = make([]*exec.Cmd, n)
+	for i := range n {
+		c.Restart(i)
+	}
+	t.Cleanup(func() {
+		for i := range n {
+			c.Kill(i)
+		}
+	})
+	return c
+}
+
+// Kill kills server i's process with SIGKILL; its data stays for Restart.
+func (c *Cluster) Kill(i int) {
+	if p := c.procs[i]; p != nil {
+		p.Process.Kill()
+		p.Wait()
+		c.procs[i] = nil
+	}
+}
+
+// Leader returns the index of the server leading stream.
+func (c *Cluster) Leader(stream string) int {
+	c.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for i := range c.opts {
+			if name := c.leaderSeenBy(i, stream); name != "" {
+				for k, o := range c.opts {
+					if o.Name == name {
+						return k
+					}
+				}
+			}
+		}
+	}
+	c.t.Fatalf("no leader of stream %s", stream)
+	return -1
+}
+
+func (c *Cluster) leaderSeenBy(i int, stream string) string {
+	nc, err := nats.Connect(c.URL(i), nats.Timeout(time.Second))
+	if err != nil {
+		return ""
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil || s.CachedInfo().Cluster == nil {
+		return ""
+	}
+	return s.CachedInfo().Cluster.Leader
 }
 
 // Start starts a cluster of n servers (1 for a lone one) and stops it when the test
@@ -24,6 +127,21 @@ type Cluster struct {
 // shortly after, and clients retry until it has.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	c := plan(t, n)
+	c.servers = make([]*natsserver.Server, n)
+	for i := range n {
+		c.Restart(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.servers {
+			c.Stop(i)
+		}
+	})
+	return c
+}
+
+// plan chooses the servers' ports and folders.
+func plan(t testing.TB, n int) *Cluster {
 	c := &Cluster{t: t}
 	clients, routes := freePorts(t, n), freePorts(t, n)
 	for i := range n {
@@ -43,15 +161,6 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		c.opts = append(c.opts, o)
 	}
-	c.servers = make([]*natsserver.Server, n)
-	for i := range n {
-		c.Restart(i)
-	}
-	t.Cleanup(func() {
-		for i := range c.servers {
-			c.Stop(i)
-		}
-	})
 	return c
 }
 
@@ -67,8 +176,13 @@ func (c *Cluster) URLs() []string {
 	return out
 }
 
-// Stop shuts server i down; its data stays for Restart.
+// Stop shuts server i down; its data stays for Restart. A server in a process of its
+// own is killed.
 func (c *Cluster) Stop(i int) {
+	if c.procs != nil {
+		c.Kill(i)
+		return
+	}
 	if s := c.servers[i]; s != nil {
 		s.Stop()
 		c.servers[i] = nil
@@ -78,6 +192,10 @@ func (c *Cluster) Stop(i int) {
 // Restart starts server i again, with its data.
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
+	if c.procs != nil {
+		c.restartProcess(i)
+		return
+	}
 	if c.servers[i] != nil {
 		return
 	}
@@ -86,6 +204,31 @@ func (c *Cluster) Restart(i int) {
 		c.t.Fatalf("starting NATS server %s: %v", c.opts[i].Name, err)
 	}
 	c.servers[i] = s
+}
+
+func (c *Cluster) restartProcess(i int) {
+	if c.procs[i] != nil {
+		return
+	}
+	spec, _ := json.Marshal(c.opts[i])
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"="+string(spec))
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.procs[i] = cmd
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if conn, err := net.Dial("tcp", c.opts[i].Listen); err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("NATS server %s did not start", c.opts[i].Name)
+		}
+	}
 }
 
 // String lists the servers.
