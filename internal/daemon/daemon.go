@@ -251,7 +251,7 @@ func (d *Daemon) farmJails(cfg *config.Config) {
 	}
 	var js []farm.Jail
 	for _, jc := range cfg.Jails {
-		js = append(js, farm.Jail{Name: jc.Name, Mode: jc.Farm, MaxRetry: jc.MaxRetry, FindTime: jc.FindTime,
+		js = append(js, farm.Jail{Name: jc.Name, Mode: jc.Farm, MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, BanTime: jc.BanTime,
 			Ignore: jails.NewIgnoreList(d.jails[jc.Name].ignore...)})
 	}
 	d.farm.SetJails(js)

@@ -44,6 +44,8 @@ type Jail struct {
 	Mode     string // config.FarmCount, FarmBans or FarmLocal
 	MaxRetry int
 	FindTime time.Duration
+	// BanTime is how long the jail's bans last (< 0: until unbanned).
+	BanTime time.Duration
 	// Ignore are the addresses the jail never bans here: a farm ban of one is refused.
 	Ignore *jails.IgnoreList
 }
@@ -61,6 +63,7 @@ type Farm struct {
 
 	failures chan failure
 	wake     chan struct{} // the publisher has work
+	purges   chan failureSubject
 	resync   chan struct{} // the connection came back: watch again
 
 	conn atomic.Pointer[nats.Conn]
@@ -110,6 +113,7 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 		cfg: cfg, logger: logger.With("farm", cfg.Name), clock: clock,
 		failures: make(chan failure, failureBuffer),
 		wake:     make(chan struct{}, 1),
+		purges:   make(chan failureSubject, purgeQueue),
 		resync:   make(chan struct{}, 1),
 		jails:    map[string]Jail{},
 		others:   map[string]nodeInfo{},
@@ -346,7 +350,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 	}
 	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count} {
+	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count, f.purge} {
 		wg.Go(func() { run(ctx, h, target, decide) })
 	}
 	wg.Wait()

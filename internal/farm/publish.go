@@ -47,7 +47,12 @@ func (f *Farm) publish(ctx context.Context, h *handles, _ Target, _ Decide) {
 			}
 			done, purges := f.publishRun(ctx, h, batch)
 			f.remove(ctx, done)
-			f.purgeFailures(ctx, h, purges)
+			for _, p := range purges {
+				select {
+				case f.purges <- p:
+				default: // too many at once: the failures age out of findtime instead
+				}
+			}
 			if len(done) < len(batch) {
 				break // the farm refused or did not answer: wait for the retry
 			}
@@ -96,7 +101,7 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessag
 			if ok[k] {
 				done = append(done, p)
 			}
-			if decided[k] {
+			if decided[k] && f.purgeNeeded(p.msg.Ban.Jail) {
 				purges = append(purges, failureSubject{p.msg.Ban.Jail, p.msg.Ban.Addr})
 			}
 		}
@@ -112,26 +117,57 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessag
 // failureSubject names the failures of one address in one jail.
 type failureSubject struct{ jail, addr string }
 
-// purgeFailures forgets, farm-wide, the failures the bans this host decided answer for:
-// a ban resets its address's count, on every host.
-func (f *Farm) purgeFailures(ctx context.Context, h *handles, purges []failureSubject) {
-	for _, p := range purges {
-		f.mu.Lock()
-		j, ok := f.jails[p.jail]
-		f.mu.Unlock()
-		addr, err := parseAddr(p.addr)
-		if !ok || j.Mode != config.FarmCount || err != nil {
-			continue
-		}
-		s, err := f.failStream(ctx, h, j)
-		if err != nil {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := s.Purge(pctx, jetstream.WithPurgeSubject(f.failSubject(j.Name, addrToken(addr)))); err != nil {
-			f.logger.Debug("purging the failures of a ban", "addr", addr, "err", err)
-		}
-		cancel()
+// purgeQueue is how many purges may wait; purgers, how many are made side by side.
+const (
+	purgeQueue = 1 << 16
+	purgers    = 8
+)
+
+// purgeNeeded reports whether a ban of jail must forget its address's failures in the
+// farm: only if the ban ends before they age out of findtime. A purge is a JetStream
+// API call the servers make one at a time, so it is left out where it changes nothing.
+func (f *Farm) purgeNeeded(jail string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	j, ok := f.jails[jail]
+	return ok && j.Mode == config.FarmCount && j.MaxRetry > 1 && j.BanTime > 0 && j.BanTime < j.FindTime
+}
+
+// purge forgets, farm-wide, the failures the bans this host decided answer for, until
+// ctx is done: a ban resets its address's count on every host, as it does on one.
+func (f *Farm) purge(ctx context.Context, h *handles, _ Target, _ Decide) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for range purgers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case p := <-f.purges:
+					f.purgeFailure(ctx, h, p)
+				}
+			}
+		})
+	}
+}
+
+func (f *Farm) purgeFailure(ctx context.Context, h *handles, p failureSubject) {
+	f.mu.Lock()
+	j, ok := f.jails[p.jail]
+	f.mu.Unlock()
+	addr, err := parseAddr(p.addr)
+	if !ok || j.Mode != config.FarmCount || j.MaxRetry <= 1 || err != nil {
+		return
+	}
+	s, err := f.failStream(ctx, h, j)
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Purge(pctx, jetstream.WithPurgeSubject(f.failSubject(j.Name, addrToken(addr)))); err != nil {
+		f.logger.Debug("purging the failures of a ban", "addr", addr, "err", err)
 	}
 }
 
@@ -282,6 +318,8 @@ const futureWait = 4096
 
 type published struct {
 	fut jetstream.PubAckFuture
+	msg *nats.Msg
+	id  string
 	f   failure
 	j   Jail
 }
@@ -291,11 +329,12 @@ type published struct {
 func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 	answers := make(chan published, futureWait)
 	var wg sync.WaitGroup
-	wg.Go(func() { f.judge(ctx, answers, decide) })
+	wg.Go(func() { f.judge(ctx, h, answers, decide) })
 	defer wg.Wait()
 	defer close(answers)
 	var seq atomic.Uint64
 	start := time.Now().UnixNano()
+	f.makeStreams(ctx, h)
 	for {
 		var fl failure
 		select {
@@ -320,38 +359,84 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 		if fl.from == (jails.Origin{}) {
 			id = fmt.Sprintf("%s:%d:%d", f.cfg.Node, start, seq.Add(1))
 		}
-		fut, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID(id))
+		// A burst waits here for answers, not on the reading path: failures queue before.
+		fut, err := h.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithStallWait(5*time.Second))
+		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil {
+			fut, err = h.js.PublishMsgAsync(msg, jetstream.WithMsgID(id), jetstream.WithStallWait(5*time.Second))
+		}
 		if err != nil {
 			f.dropped.Add(1)
 			continue
 		}
 		f.shared.Add(1)
 		select {
-		case answers <- published{fut, fl, j}:
+		case answers <- published{fut, msg, id, fl, j}:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
+// makeStreams makes the counting streams of the jails known now, before their first
+// failure: a failure that finds its stream missing is counted here alone.
+func (f *Farm) makeStreams(ctx context.Context, h *handles) {
+	f.mu.Lock()
+	var js []Jail
+	for _, j := range f.jails {
+		if j.Mode == config.FarmCount && j.MaxRetry > 1 {
+			js = append(js, j)
+		}
+	}
+	f.mu.Unlock()
+	for _, j := range js {
+		for b := newBackoff(); ; {
+			_, err := f.failStream(ctx, h, j)
+			if err == nil || !b.wait(ctx) {
+				break
+			}
+			if b.next >= 10*time.Second {
+				f.failf("making the counting stream of jail "+j.Name+"; made at its first failure", err)
+				break
+			}
+		}
+	}
+}
+
 // judge waits for the farm's answer to each failure published and decides the bans the
 // farm's count reached.
-func (f *Farm) judge(ctx context.Context, answers <-chan published, decide Decide) {
+func (f *Farm) judge(ctx context.Context, h *handles, answers <-chan published, decide Decide) {
+	var tickets []jails.Ticket
 	for p := range answers {
 		select {
 		case <-p.fut.Ok():
 		case err := <-p.fut.Err():
-			if !isPerSubjectLimit(err) {
-				f.dropped.Add(1)
+			// An answer lost (a timeout, a leader changing) is asked again with the same
+			// message id: if the first was stored, the farm says so and counts it once.
+			for try := 0; try < 3 && err != nil && !isPerSubjectLimit(err) && ctx.Err() == nil; try++ {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err = h.js.PublishMsg(pctx, p.msg, jetstream.WithMsgID(p.id))
+				cancel()
+			}
+			if err == nil {
 				continue
 			}
-			t := jails.Ticket{Jail: p.j.Name, Addr: p.f.addr, Failures: p.j.MaxRetry, Time: p.f.t,
-				Why: fmt.Sprintf("%d failures across the farm", p.j.MaxRetry)}
-			if err := decide(ctx, []jails.Ticket{t}); err != nil {
-				return
+			if !isPerSubjectLimit(err) {
+				f.dropped.Add(1)
+				f.shared.Add(-1)
+				continue
 			}
+			tickets = append(tickets, jails.Ticket{Jail: p.j.Name, Addr: p.f.addr, Failures: p.j.MaxRetry, Time: p.f.t,
+				Why: fmt.Sprintf("%d failures across the farm", p.j.MaxRetry)})
 		case <-ctx.Done():
 			return
+		}
+		// The bans decided go to the ban path together while more answers wait: a
+		// burst is recorded in few transactions.
+		if len(tickets) > 0 && (len(answers) == 0 || len(tickets) >= publishBatch) {
+			if err := decide(ctx, tickets); err != nil {
+				return
+			}
+			tickets = nil
 		}
 	}
 }

@@ -20,6 +20,7 @@ type handles struct {
 
 	mu      sync.Mutex
 	streams map[string]jetstream.Stream // counting streams, by jail
+	tried   map[string]time.Time        // when making a missing stream was last tried
 }
 
 // Metadata every bucket and stream of a farm carries: which farm made it.
@@ -63,7 +64,7 @@ func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, err
 	if err != nil {
 		return nil, err
 	}
-	return &handles{js: js, bans: bans, nodes: nodes, streams: map[string]jetstream.Stream{}}, nil
+	return &handles{js: js, bans: bans, nodes: nodes, streams: map[string]jetstream.Stream{}, tried: map[string]time.Time{}}, nil
 }
 
 // bucket finds the bucket cfg names, or makes it; one the farm did not make is refused.
@@ -112,7 +113,11 @@ func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.St
 			metaFarm: f.cfg.Name, metaMaxRetry: strconv.Itoa(j.MaxRetry), metaFindTime: j.FindTime.String(),
 		},
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if time.Since(h.tried[j.Name]) < time.Second {
+		return nil, fmt.Errorf("stream %s: tried less than a second ago", cfg.Name)
+	}
+	h.tried[j.Name] = time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	s, err := h.js.Stream(cctx, cfg.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
