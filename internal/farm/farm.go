@@ -331,7 +331,8 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 	}
 	f.conn.Store(nc)
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	// An answer lost with a connection resolves as a timeout, and is asked again.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		return fmt.Errorf("farm %q: %w", f.cfg.Name, err)
 	}

@@ -1,6 +1,7 @@
 package farm
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,24 +80,7 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessag
 			j++
 		}
 		run := batch[i:j]
-		ok := make([]bool, len(run))
-		decided := make([]bool, len(run))
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var firstErr atomic.Pointer[error]
-		for range min(publishers, len(run)) {
-			wg.Go(func() {
-				for k := int(next.Add(1) - 1); k < len(run); k = int(next.Add(1) - 1) {
-					won, err := f.publishBan(ctx, h, run[k].msg)
-					if err != nil {
-						firstErr.CompareAndSwap(nil, &err)
-						continue
-					}
-					ok[k], decided[k] = true, won
-				}
-			})
-		}
-		wg.Wait()
+		ok, decided, err := f.publishBans(ctx, h, run)
 		for k, p := range run {
 			if ok[k] {
 				done = append(done, p)
@@ -105,8 +89,8 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessag
 				purges = append(purges, failureSubject{p.msg.Ban.Jail, p.msg.Ban.Addr})
 			}
 		}
-		if err := firstErr.Load(); err != nil {
-			f.failf("publishing bans to the farm; kept in the outbox", *err)
+		if err != nil {
+			f.failf("publishing bans to the farm; kept in the outbox", err)
 			return done, purges
 		}
 		i = j
@@ -209,40 +193,86 @@ func (f *Farm) remove(ctx context.Context, done []pendingMessage) {
 	}
 }
 
-// publishBan makes m's ban the farm's, unless the farm holds one for its key already:
-// then another host decided first, and its ban comes through the watch. A ban that has
-// ended, or whose jail is no longer shared, is done with. It reports whether this host's
-// ban became the farm's.
-func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (bool, error) {
+// publishBans makes each of run's bans the farm's, unless the farm holds one for its
+// key already, as publishBan does, but all at once: each a kv.Create written as an
+// asynchronous publish (expected last sequence 0, the ban's TTL), so a burst costs no
+// round trip per ban. A key the farm holds, or held (a marker), is settled by
+// publishBan. It reports, per ban, whether it is done with, and whether this host's ban
+// became the farm's; and the first error.
+func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage) (ok, decided []bool, firstErr error) {
+	ok, decided = make([]bool, len(run)), make([]bool, len(run))
+	type sent struct {
+		k   int
+		key string
+		fut jetstream.PubAckFuture
+	}
+	var futs []sent
+	for k, p := range run {
+		key, data, ttl, publish := f.banMessage(p.msg)
+		if !publish {
+			ok[k] = true
+			continue
+		}
+		msg := &nats.Msg{Subject: "$KV." + f.cfg.Name + "_bans." + key, Header: nats.Header{}, Data: data}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithStallWait(5 * time.Second)}
+		if ttl > 0 {
+			opts = append(opts, jetstream.WithMsgTTL(ttl))
+		}
+		fut, err := h.js.PublishMsgAsync(msg, opts...)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		futs = append(futs, sent{k, key, fut})
+	}
+	for _, s := range futs {
+		select {
+		case ack := <-s.fut.Ok():
+			f.published(s.key, ack.Sequence, run[s.k].msg)
+			ok[s.k], decided[s.k] = true, true
+		case err := <-s.fut.Err():
+			if !isWrongLastSequence(err) {
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			won, err := f.publishBan(ctx, h, run[s.k].msg)
+			if err != nil {
+				firstErr = cmp.Or(firstErr, err)
+				continue
+			}
+			ok[s.k], decided[s.k] = true, won
+		case <-ctx.Done():
+			return ok, decided, ctx.Err()
+		}
+	}
+	return ok, decided, firstErr
+}
+
+// banMessage returns the key, value and TTL of m's ban in the bucket, or publish false
+// for a ban that is not to be published: unreadable, of a jail no longer shared, or
+// ended (or so nearly that the farm's TTL, a second at least, could not hold it).
+func (f *Farm) banMessage(m outboxMessage) (key string, data []byte, ttl time.Duration, publish bool) {
 	r, err := m.Ban.record()
 	if err != nil {
-		return false, nil // unreadable: nothing to publish
+		return "", nil, 0, false
 	}
 	f.mu.Lock()
 	_, shared := f.jails[r.Jail]
 	f.mu.Unlock()
 	if !shared {
-		return false, nil
+		return "", nil, 0, false
 	}
-	var opts []jetstream.KVCreateOpt
 	if !r.Permanent() {
-		left := r.Expires.Sub(f.clock.Now())
-		if left < time.Second {
-			return false, nil // over, or nearly: the farm's TTL could not hold it
+		if ttl = r.Expires.Sub(f.clock.Now()); ttl < time.Second {
+			return "", nil, 0, false
 		}
-		opts = append(opts, jetstream.KeyTTL(left))
 	}
-	data, _ := json.Marshal(m.Ban)
-	key := banKey(r.Jail, r.Addr)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	rev, err := h.bans.Create(cctx, key, data, opts...)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("ban of %s in %s: %w", r.Addr, r.Jail, err)
-	}
+	data, _ = json.Marshal(m.Ban)
+	return banKey(r.Jail, r.Addr), data, ttl, true
+}
+
+// published notes that this host's ban m is the farm's, at revision rev.
+func (f *Farm) published(key string, rev uint64, m outboxMessage) {
 	f.decided.Add(1)
 	f.mu.Lock()
 	if rev > f.revs[key] {
@@ -252,6 +282,31 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 	if f.observe != nil {
 		f.observe("publish", f.clock.Now().Sub(time.UnixMilli(m.At)))
 	}
+}
+
+// publishBan makes m's ban the farm's, unless the farm holds one for its key already:
+// then another host decided first, and its ban comes through the watch. A ban that has
+// ended, or whose jail is no longer shared, is done with. It reports whether this host's
+// ban became the farm's.
+func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (bool, error) {
+	key, data, ttl, publish := f.banMessage(m)
+	if !publish {
+		return false, nil
+	}
+	var opts []jetstream.KVCreateOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(ttl))
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rev, err := h.bans.Create(cctx, key, data, opts...)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("ban of %s in %s: %w", m.Ban.Addr, m.Ban.Jail, err)
+	}
+	f.published(key, rev, m)
 	return true, nil
 }
 
