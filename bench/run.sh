@@ -84,8 +84,10 @@ gobench -bench ServerMemory -benchtime 1x ./bench
 if [[ $(id -u) == 0 ]]; then
   gobench -bench DetectionLatency -benchtime 1000x ./bench
   gobench -bench BanBurst -benchtime 3x ./bench
+  gobench -bench FarmLatency -benchtime 1000x ./bench
+  gobench -bench FarmBurst -benchtime 2x ./bench
 else
-  echo "(latency and ban burst need root: network namespaces)"
+  echo "(latency, ban burst and farm need root: network namespaces)"
 fi
 printf '```\n'
 
