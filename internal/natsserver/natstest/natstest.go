@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -230,9 +229,6 @@ func (c *Cluster) restartProcess(i int) {
 		}
 	}
 }
-
-// String lists the servers.
-func (c *Cluster) String() string { return strings.Join(c.URLs(), ",") }
 
 // freePorts returns n loopback ports free at the time of asking.
 func freePorts(t testing.TB, n int) []int {
