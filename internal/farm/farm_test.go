@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -438,4 +439,84 @@ func addrs(bans []actions.Ban) string {
 		s += b.Addr.String() + " "
 	}
 	return s
+}
+
+func TestAnUnbanHereOnlyLeavesTheOtherHostsBanned(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	x := netip.MustParseAddr("203.0.113.20")
+	hs[0].banByHand(x)
+	eventually(t, "every host holds x", heldBy(hs, x))
+	if _, err := hs[1].m.UnbanHere(context.Background(), jail, x); err != nil {
+		t.Fatal(err)
+	}
+	if hs[1].f.Status().Outbox != 0 {
+		t.Error("an unban here only was queued for the farm")
+	}
+	// Another ban, published after the local unban, reaching every host shows the farm
+	// has moved past it; x is still held by a and c.
+	y := netip.MustParseAddr("203.0.113.21")
+	hs[1].banByHand(y)
+	eventually(t, "every host holds y", heldBy(hs, y))
+	for _, h := range []*host{hs[0], hs[2]} {
+		if _, ok := h.ban(x); !ok {
+			t.Errorf("b's local unban lifted x on %s", h.name)
+		}
+	}
+}
+
+func TestAJailSharingBansOnlyCountsAlone(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	for _, h := range hs {
+		h.f.SetJails([]farm.Jail{{Name: jail, Mode: config.FarmBans, MaxRetry: 5, FindTime: 10 * time.Minute}})
+	}
+	x, y := netip.MustParseAddr("203.0.113.22"), netip.MustParseAddr("203.0.113.23")
+	for _, h := range hs {
+		h.fail(x, 2) // 6 in the farm, but each host counts alone
+		h.bans.Flush(context.Background())
+	}
+	hs[0].fail(y, 5) // a's own count reaches maxretry: the ban is shared
+	eventually(t, "every host holds y", heldBy(hs, y))
+	for _, h := range hs {
+		if _, ok := h.ban(x); ok {
+			t.Errorf("%s banned x, whose failures were spread: a jail sharing bans only counted across the farm", h.name)
+		}
+	}
+}
+
+func TestHostsWhoseJailCountsDifferentlyAreWarned(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	b := hs[1]
+	b.f.SetJails([]farm.Jail{{Name: jail, Mode: config.FarmCount, MaxRetry: 3, FindTime: time.Hour}})
+	b.stopFarm()
+	b.startFarm() // finds the counting stream a host made with maxretry 5, findtime 10m
+	eventually(t, "b warns of the difference", func() bool {
+		d := b.f.Status().Drift
+		return len(d) == 1 && strings.Contains(d[0], "maxretry 5 and findtime 10m0s") && strings.Contains(d[0], "maxretry 3 and findtime 1h0m0s")
+	})
+}
+
+func TestAFarmNameTakenByAnotherBucketIsRefused(t *testing.T) {
+	c := natstest.Start(t, 1)
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	for {
+		if _, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "mail_bans"}); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // JetStream still starting
+	}
+	f := farm.New(config.Farm{Name: "mail", Node: "a", Servers: c.URLs(), Enforce: true, Replicas: 1}, nil, nil)
+	m := jails.NewManager(jails.SystemClock{}, slog.New(slog.DiscardHandler))
+	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = f.Run(runCtx, m, func(context.Context, []jails.Ticket) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), `NATS already holds "mail_bans", which no logban farm of this name made`) ||
+		!strings.Contains(err.Error(), "choose another [farm] name") {
+		t.Fatalf("Run on a taken name: %v", err)
+	}
 }
