@@ -36,6 +36,10 @@ Try it without root or a mail server:
 Check a configuration without starting anything:
   ban-server -check -config /etc/logban/logban.toml
 
+A farm: three nodes on one machine sharing failures and bans through the NATS
+servers they embed (see "A farm" in the README):
+  go run ./cmd/ban-server -config examples/farm/node1.toml   # and node2, node3
+
 Remove everything logban ever put in the kernel (chains and sets named logban-*,
 routes of logban's route protocol), and nothing else:
   ban-server -cleanup

@@ -202,6 +202,35 @@ func TestExamplesLoad(t *testing.T) {
 	}
 }
 
+// The farm examples load too: the demo's nodes as they are, and the Zimbra farm's hosts
+// once the credentials and CA files they name exist.
+func TestFarmExamplesLoad(t *testing.T) {
+	files, _ := filepath.Glob("../../examples/farm/*.toml")
+	if len(files) < 5 {
+		t.Fatalf("farm examples: %v", files)
+	}
+	secrets := t.TempDir()
+	for _, name := range []string{"nats.creds", "nats-ca.pem"} {
+		os.WriteFile(filepath.Join(secrets, name), nil, 0o600)
+	}
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), filepath.Base(f))
+		os.WriteFile(path, []byte(strings.ReplaceAll(string(text), "/etc/logban/", secrets+"/")), 0o644)
+		cfg, err := Load(path)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if cfg.Farm == nil || cfg.Farm.Node == "" || len(cfg.Farm.Servers) == 0 {
+			t.Errorf("%s: farm %+v", f, cfg.Farm)
+		}
+	}
+}
+
 // trusted_proxies is read in [server] and in a jail, and a filter may name a parser
 // and add its own ignoreregex.
 func TestTrustedProxiesAndParser(t *testing.T) {
