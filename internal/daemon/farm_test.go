@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"net/netip"
 	"strings"
@@ -59,6 +61,7 @@ func farmConfig(node string, servers []string, enforce bool) string {
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
+metrics = "127.0.0.1:0"
 
 [farm]
 name = "test"
@@ -130,6 +133,23 @@ func TestDaemonsOfAFarmCountTogetherAndShareBans(t *testing.T) {
 	fs, err := mta1.client.Farm(context.Background())
 	if err != nil || fs.Outbox != 0 || fs.Node != "mta1" || fs.Nodes[0].Name != "mbox1" {
 		t.Errorf("farm status %+v, %v", fs, err)
+	}
+	resp, err := http.Get("http://" + mta1.d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"logban_farm_connected 1\n", "logban_farm_outbox 0\n", `logban_farm_failures_total{shared="yes"} 2` + "\n",
+		`logban_farm_latency_seconds_count{stage="apply"} `, `logban_farm_latency_seconds_count{stage="publish"} `,
+	} {
+		if by := firstKey(decided); strings.Contains(want, "stage") && !strings.Contains(want, map[bool]string{true: "publish", false: "apply"}[by == "mta1"]) {
+			continue // mta1 publishes only what it decides, and applies only what others decide
+		}
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }
 
