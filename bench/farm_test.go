@@ -141,18 +141,7 @@ func BenchmarkFarmLatency(b *testing.B) {
 		if _, err := f.Write(burst(addr, maxretry)); err != nil {
 			b.Fatal(err)
 		}
-		timeout := time.After(30 * time.Second)
-	wait:
-		for {
-			select {
-			case a := <-added:
-				if a == addr {
-					break wait
-				}
-			case <-timeout:
-				b.Fatalf("trial %d: %v not in node 3's table after 30 s", i, addr)
-			}
-		}
+		awaitRoute(b, added, addr, i)
 		took = append(took, time.Since(start))
 	}
 	slices.Sort(took)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/internal/testenv"
@@ -175,27 +174,25 @@ func waitFor(b *testing.B, what string, ok func() bool) {
 	}
 }
 
-// routes reports every null route the kernel adds in the lab's server namespace, as the
-// kernel announces it.
+// routes reports every null route the kernel adds to the main table in the lab's server
+// namespace, as the kernel announces it.
 func routes(b *testing.B, lab *netnstest.Lab) <-chan netip.Addr {
-	updates := make(chan netlink.RouteUpdate, 1<<16)
-	done := make(chan struct{})
-	b.Cleanup(func() { close(done) })
-	if err := netlink.RouteSubscribeAt(lab.Server, updates, done); err != nil {
-		b.Fatal(err)
-	}
-	out := make(chan netip.Addr, 1<<16)
-	go func() {
-		for u := range updates {
-			if u.Type != unix.RTM_NEWROUTE || u.Dst == nil {
-				continue
+	return routesIn(b, lab, unix.RT_TABLE_MAIN)
+}
+
+// awaitRoute waits until added reports addr, for at most 30 s.
+func awaitRoute(b *testing.B, added <-chan netip.Addr, addr netip.Addr, trial int) {
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case a := <-added:
+			if a == addr {
+				return
 			}
-			if a, ok := netip.AddrFromSlice(u.Dst.IP); ok {
-				out <- a.Unmap()
-			}
+		case <-timeout:
+			b.Fatalf("trial %d: %v not in the kernel after 30 s", trial, addr)
 		}
-	}()
-	return out
+	}
 }
 
 // BenchmarkDetectionLatency measures, per trial, the time from a burst of maxretry
@@ -234,18 +231,7 @@ func BenchmarkDetectionLatency(b *testing.B) {
 				if _, err := f.Write(line); err != nil {
 					b.Fatal(err)
 				}
-				timeout := time.After(30 * time.Second)
-			wait:
-				for {
-					select {
-					case a := <-added:
-						if a == addr {
-							break wait
-						}
-					case <-timeout:
-						b.Fatalf("trial %d: %v not in the kernel after 30 s", i, addr)
-					}
-				}
+				awaitRoute(b, added, addr, i)
 				took = append(took, time.Since(start))
 			}
 			slices.Sort(took)
@@ -312,20 +298,7 @@ func BenchmarkBanBurst(b *testing.B) {
 // the socket that would hear them.
 func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
 	if action == "route" {
-		h, err := netlink.NewHandleAt(lab.Server, unix.NETLINK_ROUTE)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(h.Close)
-		filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: actions.DefaultRouteProtocol}
-		return func() int {
-			time.Sleep(20 * time.Millisecond) // listing 10,000s of routes is work too
-			routes, err := h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return len(routes)
-		}
+		return tableCounter(b, lab, unix.RT_TABLE_MAIN)
 	}
 	h, err := netlink.NewHandleAt(lab.Server, unix.NETLINK_NETFILTER)
 	if err != nil {

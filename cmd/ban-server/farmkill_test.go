@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/natsserver/natstest"
 )
@@ -106,17 +103,7 @@ actions = ["log"]
 			}
 		}
 	}
-	nc, err := nats.Connect(c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(context.Background(), "test_bans")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := kv.ListKeys(context.Background())
+	keys, err := c.Bucket("test_bans").ListKeys(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logban/logban/actions"
@@ -249,16 +248,7 @@ func TestABanOnOneHostIsAppliedOnAllAndAnUnbanAnywhereLiftsIt(t *testing.T) {
 
 func TestFailuresAddUpAcrossHostsAndOneHostDecides(t *testing.T) {
 	c, hs := threeHosts(t, time.Hour)
-	nc, err := nats.Connect(c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.KeyValue(context.Background(), "test_bans")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := c.Bucket("test_bans")
 	const rounds = 20
 	for round := range rounds {
 		addr := netip.AddrFrom4([4]byte{198, 51, 100, byte(round + 1)})
@@ -497,15 +487,10 @@ func TestHostsWhoseJailCountsDifferentlyAreWarned(t *testing.T) {
 
 func TestAFarmNameTakenByAnotherBucketIsRefused(t *testing.T) {
 	c := natstest.Start(t, 1)
-	nc, err := nats.Connect(c.URL(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := c.JetStream()
 	ctx := context.Background()
 	for {
-		if _, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "mail_bans"}); err == nil {
+		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "mail_bans"}); err == nil {
 			break
 		}
 		time.Sleep(50 * time.Millisecond) // JetStream still starting
@@ -514,7 +499,7 @@ func TestAFarmNameTakenByAnotherBucketIsRefused(t *testing.T) {
 	m := jails.NewManager(jails.SystemClock{}, slog.New(slog.DiscardHandler))
 	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err = f.Run(runCtx, m, func(context.Context, []jails.Ticket) error { return nil })
+	err := f.Run(runCtx, m, func(context.Context, []jails.Ticket) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), `NATS already holds "mail_bans", which no logban farm of this name made`) ||
 		!strings.Contains(err.Error(), "choose another [farm] name") {
 		t.Fatalf("Run on a taken name: %v", err)

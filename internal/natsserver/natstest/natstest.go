@@ -84,6 +84,32 @@ func (c *Cluster) Kill(i int) {
 	}
 }
 
+// JetStream returns a client of server 0, closed when the test ends: a test's own view
+// of what the farm holds.
+func (c *Cluster) JetStream() jetstream.JetStream {
+	c.t.Helper()
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return js
+}
+
+// Bucket returns the KV bucket called name, through a client of server 0.
+func (c *Cluster) Bucket(name string) jetstream.KeyValue {
+	c.t.Helper()
+	kv, err := c.JetStream().KeyValue(context.Background(), name)
+	if err != nil {
+		c.t.Fatalf("bucket %s: %v", name, err)
+	}
+	return kv
+}
+
 // Leader returns the index of the server leading stream.
 func (c *Cluster) Leader(stream string) int {
 	c.t.Helper()
