@@ -11,6 +11,8 @@
 //     a failure is one message, kept findtime, at most maxretry−1 per address. The
 //     maxretry-th within findtime, on any host, is refused (error 10077), and that host
 //     decides the ban. A ban is decided by one kv.Create: exactly one host's succeeds.
+//     Where the ban ends before findtime does, the decider purges the address's
+//     failures, as a ban resets the count on one host.
 //   - the bucket F_nodes: each node's own addresses (and, if it shares them, its ignore
 //     list), refreshed while it runs; no host bans an address in it.
 //

@@ -18,12 +18,9 @@ import (
 	"github.com/logban/logban/jails"
 )
 
-// publishBatch is the most outbox messages taken at once; publishers is how many bans
-// of them are published side by side.
-const (
-	publishBatch = 4096
-	publishers   = 32
-)
+// publishBatch is the most outbox messages taken at once, and the most bans the farm's
+// count hands the ban path at once.
+const publishBatch = 4096
 
 // publish empties the outbox into the farm, in order, while connected, until ctx is done.
 func (f *Farm) publish(ctx context.Context, h *handles, _ Target, _ Decide) {
