@@ -20,4 +20,10 @@
 // bans and unbans go to an outbox in the database first and are published when the farm
 // answers; failures are not queued (they would be stale). Nothing here blocks the log
 // readers: a failure is handed over without waiting, or dropped and counted.
+//
+// Its files: farm.go (the membership, what the ban manager tells it, Run), setup.go (the
+// bucket and streams, found or made), publish.go (the outbox, published in order),
+// count.go (failures counted across the farm, and forgotten after a ban), watch.go (the
+// farm's bans applied here, and the nodes' addresses), status.go, value.go (what the
+// bucket and the outbox hold).
 package farm
