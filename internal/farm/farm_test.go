@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/logban/logban/actions"
@@ -56,7 +58,7 @@ func logger(t *testing.T, name string) *slog.Logger {
 
 // startHost starts a host whose database is in dir; a host started again on the same
 // dir takes up where it stopped.
-func startHost(t *testing.T, name string, servers []string, dir string, banTime time.Duration) *host {
+func startHost(t *testing.T, name string, servers []string, dir string, banTime time.Duration, tweak ...func(*config.Farm)) *host {
 	t.Helper()
 	h := &host{t: t, name: name, servers: servers, db: filepath.Join(dir, name+".db"), banTime: banTime}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,7 +75,11 @@ func startHost(t *testing.T, name string, servers []string, dir string, banTime 
 	if len(servers) == 1 {
 		replicas = 1
 	}
-	h.f = farm.New(config.Farm{Name: "test", Node: name, Servers: servers, Enforce: true, Replicas: replicas}, lg, nil)
+	fc := config.Farm{Name: "test", Node: name, Servers: servers, Enforce: true, Replicas: replicas}
+	for _, f := range tweak {
+		f(&fc)
+	}
+	h.f = farm.New(fc, lg, nil)
 	h.f.SetOutbox(ctx, st)
 	if err := h.f.LoadOutbox(ctx); err != nil {
 		t.Fatal(err)
@@ -503,5 +509,72 @@ func TestAFarmNameTakenByAnotherBucketIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `NATS already holds "mail_bans", which no logban farm of this name made`) ||
 		!strings.Contains(err.Error(), "choose another [farm] name") {
 		t.Fatalf("Run on a taken name: %v", err)
+	}
+}
+
+// hostPermissions are the NATS permissions README.md's "Trust" gives a host of farm
+// "test": its own failures and decisions, its own node entry, and the JetStream API calls
+// a host makes on a farm whose bucket and streams exist.
+func hostPermissions(node string) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"logban.test.fail.>", "$KV.test_bans.>", "$KV.test_nodes." + node,
+			"$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DELETE.>",
+			"$JS.API.DIRECT.GET.>", "$JS.API.STREAM.MSG.GET.>", "$JS.API.STREAM.PURGE.test_fail_*", "$JS.FC.>",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+}
+
+// TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother runs two hosts under
+// hostPermissions, on a farm an administrator's user made: their failures add up, their
+// ban and unban reach each other, and one cannot write the other's node entry.
+func TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother(t *testing.T) {
+	c := natstest.StartConfigured(t, 1, func(o *server.Options) {
+		o.Users = []*server.User{
+			{Username: "admin", Password: "admin"},
+			{Username: "mta1", Password: "one", Permissions: hostPermissions("mta1")},
+			{Username: "mta2", Password: "two", Permissions: hostPermissions("mta2")},
+		}
+	})
+	dir := t.TempDir()
+	login := func(user, password string) func(*config.Farm) {
+		return func(f *config.Farm) { f.User, f.Password = user, password }
+	}
+	admin := startHost(t, "admin", c.URLs(), dir, time.Hour, login("admin", "admin"))
+	eventually(t, "the administrator's host makes the farm", func() bool { return admin.f.Status().Synced })
+	admin.stop()
+	mta1 := startHost(t, "mta1", c.URLs(), dir, time.Hour, login("mta1", "one"))
+	mta2 := startHost(t, "mta2", c.URLs(), dir, time.Hour, login("mta2", "two"))
+	hs := []*host{mta1, mta2}
+	for _, h := range hs {
+		eventually(t, h.name+" joins", func() bool { s := h.f.Status(); return s.Synced && len(s.Nodes) >= 1 })
+	}
+	x := netip.MustParseAddr("203.0.113.30")
+	mta1.fail(x, 3)
+	mta2.fail(x, 2)
+	eventually(t, "the hosts' failures add up to a ban both hold", heldBy(hs, x))
+	if _, err := mta2.m.Unban(context.Background(), jail, x); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mta2's unban reaches mta1", heldByNone(hs, x))
+
+	nc, err := nats.Connect(c.URL(0), nats.UserInfo("mta1", "one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	publish := func(subject string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := js.Publish(ctx, subject, []byte(`{"node":"x","addrs":["203.0.113.0/24"]}`))
+		return err
+	}
+	if err := publish("$KV.test_nodes.mta2"); err == nil {
+		t.Fatal("mta1 wrote mta2's node entry")
+	}
+	if err := publish("$KV.test_nodes.mta1"); err != nil {
+		t.Errorf("mta1 could not write its own node entry: %v", err)
 	}
 }

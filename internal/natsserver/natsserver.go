@@ -30,6 +30,9 @@ type Options struct {
 	StoreDir string
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger `json:"-"`
+	// Configure, if set, changes the server's options last: users and their permissions,
+	// in tests.
+	Configure func(*server.Options) `json:"-"`
 }
 
 // Server is a running NATS server.
@@ -68,6 +71,9 @@ func Start(o Options) (*Server, error) {
 			}
 			opts.Routes = append(opts.Routes, u)
 		}
+	}
+	if o.Configure != nil {
+		o.Configure(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

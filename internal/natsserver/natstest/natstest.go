@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/logban/logban/internal/natsserver"
 )
 
@@ -152,7 +154,17 @@ func (c *Cluster) leaderSeenBy(i int, stream string) string {
 // shortly after, and clients retry until it has.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartConfigured(t, n, nil)
+}
+
+// StartConfigured is Start with configure changing each server's options last (its
+// users and their permissions, say).
+func StartConfigured(t testing.TB, n int, configure func(*server.Options)) *Cluster {
+	t.Helper()
 	c := plan(t, n)
+	for i := range c.opts {
+		c.opts[i].Configure = configure
+	}
 	c.servers = make([]*natsserver.Server, n)
 	for i := range n {
 		c.Restart(i)
