@@ -68,19 +68,20 @@ type Farm struct {
 
 	conn atomic.Pointer[nats.Conn]
 
-	mu       sync.Mutex
-	jails    map[string]Jail
-	own      []netip.Prefix      // this host's addresses and shared ignore list
-	others   map[string]nodeInfo // other nodes, by name
-	revs     map[string]uint64   // revision of each ban in the farm, by key
-	pending  []pendingMessage    // the outbox, in order
-	pendBans map[string]int      // bans of each key waiting in the outbox
-	outbox   Outbox              // nil: in memory only
-	drift    map[string]string   // a warning per jail whose settings differ from the farm's
-	lastErr  string
-	lastAt   time.Time
-	synced   bool   // the bans watch has delivered every ban in force
-	seq      uint64 // the last pendingMessage.seq given
+	mu         sync.Mutex
+	jails      map[string]Jail
+	own        []netip.Prefix      // this host's addresses and shared ignore list
+	others     map[string]nodeInfo // other nodes, by name
+	revs       map[string]uint64   // revision of each ban in the farm, by key
+	pending    []pendingMessage    // the outbox, in order
+	pendBans   map[string]int      // bans of each key waiting in the outbox, unsettled
+	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled
+	outbox     Outbox              // nil: in memory only
+	drift      map[string]string   // a warning per jail whose settings differ from the farm's
+	lastErr    string
+	lastAt     time.Time
+	synced     bool   // the bans watch has delivered every ban in force
+	seq        uint64 // the last pendingMessage.seq given
 
 	shared, dropped, decided, applied, ignored atomic.Int64
 }
@@ -111,15 +112,16 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 	}
 	return &Farm{
 		cfg: cfg, logger: logger.With("farm", cfg.Name), clock: clock,
-		failures: make(chan failure, failureBuffer),
-		wake:     make(chan struct{}, 1),
-		purges:   make(chan failureSubject, purgeQueue),
-		resync:   make(chan struct{}, 1),
-		jails:    map[string]Jail{},
-		others:   map[string]nodeInfo{},
-		revs:     map[string]uint64{},
-		pendBans: map[string]int{},
-		drift:    map[string]string{},
+		failures:   make(chan failure, failureBuffer),
+		wake:       make(chan struct{}, 1),
+		purges:     make(chan failureSubject, purgeQueue),
+		resync:     make(chan struct{}, 1),
+		jails:      map[string]Jail{},
+		others:     map[string]nodeInfo{},
+		revs:       map[string]uint64{},
+		pendBans:   map[string]int{},
+		pendUnbans: map[string]int{},
+		drift:      map[string]string{},
 	}
 }
 
@@ -188,9 +190,7 @@ func (f *Farm) LoadOutbox(ctx context.Context) error {
 		}
 		f.seq++
 		f.pending = append(f.pending, pendingMessage{seq: f.seq, id: e.ID, msg: m})
-		if m.Op == opBan {
-			f.pendBans[keyOf(m.Ban)]++
-		}
+		f.hold(m)
 	}
 	if len(f.pending) > 0 {
 		f.logger.Info("farm outbox: messages left by the last run are published once the farm answers", "messages", len(f.pending))
@@ -263,11 +263,32 @@ func (f *Farm) enqueue(msgs []outboxMessage) {
 			p.id = ids[i]
 		}
 		f.pending = append(f.pending, p)
-		if m.Op == opBan {
-			f.pendBans[keyOf(m.Ban)]++
-		}
+		f.hold(m)
 	}
 	f.poke(f.wake)
+}
+
+// hold counts m as waiting for the farm. Caller holds f.mu.
+func (f *Farm) hold(m outboxMessage) {
+	counts := f.pendBans
+	if m.Op == opUnban {
+		counts = f.pendUnbans
+	}
+	counts[keyOf(m.Ban)]++
+}
+
+// settle counts m as no longer waiting: the farm took it, or it needs no publishing.
+func (f *Farm) settle(m outboxMessage) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	counts := f.pendBans
+	if m.Op == opUnban {
+		counts = f.pendUnbans
+	}
+	k := keyOf(m.Ban)
+	if counts[k]--; counts[k] <= 0 {
+		delete(counts, k)
+	}
 }
 
 // Protected returns why addr must not be banned by this farm: it is another node's. It

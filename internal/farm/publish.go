@@ -17,7 +17,7 @@ import (
 const publishBatch = 4096
 
 // publish empties the outbox into the farm, in order, while connected, until ctx is done.
-func (f *Farm) publish(ctx context.Context, h *handles, _ Target, _ Decide) {
+func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	for {
@@ -37,7 +37,7 @@ func (f *Farm) publish(ctx context.Context, h *handles, _ Target, _ Decide) {
 			if len(batch) == 0 {
 				break
 			}
-			done, purges := f.publishRun(ctx, h, batch)
+			done, purges := f.publishRun(ctx, h, target, batch)
 			f.remove(ctx, done)
 			for _, p := range purges {
 				select {
@@ -55,12 +55,17 @@ func (f *Farm) publish(ctx context.Context, h *handles, _ Target, _ Decide) {
 // publishRun publishes batch: runs of bans side by side, unbans one at a time, in
 // order; it stops at the first message the farm did not take. It returns the messages
 // done with, and the failures the bans it decided answer for.
-func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessage) (done []pendingMessage, purges []failureSubject) {
+func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch []pendingMessage) (done []pendingMessage, purges []failureSubject) {
 	for i := 0; i < len(batch); {
-		if batch[i].msg.Op == opUnban {
-			if err := f.publishUnban(ctx, h, batch[i].msg); err != nil {
+		if m := batch[i].msg; m.Op == opUnban {
+			newer, err := f.publishUnban(ctx, h, m)
+			if err != nil {
 				f.failf("publishing an unban to the farm; kept in the outbox", err)
 				return done, purges
+			}
+			f.settle(m)
+			if newer != nil { // the farm's newer ban stands, here too
+				f.adopt(ctx, target, []jetstream.KeyValueEntry{newer}, false, nil)
 			}
 			done = append(done, batch[i])
 			i++
@@ -74,6 +79,7 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, batch []pendingMessag
 		ok, decided, err := f.publishBans(ctx, h, run)
 		for k, p := range run {
 			if ok[k] {
+				f.settle(p.msg)
 				done = append(done, p)
 			}
 			if decided[k] && f.purgeNeeded(p.msg.Ban.Jail) {
@@ -107,13 +113,6 @@ func (f *Farm) remove(ctx context.Context, done []pendingMessage) {
 	for _, p := range f.pending {
 		if !drop[p.seq] {
 			kept = append(kept, p)
-			continue
-		}
-		if p.msg.Op == opBan {
-			k := keyOf(p.msg.Ban)
-			if f.pendBans[k]--; f.pendBans[k] <= 0 {
-				delete(f.pendBans, k)
-			}
 		}
 	}
 	clear(f.pending[len(kept):])
@@ -247,11 +246,11 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 // publishUnban lifts m's ban in the farm: the revision this host knew when it was
 // lifted here, so that an unban cannot lift a newer ban. If this host knew none (its own
 // ban, not yet published then), the farm's ban is lifted if it is not newer than the
-// unban.
-func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) error {
+// unban. A newer ban the farm holds is returned: it stands.
+func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (newer jetstream.KeyValueEntry, err error) {
 	addr, err := parseAddr(m.Ban.Addr)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	key := banKey(m.Ban.Jail, addr)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -261,13 +260,13 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) er
 		e, err := h.bans.Get(cctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
-			return nil
+			return nil, nil
 		case err != nil:
-			return err
+			return nil, err
 		}
 		var v banValue
 		if json.Unmarshal(e.Value(), &v) != nil || v.At > m.At {
-			return nil // a newer ban than the one lifted
+			return e, nil // a newer ban than the one lifted
 		}
 		rev = e.Revision()
 	}
@@ -275,14 +274,18 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) er
 	switch {
 	case err == nil:
 		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", addr)
-		return nil
+		return nil, nil
 	case isWrongLastSequence(err):
 		f.logger.Warn("unban not published: the farm holds a newer ban of the address, which stands", "jail", m.Ban.Jail, "addr", addr)
-		return nil
+		e, err := h.bans.Get(cctx, key)
+		if err != nil {
+			return nil, nil // gone meanwhile: nothing stands
+		}
+		return e, nil
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil
+		return nil, nil
 	}
-	return err
+	return nil, err
 }
 
 // isWrongLastSequence reports a compare-and-set that lost: 10071, or 10164 on replicated
