@@ -32,7 +32,8 @@ Commands:
   unbanip [--jail J] [--local] ADDR...
                               lift the bans of addresses, in every jail or in J; in a
                               farm, on every host (--local: on this host only)
-  unban --all                 lift every ban
+  unban --all [--local]       lift every ban; in a farm on every host, or with --local
+                              on this one only
   reload                      reread the server's configuration; a bad one is refused
                               and its errors shown
   farm                        the farm: connection, servers, nodes seen, the farm's
@@ -255,10 +256,26 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "unban":
-		if len(args) != 1 || (args[0] != "--all" && args[0] != "-all") {
-			return usageError{"unban takes --all (to lift one address: unbanip ADDR)"}
+		bad := usageError{"unban takes --all, and --local for this host only in a farm (to lift one address: unbanip ADDR)"}
+		all, local := false, false
+		for _, a := range args {
+			switch a {
+			case "--all", "-all":
+				all = true
+			case "--local", "-local":
+				local = true
+			default:
+				return bad
+			}
 		}
-		n, err := c.UnbanAll(ctx)
+		if !all {
+			return bad
+		}
+		unbanAll := c.UnbanAll
+		if local {
+			unbanAll = c.UnbanAllHere
+		}
+		n, err := unbanAll(ctx)
 		if err != nil {
 			return err
 		}

@@ -85,6 +85,14 @@ func (c *Client) List(ctx context.Context, jail string) ([]BanInfo, error) {
 	return r, err
 }
 
+// UnbanAllHere lifts every ban on the server's host only, not on its farm's, and returns
+// how many there were.
+func (c *Client) UnbanAllHere(ctx context.Context) (int, error) {
+	var n int
+	err := c.call(ctx, request{Command: cmdUnbanAll, Local: true}, &n)
+	return n, err
+}
+
 // UnbanAll lifts every ban and returns how many there were.
 func (c *Client) UnbanAll(ctx context.Context) (int, error) {
 	var n int

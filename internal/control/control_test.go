@@ -58,7 +58,7 @@ func (e *fakeEngine) List(jail string) ([]BanInfo, error) {
 }
 func (e *fakeEngine) Farm() (FarmStatus, error) { return FarmStatus{}, ErrNoFarm }
 
-func (e *fakeEngine) UnbanAll(context.Context) (int, error) {
+func (e *fakeEngine) UnbanAll(context.Context, bool) (int, error) {
 	n := len(e.banned)
 	clear(e.banned)
 	return n, nil

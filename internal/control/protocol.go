@@ -34,7 +34,7 @@ type request struct {
 	Command string   `json:"cmd"`
 	Jail    string   `json:"jail,omitempty"`
 	Addrs   []string `json:"addrs,omitempty"`
-	// Local asks an unban on this host only, not on the farm's.
+	// Local asks an unban (of addresses, or of all) on this host only, not on the farm's.
 	Local bool `json:"local,omitempty"`
 }
 
@@ -57,8 +57,9 @@ type Engine interface {
 	Reload(ctx context.Context) error
 	// List returns the bans of jail, or of every jail if jail is "".
 	List(jail string) ([]BanInfo, error)
-	// UnbanAll lifts every ban and returns how many.
-	UnbanAll(ctx context.Context) (int, error)
+	// UnbanAll lifts every ban and returns how many: on every host of the farm, or on
+	// this one only if local.
+	UnbanAll(ctx context.Context, local bool) (int, error)
 	// Farm returns the farm as this host sees it, or ErrNoFarm.
 	Farm() (FarmStatus, error)
 }

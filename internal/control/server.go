@@ -182,7 +182,7 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 	case cmdList:
 		return engine.List(req.Jail)
 	case cmdUnbanAll:
-		return engine.UnbanAll(ctx)
+		return engine.UnbanAll(ctx, req.Local)
 	case cmdFarm:
 		return engine.Farm()
 	}

@@ -89,15 +89,20 @@ func (d *Daemon) List(jail string) ([]control.BanInfo, error) {
 	return out, nil
 }
 
-// UnbanAll lifts every ban in every jail.
-func (d *Daemon) UnbanAll(ctx context.Context) (int, error) {
+// UnbanAll lifts every ban in every jail: on every host of the farm, or here only if
+// local.
+func (d *Daemon) UnbanAll(ctx context.Context, local bool) (int, error) {
+	unban := d.manager.Unban
+	if local {
+		unban = d.manager.UnbanHere
+	}
 	n := 0
 	for _, b := range d.manager.Bans("") {
-		if _, err := d.manager.Unban(ctx, b.Jail, b.Addr); err == nil {
+		if _, err := unban(ctx, b.Jail, b.Addr); err == nil {
 			n++
 		}
 	}
-	d.logger.Info("all bans lifted by hand", "count", n)
+	d.logger.Info("all bans lifted by hand", "count", n, "here_only", local)
 	return n, nil
 }
 
