@@ -542,7 +542,11 @@ func TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother(t *testing.T) {
 		return func(f *config.Farm) { f.User, f.Password = user, password }
 	}
 	admin := startHost(t, "admin", c.URLs(), dir, time.Hour, login("admin", "admin"))
-	eventually(t, "the administrator's host makes the farm", func() bool { return admin.f.Status().Synced })
+	js := c.JetStream(nats.UserInfo("admin", "admin"))
+	eventually(t, "the administrator's host makes the farm's bucket and counting stream", func() bool {
+		_, err := js.Stream(context.Background(), "test_fail_sasl")
+		return admin.f.Status().Synced && err == nil
+	})
 	admin.stop()
 	mta1 := startHost(t, "mta1", c.URLs(), dir, time.Hour, login("mta1", "one"))
 	mta2 := startHost(t, "mta2", c.URLs(), dir, time.Hour, login("mta2", "two"))
@@ -564,11 +568,11 @@ func TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	mta1js, _ := jetstream.New(nc)
 	publish := func(subject string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		_, err := js.Publish(ctx, subject, []byte(`{"node":"x","addrs":["203.0.113.0/24"]}`))
+		_, err := mta1js.Publish(ctx, subject, []byte(`{"node":"x","addrs":["203.0.113.0/24"]}`))
 		return err
 	}
 	if err := publish("$KV.test_nodes.mta2"); err == nil {

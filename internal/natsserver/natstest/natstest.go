@@ -87,10 +87,10 @@ func (c *Cluster) Kill(i int) {
 }
 
 // JetStream returns a client of server 0, closed when the test ends: a test's own view
-// of what the farm holds.
-func (c *Cluster) JetStream() jetstream.JetStream {
+// of what the farm holds. opts sign it in, where the servers have users.
+func (c *Cluster) JetStream(opts ...nats.Option) jetstream.JetStream {
 	c.t.Helper()
-	nc, err := nats.Connect(c.URL(0))
+	nc, err := nats.Connect(c.URL(0), opts...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
