@@ -46,7 +46,6 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 	defer close(answers)
 	var seq atomic.Uint64
 	start := time.Now().UnixNano()
-	f.makeStreams(ctx, h)
 	for {
 		var fl failure
 		select {
@@ -90,7 +89,8 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 }
 
 // makeStreams makes the counting streams of the jails known now, before their first
-// failure: a failure that finds its stream missing is counted here alone.
+// failure and before this host counts as joined: a failure that finds its stream missing
+// is counted here alone.
 func (f *Farm) makeStreams(ctx context.Context, h *handles) {
 	f.mu.Lock()
 	var js []Jail

@@ -370,6 +370,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 			}
 		}
 	}
+	f.makeStreams(ctx, h)
 	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count, f.purge} {
