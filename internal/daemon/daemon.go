@@ -1,6 +1,7 @@
 // Package daemon wires ban-server together: it builds filters, jails, actions and file
-// readers from a configuration, runs them, answers the control socket, and applies a new
-// configuration on reload without losing the bans of the jails that survive it.
+// readers from a configuration, runs them, joins the farm if there is one (and runs its
+// embedded NATS server), answers the control socket, and applies a new configuration on
+// reload without losing the bans of the jails that survive it.
 //
 // One goroutine that Run starts owns every change of configuration after the first;
 // SIGHUP and ban-client reload both ask it and wait for its answer.
