@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "/etc/logban/logban.toml", "configuration `file`; drop-ins in jail.d/*.toml beside it are read too")
-	dryRun := fs.Bool("dry-run", false, "replace every action with the log action: find and count, touch nothing")
+	dryRun := fs.Bool("dry-run", false, "find and count, and show in ban-client what would be banned: every action only logs, bans and file positions go to a temporary database removed at stop, no farm is joined")
 	check := fs.Bool("check", false, "check the configuration, print a summary, and exit")
 	cleanup := fs.Bool("cleanup", false, "remove all logban chains, sets and routes from the kernel, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")

@@ -15,6 +15,8 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sync"
@@ -39,7 +41,9 @@ import (
 type Options struct {
 	// ConfigPath is the main configuration file, reread on reload.
 	ConfigPath string
-	// DryRun replaces every action with the log action.
+	// DryRun replaces every action with the log action, keeps bans and file positions in
+	// a temporary database removed at stop, and joins no farm: nothing outside the
+	// process changes.
 	DryRun bool
 	// Logger receives the daemon's log; nil discards it.
 	Logger *slog.Logger
@@ -77,6 +81,7 @@ type Daemon struct {
 	farm *farm.Farm
 
 	controlLn   net.Listener
+	dbPath      string                      // the database in use: the configured one, or a dry run's temporary one
 	store       *store.Store                // used by one goroutine at a time: Run's, then the one owning changes
 	positions   map[string]watcher.Position // as last saved, by path; Run's goroutine only
 	metricsAddr string
@@ -151,6 +156,18 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	d.controlLn = ln
+	if d.opts.DryRun {
+		dir, err := os.MkdirTemp("", "logban-dry-run-")
+		if err != nil {
+			return fmt.Errorf("dry run: %w", err)
+		}
+		defer os.RemoveAll(dir)
+		d.dbPath = filepath.Join(dir, "logban.db")
+		d.logger.Warn("DRY RUN: every action only logs; bans and file positions go to a temporary database, removed at stop, and the farm is not joined: nothing outside this process changes",
+			"database_untouched", d.cfg.Server.Database)
+	} else {
+		d.dbPath = d.cfg.Server.Database
+	}
 	if err := d.openStore(ctx); err != nil {
 		return err
 	}
@@ -267,13 +284,13 @@ func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // openStore opens the database and reads the saved file positions.
 func (d *Daemon) openStore(ctx context.Context) error {
-	s, err := store.Open(ctx, d.cfg.Server.Database)
+	s, err := store.Open(ctx, d.dbPath)
 	if err != nil {
 		return err
 	}
 	if sv := s.Salvaged(); sv != nil {
 		d.logger.Error("DATABASE DAMAGED: moved aside, and what could be read of it salvaged into a new one; protecting with the rest",
-			"database", d.cfg.Server.Database, "damage", sv.Damage, "moved_to", sv.MovedTo,
+			"database", d.dbPath, "damage", sv.Damage, "moved_to", sv.MovedTo,
 			"bans_salvaged", sv.Bans, "positions_salvaged", sv.Positions, "history_salvaged", sv.History)
 	}
 	positions, err := s.Positions(ctx)
@@ -371,7 +388,7 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) 
 // Whatever is at the path is moved aside first, with its write-ahead log: a new database
 // must not take up the old one's log.
 func (d *Daemon) remakeStore(ctx context.Context, cause error) {
-	path := d.cfg.Server.Database
+	path := d.dbPath
 	d.logger.Error("DATABASE LOST while in use; making it anew from the bans in force", "database", path, "cause", cause)
 	moved, err := store.MoveAside(path)
 	if err != nil {

@@ -315,12 +315,27 @@ func TestRestartMissesNothingAndCountsNothingTwice(t *testing.T) {
 	}
 }
 
+// A dry run shows what it would ban, and leaves no trace: no action's file, no
+// database, and so nothing for the next normal start to restore or apply.
 func TestDryRunTouchesNothing(t *testing.T) {
 	h := start(t, baseConfig, Options{DryRun: true})
 	h.fail("203.0.113.5", 3)
 	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	h.shutdown()
 	if _, err := os.Stat(h.bans); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dry run opened the action's file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "run", "logban.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dry run wrote the database: %v", err)
+	}
+	h.run(Options{})
+	if s, _ := h.client.JailStatus(context.Background(), "sasl"); s.CurrentlyBanned != 0 {
+		t.Errorf("the start after a dry run holds %d bans: %v", s.CurrentlyBanned, bannedAddrs(s))
+	}
+	h.fail("203.0.113.6", 3) // a real ban, so the action's file exists and can be read
+	waitText(t, h.banLog, "203.0.113.6")
+	if strings.Contains(h.banLog(), "203.0.113.5") {
+		t.Errorf("the start after a dry run applied what the dry run found:\n%s", h.banLog())
 	}
 }
 
