@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
+	"time"
 
 	"github.com/logban/logban/actions"
 )
@@ -54,9 +55,24 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 		j := m.jails[r.Jail]
 		j.totalBanned++
 		m.apply(j, r)
+		m.logBan("banned", r)
 		out[i] = r.Ban
 	}
 	return out
+}
+
+// logBan writes the one line a ban gets in the server's log, as fail2ban's "Ban" notice:
+// jail, address, failures, how long, why, and, in a farm, the deciding node.
+func (m *Manager) logBan(msg string, r Record) {
+	bantime := "until unbanned"
+	if !r.Permanent() {
+		bantime = r.Expires.Sub(r.BannedAt).Round(time.Second).String()
+	}
+	args := []any{"jail", r.Jail, "addr", r.Addr, "failures", r.Failures, "bantime", bantime, "ban_count", r.Count, "why", r.Why}
+	if r.By != "" {
+		args = append(args, "decided_by", r.By)
+	}
+	m.logger.Info(msg, args...)
 }
 
 // prepare makes the ban for t: its length from the jail's policy and the address's
@@ -123,7 +139,11 @@ func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmW
 		}
 		j := m.jails[name]
 		if r, ok := j.bans[addr]; ok {
-			m.lift(ctx, j, r.Ban)
+			how := "by hand"
+			if !farmWide && m.farm != nil {
+				how = "by hand, here only"
+			}
+			m.lift(ctx, j, r.Ban, how)
 			lifted = append(lifted, r.Ban)
 		}
 	}
@@ -136,9 +156,11 @@ func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmW
 	return lifted, nil
 }
 
-// lift ends b: it leaves the jail, its record is deleted, and its actions undo it.
-// Caller holds m.mu.
-func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban) {
+// lift ends b, as how says ("expired", "by hand", ...): it leaves the jail, its record
+// is deleted, its actions undo it, and the server's log gets one line. Caller holds m.mu.
+func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban, how string) {
+	m.logger.Info("unbanned", "jail", b.Jail, "addr", b.Addr, "failures", b.Failures,
+		"banned_for", m.clock.Now().Sub(b.BannedAt).Round(time.Second).String(), "how", how)
 	delete(j.bans, b.Addr)
 	j.totalUnbanned++
 	m.forget(ctx, b.Jail, b.Addr)
@@ -159,7 +181,7 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 			continue
 		}
 		if r, ok := j.bans[e.addr]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
-			m.lift(ctx, j, r.Ban)
+			m.lift(ctx, j, r.Ban, "expired")
 			lifted = append(lifted, r.Ban)
 		}
 	}
@@ -198,6 +220,7 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 			continue
 		}
 		m.apply(j, r)
+		m.logBan("ban restored", r)
 		restored++
 	}
 	for _, r := range gone {
@@ -206,6 +229,8 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 	// Once every ban in force holds its shared actions, those that ended let go of the
 	// addresses no jail holds any more.
 	for _, r := range stale {
+		m.logger.Info("unbanned", "jail", r.Jail, "addr", r.Addr, "failures", r.Failures,
+			"banned_for", r.Expires.Sub(r.BannedAt).Round(time.Second).String(), "how", "expired while the server was stopped")
 		for _, na := range m.jails[r.Jail].actions {
 			if _, shared := na.Action.(actions.Shared); !shared || m.shared[sharedKey{na.Action, r.Addr}] == 0 {
 				m.queue(na).add(actionCall{ban: r.Ban, unban: true})

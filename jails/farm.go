@@ -93,6 +93,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 		j := m.jails[r.Jail]
 		j.totalBanned++
 		m.apply(j, r)
+		m.logBan("banned by the farm", r)
 		out[i] = r.Ban
 	}
 	return out
@@ -112,7 +113,7 @@ func (m *Manager) LiftIf(ctx context.Context, jail string, addr netip.Addr, lift
 	if !ok || !lift(r) {
 		return false
 	}
-	m.lift(ctx, j, r.Ban)
+	m.lift(ctx, j, r.Ban, "lifted in the farm (an unban elsewhere, or its end)")
 	return true
 }
 

@@ -1,7 +1,9 @@
 package jails
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,8 @@ type Settings struct {
 	Ignore   *IgnoreList
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
+	// Logger, if set, gets a debug line for each failure counted.
+	Logger *slog.Logger
 }
 
 // Tally hears of the failures a jail counts, to count them across a farm. Failure is
@@ -132,6 +136,9 @@ func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin) (Ticket, 
 		return Ticket{}, false
 	}
 	j.totalFailed.Add(1)
+	if l := j.settings.Logger; l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug("failure", "jail", j.name, "addr", addr, "time", t)
+	}
 	if j.settings.Tally != nil {
 		j.settings.Tally.Failure(j.name, addr, t, from)
 	}

@@ -167,7 +167,7 @@ func (m *Manager) RemoveJail(ctx context.Context, name string) {
 		return
 	}
 	for _, r := range j.bans {
-		m.lift(context.WithoutCancel(ctx), j, r.Ban)
+		m.lift(context.WithoutCancel(ctx), j, r.Ban, "its jail was removed")
 	}
 	delete(m.jails, name)
 	retired := m.retireQueues()

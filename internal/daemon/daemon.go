@@ -700,7 +700,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
 		f.SetLocation(loc)
-		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Ignore: jails.NewIgnoreList(ignore...)}
+		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
 		if d.farm != nil && jc.Farm == config.FarmCount {
 			settings.Tally = d.farm
 		}
