@@ -49,6 +49,13 @@ type Action interface {
 	Stop(ctx context.Context) error
 }
 
+// Reopener is implemented by actions that write to files of their own: Reopen opens
+// them again by name, after a log rotation moved them away. ban-server calls it on every
+// reload (SIGHUP, ban-client reload).
+type Reopener interface {
+	Reopen() error
+}
+
 // Shared is implemented by actions whose effect belongs to the address alone, whatever the
 // jail (a null route is one route however many jails ban the address). The ban manager
 // then calls Ban for the first jail's ban of an address and Unban only when the last one

@@ -58,6 +58,23 @@ func (l *Log) Start(context.Context) error {
 	return nil
 }
 
+// Reopen closes the output file and opens it again by its path: after logrotate moved
+// it, the lines go to the new file.
+func (l *Log) Reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		return nil
+	}
+	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("reopening log action file: %w", err) // the old file keeps the lines
+	}
+	l.w.Close()
+	l.w = f
+	return nil
+}
+
 // Ban records b.
 func (l *Log) Ban(_ context.Context, b Ban) error { return l.record("ban", b) }
 

@@ -644,6 +644,15 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		}
 	}
 	stopAll(ctx, retired, d.logger)
+	if read { // a reload: files the actions write may have been rotated away
+		for _, name := range slices.Sorted(maps.Keys(newActions)) {
+			if r, ok := newActions[name].action.(actions.Reopener); ok {
+				if err := r.Reopen(); err != nil {
+					d.logger.Error("reopening an action's file; it writes to the old one", "action", name, "err", err)
+				}
+			}
+		}
+	}
 	return nil
 }
 

@@ -407,3 +407,23 @@ func queuesEmpty(s control.JailStatus) bool {
 	}
 	return true
 }
+
+// The log action's file, moved away by logrotate, is reopened at the reload its
+// postrotate asks for: later bans go to the new file.
+func TestReloadReopensTheLogActionsFile(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	h.fail("203.0.113.5", 3)
+	waitText(t, h.banLog, "203.0.113.5")
+	rotated := h.bans + ".1"
+	if err := os.Rename(h.bans, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.fail("203.0.113.6", 3)
+	waitText(t, h.banLog, "203.0.113.6")
+	if old, _ := os.ReadFile(rotated); strings.Contains(string(old), "203.0.113.6") {
+		t.Errorf("a ban after the reload went to the rotated file:\n%s", old)
+	}
+}
