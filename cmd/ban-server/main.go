@@ -104,6 +104,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		for _, w := range cfg.LogPathWarnings() {
+			fmt.Fprintf(stderr, "%s: warning: %s\n", *configPath, w)
+		}
 		fmt.Fprintf(stderr, "%s: OK, %d jails, %d actions, %d files read\n", *configPath, len(cfg.Jails), len(cfg.Actions), len(cfg.Files))
 		return nil
 	}

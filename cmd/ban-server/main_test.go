@@ -149,3 +149,38 @@ func runInProcess(t *testing.T, ctx context.Context, cfg, socket string) (*contr
 	}
 	return c, done
 }
+
+// -check warns of a logpath pattern that matches nothing and a plain path not there yet,
+// and still passes: both are followed once there is something to follow.
+func TestCheckWarnsOfLogpathsNotThereYet(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte(`
+[actions.log]
+type = "log"
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["logs/*.log", "zimbra.log"]
+actions = ["log"]
+`), 0o644)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"warning: jails.sasl.logpath: " + filepath.Join(dir, "logs/*.log") + " matches no file yet",
+		"warning: jails.sasl.logpath: " + filepath.Join(dir, "zimbra.log") + " does not exist yet",
+		"OK, 1 jails",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-check said %q; want %q in it", out.String(), want)
+		}
+	}
+	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	os.WriteFile(filepath.Join(dir, "logs", "a.log"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, "zimbra.log"), nil, 0o644)
+	out.Reset()
+	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil || strings.Contains(out.String(), "warning") {
+		t.Errorf("with both there, -check said %q, %v", out.String(), err)
+	}
+}

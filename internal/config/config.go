@@ -547,6 +547,12 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 				l.fail(at("logpath"), 0, key+"logpath", "empty path")
 				continue
 			}
+			if IsPattern(p) {
+				if _, err := filepath.Match(p, ""); err != nil {
+					l.fail(at("logpath"), 0, fmt.Sprintf("%slogpath[%d]", key, i), "%q is not a valid pattern (%v); write it like \"/var/log/mail/*.log\"", p, err)
+					continue
+				}
+			}
 			// A path that does not exist yet is fine: it is followed when it appears.
 			if fi, err := os.Stat(l.abs(p)); err == nil && !fi.Mode().IsRegular() {
 				l.fail(at("logpath"), 0, fmt.Sprintf("%slogpath[%d]", key, i), "%s is %s: a logpath must name a log file", l.abs(p), watcher.Kind(fi.Mode()))

@@ -51,7 +51,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	s := control.JailStatus{
 		Name:            name,
 		Filter:          jr.cfg.Filter,
-		Files:           d.fileStatus(jr.cfg.LogPath),
+		Files:           d.fileStatus(*jr.paths.Load()),
 		CurrentlyFailed: fails.CurrentlyFailed,
 		TotalFailed:     fails.TotalFailed,
 		CurrentlyBanned: bans.CurrentlyBanned,

@@ -76,6 +76,7 @@ type Daemon struct {
 	jails   map[string]*jailRuntime
 	actions map[string]*actionRuntime
 	readers map[string]*pipeline.Reader // by path
+	globbed map[string][]string         // each logpath's files, as last expanded, by logpath
 
 	// farm is this host's membership of its farm; nil without [farm], or in a dry run.
 	farm *farm.Farm
@@ -94,6 +95,8 @@ type jailRuntime struct {
 	filter  config.Filter
 	jail    *jails.Jail
 
+	// paths are the files the jail's logpath names, as last expanded (config.ExpandLogPaths).
+	paths atomic.Pointer[[]string]
 	// skew is the steady offset of the jail's line times from the clock, once found.
 	skew atomic.Pointer[skewReport]
 	// caughtUp says the jail's files were all read to their end at the last look.
@@ -339,7 +342,7 @@ func (d *Daemon) judgeSkew() {
 	defer d.mu.RUnlock()
 	for name, jr := range d.jails {
 		caughtUp := true
-		for _, p := range jr.cfg.LogPath {
+		for _, p := range *jr.paths.Load() {
 			if r, ok := d.readers[p]; !ok || r.Stats().Behind > 0 {
 				caughtUp = false
 			}
@@ -428,12 +431,16 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 	defer check.Stop()
 	skew := time.NewTicker(skewInterval)
 	defer skew.Stop()
+	glob := time.NewTicker(globInterval)
+	defer glob.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-skew.C:
 			d.judgeSkew()
+		case <-glob.C:
+			d.followNewMatches(ctx)
 		case <-check.C:
 			if err := d.store.Check(ctx); errors.Is(err, store.ErrLost) {
 				d.remakeStore(ctx, err)
@@ -539,6 +546,7 @@ func (d *Daemon) reload(ctx context.Context) error {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
+	d.reopenFiles()
 	d.logger.Info("reloaded", "jails", len(cfg.Jails))
 	return nil
 }
@@ -562,14 +570,24 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	}
 
 	// Files: one reader each, whatever the number of jails that watch it. A file's
-	// start is the widest its jails ask for: beginning, else resume, else end.
+	// start is the widest its jails ask for: beginning, else resume, else end; a file
+	// that came to match a pattern after the pattern's first expansion is new, and is
+	// read from its beginning.
 	byPath := map[string][]*jails.Jail{}
 	start := map[string]string{}
+	expanded := map[string][]string{}
 	for _, name := range slices.Sorted(maps.Keys(newJails)) {
 		jr := newJails[name]
-		for _, p := range jr.cfg.LogPath {
-			byPath[p] = append(byPath[p], jr.jail)
-			start[p] = widestStart(start[p], jr.cfg.Start)
+		for _, pattern := range jr.cfg.LogPath {
+			paths := config.ExpandLogPaths([]string{pattern})
+			expanded[pattern] = paths
+			for _, p := range paths {
+				byPath[p] = append(byPath[p], jr.jail)
+				start[p] = widestStart(start[p], jr.cfg.Start)
+				if was, ok := d.globbed[pattern]; ok && !slices.Contains(was, p) {
+					start[p] = config.StartBeginning
+				}
+			}
 		}
 	}
 	newReaders := map[string]*pipeline.Reader{}
@@ -631,6 +649,11 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		}
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
+	for _, jr := range newJails {
+		paths := config.ExpandLogPaths(jr.cfg.LogPath)
+		jr.paths.Store(&paths)
+	}
+	d.globbed = expanded
 	d.mu.Unlock()
 	d.farmJails(cfg)
 	// Where new readers start is saved at once: a crash before the first periodic save
@@ -644,16 +667,48 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		}
 	}
 	stopAll(ctx, retired, d.logger)
-	if read { // a reload: files the actions write may have been rotated away
-		for _, name := range slices.Sorted(maps.Keys(newActions)) {
-			if r, ok := newActions[name].action.(actions.Reopener); ok {
-				if err := r.Reopen(); err != nil {
-					d.logger.Error("reopening an action's file; it writes to the old one", "action", name, "err", err)
-				}
+	return nil
+}
+
+// reopenFiles has the actions that write files of their own open them again: a reload
+// is what logrotate's postrotate asks for.
+func (d *Daemon) reopenFiles() {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, name := range slices.Sorted(maps.Keys(d.actions)) {
+		if r, ok := d.actions[name].action.(actions.Reopener); ok {
+			if err := r.Reopen(); err != nil {
+				d.logger.Error("reopening an action's file; it writes to the old one", "action", name, "err", err)
 			}
 		}
 	}
-	return nil
+}
+
+// globInterval is how often logpath patterns are expanded again, to follow files that
+// came to match them.
+var globInterval = 5 * time.Second
+
+// followNewMatches follows the files that came to match the jails' logpath patterns,
+// and lets go of those that no longer exist, by applying the running configuration
+// again: jails, actions and bans stay as they are.
+func (d *Daemon) followNewMatches(ctx context.Context) {
+	d.mu.RLock()
+	changed := false
+	for pattern, was := range d.globbed {
+		if config.IsPattern(pattern) && !slices.Equal(was, config.ExpandLogPaths([]string{pattern})) {
+			changed = true
+		}
+	}
+	cfg := d.cfg
+	d.mu.RUnlock()
+	if !changed {
+		return
+	}
+	if err := d.apply(ctx, cfg, true); err != nil {
+		d.logger.Error("following the files a logpath pattern matches now", "err", err)
+		return
+	}
+	d.logger.Info("the files logpath patterns match changed; following them")
 }
 
 // buildActions returns the actions of cfg: running ones whose configuration is

@@ -427,3 +427,30 @@ func TestReloadReopensTheLogActionsFile(t *testing.T) {
 		t.Errorf("a ban after the reload went to the rotated file:\n%s", old)
 	}
 }
+
+// A logpath pattern is expanded at start, and again as files come to match it: a file
+// created later is followed from its beginning.
+func TestLogpathPatternsFollowEveryMatchingFile(t *testing.T) {
+	defer func(was time.Duration) { globInterval = was }(globInterval)
+	globInterval = 50 * time.Millisecond
+	cfg := strings.Replace(baseConfig, `logpath = ["zimbra.log"]`, `logpath = ["logs/*.log"]`, 1)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	line := func(addr string) string {
+		return fmt.Sprintf("%s mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: x\n", time.Now().Format(time.Stamp), addr)
+	}
+	os.WriteFile(filepath.Join(dir, "logs", "mta1.log"), nil, 0o644)
+	h := &harness{t: t, dir: dir, log: filepath.Join(dir, "logs", "mta1.log"), bans: filepath.Join(dir, "bans.log")}
+	h.writeConfig(cfg)
+	h.run(Options{})
+	t.Cleanup(h.shutdown)
+	h.fail("203.0.113.5", 3)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+
+	// A second file, written at once: its lines are read from its beginning.
+	os.WriteFile(filepath.Join(dir, "logs", "mta2.log"), []byte(strings.Repeat(line("203.0.113.6"), 3)), 0o644)
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 2 })
+	if len(s.Files) != 2 {
+		t.Errorf("status lists %d files; want both: %+v", len(s.Files), s.Files)
+	}
+}
