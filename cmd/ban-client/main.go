@@ -18,6 +18,7 @@ import (
 
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
+	logbanversion "github.com/logban/logban/internal/version"
 )
 
 const usage = `Usage: ban-client [flags] COMMAND [ARGS]
@@ -48,7 +49,8 @@ Examples:
   ban-client -json list --jail zimbra-submission
   ban-client -config examples/demo.toml status
 
-Exit status: 0 done, 1 refused or not found, 2 usage, 3 server unreachable.
+Exit status: 0 done (an address banned already included), 1 refused or not found,
+2 usage, 3 server unreachable or its socket not open to this user.
 
 Flags:
 `
@@ -62,7 +64,7 @@ const (
 
 func main() {
 	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
 		fmt.Fprintln(os.Stderr, "ban-client:", err)
 	}
 	os.Exit(code)
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	socket := fs.String("socket", "", "control socket `path` (default: $LOGBAN_SOCKET, else the -config file's, else "+config.DefaultSocket+")")
 	configPath := fs.String("config", "", "read the socket path from this configuration `file`")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
-	jsonOut := fs.Bool("json", false, "print status, status JAIL and list as JSON, for scripts")
+	jsonOut := fs.Bool("json", false, "print every command's answer as JSON, errors included ({\"error\": ..., \"exit\": ...}), for scripts")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage, err
 	}
@@ -96,6 +98,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	err = cli{c: control.NewClient(path), w: stdout, json: *jsonOut}.command(ctx, fs.Args())
+	code, err := exitCode(err, fs)
+	if err != nil && *jsonOut {
+		// A script asked for JSON: the error is JSON too, on stdout.
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]any{"error": err.Error(), "exit": code}) //nolint:errcheck // stdout gone: nothing to tell
+		return code, errReported
+	}
+	return code, err
+}
+
+// errReported is an error already told, as JSON: main prints nothing more.
+var errReported = errors.New("reported")
+
+// exitCode returns the exit code for a command's error, and the error to tell.
+func exitCode(err error, fs *flag.FlagSet) (int, error) {
 	var ue usageError
 	var re *control.RemoteError
 	switch {
@@ -106,6 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		return exitUsage, err
 	case errors.Is(err, control.ErrUnreachable):
 		return exitUnreachable, fmt.Errorf("%w; start it with: ban-server -config FILE", err)
+	case errors.Is(err, control.ErrPermission):
+		return exitUnreachable, fmt.Errorf("%w: run ban-client as root, or as a member of the socket's group", err)
 	case errors.As(err, &re) && re.Code == control.CodeBadRequest:
 		return exitUsage, err
 	}
@@ -128,8 +148,9 @@ func socketPath(flagValue, configPath string) (string, error) {
 	return config.DefaultSocket, nil
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..."; without it, the
+// module version and VCS revision are reported (internal/version).
+var version = ""
 
 // cli runs one command and prints its outcome.
 type cli struct {
@@ -163,8 +184,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err := c.Ping(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintln(w, "pong")
-		return nil
+		return x.print(map[string]bool{"pong": true}, func() { fmt.Fprintln(w, "pong") })
 	case "status":
 		switch len(args) {
 		case 0:
@@ -193,7 +213,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printResults(w, "banned", rs)
+		return x.results("banned", rs)
 	case "unbanip":
 		jail, local := "", false
 		for len(args) > 0 {
@@ -220,7 +240,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return printResults(w, "unbanned", rs)
+		return x.results("unbanned", rs)
 	case "farm":
 		if len(args) != 0 {
 			return usageError{"farm takes no arguments"}
@@ -242,7 +262,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return x.print(bans, func() { printList(w, bans, time.Now()) })
+		return x.print(orEmpty(bans), func() { printList(w, bans, time.Now()) })
 	case "get":
 		if len(args) != 2 || args[1] != "banned" {
 			return usageError{"get takes JAIL banned"}
@@ -251,10 +271,15 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		addrs := []netip.Addr{}
 		for _, b := range bans {
-			fmt.Fprintln(w, b.Addr)
+			addrs = append(addrs, b.Addr)
 		}
-		return nil
+		return x.print(addrs, func() {
+			for _, a := range addrs {
+				fmt.Fprintln(w, a)
+			}
+		})
 	case "unban":
 		bad := usageError{"unban takes --all, and --local for this host only in a farm (to lift one address: unbanip ADDR)"}
 		all, local := false, false
@@ -279,16 +304,26 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%d bans lifted\n", n)
-		return nil
+		return x.print(map[string]int{"lifted": n}, func() { fmt.Fprintf(w, "%d bans lifted\n", n) })
 	case "version":
-		fmt.Fprintf(w, "ban-client %s\n", version)
-		s, err := c.Status(ctx)
-		if err != nil {
-			return err
+		v := struct {
+			Client string `json:"client"`
+			Server string `json:"server,omitempty"`
+			Note   string `json:"server_unreachable,omitempty"`
+		}{Client: logbanversion.Of(version)}
+		if s, err := c.Status(ctx); err != nil { // the client's version is still an answer
+			v.Note = err.Error()
+		} else {
+			v.Server = s.Version
 		}
-		fmt.Fprintf(w, "ban-server %s\n", s.Version)
-		return nil
+		return x.print(v, func() {
+			fmt.Fprintf(w, "ban-client %s\n", v.Client)
+			if v.Note != "" {
+				fmt.Fprintf(w, "ban-server: %s\n", v.Note)
+			} else {
+				fmt.Fprintf(w, "ban-server %s\n", v.Server)
+			}
+		})
 	case "reload":
 		if len(args) != 0 {
 			return usageError{"reload takes no arguments"}
@@ -296,8 +331,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err := c.Reload(ctx); err != nil {
 			return err
 		}
-		fmt.Fprintln(w, "reloaded")
-		return nil
+		return x.print(map[string]bool{"reloaded": true}, func() { fmt.Fprintln(w, "reloaded") })
 	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
@@ -317,6 +351,21 @@ func parseAddrs(ss []string) ([]netip.Addr, error) {
 // errNotAll reports a request that changed nothing for some addresses.
 var errNotAll = errors.New("some addresses were left as they were")
 
+// results prints what a ban or unban request did to each address, as JSON if asked
+// for, and fails as printResults does.
+func (x cli) results(verb string, rs []control.AddrResult) error {
+	if !x.json {
+		return printResults(x.w, verb, rs)
+	}
+	if err := x.print(orEmpty(rs), nil); err != nil {
+		return err
+	}
+	return printResults(io.Discard, verb, rs)
+}
+
+// printResults prints what a ban or unban request did to each address. An address
+// banned already counts as done: banning is idempotent. One left as it was for another
+// reason (never banned, not banned) makes the command fail.
 func printResults(w io.Writer, verb string, rs []control.AddrResult) error {
 	var err error
 	for _, r := range rs {
@@ -325,7 +374,9 @@ func printResults(w io.Writer, verb string, rs []control.AddrResult) error {
 			continue
 		}
 		fmt.Fprintf(w, "%s not %s: %s\n", r.Addr, verb, r.Note)
-		err = errNotAll
+		if r.Note != "already banned" {
+			err = errNotAll
+		}
 	}
 	return err
 }
@@ -444,4 +495,12 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "   |- Not yet recorded:\t%d (the database refuses writes; see ban-client status)\n", s.Unrecorded)
 	}
 	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(addrs, " "))
+}
+
+// orEmpty returns s, or an empty slice for nil: JSON gets [], not null.
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

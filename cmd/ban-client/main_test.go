@@ -14,6 +14,7 @@ import (
 
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/daemon"
+	logbanversion "github.com/logban/logban/internal/version"
 )
 
 const testConfig = `
@@ -105,12 +106,18 @@ func TestCommands(t *testing.T) {
 		{[]string{"banip", "sasl", "198.51.100.7"}, 0, "198.51.100.7 banned (sasl)\n", ""},
 		{[]string{"get", "sasl", "banned"}, 0, "198.51.100.7\n2001:db8::1\n", ""},
 		{[]string{"get", "sasl"}, 2, "", "get takes JAIL banned"},
-		{[]string{"version"}, 0, "ban-client dev\nban-server 1.2.3\n", ""},
+		{[]string{"version"}, 0, "ban-client " + logbanversion.Of("") + "\nban-server 1.2.3\n", ""},
+		{[]string{"banip", "sasl", "198.51.100.7"}, 0, "198.51.100.7 not banned: already banned\n", ""},
+		{[]string{"-json", "banip", "sasl", "198.51.100.7"}, 0, "[\n  {\n    \"addr\": \"198.51.100.7\",\n    \"done\": false,\n    \"jails\": [\n      \"sasl\"\n    ],\n    \"note\": \"already banned\"\n  }\n]\n", ""},
+		{[]string{"-json", "get", "sasl", "banned"}, 0, "[\n  \"198.51.100.7\",\n  \"2001:db8::1\"\n]\n", ""},
+		{[]string{"-json", "status", "nope"}, 1, "{\n  \"error\": \"jail \\\"nope\\\": not found\",\n  \"exit\": 1\n}\n", ""},
 		{[]string{"-json", "status"}, 0, "{\n  \"version\": \"1.2.3\",\n  \"jails\": [\n    \"sasl\"\n  ]\n}\n", ""},
 		{[]string{"list", "--jail", "nope"}, 1, "", `jail "nope": not found`},
 		{[]string{"unban", "--all"}, 0, "2 bans lifted\n", ""},
 		{[]string{"unban"}, 2, "", "unban takes --all"},
 		{[]string{"list"}, 0, "ADDRESS  JAIL  BANNED AT  EXPIRES IN  FAILURES\n", ""},
+		{[]string{"-json", "list"}, 0, "[]\n", ""},
+		{[]string{"-json", "reload"}, 0, "{\n  \"reloaded\": true\n}\n", ""},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := client(append([]string{"-socket", sock}, tt.args...)...)
@@ -119,6 +126,14 @@ func TestCommands(t *testing.T) {
 			t.Errorf("ban-client %s:\n exit %d, want %d\n stdout %q\n want   %q\n stderr %q, want it to contain %q",
 				strings.Join(tt.args, " "), code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
 		}
+	}
+}
+
+// version answers with the client's version even when no server does.
+func TestVersionWithoutAServer(t *testing.T) {
+	code, stdout, _ := client("-socket", filepath.Join(t.TempDir(), "none.sock"), "version")
+	if code != 0 || !strings.HasPrefix(stdout, "ban-client "+logbanversion.Of("")+"\nban-server: ban-server is not running") {
+		t.Errorf("exit %d, stdout %q", code, stdout)
 	}
 }
 

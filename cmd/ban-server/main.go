@@ -19,10 +19,12 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/daemon"
+	logbanversion "github.com/logban/logban/internal/version"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=..."; without it, the
+// module version and VCS revision are reported (internal/version).
+var version = ""
 
 const usage = `Usage: ban-server [flags]
 
@@ -93,7 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if *showVersion {
-		fmt.Fprintln(stderr, "ban-server", version)
+		fmt.Fprintln(stderr, "ban-server", logbanversion.Of(version))
 		return nil
 	}
 	if *cleanup {
@@ -118,7 +120,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		DryRun:     *dryRun,
 		Logger:     logger,
 		Level:      level,
-		Version:    version,
+		Version:    logbanversion.Of(version),
 	})
 	if err != nil {
 		return err

@@ -15,6 +15,9 @@ import (
 // ErrUnreachable reports that no server answers on the socket.
 var ErrUnreachable = errors.New("ban-server is not running")
 
+// ErrPermission reports a socket this user may not connect to.
+var ErrPermission = errors.New("permission denied on the control socket")
+
 // ErrNotLogban reports a socket that answers, but not as ban-server does.
 var ErrNotLogban = errors.New("not a ban-server socket")
 
@@ -114,6 +117,9 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return fmt.Errorf("%w (no server on %s)", ErrUnreachable, c.path)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("%w %s", ErrPermission, c.path)
 		}
 		return fmt.Errorf("connecting to %s: %w", c.path, err)
 	}
