@@ -214,7 +214,7 @@ func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
 
 // snapshot reads the daemon's state for the metrics.
 func (d *Daemon) snapshot() metrics.Snapshot {
-	var s metrics.Snapshot
+	s := metrics.Snapshot{Version: d.opts.Version}
 	now := d.opts.Clock.Now()
 	d.mu.RLock()
 	for _, path := range slices.Sorted(maps.Keys(d.readers)) {
@@ -223,7 +223,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	}
 	for _, name := range slices.Sorted(maps.Keys(d.jails)) {
 		jr := d.jails[name]
-		j := metrics.Jail{Name: name, Failures: jr.jail.Counts(now).TotalFailed}
+		counts := jr.jail.Counts(now)
+		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset
 		}

@@ -78,6 +78,8 @@ type Daemon struct {
 	readers map[string]*pipeline.Reader // by path
 	globbed map[string][]string         // each logpath's files, as last expanded, by logpath
 
+	// collector serves the metrics; set in Run before the first apply.
+	collector *metrics.Collector
 	// farm is this host's membership of its farm; nil without [farm], or in a dry run.
 	farm *farm.Farm
 
@@ -186,6 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.metricsAddr = metricsLn.Addr().String()
 	}
 	m := metrics.New(d.snapshot)
+	d.collector = m
 	d.manager.SetObserver(m.Observe)
 	if fc := d.cfg.Farm; fc != nil && d.opts.DryRun {
 		d.logger.Warn("dry run: the farm is not joined; bans stay on this host", "farm", fc.Name)
@@ -567,6 +570,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	if err != nil {
 		stopAll(ctx, started, d.logger)
 		return err
+	}
+	if d.collector != nil {
+		d.collector.Touch(slices.Sorted(maps.Keys(newActions))...)
 	}
 
 	// Files: one reader each, whatever the number of jails that watch it. A file's

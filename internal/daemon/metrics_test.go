@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"io"
+	"runtime"
 	"net/http"
 	"regexp"
 	"strings"
@@ -32,6 +33,9 @@ metrics = "127.0.0.1:0"`, 1)
 		`logban_file_bytes_behind{file="` + h.log + `"} 0`,
 		`logban_action_duration_seconds_count{action="log",op="ban"} 1`,
 		`logban_action_queued{action="log"} 0`,
+		`logban_action_duration_seconds_count{action="log",op="unban"} 0`, // there from the start
+		`logban_jail_ignored_total{jail="sasl"} 0`,
+		`logban_build_info{goversion="` + runtime.Version() + `",version=""} 1`,
 	} {
 		if !strings.Contains(string(body), want+"\n") {
 			t.Errorf("metrics lack %s", want)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,8 @@ import (
 
 // Snapshot is the server's state at one moment, as the metrics show it.
 type Snapshot struct {
+	// Version is the server's version, shown by logban_build_info.
+	Version string
 	Files   []File
 	Jails   []Jail
 	Actions []Action
@@ -46,8 +49,10 @@ type File struct {
 
 // Jail is one jail's counts.
 type Jail struct {
-	Name             string
-	Failures         int64
+	Name     string
+	Failures int64
+	// Ignored are failures of addresses on the jail's ignore list, not counted.
+	Ignored          int64
 	Banned, Unbanned int64
 	Active           int
 	ClockOffset      time.Duration // 0 until a steady offset is found
@@ -76,6 +81,7 @@ type Collector struct {
 	failures, bans, unbans, active, errors *prometheus.Desc
 	queued, overflowed, repairs            *prometheus.Desc
 	unrecorded, undeleted, clockOffset     *prometheus.Desc
+	ignored, buildInfo                     *prometheus.Desc
 }
 
 // New returns a collector that reads the server's state from snapshot.
@@ -97,6 +103,8 @@ func New(snapshot func() Snapshot) *Collector {
 		farmBans:      prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
 		farmFailures:  prometheus.NewDesc("logban_farm_failures_total", "Failures of counting jails: shared=\"yes\" published for the farm's count, \"no\" counted here alone (farm away, or too many at once).", []string{"shared"}, nil),
 		farmRefused:   prometheus.NewDesc("logban_farm_refused_total", "Bans refused because the address is a farm node's.", nil, nil),
+		ignored:       prometheus.NewDesc("logban_jail_ignored_total", "Failures of addresses on a jail's ignore list (ignoreip, trusted proxies, the host's own), not counted.", []string{"jail"}, nil),
+		buildInfo:     prometheus.NewDesc("logban_build_info", "1, labelled with the server's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 		linesRead:     prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
 		bytesBehind:   prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
 		longLines:     prometheus.NewDesc("logban_file_long_lines_total", "Lines cut at server.max_line_bytes.", []string{"file"}, nil),
@@ -123,6 +131,15 @@ func (c *Collector) Observe(action string, unban bool, took time.Duration, _ err
 	c.latency.WithLabelValues(action, op).Observe(took.Seconds())
 }
 
+// Touch makes the call-time metrics of the named actions exist, at zero, before their
+// first call: a dashboard sees every action from the start.
+func (c *Collector) Touch(actions ...string) {
+	for _, a := range actions {
+		c.latency.WithLabelValues(a, "ban")
+		c.latency.WithLabelValues(a, "unban")
+	}
+}
+
 // ObserveFarm records one farm latency; stage is "publish" or "apply". It is a
 // farm.Observer.
 func (c *Collector) ObserveFarm(stage string, took time.Duration) {
@@ -133,7 +150,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused} {
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo} {
 		ch <- d
 	}
 }
@@ -141,6 +158,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect reads a snapshot of the server's state.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, s.Version, runtime.Version())
 	for _, f := range s.Files {
 		ch <- prometheus.MustNewConstMetric(c.linesRead, prometheus.CounterValue, float64(f.Lines), f.Path)
 		ch <- prometheus.MustNewConstMetric(c.bytesBehind, prometheus.GaugeValue, float64(f.Behind), f.Path)
@@ -148,6 +166,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, j := range s.Jails {
 		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(j.Failures), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.ignored, prometheus.CounterValue, float64(j.Ignored), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.clockOffset, prometheus.GaugeValue, j.ClockOffset.Seconds(), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.unbans, prometheus.CounterValue, float64(j.Unbanned), j.Name)
