@@ -2,9 +2,9 @@ package daemon
 
 import (
 	"io"
-	"runtime"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
