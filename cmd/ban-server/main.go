@@ -106,10 +106,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		for _, w := range cfg.LogPathWarnings() {
+		warnings := cfg.Warnings()
+		for _, w := range warnings {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *configPath, w)
 		}
-		fmt.Fprintf(stderr, "%s: OK, %d jails, %d actions, %d files read\n", *configPath, len(cfg.Jails), len(cfg.Actions), len(cfg.Files))
+		fmt.Fprintf(stderr, "%s: OK, %d jails, %d actions, %d configuration files read, %d warnings\n",
+			*configPath, len(cfg.Jails), len(cfg.Actions), len(cfg.Files), len(warnings))
 		return nil
 	}
 

@@ -35,7 +35,7 @@ func TestCheck(t *testing.T) {
 	if err := run(context.Background(), []string{"-check", "-config", "../../examples/demo.toml"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "demo.toml: OK, 1 jails, 1 actions, 1 files read") {
+	if !strings.Contains(out.String(), "demo.toml: OK, 1 jails, 1 actions, 1 configuration files read") {
 		t.Errorf("output %q", out.String())
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
@@ -180,7 +180,25 @@ actions = ["log"]
 	os.WriteFile(filepath.Join(dir, "logs", "a.log"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "zimbra.log"), nil, 0o644)
 	out.Reset()
-	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil || strings.Contains(out.String(), "warning") {
+	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil || strings.Contains(out.String(), "warning:") {
 		t.Errorf("with both there, -check said %q, %v", out.String(), err)
+	}
+}
+
+// -check warns of a configuration with no jail, and of the examples' placeholder
+// addresses left in ignore lists.
+func TestCheckWarnsOfNoJailAndPlaceholders(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.toml")
+	os.WriteFile(empty, nil, 0o644)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check", "-config", empty}, &out); err != nil ||
+		!strings.Contains(out.String(), "warning: no jail is enabled: ban-server would read nothing and ban nobody") {
+		t.Errorf("empty configuration: %q, %v", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"-check", "-config", "../../examples/zimbra.toml"}, &out); err != nil ||
+		!strings.Contains(out.String(), "warning: server.ignoreip: 192.0.2.20/32 is a documentation address (RFC 5737, RFC 3849), the examples' placeholder: put the real one") {
+		t.Errorf("the Zimbra example's placeholders: %q, %v", out.String(), err)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,6 +56,42 @@ func (c *Config) LogPathWarnings() []string {
 				}
 			}
 		}
+	}
+	return out
+}
+
+// documentation are the address ranges kept for examples (RFC 5737, RFC 3849): in a
+// live configuration they are placeholders someone forgot to replace.
+var documentation = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8::/32"),
+}
+
+// Warnings says what in the configuration is likely a mistake, though ban-server runs
+// with it: no jail at all, logpaths not there yet (LogPathWarnings), and addresses of
+// the documentation ranges, the placeholders of the examples, in ignoreip and
+// trusted_proxies.
+func (c *Config) Warnings() []string {
+	var out []string
+	if len(c.Jails) == 0 {
+		out = append(out, "no jail is enabled: ban-server would read nothing and ban nobody")
+	}
+	out = append(out, c.LogPathWarnings()...)
+	placeholders := func(key string, ps []netip.Prefix) {
+		for _, p := range ps {
+			for _, d := range documentation {
+				if d.Overlaps(p) {
+					out = append(out, key+": "+p.String()+" is a documentation address (RFC 5737, RFC 3849), the examples' placeholder: put the real one")
+					break
+				}
+			}
+		}
+	}
+	placeholders("server.ignoreip", c.Server.IgnoreIP)
+	placeholders("server.trusted_proxies", c.Server.TrustedProxies)
+	for _, name := range slices.Sorted(maps.Keys(c.Jails)) {
+		placeholders("jails."+name+".ignoreip", c.Jails[name].IgnoreIP)
+		placeholders("jails."+name+".trusted_proxies", c.Jails[name].TrustedProxies)
 	}
 	return out
 }
