@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,6 +43,10 @@ Commands:
   version                     this client's and the server's versions
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
                               (ban-client test-filter -h for its flags)
+
+fail2ban-client's verbs work too: set JAIL banip|unbanip IP..., get JAIL
+banned|maxretry|findtime|bantime, banned, reload [JAIL]; start and stop JAIL say what
+to do instead.
 
 Examples:
   ban-client status zimbra-submission
@@ -263,9 +268,32 @@ func (x cli) command(ctx context.Context, args []string) error {
 			return err
 		}
 		return x.print(orEmpty(bans), func() { printList(w, bans, time.Now()) })
+	case "set": // fail2ban's: set JAIL banip|unbanip IP...
+		if len(args) < 3 || (args[1] != "banip" && args[1] != "unbanip") {
+			return usageError{"set takes JAIL banip IP... or JAIL unbanip IP... (as fail2ban-client; logban's own: banip JAIL IP..., unbanip --jail JAIL IP...)"}
+		}
+		if args[1] == "banip" {
+			return x.command(ctx, append([]string{"banip", args[0]}, args[2:]...))
+		}
+		return x.command(ctx, append([]string{"unbanip", "--jail", args[0]}, args[2:]...))
+	case "banned": // fail2ban's: every banned address
+		return x.command(ctx, append([]string{"list"}, args...))
+	case "start", "stop", "restart":
+		return usageError{fmt.Sprintf("logban does not %s one jail: set enabled = false (or true) in its [jails.NAME] and run ban-client reload; the bans of the jails that stay are kept", cmd)}
 	case "get":
+		if len(args) == 2 && slices.Contains([]string{"maxretry", "findtime", "bantime"}, args[1]) {
+			s, err := c.JailStatus(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			v := map[string]any{"maxretry": s.MaxRetry, "findtime": s.FindTime.String(), "bantime": s.BanTime.String()}[args[1]]
+			if args[1] == "bantime" && s.BanTime < 0 {
+				v = "-1"
+			}
+			return x.print(map[string]any{args[1]: v}, func() { fmt.Fprintln(w, v) })
+		}
 		if len(args) != 2 || args[1] != "banned" {
-			return usageError{"get takes JAIL banned"}
+			return usageError{"get takes JAIL banned, maxretry, findtime or bantime"}
 		}
 		bans, err := c.List(ctx, args[0])
 		if err != nil {
@@ -325,8 +353,8 @@ func (x cli) command(ctx context.Context, args []string) error {
 			}
 		})
 	case "reload":
-		if len(args) != 0 {
-			return usageError{"reload takes no arguments"}
+		if len(args) > 1 {
+			return usageError{"reload takes no arguments (reload JAIL, as fail2ban's, reloads everything: jails that do not change keep their state)"}
 		}
 		if err := c.Reload(ctx); err != nil {
 			return err

@@ -221,3 +221,30 @@ func TestJailStatusShowsQueuedCalls(t *testing.T) {
 		t.Errorf("status:\n%s", out)
 	}
 }
+
+// fail2ban-client's verbs that map cleanly work; the rest say what to run instead.
+func TestFail2banVerbs(t *testing.T) {
+	sock := startServer(t)
+	for _, tt := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{[]string{"set", "sasl", "banip", "198.51.100.9"}, 0, "198.51.100.9 banned (sasl)\n", ""},
+		{[]string{"get", "sasl", "maxretry"}, 0, "5\n", ""},
+		{[]string{"get", "sasl", "findtime"}, 0, "10m0s\n", ""},
+		{[]string{"get", "sasl", "bantime"}, 0, "10m0s\n", ""},
+		{[]string{"-json", "get", "sasl", "maxretry"}, 0, "{\n  \"maxretry\": 5\n}\n", ""},
+		{[]string{"set", "sasl", "unbanip", "198.51.100.9"}, 0, "198.51.100.9 unbanned (sasl)\n", ""},
+		{[]string{"reload", "sasl"}, 0, "reloaded\n", ""},
+		{[]string{"stop", "sasl"}, 2, "", "set enabled = false (or true) in its [jails.NAME] and run ban-client reload"},
+		{[]string{"set", "sasl", "bantime", "600"}, 2, "", "set takes JAIL banip IP... or JAIL unbanip IP..."},
+	} {
+		code, stdout, stderr := client(append([]string{"-socket", sock}, tt.args...)...)
+		if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("ban-client %s:\n exit %d, want %d\n stdout %q\n want   %q\n stderr %q, want it to contain %q",
+				strings.Join(tt.args, " "), code, tt.code, stdout, tt.stdout, stderr, tt.stderr)
+		}
+	}
+}

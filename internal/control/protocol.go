@@ -115,16 +115,21 @@ type Status struct {
 
 // JailStatus is one jail's state, in the shape fail2ban-client users know.
 type JailStatus struct {
-	Name            string       `json:"name"`
-	Filter          string       `json:"filter"`
-	Files           []FileStatus `json:"files"`
-	CurrentlyFailed int          `json:"currently_failed"`
-	TotalFailed     int64        `json:"total_failed"`
-	CurrentlyBanned int          `json:"currently_banned"`
-	TotalBanned     int64        `json:"total_banned"`
-	Bans            []BanInfo    `json:"bans"`
-	ActionErrors    int64        `json:"action_errors"`
-	ActionsPending  int          `json:"actions_pending"` // failed calls waiting to be retried
+	Name   string `json:"name"`
+	Filter string `json:"filter"`
+	// MaxRetry, FindTime and BanTime are the jail's counting rules (BanTime < 0: until
+	// unbanned).
+	MaxRetry        int           `json:"maxretry"`
+	FindTime        time.Duration `json:"findtime_ns"`
+	BanTime         time.Duration `json:"bantime_ns"`
+	Files           []FileStatus  `json:"files"`
+	CurrentlyFailed int           `json:"currently_failed"`
+	TotalFailed     int64         `json:"total_failed"`
+	CurrentlyBanned int           `json:"currently_banned"`
+	TotalBanned     int64         `json:"total_banned"`
+	Bans            []BanInfo     `json:"bans"`
+	ActionErrors    int64         `json:"action_errors"`
+	ActionsPending  int           `json:"actions_pending"` // failed calls waiting to be retried
 	// ActionQueues are the calls waiting in each of the jail's actions' queues (an
 	// action shared by jails has one queue for all).
 	ActionQueues []ActionQueue `json:"action_queues,omitempty"`

@@ -51,6 +51,9 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	s := control.JailStatus{
 		Name:            name,
 		Filter:          jr.cfg.Filter,
+		MaxRetry:        jr.cfg.MaxRetry,
+		FindTime:        jr.cfg.FindTime,
+		BanTime:         jr.cfg.BanTime,
 		Files:           d.fileStatus(*jr.paths.Load()),
 		CurrentlyFailed: fails.CurrentlyFailed,
 		TotalFailed:     fails.TotalFailed,
