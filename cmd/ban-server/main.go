@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	configPath := fs.String("config", "/etc/logban/logban.toml", "configuration `file`; drop-ins in jail.d/*.toml beside it are read too")
 	dryRun := fs.Bool("dry-run", false, "find and count, and show in ban-client what would be banned: every action only logs, bans and file positions go to a temporary database removed at stop, no farm is joined")
 	check := fs.Bool("check", false, "check the configuration, print a summary, and exit")
+	dumpConfig := fs.Bool("dump", false, "print every jail's effective configuration, after drop-ins and [defaults], with where each key comes from, and exit")
 	cleanup := fs.Bool("cleanup", false, "remove all logban chains, sets and routes from the kernel, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +101,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *cleanup {
 		return cleanKernel(ctx, *configPath, stderr)
+	}
+	if *dumpConfig {
+		cfg, err := config.Load(*configPath)
+		if err != nil {
+			return err
+		}
+		dump(stderr, cfg)
+		return nil
 	}
 	if *check {
 		cfg, err := config.Load(*configPath)

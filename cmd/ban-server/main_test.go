@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -200,5 +201,36 @@ func TestCheckWarnsOfNoJailAndPlaceholders(t *testing.T) {
 	if err := run(context.Background(), []string{"-check", "-config", "../../examples/zimbra.toml"}, &out); err != nil ||
 		!strings.Contains(out.String(), "warning: server.ignoreip: 192.0.2.20/32 is a documentation address (RFC 5737, RFC 3849), the examples' placeholder: put the real one") {
 		t.Errorf("the Zimbra example's placeholders: %q, %v", out.String(), err)
+	}
+}
+
+// -dump prints each jail's effective keys, and where each comes from.
+func TestDumpShowsEffectiveKeysAndTheirOrigin(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(cfg, []byte(`
+[defaults]
+maxretry = 3
+actions = ["log"]
+[actions.log]
+type = "log"
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["/var/log/zimbra.log"]
+bantime = -1
+`), 0o644)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-dump", "-config", cfg}, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []string{
+		`(?m)^\[jails\.sasl\]$`,
+		`(?m)^maxretry\s+= 3\s+# ` + regexp.QuoteMeta(cfg) + ` \[defaults\]$`,
+		`(?m)^bantime\s+= -1\s+# ` + regexp.QuoteMeta(cfg) + `$`,
+		`(?m)^findtime\s+= "10m0s"\s+# default$`,
+		`(?m)^actions\s+= \["log"\]\s+# ` + regexp.QuoteMeta(cfg) + ` \[defaults\]$`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("-dump lacks %s:\n%s", re, out.String())
+		}
 	}
 }

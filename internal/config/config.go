@@ -56,6 +56,9 @@ type Config struct {
 	Jails   map[string]Jail // enabled jails only
 	// Farm is the [farm] table; nil without one.
 	Farm *Farm
+	// Origins says where each enabled jail's keys come from, by key path
+	// ("jails.sasl.maxretry"): the file that sets it, "FILE [defaults]", or "default".
+	Origins map[string]string
 }
 
 // Server is the [server] table.
@@ -145,6 +148,8 @@ type fileData struct {
 	Actions map[string]toml.Primitive     `toml:"actions"`
 	Jails   map[string]jailData           `toml:"jails"`
 	Farm    *farmData                     `toml:"farm"`
+	// Defaults are keys every jail takes unless it sets its own (fail2ban's [DEFAULT]).
+	Defaults *jailData `toml:"defaults"`
 }
 
 type serverData struct {
@@ -295,6 +300,10 @@ func unknownPart(k toml.Key) toml.Key {
 		return k[:1]
 	case k[0] == "server":
 		return k[:min(len(k), 2)]
+	case k[0] == "defaults" && len(k) >= 3 && k[1] == "bantime_increment":
+		return k[:3]
+	case k[0] == "defaults":
+		return k[:min(len(k), 2)]
 	case k[0] == "farm" && len(k) >= 2 && k[1] == "embedded":
 		return k[:min(len(k), 3)]
 	case k[0] == "farm":
@@ -342,6 +351,10 @@ func validKeys(k toml.Key) string {
 		shape = serverData{}
 	case k[0] == "farm" && len(k) == 2:
 		shape = farmData{}
+	case k[0] == "defaults" && len(k) == 2:
+		shape = jailData{}
+	case k[0] == "defaults" && len(k) == 3 && k[1] == "bantime_increment":
+		shape = incrementData{}
 	case k[0] == "farm" && len(k) == 3 && k[1] == "embedded":
 		shape = embeddedData{}
 	case k[0] == "jails" && len(k) == 3:
@@ -384,6 +397,22 @@ func (l *loader) where(key ...string) string {
 	return l.files[0].path
 }
 
+// origin says where jail name's key comes from: the last file setting it in the jail,
+// else the last setting it in [defaults], else ban-server's default.
+func (l *loader) origin(name, key string) string {
+	for i := len(l.files) - 1; i >= 0; i-- {
+		if l.files[i].md.IsDefined("jails", name, key) {
+			return l.files[i].path
+		}
+	}
+	for i := len(l.files) - 1; i >= 0; i-- {
+		if l.files[i].md.IsDefined("defaults", key) {
+			return l.files[i].path + " [defaults]"
+		}
+	}
+	return "default"
+}
+
 // abs resolves a path against the main file's folder.
 func (l *loader) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) {
@@ -399,13 +428,18 @@ func (l *loader) build() *Config {
 		Filters: map[string]Filter{},
 		Actions: map[string]Action{},
 		Jails:   map[string]Jail{},
+		Origins: map[string]string{},
 	}
 	filterDefs := map[string]filters.Definition{}
 	actionPrims := map[string]*parsed{}
 	jailDatas := map[string]jailData{}
 	var farm *farmData
 	farmFile := ""
+	var defaults jailData
 	for _, p := range l.files {
+		if p.data.Defaults != nil {
+			defaults = merge(defaults, *p.data.Defaults)
+		}
 		if p.data.Farm != nil {
 			merged := merge(deref(farm), *p.data.Farm)
 			farm, farmFile = &merged, p.path
@@ -482,7 +516,10 @@ func (l *loader) build() *Config {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(jailDatas)) {
-		if j, ok := l.buildJail(name, jailDatas[name], cfg, filterDefs); ok {
+		if j, ok := l.buildJail(name, merge(defaults, jailDatas[name]), cfg, filterDefs); ok {
+			for _, key := range tomlKeys(jailData{}) {
+				cfg.Origins["jails."+name+"."+key] = l.origin(name, key)
+			}
 			cfg.Jails[name] = j
 		}
 	}

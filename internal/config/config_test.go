@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -328,5 +329,47 @@ func TestReconcileInterval(t *testing.T) {
 		case tt.err == "" && cfg.Server.ReconcileInterval != tt.want:
 			t.Errorf("%s: %v, want %v", tt.in, cfg.Server.ReconcileInterval, tt.want)
 		}
+	}
+}
+
+// [defaults] gives every jail the keys it does not set itself, as fail2ban's [DEFAULT].
+func TestDefaultsFillWhatJailsLeaveOut(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "logban.toml")
+	os.WriteFile(path, []byte(`
+[defaults]
+maxretry = 3
+bantime  = "1h"
+actions  = ["log"]
+ignoreip = ["10.0.0.0/8"]
+
+[defaults.bantime_increment]
+enabled = true
+
+[actions.log]
+type = "log"
+
+[jails.zimbra-submission]
+logpath = ["/var/log/zimbra.log"]
+
+[jails.zimbra-smtp-auth]
+logpath  = ["/var/log/zimbra.log"]
+maxretry = 10
+`), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, smtp := cfg.Jails["zimbra-submission"], cfg.Jails["zimbra-smtp-auth"]
+	if sub.MaxRetry != 3 || sub.BanTime != time.Hour || !slices.Equal(sub.Actions, []string{"log"}) ||
+		len(sub.IgnoreIP) != 1 || !sub.Increment.Enabled {
+		t.Errorf("zimbra-submission did not take the defaults: %+v", sub)
+	}
+	if smtp.MaxRetry != 10 || smtp.BanTime != time.Hour {
+		t.Errorf("zimbra-smtp-auth: maxretry %d, bantime %v; want its own 10 and the default 1h", smtp.MaxRetry, smtp.BanTime)
+	}
+	os.WriteFile(path, []byte("[defaults]\nmaxretries = 3\n"), 0o644)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "defaults.maxretries: unknown key; valid: actions, bantime") {
+		t.Errorf("a misspelt default: %v", err)
 	}
 }

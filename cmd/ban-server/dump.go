@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/logban/logban/internal/config"
+)
+
+// dump prints the effective configuration of every enabled jail, as fail2ban-client -d
+// does: each key's value after drop-ins and [defaults], and where it comes from.
+func dump(w io.Writer, cfg *config.Config) {
+	fmt.Fprintf(w, "# configuration files, in the order read: %s\n", strings.Join(cfg.Files, ", "))
+	for _, name := range slices.Sorted(maps.Keys(cfg.Jails)) {
+		j := cfg.Jails[name]
+		fmt.Fprintf(w, "\n[jails.%s]\n", name)
+		bantime := duration(j.BanTime)
+		if j.BanTime < 0 {
+			bantime = "-1"
+		}
+		for _, kv := range []struct{ key, value string }{
+			{"filter", strconv.Quote(j.Filter)},
+			{"logpath", quoted(j.LogPath)},
+			{"maxretry", strconv.Itoa(j.MaxRetry)},
+			{"findtime", duration(j.FindTime)},
+			{"bantime", bantime},
+			{"ignoreip", quoted(prefixStrings(j.IgnoreIP))},
+			{"trusted_proxies", quoted(prefixStrings(j.TrustedProxies))},
+			{"timezone", strconv.Quote(j.TimeZone)},
+			{"actions", quoted(j.Actions)},
+			{"start", strconv.Quote(j.Start)},
+			{"farm", strconv.Quote(j.Farm)},
+		} {
+			fmt.Fprintf(w, "%-16s = %-40s # %s\n", kv.key, kv.value, cfg.Origins["jails."+name+"."+kv.key])
+		}
+		if inc := j.Increment; inc.Enabled {
+			fmt.Fprintf(w, "bantime_increment = { enabled = true, factor = %v, multipliers = %v, maxtime = %s, rndtime = %s, overalljails = %v } # %s\n",
+				inc.Factor, inc.Multipliers, duration(inc.MaxTime), duration(inc.RndTime), inc.OverallJails, cfg.Origins["jails."+name+".bantime_increment"])
+		}
+	}
+}
+
+func duration(d time.Duration) string { return strconv.Quote(d.String()) }
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		if p.Bits() == p.Addr().BitLen() {
+			out[i] = p.Addr().String()
+		} else {
+			out[i] = p.String()
+		}
+	}
+	return out
+}
+
+func quoted(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
