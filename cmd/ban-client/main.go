@@ -22,7 +22,7 @@ import (
 	logbanversion "github.com/logban/logban/internal/version"
 )
 
-const usage = `Usage: ban-client [flags] COMMAND [ARGS]
+const usage = `Usage: ban-client [flags] COMMAND [ARGS]   (flags may come anywhere)
 
 Commands:
   ping                        check that ban-server answers
@@ -41,6 +41,7 @@ Commands:
   farm                        the farm: connection, servers, nodes seen, the farm's
                               ban count, the outbox waiting to be published, last error
   version                     this client's and the server's versions
+  help [COMMAND]              this help, or a command's own with examples (or COMMAND -h)
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
                               (ban-client test-filter -h for its flags)
 
@@ -90,11 +91,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	configPath := fs.String("config", "", "read the socket path from this configuration `file`")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
 	jsonOut := fs.Bool("json", false, "print every command's answer as JSON, errors included ({\"error\": ..., \"exit\": ...}), for scripts")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage, err
+	// test-filter has flags of its own, some of the same names: everything after it is
+	// its own. Elsewhere flags may come anywhere.
+	if i := slices.Index(args, "test-filter"); i >= 0 {
+		if err := fs.Parse(args[:i]); err != nil || fs.NArg() > 0 {
+			return exitUsage, usageError{"test-filter comes before its arguments: ban-client test-filter FILTER LOGFILE"}
+		}
+		return testFilter(args[i+1:], *jsonOut, stdout, stderr)
 	}
-	if fs.Arg(0) == "test-filter" {
-		return testFilter(fs.Args()[1:], *jsonOut, stdout, stderr)
+	args = flagsFirst(fs, args)
+	// -h or --help anywhere, or help [COMMAND]: the help asked for, on stdout.
+	helpAsked := slices.ContainsFunc(args, isHelp)
+	args = slices.DeleteFunc(args, isHelp)
+	if err := fs.Parse(args); err != nil {
+		return exitUsage, fmt.Errorf("%w\nrun 'ban-client help' for the commands and flags", err)
+	}
+	if helpAsked || fs.Arg(0) == "help" {
+		topic := fs.Arg(0)
+		if topic == "help" {
+			topic = fs.Arg(1)
+		}
+		fmt.Fprint(stdout, helpFor(topic, fs))
+		return 0, nil
 	}
 	path, err := socketPath(*socket, *configPath)
 	if err != nil {
@@ -125,8 +143,11 @@ func exitCode(err error, fs *flag.FlagSet) (int, error) {
 	case err == nil:
 		return 0, nil
 	case errors.As(err, &ue):
-		fs.Usage()
-		return exitUsage, err
+		hint := "run 'ban-client help' for the commands"
+		if cmd := fs.Arg(0); commandHelp[cmd] != "" {
+			hint = "run 'ban-client help " + cmd + "' for its usage"
+		}
+		return exitUsage, fmt.Errorf("%w\n%s", err, hint)
 	case errors.Is(err, control.ErrUnreachable):
 		return exitUnreachable, fmt.Errorf("%w; start it with: ban-server -config FILE", err)
 	case errors.Is(err, control.ErrPermission):
@@ -221,15 +242,19 @@ func (x cli) command(ctx context.Context, args []string) error {
 		return x.results("banned", rs)
 	case "unbanip":
 		jail, local := "", false
-		for len(args) > 0 {
-			if len(args) >= 2 && (args[0] == "--jail" || args[0] == "-jail") {
-				jail, args = args[1], args[2:]
-			} else if args[0] == "--local" || args[0] == "-local" {
-				local, args = true, args[1:]
-			} else {
-				break
+		var rest []string
+		for i := 0; i < len(args); i++ { // its flags may come anywhere
+			switch a := args[i]; {
+			case (a == "--jail" || a == "-jail") && i+1 < len(args):
+				jail = args[i+1]
+				i++
+			case a == "--local" || a == "-local":
+				local = true
+			default:
+				rest = append(rest, a)
 			}
 		}
+		args = rest
 		if len(args) == 0 {
 			return usageError{"unbanip needs at least one address"}
 		}

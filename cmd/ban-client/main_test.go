@@ -156,10 +156,51 @@ func TestSocketFromConfig(t *testing.T) {
 	}
 }
 
+// Help is asked for in every usual way, prints on stdout and exits 0; a command has its
+// own, with examples.
 func TestHelp(t *testing.T) {
-	code, _, stderr := client("-h")
-	if code != exitUsage || !strings.Contains(stderr, "unbanip [--jail J] [--local] ADDR...") || !strings.Contains(stderr, "-socket path") {
-		t.Errorf("exit %d, help:\n%s", code, stderr)
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		code, stdout, _ := client(args...)
+		if code != 0 || !strings.Contains(stdout, "unbanip [--jail J] [--local] ADDR...") || !strings.Contains(stdout, "-socket path") {
+			t.Errorf("%v: exit %d, help:\n%s", args, code, stdout)
+		}
+	}
+	for _, args := range [][]string{{"help", "unbanip"}, {"unbanip", "-h"}, {"unbanip", "--help", "203.0.113.5"}} {
+		code, stdout, _ := client(args...)
+		if code != 0 || !strings.HasPrefix(stdout, "ban-client unbanip [--jail JAIL] [--local] ADDR...") || !strings.Contains(stdout, "ban-client unbanip 203.0.113.5") {
+			t.Errorf("%v: exit %d, help:\n%s", args, code, stdout)
+		}
+	}
+}
+
+// A usage error is the error and one hint line, not the whole help.
+func TestUsageErrorIsOneHint(t *testing.T) {
+	code, stdout, stderr := client("-socket", "/nonexistent.sock", "banip", "sasl")
+	if code != exitUsage || stdout != "" || strings.Count(stderr, "\n") > 2 ||
+		!strings.Contains(stderr, "banip needs a jail and at least one address\nrun 'ban-client help banip' for its usage") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// Flags may come after the command and its arguments, as users type them.
+func TestFlagsAnywhere(t *testing.T) {
+	sock := startServer(t)
+	if code, stdout, stderr := client("status", "sasl", "-json", "-socket", sock); code != 0 || !strings.HasPrefix(stdout, "{") {
+		t.Errorf("status JAIL -json: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := client("status", "sasl", "--json", "--socket="+sock); code != 0 || !strings.HasPrefix(stdout, "{") {
+		t.Errorf("status JAIL --json --socket=S: exit %d, %q, %q", code, stdout, stderr)
+	}
+	log := filepath.Join(t.TempDir(), "zimbra.log")
+	os.WriteFile(log, []byte("Nov 29 12:00:00 mta1 postfix/submission/smtpd[1]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: x\n"), 0o644)
+	if code, stdout, stderr := client("test-filter", "zimbra-submission", log, "--json"); code != 0 || !strings.Contains(stdout, `"host":"203.0.113.9"`) {
+		t.Errorf("test-filter NAME FILE --json: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := client("-socket", sock, "banip", "sasl", "203.0.113.5"); code != 0 {
+		t.Fatalf("banip: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, stdout, stderr := client("unbanip", "203.0.113.5", "--jail", "sasl", "-socket", sock); code != 0 || stdout != "203.0.113.5 unbanned (sasl)\n" {
+		t.Errorf("unbanip IP --jail J: exit %d, %q, %q", code, stdout, stderr)
 	}
 }
 

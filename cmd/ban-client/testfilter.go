@@ -66,7 +66,7 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	configPath := fs.String("config", "", "take FILTER from this configuration `file`'s [filters.NAME] or jails, and its line limit")
 	printMissed := fs.Bool("print-missed", false, "print the lines no failregex matched, to tune a filter")
 	fs.BoolVar(&jsonOut, "json", jsonOut, "print one JSON object per matched line, then a summary object")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		return exitUsage, err
 	}
 	if fs.NArg() != 2 {

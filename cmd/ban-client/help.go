@@ -1,0 +1,100 @@
+package main
+
+import (
+	"flag"
+	"strings"
+)
+
+// commandHelp is each command's own help, with examples: ban-client help COMMAND, or
+// ban-client COMMAND -h.
+var commandHelp = map[string]string{
+	"ping": `ban-client ping
+  Check that ban-server answers on its socket: prints "pong".`,
+	"status": `ban-client status [JAIL]
+  Without JAIL, the jails; with it, the jail's failures, files, actions and bans.
+  ban-client status zimbra-submission
+  ban-client status zimbra-submission -json`,
+	"list": `ban-client list [--jail JAIL]
+  Every ban, or a jail's: address, jail, banned at, expires in, failures; in a farm,
+  the deciding node and why.
+  ban-client list --jail zimbra-submission
+  ban-client list -json`,
+	"get": `ban-client get JAIL banned|maxretry|findtime|bantime
+  A jail's banned addresses, one a line, or one of its settings (fail2ban's words).
+  ban-client get zimbra-submission banned`,
+	"banip": `ban-client banip JAIL ADDR...
+  Ban addresses in a jail by hand; an address the jail never bans is refused, one
+  banned already is left as it is. In a farm jail, the ban is farm-wide.
+  ban-client banip zimbra-submission 203.0.113.5 2001:db8::5`,
+	"unbanip": `ban-client unbanip [--jail JAIL] [--local] ADDR...
+  Lift the bans of addresses, in every jail or in JAIL; in a farm on every host, or with
+  --local on this one only. Flags may come anywhere.
+  ban-client unbanip 203.0.113.5
+  ban-client unbanip 203.0.113.5 --jail zimbra-submission`,
+	"unban": `ban-client unban --all [--local]
+  Lift every ban; in a farm on every host, or with --local on this one only.`,
+	"reload": `ban-client reload
+  Reread the server's configuration; a bad one is refused with its errors and the
+  running one stays. Log action files are reopened (for logrotate).`,
+	"farm": `ban-client farm
+  The farm as this host sees it: connection, servers, nodes seen, the farm's bans, the
+  outbox waiting to be published, settings that differ, the last error.
+  ban-client farm -json`,
+	"version": `ban-client version
+  This client's version, and the server's if it answers.`,
+	"test-filter": `ban-client test-filter [-config FILE] [-json] [-print-missed] FILTER|JAIL|REGEX LOGFILE
+  Run a filter over a log file without a server, as fail2ban-regex does.
+  ban-client test-filter zimbra-submission /var/log/zimbra.log
+  ban-client test-filter -h (for its flags)`,
+	"set":    `ban-client set JAIL banip|unbanip ADDR...   (fail2ban's; logban's own: banip, unbanip)`,
+	"banned": `ban-client banned   (fail2ban's; logban's own: list)`,
+}
+
+// helpFor returns the help of cmd, or the whole usage for "" or a command without one.
+func helpFor(cmd string, fs *flag.FlagSet) string {
+	if h, ok := commandHelp[cmd]; ok {
+		return h + "\n"
+	}
+	var b strings.Builder
+	b.WriteString(usage)
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	return b.String()
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
+// flagsFirst moves the flags fs knows, with their values, in front of the other
+// arguments wherever they stand, so "status JAIL -json" reads as "-json status JAIL".
+// Flags fs does not know (a command's own: --jail, --local, --all) stay where they are,
+// and so does everything after "--".
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			rest = append(rest, a)
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (ok && b.IsBoolFlag()) || hasValue {
+			continue
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	return append(flags, rest...)
+}
