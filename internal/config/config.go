@@ -263,12 +263,14 @@ func (l *loader) readFile(path string) {
 	if err != nil {
 		var pe toml.ParseError
 		switch {
+		case looksLikeFail2ban(text):
+			l.fail(path, 0, "", "%s", fail2banAdvice)
 		case errors.As(err, &pe):
 			l.fail(path, pe.Position.Line, pe.LastKey, "%s", pe.Message)
 		case typeError.MatchString(err.Error()):
 			m := typeError.FindStringSubmatch(err.Error())
 			line, _ := strconv.Atoi(m[1])
-			l.fail(path, line, m[2], "%s", m[3])
+			l.fail(path, line, m[2], "%s", inUsersWords(m[2], m[3]))
 		default:
 			l.fail(path, 0, "", "%v", err)
 		}

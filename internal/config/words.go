@@ -1,0 +1,55 @@
+package config
+
+import (
+	"regexp"
+	"strings"
+)
+
+// fail2banINI matches what only a fail2ban INI file holds: its [DEFAULT] and [INCLUDES]
+// sections, %(name)s interpolation, and bare durations (bantime = 10h).
+var fail2banINI = regexp.MustCompile(`(?m)^\s*\[(DEFAULT|INCLUDES|Definition|Init)\]\s*$|%\([a-z_]+\)s|^\s*(bantime|findtime)\s*=\s*[0-9]+[smhdw]\s*$|^\s*failregex\s*=\s*[^\s\['"]`)
+
+// looksLikeFail2ban reports whether a file that TOML could not read is a fail2ban INI
+// file (a pasted jail.local): it gets advice, not a TOML parser's complaint.
+func looksLikeFail2ban(text []byte) bool { return fail2banINI.Match(text) }
+
+const fail2banAdvice = `this looks like fail2ban's INI (jail.local, filter.d), and logban reads TOML: ` +
+	`write [jails.NAME] for [NAME] and [defaults] for [DEFAULT]; quote durations and text (bantime = "10h", filter = "sshd"); ` +
+	`write lists in brackets (ignoreip = ["127.0.0.1/8", "192.0.2.0/24"], logpath = ["/var/log/auth.log"]); ` +
+	`%(name)s has no equivalent: write the value; in failregex, <HOST> stays and <ADDR> becomes <HOST>`
+
+// typeWords turns BurntSushi/toml's type messages into what to write.
+var typeWords = regexp.MustCompile(`incompatible types: TOML value has type (\w+); destination has type (\w+)`)
+
+// inUsersWords says a type mismatch at key as what to write there, where it can.
+func inUsersWords(key, msg string) string {
+	m := typeWords.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	field := key[strings.LastIndex(key, ".")+1:]
+	switch got, want := m[1], m[2]; {
+	case want == "slice":
+		example := `["..."]`
+		switch field {
+		case "logpath":
+			example = `["/var/log/zimbra.log"]`
+		case "ignoreip", "trusted_proxies":
+			example = `["192.0.2.7", "10.0.0.0/8"]`
+		case "actions":
+			example = `["blackhole"]`
+		case "failregex", "ignoreregex":
+			example = `['failed from <HOST>']`
+		case "servers", "routes":
+			example = `["nats://nats1:4222"]`
+		}
+		return "must be a list, like " + example + " (a " + got + " was given)"
+	case want == "integer" || want == "int" || want == "int64":
+		return "must be a whole number, without quotes (a " + got + " was given)"
+	case want == "bool":
+		return "must be true or false, without quotes (a " + got + " was given)"
+	case want == "string":
+		return `must be text in quotes, like "..." (a ` + got + " was given)"
+	}
+	return msg
+}
