@@ -28,6 +28,8 @@ type Ban struct {
 	By string
 	// Why says what led to the ban, in words ("5 failures", "by hand").
 	Why string
+	// Lines are the last log lines that counted against the address, oldest first.
+	Lines []string
 }
 
 // Permanent reports whether the ban lasts until it is lifted by hand.

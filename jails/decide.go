@@ -84,7 +84,7 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr ne
 	if j.policy.Increment.OverallJails {
 		counted = count("", t.Addr)
 	}
-	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now, Why: t.Why}
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now, Why: t.Why, Lines: t.Lines}
 	if m.farm != nil {
 		b.By = m.farm.Node()
 	}

@@ -46,6 +46,8 @@ type Ticket struct {
 	// Why says what led to the ban; "" for the usual words (failures within findtime,
 	// or by hand).
 	Why string
+	// Lines are the address's last matched lines (at most MaxMatches), oldest first.
+	Lines []string
 }
 
 // ErrIgnored reports an address that the jail must never ban. The error returned is an
@@ -71,8 +73,9 @@ type Jail struct {
 	filter   *filters.Filter
 	settings Settings
 
-	mu     sync.Mutex
-	window *Window
+	mu      sync.Mutex
+	window  *Window
+	matches matches // the last lines of recently failing addresses
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
@@ -84,7 +87,7 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.Ignore == nil {
 		s.Ignore = NewIgnoreList()
 	}
-	return &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime)}
+	return &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}}
 }
 
 // Line runs the filter over line, read at now, and counts a failure if there is one. A
@@ -102,7 +105,7 @@ func (j *Jail) LineFrom(line []byte, now time.Time, from Origin) (Ticket, bool) 
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.failure(m.Addr, m.Time, now, from)
+	return j.failure(m.Addr, m.Time, now, from, line)
 }
 
 // Skew returns the steady offset between the jail's line times and the clock, measured
@@ -123,10 +126,11 @@ const FutureTolerance = time.Minute
 // clock set wrong, a forged year) would otherwise stay an address's newest failure and
 // keep every later one from counting.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
-	return j.failure(addr, t, now, Origin{})
+	return j.failure(addr, t, now, Origin{}, nil)
 }
 
-func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin) (Ticket, bool) {
+// failure counts a failure; line, if any, is the log line it was found in.
+func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []byte) (Ticket, bool) {
 	addr = addr.Unmap()
 	if t.After(now.Add(FutureTolerance)) {
 		t = now
@@ -143,12 +147,15 @@ func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin) (Ticket, 
 		j.settings.Tally.Failure(j.name, addr, t, from)
 	}
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	n, reached := j.window.Add(addr, t, now)
-	j.mu.Unlock()
+	if line != nil {
+		j.matches.add(addr, line)
+	}
 	if !reached {
 		return Ticket{}, false
 	}
-	return Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t}, true
+	return Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t, Lines: j.matches.take(addr)}, true
 }
 
 // Manual returns a ticket for an operator's ban of addr, refused if addr is ignored.
@@ -165,6 +172,7 @@ func (j *Jail) Manual(addr netip.Addr, now time.Time) (Ticket, error) {
 func (j *Jail) Forget(addr netip.Addr) {
 	j.mu.Lock()
 	j.window.Forget(addr)
+	delete(j.matches, addr)
 	j.mu.Unlock()
 }
 

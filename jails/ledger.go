@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/logban/logban/actions"
 )
@@ -97,4 +98,32 @@ func (l *MemoryLedger) Bans() []Record {
 		out = append(out, r)
 	}
 	return out
+}
+
+// HistoryEntry is what a ledger remembers of an address's bans in one jail, beyond the
+// bans themselves.
+type HistoryEntry struct {
+	Jail       string
+	Addr       netip.Addr
+	Count      int       // bans of the address in the jail
+	LastBanned time.Time // when the last of them began
+}
+
+// HistoryLedger is a Ledger that can tell an address's ban history.
+type HistoryLedger interface {
+	// History returns addr's history in every jail, or, for the zero Addr, the limit
+	// addresses banned last, newest first.
+	History(ctx context.Context, addr netip.Addr, limit int) ([]HistoryEntry, error)
+}
+
+// History returns the ledger's ban history of addr (or, for the zero Addr, of the limit
+// addresses banned last); nothing if the ledger keeps none.
+func (m *Manager) History(ctx context.Context, addr netip.Addr, limit int) ([]HistoryEntry, error) {
+	m.mu.Lock()
+	l, ok := m.ledger.(HistoryLedger)
+	m.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return l.History(ctx, addr.Unmap(), limit)
 }

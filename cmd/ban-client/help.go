@@ -46,6 +46,15 @@ var commandHelp = map[string]string{
   Run a filter over a log file without a server, as fail2ban-regex does.
   ban-client test-filter zimbra-submission /var/log/zimbra.log
   ban-client test-filter -h (for its flags)`,
+	"why": `ban-client why ADDR
+  Why an address is banned: each ban in force (jail, since when, for how long, why,
+  the deciding node in a farm), the last log lines that counted against it (at most 5),
+  and its ban history.
+  ban-client why 203.0.113.5`,
+	"history": `ban-client history [ADDR]
+  How often an address was banned in each jail, and when last; without ADDR, the 100
+  addresses banned last.
+  ban-client history 203.0.113.5`,
 	"set":    `ban-client set JAIL banip|unbanip ADDR...   (fail2ban's; logban's own: banip, unbanip)`,
 	"banned": `ban-client banned   (fail2ban's; logban's own: list)`,
 }

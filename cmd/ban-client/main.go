@@ -41,6 +41,9 @@ Commands:
   farm                        the farm: connection, servers, nodes seen, the farm's
                               ban count, the outbox waiting to be published, last error
   version                     this client's and the server's versions
+  why ADDR                    why an address is banned: its bans, the log lines that
+                              counted, how often it was banned before
+  history [ADDR]              the ban history of an address, or of the last banned
   help [COMMAND]              this help, or a command's own with examples (or COMMAND -h)
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
                               (ban-client test-filter -h for its flags)
@@ -271,6 +274,36 @@ func (x cli) command(ctx context.Context, args []string) error {
 			return err
 		}
 		return x.results("unbanned", rs)
+	case "why":
+		if len(args) != 1 {
+			return usageError{"why takes one address"}
+		}
+		addrs, err := parseAddrs(args)
+		if err != nil {
+			return err
+		}
+		why, err := c.Why(ctx, addrs[0])
+		if err != nil {
+			return err
+		}
+		return x.print(why, func() { printWhy(w, why, time.Now()) })
+	case "history":
+		if len(args) > 1 {
+			return usageError{"history takes at most one address"}
+		}
+		var addr netip.Addr
+		if len(args) == 1 {
+			addrs, err := parseAddrs(args)
+			if err != nil {
+				return err
+			}
+			addr = addrs[0]
+		}
+		h, err := c.History(ctx, addr)
+		if err != nil {
+			return err
+		}
+		return x.print(orEmpty(h), func() { printHistory(w, h) })
 	case "farm":
 		if len(args) != 0 {
 			return usageError{"farm takes no arguments"}
@@ -455,6 +488,42 @@ func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
 			fmt.Fprintf(tw, "\t%s\t%s", cmp.Or(b.By, "-"), b.Why)
 		}
 		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+func printWhy(w io.Writer, why control.Why, now time.Time) {
+	if len(why.Bans) == 0 {
+		fmt.Fprintf(w, "%s is not banned\n", why.Addr)
+	}
+	for _, b := range why.Bans {
+		expires := "until unbanned"
+		if !b.Expires.IsZero() {
+			expires = "for " + max(b.Expires.Sub(now), 0).Round(time.Second).String() + " more"
+		}
+		fmt.Fprintf(w, "%s is banned in %s since %s, %s: %s (ban %d of this address in this jail)\n",
+			why.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, cmp.Or(b.Why, "?"), b.Count)
+		if b.By != "" {
+			fmt.Fprintf(w, "  decided by farm node %s\n", b.By)
+		}
+		if len(b.Lines) > 0 {
+			fmt.Fprintln(w, "  the last lines that counted:")
+			for _, l := range b.Lines {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
+	}
+	if len(why.History) > 0 {
+		fmt.Fprintln(w, "history:")
+		printHistory(w, why.History)
+	}
+}
+
+func printHistory(w io.Writer, h []control.HistoryEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tJAIL\tBANS\tLAST BANNED")
+	for _, e := range h {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Addr, e.Jail, e.Count, e.LastBanned.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 }

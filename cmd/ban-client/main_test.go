@@ -289,3 +289,19 @@ func TestFail2banVerbs(t *testing.T) {
 		}
 	}
 }
+
+func TestWhyAndHistory(t *testing.T) {
+	sock := startServer(t)
+	if code, stdout, stderr := client("-socket", sock, "why", "203.0.113.77"); code != 0 || stdout != "203.0.113.77 is not banned\n" {
+		t.Errorf("why of an address not banned: exit %d, %q, %q", code, stdout, stderr)
+	}
+	client("-socket", sock, "banip", "sasl", "203.0.113.77")
+	code, stdout, stderr := client("-socket", sock, "why", "203.0.113.77")
+	if code != 0 || !strings.Contains(stdout, "203.0.113.77 is banned in sasl since ") || !strings.Contains(stdout, ": by hand (ban 1 of this address in this jail)") ||
+		!strings.Contains(stdout, "history:\nADDRESS       JAIL  BANS  LAST BANNED\n203.0.113.77  sasl  1") {
+		t.Errorf("why: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := client("-socket", sock, "-json", "history"); code != 0 || !strings.Contains(stdout, `"addr": "203.0.113.77"`) {
+		t.Errorf("history: exit %d, %q", code, stdout)
+	}
+}

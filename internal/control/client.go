@@ -76,6 +76,24 @@ func (c *Client) Farm(ctx context.Context) (FarmStatus, error) {
 	return r, err
 }
 
+// Why says why addr is banned: its bans with the lines that counted, and its history.
+func (c *Client) Why(ctx context.Context, addr netip.Addr) (Why, error) {
+	var r Why
+	err := c.call(ctx, request{Command: cmdWhy, Addrs: addrStrings([]netip.Addr{addr})}, &r)
+	return r, err
+}
+
+// History returns addr's ban history, or, for the zero Addr, the addresses banned last.
+func (c *Client) History(ctx context.Context, addr netip.Addr) ([]HistoryEntry, error) {
+	req := request{Command: cmdHistory}
+	if addr.IsValid() {
+		req.Addrs = addrStrings([]netip.Addr{addr})
+	}
+	var r []HistoryEntry
+	err := c.call(ctx, req, &r)
+	return r, err
+}
+
 // Reload asks the server to reread its configuration, and waits for the outcome.
 func (c *Client) Reload(ctx context.Context) error {
 	return c.call(ctx, request{Command: cmdReload}, nil)

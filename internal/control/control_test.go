@@ -58,6 +58,10 @@ func (e *fakeEngine) List(jail string) ([]BanInfo, error) {
 }
 func (e *fakeEngine) Farm() (FarmStatus, error) { return FarmStatus{}, ErrNoFarm }
 
+func (e *fakeEngine) Why(_ context.Context, a netip.Addr) (Why, error) { return Why{Addr: a}, nil }
+
+func (e *fakeEngine) History(context.Context, netip.Addr) ([]HistoryEntry, error) { return nil, nil }
+
 func (e *fakeEngine) UnbanAll(context.Context, bool) (int, error) {
 	n := len(e.banned)
 	clear(e.banned)

@@ -28,6 +28,8 @@ const (
 	cmdList       = "list"
 	cmdUnbanAll   = "unban-all"
 	cmdFarm       = "farm"
+	cmdWhy        = "why"
+	cmdHistory    = "history"
 )
 
 type request struct {
@@ -62,6 +64,27 @@ type Engine interface {
 	UnbanAll(ctx context.Context, local bool) (int, error)
 	// Farm returns the farm as this host sees it, or ErrNoFarm.
 	Farm() (FarmStatus, error)
+	// Why says why addr is banned: its bans in force, with the lines that counted, and
+	// its ban history.
+	Why(ctx context.Context, addr netip.Addr) (Why, error)
+	// History returns addr's ban history, or, for the zero Addr, the addresses banned
+	// last.
+	History(ctx context.Context, addr netip.Addr) ([]HistoryEntry, error)
+}
+
+// Why is what ban-client why shows of an address.
+type Why struct {
+	Addr    netip.Addr     `json:"addr"`
+	Bans    []BanInfo      `json:"bans"`
+	History []HistoryEntry `json:"history"`
+}
+
+// HistoryEntry is an address's ban history in one jail.
+type HistoryEntry struct {
+	Jail       string     `json:"jail"`
+	Addr       netip.Addr `json:"addr"`
+	Count      int        `json:"ban_count"`
+	LastBanned time.Time  `json:"last_banned"`
 }
 
 // FarmStatus is the farm as one host sees it.
@@ -169,6 +192,10 @@ type BanInfo struct {
 	Expires  time.Time  `json:"expires,omitzero"`     // zero: until unbanned
 	By       string     `json:"decided_by,omitempty"` // the farm node that decided it
 	Why      string     `json:"why,omitempty"`
+	// Lines are the last log lines that counted against the address, oldest first.
+	Lines []string `json:"lines,omitempty"`
+	// Count is how many times the address was banned in the jail, this ban included.
+	Count int `json:"ban_count,omitempty"`
 }
 
 // AddrResult says what a ban or unban request did to one address.

@@ -185,6 +185,22 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		return engine.UnbanAll(ctx, req.Local)
 	case cmdFarm:
 		return engine.Farm()
+	case cmdWhy:
+		addrs, err := parseAddrs(req.Addrs)
+		if err != nil {
+			return nil, err
+		}
+		return engine.Why(ctx, addrs[0])
+	case cmdHistory:
+		var addr netip.Addr
+		if len(req.Addrs) > 0 {
+			addrs, err := parseAddrs(req.Addrs)
+			if err != nil {
+				return nil, err
+			}
+			addr = addrs[0]
+		}
+		return engine.History(ctx, addr)
 	}
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/metrics"
 	"github.com/logban/logban/jails"
@@ -87,7 +88,9 @@ func (d *Daemon) List(jail string) ([]control.BanInfo, error) {
 	}
 	var out []control.BanInfo
 	for _, b := range d.manager.Bans(jail) {
-		out = append(out, control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why})
+		info := banInfo(b)
+		info.Lines = nil // list is the overview; why shows the lines
+		out = append(out, info)
 	}
 	return out, nil
 }
@@ -182,6 +185,44 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, loca
 	}
 	d.logger.Info("unbanned by hand", "addr", addr, "jails", r.Jails, "here_only", local)
 	return r, nil
+}
+
+// historyShown is how many addresses "ban-client history" lists, newest first.
+const historyShown = 100
+
+// Why says why addr is banned: its bans in force with the lines that counted, and its
+// ban history.
+func (d *Daemon) Why(ctx context.Context, addr netip.Addr) (control.Why, error) {
+	addr = addr.Unmap()
+	out := control.Why{Addr: addr, Bans: []control.BanInfo{}}
+	for _, b := range d.manager.Bans("") {
+		if b.Addr != addr {
+			continue
+		}
+		info := banInfo(b)
+		if r, ok := d.manager.Record(b.Jail, addr); ok {
+			info.Count = r.Count
+		}
+		out.Bans = append(out.Bans, info)
+	}
+	h, err := d.History(ctx, addr)
+	out.History = h
+	return out, err
+}
+
+// History returns addr's ban history, or, for the zero Addr, the addresses banned last.
+func (d *Daemon) History(ctx context.Context, addr netip.Addr) ([]control.HistoryEntry, error) {
+	entries, err := d.manager.History(ctx, addr, historyShown)
+	out := []control.HistoryEntry{}
+	for _, e := range entries {
+		out = append(out, control.HistoryEntry{Jail: e.Jail, Addr: e.Addr, Count: e.Count, LastBanned: e.LastBanned})
+	}
+	return out, err
+}
+
+// banInfo is b as an operator sees it.
+func banInfo(b actions.Ban) control.BanInfo {
+	return control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why, Lines: b.Lines}
 }
 
 // Farm returns the farm as this host sees it.

@@ -454,3 +454,30 @@ func TestLogpathPatternsFollowEveryMatchingFile(t *testing.T) {
 		t.Errorf("status lists %d files; want both: %+v", len(s.Files), s.Files)
 	}
 }
+
+// why shows an address's ban, the lines that counted, and its history, and the lines
+// outlive a restart.
+func TestWhyShowsTheLinesThatCounted(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	h.fail("203.0.113.5", 3)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	h.shutdown()
+	h.run(Options{}) // restored from the database
+	why, err := h.client.Why(context.Background(), netip.MustParseAddr("203.0.113.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(why.Bans) != 1 || why.Bans[0].Why != "3 failures" || why.Bans[0].Count != 1 || len(why.Bans[0].Lines) != 3 ||
+		!strings.Contains(why.Bans[0].Lines[2], "unknown[203.0.113.5]: SASL LOGIN authentication failed") {
+		t.Errorf("why: %+v", why.Bans)
+	}
+	if len(why.History) != 1 || why.History[0].Jail != "sasl" || why.History[0].Count != 1 {
+		t.Errorf("history: %+v", why.History)
+	}
+	if h, err := h.client.History(context.Background(), netip.Addr{}); err != nil || len(h) != 1 {
+		t.Errorf("history of every address: %+v, %v", h, err)
+	}
+	if why, _ := h.client.Why(context.Background(), netip.MustParseAddr("203.0.113.6")); len(why.Bans) != 0 {
+		t.Errorf("why of an address never banned: %+v", why)
+	}
+}

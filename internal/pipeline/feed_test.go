@@ -3,7 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -102,7 +102,7 @@ func TestFeedAgreesWithEveryLine(t *testing.T) {
 				}
 			}
 		}
-		if !slices.Equal(got, want) {
+		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("trial %d: searching the batch gave %v, each line %v\n%q", trial, got, want, raw)
 		}
 	}

@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"iter"
 	"net/netip"
@@ -59,10 +60,11 @@ var schema = []string{
 		id      INTEGER PRIMARY KEY AUTOINCREMENT,
 		entry   TEXT NOT NULL    -- JSON, as package farm writes it
 	)`,
+	5: `ALTER TABLE bans ADD COLUMN matches TEXT NOT NULL DEFAULT '[]'`, // the last matched log lines, a JSON list
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
-const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why"
+const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, matches"
 
 // Store is an open database.
 type Store struct {
@@ -257,7 +259,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	for chunk := range slices.Chunk(records, saveChunk) {
-		bans := make([]any, 0, 8*len(chunk))
+		bans := make([]any, 0, 9*len(chunk))
 		counts := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
 			var expires any
@@ -265,11 +267,12 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 				expires = r.Expires.UTC().Format(timeFormat)
 			}
 			addr, banned := r.Addr.String(), r.BannedAt.UTC().Format(timeFormat)
-			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why)
+			matches, _ := json.Marshal(orEmpty(r.Lines)) // strings: it cannot fail
+			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why, string(matches))
 			counts = append(counts, r.Jail, addr, r.Count, banned)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (`+banColumns+`) VALUES `+
-			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
+			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
 			return fmt.Errorf("saving %d bans: %w", len(chunk), err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES `+
@@ -399,12 +402,16 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 	var addr, banned string
 	var expires sql.NullString
 	var err error
-	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why}
+	var matches string
+	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why, &matches}
 	if cols, err := rows.Columns(); err == nil && len(cols) < len(dest) {
-		dest = dest[:len(cols)] // a salvage from a database older than the farm columns
+		dest = dest[:len(cols)] // a salvage from a database older than the later columns
 	}
 	if err = rows.Scan(dest...); err != nil {
 		return r, err
+	}
+	if matches != "" && matches != "[]" {
+		json.Unmarshal([]byte(matches), &r.Lines) //nolint:errcheck // unreadable lines are only lost lines
 	}
 	if r.Addr, err = netip.ParseAddr(addr); err != nil {
 		return r, fmt.Errorf("address %q: %w", addr, err)
@@ -425,4 +432,38 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 func (s *Store) BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error) {
 	counts, err := s.BanCounts(ctx, jail, []netip.Addr{addr})
 	return counts[addr], err
+}
+
+// orEmpty returns s, or an empty slice for nil: JSON gets [], not null.
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// History returns addr's ban history in every jail, or, for the zero Addr, the limit
+// addresses banned last, newest first.
+func (s *Store) History(ctx context.Context, addr netip.Addr, limit int) ([]jails.HistoryEntry, error) {
+	query, args := "SELECT jail, addr, ban_count, last_banned FROM ban_history WHERE addr = ? ORDER BY jail", []any{addr.String()}
+	if !addr.IsValid() {
+		query, args = "SELECT jail, addr, ban_count, last_banned FROM ban_history ORDER BY last_banned DESC LIMIT ?", []any{limit}
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading ban history: %w", err)
+	}
+	defer rows.Close()
+	var out []jails.HistoryEntry
+	for rows.Next() {
+		var h jails.HistoryEntry
+		var a, last string
+		if err := rows.Scan(&h.Jail, &a, &h.Count, &last); err != nil {
+			return out, fmt.Errorf("reading ban history: %w", err)
+		}
+		h.Addr, _ = netip.ParseAddr(a)
+		h.LastBanned, _ = time.Parse(timeFormat, last)
+		out = append(out, h)
+	}
+	return out, rows.Err()
 }

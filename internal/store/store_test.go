@@ -88,7 +88,8 @@ func TestBansSurviveReopening(t *testing.T) {
 	a := netip.MustParseAddr("203.0.113.5")
 	six := netip.MustParseAddr("2001:db8::5")
 	recs := []jails.Record{
-		{Ban: actions.Ban{Jail: "sasl", Addr: a, Failures: 3, BannedAt: t0, Expires: t0.Add(10 * time.Hour)}, Count: 1},
+		{Ban: actions.Ban{Jail: "sasl", Addr: a, Failures: 3, BannedAt: t0, Expires: t0.Add(10 * time.Hour), By: "mta1", Why: "3 failures",
+			Lines: []string{"Mar  5 15:59:58 mta1 x[1]: unknown[203.0.113.5]: SASL LOGIN failed", "line two"}}, Count: 1},
 		{Ban: actions.Ban{Jail: "dos", Addr: six, BannedAt: t0}, Count: 4},
 		{Ban: actions.Ban{Jail: "dos", Addr: a, BannedAt: t0, Expires: t0.Add(time.Hour)}, Count: 2},
 	}

@@ -1,0 +1,38 @@
+package jails
+
+import "net/netip"
+
+// MaxMatches is how many of an address's last matched lines a jail keeps, and a ban
+// records: what "ban-client why" shows (fail2ban's dbmaxmatches).
+const MaxMatches = 5
+
+// matchesKept is how many addresses' lines a jail keeps at once. Past it, an address's
+// lines make room by dropping another's: the memory stays bounded however many
+// addresses fail, and a ban then records the lines still kept.
+const matchesKept = 4096
+
+// matches are the last matched lines of recently failing addresses. Jail serialises
+// access.
+type matches map[netip.Addr][]string
+
+// add keeps line as addr's newest, dropping its oldest past MaxMatches.
+func (m matches) add(addr netip.Addr, line []byte) {
+	lines, ok := m[addr]
+	if !ok && len(m) >= matchesKept {
+		for other := range m { // any one: map order is arbitrary
+			delete(m, other)
+			break
+		}
+	}
+	if len(lines) == MaxMatches {
+		lines = append(lines[:0], lines[1:]...)
+	}
+	m[addr] = append(lines, string(line))
+}
+
+// take returns addr's lines and forgets them.
+func (m matches) take(addr netip.Addr) []string {
+	lines := m[addr]
+	delete(m, addr)
+	return lines
+}
