@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(bad, []byte("[jails.x]\nmaxretry = 0\n"), 0o644)
 	err := run(context.Background(), []string{"-check", "-config", bad}, &out)
-	if err == nil || !strings.Contains(err.Error(), "bad.toml: jails.x.maxretry: must be at least 1, got 0") {
+	if err == nil || !strings.Contains(err.Error(), "bad.toml:2: jails.x.maxretry: must be at least 1, got 0") {
 		t.Errorf("bad config: %v", err)
 	}
 }

@@ -234,6 +234,7 @@ type loader struct {
 	dir   string
 	files []*parsed
 	errs  []*Error
+	texts map[string]string // each file read, by path: to find a key's line
 }
 
 func (l *loader) fail(file string, line int, key, format string, args ...any) {
@@ -243,6 +244,9 @@ func (l *loader) fail(file string, line int, key, format string, args ...any) {
 func (l *loader) err() error {
 	errs := make([]error, len(l.errs))
 	for i, e := range l.errs {
+		if e.Line == 0 && e.Key != "" { // a semantic problem: its key's line, from the text
+			e.Line = lineOf(l.texts[e.File], e.Key)
+		}
 		errs[i] = e
 	}
 	return errors.Join(errs...)
@@ -254,6 +258,10 @@ var typeError = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.
 
 func (l *loader) readFile(path string) {
 	text, err := os.ReadFile(path)
+	if l.texts == nil {
+		l.texts = map[string]string{}
+	}
+	l.texts[path] = string(text)
 	if err != nil {
 		l.fail(path, 0, "", "%v", errors.Unwrap(err))
 		return

@@ -114,7 +114,7 @@ func TestDropIns(t *testing.T) {
 
 func TestDropInErrorNamesItsFile(t *testing.T) {
 	_, err := Load("testdata/dropin-bad/logban.toml")
-	want := filepath.Join("jail.d", "50-typo.toml") + ": jails.sasl.maxretry: must be at least 1, got 0"
+	want := filepath.Join("jail.d", "50-typo.toml") + ":5: jails.sasl.maxretry: must be at least 1, got 0"
 	if err == nil || !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %v, want one ending %q", err, want)
 	}
@@ -371,5 +371,34 @@ maxretry = 10
 	os.WriteFile(path, []byte("[defaults]\nmaxretries = 3\n"), 0o644)
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "defaults.maxretries: unknown key; valid: actions, bantime") {
 		t.Errorf("a misspelt default: %v", err)
+	}
+}
+
+// Every semantic problem of a file is reported at once, each with its line.
+func TestProblemsComeTogetherWithTheirLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(path, []byte(`[actions.log]
+type = "log"
+
+[jails.sasl]
+filter   = "zimbra-submision"
+logpath  = ["/var/log/zimbra.log"]
+maxretry = 0
+findtime = "0s"
+actions  = ["log", "blackhole"]
+`), 0o644)
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{
+		"logban.toml:5: jails.sasl.filter: unknown filter",
+		"logban.toml:7: jails.sasl.maxretry: must be at least 1, got 0",
+		"logban.toml:8: jails.sasl.findtime: must be longer than 0",
+		`logban.toml:9: jails.sasl.actions[1]: unknown action "blackhole"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
 	}
 }

@@ -53,3 +53,46 @@ func inUsersWords(key, msg string) string {
 	}
 	return msg
 }
+
+// keyIndex is a list index at the end of a key path: logpath[2].
+var keyIndex = regexp.MustCompile(`\[\d+\]$`)
+
+// lineOf returns the line of text where the key at keyPath ("jails.sasl.maxretry",
+// "jails.sasl.logpath[1]") is set, else the line of its table's header, else 0. It reads
+// the plain layout configurations are written in: [a.b] headers and key = value lines.
+func lineOf(text, keyPath string) int {
+	path := strings.Split(keyIndex.ReplaceAllString(keyPath, ""), ".")
+	table, key := path[:len(path)-1], path[len(path)-1]
+	headerOf := func(line string) (string, bool) {
+		t := strings.TrimSpace(line)
+		if !strings.HasPrefix(t, "[") || strings.HasPrefix(t, "[[") {
+			return "", false
+		}
+		end := strings.Index(t, "]")
+		if end < 0 {
+			return "", false
+		}
+		return strings.ReplaceAll(t[1:end], " ", ""), true
+	}
+	want := strings.Join(table, ".")
+	in, headerLine := want == "", 0
+	for i, line := range strings.Split(text, "\n") {
+		if h, ok := headerOf(line); ok {
+			in = h == want
+			if in && headerLine == 0 {
+				headerLine = i + 1
+			}
+			if h == keyPath { // the key is a table itself
+				return i + 1
+			}
+			continue
+		}
+		if in {
+			t := strings.TrimSpace(line)
+			if name, _, ok := strings.Cut(t, "="); ok && strings.TrimSpace(name) == key {
+				return i + 1
+			}
+		}
+	}
+	return headerLine
+}
