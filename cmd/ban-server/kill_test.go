@@ -19,7 +19,7 @@ import (
 // process of its own and kill it.
 func TestMain(m *testing.M) {
 	if os.Getenv("LOGBAN_TEST_BE_SERVER") == "1" {
-		if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+		if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

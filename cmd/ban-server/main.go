@@ -58,7 +58,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		go tuneGC(time.Second)
 	}
-	if err := run(context.Background(), os.Args[1:], os.Stderr); err != nil {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "ban-server:", err)
 		}
@@ -75,7 +75,9 @@ func exitCode(err error) int {
 
 var errUsage = errors.New("usage")
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+// run runs ban-server with args: answers (-check's summary, -dump, -version) go to
+// stdout, the log and warnings to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ban-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -96,7 +98,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	if *showVersion {
-		fmt.Fprintln(stderr, "ban-server", logbanversion.Of(version))
+		fmt.Fprintln(stdout, "ban-server", logbanversion.Of(version))
 		return nil
 	}
 	if *cleanup {
@@ -107,7 +109,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		dump(stderr, cfg)
+		dump(stdout, cfg)
 		return nil
 	}
 	if *check {
@@ -119,7 +121,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		for _, w := range warnings {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *configPath, w)
 		}
-		fmt.Fprintf(stderr, "%s: OK, %d jails, %d actions, %d configuration files read, %d warnings\n",
+		fmt.Fprintf(stdout, "%s: OK, %d jails, %d actions, %d configuration files read, %d warnings\n",
 			*configPath, len(cfg.Jails), len(cfg.Actions), len(cfg.Files), len(warnings))
 		return nil
 	}

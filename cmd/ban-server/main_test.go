@@ -20,7 +20,7 @@ import (
 
 func TestHelpTeaches(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--help"}, &out)
+	err := run(context.Background(), []string{"--help"}, &out, &out)
 	if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 2 {
 		t.Errorf("err %v", err)
 	}
@@ -33,7 +33,7 @@ func TestHelpTeaches(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check", "-config", "../../examples/demo.toml"}, &out); err != nil {
+	if err := run(context.Background(), []string{"-check", "-config", "../../examples/demo.toml"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "demo.toml: OK, 1 jails, 1 actions, 1 configuration files read") {
@@ -41,7 +41,7 @@ func TestCheck(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.toml")
 	os.WriteFile(bad, []byte("[jails.x]\nmaxretry = 0\n"), 0o644)
-	err := run(context.Background(), []string{"-check", "-config", bad}, &out)
+	err := run(context.Background(), []string{"-check", "-config", bad}, &out, &out)
 	if err == nil || !strings.Contains(err.Error(), "bad.toml:2: jails.x.maxretry: must be at least 1, got 0") {
 		t.Errorf("bad config: %v", err)
 	}
@@ -49,7 +49,7 @@ func TestCheck(t *testing.T) {
 
 func TestUnexpectedArgument(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"-config", "x.toml", "extra"}, &out)
+	err := run(context.Background(), []string{"-config", "x.toml", "extra"}, &out, &out)
 	if exitCode(err) != 2 || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
 		t.Errorf("err %v", err)
 	}
@@ -139,7 +139,7 @@ func TestFIFOLogpathDoesNotHoldTheServer(t *testing.T) {
 func runInProcess(t *testing.T, ctx context.Context, cfg, socket string) (*control.Client, chan error) {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard) }()
+	go func() { done <- run(ctx, []string{"-config", cfg}, io.Discard, io.Discard) }()
 	c := control.NewClient(socket)
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Ping(ctx) != nil {
@@ -165,7 +165,7 @@ logpath = ["logs/*.log", "zimbra.log"]
 actions = ["log"]
 `), 0o644)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil {
+	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -181,7 +181,7 @@ actions = ["log"]
 	os.WriteFile(filepath.Join(dir, "logs", "a.log"), nil, 0o644)
 	os.WriteFile(filepath.Join(dir, "zimbra.log"), nil, 0o644)
 	out.Reset()
-	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out); err != nil || strings.Contains(out.String(), "warning:") {
+	if err := run(context.Background(), []string{"-check", "-config", cfg}, &out, &out); err != nil || strings.Contains(out.String(), "warning:") {
 		t.Errorf("with both there, -check said %q, %v", out.String(), err)
 	}
 }
@@ -193,12 +193,12 @@ func TestCheckWarnsOfNoJailAndPlaceholders(t *testing.T) {
 	empty := filepath.Join(dir, "empty.toml")
 	os.WriteFile(empty, nil, 0o644)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check", "-config", empty}, &out); err != nil ||
+	if err := run(context.Background(), []string{"-check", "-config", empty}, &out, &out); err != nil ||
 		!strings.Contains(out.String(), "warning: no jail is enabled: ban-server would read nothing and ban nobody") {
 		t.Errorf("empty configuration: %q, %v", out.String(), err)
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"-check", "-config", "../../examples/zimbra.toml"}, &out); err != nil ||
+	if err := run(context.Background(), []string{"-check", "-config", "../../examples/zimbra.toml"}, &out, &out); err != nil ||
 		!strings.Contains(out.String(), "warning: server.ignoreip: 192.0.2.20/32 is a documentation address (RFC 5737, RFC 3849), the examples' placeholder: put the real one") {
 		t.Errorf("the Zimbra example's placeholders: %q, %v", out.String(), err)
 	}
@@ -219,7 +219,7 @@ logpath = ["/var/log/zimbra.log"]
 bantime = -1
 `), 0o644)
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-dump", "-config", cfg}, &out); err != nil {
+	if err := run(context.Background(), []string{"-dump", "-config", cfg}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, re := range []string{
@@ -232,5 +232,17 @@ bantime = -1
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("-dump lacks %s:\n%s", re, out.String())
 		}
+	}
+}
+
+// -check's summary is its answer, on stdout; its warnings go to stderr.
+func TestCheckAnswersOnStdout(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-check", "-config", "../../examples/zimbra.toml"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "zimbra.toml: OK, 4 jails") || strings.Contains(stdout.String(), "warning:") ||
+		!strings.Contains(stderr.String(), "warning: server.ignoreip") {
+		t.Errorf("stdout %q\nstderr %q", stdout.String(), stderr.String())
 	}
 }
