@@ -37,7 +37,9 @@ func TestCleanupCommand(t *testing.T) {
 	}
 	var out bytes.Buffer
 	var err error
-	lab.Do(func() { err = run(ctx, []string{"-cleanup", "-config", filepath.Join(t.TempDir(), "none.toml")}, &out, &out) })
+	lab.Do(func() {
+		err = run(ctx, []string{"-cleanup", "-config", filepath.Join(t.TempDir(), "none.toml")}, &out, &out)
+	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
