@@ -145,7 +145,6 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([
 		switch {
 		case fresh[results[i].Addr]:
 			results[i].Done, results[i].Jails = true, []string{jail}
-			d.logger.Info("banned by hand", "jail", jail, "addr", results[i].Addr)
 		case results[i].Note != "":
 		case d.farm != nil && d.farm.Protected(results[i].Addr) != "":
 			results[i].Note = d.farm.Protected(results[i].Addr) + ": never banned"
@@ -183,7 +182,6 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, loca
 		}
 		d.mu.RUnlock()
 	}
-	d.logger.Info("unbanned by hand", "addr", addr, "jails", r.Jails, "here_only", local)
 	return r, nil
 }
 
