@@ -52,14 +52,13 @@ func TestServiceStepsAsWritten(t *testing.T) {
 	script = append(script,
 		"mount -t tmpfs tmpfs /run",
 		"mount -t tmpfs tmpfs /var/lib",
-		"mount -t tmpfs tmpfs /tmp",
 		"mkdir -p /run/logban /var/lib/logban",
 		"cd ../..",
 		strings.Join(steps, "\n"),
 		// As the unit starts it, then as an operator asks it.
-		"/usr/local/bin/ban-server -config /etc/logban/logban.toml 2>/tmp/ban-server.log &",
-		"for i in $(seq 100); do /usr/local/bin/ban-client status >/tmp/status 2>&1 && break; sleep 0.1; done",
-		"cat /tmp/status; kill %1; wait",
+		"/usr/local/bin/ban-server -config /etc/logban/logban.toml 2>"+root+"/ban-server.log &",
+		"for i in $(seq 100); do /usr/local/bin/ban-client status >"+root+"/status 2>&1 && break; sleep 0.1; done",
+		"cat "+root+"/status; kill %1; wait",
 		"ls /etc/logban /usr/local/bin /etc/systemd/system",
 	)
 	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", strings.Join(script, "\n"))
