@@ -220,10 +220,10 @@ func Load(path string) (*Config, error) {
 	for _, f := range append([]string{abs}, dropIns...) {
 		l.readFile(f)
 	}
-	if len(l.errs) > 0 {
+	if l.unreadable {
 		return nil, l.err()
 	}
-	cfg := l.build()
+	cfg := l.build() // with the keys of wrong type set aside, to find every other problem too
 	if len(l.errs) > 0 {
 		return nil, l.err()
 	}
@@ -235,9 +235,19 @@ type loader struct {
 	files []*parsed
 	errs  []*Error
 	texts map[string]string // each file read, by path: to find a key's line
+	// typeErrs are the keys whose values had the wrong type: set aside, so that the
+	// rest is checked, and left out of the checks that would miss them.
+	typeErrs []string
+	// unreadable says a file could not be read whole: nothing is built from the rest.
+	unreadable bool
 }
 
 func (l *loader) fail(file string, line int, key, format string, args ...any) {
+	for _, k := range l.typeErrs { // a key set aside for its type is not missing, or wrong again
+		if key == k || strings.HasPrefix(key, k+"[") || strings.HasPrefix(key, k+".") {
+			return
+		}
+	}
 	l.errs = append(l.errs, &Error{File: file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -250,6 +260,13 @@ func (l *loader) err() error {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
+}
+
+// isTypeError reports a value of the wrong type, which BurntSushi/toml reports as an
+// error that is not a ParseError but carries the line and key in its message.
+func isTypeError(err error) bool {
+	var pe toml.ParseError
+	return err != nil && !errors.As(err, &pe) && typeError.MatchString(err.Error())
 }
 
 // typeError matches the text of BurntSushi/toml's type mismatch errors, which are not
@@ -268,6 +285,26 @@ func (l *loader) readFile(path string) {
 	}
 	p := &parsed{path: path}
 	p.md, err = toml.Decode(string(text), &p.data)
+	// A type mistake ends BurntSushi/toml's decoding. Its line is set aside and the file
+	// decoded again, so that every type mistake of the file is reported at once, and the
+	// rest of the file is still checked.
+	lines := strings.Split(string(text), "\n")
+	for tries := 0; isTypeError(err) && !looksLikeFail2ban(text) && tries < 100; tries++ {
+		m := typeError.FindStringSubmatch(err.Error())
+		line, _ := strconv.Atoi(m[1])
+		l.fail(path, line, m[2], "%s", inUsersWords(m[2], m[3]))
+		l.typeErrs = append(l.typeErrs, m[2])
+		if line < 1 || line > len(lines) || strings.TrimSpace(lines[line-1]) == "" {
+			l.unreadable = true
+			return
+		}
+		lines[line-1] = ""
+		p = &parsed{path: path}
+		if p.md, err = toml.Decode(strings.Join(lines, "\n"), &p.data); err != nil && !isTypeError(err) {
+			l.unreadable = true // the value ran over several lines: what was found is said
+			return
+		}
+	}
 	if err != nil {
 		var pe toml.ParseError
 		switch {
@@ -275,13 +312,10 @@ func (l *loader) readFile(path string) {
 			l.fail(path, 0, "", "%s", fail2banAdvice)
 		case errors.As(err, &pe):
 			l.fail(path, pe.Position.Line, pe.LastKey, "%s", pe.Message)
-		case typeError.MatchString(err.Error()):
-			m := typeError.FindStringSubmatch(err.Error())
-			line, _ := strconv.Atoi(m[1])
-			l.fail(path, line, m[2], "%s", inUsersWords(m[2], m[3]))
 		default:
 			l.fail(path, 0, "", "%v", err)
 		}
+		l.unreadable = true
 		return
 	}
 	badActions := map[string]bool{}
@@ -507,7 +541,10 @@ func (l *loader) build() *Config {
 		prim := p.data.Actions[name]
 		var t actionType
 		p.md.PrimitiveDecode(prim, &t) //nolint:errcheck // checked in readFile
-		kind, _ := actions.Lookup(t.Type)
+		kind, ok := actions.Lookup(t.Type)
+		if !ok {
+			continue // reported by readFile
+		}
 		opts := kind.Options()
 		p.md.PrimitiveDecode(prim, opts) //nolint:errcheck // checked in readFile
 		if r, ok := opts.(interface{ ResolvePaths(dir string) }); ok {

@@ -402,3 +402,37 @@ actions  = ["log", "blackhole"]
 		}
 	}
 }
+
+// A file's type mistakes, unknown keys and semantic problems are reported in one go, each
+// with its line; a key of the wrong type is not reported again as missing.
+func TestEveryKindOfProblemAtOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(path, []byte(`[actions.log]
+type = "log"
+
+[jails.sasl]
+filter   = "zimbra-submission"
+logpath  = "/var/log/zimbra.log"
+maxretry = "5"
+findtime = "0s"
+bantme   = "1h"
+actions  = ["log"]
+`), 0o644)
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{
+		`logban.toml:6: jails.sasl.logpath: must be a list, like ["/var/log/zimbra.log"] (a string was given)`,
+		"logban.toml:7: jails.sasl.maxretry: must be a whole number, without quotes (a string was given)",
+		"logban.toml:8: jails.sasl.findtime: must be longer than 0",
+		"logban.toml:9: jails.sasl.bantme: unknown key",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors lack %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "no log files") {
+		t.Errorf("a logpath of the wrong type was reported missing too:\n%v", err)
+	}
+}
