@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/filters"
 )
 
 // syncBuffer is a buffer a logger may write to from the manager's goroutines.
@@ -73,4 +74,19 @@ func TestEveryBanAndItsEndIsOneLogLine(t *testing.T) {
 // tk2ban is the ban t would make at now, for d.
 func tk2ban(t Ticket, now time.Time, d time.Duration) actions.Ban {
 	return actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now, Expires: now.Add(d)}
+}
+
+// A line the filter's ignoreregex sets aside is counted as dropped, not as a failure.
+func TestFilterDropsAreCounted(t *testing.T) {
+	f, err := filters.New("t", filters.Definition{FailRegex: []string{`fail from <HOST>`}, IgnoreRegex: []string{`monitor`}}, filters.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := New("t", f, Settings{MaxRetry: 5, FindTime: time.Hour})
+	now := time.Now()
+	j.Line([]byte("fail from 192.0.2.1"), now)
+	j.Line([]byte("monitor fail from 192.0.2.2"), now)
+	if c := j.Counts(now); c.TotalFailed != 1 || c.Dropped != 1 {
+		t.Errorf("counts %+v; want 1 failure and 1 dropped", c)
+	}
 }

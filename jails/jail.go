@@ -79,6 +79,7 @@ type Jail struct {
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
+	dropped     atomic.Int64 // failures the filter itself dropped (ignoreregex)
 	skew        SkewMeter
 }
 
@@ -100,6 +101,9 @@ func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
 func (j *Jail) LineFrom(line []byte, now time.Time, from Origin) (Ticket, bool) {
 	m, r := j.filter.Match(line, now)
 	if r != filters.Matched {
+		if r == filters.Ignored {
+			j.dropped.Add(1)
+		}
 		return Ticket{}, false
 	}
 	if m.Timed {
@@ -188,6 +192,9 @@ type Counts struct {
 	CurrentlyFailed int   // addresses with failures within findtime
 	TotalFailed     int64 // failures counted since the jail started
 	Ignored         int64 // failures of addresses on the ignore list
+	// Dropped are failures the filter itself set aside: its ignoreregex, or a format
+	// that says the fault was the server's.
+	Dropped int64
 }
 
 // Counts returns the jail's failure figures as of now.
@@ -196,5 +203,5 @@ func (j *Jail) Counts(now time.Time) Counts {
 	j.window.Prune(now)
 	n := j.window.Len()
 	j.mu.Unlock()
-	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load()}
+	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load()}
 }

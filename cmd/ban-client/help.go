@@ -9,7 +9,9 @@ import (
 // ban-client COMMAND -h.
 var commandHelp = map[string]string{
 	"ping": `ban-client ping
-  Check that ban-server answers on its socket: prints "pong".`,
+  Check that ban-server answers on its socket: prints "pong".
+  ban-client ping
+  ban-client -config /etc/logban/logban.toml ping`,
 	"status": `ban-client status [JAIL]
   Without JAIL, the jails; with it, the jail's failures, files, actions and bans.
   ban-client status zimbra-submission
@@ -32,16 +34,21 @@ var commandHelp = map[string]string{
   ban-client unbanip 203.0.113.5
   ban-client unbanip 203.0.113.5 --jail zimbra-submission`,
 	"unban": `ban-client unban --all [--local]
-  Lift every ban; in a farm on every host, or with --local on this one only.`,
+  Lift every ban; in a farm on every host, or with --local on this one only.
+  ban-client unban --all
+  ban-client unban --all --local`,
 	"reload": `ban-client reload
   Reread the server's configuration; a bad one is refused with its errors and the
-  running one stays. Log action files are reopened (for logrotate).`,
+  running one stays. Log action files are reopened (for logrotate).
+  ban-client reload`,
 	"farm": `ban-client farm
   The farm as this host sees it: connection, servers, nodes seen, the farm's bans, the
   outbox waiting to be published, settings that differ, the last error.
   ban-client farm -json`,
 	"version": `ban-client version
-  This client's version, and the server's if it answers.`,
+  This client's version, and the server's if it answers.
+  ban-client version
+  ban-client -json version`,
 	"test-filter": `ban-client test-filter [-config FILE] [-json] [-print-missed] FILTER|JAIL|REGEX LOGFILE
   Run a filter over a log file without a server, as fail2ban-regex does.
   ban-client test-filter zimbra-submission /var/log/zimbra.log

@@ -305,3 +305,15 @@ func TestWhyAndHistory(t *testing.T) {
 		t.Errorf("history: exit %d, %q", code, stdout)
 	}
 }
+
+// Each of logban's own commands has help with an example.
+func TestEveryCommandHasAnExample(t *testing.T) {
+	for cmd, help := range commandHelp {
+		if cmd == "set" || cmd == "banned" { // fail2ban's words: they point to logban's own
+			continue
+		}
+		if !strings.Contains(help, "\n  ban-client ") {
+			t.Errorf("help of %s has no example:\n%s", cmd, help)
+		}
+	}
+}

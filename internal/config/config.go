@@ -772,6 +772,9 @@ func (l *loader) filter(name string, defs map[string]filters.Definition) (Filter
 		switch {
 		case f.Builtin:
 			l.fail(l.files[0].path, 0, "filters."+name, "built-in filter: %v", err)
+		case errors.As(err, &pe) && errors.Is(err, filters.ErrNoHost) && strings.Contains(pe.Source, "<ADDR>"):
+			l.fail(l.where("filters", name, pe.Field), 0, fmt.Sprintf("filters.%s.%s[%d]", name, pe.Field, pe.Index),
+				"%q has no <HOST>: fail2ban's <ADDR> is written <HOST> here (it matches an address only)", pe.Source)
 		case errors.As(err, &pe) && errors.Is(err, filters.ErrNoHost):
 			l.fail(l.where("filters", name, pe.Field), 0, fmt.Sprintf("filters.%s.%s[%d]", name, pe.Field, pe.Index),
 				"%q has no <HOST>: mark where the client's address is, like 'from <HOST>'", pe.Source)

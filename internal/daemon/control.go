@@ -266,7 +266,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	for _, name := range slices.Sorted(maps.Keys(d.jails)) {
 		jr := d.jails[name]
 		counts := jr.jail.Counts(now)
-		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored}
+		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset
 		}

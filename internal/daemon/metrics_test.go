@@ -35,6 +35,8 @@ metrics = "127.0.0.1:0"`, 1)
 		`logban_action_queued{action="log"} 0`,
 		`logban_action_duration_seconds_count{action="log",op="unban"} 0`, // there from the start
 		`logban_jail_ignored_total{jail="sasl"} 0`,
+		`logban_filter_lines_total{filter="zimbra-submission",jail="sasl",result="matched"} 3`,
+		`logban_filter_lines_total{filter="zimbra-submission",jail="sasl",result="ignored"} 0`,
 		`logban_build_info{goversion="` + runtime.Version() + `",version=""} 1`,
 	} {
 		if !strings.Contains(string(body), want+"\n") {

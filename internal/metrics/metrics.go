@@ -52,7 +52,11 @@ type Jail struct {
 	Name     string
 	Failures int64
 	// Ignored are failures of addresses on the jail's ignore list, not counted.
-	Ignored          int64
+	Ignored int64
+	// Filter is the jail's filter; FilterDropped, the failures it set aside itself
+	// (ignoreregex).
+	Filter           string
+	FilterDropped    int64
 	Banned, Unbanned int64
 	Active           int
 	ClockOffset      time.Duration // 0 until a steady offset is found
@@ -81,7 +85,7 @@ type Collector struct {
 	failures, bans, unbans, active, errors *prometheus.Desc
 	queued, overflowed, repairs            *prometheus.Desc
 	unrecorded, undeleted, clockOffset     *prometheus.Desc
-	ignored, buildInfo                     *prometheus.Desc
+	ignored, buildInfo, filterLines        *prometheus.Desc
 }
 
 // New returns a collector that reads the server's state from snapshot.
@@ -104,6 +108,7 @@ func New(snapshot func() Snapshot) *Collector {
 		farmFailures:  prometheus.NewDesc("logban_farm_failures_total", "Failures of counting jails: shared=\"yes\" published for the farm's count, \"no\" counted here alone (farm away, or too many at once).", []string{"shared"}, nil),
 		farmRefused:   prometheus.NewDesc("logban_farm_refused_total", "Bans refused because the address is a farm node's.", nil, nil),
 		ignored:       prometheus.NewDesc("logban_jail_ignored_total", "Failures of addresses on a jail's ignore list (ignoreip, trusted proxies, the host's own), not counted.", []string{"jail"}, nil),
+		filterLines:   prometheus.NewDesc("logban_filter_lines_total", "Lines a jail's filter judged failures: result=\"matched\" counted (ignored addresses included), \"ignored\" set aside by the filter (ignoreregex, or a fault the format says was the server's).", []string{"jail", "filter", "result"}, nil),
 		buildInfo:     prometheus.NewDesc("logban_build_info", "1, labelled with the server's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
 		linesRead:     prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
 		bytesBehind:   prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
@@ -150,7 +155,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo} {
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines} {
 		ch <- d
 	}
 }
@@ -167,6 +172,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, j := range s.Jails {
 		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(j.Failures), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.ignored, prometheus.CounterValue, float64(j.Ignored), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.filterLines, prometheus.CounterValue, float64(j.Failures+j.Ignored), j.Name, j.Filter, "matched")
+		ch <- prometheus.MustNewConstMetric(c.filterLines, prometheus.CounterValue, float64(j.FilterDropped), j.Name, j.Filter, "ignored")
 		ch <- prometheus.MustNewConstMetric(c.clockOffset, prometheus.GaugeValue, j.ClockOffset.Seconds(), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.unbans, prometheus.CounterValue, float64(j.Unbanned), j.Name)
