@@ -50,12 +50,18 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 		m.farm.Decided(records)
 	}
 	m.record(ctx, records)
+	return m.ban(records, "banned")
+}
+
+// ban puts new, recorded bans in force and counts them, each logged with msg, and
+// returns them. Caller holds m.mu.
+func (m *Manager) ban(records []Record, msg string) []actions.Ban {
 	out := make([]actions.Ban, len(records))
 	for i, r := range records {
 		j := m.jails[r.Jail]
 		j.totalBanned++
 		m.apply(j, r)
-		m.logBan("banned", r)
+		m.logBan(msg, r)
 		out[i] = r.Ban
 	}
 	return out

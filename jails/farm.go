@@ -88,15 +88,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			m.wakeRun()
 		}
 	}
-	out := make([]actions.Ban, len(fresh))
-	for i, r := range fresh {
-		j := m.jails[r.Jail]
-		j.totalBanned++
-		m.apply(j, r)
-		m.logBan("banned by the farm", r)
-		out[i] = r.Ban
-	}
-	return out
+	return m.ban(fresh, "banned by the farm")
 }
 
 // LiftIf lifts the ban of addr in jail if there is one and lift says so, without telling
