@@ -67,7 +67,10 @@ func main() {
 }
 
 func exitCode(err error) int {
-	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp): // help asked for is an answer
+		return 0
+	case errors.Is(err, errUsage):
 		return 2
 	}
 	return 1
@@ -90,8 +93,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	dumpConfig := fs.Bool("dump", false, "print every jail's effective configuration, after drop-ins and [defaults], with where each key comes from, and exit")
 	cleanup := fs.Bool("cleanup", false, "remove all logban chains, sets and routes from the kernel, and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fs.SetOutput(stdout) // help asked for: on stdout, as an answer
+		fmt.Fprint(stdout, usage)
+		fs.PrintDefaults()
+		return flag.ErrHelp
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()

@@ -20,9 +20,10 @@ import (
 
 func TestHelpTeaches(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--help"}, &out, &out)
-	if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 2 {
-		t.Errorf("err %v", err)
+	var errOut bytes.Buffer
+	err := run(context.Background(), []string{"--help"}, &out, &errOut)
+	if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 0 || errOut.Len() != 0 {
+		t.Errorf("err %v, exit %d, stderr %q", err, exitCode(err), errOut.String())
 	}
 	for _, want := range []string{"-config file", "-dry-run", "-check", "SIGHUP", "examples/demo.toml"} {
 		if !strings.Contains(out.String(), want) {
