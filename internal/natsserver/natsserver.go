@@ -4,6 +4,7 @@
 package natsserver
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,6 +34,8 @@ type Options struct {
 	// Configure, if set, changes the server's options last: users and their permissions,
 	// in tests.
 	Configure func(*server.Options) `json:"-"`
+	// ReadyWait is how long Start waits for the server to accept clients; 0 means 10 s.
+	ReadyWait time.Duration
 }
 
 // Server is a running NATS server.
@@ -83,9 +86,10 @@ func Start(o Options) (*Server, error) {
 		s.SetLoggerV2(&logger{o.Logger.With("nats_server", o.Name)}, false, false, false)
 	}
 	s.Start()
-	if !s.ReadyForConnections(readyWait) {
+	wait := cmp.Or(o.ReadyWait, readyWait)
+	if !s.ReadyForConnections(wait) {
 		s.Shutdown()
-		return nil, fmt.Errorf("NATS server on %s did not accept clients within %v", o.Listen, readyWait)
+		return nil, fmt.Errorf("NATS server on %s did not accept clients within %v", o.Listen, wait)
 	}
 	return &Server{s}, nil
 }

@@ -183,10 +183,13 @@ func plan(t testing.TB, n int) *Cluster {
 	clients, routes := freePorts(t, n), freePorts(t, n)
 	for i := range n {
 		o := natsserver.Options{
-			Name:     fmt.Sprintf("n%d", i+1),
-			Cluster:  "test",
-			Listen:   fmt.Sprintf("127.0.0.1:%d", clients[i]),
-			StoreDir: t.TempDir(),
+			// A server started again recovers its streams first: slow under -race on
+			// a loaded machine.
+			ReadyWait: time.Minute,
+			Name:      fmt.Sprintf("n%d", i+1),
+			Cluster:   "test",
+			Listen:    fmt.Sprintf("127.0.0.1:%d", clients[i]),
+			StoreDir:  t.TempDir(),
 		}
 		if n > 1 {
 			o.ClusterListen = fmt.Sprintf("127.0.0.1:%d", routes[i])
