@@ -136,10 +136,12 @@ func (l *loader) buildFarm(file string, d farmData) *Farm {
 	if (f.TLSCert == "") != (f.TLSKey == "") {
 		bad("tls_cert", "tls_cert and tls_key go together")
 	}
-	for key, p := range map[string]string{"creds": f.Creds, "nkey_seed": f.NKeySeed, "tls_ca": f.TLSCA, "tls_cert": f.TLSCert, "tls_key": f.TLSKey} {
-		if p != "" {
-			if _, err := os.Stat(p); err != nil {
-				bad(key, "%v", err)
+	for _, file := range []struct{ key, path string }{ // in the table's order, so errors come in it
+		{"creds", f.Creds}, {"nkey_seed", f.NKeySeed}, {"tls_ca", f.TLSCA}, {"tls_cert", f.TLSCert}, {"tls_key", f.TLSKey},
+	} {
+		if file.path != "" {
+			if _, err := os.Stat(file.path); err != nil {
+				bad(file.key, "%v", err)
 			}
 		}
 	}

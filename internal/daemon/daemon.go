@@ -655,8 +655,15 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		}
 	}
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
-	for _, jr := range newJails {
-		paths := config.ExpandLogPaths(jr.cfg.LogPath)
+	for _, jr := range newJails { // the files found above, not a second glob
+		var paths []string
+		for _, pattern := range jr.cfg.LogPath {
+			for _, p := range expanded[pattern] {
+				if !slices.Contains(paths, p) {
+					paths = append(paths, p)
+				}
+			}
+		}
 		jr.paths.Store(&paths)
 	}
 	d.globbed = expanded

@@ -2,11 +2,13 @@ package farm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,7 +186,7 @@ func (f *Farm) LoadOutbox(ctx context.Context) error {
 	}
 	for _, e := range entries {
 		var m outboxMessage
-		if err := jsonUnmarshal(e.Data, &m); err != nil {
+		if err := json.Unmarshal(e.Data, &m); err != nil {
 			f.logger.Warn("farm outbox: unreadable message dropped", "id", e.ID, "err", err)
 			continue
 		}
@@ -423,18 +425,7 @@ func (f *Farm) connect() (*nats.Conn, error) {
 	if f.cfg.TLSCert != "" {
 		opts = append(opts, nats.ClientCert(f.cfg.TLSCert, f.cfg.TLSKey))
 	}
-	return nats.Connect(joinURLs(f.cfg.Servers), opts...)
-}
-
-func joinURLs(urls []string) string {
-	out := ""
-	for i, u := range urls {
-		if i > 0 {
-			out += ","
-		}
-		out += u
-	}
-	return out
+	return nats.Connect(strings.Join(f.cfg.Servers, ","), opts...)
 }
 
 // backoff waits longer each time, up to a bound.

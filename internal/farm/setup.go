@@ -2,7 +2,6 @@ package farm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -151,5 +150,3 @@ func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.St
 func (f *Farm) failSubject(jail, token string) string {
 	return "logban." + f.cfg.Name + ".fail." + jail + "." + token
 }
-
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
