@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,27 +124,7 @@ func BenchmarkFarmLatency(b *testing.B) {
 	const maxretry = 3
 	lab := netnstest.New(b)
 	nodes := startFarm(b, lab, 3, maxretry, true)
-	added := routesIn(b, lab, nodes[2].table)
-	f, err := os.OpenFile(nodes[0].log, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	var took []time.Duration
-	i := 0
-	for b.Loop() {
-		addr := trialAddr(i)
-		i++
-		start := time.Now()
-		if _, err := f.Write(burst(addr, maxretry)); err != nil {
-			b.Fatal(err)
-		}
-		awaitRoute(b, added, addr, i)
-		took = append(took, time.Since(start))
-	}
-	slices.Sort(took)
-	b.ReportMetric(float64(percentile(took, 50).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(took, 99).Microseconds())/1000, "p99-ms")
+	latencyTrials(b, nodes[0].log, routesIn(b, lab, nodes[2].table), maxretry)
 }
 
 // BenchmarkFarmBurst writes failures of 10,000 new addresses and measures until every
