@@ -10,7 +10,9 @@
 //   - one stream per counting jail, F_fail_<jail>, on subjects logban.F.fail.<jail>.<addr>:
 //     a failure is one message, kept findtime, at most maxretry−1 per address. The
 //     maxretry-th within findtime, on any host, is refused (error 10077), and that host
-//     decides the ban. A ban is decided by one kv.Create: exactly one host's succeeds.
+//     decides the ban. A ban is decided by one create of its key (a publish that expects
+//     no earlier revision, as kv.Create is, sent asynchronously in a burst): exactly
+//     one host's succeeds.
 //     Where the ban ends before findtime does, the decider purges the address's
 //     failures, as a ban resets the count on one host.
 //   - the bucket F_nodes: each node's own addresses (and, if it shares them, its ignore
