@@ -62,6 +62,12 @@ var commandHelp = map[string]string{
   How often an address was banned in each jail, and when last; without ADDR, the 100
   addresses banned last.
   ban-client history 203.0.113.5`,
+	"completion": `ban-client completion bash|zsh|fish
+  Print a completion script for the shell: commands, flags, jail names and banned
+  addresses (asked of the server as you type). Packages install them already.
+  source <(ban-client completion bash)
+  ban-client completion zsh > "${fpath[1]}/_ban-client"
+  ban-client completion fish > ~/.config/fish/completions/ban-client.fish`,
 	"set":    `ban-client set JAIL banip|unbanip ADDR...   (fail2ban's; logban's own: banip, unbanip)`,
 	"banned": `ban-client banned   (fail2ban's; logban's own: list)`,
 }

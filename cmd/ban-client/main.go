@@ -47,6 +47,9 @@ Commands:
   help [COMMAND]              this help, or a command's own with examples (or COMMAND -h)
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
                               (ban-client test-filter -h for its flags)
+  import-fail2ban [DIR]       turn fail2ban's configuration (/etc/fail2ban) into a
+                              logban TOML (ban-client import-fail2ban -h for its flags)
+  completion bash|zsh|fish    print a shell completion script
 
 fail2ban-client's verbs work too: set JAIL banip|unbanip IP..., get JAIL
 banned|maxretry|findtime|bantime, banned, reload [JAIL]; start and stop JAIL say what
@@ -117,9 +120,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		fmt.Fprint(stdout, helpFor(topic, fs))
 		return 0, nil
 	}
+	if fs.Arg(0) == "completion" {
+		if fs.NArg() != 2 {
+			return exitUsage, usageError{"completion takes one shell: bash, zsh or fish"}
+		}
+		if err := completionScript(stdout, fs.Arg(1)); err != nil {
+			return exitUsage, err
+		}
+		return 0, nil
+	}
 	path, err := socketPath(*socket, *configPath)
 	if err != nil {
 		return exitRefused, err
+	}
+	if fs.Arg(0) == "__complete" { // the completion scripts' questions; never an error
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		completeWords(ctx, control.NewClient(path), stdout, fs.Arg(1))
+		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

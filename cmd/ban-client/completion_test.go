@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/logban/logban/internal/testenv"
+)
+
+// The completion scripts load in their shells and complete what a user types: commands,
+// flags, and from a real server, jail names and banned addresses.
+func TestCompletionScripts(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "ban-client")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	sock := startServer(t)
+	if code, _, stderr := client("-socket", sock, "banip", "sasl", "203.0.113.7"); code != 0 {
+		t.Fatal(stderr)
+	}
+	env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "LOGBAN_SOCKET="+sock)
+	script := func(shell string) string {
+		code, stdout, stderr := client("completion", shell)
+		if code != 0 {
+			t.Fatalf("completion %s: exit %d: %s", shell, code, stderr)
+		}
+		path := filepath.Join(dir, shell)
+		os.WriteFile(path, []byte(stdout), 0o644)
+		return path
+	}
+
+	t.Run("bash", func(t *testing.T) {
+		path := script("bash")
+		for _, c := range []struct{ words, want string }{
+			{"ban-client sta", "status"},
+			{"ban-client -j", "-json"},
+			{"ban-client banip ''", "sasl"},
+			{"ban-client -timeout 5s unbanip ''", "203.0.113.7"},
+			{"ban-client completion f", "fish"},
+		} {
+			cmd := exec.Command("bash", "-c", `source "$1"; COMP_WORDS=(`+c.words+`); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _ban_client; echo "${COMPREPLY[*]}"`, "bash", path)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != c.want {
+				t.Errorf("bash completes %q to %q (%v); want %q", c.words, out, err, c.want)
+			}
+		}
+	})
+	t.Run("zsh", func(t *testing.T) {
+		testenv.RequireTool(t, "zsh", "zsh")
+		fdir := filepath.Join(dir, "zfunc")
+		os.Mkdir(fdir, 0o755)
+		os.Rename(script("zsh"), filepath.Join(fdir, "_ban-client"))
+		cmd := exec.Command("zsh", "-f", "-c", `zsh -n "$1/_ban-client" && fpath=("$1" $fpath) && autoload -U compinit && compinit -u -d "$1/.zcompdump" && print -r -- $_comps[ban-client]`, "zsh", fdir)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "_ban-client" {
+			t.Errorf("zsh: %v: %s", err, out)
+		}
+	})
+	t.Run("fish", func(t *testing.T) {
+		testenv.RequireTool(t, "fish", "fish")
+		path := script("fish")
+		for _, c := range []struct{ line, want string }{
+			{"ban-client sta", "status\tthe jails, or the failures, files and bans of one"},
+			{"ban-client status ", "sasl"},
+			{"ban-client why ", "203.0.113.7"},
+		} {
+			cmd := exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C"$argv[2]"`, path, c.line)
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("fish completes %q to %q (%v); want %q", c.line, out, err, c.want)
+			}
+		}
+	})
+	if code, _, stderr := client("completion", "tcsh"); code != exitUsage || !strings.Contains(stderr, "bash, zsh or fish") {
+		t.Errorf("completion tcsh: exit %d: %s", code, stderr)
+	}
+}
