@@ -1,0 +1,176 @@
+// Package packaging holds the test of the .deb and .rpm packages packaging/build makes.
+package packaging
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/logban/logban/internal/testenv"
+)
+
+// installScript installs the .deb ($1) and purges it again, in namespaces of its own
+// with $2 as its scratch folder, printing what it finds on lines the test looks for.
+const installScript = `
+set -euo pipefail
+deb=$1 out=$2
+# Everything the package and its scripts write lands in throwaway layers: this mount
+# namespace lays one over /etc, /usr and /var, and a fresh /run; the network namespace
+# keeps the firewall and routes of the test its own. The layers live in a tmpfs, which
+# overlayfs takes as an upper layer wherever /tmp is.
+mount -t tmpfs tmpfs "$out"
+for d in etc usr var; do
+    mkdir -p "$out/upper/$d" "$out/work/$d"
+    mount -t overlay overlay -o "lowerdir=/$d,upperdir=$out/upper/$d,workdir=$out/work/$d" "/$d"
+done
+mount -t tmpfs tmpfs /run
+ip link set lo up
+
+# What logban would find if it had run here before: a chain, a set and a route of its own.
+iptables -N logban-old
+ipset create logban-old-4 hash:ip
+ip route add blackhole 203.0.113.9 proto 178
+before=$(iptables-save | grep -v '^#'; ipset list -n; ip route show table all proto 178)
+
+dpkg -i "$deb"
+after=$(iptables-save | grep -v '^#'; ipset list -n; ip route show table all proto 178)
+[ "$before" = "$after" ] && echo "install left the firewall as it was"
+
+dpkg -L logban >"$out/files"
+echo "files: $(wc -l <"$out/files")"
+for f in /usr/bin/ban-server /usr/bin/ban-client /usr/lib/systemd/system/logban.service \
+         /etc/logban/logban.toml /etc/logrotate.d/logban /usr/lib/tmpfiles.d/logban.conf \
+         /usr/share/bash-completion/completions/ban-client /usr/share/zsh/vendor-completions/_ban-client \
+         /usr/share/fish/vendor_completions.d/ban-client.fish; do
+    [ -f "$f" ] && echo "landed $f"
+done
+for d in /etc/logban/jail.d /var/lib/logban /var/log/logban /run/logban; do
+    [ -d "$d" ] && echo "landed $d"
+done
+dpkg-query -W -f='conffiles:${Conffiles}\n' logban
+ban-server -version
+ban-client version 2>&1 || true
+grep -h '^ExecStart=' /usr/lib/systemd/system/logban.service
+ban-server -check -config /etc/logban/logban.toml
+for page in ban-server.8 ban-client.1 logban.toml.5; do
+    dir=/usr/share/man/man${page##*.}
+    MANWIDTH=80 man -l "$dir/$page.gz" 2>&1 | head -n 4 | sed "s|^|man $page: |"
+done
+bash -c 'source /usr/share/bash-completion/completions/ban-client && complete -p ban-client'
+
+dpkg --purge logban
+echo "purged"
+left=$( (cat "$out/files"; echo /var/lib/logban; echo /var/log/logban; echo /run/logban; echo /etc/logban) |
+    while read -r f; do
+        case $f in /. | /etc | /usr | /var | /usr/* | /var/lib | /var/log | /etc/logrotate.d) [ -d "$f" ] && continue ;; esac
+        [ -e "$f" ] && echo "$f"
+    done || true)
+echo "left behind: [$left]"
+echo "kernel after purge: [$(iptables-save | grep -c logban || true) rules, $(ipset list -n | grep -c logban || true) sets, $(ip route show table all proto 178 | wc -l) routes]"
+`
+
+// TestPackages builds the packages with packaging/build as the README says, installs
+// the .deb with dpkg in throwaway layers over /etc, /usr and /var, checks what landed
+// and that it works (the configuration passes -check, the man pages render, the bash
+// completion loads), then purges it: nothing is left, and the purge took logban's
+// chains, sets and routes out of the kernel. The .rpm is checked with rpm -qpl and
+// --scripts, and installed into a throwaway root.
+func TestPackages(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, tool := range []struct{ name, pkg string }{
+		{"dpkg", "dpkg"}, {"rpm", "rpm"}, {"man", "man-db"}, {"unshare", "util-linux"},
+		{"iptables", "iptables"}, {"ipset", "ipset"}, {"ip", "iproute2"},
+	} {
+		testenv.RequireTool(t, tool.name, tool.pkg)
+	}
+	if exec.Command("dpkg-query", "-W", "logban").Run() == nil {
+		testenv.Skip(t, "a logban package is installed on this machine; the test installs its own and would hide it")
+	}
+	out := t.TempDir()
+	build := exec.Command("./build", "1.2.3")
+	build.Env = append(os.Environ(), "OUT="+out)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("packaging/build: %v\n%s", err, b)
+	}
+	deb := filepath.Join(out, "logban_1.2.3_amd64.deb")
+	rpm := filepath.Join(out, "logban-1.2.3-1.x86_64.rpm")
+	if arch, _ := exec.Command("go", "env", "GOARCH").Output(); strings.TrimSpace(string(arch)) != "amd64" {
+		deb, rpm = globOne(t, out, "*.deb"), globOne(t, out, "*.rpm")
+	}
+
+	t.Run("deb", func(t *testing.T) {
+		cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", installScript, "bash", deb, t.TempDir())
+		b, err := cmd.CombinedOutput()
+		got := string(b)
+		if err != nil {
+			t.Fatalf("install and purge: %v\n%s", err, got)
+		}
+		for _, want := range []string{
+			"install left the firewall as it was",
+			"landed /usr/bin/ban-server", "landed /usr/bin/ban-client",
+			"landed /usr/lib/systemd/system/logban.service", "landed /etc/logban/logban.toml",
+			"landed /etc/logrotate.d/logban", "landed /usr/lib/tmpfiles.d/logban.conf",
+			"landed /usr/share/bash-completion/completions/ban-client",
+			"landed /usr/share/zsh/vendor-completions/_ban-client",
+			"landed /usr/share/fish/vendor_completions.d/ban-client.fish",
+			"landed /etc/logban/jail.d", "landed /var/lib/logban", "landed /var/log/logban", "landed /run/logban",
+			" /etc/logban/logban.toml ", " /etc/logrotate.d/logban ", // conffiles, with their sums
+			"ban-server 1.2.3", "ban-client 1.2.3",
+			"ExecStart=/usr/bin/ban-server -config /etc/logban/logban.toml",
+			"/etc/logban/logban.toml: OK, 4 jails",
+			"man ban-server.8: BAN-SERVER(8)", "man ban-client.1: BAN-CLIENT(1)", "man logban.toml.5: LOGBAN.TOML(5)",
+			"complete -F _ban_client ban-client",
+			"purged",
+			"left behind: []",
+			"kernel after purge: [0 rules, 0 sets, 0 routes]",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("no %q in:\n%s", want, got)
+			}
+		}
+		t.Logf("install, checks and purge:\n%s", got)
+	})
+
+	t.Run("rpm", func(t *testing.T) {
+		list, err := exec.Command("rpm", "-qpl", rpm).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rpm -qpl: %v\n%s", err, list)
+		}
+		for _, want := range []string{"/usr/bin/ban-server", "/usr/bin/ban-client", "/etc/logban/logban.toml",
+			"/usr/lib/systemd/system/logban.service", "/usr/share/man/man5/logban.toml.5.gz",
+			"/usr/share/zsh/site-functions/_ban-client", "/var/lib/logban"} {
+			if !strings.Contains(string(list), want+"\n") {
+				t.Errorf("rpm -qpl lacks %s:\n%s", want, list)
+			}
+		}
+		configs, _ := exec.Command("rpm", "-qpc", rpm).CombinedOutput()
+		if !strings.Contains(string(configs), "/etc/logban/logban.toml") {
+			t.Errorf("rpm -qpc: the configuration is not a config file:\n%s", configs)
+		}
+		scripts, _ := exec.Command("rpm", "-qp", "--scripts", rpm).CombinedOutput()
+		for _, want := range []string{"postinstall scriptlet", "preuninstall scriptlet", "/usr/bin/ban-server -cleanup", "postuninstall scriptlet"} {
+			if !strings.Contains(string(scripts), want) {
+				t.Errorf("rpm -qp --scripts lacks %q:\n%s", want, scripts)
+			}
+		}
+		// A throwaway root has no /bin/sh for the scriptlets: the files only.
+		root := t.TempDir()
+		if b, err := exec.Command("rpm", "-i", "--nodeps", "--noscripts", "--root", root, rpm).CombinedOutput(); err != nil {
+			t.Fatalf("rpm -i --root: %v\n%s", err, b)
+		}
+		if b, err := exec.Command(filepath.Join(root, "usr/bin/ban-server"), "-check", "-config", filepath.Join(root, "etc/logban/logban.toml")).CombinedOutput(); err != nil {
+			t.Errorf("ban-server from the rpm: -check: %v\n%s", err, b)
+		}
+	})
+}
+
+func globOne(t *testing.T, dir, pattern string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, pattern))
+	if len(m) != 1 {
+		t.Fatalf("%s in %s: %v", pattern, dir, m)
+	}
+	return m[0]
+}
