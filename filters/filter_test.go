@@ -58,6 +58,14 @@ func TestHostForms(t *testing.T) {
 		{"client=fe80:0:0:0:0:0:0:1%2 failed", "fe80::1"},
 		{"nothing here", ""},
 	}
+	// Where the pattern lets the text after the address be anything, a mapped address
+	// is still taken whole, never as the IPv6 address its first part spells (::ffff:1).
+	loose := mustFilter(t, []string{`FROM <HOST>`})
+	for _, line := range []string{"LOGIN REFUSED FROM ::ffff:1.2.3.4", "LOGIN REFUSED FROM ::ffff:1.2.3.4 port 22"} {
+		if m, r := loose.Match([]byte(line), now); r != Matched || m.Addr != netip.MustParseAddr("1.2.3.4") {
+			t.Errorf("%q: got %v %v, want 1.2.3.4", line, m.Addr, r)
+		}
+	}
 	for _, tt := range tests {
 		m, r := f.Match([]byte(tt.line), now)
 		if tt.want == "" {

@@ -13,8 +13,10 @@ import (
 // hostPattern is what <HOST> expands to: an IPv4 literal, or anything shaped like an IPv6
 // literal (including Java's uncompressed 0:0:0:0:0:0:0:1, IPv4-mapped ::ffff:a.b.c.d, and
 // a link-local address's zone, fe80::1%eth0, which is dropped). The capture is validated
-// by netip.ParseAddr, so the pattern may be loose but never lets a hostname through.
-const hostPattern = `(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*(?:\d{1,3}(?:\.\d{1,3}){3})?(?:%[-.\w]+)?)`
+// by netip.ParseAddr, so the pattern may be loose but never lets a hostname through. The
+// form with an IPv4 tail comes first: where the text after <HOST> may be anything, the
+// first form that fits is taken, and ::ffff:1.2.3.4 must not be read as ::ffff:1.
+const hostPattern = `(?:\d{1,3}(?:\.\d{1,3}){3}|(?:[0-9A-Fa-f:]*:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]*)(?:%[-.\w]+)?)`
 
 // hostTag is the placeholder a failregex uses for the failing client's address.
 const hostTag = "<HOST>"
