@@ -105,6 +105,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		}
 		return testFilter(args[i+1:], *jsonOut, stdout, stderr)
 	}
+	if i := slices.Index(args, "import-fail2ban"); i >= 0 {
+		if err := fs.Parse(args[:i]); err != nil || fs.NArg() > 0 {
+			return exitUsage, usageError{"import-fail2ban comes before its arguments: ban-client import-fail2ban [DIR]"}
+		}
+		return importFail2ban(args[i+1:], stdout, stderr)
+	}
 	args = flagsFirst(fs, args)
 	// -h or --help anywhere, or help [COMMAND]: the help asked for, on stdout.
 	helpAsked := slices.ContainsFunc(args, isHelp)

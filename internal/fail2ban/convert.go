@@ -1,0 +1,862 @@
+package fail2ban
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options says what Import converts.
+type Options struct {
+	// All converts every jail, not only the enabled ones.
+	All bool
+}
+
+// Result is a fail2ban configuration turned into logban's.
+type Result struct {
+	// TOML is the logban configuration, with what could not be converted in comments.
+	TOML []byte
+	// Jails is every jail looked at, in the order fail2ban read them.
+	Jails []JailReport
+	// Files are the fail2ban files read, in order.
+	Files []string
+	// Filters are the logban filters made, in the order made.
+	Filters []FilterReport
+}
+
+// FilterReport is a logban filter made from a fail2ban one: what it came from, in
+// fail2ban's words after fail2ban's interpolation, and what it kept.
+type FilterReport struct {
+	Name   string // the [filters.NAME] of logban's
+	Source string // filter.d/NAME.conf, with the jail's options
+	// Prefregex and Datepattern are fail2ban's, interpolated.
+	Prefregex, Datepattern string
+	// Converted are the failregexes logban runs, as fail2ban wrote them; Dropped the
+	// others; Ignore the ignoreregexes kept.
+	Converted, Dropped, Ignore []string
+}
+
+// JailReport is what became of one fail2ban jail.
+type JailReport struct {
+	Name    string
+	Enabled bool
+	// Converted says the jail is in the TOML. It may still have lost a regex or an
+	// action: Problems says which, and why.
+	Converted bool
+	// Filter is the logban filter the jail uses, "" when not converted.
+	Filter string
+	// Regexes and Converted regexes: how many of the filter's failregexes there are, and
+	// how many logban runs.
+	Regexes, RegexesConverted int
+	// Problems are what could not be converted, each with its reason.
+	Problems []string
+}
+
+// Import reads the fail2ban configuration in dir (jail.conf, jail.local, jail.d/,
+// filter.d/, action.d/) as fail2ban does and turns its jails into logban's.
+func Import(dir string, opts Options) (*Result, error) {
+	jails, err := readConf(dir, "jail")
+	if err != nil {
+		return nil, err
+	}
+	jails.defaults["fail2ban_version"] = "1.0.2"
+	jails.defaults["fail2ban_confpath"] = dir
+	im := &importer{dir: dir, jails: jails, res: &Result{Files: slices.Clone(jails.files)},
+		filters: map[string]*filterOut{}, actions: map[string]*actionOut{}}
+	if v, err := jails.get("DEFAULT", "ignoreip", nil); err == nil {
+		im.serverIgnore, _ = splitIgnore(v)
+	}
+	for _, name := range jails.order {
+		if name == "INCLUDES" || strings.HasPrefix(name, "KNOWN/") || strings.Contains(name, "?") {
+			continue
+		}
+		im.jail(name, opts)
+	}
+	im.res.TOML = im.write()
+	return im.res, nil
+}
+
+type importer struct {
+	dir          string
+	jails        *conf
+	res          *Result
+	serverIgnore []string
+	filters      map[string]*filterOut // by logban name
+	filterOrder  []string
+	actions      map[string]*actionOut // by logban name
+	actionOrder  []string
+	jailsOut     []*jailOut
+}
+
+type filterOut struct {
+	name, source string
+	fail, ignore []string
+	notes        []string // comments: what was left out, and why
+}
+
+type actionOut struct {
+	name    string
+	kind    string   // "" for a commented-out exec
+	options []string // TOML key = value lines
+	notes   []string
+}
+
+type jailOut struct {
+	name, filter string
+	logpath      []string
+	maxretry     int
+	findtime     string
+	bantime      string
+	ignoreip     []string
+	actions      []string
+	increment    []string
+	notes        []string
+	// regexes and converted: the filter's failregexes, and those logban runs.
+	regexes, converted int
+}
+
+func (im *importer) jail(name string, opts Options) {
+	rep := JailReport{Name: name}
+	get := func(key string) (string, bool) {
+		v, err := im.jails.get(name, key, nil)
+		return strings.TrimSpace(v), err == nil
+	}
+	problem := func(format string, a ...any) { rep.Problems = append(rep.Problems, fmt.Sprintf(format, a...)) }
+	defer func() { im.res.Jails = append(im.res.Jails, rep) }()
+
+	enabled, _ := get("enabled")
+	rep.Enabled = isTrue(enabled)
+	if !rep.Enabled && !opts.All {
+		return
+	}
+	j := &jailOut{name: name}
+	if backend, _ := get("backend"); strings.HasPrefix(backend, "systemd") {
+		journal, _ := get("journalmatch")
+		problem("reads the systemd journal (backend = %s%s): logban reads log files; give the jail a logpath your syslog writes these lines to", backend, orNothing(", journalmatch = ", journal))
+		return
+	}
+	if v, ok := get("logpath"); ok {
+		for p := range strings.SplitSeq(v, "\n") {
+			p = strings.TrimSpace(p)
+			p = strings.TrimSuffix(strings.TrimSuffix(p, " tail"), " head")
+			if p = strings.TrimSpace(p); p != "" {
+				j.logpath = append(j.logpath, p)
+			}
+		}
+	}
+	if len(j.logpath) == 0 {
+		problem("has no logpath")
+		return
+	}
+	var err error
+	if v, ok := get("maxretry"); ok {
+		if j.maxretry, err = strconv.Atoi(v); err != nil {
+			problem("maxretry = %q: not a number", v)
+			return
+		}
+	}
+	for _, d := range []struct {
+		key string
+		to  *string
+	}{{"findtime", &j.findtime}, {"bantime", &j.bantime}} {
+		if v, ok := get(d.key); ok {
+			if *d.to, err = duration(v); err != nil {
+				problem("%s = %q: %v", d.key, v, err)
+				return
+			}
+		}
+	}
+	if v, ok := get("ignoreip"); ok {
+		ips, bad := splitIgnore(v)
+		if !slices.Equal(ips, im.serverIgnore) {
+			j.ignoreip = ips
+		}
+		for _, b := range bad {
+			problem("ignoreip %q: logban takes addresses and prefixes, never host names (it never resolves one)", b)
+		}
+	}
+	if v, ok := get("ignorecommand"); ok && v != "" {
+		problem("ignorecommand %q: logban runs no program to decide whom to ignore; list the addresses in ignoreip", v)
+	}
+	im.increment(j, get, problem)
+
+	filter, ok := get("filter")
+	if !ok || filter == "" {
+		problem("has no filter")
+		return
+	}
+	backend, _ := get("backend")
+	f, regexes, converted, probs := im.filter(filter, backend)
+	rep.Problems = append(rep.Problems, probs...)
+	rep.Regexes, rep.RegexesConverted = regexes, converted
+	if f == nil || len(f.fail) == 0 {
+		problem("not converted: none of its filter's failregexes can run in logban")
+		return
+	}
+	j.filter = f.name
+	j.regexes, j.converted = regexes, converted
+	rep.Filter = f.name
+
+	action, _ := get("action")
+	for _, a := range splitWithOptions(action) {
+		name, note := im.action(name, a)
+		if note != "" {
+			problem("%s", note)
+		}
+		if name != "" && !slices.Contains(j.actions, name) {
+			j.actions = append(j.actions, name)
+		}
+	}
+	if len(j.actions) == 0 {
+		problem("no action of its could be converted: it bans through the log action only")
+		im.addAction(&actionOut{name: "log", kind: "log", notes: []string{"for the jails none of whose fail2ban actions logban has"}})
+		j.actions = []string{"log"}
+	}
+	j.notes = rep.Problems
+	im.jailsOut = append(im.jailsOut, j)
+	rep.Converted = true
+}
+
+// increment converts bantime.increment and its friends.
+func (im *importer) increment(j *jailOut, get func(string) (string, bool), problem func(string, ...any)) {
+	v, _ := get("bantime.increment")
+	if !isTrue(v) {
+		return
+	}
+	j.increment = append(j.increment, "enabled = true")
+	if v, ok := get("bantime.factor"); ok && v != "" {
+		if _, err := strconv.ParseFloat(v, 64); err == nil {
+			j.increment = append(j.increment, "factor = "+v)
+		}
+	}
+	if v, ok := get("bantime.multipliers"); ok && v != "" {
+		var ms []string
+		for m := range strings.FieldsSeq(v) {
+			if _, err := strconv.ParseFloat(m, 64); err == nil {
+				ms = append(ms, m)
+			}
+		}
+		j.increment = append(j.increment, "multipliers = ["+strings.Join(ms, ", ")+"]")
+	}
+	for _, key := range []string{"maxtime", "rndtime"} {
+		if v, ok := get("bantime." + key); ok && v != "" {
+			if d, err := duration(v); err == nil {
+				j.increment = append(j.increment, key+" = "+d)
+			}
+		}
+	}
+	if v, _ := get("bantime.overalljails"); isTrue(v) {
+		j.increment = append(j.increment, "overalljails = true")
+	}
+	if v, ok := get("bantime.formula"); ok && v != "" {
+		if m, _ := get("bantime.multipliers"); m == "" {
+			problem("bantime.formula is Python: logban's increment is bantime x factor x 2^(n-1) (or multipliers)")
+		}
+	}
+}
+
+// filter reads filter.d/NAME with the jail's options (filter = NAME[key=value]) and
+// turns it into a [filters.X] of logban's, shared by the jails that read it alike.
+func (im *importer) filter(spec, backend string) (f *filterOut, regexes, converted int, problems []string) {
+	name, args, err := extractOptions(spec)
+	if err != nil {
+		return nil, 0, 0, []string{fmt.Sprintf("filter %s", err)}
+	}
+	c, err := readConf(im.dir, filepath.Join("filter.d", name))
+	if err != nil {
+		return nil, 0, 0, []string{fmt.Sprintf("filter %q: %v", name, err)}
+	}
+	im.res.Files = appendNew(im.res.Files, c.files...)
+	if strings.HasPrefix(backend, "systemd") && args["logtype"] == "" {
+		args["logtype"] = "journal"
+	}
+	// fail2ban's DefinitionInitConfigReader: the jail's options first, then [Init]'s.
+	initOpts := maps.Clone(args)
+	for _, opt := range c.options("Init") {
+		v, err := c.get("Init", opt, nil)
+		if err != nil {
+			continue
+		}
+		if !strings.HasPrefix(opt, "known/") {
+			initOpts["known/"+opt] = v
+		}
+		if _, ok := initOpts[opt]; !ok {
+			initOpts[opt] = v
+		}
+	}
+	pOpts := maps.Clone(args)
+	combined := map[string]string{}
+	for _, opt := range c.options("Definition") {
+		if v, err := c.get("Definition", opt, pOpts); err == nil {
+			combined[opt] = v
+		}
+	}
+	maps.Copy(combined, initOpts)
+	var ignore []string
+	for k := range combined {
+		if base, _, ok := strings.Cut(k, "?"); ok {
+			ignore = append(ignore, base)
+		}
+	}
+	combined, err = substituteTags(combined, ignore, func(tag string) (string, bool) {
+		v, err := c.getEx("Definition", tag, pOpts)
+		return v, err == nil
+	})
+	if err != nil {
+		return nil, 0, 0, []string{fmt.Sprintf("filter %q: %v", name, err)}
+	}
+
+	// The logban name: the filter's, with the options that differ from its own defaults
+	// (postfix-auth); the filter of two jails that read it alike is one.
+	// An option the filter does not define (jail.conf's mode=normal for a filter without
+	// modes) names it only where two jails read it differently.
+	label := name
+	var undefined []string
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		def, err := c.get("Init", k, nil)
+		if err != nil {
+			def, err = c.get("Definition", k, nil)
+		}
+		switch {
+		case err != nil:
+			undefined = append(undefined, sanitize(args[k]))
+		case def != args[k]:
+			label += "-" + sanitize(args[k])
+		}
+	}
+	out := &filterOut{name: label, source: "filter.d/" + name + ".conf" + orNothing(" ", optionText(args))}
+	pref := combined["prefregex"]
+	fr := FilterReport{Name: label, Source: out.source, Prefregex: pref, Datepattern: combined["datepattern"]}
+	if ml, _ := strconv.Atoi(combined["maxlines"]); ml > 1 {
+		out.notes = append(out.notes, fmt.Sprintf("maxlines = %d: logban reads one line at a time; regexes over several lines are left out", ml))
+	}
+	if dp := strings.TrimSpace(combined["datepattern"]); dp != "" && !knownDatePattern(dp) {
+		out.notes = append(out.notes, fmt.Sprintf("datepattern %q: logban reads the timestamps it knows (syslog, ISO 8601, log4j); a line with another counts at the time it is read", dp))
+	}
+	for _, kind := range []string{"failregex", "ignoreregex"} {
+		n := 0
+		for r := range strings.SplitSeq(combined[kind], "\n") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			n++
+			if kind == "failregex" {
+				regexes++
+			}
+			conv, ignores, err := convertRegex(r, pref, kind == "ignoreregex")
+			if err != nil {
+				if kind == "failregex" {
+					fr.Dropped = append(fr.Dropped, r)
+				}
+				msg := fmt.Sprintf("filter %s: %s %d not converted: %v: %s", label, kind, n, err, r)
+				problems = append(problems, msg)
+				out.notes = append(out.notes, fmt.Sprintf("%s %d not converted: %v:\n%s", kind, n, err, r))
+				continue
+			}
+			if kind == "failregex" {
+				converted++
+				fr.Converted = append(fr.Converted, r)
+				out.fail = append(out.fail, conv)
+				if len(ignores) > 0 {
+					out.ignore = append(out.ignore, ignores...)
+					out.notes = append(out.notes, fmt.Sprintf("failregex %d: its look-ahead (?!...) is an ignoreregex here, which logban applies to every failregex of the filter", n))
+				}
+			} else {
+				fr.Ignore = append(fr.Ignore, r)
+				out.ignore = append(out.ignore, conv)
+			}
+		}
+	}
+	names := []string{label}
+	if len(undefined) > 0 {
+		names = append(names, label+"-"+strings.Join(undefined, "-"))
+	}
+	for i := 2; ; i++ {
+		have, ok := im.filters[out.name]
+		if !ok {
+			break
+		}
+		if slices.Equal(have.fail, out.fail) && slices.Equal(have.ignore, out.ignore) {
+			return have, regexes, converted, problems
+		}
+		out.name = fmt.Sprintf("%s-%d", label, i)
+		if i-1 < len(names) {
+			out.name = names[i-1]
+		}
+	}
+	label = out.name
+	fr.Name = label
+	if len(out.fail) > 0 {
+		im.filters[label] = out
+		im.filterOrder = append(im.filterOrder, label)
+		im.res.Filters = append(im.res.Filters, fr)
+	}
+	return out, regexes, converted, problems
+}
+
+// action turns one entry of a jail's action (NAME[key=value, ...]) into a logban
+// action, and returns its name; a note says what was lost.
+func (im *importer) action(jail, spec string) (name, note string) {
+	actName, args, err := extractOptions(spec)
+	if err != nil {
+		return "", fmt.Sprintf("action %v", err)
+	}
+	if strings.HasSuffix(actName, ".py") {
+		return "", fmt.Sprintf("action %s is Python, which logban does not run; see action.d/%s", actName, actName)
+	}
+	c, err := readConf(im.dir, filepath.Join("action.d", actName))
+	if err != nil {
+		return "", fmt.Sprintf("action %s: %v", actName, err)
+	}
+	im.res.Files = appendNew(im.res.Files, c.files...)
+	// An option: the jail's, else the action's [Init]; a tag left in it (<known/chain>)
+	// means the action's own default.
+	opt := func(key string) string {
+		if v, ok := args[key]; ok && !strings.Contains(v, "<") {
+			return v
+		}
+		v, _ := c.get("Init", key, args)
+		if strings.Contains(v, "<") {
+			sub, err := substituteTags(map[string]string{key: v}, nil, func(tag string) (string, bool) {
+				v, err := c.getEx("Init", tag, nil)
+				return v, err == nil
+			})
+			if err == nil {
+				v = sub[key]
+			}
+		}
+		return strings.TrimSpace(v)
+	}
+	a := &actionOut{}
+	var lost []string
+	switch {
+	case strings.HasPrefix(actName, "iptables-ipset"), actName == "iptables", actName == "iptables-multiport",
+		actName == "iptables-allports", actName == "iptables-new":
+		a.kind = "iptables"
+		if strings.HasPrefix(actName, "iptables-ipset") {
+			a.kind = "ipset"
+		}
+		protocol := strings.ToLower(opt("protocol"))
+		if protocol == "" {
+			protocol = "tcp"
+		}
+		var ports []string
+		if !strings.HasSuffix(actName, "allports") {
+			ports, lost = portList(opt("port"))
+		}
+		if len(ports) > 0 && protocol != "tcp" && protocol != "udp" {
+			lost = append(lost, fmt.Sprintf("ports with protocol %s: blocks every port", protocol))
+			ports = nil
+		}
+		if chain := opt("chain"); chain != "" && chain != "INPUT" {
+			a.options = append(a.options, "chain = "+tomlString(chain))
+		}
+		if len(ports) > 0 {
+			a.options = append(a.options, "protocol = "+tomlString(protocol), "ports = "+tomlList(ports))
+		}
+		switch bt := strings.ToUpper(strings.Fields(opt("blocktype") + " DROP")[0]); bt {
+		case "REJECT":
+			a.options = append(a.options, "blocktype = "+tomlString("REJECT"))
+		case "DROP":
+		default:
+			lost = append(lost, fmt.Sprintf("blocktype %s: drops instead", bt))
+		}
+	case actName == "route":
+		a.kind = "route"
+		switch bt := opt("blocktype"); bt {
+		case "unreachable", "prohibit", "blackhole":
+			a.options = append(a.options, "route_type = "+tomlString(bt))
+		case "":
+		default:
+			lost = append(lost, fmt.Sprintf("blocktype %s: blackhole instead", bt))
+		}
+	case actName == "ufw":
+		a.kind = "ufw"
+		if bt := strings.ToLower(opt("blocktype")); bt == "deny" || bt == "reject" {
+			a.options = append(a.options, "blocktype = "+tomlString(bt))
+		}
+		if app := opt("application"); app != "" {
+			a.options = append(a.options, "application = "+tomlString(app))
+		}
+	case strings.HasPrefix(actName, "sendmail"), strings.HasPrefix(actName, "mail"):
+		a.kind = "mail"
+		dest := opt("dest")
+		if dest == "" {
+			dest = "root"
+		}
+		a.options = append(a.options, "to = "+tomlList(strings.Fields(strings.ReplaceAll(dest, ",", " "))))
+		if s := opt("sender"); s != "" && !strings.Contains(s, "<") && !strings.Contains(s, "%") {
+			a.options = append(a.options, "from = "+tomlString(s))
+		}
+		if strings.Contains(actName, "whois") {
+			lost = append(lost, "the whois lookup: the mail lists the bans only")
+		}
+	case strings.HasPrefix(actName, "nftables"):
+		a.notes = append(a.notes, "logban has no nftables action yet: use iptables (iptables-nft on nftables systems), ipset or route")
+		note = fmt.Sprintf("action %s: logban has no nftables action yet; left as a comment", actName)
+	default:
+		ban, _ := c.get("Definition", "actionban", nil)
+		a.notes = append(a.notes, "no logban kind does what "+actName+" does; an exec action could, with its commands written as argv lists (no shell). fail2ban's actionban:")
+		for l := range strings.SplitSeq(strings.TrimSpace(ban), "\n") {
+			a.notes = append(a.notes, "  "+l)
+		}
+		note = fmt.Sprintf("action %s has no logban kind; left as a comment to write as an exec action", actName)
+	}
+	// An action with ports is the jail's; the same action with the same options in
+	// another jail is shared under the first jail's name.
+	a.name = actName
+	if slices.ContainsFunc(a.options, func(o string) bool { return strings.HasPrefix(o, "ports = ") }) {
+		a.name += "-" + jail
+	}
+	for _, l := range lost {
+		a.notes = append(a.notes, "not converted: "+l)
+		note = strings.TrimPrefix(note+"; ", "; ") + fmt.Sprintf("action %s: %s", actName, l)
+	}
+	name = im.addAction(a)
+	if a.kind == "" {
+		return "", note
+	}
+	return name, note
+}
+
+// addAction adds a, or finds the same action added already, and returns its name.
+func (im *importer) addAction(a *actionOut) string {
+	base := a.name
+	for i := 2; ; i++ {
+		have, ok := im.actions[a.name]
+		if !ok {
+			im.actions[a.name] = a
+			im.actionOrder = append(im.actionOrder, a.name)
+			return a.name
+		}
+		if have.kind == a.kind && slices.Equal(have.options, a.options) {
+			return a.name
+		}
+		a.name = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+// wellKnownPorts are the services fail2ban's jails name, for a machine without
+// /etc/services.
+var wellKnownPorts = map[string]string{
+	"ftp": "21", "ftp-data": "20", "ssh": "22", "telnet": "23", "smtp": "25", "domain": "53",
+	"http": "80", "pop3": "110", "imap": "143", "imap2": "143", "ldap": "389", "https": "443",
+	"smtps": "465", "submissions": "465", "submission": "587", "ldaps": "636", "ftps": "990",
+	"imaps": "993", "pop3s": "995", "mysql": "3306", "sieve": "4190", "postgresql": "5432",
+	"sip": "5060", "sip-tls": "5061", "xmpp-client": "5222", "xmpp-server": "5269",
+}
+
+// portList turns fail2ban's port option ("ssh", "http,https", "25,465,submission",
+// "0:65535") into port numbers and ranges; every port gives none.
+func portList(v string) (ports, lost []string) {
+	for p := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if p == "0:65535" || p == "1:65535" {
+			return nil, nil
+		}
+		lo, hi, isRange := strings.Cut(p, ":")
+		num := func(s string) (string, bool) {
+			if _, err := strconv.Atoi(s); err == nil {
+				return s, true
+			}
+			if n, ok := wellKnownPorts[s]; ok {
+				return n, true
+			}
+			if n, err := net.LookupPort("tcp", s); err == nil {
+				return strconv.Itoa(n), true
+			}
+			return "", false
+		}
+		a, ok1 := num(lo)
+		b, ok2 := num(hi)
+		switch {
+		case isRange && ok1 && ok2:
+			ports = append(ports, a+":"+b)
+		case !isRange && ok1:
+			ports = append(ports, a)
+		default:
+			lost = append(lost, fmt.Sprintf("port %q is not a number or a service this machine knows", p))
+		}
+	}
+	if len(ports) > 15 {
+		lost = append(lost, fmt.Sprintf("%d ports, more than iptables' multiport takes: blocks every port", len(ports)))
+		return nil, lost
+	}
+	return ports, lost
+}
+
+// splitIgnore splits fail2ban's ignoreip into addresses and prefixes logban takes, and
+// the entries it does not (host names).
+func splitIgnore(v string) (ips, bad []string) {
+	for e := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			ips = append(ips, p.Masked().String())
+		} else if a, err := netip.ParseAddr(e); err == nil {
+			ips = append(ips, a.String())
+		} else {
+			bad = append(bad, e)
+		}
+	}
+	return ips, bad
+}
+
+var timeUnit = regexp.MustCompile(`(?i)^([+-]?\d+(?:\.\d+)?)\s*(years?|yy?|months?|mo|weeks?|ww?|days?|dd?|hours?|hh?|minutes?|mins?|mm?|seconds?|secs?|ss?)?$`)
+
+// duration turns fail2ban's time ("600", "10m", "1h 30m", "1d", "1w", "-1") into
+// logban's, which takes Go durations with days and weeks, or seconds.
+func duration(v string) (string, error) {
+	if v == "-1" {
+		return "-1", nil
+	}
+	var total float64
+	fields := regexp.MustCompile(`(?i)[+-]?\d+(?:\.\d+)?\s*[a-z]*`).FindAllString(v, -1)
+	if len(fields) == 0 || strings.TrimSpace(regexp.MustCompile(`(?i)[+-]?\d+(?:\.\d+)?\s*[a-z]*`).ReplaceAllString(v, "")) != "" {
+		return "", fmt.Errorf("not a fail2ban time")
+	}
+	for _, f := range fields {
+		m := timeUnit.FindStringSubmatch(strings.TrimSpace(f))
+		if m == nil {
+			return "", fmt.Errorf("not a fail2ban time (unit of %q)", f)
+		}
+		n, _ := strconv.ParseFloat(m[1], 64)
+		unit := strings.ToLower(m[2])
+		switch {
+		case unit == "" || strings.HasPrefix(unit, "s"):
+		case strings.HasPrefix(unit, "mo"):
+			n *= 30.4375 * 86400
+		case strings.HasPrefix(unit, "m"):
+			n *= 60
+		case strings.HasPrefix(unit, "h"):
+			n *= 3600
+		case strings.HasPrefix(unit, "d"):
+			n *= 86400
+		case strings.HasPrefix(unit, "w"):
+			n *= 7 * 86400
+		case strings.HasPrefix(unit, "y"):
+			n *= 365.25 * 86400
+		}
+		total += n
+	}
+	secs := int64(total)
+	switch {
+	case secs < 0:
+		return "-1", nil
+	case secs > 0 && secs%(7*86400) == 0:
+		return fmt.Sprintf("%dw", secs/(7*86400)), nil
+	case secs > 0 && secs%86400 == 0:
+		return fmt.Sprintf("%dd", secs/86400), nil
+	}
+	s := (time.Duration(secs) * time.Second).String() // 1h30m0s
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s, nil
+}
+
+func knownDatePattern(dp string) bool {
+	for l := range strings.SplitSeq(dp, "\n") {
+		switch strings.TrimSpace(l) {
+		case "{^LN-BEG}", "^{DATE}", "{DATE}", "{^LN-BEG}TAI64N", "{^LN-BEG}ExYear(?P<_sep>[-/.])Month(?P=_sep)Day(?:T|  ?)24hour:Minute:Second(?:[.,]Microseconds)?(?:\\s*Zone offset)?":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isTrue(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "yes", "1", "on":
+		return true
+	}
+	return false
+}
+
+func orNothing(prefix, v string) string {
+	if v == "" {
+		return ""
+	}
+	return prefix + v
+}
+
+func optionText(args map[string]string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		parts = append(parts, k+"="+args[k])
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+var notName = regexp.MustCompile(`[^a-zA-Z0-9_-]+`)
+
+func sanitize(s string) string { return strings.Trim(notName.ReplaceAllString(s, "-"), "-") }
+
+func appendNew(list []string, items ...string) []string {
+	for _, it := range items {
+		if !slices.Contains(list, it) {
+			list = append(list, it)
+		}
+	}
+	return list
+}
+
+// write renders the converted configuration.
+func (im *importer) write() []byte {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "# logban configuration imported from the fail2ban configuration in %s\n", im.dir)
+	fmt.Fprintf(&b, "# by ban-client import-fail2ban on %s. Check it with:\n", host)
+	b.WriteString("#   ban-server -check -config FILE\n")
+	b.WriteString("# What could not be converted is said where it was, in comments starting \"not converted\".\n")
+	converted, total := 0, 0
+	for _, j := range im.res.Jails {
+		total++
+		if j.Converted {
+			converted++
+		}
+	}
+	fmt.Fprintf(&b, "# Jails: %d looked at, %d converted.\n\n", total, converted)
+	b.WriteString("[server]\n")
+	if len(im.serverIgnore) > 0 {
+		b.WriteString("ignoreip = " + tomlList(im.serverIgnore) + "  # fail2ban's [DEFAULT] ignoreip\n")
+	}
+	b.WriteString("\n")
+	for _, name := range im.actionOrder {
+		a := im.actions[name]
+		for _, n := range a.notes {
+			b.WriteString("# " + n + "\n")
+		}
+		if a.kind == "" {
+			fmt.Fprintf(&b, "# [actions.%s]\n# type = \"exec\"\n\n", name)
+			continue
+		}
+		fmt.Fprintf(&b, "[actions.%s]\ntype = %s\n", name, tomlString(a.kind))
+		for _, o := range a.options {
+			b.WriteString(o + "\n")
+		}
+		b.WriteString("\n")
+	}
+	for _, name := range im.filterOrder {
+		f := im.filters[name]
+		fmt.Fprintf(&b, "[filters.%s]  # %s\n", name, f.source)
+		writeList(&b, "failregex", f.fail)
+		if len(f.ignore) > 0 {
+			writeList(&b, "ignoreregex", f.ignore)
+		}
+		for _, n := range f.notes {
+			for i, l := range strings.Split(n, "\n") {
+				if i == 0 {
+					b.WriteString("# " + l + "\n")
+				} else {
+					b.WriteString("#   " + l + "\n")
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	for _, j := range im.jailsOut {
+		fmt.Fprintf(&b, "[jails.%s]\n", j.name)
+		fmt.Fprintf(&b, "filter = %s\n", tomlString(j.filter))
+		fmt.Fprintf(&b, "logpath = %s\n", tomlList(j.logpath))
+		if j.maxretry > 0 {
+			fmt.Fprintf(&b, "maxretry = %d\n", j.maxretry)
+		}
+		for _, d := range []struct{ key, v string }{{"findtime", j.findtime}, {"bantime", j.bantime}} {
+			switch d.v {
+			case "":
+			case "-1":
+				fmt.Fprintf(&b, "%s = -1\n", d.key)
+			default:
+				fmt.Fprintf(&b, "%s = %s\n", d.key, tomlString(d.v))
+			}
+		}
+		if len(j.ignoreip) > 0 {
+			fmt.Fprintf(&b, "ignoreip = %s\n", tomlList(j.ignoreip))
+		}
+		fmt.Fprintf(&b, "actions = %s\n", tomlList(j.actions))
+		if j.regexes > j.converted {
+			fmt.Fprintf(&b, "# not converted: %d of the filter's %d failregexes (see [filters.%s])\n", j.regexes-j.converted, j.regexes, j.filter)
+		}
+		for _, n := range j.notes {
+			if !strings.HasPrefix(n, "filter "+j.filter+": ") {
+				b.WriteString("# not converted: " + strings.ReplaceAll(n, "\n", " ") + "\n")
+			}
+		}
+		if len(j.increment) > 0 {
+			fmt.Fprintf(&b, "[jails.%s.bantime_increment]\n", j.name)
+			for _, l := range j.increment {
+				b.WriteString(l + "\n")
+			}
+		}
+		b.WriteString("\n")
+	}
+	var left []string
+	for _, j := range im.res.Jails {
+		if !j.Converted && (j.Enabled || len(j.Problems) > 0) {
+			left = append(left, fmt.Sprintf("# [jails.%s] not converted: %s", j.Name, strings.Join(j.Problems, "; ")))
+		}
+	}
+	if len(left) > 0 {
+		b.WriteString("# Jails not converted:\n")
+		for _, l := range left {
+			b.WriteString(strings.ReplaceAll(l, "\n", " ") + "\n")
+		}
+	}
+	return []byte(b.String())
+}
+
+func writeList(b *strings.Builder, key string, items []string) {
+	b.WriteString(key + " = [\n")
+	for _, it := range items {
+		b.WriteString("  " + tomlString(it) + ",\n")
+	}
+	b.WriteString("]\n")
+}
+
+func tomlList(items []string) string {
+	var q []string
+	for _, it := range items {
+		q = append(q, tomlString(it))
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// tomlString quotes s as TOML: a literal string where it can be (no escapes to read in
+// a regex), else a basic string.
+func tomlString(s string) string {
+	if !strings.ContainsAny(s, "'\n\r\t") && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "'" + s + "'"
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}

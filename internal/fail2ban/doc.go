@@ -1,0 +1,24 @@
+// Package fail2ban reads a fail2ban configuration the way fail2ban does and turns it into
+// a logban one: ban-client import-fail2ban.
+//
+// The parts, a file each:
+//
+//   - ini.go reads one INI file by the rules of Python's configparser as fail2ban sets it
+//     up: "=" or ":", indented continuation lines, "#" and ";" comments, ";" inline
+//     comments after a space, lower-cased keys.
+//   - conf.go reads a configuration unit (jail, filter.d/NAME, action.d/NAME) as fail2ban's
+//     ConfigReader does: NAME.conf, NAME.d/*.conf, NAME.local, NAME.d/*.local, each with
+//     its [INCLUDES] before and after; sections merged in that order, the values they
+//     replace kept for %(known/...)s; %(name)s and %(section/name)s interpolation; <tag>
+//     substitution; and the NAME[key=value, ...] option syntax of filter and action.
+//   - regex.go turns a fail2ban regex into one logban's filters run (RE2): the tags
+//     (<HOST>, <ADDR>, <F-USER>...), prefregex's <F-CONTENT>, the date fail2ban cuts out
+//     of a line before matching; and says why a regex cannot be turned (look-arounds,
+//     conditionals, back-references, several lines).
+//   - convert.go turns the jails, filters and actions, and writes the TOML with every
+//     point it could not convert, per jail and per regex, as comments and in a report.
+//
+// Go's gopkg.in/ini.v1 was weighed for ini.go: its inline comments take "#" as well
+// (which fail2ban regexes hold), and its interpolation knows neither fail2ban's
+// %(section/name)s nor %(known/name)s, which this reader needs underneath anyway.
+package fail2ban

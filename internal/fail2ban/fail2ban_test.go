@@ -1,0 +1,206 @@
+package fail2ban
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/filters"
+	"github.com/logban/logban/internal/config"
+)
+
+func TestReadINI(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.conf")
+	os.WriteFile(path, []byte(`# a comment
+[Definition]
+FailRegex = ^one <HOST>$
+            # a comment inside the value is skipped
+            ^two #<HOST>$
+
+            ^three <HOST>$ ; an inline comment
+Key: value with ; no space before;semicolon
+empty =
+[DEFAULT]
+x = 1
+`), 0o644)
+	f, err := readINI(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := f.values["Definition"]
+	if want := "^one <HOST>$\n^two #<HOST>$\n\n^three <HOST>$"; d["failregex"] != want {
+		t.Errorf("failregex = %q; want %q", d["failregex"], want)
+	}
+	if d["key"] != "value with" || d["empty"] != "" || f.defaults["x"] != "1" {
+		t.Errorf("key %q, empty %q, x %q", d["key"], d["empty"], f.defaults["x"])
+	}
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(bad, []byte("[s]\nno delimiter here\n"), 0o644)
+	if _, err := readINI(bad); err == nil || !strings.Contains(err.Error(), "bad.conf:2") {
+		t.Errorf("a line without = or : : %v", err)
+	}
+}
+
+func TestReadConfLayersAndInterpolates(t *testing.T) {
+	c, err := readConf("testdata/etc", "jail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range c.files {
+		names = append(names, strings.TrimPrefix(f, "testdata/etc/"))
+	}
+	if want := []string{"paths.conf", "jail.conf", "jail.d/10-demo.conf", "jail.local"}; !slices.Equal(names, want) {
+		t.Errorf("read %v; want %v", names, want)
+	}
+	for _, tt := range []struct{ section, key, want string }{
+		{"demo", "port", "smtp,submission,465"},                                // %(known/port)s: jail.conf's
+		{"demo", "filter", "demo[mode=strict]"},                                // %(__name__)s, and jail.local's mode
+		{"demo", "maxretry", "3"},                                              // jail.d
+		{"demo", "logpath", "/var/log/demo.log\n/var/log/demo-extra.log tail"}, // paths.conf's [DEFAULT]
+		{"demo", "action", `iptables-multiport[port="smtp,submission,465", protocol="tcp"]`},
+		{"other", "logpath", "/var/log/other.log"},
+		{"other", "findtime", "1h 30m"},
+	} {
+		if got, err := c.get(tt.section, tt.key, nil); err != nil || got != tt.want {
+			t.Errorf("[%s] %s = %q, %v; want %q", tt.section, tt.key, got, err, tt.want)
+		}
+	}
+	if _, err := c.get("demo", "nothing", nil); err == nil {
+		t.Error("a key set nowhere has a value")
+	}
+}
+
+func TestOptionSyntax(t *testing.T) {
+	name, opts, err := extractOptions(`iptables[port="http,https", protocol=tcp, name='a b']`)
+	if err != nil || name != "iptables" || opts["port"] != "http,https" || opts["protocol"] != "tcp" || opts["name"] != "a b" {
+		t.Errorf("%q %v %v", name, opts, err)
+	}
+	got := splitWithOptions("iptables[port=\"1, 2\"]\n   sendmail-whois[dest=root]  route")
+	if want := []string{`iptables[port="1, 2"]`, "sendmail-whois[dest=root]", "route"}; !slices.Equal(got, want) {
+		t.Errorf("split %q; want %q", got, want)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for in, want := range map[string]string{
+		"600": "10m", "10m": "10m", "1h": "1h", "1h 30m": "1h30m", "36h": "1d12h" /* below */, "1d": "1d",
+		"2w": "2w", "1w": "1w", "-1": "-1", "90": "1m30s", "1 day": "1d", "10 minutes": "10m", "1mo": "",
+	} {
+		got, err := duration(in)
+		if in == "36h" {
+			want = "36h"
+		}
+		if in == "1mo" {
+			if err != nil || got == "" {
+				t.Errorf("1mo: %q %v", got, err)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("duration(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		if d, err := config.ParseDuration(got); err != nil && got != "-1" {
+			t.Errorf("duration(%q) = %q, which logban does not read: %v (%v)", in, got, err, d)
+		}
+	}
+	if _, err := duration("soon"); err == nil {
+		t.Error(`duration("soon") passed`)
+	}
+}
+
+func TestRegexReasons(t *testing.T) {
+	for _, tt := range []struct{ regex, reason string }{
+		{`^(?<=x)a <HOST>`, "look-behind"},
+		{`^a (?=b)<HOST>`, "look-ahead"},
+		{`^(?P<x>a)? (?(x)b|c) <HOST>`, "conditional"},
+		{`^(?P<u>\S+) <HOST> (?P=u)`, "back-reference"},
+		{`^(\S+) <HOST> \1`, "back-reference"},
+		{`^a<SKIPLINES>b <HOST>`, "several lines"},
+		{`^a\nb <HOST>`, "several lines"},
+		{`^<F-NOFAIL>a</F-NOFAIL> <HOST>`, "F-NOFAIL"},
+		{`^user <F-USER>\S+</F-USER> failed`, "has no address"},
+		{`^net <SUBNET>`, "SUBNET"},
+		{`^from <HOST> \p{Greek`, "does not compile"},
+	} {
+		_, _, err := convertRegex(tt.regex, "", false)
+		if err == nil || !strings.Contains(err.Error(), tt.reason) {
+			t.Errorf("%s: %v; want a reason with %q", tt.regex, err, tt.reason)
+		}
+	}
+	// A literal \n (an escaped backslash, then n) is one line.
+	if _, _, err := convertRegex(`^error '\\n' from <HOST>`, "", false); err != nil {
+		t.Errorf("escaped backslash: %v", err)
+	}
+}
+
+// The converted filter matches what fail2ban's would on lines with a date fail2ban cuts
+// out: the prefix, the date forms, <ADDR> in brackets, the look-ahead as an ignoreregex.
+func TestImportSmallConfiguration(t *testing.T) {
+	res, err := Import("testdata/etc", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(out, res.TOML, 0o644)
+	cfg, err := config.Load(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.TOML)
+	}
+	demo, other := cfg.Jails["demo"], cfg.Jails["other"]
+	if len(cfg.Jails) != 2 || demo.MaxRetry != 3 || demo.BanTime != 24*time.Hour || other.FindTime != 90*time.Minute {
+		t.Fatalf("jails %v\n%s", cfg.Jails, res.TOML)
+	}
+	if !slices.Equal(demo.LogPath, []string{"/var/log/demo.log", "/var/log/demo-extra.log"}) {
+		t.Errorf("demo logpath %v", demo.LogPath)
+	}
+	text := string(res.TOML)
+	for _, want := range []string{
+		"ignoreip = ['127.0.0.0/8', '::1']",
+		"ports = ['25', '587', '465']",
+		"blocktype = 'REJECT'",
+		"route_type = 'unreachable'",
+		"# [actions.mystery]",
+		"#   echo <ip> >> /tmp/banned",
+		"failregex 1 not converted: a look-behind",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	f, err := cfg.Filters[demo.Filter].Compile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for line, want := range map[string]string{
+		"Nov 29 10:00:00 mx demo[12]: login failed from 203.0.113.5":                      "203.0.113.5",
+		"2026-11-29T10:00:00.123+01:00 mx demo[12]: login failed from 203.0.113.5":        "203.0.113.5",
+		"2026-11-29 10:00:00,123 mx demo[12]: slow from [2001:db8::1] after 5%":           "2001:db8::1",
+		"Nov 29 10:00:00 mx demo[12]: bad user x from 203.0.113.6":                        "203.0.113.6",
+		"Nov 29 10:00:00 mx demo[12]: bad user x from 203.0.113.6 trusted":                "",
+		"Nov 29 10:00:00 mx demo[12]: bad user x from 203.0.113.9 (monitor)":              "",
+		"Nov 29 10:00:00 mx demo[12]: login failed from 203.0.113.5 as user from 1.2.3.4": "",
+		"Nov 29 10:00:00 mx other[12]: login failed from 203.0.113.5":                     "",
+	} {
+		m, r := f.Match([]byte(line), now)
+		switch {
+		case want == "" && r == filters.Matched:
+			t.Errorf("%q: matched %v", line, m.Addr)
+		case want != "" && (r != filters.Matched || m.Addr.String() != want):
+			t.Errorf("%q: %v %v; want %s", line, m.Addr, r, want)
+		}
+	}
+	var reported []string
+	for _, j := range res.Jails {
+		reported = append(reported, j.Problems...)
+	}
+	for _, want := range []string{"action mystery has no logban kind", "filter other: failregex 1 not converted: a look-behind"} {
+		if !slices.ContainsFunc(reported, func(p string) bool { return strings.Contains(p, want) }) {
+			t.Errorf("not reported: %q in %q", want, reported)
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package fail2ban
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/logban/logban/filters"
+)
+
+// datePrefix matches the timestamps fail2ban's default date templates find at the start
+// of a line, with the brackets around one: fail2ban cuts the date out of a line before
+// its regexes see it, and logban's filters see the whole line, so a regex anchored at
+// the start of fail2ban's cut line begins with this.
+const datePrefix = `(?:\[?(?:` +
+	// syslog, ctime: [Mon ]Jan  5 16:01:34[.123456][ 2024]
+	`(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} \d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
+	// ISO 8601 and kin: 2024-01-05T16:01:34.123+01:00, 2024/01/05 16:01:34, 2024.01.05 16:01:34,123
+	`|\d{4}[-/.]\d{2}[-/.]\d{2}(?:T| ?)\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?` +
+	// 05/Jan/2024:16:01:34 +0100 (Apache), 05-Jan-2024 16:01:34
+	`|\d{2}[-/](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[-/]\d{4}[: ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[+-]\d{4})?` +
+	// 05/01/2024 16:01:34, 01/05/24 16:01:34
+	`|\d{2}/\d{2}/\d{2,4} \d{2}:\d{2}:\d{2}` +
+	// an epoch, 1704470494.123
+	`|\d{10}(?:\.\d+)?` +
+	`)\]?)?`
+
+// unsupported are the Python regex constructs RE2 cannot run, with what to say of each.
+var unsupported = []struct {
+	re     *regexp.Regexp
+	reason string
+}{
+	{regexp.MustCompile(`\(\?<[=!]`), "a look-behind (?<= or (?<!: Go's RE2 has none"},
+	{regexp.MustCompile(`\(\?[=!]`), "a look-ahead (?= or (?!: Go's RE2 has none"},
+	{regexp.MustCompile(`\(\?\(`), "a conditional (?(group)yes|no): Go's RE2 has none"},
+	{regexp.MustCompile(`\(\?P=`), "a back-reference (?P=name): Go's RE2 has none"},
+	{regexp.MustCompile(`\\[1-9]`), "a back-reference \\N: Go's RE2 has none"},
+	{regexp.MustCompile(`\(\?>`), "an atomic group (?>: Go's RE2 has none"},
+	{regexp.MustCompile(`[*+?}][+]`), "a possessive quantifier: Go's RE2 has none"},
+}
+
+var (
+	ftag       = regexp.MustCompile(`</?[\w\-]+/?>`)
+	emptyBound = regexp.MustCompile(`\{,(\d+)\}`)
+)
+
+// regexError says why a regex could not be turned.
+type regexError struct{ reason string }
+
+func (e *regexError) Error() string { return e.reason }
+
+// convertRegex turns one fail2ban failregex (or ignoreregex) into logban's syntax. pref
+// is the filter's prefregex, "" for none; ignore says the regex is an ignoreregex, which
+// needs no address. The result compiles as logban's filters compile it.
+//
+// A negative look-ahead outside any group, A(?!X)B, which RE2 cannot run, becomes the
+// failregex AB and the ignoreregex AX, returned in ignores: a line where A is followed
+// by X is not a failure. That is fail2ban's reading wherever A matches in one place, as
+// in the stock filters (postfix's "authentication failed:(?! Connection lost...)",
+// recidive's "\[(?!recidive\])").
+func convertRegex(regex, pref string, ignore bool) (conv string, ignores []string, err error) {
+	if !ignore {
+		if a, x, b, ok := cutLookahead(regex); ok {
+			conv, _, err := convertRegex(a+b, pref, false)
+			if err != nil {
+				return "", nil, err
+			}
+			ign, _, err := convertRegex(a+"(?:"+x+")", pref, true)
+			if err != nil {
+				return "", nil, err
+			}
+			return conv, []string{ign}, nil
+		}
+	}
+	conv, err = convertOne(regex, pref, ignore)
+	return conv, nil, err
+}
+
+// cutLookahead finds a negative look-ahead outside any group of a regex without a
+// top-level |, and returns what comes before it, its content, and what comes after.
+func cutLookahead(re string) (a, x, b string, ok bool) {
+	if len(topLevel(re)) != 1 {
+		return "", "", "", false
+	}
+	depth := 0
+	inClass := false
+	for i := 0; i < len(re); i++ {
+		switch c := re[i]; {
+		case c == '\\':
+			i++
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+		case c == '(' && depth == 0 && strings.HasPrefix(re[i:], "(?!"):
+			end := groupEnd(re, i)
+			if end < 0 {
+				return "", "", "", false
+			}
+			return re[:i], re[i+3 : end], re[end+1:], true
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		}
+	}
+	return "", "", "", false
+}
+
+// groupEnd returns the index of the ) closing the group opened at re[open].
+func groupEnd(re string, open int) int {
+	depth := 0
+	inClass := false
+	for i := open; i < len(re); i++ {
+		switch c := re[i]; {
+		case c == '\\':
+			i++
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+func convertOne(regex, pref string, ignore bool) (string, error) {
+	if strings.Contains(regex, "<SKIPLINES>") || hasNewline(regex) {
+		return "", &regexError{"spans several lines (<SKIPLINES>, \\n): logban reads one line at a time"}
+	}
+	for _, tag := range []string{"F-NOFAIL", "F-MLFGAINED"} {
+		if strings.Contains(regex, "<"+tag+">") {
+			return "", &regexError{fmt.Sprintf("marks a line that is not a failure by itself (<%s>): fail2ban keeps it to join with another line of the same session; logban reads each line alone", tag)}
+		}
+	}
+	for _, tag := range []string{"CIDR", "SUBNET", "F-CIDR", "F-SUBNET", "DNS", "F-DNS"} {
+		if strings.Contains(regex, "<"+tag+">") || strings.Contains(regex, "<"+tag+"/>") {
+			return "", &regexError{fmt.Sprintf("captures <%s>: logban bans addresses only, never a network a line names or a host name", tag)}
+		}
+	}
+	body, err := tags(regex)
+	if err != nil {
+		return "", err
+	}
+	if pref != "" {
+		// The content's tags are kept apart from the others, to find where it stands.
+		p, err := tags(strings.NewReplacer("<F-CONTENT>", contentStart, "</F-CONTENT>", contentEnd).Replace(pref))
+		if err != nil {
+			return "", fmt.Errorf("prefregex: %w", err)
+		}
+		if body, err = intoContent(p, body); err != nil {
+			return "", err
+		}
+	}
+	if !ignore && !strings.Contains(body, "<HOST>") {
+		return "", &regexError{"has no address (<HOST>, <ADDR>, <IP4>, <IP6>): fail2ban takes it from another line of the same session (F-MLFID, F-ID); logban reads each line alone"}
+	}
+	alts := topLevel(body)
+	for i, alt := range alts {
+		if rest, ok := strings.CutPrefix(alt, "^"); ok {
+			alts[i] = "^" + datePrefix + rest
+		}
+	}
+	body = strings.Join(alts, "|")
+	for _, u := range unsupported {
+		if u.re.MatchString(body) {
+			return "", &regexError{u.reason}
+		}
+	}
+	body = strings.ReplaceAll(body, `\Z`, `\z`)
+	body = emptyBound.ReplaceAllString(body, "{0,$1}")
+	def := filters.Definition{FailRegex: []string{body}}
+	if ignore {
+		def = filters.Definition{FailRegex: []string{"<HOST>"}, IgnoreRegex: []string{body}}
+	}
+	if _, err := filters.New("import", def, filters.Options{}); err != nil {
+		return "", &regexError{fmt.Sprintf("does not compile in Go's RE2: %v", err)}
+	}
+	return body, nil
+}
+
+// tags replaces fail2ban's regex tags: each address tag becomes logban's <HOST> (with the
+// brackets fail2ban allows around it), and every <F-NAME>...</F-NAME> capture a plain
+// group, since logban does not use them. An unknown tag stays as it is.
+func tags(regex string) (string, error) {
+	var err error
+	open := map[string]bool{}
+	out := ftag.ReplaceAllStringFunc(regex, func(tag string) string {
+		name := strings.Trim(tag, "</>")
+		switch {
+		case name == "HOST" || name == "ADDR" || name == "IP4" || name == "IP6":
+			return `\[?<HOST>\]?`
+		case strings.HasSuffix(tag, "/>") && strings.HasPrefix(name, "F-"):
+			switch name {
+			case "F-ADDR", "F-IP4", "F-IP6", "F-HOST":
+				return `\[?<HOST>\]?`
+			case "F-ID":
+				return `(?:\S+)`
+			case "F-PORT":
+				return `(?:\w+)`
+			}
+			err = &regexError{fmt.Sprintf("the tag %s is not known", tag)}
+			return tag
+		case strings.HasPrefix(tag, "</") && strings.HasPrefix(name, "F-"):
+			if open[name] {
+				open[name] = false
+				return ")"
+			}
+			return tag
+		case strings.HasPrefix(name, "F-"):
+			open[name] = true
+			switch name {
+			case "F-ADDR", "F-IP4", "F-IP6", "F-HOST":
+				err = &regexError{fmt.Sprintf("<%s> with a pattern of its own: logban takes the address only as <HOST>", name)}
+			}
+			return "(?:"
+		}
+		return tag
+	})
+	return out, err
+}
+
+// The marks of prefregex's <F-CONTENT> and </F-CONTENT> while its other tags are replaced.
+const contentStart, contentEnd = "\x00content\x00", "\x00/content\x00"
+
+// intoContent puts a failregex where prefregex's <F-CONTENT> stands: fail2ban matches
+// the failregex against that part of the line alone, so its ^ is the content's start,
+// its $ the content's end, and without them it may match anywhere inside.
+func intoContent(pref, fail string) (string, error) {
+	start := strings.Index(pref, contentStart)
+	end := strings.Index(pref, contentEnd)
+	if start < 0 || end < start {
+		return "", &regexError{"the filter's prefregex has no <F-CONTENT>...</F-CONTENT>"}
+	}
+	before, after := pref[:start], pref[end+len(contentEnd):]
+	var alts []string
+	for _, alt := range topLevel(fail) {
+		a, anchored := strings.CutPrefix(alt, "^")
+		if !anchored {
+			a = ".*?" + a
+		}
+		if strings.HasSuffix(a, "$") && !strings.HasSuffix(a, `\$`) {
+			a = strings.TrimSuffix(a, "$")
+		} else {
+			a += ".*"
+		}
+		alts = append(alts, a)
+	}
+	return before + "(?:" + strings.Join(alts, "|") + ")" + after, nil
+}
+
+// topLevel splits a regex at its top-level |, outside groups and classes.
+func topLevel(re string) []string {
+	var parts []string
+	depth, start := 0, 0
+	inClass := false
+	for i := 0; i < len(re); i++ {
+		switch c := re[i]; {
+		case c == '\\':
+			i++
+		case inClass:
+			if c == ']' {
+				inClass = false
+			}
+		case c == '[':
+			inClass = true
+			if i+1 < len(re) && re[i+1] == ']' {
+				i++
+			} else if i+2 < len(re) && re[i+1] == '^' && re[i+2] == ']' {
+				i += 2
+			}
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case c == '|' && depth == 0:
+			parts = append(parts, re[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, re[start:])
+}
+
+// hasNewline reports whether a regex matches a line end: \n not itself escaped.
+func hasNewline(re string) bool {
+	for i := 0; i < len(re)-1; i++ {
+		if re[i] == '\\' {
+			if re[i+1] == 'n' {
+				return true
+			}
+			i++
+		}
+	}
+	return false
+}
