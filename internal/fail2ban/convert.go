@@ -40,8 +40,9 @@ type FilterReport struct {
 	// Prefregex and Datepattern are fail2ban's, interpolated.
 	Prefregex, Datepattern string
 	// Converted are the failregexes logban runs, as fail2ban wrote them; Dropped the
-	// others; Ignore the ignoreregexes kept.
-	Converted, Dropped, Ignore []string
+	// others; Ignore the ignoreregexes kept; Derived the ignoreregexes made of parts of
+	// failregexes (a look-ahead, an <F-NOFAIL>), in fail2ban's syntax.
+	Converted, Dropped, Ignore, Derived []string
 }
 
 // JailReport is what became of one fail2ban jail.
@@ -365,9 +366,12 @@ func (im *importer) filter(spec, backend string) (f *filterOut, regexes, convert
 				converted++
 				fr.Converted = append(fr.Converted, r)
 				out.fail = append(out.fail, conv)
+				for _, d := range ignores {
+					out.ignore = append(out.ignore, d.logban)
+					fr.Derived = append(fr.Derived, d.fail2ban...)
+				}
 				if len(ignores) > 0 {
-					out.ignore = append(out.ignore, ignores...)
-					out.notes = append(out.notes, fmt.Sprintf("failregex %d: its look-ahead (?!...) is an ignoreregex here, which logban applies to every failregex of the filter", n))
+					out.notes = append(out.notes, fmt.Sprintf("failregex %d: its look-ahead (?!...) or <F-NOFAIL> part is an ignoreregex here, which logban applies to every failregex of the filter", n))
 				}
 			} else {
 				fr.Ignore = append(fr.Ignore, r)

@@ -3,6 +3,7 @@ package fail2ban
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -116,7 +117,8 @@ func TestRegexReasons(t *testing.T) {
 	for _, tt := range []struct{ regex, reason string }{
 		{`^(?<=x)a <HOST>`, "look-behind"},
 		{`^a (?=b)<HOST>`, "look-ahead"},
-		{`^(?P<x>a)? (?(x)b|c) <HOST>`, "conditional"},
+		{`^(?P<x>a)* (?(x)b|c) <HOST>`, "conditional"},
+		{`^a (?!b)c <HOST>|d`, "look-ahead"},
 		{`^(?P<u>\S+) <HOST> (?P=u)`, "back-reference"},
 		{`^(\S+) <HOST> \1`, "back-reference"},
 		{`^a<SKIPLINES>b <HOST>`, "several lines"},
@@ -201,6 +203,64 @@ func TestImportSmallConfiguration(t *testing.T) {
 	for _, want := range []string{"action mystery has no logban kind", "filter other: failregex 1 not converted: a look-behind"} {
 		if !slices.ContainsFunc(reported, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("not reported: %q in %q", want, reported)
+		}
+	}
+}
+
+// notContaining's regex takes exactly the strings without x, for every x of the kinds
+// fail2ban's tempered tokens use, on every short string of x's letters and one other.
+func TestNotContaining(t *testing.T) {
+	for _, x := range []string{" from ", "aa", "aab", "abab", "ip=", "x"} {
+		re := regexp.MustCompile("^" + notContaining(x) + "$")
+		letters := []byte(x + "z")
+		var walk func(s []byte)
+		walk = func(s []byte) {
+			if got, want := re.Match(s), !strings.Contains(string(s), x); got != want {
+				t.Fatalf("x %q, %q: matched %v", x, s, got)
+			}
+			if len(s) == 7 {
+				return
+			}
+			for _, c := range slices.Compact(slices.Sorted(slices.Values(letters))) {
+				walk(append(slices.Clone(s), c))
+			}
+		}
+		walk(nil)
+	}
+}
+
+// Conditionals and <F-NOFAIL> in one alternative are written out as fail2ban reads
+// them: sshd's "Failed" line, whose user name may hold anything but " from ".
+func TestConditionalsAndNoFail(t *testing.T) {
+	sshd := `^Failed (?:<F-NOFAIL>publickey</F-NOFAIL>|\S+) for (?P<cond_inv>invalid user )?<F-USER>(?P<cond_user>\S+)|(?(cond_inv)(?:(?! from ).)*?|[^:]+)</F-USER> from <HOST>(?: (?:port \d+|on \S+)){0,2}(?: ssh\d*)?(?(cond_user): |(?:(?:(?! from ).)*)$)`
+	fail, ignores, err := convertRegex(sshd, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ignore []string
+	for _, d := range ignores {
+		ignore = append(ignore, d.logban)
+	}
+	f, err := filters.New("sshd", filters.Definition{FailRegex: []string{fail}, IgnoreRegex: ignore}, filters.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for line, want := range map[string]string{
+		"Failed password for root from 203.0.113.1 port 22 ssh2":                               "203.0.113.1",
+		"Failed password for invalid user admin from 203.0.113.2 port 22 ssh2":                 "203.0.113.2",
+		"Failed password for invalid user two words from 203.0.113.3 port 22 ssh2":             "203.0.113.3",
+		"Failed password for root from 203.0.113.4 port 22 ssh2: RSA SHA256:abc":               "203.0.113.4",
+		"Failed publickey for root from 203.0.113.5 port 22 ssh2: RSA SHA256:abc":              "",            // NOFAIL
+		"Failed password for invalid user x from 6.6.6.6 from 203.0.113.6 port 22 ssh2":        "203.0.113.6", // never the user's 6.6.6.6
+		"Failed password for invalid user x from 6.6.6.6 port 22 ssh2 from 203.0.113.7 port 2": "203.0.113.7", // as fail2ban-regex finds
+	} {
+		m, r := f.Match([]byte(line), now)
+		switch {
+		case want == "" && r == filters.Matched:
+			t.Errorf("%q: matched %v", line, m.Addr)
+		case want != "" && (r != filters.Matched || m.Addr.String() != want):
+			t.Errorf("%q: %v %v; want %s", line, m.Addr, r, want)
 		}
 	}
 }

@@ -58,10 +58,10 @@ func (e *regexError) Error() string { return e.reason }
 // by X is not a failure. That is fail2ban's reading wherever A matches in one place, as
 // in the stock filters (postfix's "authentication failed:(?! Connection lost...)",
 // recidive's "\[(?!recidive\])").
-func convertRegex(regex, pref string, ignore bool) (conv string, ignores []string, err error) {
+func convertRegex(regex, pref string, ignore bool) (conv string, ignores []derived, err error) {
 	if !ignore {
 		if a, x, b, ok := cutLookahead(regex); ok {
-			conv, _, err := convertRegex(a+b, pref, false)
+			conv, more, err := convertRegex(a+b, pref, false)
 			if err != nil {
 				return "", nil, err
 			}
@@ -69,11 +69,59 @@ func convertRegex(regex, pref string, ignore bool) (conv string, ignores []strin
 			if err != nil {
 				return "", nil, err
 			}
-			return conv, []string{ign}, nil
+			return conv, append(more, derived{ign, []string{a + "(?:" + x + ")"}}), nil
 		}
 	}
-	conv, err = convertOne(regex, pref, ignore)
-	return conv, nil, err
+	if err := screen(regex); err != nil {
+		return "", nil, err
+	}
+	body, err := tags(strings.NewReplacer("<F-NOFAIL>", "(?P<nofail>", "</F-NOFAIL>", ")").Replace(regex))
+	if err != nil {
+		return "", nil, err
+	}
+	fails := []string{body}
+	var nofails []string
+	if strings.Contains(body, "(?P<nofail>") || strings.Contains(body, "(?(") {
+		extra := ""
+		if strings.Contains(body, "(?P<nofail>") {
+			extra = "nofail"
+		}
+		with, without, err := expand(body, extra)
+		if err != nil {
+			return "", nil, &regexError{fmt.Sprintf("a conditional (?(group)yes|no) RE2 has none of, on %v", err)}
+		}
+		fails, nofails = without, with
+		if ignore {
+			fails, nofails = append(without, with...), nil
+		}
+		if len(fails) == 0 {
+			return "", nil, &regexError{"marks a line that is not a failure by itself (<F-NOFAIL>): fail2ban keeps it to join with another line of the same session; logban reads each line alone"}
+		}
+	}
+	if conv, err = finish(strings.Join(fails, "|"), pref, ignore); err != nil {
+		return "", nil, err
+	}
+	if len(nofails) > 0 {
+		joined := strings.Join(nofails, "|")
+		ign, err := finish(joined, pref, true)
+		if err != nil {
+			return "", nil, err
+		}
+		var orig []string
+		for _, v := range nofails {
+			orig = append(orig, namedGroup.ReplaceAllString(v, "(?:"))
+		}
+		ignores = append(ignores, derived{ign, orig})
+	}
+	return conv, ignores, nil
+}
+
+// derived is an ignoreregex made from a part of a failregex: in logban's syntax, and in
+// fail2ban's, as the ignoreregexes fail2ban would match against the line or the
+// prefregex's content (one each: fail2ban takes one <HOST> a regex).
+type derived struct {
+	logban   string
+	fail2ban []string
 }
 
 // cutLookahead finds a negative look-ahead outside any group of a regex without a
@@ -135,24 +183,29 @@ func groupEnd(re string, open int) int {
 	return -1
 }
 
-func convertOne(regex, pref string, ignore bool) (string, error) {
+// screen refuses what no rewriting makes one line's regex of.
+func screen(regex string) error {
 	if strings.Contains(regex, "<SKIPLINES>") || hasNewline(regex) {
-		return "", &regexError{"spans several lines (<SKIPLINES>, \\n): logban reads one line at a time"}
+		return &regexError{"spans several lines (<SKIPLINES>, \\n): logban reads one line at a time"}
 	}
-	for _, tag := range []string{"F-NOFAIL", "F-MLFGAINED"} {
-		if strings.Contains(regex, "<"+tag+">") {
-			return "", &regexError{fmt.Sprintf("marks a line that is not a failure by itself (<%s>): fail2ban keeps it to join with another line of the same session; logban reads each line alone", tag)}
-		}
+	if strings.Contains(regex, "<F-MLFGAINED>") {
+		return &regexError{"marks a success (<F-MLFGAINED>), which fail2ban joins with the other lines of the same session; logban reads each line alone"}
 	}
 	for _, tag := range []string{"CIDR", "SUBNET", "F-CIDR", "F-SUBNET", "DNS", "F-DNS"} {
 		if strings.Contains(regex, "<"+tag+">") || strings.Contains(regex, "<"+tag+"/>") {
-			return "", &regexError{fmt.Sprintf("captures <%s>: logban bans addresses only, never a network a line names or a host name", tag)}
+			return &regexError{fmt.Sprintf("captures <%s>: logban bans addresses only, never a network a line names or a host name", tag)}
 		}
 	}
-	body, err := tags(regex)
-	if err != nil {
-		return "", err
-	}
+	return nil
+}
+
+var namedGroup = regexp.MustCompile(`\(\?P<[^>]+>`)
+
+// finish turns a regex whose tags are replaced into logban's: the tempered tokens
+// written out, named groups plain, into prefregex's content, the date put back.
+func finish(body, pref string, ignore bool) (string, error) {
+	body = untemper(body)
+	body = namedGroup.ReplaceAllString(body, "(?:")
 	if pref != "" {
 		// The content's tags are kept apart from the others, to find where it stands.
 		p, err := tags(strings.NewReplacer("<F-CONTENT>", contentStart, "</F-CONTENT>", contentEnd).Replace(pref))
