@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -165,7 +166,7 @@ action  = route[blocktype=blackhole]
 		}
 	}
 	for _, want := range []string{
-		`ignoreip "mail.example.com": logban takes addresses and prefixes, never host names`,
+		`every jail: [DEFAULT] ignoreip "mail.example.com": logban takes addresses and prefixes, never host names`,
 		`action abuseipdb has no logban kind`,
 		`action sendmail-whois: the whois lookup`,
 	} {
@@ -314,4 +315,73 @@ func sum(m map[string]int) int {
 		n += v
 	}
 	return n
+}
+
+var update = flag.Bool("update", false, "rewrite examples/fail2ban-migration/imported/logban.toml from the import")
+
+// The walk-through in examples/fail2ban-migration is what the import does: its
+// imported/logban.toml is the import's output on Debian's stock configuration with the
+// example's two files over it, its README shows the report printed, and the tuned
+// configuration loads, with the imported sshd filter as it was.
+func TestMigrationWalkthrough(t *testing.T) {
+	requireFail2ban(t)
+	const example = "../../examples/fail2ban-migration"
+	dir := filepath.Join(t.TempDir(), "f2b")
+	if out, err := exec.Command("cp", "-a", stockConfig, dir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	for _, f := range []string{"jail.local", "filter.d/zimbra-submission.conf"} {
+		data, err := os.ReadFile(filepath.Join(example, "fail2ban", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), data, 0o644)
+	}
+	out := filepath.Join(t.TempDir(), "logban.toml")
+	code, _, stderr := client("import-fail2ban", dir, "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	got, _ := os.ReadFile(out)
+	got = []byte(strings.ReplaceAll(string(got), dir, "/etc/fail2ban"))
+	golden := filepath.Join(example, "imported", "logban.toml")
+	if *update {
+		os.WriteFile(golden, got, 0o644)
+	}
+	if want, _ := os.ReadFile(golden); string(got) != string(want) {
+		t.Errorf("%s is not what the import makes (fail2ban %s?); go test ./cmd/ban-client -run Walkthrough -update rewrites it", golden, "1.0.2")
+	}
+
+	readme, err := os.ReadFile(filepath.Join(example, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(strings.ReplaceAll(stderr, dir, "/etc/fail2ban")), "\n") {
+		if i := strings.Index(l, ": ^"); i > 0 && strings.Contains(l, "not converted") {
+			l = l[:i] + ": ^..."
+		}
+		if strings.HasPrefix(l, "wrote ") {
+			continue
+		}
+		if !strings.Contains(string(readme), l+"\n") {
+			t.Errorf("the walk-through does not show the report's line %q", l)
+		}
+	}
+
+	imported, err := config.Load(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuned, err := config.Load(filepath.Join(example, "logban", "logban.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tuned.Filters["sshd"].Definition.Equal(imported.Filters["sshd"].Definition) {
+		t.Error("logban/jail.d/sshd.toml's filter is not the imported one")
+	}
+	for _, jail := range []string{"zimbra-submission", "zimbra-smtp-auth"} {
+		if !tuned.Filters[jail].Builtin {
+			t.Errorf("the tuned %s jail does not use the built-in filter", jail)
+		}
+	}
 }

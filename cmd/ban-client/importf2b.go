@@ -48,6 +48,9 @@ func importFail2ban(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitRefused, fmt.Errorf("import-fail2ban: %w", err)
 	}
+	for _, p := range res.Problems {
+		fmt.Fprintf(stderr, "every jail: %s\n", p)
+	}
 	converted, enabled := 0, 0
 	for _, j := range res.Jails {
 		if j.Enabled {

@@ -5,13 +5,14 @@ import (
 	"maps"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/logban/logban/filters"
 )
 
 // Options says what Import converts.
@@ -30,6 +31,8 @@ type Result struct {
 	Files []string
 	// Filters are the logban filters made, in the order made.
 	Filters []FilterReport
+	// Problems are what could not be converted of the settings every jail shares.
+	Problems []string
 }
 
 // FilterReport is a logban filter made from a fail2ban one: what it came from, in
@@ -73,7 +76,11 @@ func Import(dir string, opts Options) (*Result, error) {
 	im := &importer{dir: dir, jails: jails, res: &Result{Files: slices.Clone(jails.files)},
 		filters: map[string]*filterOut{}, actions: map[string]*actionOut{}}
 	if v, err := jails.get("DEFAULT", "ignoreip", nil); err == nil {
-		im.serverIgnore, _ = splitIgnore(v)
+		var bad []string
+		im.serverIgnore, bad = splitIgnore(v)
+		for _, b := range bad {
+			im.res.Problems = append(im.res.Problems, fmt.Sprintf("[DEFAULT] ignoreip %q: logban takes addresses and prefixes, never host names (it never resolves one)", b))
+		}
 	}
 	for _, name := range jails.order {
 		if name == "INCLUDES" || strings.HasPrefix(name, "KNOWN/") || strings.Contains(name, "?") {
@@ -179,9 +186,9 @@ func (im *importer) jail(name string, opts Options) {
 		ips, bad := splitIgnore(v)
 		if !slices.Equal(ips, im.serverIgnore) {
 			j.ignoreip = ips
-		}
-		for _, b := range bad {
-			problem("ignoreip %q: logban takes addresses and prefixes, never host names (it never resolves one)", b)
+			for _, b := range bad {
+				problem("ignoreip %q: logban takes addresses and prefixes, never host names (it never resolves one)", b)
+			}
 		}
 	}
 	if v, ok := get("ignorecommand"); ok && v != "" {
@@ -398,6 +405,10 @@ func (im *importer) filter(spec, backend string) (f *filterOut, regexes, convert
 	}
 	label = out.name
 	fr.Name = label
+	if _, builtin, _ := filters.Builtin(label); builtin {
+		out.notes = append(out.notes, "logban has a built-in filter of this name, which this table replaces; delete the table to use the built-in one")
+		problems = append(problems, fmt.Sprintf("filter %s: replaces logban's built-in filter of that name", label))
+	}
 	if len(out.fail) > 0 {
 		im.filters[label] = out
 		im.filterOrder = append(im.filterOrder, label)
@@ -720,9 +731,8 @@ func appendNew(list []string, items ...string) []string {
 // write renders the converted configuration.
 func (im *importer) write() []byte {
 	var b strings.Builder
-	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# logban configuration imported from the fail2ban configuration in %s\n", im.dir)
-	fmt.Fprintf(&b, "# by ban-client import-fail2ban on %s. Check it with:\n", host)
+	b.WriteString("# by ban-client import-fail2ban. Check it with:\n")
 	b.WriteString("#   ban-server -check -config FILE\n")
 	b.WriteString("# What could not be converted is said where it was, in comments starting \"not converted\".\n")
 	converted, total := 0, 0
@@ -733,6 +743,9 @@ func (im *importer) write() []byte {
 		}
 	}
 	fmt.Fprintf(&b, "# Jails: %d looked at, %d converted.\n\n", total, converted)
+	for _, p := range im.res.Problems {
+		b.WriteString("# not converted: " + p + "\n")
+	}
 	b.WriteString("[server]\n")
 	if len(im.serverIgnore) > 0 {
 		b.WriteString("ignoreip = " + tomlList(im.serverIgnore) + "  # fail2ban's [DEFAULT] ignoreip\n")
