@@ -15,7 +15,7 @@ import (
 // with $2 as its scratch folder, printing what it finds on lines the test looks for.
 const installScript = `
 set -euo pipefail
-deb=$1 out=$2
+deb=$1 out=$2 upgrade=$3
 # Everything the package and its scripts write lands in throwaway layers: this mount
 # namespace lays one over /etc, /usr and /var, and a fresh /run; the network namespace
 # keeps the firewall and routes of the test its own. The layers live in a tmpfs, which
@@ -60,6 +60,14 @@ for page in ban-server.8 ban-client.1 logban.toml.5; do
 done
 bash -c 'source /usr/share/bash-completion/completions/ban-client && complete -p ban-client'
 
+# An upgrade keeps the administrator's configuration and leaves the firewall alone.
+echo '# edited by the administrator' >>/etc/logban/logban.toml
+dpkg -i "$upgrade"
+after=$(iptables-save | grep -v '^#'; ipset list -n; ip route show table all proto 178)
+[ "$before" = "$after" ] && echo "upgrade left the firewall as it was"
+ban-server -version
+grep -c '^# edited by the administrator' /etc/logban/logban.toml | sed 's/^/edits kept: /'
+
 dpkg --purge logban
 echo "purged"
 left=$( (cat "$out/files"; echo /var/lib/logban; echo /var/log/logban; echo /run/logban; echo /etc/logban) |
@@ -74,8 +82,9 @@ echo "kernel after purge: [$(iptables-save | grep -c logban || true) rules, $(ip
 // TestPackages builds the packages with packaging/build as the README says, installs
 // the .deb with dpkg in throwaway layers over /etc, /usr and /var, checks what landed
 // and that it works (the configuration passes -check, the man pages render, the bash
-// completion loads), then purges it: nothing is left, and the purge took logban's
-// chains, sets and routes out of the kernel. The .rpm is checked with rpm -qpl and
+// completion loads), upgrades it to a newer version (the edited configuration stays,
+// the firewall is not touched), then purges it: nothing is left, and the purge took
+// logban's chains, sets and routes out of the kernel. The .rpm is checked with rpm -qpl and
 // --scripts, and installed into a throwaway root.
 func TestPackages(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -89,19 +98,18 @@ func TestPackages(t *testing.T) {
 		testenv.Skip(t, "a logban package is installed on this machine; the test installs its own and would hide it")
 	}
 	out := t.TempDir()
-	build := exec.Command("./build", "1.2.3")
-	build.Env = append(os.Environ(), "OUT="+out)
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("packaging/build: %v\n%s", err, b)
+	next := t.TempDir()
+	for _, b := range []struct{ version, out string }{{"1.2.3", out}, {"1.2.4", next}} {
+		build := exec.Command("./build", b.version)
+		build.Env = append(os.Environ(), "OUT="+b.out)
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("packaging/build %s: %v\n%s", b.version, err, out)
+		}
 	}
-	deb := filepath.Join(out, "logban_1.2.3_amd64.deb")
-	rpm := filepath.Join(out, "logban-1.2.3-1.x86_64.rpm")
-	if arch, _ := exec.Command("go", "env", "GOARCH").Output(); strings.TrimSpace(string(arch)) != "amd64" {
-		deb, rpm = globOne(t, out, "*.deb"), globOne(t, out, "*.rpm")
-	}
+	deb, rpm, upgrade := globOne(t, out, "*.deb"), globOne(t, out, "*.rpm"), globOne(t, next, "*.deb")
 
 	t.Run("deb", func(t *testing.T) {
-		cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", installScript, "bash", deb, t.TempDir())
+		cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", installScript, "bash", deb, t.TempDir(), upgrade)
 		b, err := cmd.CombinedOutput()
 		got := string(b)
 		if err != nil {
@@ -122,6 +130,7 @@ func TestPackages(t *testing.T) {
 			"/etc/logban/logban.toml: OK, 4 jails",
 			"man ban-server.8: BAN-SERVER(8)", "man ban-client.1: BAN-CLIENT(1)", "man logban.toml.5: LOGBAN.TOML(5)",
 			"complete -F _ban_client ban-client",
+			"upgrade left the firewall as it was", "ban-server 1.2.4", "edits kept: 1",
 			"purged",
 			"left behind: []",
 			"kernel after purge: [0 rules, 0 sets, 0 routes]",

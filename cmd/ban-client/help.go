@@ -62,6 +62,12 @@ var commandHelp = map[string]string{
   How often an address was banned in each jail, and when last; without ADDR, the 100
   addresses banned last.
   ban-client history 203.0.113.5`,
+	"import-fail2ban": `ban-client import-fail2ban [-o FILE] [--all] [DIR]
+  Read fail2ban's configuration in DIR (default /etc/fail2ban) as fail2ban does and
+  print a logban configuration of its enabled jails (every jail with --all); what
+  cannot be converted is said per jail and per regex, with the reason.
+  ban-client import-fail2ban -o /etc/logban/logban.toml
+  ban-client import-fail2ban -h (for its flags)`,
 	"completion": `ban-client completion bash|zsh|fish
   Print a completion script for the shell: commands, flags, jail names and banned
   addresses (asked of the server as you type). Packages install them already.

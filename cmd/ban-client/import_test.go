@@ -70,9 +70,13 @@ func TestImportFail2banStockConfiguration(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("import-fail2ban %v: exit %d: %s", args, code, stderr)
 		}
+		check, err := exec.Command("go", "run", "../ban-server", "-check", "-config", out).CombinedOutput()
+		if err != nil || !strings.Contains(string(check), ": OK, ") {
+			t.Fatalf("ban-server -check on what import-fail2ban %v wrote: %v\n%s", args, err, check)
+		}
 		cfg, err := config.Load(out)
 		if err != nil {
-			t.Fatalf("import-fail2ban %v wrote a configuration that does not load: %v", args, err)
+			t.Fatal(err)
 		}
 		if len(args) == 0 && len(cfg.Jails) != 1 {
 			t.Errorf("the enabled jails of the stock configuration (sshd): got %d jails", len(cfg.Jails))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -30,14 +31,15 @@ Flags:
 func importFail2ban(args []string, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("import-fail2ban", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, importUsage); fs.PrintDefaults() }
+	usage := func(w io.Writer) { fmt.Fprint(w, importUsage); fs.SetOutput(w); fs.PrintDefaults() }
+	fs.Usage = func() {} // -h is answered below, on stdout
 	out := fs.String("o", "", "write the configuration to this `file` instead of standard output")
 	all := fs.Bool("all", false, "convert every jail, not only the enabled ones")
 	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
-		return exitUsage, err
+		return ownHelp(err, "import-fail2ban", usage, stdout)
 	}
 	if fs.NArg() > 1 {
-		fs.Usage()
+		usage(stderr)
 		return exitUsage, usageError{"import-fail2ban takes at most one folder"}
 	}
 	dir := "/etc/fail2ban"
@@ -79,4 +81,15 @@ func importFail2ban(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	fmt.Fprintf(stderr, "wrote %s; check it with: ban-server -check -config %s\n", *out, *out)
 	return 0, nil
+}
+
+// ownHelp answers a parse error of a command with flags of its own: -h prints the
+// command's help on stdout and succeeds, as ban-client -h does; any other error, which
+// the flag package has told, gets one line naming the help.
+func ownHelp(err error, command string, usage func(io.Writer), stdout io.Writer) (int, error) {
+	if errors.Is(err, flag.ErrHelp) {
+		usage(stdout)
+		return 0, nil
+	}
+	return exitUsage, fmt.Errorf("run 'ban-client %s -h' for its flags", command)
 }

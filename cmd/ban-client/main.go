@@ -97,19 +97,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	configPath := fs.String("config", "", "read the socket path from this configuration `file`")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the server")
 	jsonOut := fs.Bool("json", false, "print every command's answer as JSON, errors included ({\"error\": ..., \"exit\": ...}), for scripts")
-	// test-filter has flags of its own, some of the same names: everything after it is
-	// its own. Elsewhere flags may come anywhere.
-	if i := slices.Index(args, "test-filter"); i >= 0 {
-		if err := fs.Parse(args[:i]); err != nil || fs.NArg() > 0 {
-			return exitUsage, usageError{"test-filter comes before its arguments: ban-client test-filter FILTER LOGFILE"}
+	// test-filter and import-fail2ban have flags of their own, some of the same names:
+	// everything after them is their own. Elsewhere flags may come anywhere.
+	for _, own := range []struct {
+		name string
+		run  func(args []string) (int, error)
+	}{
+		{"test-filter", func(args []string) (int, error) { return testFilter(args, *jsonOut, stdout, stderr) }},
+		{"import-fail2ban", func(args []string) (int, error) { return importFail2ban(args, stdout, stderr) }},
+	} {
+		if i := slices.Index(args, own.name); i >= 0 {
+			if err := fs.Parse(args[:i]); err == nil && fs.NArg() == 0 {
+				return own.run(args[i+1:])
+			}
 		}
-		return testFilter(args[i+1:], *jsonOut, stdout, stderr)
-	}
-	if i := slices.Index(args, "import-fail2ban"); i >= 0 {
-		if err := fs.Parse(args[:i]); err != nil || fs.NArg() > 0 {
-			return exitUsage, usageError{"import-fail2ban comes before its arguments: ban-client import-fail2ban [DIR]"}
-		}
-		return importFail2ban(args[i+1:], stdout, stderr)
 	}
 	args = flagsFirst(fs, args)
 	// -h or --help anywhere, or help [COMMAND]: the help asked for, on stdout.

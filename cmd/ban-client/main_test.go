@@ -165,6 +165,22 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%v: exit %d, help:\n%s", args, code, stdout)
 		}
 	}
+	// The commands with flags of their own print theirs, on stdout too.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"test-filter", "-h"}, "Usage: ban-client test-filter"},
+		{[]string{"-json", "test-filter", "--help"}, "-print-missed"},
+		{[]string{"import-fail2ban", "-h"}, "Usage: ban-client import-fail2ban"},
+		{[]string{"help", "import-fail2ban"}, "ban-client import-fail2ban [-o FILE] [--all] [DIR]"},
+		{[]string{"help", "test-filter"}, "ban-client test-filter [-config FILE]"},
+		{[]string{"completion", "--help"}, "ban-client completion bash|zsh|fish"},
+	} {
+		if code, stdout, stderr := client(c.args...); code != 0 || !strings.Contains(stdout, c.want) || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q, help:\n%s", c.args, code, stderr, stdout)
+		}
+	}
 	for _, args := range [][]string{{"help", "unbanip"}, {"unbanip", "-h"}, {"unbanip", "--help", "203.0.113.5"}} {
 		code, stdout, _ := client(args...)
 		if code != 0 || !strings.HasPrefix(stdout, "ban-client unbanip [--jail JAIL] [--local] ADDR...") || !strings.Contains(stdout, "ban-client unbanip 203.0.113.5") {

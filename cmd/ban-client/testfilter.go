@@ -62,15 +62,16 @@ type matchedLine struct {
 func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
 	fs := flag.NewFlagSet("test-filter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, testFilterUsage); fs.PrintDefaults() }
+	usage := func(w io.Writer) { fmt.Fprint(w, testFilterUsage); fs.SetOutput(w); fs.PrintDefaults() }
+	fs.Usage = func() {} // -h is answered below, on stdout
 	configPath := fs.String("config", "", "take FILTER from this configuration `file`'s [filters.NAME] or jails, and its line limit")
 	printMissed := fs.Bool("print-missed", false, "print the lines no failregex matched, to tune a filter")
 	fs.BoolVar(&jsonOut, "json", jsonOut, "print one JSON object per matched line, then a summary object")
 	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
-		return exitUsage, err
+		return ownHelp(err, "test-filter", usage, stdout)
 	}
 	if fs.NArg() != 2 {
-		fs.Usage()
+		usage(stderr)
 		return exitUsage, usageError{"test-filter takes FILTER|REGEX and LOGFILE"}
 	}
 	f, label, maxLine, err := resolveFilter(fs.Arg(0), *configPath)
