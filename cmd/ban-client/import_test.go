@@ -293,12 +293,24 @@ func subsetFilter(t *testing.T, rep fail2ban.FilterReport) string {
 	return path
 }
 
-// testFilterCounts runs ban-client test-filter -json with filter of config on log.
+// testFilterCounts runs ban-client test-filter -json with filter of config on log, and
+// returns the failures it found per address.
 func testFilterCounts(t *testing.T, config, filter, log string) map[string]int {
 	t.Helper()
-	code, stdout, stderr := client("test-filter", "-json", "-config", config, filter, log)
+	s := testFilterSummary(t, "-config", config, filter, log)
+	if s.Addresses == nil {
+		return map[string]int{}
+	}
+	return s.Addresses
+}
+
+// testFilterSummary runs ban-client test-filter -json with args and returns the summary
+// it ends with.
+func testFilterSummary(t *testing.T, args ...string) filterReport {
+	t.Helper()
+	code, stdout, stderr := client(append([]string{"test-filter", "-json"}, args...)...)
 	if code != 0 {
-		t.Fatalf("test-filter %s: exit %d: %s", filter, code, stderr)
+		t.Fatalf("test-filter %v: exit %d: %s", args, code, stderr)
 	}
 	out := strings.Split(strings.TrimSpace(stdout), "\n")
 	var last struct {
@@ -307,10 +319,7 @@ func testFilterCounts(t *testing.T, config, filter, log string) map[string]int {
 	if err := json.Unmarshal([]byte(out[len(out)-1]), &last); err != nil {
 		t.Fatal(err)
 	}
-	if last.Summary.Addresses == nil {
-		return map[string]int{}
-	}
-	return last.Summary.Addresses
+	return last.Summary
 }
 
 func sum(m map[string]int) int {

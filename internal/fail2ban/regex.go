@@ -130,57 +130,66 @@ func cutLookahead(re string) (a, x, b string, ok bool) {
 	if len(topLevel(re)) != 1 {
 		return "", "", "", false
 	}
-	depth := 0
-	inClass := false
-	for i := 0; i < len(re); i++ {
-		switch c := re[i]; {
-		case c == '\\':
-			i++
-		case inClass:
-			if c == ']' {
-				inClass = false
+	walk(re, 0, func(i, depth int) bool {
+		if depth == 1 && strings.HasPrefix(re[i:], "(?!") { // a ( outside any other
+			if end := groupEnd(re, i); end >= 0 {
+				a, x, b, ok = re[:i], re[i+3:end], re[end+1:], true
 			}
-		case c == '[':
-			inClass = true
-		case c == '(' && depth == 0 && strings.HasPrefix(re[i:], "(?!"):
-			end := groupEnd(re, i)
-			if end < 0 {
-				return "", "", "", false
-			}
-			return re[:i], re[i+3 : end], re[end+1:], true
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
+			return false
 		}
-	}
-	return "", "", "", false
+		return true
+	})
+	return a, x, b, ok
 }
 
-// groupEnd returns the index of the ) closing the group opened at re[open].
+// groupEnd returns the index of the ) closing the group opened at re[open], or -1.
 func groupEnd(re string, open int) int {
+	end := -1
+	walk(re, open, func(i, depth int) bool {
+		if re[i] == ')' && depth == 1 {
+			end = i
+			return false
+		}
+		return true
+	})
+	return end
+}
+
+// walk calls fn with each index of re from start that is outside a character class
+// and not escaped, and the depth of groups there (a ( counts from its own index on,
+// a ) up to its own), until fn returns false.
+func walk(re string, start int, fn func(i, depth int) bool) {
 	depth := 0
-	inClass := false
-	for i := open; i < len(re); i++ {
-		switch c := re[i]; {
-		case c == '\\':
+	for i := start; i < len(re); i++ {
+		switch re[i] {
+		case '\\':
 			i++
-		case inClass:
-			if c == ']' {
-				inClass = false
+			continue
+		case '[':
+			i++
+			if i < len(re) && re[i] == '^' {
+				i++
 			}
-		case c == '[':
-			inClass = true
-		case c == '(':
+			if i < len(re) && re[i] == ']' {
+				i++
+			}
+			for i < len(re) && re[i] != ']' {
+				if re[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			continue
+		case '(':
 			depth++
-		case c == ')':
+		}
+		if !fn(i, depth) {
+			return
+		}
+		if re[i] == ')' {
 			depth--
-			if depth == 0 {
-				return i
-			}
 		}
 	}
-	return -1
 }
 
 // screen refuses what no rewriting makes one line's regex of.
@@ -316,32 +325,14 @@ func intoContent(pref, fail string) (string, error) {
 // topLevel splits a regex at its top-level |, outside groups and classes.
 func topLevel(re string) []string {
 	var parts []string
-	depth, start := 0, 0
-	inClass := false
-	for i := 0; i < len(re); i++ {
-		switch c := re[i]; {
-		case c == '\\':
-			i++
-		case inClass:
-			if c == ']' {
-				inClass = false
-			}
-		case c == '[':
-			inClass = true
-			if i+1 < len(re) && re[i+1] == ']' {
-				i++
-			} else if i+2 < len(re) && re[i+1] == '^' && re[i+2] == ']' {
-				i += 2
-			}
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == '|' && depth == 0:
+	start := 0
+	walk(re, 0, func(i, depth int) bool {
+		if re[i] == '|' && depth == 0 {
 			parts = append(parts, re[start:i])
 			start = i + 1
 		}
-	}
+		return true
+	})
 	return append(parts, re[start:])
 }
 
