@@ -19,6 +19,10 @@ type conf struct {
 	order    []string                     // section names in order of first appearance
 }
 
+// maxValue bounds a value as interpolation and tags grow it: a file that doubles a value
+// at each of ten levels is refused, not followed to a gigabyte.
+const maxValue = 1 << 20
+
 // errNoOption is a key that no section, [DEFAULT] or variable holds.
 var errNoOption = errors.New("not set")
 
@@ -224,6 +228,9 @@ func (c *conf) interpolate(section, key, v string, vars map[string]string, depth
 		if err != nil {
 			return "", err
 		}
+		if b.Len()+len(s) > maxValue {
+			return "", fmt.Errorf("[%s] %s: interpolated past %d bytes", section, key, maxValue)
+		}
 		b.WriteString(s)
 		v = v[m[1]:]
 	}
@@ -342,6 +349,9 @@ func substituteTags(opts map[string]string, ignore []string, more func(string) (
 				}
 				counts[tag][rtag]++
 				value = strings.ReplaceAll(value, "<"+rtag+">", repl)
+				if len(value) > maxValue {
+					return nil, fmt.Errorf("%s: grows past %d bytes as its tags are replaced", tag, maxValue)
+				}
 				pos += m[0]
 			}
 			if value != orig {

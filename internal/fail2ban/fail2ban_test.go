@@ -1,6 +1,7 @@
 package fail2ban
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -260,5 +261,31 @@ func expectMatches(t *testing.T, f *filters.Filter, now time.Time, lines map[str
 		case want != "" && (r != filters.Matched || m.Addr.String() != want):
 			t.Errorf("%q: %v %v; want %s", line, m.Addr, r, want)
 		}
+	}
+}
+
+// A value that doubles at each level of interpolation or tags is refused, not grown.
+func TestValuesDoNotGrowWithoutBound(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("[DEFAULT]\nv0 = " + strings.Repeat("x", 4096) + "\n")
+	for i := 1; i <= 10; i++ {
+		fmt.Fprintf(&b, "v%d = %%(v%d)s%%(v%d)s\n", i, i-1, i-1)
+	}
+	b.WriteString("[j]\nk = %(v10)s\n")
+	os.WriteFile(filepath.Join(dir, "jail.conf"), []byte(b.String()), 0o644)
+	c, err := readConf(dir, "jail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.get("j", "k", nil); err == nil || !strings.Contains(err.Error(), "past") {
+		t.Errorf("a value of 4 MiB: %v", err)
+	}
+	opts := map[string]string{"t0": strings.Repeat("y", 4096)}
+	for i := 1; i <= 12; i++ {
+		opts[fmt.Sprintf("t%d", i)] = fmt.Sprintf("<t%d><t%d>", i-1, i-1)
+	}
+	if _, err := substituteTags(opts, nil, nil); err == nil {
+		t.Error("tags that grow to 16 MiB were replaced")
 	}
 }
