@@ -453,11 +453,15 @@ func (im *importer) action(jail, spec string) (name, note string) {
 	a := &actionOut{}
 	var lost []string
 	switch {
-	case strings.HasPrefix(actName, "iptables-ipset"), actName == "iptables", actName == "iptables-multiport",
-		actName == "iptables-allports", actName == "iptables-new":
+	case actName == "iptables" || strings.HasPrefix(actName, "iptables-"):
 		a.kind = "iptables"
-		if strings.HasPrefix(actName, "iptables-ipset") {
+		switch {
+		case strings.HasPrefix(actName, "iptables-ipset"):
 			a.kind = "ipset"
+		case actName == "iptables-multiport-log":
+			lost = append(lost, "the LOG rule before the drop: logban logs each ban itself")
+		case actName == "iptables-xt_recent-echo":
+			lost = append(lost, "the xt_recent list: a rule per ban in logban's chain instead")
 		}
 		protocol := strings.ToLower(opt("protocol"))
 		if protocol == "" {
@@ -465,7 +469,9 @@ func (im *importer) action(jail, spec string) (name, note string) {
 		}
 		var ports []string
 		if !strings.HasSuffix(actName, "allports") {
-			ports, lost = portList(opt("port"))
+			var portsLost []string
+			ports, portsLost = portList(opt("port"))
+			lost = append(lost, portsLost...)
 		}
 		if len(ports) > 0 && protocol != "tcp" && protocol != "udp" {
 			lost = append(lost, fmt.Sprintf("ports with protocol %s: blocks every port", protocol))

@@ -63,7 +63,7 @@ func TestReadConfLayersAndInterpolates(t *testing.T) {
 		{"demo", "filter", "demo[mode=strict]"},                                // %(__name__)s, and jail.local's mode
 		{"demo", "maxretry", "3"},                                              // jail.d
 		{"demo", "logpath", "/var/log/demo.log\n/var/log/demo-extra.log tail"}, // paths.conf's [DEFAULT]
-		{"demo", "action", `iptables-multiport[port="smtp,submission,465", protocol="tcp"]`},
+		{"demo", "action", `iptables-multiport-log[port="smtp,submission,465", protocol="tcp"]`},
 		{"other", "logpath", "/var/log/other.log"},
 		{"other", "findtime", "1h 30m"},
 	} {
@@ -193,7 +193,11 @@ func TestImportSmallConfiguration(t *testing.T) {
 	for _, j := range res.Jails {
 		reported = append(reported, j.Problems...)
 	}
-	for _, want := range []string{"action mystery has no logban kind", "filter other: failregex 1 not converted: a look-behind"} {
+	for _, want := range []string{
+		"action mystery has no logban kind",
+		"filter other: failregex 1 not converted: a look-behind",
+		"action iptables-multiport-log: the LOG rule", // and the rest of it converted
+	} {
 		if !slices.ContainsFunc(reported, func(p string) bool { return strings.Contains(p, want) }) {
 			t.Errorf("not reported: %q in %q", want, reported)
 		}
