@@ -13,8 +13,12 @@
 //     substitution; and the NAME[key=value, ...] option syntax of filter and action.
 //   - regex.go turns a fail2ban regex into one logban's filters run (RE2): the tags
 //     (<HOST>, <ADDR>, <F-USER>...), prefregex's <F-CONTENT>, the date fail2ban cuts out
-//     of a line before matching; and says why a regex cannot be turned (look-arounds,
-//     conditionals, back-references, several lines).
+//     of a line before matching, a trailing look-ahead as an ignoreregex; and says why a
+//     regex cannot be turned (other look-arounds, back-references, several lines).
+//   - regextree.go parses a regex into a tree to write out what RE2 lacks where that is
+//     exact: a conditional (?(group)yes|no), one regex for each way its group takes
+//     part; <F-NOFAIL> in one alternative, an ignoreregex; the tempered (?:(?!X).)* over
+//     a literal, the regex of the strings without X.
 //   - convert.go turns the jails, filters and actions, and writes the TOML with every
 //     point it could not convert, per jail and per regex, as comments and in a report.
 //
