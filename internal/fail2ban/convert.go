@@ -346,8 +346,17 @@ func (im *importer) filter(spec, backend string) (f *filterOut, regexes, convert
 	if ml, _ := strconv.Atoi(combined["maxlines"]); ml > 1 {
 		out.notes = append(out.notes, fmt.Sprintf("maxlines = %d: logban reads one line at a time; regexes over several lines are left out", ml))
 	}
-	if dp := strings.TrimSpace(combined["datepattern"]); dp != "" && !knownDatePattern(dp) {
-		out.notes = append(out.notes, fmt.Sprintf("datepattern %q: logban reads the timestamps it knows (syslog, ISO 8601, log4j); a line with another counts at the time it is read", dp))
+	ctx := filterContext{pref: pref}
+	if dp := strings.TrimSpace(combined["datepattern"]); dp != "" {
+		date, ok := datePatternPrefix(dp)
+		if ok {
+			ctx.date = date
+		} else {
+			out.notes = append(out.notes, fmt.Sprintf("datepattern %q: a date in the middle of a line, which fail2ban cuts out before its regexes see the line; they are matched against the line as it is, with a date at its start stepped over", dp))
+		}
+		if !knownDatePattern(dp) {
+			out.notes = append(out.notes, "logban reads the timestamps it knows (syslog, ISO 8601, log4j); a line with another counts at the time it is read")
+		}
 	}
 	for _, kind := range []string{"failregex", "ignoreregex"} {
 		n := 0
@@ -359,7 +368,7 @@ func (im *importer) filter(spec, backend string) (f *filterOut, regexes, convert
 			if kind == "failregex" {
 				regexes++
 			}
-			conv, ignores, err := convertRegex(r, pref, kind == "ignoreregex")
+			conv, ignores, err := convertRegex(r, ctx, kind == "ignoreregex")
 			if err != nil {
 				if kind == "failregex" {
 					fr.Dropped = append(fr.Dropped, r)

@@ -129,13 +129,13 @@ func TestRegexReasons(t *testing.T) {
 		{`^net <SUBNET>`, "SUBNET"},
 		{`^from <HOST> \p{Greek`, "does not compile"},
 	} {
-		_, _, err := convertRegex(tt.regex, "", false)
+		_, _, err := convertRegex(tt.regex, filterContext{}, false)
 		if err == nil || !strings.Contains(err.Error(), tt.reason) {
 			t.Errorf("%s: %v; want a reason with %q", tt.regex, err, tt.reason)
 		}
 	}
 	// A literal \n (an escaped backslash, then n) is one line.
-	if _, _, err := convertRegex(`^error '\\n' from <HOST>`, "", false); err != nil {
+	if _, _, err := convertRegex(`^error '\\n' from <HOST>`, filterContext{}, false); err != nil {
 		t.Errorf("escaped backslash: %v", err)
 	}
 }
@@ -230,7 +230,7 @@ func TestNotContaining(t *testing.T) {
 // them: sshd's "Failed" line, whose user name may hold anything but " from ".
 func TestConditionalsAndNoFail(t *testing.T) {
 	sshd := `^Failed (?:<F-NOFAIL>publickey</F-NOFAIL>|\S+) for (?P<cond_inv>invalid user )?<F-USER>(?P<cond_user>\S+)|(?(cond_inv)(?:(?! from ).)*?|[^:]+)</F-USER> from <HOST>(?: (?:port \d+|on \S+)){0,2}(?: ssh\d*)?(?(cond_user): |(?:(?:(?! from ).)*)$)`
-	fail, ignores, err := convertRegex(sshd, "", false)
+	fail, ignores, err := convertRegex(sshd, filterContext{}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +291,35 @@ func TestValuesDoNotGrowWithoutBound(t *testing.T) {
 	}
 	if _, err := substituteTags(opts, nil, nil); err == nil {
 		t.Error("tags that grow to 16 MiB were replaced")
+	}
+}
+
+// A filter's datepattern anchored at the line's start becomes the date its regexes step
+// over; one that cuts a date out of the middle of a line is left to the default.
+func TestDatePatternPrefix(t *testing.T) {
+	for dp, line := range map[string]string{
+		`^L %d/%m/%Y - %H:%M:%S`:                    "L 01/01/2014 - 01:25:17",
+		`^t=%Y-%m-%dT%H:%M:%S%z`:                    "t=2020-10-19T17:44:33+0200",
+		"{^LN-BEG}%b-%d-%Exy %H:%M:%S":              "Apr-07-13 07:08:36",
+		"^<W>{DATE}":                                "<W>2015-11-29 16:38:01.818",
+		"{^LN-BEG}Epoch\n{^LN-BEG}":                 "1403884279",
+		"{^LN-BEG}TAI64N\n{^LN-BEG}":                "@400000004c14b4560b0c6a6c",
+		"^%Y:%m:%d-%H:%M:%S":                        "2014:07:02-00:17:45",
+		"{^LN-BEG}%ExY(?P<_sep>[-/.])%m":            "2024-01", // a named group cuts nothing of its own
+		"{^LN-BEG}%ExY(?P<_sep>[-/.])%m(?P=_sep)%d": "",
+		`^[^\[]*(\[{DATE}\s*\])`:                    "",
+		`%d/%b[^/]*/%Y:%H:%M:%S %z`:                 "",
+		"{^LN-BEG}%Q":                               "",
+	} {
+		re, ok := datePatternPrefix(dp)
+		if line == "" {
+			if ok {
+				t.Errorf("%q became %q; want the default", dp, re)
+			}
+			continue
+		}
+		if !ok || !regexp.MustCompile("^"+re+"$").MatchString(line) {
+			t.Errorf("%q: %q, %v does not take %q", dp, re, ok, line)
+		}
 	}
 }

@@ -17,8 +17,9 @@ func FuzzConvertRegex(f *testing.F) {
 		f.Add(seed, `^\s*<F-MLFID>\S+</F-MLFID> <F-CONTENT>.+</F-CONTENT>$`)
 	}
 	f.Fuzz(func(t *testing.T, regex, pref string) {
-		convertRegex(regex, pref, false)
-		convertRegex(regex, "", true)
+		convertRegex(regex, filterContext{pref: pref}, false)
+		convertRegex(regex, filterContext{}, true)
+		datePatternPrefix(pref)
 		notContaining(regex)
 	})
 }

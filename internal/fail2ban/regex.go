@@ -12,18 +12,25 @@ import (
 // of a line, with the brackets around one: fail2ban cuts the date out of a line before
 // its regexes see it, and logban's filters see the whole line, so a regex anchored at
 // the start of fail2ban's cut line begins with this.
-const datePrefix = `(?:\[?(?:` +
-	// syslog, ctime: [Mon ]Jan  5 16:01:34[.123456][ 2024]
-	`(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2} \d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
+const datePrefix = `(?:\[?(?:` + dateForms + `)\]?)?`
+
+// dateInBrackets stands for fail2ban's "\[\]": the brackets a date was cut out of, in
+// the middle of a line (an access log's [05/Jan/2024:16:01:34 +0100]).
+const dateInBrackets = `\[(?:` + dateForms + `)\]`
+
+// dateForms are the timestamps fail2ban's default templates find.
+const dateForms = "" +
+	// syslog, ctime: [Mon ]Jan  5 16:01:34[.123456][ 2024], Jan  5 2024 16:01:34, and
+	// monit's with its zone first: PDT Jan  5 16:01:34
+	`(?:[A-Z]{3,4} )?(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) )?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +\d{1,2}(?: \d{4})? \d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?: \d{4})?` +
 	// ISO 8601 and kin: 2024-01-05T16:01:34.123+01:00, 2024/01/05 16:01:34, 2024.01.05 16:01:34,123
 	`|\d{4}[-/.]\d{2}[-/.]\d{2}(?:T| ?)\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?))?` +
 	// 05/Jan/2024:16:01:34 +0100 (Apache), 05-Jan-2024 16:01:34
 	`|\d{2}[-/](?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[-/]\d{4}[: ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?[+-]\d{4})?` +
-	// 05/01/2024 16:01:34, 01/05/24 16:01:34
-	`|\d{2}/\d{2}/\d{2,4} \d{2}:\d{2}:\d{2}` +
+	// 05/01/2024 16:01:34, 05-01-2024 16:01:34 +0100, 01/05/24 16:01:34
+	`|\d{2}[-/.]\d{2}[-/.]\d{2,4} \d{2}:\d{2}:\d{2}(?: ?[+-]\d{4})?` +
 	// an epoch, 1704470494.123
-	`|\d{10}(?:\.\d+)?` +
-	`)\]?)?`
+	`|\d{10}(?:\.\d+)?`
 
 // unsupported are the Python regex constructs RE2 cannot run, with what to say of each.
 var unsupported = []struct {
@@ -49,23 +56,35 @@ type regexError struct{ reason string }
 
 func (e *regexError) Error() string { return e.reason }
 
-// convertRegex turns one fail2ban failregex (or ignoreregex) into logban's syntax. pref
-// is the filter's prefregex, "" for none; ignore says the regex is an ignoreregex, which
-// needs no address. The result compiles as logban's filters compile it.
+// filterContext is what of its filter a regex is turned with: the filter's prefregex ("" for
+// none), and the date its lines start with, as a regex (datePatternPrefix; "" for
+// fail2ban's default templates).
+type filterContext struct{ pref, date string }
+
+func (f filterContext) datePrefix() string {
+	if f.date == "" {
+		return datePrefix
+	}
+	return f.date
+}
+
+// convertRegex turns one fail2ban failregex (or ignoreregex) of a filter into logban's
+// syntax; ignore says the regex is an ignoreregex, which needs no address. The result
+// compiles as logban's filters compile it.
 //
 // A negative look-ahead outside any group, A(?!X)B, which RE2 cannot run, becomes the
 // failregex AB and the ignoreregex AX, returned in ignores: a line where A is followed
 // by X is not a failure. That is fail2ban's reading wherever A matches in one place, as
 // in the stock filters (postfix's "authentication failed:(?! Connection lost...)",
 // recidive's "\[(?!recidive\])").
-func convertRegex(regex, pref string, ignore bool) (conv string, ignores []derived, err error) {
+func convertRegex(regex string, f filterContext, ignore bool) (conv string, ignores []derived, err error) {
 	if !ignore {
 		if a, x, b, ok := cutLookahead(regex); ok {
-			conv, more, err := convertRegex(a+b, pref, false)
+			conv, more, err := convertRegex(a+b, f, false)
 			if err != nil {
 				return "", nil, err
 			}
-			ign, _, err := convertRegex(a+"(?:"+x+")", pref, true)
+			ign, _, err := convertRegex(a+"(?:"+x+")", f, true)
 			if err != nil {
 				return "", nil, err
 			}
@@ -98,12 +117,12 @@ func convertRegex(regex, pref string, ignore bool) (conv string, ignores []deriv
 			return "", nil, &regexError{"marks a line that is not a failure by itself (<F-NOFAIL>): fail2ban keeps it to join with another line of the same session; logban reads each line alone"}
 		}
 	}
-	if conv, err = finish(strings.Join(fails, "|"), pref, ignore); err != nil {
+	if conv, err = finish(strings.Join(fails, "|"), f, ignore); err != nil {
 		return "", nil, err
 	}
 	if len(nofails) > 0 {
 		joined := strings.Join(nofails, "|")
-		ign, err := finish(joined, pref, true)
+		ign, err := finish(joined, f, true)
 		if err != nil {
 			return "", nil, err
 		}
@@ -212,12 +231,12 @@ var namedGroup = regexp.MustCompile(`\(\?P<[^>]+>`)
 
 // finish turns a regex whose tags are replaced into logban's: the tempered tokens
 // written out, named groups plain, into prefregex's content, the date put back.
-func finish(body, pref string, ignore bool) (string, error) {
+func finish(body string, f filterContext, ignore bool) (string, error) {
 	body = untemper(body)
 	body = namedGroup.ReplaceAllString(body, "(?:")
-	if pref != "" {
+	if f.pref != "" {
 		// The content's tags are kept apart from the others, to find where it stands.
-		p, err := tags(strings.NewReplacer("<F-CONTENT>", contentStart, "</F-CONTENT>", contentEnd).Replace(pref))
+		p, err := tags(strings.NewReplacer("<F-CONTENT>", contentStart, "</F-CONTENT>", contentEnd).Replace(f.pref))
 		if err != nil {
 			return "", fmt.Errorf("prefregex: %w", err)
 		}
@@ -228,10 +247,15 @@ func finish(body, pref string, ignore bool) (string, error) {
 	if !ignore && !strings.Contains(body, "<HOST>") {
 		return "", &regexError{"has no address (<HOST>, <ADDR>, <IP4>, <IP6>): fail2ban takes it from another line of the same session (F-MLFID, F-ID); logban reads each line alone"}
 	}
+	// "\[\]" is where fail2ban cut a date out of brackets; the optional one of
+	// __prefix_line follows the date datePrefix takes at the start.
+	body = strings.ReplaceAll(body, `(?:\[\])?`, "\x00")
+	body = strings.ReplaceAll(body, `\[\]`, dateInBrackets)
+	body = strings.ReplaceAll(body, "\x00", `(?:\[\])?`)
 	alts := topLevel(body)
 	for i, alt := range alts {
-		if rest, ok := strings.CutPrefix(alt, "^"); ok {
-			alts[i] = "^" + datePrefix + rest
+		if strings.HasPrefix(alt, "^") {
+			alts[i] = "^" + f.datePrefix() + strings.TrimLeft(alt, "^") // ^^: a prefix's ^ doubled
 		}
 	}
 	body = strings.Join(alts, "|")
@@ -347,4 +371,71 @@ func hasNewline(re string) bool {
 		}
 	}
 	return false
+}
+
+// strftime is the regex of each of fail2ban's date directives (server/strptime.py),
+// loose where fail2ban's is exact: the date only has to be stepped over.
+var strftime = map[string]string{
+	"%a": `[A-Za-z]{3,}`, "%A": `[A-Za-z]+`, "%b": `[A-Za-z]{3,}\.?`, "%B": `[A-Za-z]+`,
+	"%d": `\d{1,2}`, "%e": ` ?\d{1,2}`, "%H": `\d{1,2}`, "%k": ` ?\d{1,2}`, "%I": `\d{1,2}`,
+	"%l": ` ?\d{1,2}`, "%M": `\d{2}`, "%S": `\d{2}`, "%m": `\d{1,2}`, "%y": `\d{2}`,
+	"%Y": `\d{4}`, "%Exy": `\d{2}`, "%ExY": `\d{4}`, "%j": `\d{1,3}`, "%f": `\d{1,6}`,
+	"%p": `[AaPp][Mm]`, "%s": `\d{9,11}`, "%Z": `[A-Z]{2,5}`, "%z": `(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)`,
+	"%%": "%",
+}
+
+var directive = regexp.MustCompile(`%(?:Ex[yY]|[a-zA-Z%])`)
+
+// datePatternPrefix turns a filter's datepattern into the regex of what fail2ban cuts
+// from the start of each line: each pattern anchored at the line's start ({^LN-BEG} or
+// ^), with {DATE} as fail2ban's default templates and its %-directives as regexes. ok
+// is false for a pattern that is not anchored or cuts only a group of its match (the
+// date in the middle of a line): the default stands then.
+func datePatternPrefix(dp string) (string, bool) {
+	var alts []string
+	for l := range strings.SplitSeq(dp, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		rest, anchored := strings.CutPrefix(l, "{^LN-BEG}")
+		if !anchored {
+			rest, anchored = strings.CutPrefix(l, "^")
+		}
+		group := false
+		walk(rest, 0, func(i, _ int) bool {
+			group = rest[i] == '(' && !strings.HasPrefix(rest[i:], "(?")
+			return !group
+		})
+		if !anchored || group {
+			return "", false
+		}
+		switch rest {
+		case "", "{DATE}":
+			alts = append(alts, `\[?(?:`+dateForms+`)\]?`)
+			continue
+		case "TAI64N":
+			alts = append(alts, `@[0-9a-f]{24}`)
+			continue
+		case "Epoch":
+			alts = append(alts, `\d{10}(?:\.\d+)?`)
+			continue
+		}
+		ok := true
+		re := directive.ReplaceAllStringFunc(strings.ReplaceAll(rest, "{DATE}", "(?:"+dateForms+")"), func(d string) string {
+			r, known := strftime[d]
+			if !known {
+				ok = false
+			}
+			return r
+		})
+		re = namedGroup.ReplaceAllString(re, "(?:") // it may stand in several alternatives
+		if _, err := regexp.Compile(re); !ok || err != nil {
+			return "", false
+		}
+		alts = append(alts, re)
+	}
+	if len(alts) == 0 {
+		return "", false
+	}
+	return "(?:" + strings.Join(alts, "|") + ")?", true
 }
