@@ -75,6 +75,7 @@ type Farm struct {
 	own        []netip.Prefix      // this host's addresses and shared ignore list
 	others     map[string]nodeInfo // other nodes, by name
 	revs       map[string]uint64   // revision of each ban in the farm, by key
+	ownRevs    map[string]uint64   // revision of each ban this host published, by key
 	pending    []pendingMessage    // the outbox, in order
 	pendBans   map[string]int      // bans of each key waiting in the outbox, unsettled
 	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled
@@ -121,6 +122,7 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 		jails:      map[string]Jail{},
 		others:     map[string]nodeInfo{},
 		revs:       map[string]uint64{},
+		ownRevs:    map[string]uint64{},
 		pendBans:   map[string]int{},
 		pendUnbans: map[string]int{},
 		drift:      map[string]string{},

@@ -211,6 +211,7 @@ func (f *Farm) published(key string, rev uint64, m outboxMessage) {
 	if rev > f.revs[key] {
 		f.revs[key] = rev
 	}
+	f.ownRevs[key] = rev
 	f.mu.Unlock()
 	if f.observe != nil {
 		f.observe("publish", f.clock.Now().Sub(time.UnixMilli(m.At)))
@@ -256,6 +257,17 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rev := m.Rev
+	if rev == 0 {
+		// The ban lifted was this host's, published after the unban was decided (the
+		// outbox keeps their order): if it is still the farm's latest this host knows of,
+		// its revision is the one to lift. That is this host's own record; a KV get may be
+		// answered by a replica that has not seen the ban yet.
+		f.mu.Lock()
+		if own := f.ownRevs[key]; own != 0 && own == f.revs[key] {
+			rev = own
+		}
+		f.mu.Unlock()
+	}
 	if rev == 0 {
 		e, err := h.bans.Get(cctx, key)
 		switch {

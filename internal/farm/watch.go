@@ -172,6 +172,7 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 		return
 	}
 	delete(f.revs, e.Key())
+	delete(f.ownRevs, e.Key())
 	f.mu.Unlock()
 	if target.LiftIf(ctx, jail, addr, fromFarm) {
 		f.logger.Info("farm ban lifted", "jail", jail, "addr", addr)
