@@ -19,8 +19,9 @@
 //     exact: a conditional (?(group)yes|no), one regex for each way its group takes
 //     part; <F-NOFAIL> in one alternative, an ignoreregex; the tempered (?:(?!X).)* over
 //     a literal, the regex of the strings without X.
-//   - convert.go turns the jails, filters and actions, and writes the TOML with every
-//     point it could not convert, per jail and per regex, as comments and in a report.
+//   - convert.go turns the jails, filters and actions, keeping every point it could not
+//     convert, per jail and per regex, for the report; toml.go writes the configuration
+//     with those points as comments where each applies.
 //
 // Go's gopkg.in/ini.v1 was weighed for ini.go: its inline comments take "#" as well
 // (which fail2ban regexes hold), and its interpolation knows neither fail2ban's
