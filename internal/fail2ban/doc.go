@@ -13,12 +13,14 @@
 //     substitution; and the NAME[key=value, ...] option syntax of filter and action.
 //   - regex.go turns a fail2ban regex into one logban's filters run (RE2): the tags
 //     (<HOST>, <ADDR>, <F-USER>...), prefregex's <F-CONTENT>, the date fail2ban cuts out
-//     of a line before matching, a trailing look-ahead as an ignoreregex; and says why a
-//     regex cannot be turned (other look-arounds, back-references, several lines).
+//     of a line before matching, a look-ahead outside any group as an ignoreregex; and
+//     says why a regex cannot be turned (other look-arounds, back-references, several
+//     lines).
 //   - regextree.go parses a regex into a tree to write out what RE2 lacks where that is
 //     exact: a conditional (?(group)yes|no), one regex for each way its group takes
 //     part; <F-NOFAIL> in one alternative, an ignoreregex; the tempered (?:(?!X).)* over
 //     a literal, the regex of the strings without X.
+//   - action.go maps fail2ban's stock actions to logban's kinds, with their ports.
 //   - convert.go turns the jails, filters and actions, keeping every point it could not
 //     convert, per jail and per regex, for the report; toml.go writes the configuration
 //     with those points as comments where each applies.
