@@ -53,13 +53,9 @@ func readConf(dir, name string) (*conf, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, path := range files {
-		f, err := readINI(path)
-		if err != nil {
-			return nil, err
-		}
+	for _, f := range files {
 		c.merge(f)
-		c.files = append(c.files, path)
+		c.files = append(c.files, f.path)
 	}
 	return c, nil
 }
@@ -79,10 +75,11 @@ func withLocals(files []string) []string {
 	return out
 }
 
-// includes expands each file into the files of its [INCLUDES] before, itself, and the
-// files of its after, recursively; a file already on the way is not read again.
-func includes(files, seen []string) ([]string, error) {
-	var out []string
+// includes reads each file and expands it into the files of its [INCLUDES] before,
+// itself, and the files of its after, recursively, in the order they are merged; a file
+// already on the way is not read again.
+func includes(files, seen []string) ([]*iniFile, error) {
+	var out []*iniFile
 	for _, path := range files {
 		f, err := readINI(path)
 		if err != nil {
@@ -91,10 +88,10 @@ func includes(files, seen []string) ([]string, error) {
 			}
 			return nil, err
 		}
-		var before, after []string
+		var before, after []*iniFile
 		for _, part := range []struct {
 			key  string
-			list *[]string
+			list *[]*iniFile
 		}{{"before", &before}, {"after", &after}} {
 			v, ok := f.values["INCLUDES"][part.key]
 			if !ok {
@@ -118,7 +115,7 @@ func includes(files, seen []string) ([]string, error) {
 			}
 		}
 		out = append(out, before...)
-		out = append(out, path)
+		out = append(out, f)
 		out = append(out, after...)
 	}
 	return out, nil

@@ -440,6 +440,9 @@ func splitIgnore(v string) (ips, bad []string) {
 	return ips, bad
 }
 
+// timeTerm is one term of a fail2ban time ("1h", "30 minutes"), timeUnit its parts.
+var timeTerm = regexp.MustCompile(`(?i)[+-]?\d+(?:\.\d+)?\s*[a-z]*`)
+
 var timeUnit = regexp.MustCompile(`(?i)^([+-]?\d+(?:\.\d+)?)\s*(years?|yy?|months?|mo|weeks?|ww?|days?|dd?|hours?|hh?|minutes?|mins?|mm?|seconds?|secs?|ss?)?$`)
 
 // duration turns fail2ban's time ("600", "10m", "1h 30m", "1d", "1w", "-1") into
@@ -449,8 +452,8 @@ func duration(v string) (string, error) {
 		return "-1", nil
 	}
 	var total float64
-	fields := regexp.MustCompile(`(?i)[+-]?\d+(?:\.\d+)?\s*[a-z]*`).FindAllString(v, -1)
-	if len(fields) == 0 || strings.TrimSpace(regexp.MustCompile(`(?i)[+-]?\d+(?:\.\d+)?\s*[a-z]*`).ReplaceAllString(v, "")) != "" {
+	fields := timeTerm.FindAllString(v, -1)
+	if len(fields) == 0 || strings.TrimSpace(timeTerm.ReplaceAllString(v, "")) != "" {
 		return "", fmt.Errorf("not a fail2ban time")
 	}
 	for _, f := range fields {

@@ -185,19 +185,7 @@ func walk(re string, start int, fn func(i, depth int) bool) {
 			i++
 			continue
 		case '[':
-			i++
-			if i < len(re) && re[i] == '^' {
-				i++
-			}
-			if i < len(re) && re[i] == ']' {
-				i++
-			}
-			for i < len(re) && re[i] != ']' {
-				if re[i] == '\\' {
-					i++
-				}
-				i++
-			}
+			i = classEnd(re, i) - 1
 			continue
 		case '(':
 			depth++
@@ -344,6 +332,26 @@ func intoContent(pref, fail string) (string, error) {
 		alts = append(alts, a)
 	}
 	return before + "(?:" + strings.Join(alts, "|") + ")" + after, nil
+}
+
+// classEnd returns the index just past the character class that opens at re[open], or
+// len(re)+1 if it is not closed. A ] first in the class ([]a], [^]a]) is one of its
+// characters, as in Python and RE2.
+func classEnd(re string, open int) int {
+	i := open + 1
+	if i < len(re) && re[i] == '^' {
+		i++
+	}
+	if i < len(re) && re[i] == ']' {
+		i++
+	}
+	for i < len(re) && re[i] != ']' {
+		if re[i] == '\\' {
+			i++
+		}
+		i++
+	}
+	return i + 1
 }
 
 // topLevel splits a regex at its top-level |, outside groups and classes.

@@ -2,7 +2,6 @@ package fail2ban
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -74,23 +73,9 @@ func (p *rparser) element() (*rnode, error) {
 		p.i += 2
 		return &rnode{atom: s[start:p.i]}, nil
 	case '[':
-		p.i++
-		if p.i < len(s) && s[p.i] == '^' {
-			p.i++
-		}
-		if p.i < len(s) && s[p.i] == ']' {
-			p.i++
-		}
-		for p.i < len(s) && s[p.i] != ']' {
-			if s[p.i] == '\\' {
-				p.i++
-			}
-			p.i++
-		}
-		if p.i >= len(s) {
+		if p.i = classEnd(s, p.i); p.i > len(s) {
 			return nil, fmt.Errorf("a [ not closed")
 		}
-		p.i++
 		return &rnode{atom: s[start:p.i]}, nil
 	case '(':
 		n := &rnode{}
@@ -381,13 +366,9 @@ func notContaining(x string) string {
 		}
 		return q
 	}
-	chars := slices.Sorted(maps.Keys(func() map[byte]bool {
-		s := map[byte]bool{}
-		for i := range m {
-			s[x[i]] = true
-		}
-		return s
-	}()))
+	chars := []byte(x)
+	slices.Sort(chars)
+	chars = slices.Compact(chars)
 	// edges[p][q]: the regex of one step from state p to q; states m (start) and m+1
 	// (end) are added for the elimination; state m of the automaton (x found) is left
 	// out, so every path keeps clear of it.
