@@ -43,19 +43,7 @@ loglevel = "warn"
 name = "test"
 node = %q
 servers = ["%s"]
-
-[actions.log]
-type = "log"
-path = "bans.log"
-
-[jails.sasl]
-filter = "zimbra-submission"
-logpath = ["zimbra.log"]
-maxretry = 1
-findtime = "1h"
-bantime = "1h"
-actions = ["log"]
-`, name, strings.Join(append([]string{c.URL(i)}, c.URLs()...), `", "`))), 0o644)
+`+banEveryFailure, name, strings.Join(append([]string{c.URL(i)}, c.URLs()...), `", "`))), 0o644)
 		os.WriteFile(filepath.Join(dir, "zimbra.log"), nil, 0o644)
 		nodes = append(nodes, node{dir, config, control.NewClient(filepath.Join(dir, "logban.sock"))})
 	}

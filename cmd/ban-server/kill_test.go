@@ -63,19 +63,7 @@ func TestSIGKILLDuringABanBurstLosesNoBan(t *testing.T) {
 socket = "logban.sock"
 database = "logban.db"
 loglevel = "warn"
-
-[actions.log]
-type = "log"
-path = "bans.log"
-
-[jails.sasl]
-filter = "zimbra-submission"
-logpath = ["zimbra.log"]
-maxretry = 1
-findtime = "1h"
-bantime = "1h"
-actions = ["log"]
-`), 0o644)
+`+banEveryFailure), 0o644)
 	logPath := filepath.Join(dir, "zimbra.log")
 	os.WriteFile(logPath, nil, 0o644)
 	c := control.NewClient(filepath.Join(dir, "logban.sock"))
@@ -191,3 +179,19 @@ actions = ["slow"]
 		t.Fatal("a second SIGTERM did not stop ban-server within 5 s")
 	}
 }
+
+// banEveryFailure is the jail the process tests run: every SASL failure in zimbra.log
+// bans for an hour, through a log action writing bans.log, where the test counts them.
+const banEveryFailure = `
+[actions.log]
+type = "log"
+path = "bans.log"
+
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+maxretry = 1
+findtime = "1h"
+bantime = "1h"
+actions = ["log"]
+`
