@@ -81,3 +81,24 @@ func TestCompletionScripts(t *testing.T) {
 		t.Errorf("completion tcsh: exit %d: %s", code, stderr)
 	}
 }
+
+// The commands completion offers are the commands there are: each has its own help and
+// a line in the usage, and each command with its own help is offered, but for
+// fail2ban's words, which point to logban's own.
+func TestCompletionOffersEveryCommand(t *testing.T) {
+	offered := map[string]bool{}
+	for _, c := range commandSummaries {
+		offered[c.name] = true
+		if c.name != "help" && commandHelp[c.name] == "" {
+			t.Errorf("completion offers %s, which has no help of its own", c.name)
+		}
+		if !strings.Contains(usage, "\n  "+c.name) {
+			t.Errorf("completion offers %s, which the usage does not list", c.name)
+		}
+	}
+	for name := range commandHelp {
+		if !offered[name] && name != "set" && name != "banned" {
+			t.Errorf("completion does not offer %s", name)
+		}
+	}
+}
