@@ -116,12 +116,19 @@ findtime = 1d
 `), 0o644)
 	os.WriteFile(filepath.Join(dir, "jail.d", "zz-local.conf"), []byte(`
 [sshd]
-enabled = false
+enabled = true
+backend = systemd
 [dovecot]
 enabled = true
 port    = imap,imaps,pop3,pop3s
 action  = route[blocktype=blackhole]
           abuseipdb[abuseipdb_apikey=secret]
+[nginx-http-auth]
+enabled = true
+logpath = /var/log/nginx/error.log
+action  = ufw[application="Nginx Full", blocktype=deny]
+          nftables-multiport[port="http,https"]
+          smtp.py[dest=root]
 `), 0o644)
 	out := filepath.Join(dir, "logban.toml")
 	code, _, stderr := client("import-fail2ban", dir, "-o", out)
@@ -132,8 +139,8 @@ action  = route[blocktype=blackhole]
 	if err != nil {
 		t.Fatalf("does not load: %v", err)
 	}
-	if got := slices.Sorted(maps.Keys(cfg.Jails)); !slices.Equal(got, []string{"dovecot", "postfix-sasl", "recidive"}) {
-		t.Fatalf("jails %v; want the three enabled", got)
+	if got := slices.Sorted(maps.Keys(cfg.Jails)); !slices.Equal(got, []string{"dovecot", "nginx-http-auth", "postfix-sasl", "recidive"}) {
+		t.Fatalf("jails %v; want the four enabled that read files", got)
 	}
 	sasl, recidive := cfg.Jails["postfix-sasl"], cfg.Jails["recidive"]
 	if sasl.MaxRetry != 3 || sasl.FindTime.String() != "30m0s" || sasl.BanTime.String() != "1h0m0s" {
@@ -146,7 +153,7 @@ action  = route[blocktype=blackhole]
 	for name, a := range cfg.Actions {
 		kinds[name] = a.Type
 	}
-	for jail, want := range map[string][]string{"postfix-sasl": {"ipset", "mail"}, "dovecot": {"route"}} {
+	for jail, want := range map[string][]string{"postfix-sasl": {"ipset", "mail"}, "dovecot": {"route"}, "nginx-http-auth": {"ufw"}} {
 		var got []string
 		for _, a := range cfg.Jails[jail].Actions {
 			got = append(got, kinds[a])
@@ -164,6 +171,8 @@ action  = route[blocktype=blackhole]
 		`ports = ['25', '465', '587', '143', '993', '110', '995']`, // postfix-sasl's port names
 		`route_type = 'blackhole'`,
 		`# [actions.abuseipdb]`,
+		"application = 'Nginx Full'", "blocktype = 'deny'", // ufw's options
+		"# [actions.nftables-multiport]",
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("the configuration lacks %q:\n%s", want, text)
@@ -173,6 +182,9 @@ action  = route[blocktype=blackhole]
 		`every jail: [DEFAULT] ignoreip "mail.example.com": logban takes addresses and prefixes, never host names`,
 		`action abuseipdb has no logban kind`,
 		`action sendmail-whois: the whois lookup`,
+		"sshd: NOT converted\n  reads the systemd journal (backend = systemd, journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd): logban reads log files",
+		"action nftables-multiport: logban has no nftables action yet",
+		"action smtp.py is Python, which logban does not run",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("the report lacks %q:\n%s", want, stderr)

@@ -146,7 +146,11 @@ func (im *importer) jail(name string, opts Options) {
 	}
 	j := &jailOut{name: name}
 	if backend, _ := get("backend"); strings.HasPrefix(backend, "systemd") {
-		journal, _ := get("journalmatch")
+		journal, ok := get("journalmatch")
+		if !ok {
+			filter, _ := get("filter")
+			journal = im.journalMatch(filter)
+		}
 		problem("reads the systemd journal (backend = %s%s): logban reads log files; give the jail a logpath your syslog writes these lines to", backend, orNothing(", journalmatch = ", journal))
 		return
 	}
@@ -230,6 +234,20 @@ func (im *importer) jail(name string, opts Options) {
 	j.notes = rep.Problems
 	im.jailsOut = append(im.jailsOut, j)
 	rep.Converted = true
+}
+
+// journalMatch returns the journalmatch of the filter spec names (NAME[options]), or "".
+func (im *importer) journalMatch(spec string) string {
+	name, args, err := extractOptions(spec)
+	if err != nil {
+		return ""
+	}
+	c, err := readConf(im.dir, filepath.Join("filter.d", name))
+	if err != nil {
+		return ""
+	}
+	v, _ := c.get("Definition", "journalmatch", args)
+	return strings.TrimSpace(v)
 }
 
 // increment converts bantime.increment and its friends.
