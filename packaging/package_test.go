@@ -172,6 +172,22 @@ func TestPackages(t *testing.T) {
 		if b, err := exec.Command(filepath.Join(root, "usr/bin/ban-server"), "-check", "-config", filepath.Join(root, "etc/logban/logban.toml")).CombinedOutput(); err != nil {
 			t.Errorf("ban-server from the rpm: -check: %v\n%s", err, b)
 		}
+		// rpm -e has no purge: the database stays, and an edited configuration is saved.
+		os.WriteFile(filepath.Join(root, "var/lib/logban/logban.db"), []byte("bans"), 0o600)
+		f, _ := os.OpenFile(filepath.Join(root, "etc/logban/logban.toml"), os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString("# edited\n")
+		f.Close()
+		if b, err := exec.Command("rpm", "-e", "--nodeps", "--noscripts", "--root", root, "logban").CombinedOutput(); err != nil {
+			t.Fatalf("rpm -e --root: %v\n%s", err, b)
+		}
+		for _, kept := range []string{"var/lib/logban/logban.db", "etc/logban/logban.toml.rpmsave"} {
+			if _, err := os.Stat(filepath.Join(root, kept)); err != nil {
+				t.Errorf("rpm -e did not keep %s: %v", kept, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, "usr/bin/ban-server")); err == nil {
+			t.Error("rpm -e left ban-server")
+		}
 	})
 }
 
