@@ -17,10 +17,14 @@ import (
 	"time"
 )
 
-// Ban is one address banned by one jail.
+// Ban is one address, or one network, banned by one jail.
 type Ban struct {
-	Jail     string
-	Addr     netip.Addr
+	Jail string
+	// Addr is the address banned, or the first address of the network banned.
+	Addr netip.Addr
+	// Bits, when not 0, makes the ban one of the whole network Addr/Bits (a subnet
+	// escalation); 0 bans Addr alone.
+	Bits     int
 	Failures int       // failures that led to the ban; 0 for a manual ban
 	BannedAt time.Time // when the ban began
 	Expires  time.Time // when it ends; the zero time means never
@@ -34,6 +38,75 @@ type Ban struct {
 
 // Permanent reports whether the ban lasts until it is lifted by hand.
 func (b Ban) Permanent() bool { return b.Expires.IsZero() }
+
+// Prefix returns what b bans: Addr alone (a /32 or /128), or the network Addr/Bits.
+func (b Ban) Prefix() netip.Prefix {
+	if b.Bits == 0 {
+		return Host(b.Addr)
+	}
+	return netip.PrefixFrom(b.Addr, b.Bits).Masked()
+}
+
+// IsNet reports whether b bans a network rather than one address.
+func (b Ban) IsNet() bool { return b.Bits != 0 && b.Bits < b.Addr.BitLen() }
+
+// Target returns what b bans as logban writes it: the address, or the network in CIDR
+// notation (198.51.100.0/24).
+func (b Ban) Target() string { return Target(b.Prefix()) }
+
+// Host returns the prefix holding addr alone; an IPv4-mapped address is taken as IPv4.
+func Host(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap()
+	return netip.PrefixFrom(addr, addr.BitLen())
+}
+
+// Target writes p as logban writes what a ban holds: an address alone as the address,
+// a network in CIDR notation.
+func Target(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// ParseTarget reads what Target writes: an address, or a network in CIDR notation whose
+// address is the network's first (198.51.100.0/24, not 198.51.100.7/24). An
+// IPv4-mapped address is read as IPv4; a zone is refused.
+func ParseTarget(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("address %q has a zone", s)
+		}
+		return Host(a.Unmap()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("network %q: an IPv4-mapped network shorter than /96", s)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, fmt.Errorf("network %q: did you mean %s? (the address of a network is its first)", s, p.Masked())
+	}
+	return p, nil
+}
+
+// BanOf returns a ban of p in jail: Addr and Bits set from it.
+func BanOf(jail string, p netip.Prefix) Ban {
+	b := Ban{Jail: jail, Addr: p.Addr()}
+	if !p.IsSingleIP() {
+		b.Bits = p.Bits()
+	}
+	return b
+}
 
 // Action applies and lifts bans. Every method is idempotent: banning a banned address or
 // unbanning an absent one is not an error, and Stop may be called twice. One Action value
@@ -77,13 +150,13 @@ type Batcher interface {
 	UnbanBatch(ctx context.Context, bans []Ban) []error
 }
 
-// Reconciler is implemented by kernel actions that can list the addresses they hold, so
-// that the kernel can be compared with the bans in force and repaired both ways: a
-// route someone deleted by hand comes back, and one no ban stands behind goes. Holds
-// returns the addresses held for jail; a Shared action's hold belongs to no jail, and it
-// ignores jail.
+// Reconciler is implemented by kernel actions that can list the addresses and networks
+// they hold, so that the kernel can be compared with the bans in force and repaired both
+// ways: a route someone deleted by hand comes back, and one no ban stands behind goes.
+// Holds returns what is held for jail, an address as a /32 or /128; a Shared action's
+// hold belongs to no jail, and it ignores jail.
 type Reconciler interface {
-	Holds(ctx context.Context, jail string) ([]netip.Addr, error)
+	Holds(ctx context.Context, jail string) ([]netip.Prefix, error)
 }
 
 // JailPreparer is implemented by actions that keep something per jail (a chain, a set).

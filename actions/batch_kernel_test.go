@@ -137,7 +137,7 @@ func TestBigBatchesAndLostAcks(t *testing.T) {
 	for _, tiny := range []bool{false, true} {
 		r := NewRoute(RouteOptions{Type: "blackhole", Table: 254, Protocol: DefaultRouteProtocol}, quiet)
 		var errs []error
-		var banned []netip.Addr
+		var banned []netip.Prefix
 		var err error
 		lab.Do(func() {
 			if err = r.Start(ctx); err != nil {

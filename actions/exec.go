@@ -83,7 +83,7 @@ func expand(argv []string, b Ban) []string {
 	if !b.Permanent() {
 		bantime = strconv.FormatInt(int64(b.Expires.Sub(b.BannedAt).Round(time.Second)/time.Second), 10)
 	}
-	r := strings.NewReplacer("{ip}", b.Addr.String(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime)
+	r := strings.NewReplacer("{ip}", b.Target(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime)
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		out[i] = r.Replace(a)

@@ -31,9 +31,10 @@ func init() {
 // entered without one and removed by unban.
 const maxSetTimeout = 2147483
 
-// IPSet bans with an entry in a hash:ip set per jail and family (logban-JAIL-4,
+// IPSet bans with an entry in a hash:net set per jail and family (logban-JAIL-4,
 // logban-JAIL-6), made and filled through netlink, matched by one iptables rule per set:
-// a ban is one set entry, so 100,000 bans cost what one does. Entries carry the ban's
+// a ban is one set entry, so 100,000 bans cost what one does. An address is entered as
+// a /32 or /128, a network (a subnet escalation) as itself. Entries carry the ban's
 // remaining time as their timeout, so the kernel lifts a ban on time even if ban-server
 // is not running.
 type IPSet struct {
@@ -96,20 +97,43 @@ func (a *IPSet) set(fam iptables.Protocol, jail string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	zero := uint32(0) // timeouts allowed; entries without one stay
-	err = h.IpsetCreate(name, "hash:ip", netlink.IpsetCreateOptions{Family: nlFamily, Timeout: &zero, MaxElements: 1 << 20})
-	if err != nil && !errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) && !errors.Is(err, unix.EEXIST) {
-		return "", fmt.Errorf("making set %s: %w", name, err)
-	}
 	t, err := a.tables.get(fam)
 	if err != nil {
 		return "", err
+	}
+	zero := uint32(0) // timeouts allowed; entries without one stay
+	create := func() error {
+		return h.IpsetCreate(name, setType, netlink.IpsetCreateOptions{Family: nlFamily, Timeout: &zero, MaxElements: 1 << 20})
+	}
+	err = create()
+	if isExisting(err) {
+		// A set of that name from an older logban (hash:ip, kept by keep_on_stop) cannot
+		// hold networks: it goes, with its rule, and the bans it held come back as
+		// the jail's bans are restored.
+		if res, lerr := h.IpsetList(name); lerr == nil && res.TypeName != setType {
+			t.DeleteIfExists("filter", a.opts.Chain, a.hook(name)...) //nolint:errcheck // the destroy says if it is still in use
+			if err = h.IpsetDestroy(name); err == nil {
+				err = create()
+			}
+		}
+	}
+	if err != nil && !isExisting(err) {
+		return "", fmt.Errorf("making set %s: %w", name, err)
 	}
 	if err := t.InsertUnique("filter", a.opts.Chain, 1, a.hook(name)...); err != nil {
 		return "", fmt.Errorf("matching set %s in %s: %w", name, a.opts.Chain, err)
 	}
 	a.sets[name] = fam
 	return name, nil
+}
+
+// setType is the type of logban's sets: addresses and networks in one set, each an
+// entry with its prefix length.
+const setType = "hash:net"
+
+// isExisting reports the error of making a set that is there already.
+func isExisting(err error) bool {
+	return err != nil && (errors.Is(err, nl.IPSetError(nl.IPSET_ERR_EXIST)) || errors.Is(err, unix.EEXIST))
 }
 
 // timeout returns the entry timeout for b: its remaining time, or none if it is
@@ -135,7 +159,7 @@ func (a *IPSet) PrepareJail(_ context.Context, jail string) error {
 	return nil
 }
 
-// Ban adds the address to the jail's set, or renews its timeout.
+// Ban adds the address or network to the jail's set, or renews its timeout.
 func (a *IPSet) Ban(_ context.Context, b Ban) error {
 	fam := familyOf(b.Addr.Is4())
 	set, err := a.set(fam, b.Jail)
@@ -146,9 +170,10 @@ func (a *IPSet) Ban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
-	entry := &netlink.IPSetEntry{IP: b.Addr.AsSlice(), Timeout: timeout(b, time.Now()), Replace: true}
+	p := b.Prefix()
+	entry := &netlink.IPSetEntry{IP: p.Addr().AsSlice(), CIDR: uint8(p.Bits()), Timeout: timeout(b, time.Now()), Replace: true}
 	if err := h.IpsetAdd(set, entry); err != nil {
-		return fmt.Errorf("adding %v to set %s: %w", b.Addr, set, err)
+		return fmt.Errorf("adding %s to set %s: %w", b.Target(), set, err)
 	}
 	return nil
 }
@@ -166,12 +191,12 @@ func (a *IPSet) BanBatch(_ context.Context, bans []Ban) []error {
 			errs[i] = err
 			continue
 		}
-		reqs = append(reqs, ipsetRequest(nl.IPSET_CMD_ADD, set, b.Addr, timeout(b, now)))
+		reqs = append(reqs, ipsetRequest(nl.IPSET_CMD_ADD, set, b.Prefix(), timeout(b, now)))
 		at = append(at, i)
 	}
 	for k, err := range a.nl.send(reqs) {
 		if i := at[k]; err != nil {
-			errs[i] = fmt.Errorf("adding %v to set %s: %w", bans[i].Addr, setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
+			errs[i] = fmt.Errorf("adding %s to set %s: %w", bans[i].Target(), setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
 		}
 	}
 	return errs
@@ -182,23 +207,24 @@ func (a *IPSet) BanBatch(_ context.Context, bans []Ban) []error {
 func (a *IPSet) UnbanBatch(_ context.Context, bans []Ban) []error {
 	reqs := make([]*nl.NetlinkRequest, len(bans))
 	for i, b := range bans {
-		reqs[i] = ipsetRequest(nl.IPSET_CMD_DEL, setName(b.Jail, familyOf(b.Addr.Is4())), b.Addr, nil)
+		reqs[i] = ipsetRequest(nl.IPSET_CMD_DEL, setName(b.Jail, familyOf(b.Addr.Is4())), b.Prefix(), nil)
 	}
 	errs := a.nl.send(reqs)
 	for i, err := range errs {
 		if err != nil && isAbsent(err) {
 			errs[i] = nil
 		} else if err != nil {
-			errs[i] = fmt.Errorf("removing %v from set %s: %w", bans[i].Addr, setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
+			errs[i] = fmt.Errorf("removing %s from set %s: %w", bans[i].Target(), setName(bans[i].Jail, familyOf(bans[i].Addr.Is4())), err)
 		}
 	}
 	return errs
 }
 
-// ipsetRequest builds the netlink request that adds addr to set (with timeout, an
-// existing entry's renewed) or deletes it: what netlink.Handle.IpsetAdd and IpsetDel
-// send for an entry with Replace set.
-func ipsetRequest(cmd int, set string, addr netip.Addr, timeout *uint32) *nl.NetlinkRequest {
+// ipsetRequest builds the netlink request that adds p to set (with timeout, an existing
+// entry's renewed) or deletes it: what netlink.Handle.IpsetAdd and IpsetDel send for an
+// entry with Replace set.
+func ipsetRequest(cmd int, set string, p netip.Prefix, timeout *uint32) *nl.NetlinkRequest {
+	addr := p.Addr()
 	req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), nl.GetIpsetFlags(cmd))
 	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
 	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
@@ -212,33 +238,36 @@ func ipsetRequest(cmd int, set string, addr netip.Addr, timeout *uint32) *nl.Net
 		ipType = int(nl.NLA_F_NET_BYTEORDER) | nl.IPSET_ATTR_IPADDR_IPV6
 	}
 	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_IP|int(nl.NLA_F_NESTED), nl.NewRtAttr(ipType, addr.AsSlice()).Serialize()))
+	data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_CIDR, nl.Uint8Attr(uint8(p.Bits()))))
 	data.AddChild(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_LINENO | nl.NLA_F_NET_BYTEORDER, Value: 0})
 	req.AddData(data)
 	return req
 }
 
-// Unban removes the address from the jail's set; one not there is not an error.
+// Unban removes the address or network from the jail's set; one not there is not an
+// error.
 func (a *IPSet) Unban(_ context.Context, b Ban) error {
 	h, err := a.nl.get()
 	if err != nil {
 		return err
 	}
 	set := setName(b.Jail, familyOf(b.Addr.Is4()))
-	err = h.IpsetDel(set, &netlink.IPSetEntry{IP: b.Addr.AsSlice()})
+	p := b.Prefix()
+	err = h.IpsetDel(set, &netlink.IPSetEntry{IP: p.Addr().AsSlice(), CIDR: uint8(p.Bits())})
 	if err != nil && !isAbsent(err) {
-		return fmt.Errorf("removing %v from set %s: %w", b.Addr, set, err)
+		return fmt.Errorf("removing %s from set %s: %w", b.Target(), set, err)
 	}
 	return nil
 }
 
-// Holds lists the addresses in the jail's sets, both families. A set not there holds
-// nothing.
-func (a *IPSet) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+// Holds lists the addresses and networks in the jail's sets, both families. A set not
+// there holds nothing.
+func (a *IPSet) Holds(_ context.Context, jail string) ([]netip.Prefix, error) {
 	h, err := a.nl.get()
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
+	var out []netip.Prefix
 	for _, fam := range families {
 		res, err := h.IpsetList(setName(jail, fam))
 		if isAbsent(err) {
@@ -249,7 +278,12 @@ func (a *IPSet) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
 		}
 		for _, e := range res.Entries {
 			if addr, ok := netip.AddrFromSlice(e.IP); ok {
-				out = append(out, addr.Unmap())
+				addr = addr.Unmap()
+				bits := int(e.CIDR)
+				if bits == 0 || bits > addr.BitLen() {
+					bits = addr.BitLen()
+				}
+				out = append(out, netip.PrefixFrom(addr, bits).Masked())
 			}
 		}
 	}

@@ -22,7 +22,7 @@ func init() {
 	})
 }
 
-// IPTables bans with a rule per address in a chain per jail (logban-JAIL), hooked into
+// IPTables bans with a rule per address or network (-s CIDR) in a chain per jail (logban-JAIL), hooked into
 // the configured chain, for IPv4 (iptables) and IPv6 (ip6tables), through
 // github.com/coreos/go-iptables. A jail's chain is made at its first ban.
 type IPTables struct {
@@ -94,8 +94,8 @@ func (a *IPTables) chain(fam iptables.Protocol, jail string) (string, error) {
 	return name, nil
 }
 
-func (a *IPTables) rule(addr netip.Addr) []string {
-	return []string{"-s", netip.PrefixFrom(addr, addr.BitLen()).String(), "-j", a.opts.BlockType}
+func (a *IPTables) rule(p netip.Prefix) []string {
+	return []string{"-s", p.String(), "-j", a.opts.BlockType}
 }
 
 // PrepareJail makes the jail's chain and its hook, in both families.
@@ -108,7 +108,7 @@ func (a *IPTables) PrepareJail(_ context.Context, jail string) error {
 	return nil
 }
 
-// Ban adds a rule for the address to the jail's chain.
+// Ban adds a rule for the address or network to the jail's chain.
 func (a *IPTables) Ban(_ context.Context, b Ban) error {
 	fam := familyOf(b.Addr.Is4())
 	chain, err := a.chain(fam, b.Jail)
@@ -119,13 +119,13 @@ func (a *IPTables) Ban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
-	if err := t.InsertUnique("filter", chain, 1, a.rule(b.Addr)...); err != nil {
-		return fmt.Errorf("adding %s rule for %v: %w", famName(fam), b.Addr, err)
+	if err := t.InsertUnique("filter", chain, 1, a.rule(b.Prefix())...); err != nil {
+		return fmt.Errorf("adding %s rule for %s: %w", famName(fam), b.Target(), err)
 	}
 	return nil
 }
 
-// Unban removes the address's rule from the jail's chain.
+// Unban removes the address's or network's rule from the jail's chain.
 func (a *IPTables) Unban(_ context.Context, b Ban) error {
 	fam := familyOf(b.Addr.Is4())
 	chain := kernelName(b.Jail, "", 28)
@@ -133,19 +133,19 @@ func (a *IPTables) Unban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
-	err = t.DeleteIfExists("filter", chain, a.rule(b.Addr)...)
+	err = t.DeleteIfExists("filter", chain, a.rule(b.Prefix())...)
 	var ie *iptables.Error
 	if err != nil && !(errors.As(err, &ie) && ie.IsNotExist()) && !strings.Contains(err.Error(), "No chain") {
-		return fmt.Errorf("removing %s rule for %v: %w", famName(fam), b.Addr, err)
+		return fmt.Errorf("removing %s rule for %s: %w", famName(fam), b.Target(), err)
 	}
 	return nil
 }
 
-// Holds lists the addresses with a rule in the jail's chains, both families. A chain
-// not there holds nothing.
-func (a *IPTables) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+// Holds lists the addresses and networks with a rule in the jail's chains, both
+// families. A chain not there holds nothing.
+func (a *IPTables) Holds(_ context.Context, jail string) ([]netip.Prefix, error) {
 	chain := kernelName(jail, "", 28)
-	var out []netip.Addr
+	var out []netip.Prefix
 	for _, fam := range families {
 		t, err := a.tables.get(fam)
 		if err != nil {
@@ -164,8 +164,8 @@ func (a *IPTables) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
 		for _, rule := range rules { // -A logban-sasl -s 192.0.2.2/32 -j DROP
 			f := strings.Fields(rule)
 			for i := 0; i+1 < len(f); i++ {
-				if p, err := netip.ParsePrefix(f[i+1]); f[i] == "-s" && err == nil && p.IsSingleIP() {
-					out = append(out, p.Addr().Unmap())
+				if p, err := netip.ParsePrefix(f[i+1]); f[i] == "-s" && err == nil {
+					out = append(out, p.Masked())
 				}
 			}
 		}

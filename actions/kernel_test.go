@@ -115,9 +115,9 @@ func TestRouteInTheKernel(t *testing.T) {
 			}
 			checkBlocking(t, lab, r, "sasl", func() {
 				golden(t, "route-"+typ, routes(lab))
-				var got []netip.Addr
+				var got []netip.Prefix
 				lab.Do(func() { got, err = r.Holds(ctx, "") })
-				if err != nil || len(got) != 2 || got[0] != netnstest.Client4 || got[1] != netnstest.Client6 {
+				if err != nil || len(got) != 2 || got[0] != Host(netnstest.Client4) || got[1] != Host(netnstest.Client6) {
 					t.Errorf("Holds() = %v, %v", got, err)
 				}
 			})
@@ -192,10 +192,10 @@ func TestFirewallsInTheKernel(t *testing.T) {
 			}
 			checkBlocking(t, lab, a, "zimbra-submission", func() {
 				golden(t, k.name, firewall(lab))
-				var held []netip.Addr
+				var held []netip.Prefix
 				lab.Do(func() { held, err = a.(Reconciler).Holds(ctx, "zimbra-submission") })
-				slices.SortFunc(held, netip.Addr.Compare)
-				if err != nil || !slices.Equal(held, []netip.Addr{netnstest.Client4, netnstest.Client6}) {
+				slices.SortFunc(held, netip.Prefix.Compare)
+				if err != nil || !slices.Equal(held, []netip.Prefix{Host(netnstest.Client4), Host(netnstest.Client6)}) {
 					t.Errorf("Holds() = %v, %v", held, err)
 				}
 				if lab.Do(func() { held, err = a.(Reconciler).Holds(ctx, "another-jail") }); err != nil || len(held) != 0 {

@@ -101,13 +101,13 @@ func (l *Log) record(event string, b Ban) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.w == nil {
-		l.logger.Info(event, "jail", b.Jail, "addr", b.Addr, "failures", b.Failures, "expires", expires)
+		l.logger.Info(event, "jail", b.Jail, "addr", b.Target(), "failures", b.Failures, "expires", expires)
 		return nil
 	}
 	_, err := fmt.Fprintf(l.w, "%s %s jail=%s addr=%s failures=%d expires=%s\n",
-		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Addr, b.Failures, expires)
+		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Target(), b.Failures, expires)
 	if err != nil {
-		return fmt.Errorf("writing %s of %v: %w", event, b.Addr, err)
+		return fmt.Errorf("writing %s of %s: %w", event, b.Target(), err)
 	}
 	return nil
 }

@@ -157,7 +157,7 @@ func (m *Mail) message(bans []Ban) []byte {
 		if !ban.Permanent() {
 			expires = "until " + ban.Expires.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(&b, "%s\t%s\t%d failures\t%s\r\n", ban.Addr, ban.Jail, ban.Failures, expires)
+		fmt.Fprintf(&b, "%s\t%s\t%d failures\t%s\r\n", ban.Target(), ban.Jail, ban.Failures, expires)
 	}
 	return []byte(b.String())
 }

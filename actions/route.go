@@ -64,9 +64,9 @@ func (o *RouteOptions) Validate() error {
 	return nil
 }
 
-// Route bans an address with a null route through netlink, for IPv4 and IPv6: the host
-// sends nothing back to it, so no TCP connection from it completes. A route belongs to
-// the address, not the jail: it is Shared.
+// Route bans an address or a network with a null route through netlink, for IPv4 and
+// IPv6: the host sends nothing back to it, so no TCP connection from it completes. A
+// route belongs to the address or network, not the jail: it is Shared.
 type Route struct {
 	opts   RouteOptions
 	logger *slog.Logger
@@ -89,9 +89,10 @@ func (r *Route) Start(context.Context) error {
 	return nil
 }
 
-func (r *Route) route(addr netip.Addr) *netlink.Route {
+func (r *Route) route(p netip.Prefix) *netlink.Route {
+	addr := p.Addr()
 	return &netlink.Route{
-		Dst:      &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(addr.BitLen(), addr.BitLen())},
+		Dst:      &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(p.Bits(), addr.BitLen())},
 		Type:     routeTypes[r.opts.Type],
 		Table:    r.opts.Table,
 		Protocol: netlink.RouteProtocol(r.opts.Protocol),
@@ -112,8 +113,8 @@ func (r *Route) Ban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
-	if err := h.RouteAdd(r.route(b.Addr)); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("adding %s route for %v: %w", r.opts.Type, b.Addr, err)
+	if err := h.RouteAdd(r.route(b.Prefix())); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("adding %s route for %s: %w", r.opts.Type, b.Target(), err)
 	}
 	return nil
 }
@@ -122,14 +123,14 @@ func (r *Route) Ban(_ context.Context, b Ban) error {
 func (r *Route) BanBatch(_ context.Context, bans []Ban) []error {
 	reqs := make([]*nl.NetlinkRequest, len(bans))
 	for i, b := range bans {
-		reqs[i] = r.request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, nl.NewRtMsg(), b.Addr)
+		reqs[i] = r.request(unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, nl.NewRtMsg(), b.Prefix())
 	}
 	errs := r.nl.send(reqs)
 	for i, err := range errs {
 		if err != nil && errors.Is(err, unix.EEXIST) {
 			errs[i] = nil
 		} else if err != nil {
-			errs[i] = fmt.Errorf("adding %s route for %v: %w", r.opts.Type, bans[i].Addr, err)
+			errs[i] = fmt.Errorf("adding %s route for %s: %w", r.opts.Type, bans[i].Target(), err)
 		}
 	}
 	return errs
@@ -139,25 +140,26 @@ func (r *Route) BanBatch(_ context.Context, bans []Ban) []error {
 func (r *Route) UnbanBatch(_ context.Context, bans []Ban) []error {
 	reqs := make([]*nl.NetlinkRequest, len(bans))
 	for i, b := range bans {
-		reqs[i] = r.request(unix.RTM_DELROUTE, unix.NLM_F_ACK, nl.NewRtDelMsg(), b.Addr)
+		reqs[i] = r.request(unix.RTM_DELROUTE, unix.NLM_F_ACK, nl.NewRtDelMsg(), b.Prefix())
 	}
 	errs := r.nl.send(reqs)
 	for i, err := range errs {
 		if err != nil && (errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT)) {
 			errs[i] = nil
 		} else if err != nil {
-			errs[i] = fmt.Errorf("removing %s route for %v: %w", r.opts.Type, bans[i].Addr, err)
+			errs[i] = fmt.Errorf("removing %s route for %s: %w", r.opts.Type, bans[i].Target(), err)
 		}
 	}
 	return errs
 }
 
-// request builds the netlink request that adds or removes addr's null route: what
-// netlink.Handle.RouteAdd and RouteDel send for r.route(addr).
-func (r *Route) request(op, flags int, msg *nl.RtMsg, addr netip.Addr) *nl.NetlinkRequest {
+// request builds the netlink request that adds or removes p's null route: what
+// netlink.Handle.RouteAdd and RouteDel send for r.route(p).
+func (r *Route) request(op, flags int, msg *nl.RtMsg, p netip.Prefix) *nl.NetlinkRequest {
+	addr := p.Addr()
 	req := nl.NewNetlinkRequest(op, flags)
 	msg.Family = uint8(family(addr))
-	msg.Dst_len = uint8(addr.BitLen())
+	msg.Dst_len = uint8(p.Bits())
 	msg.Protocol = uint8(r.opts.Protocol)
 	msg.Type = uint8(routeTypes[r.opts.Type])
 	msg.Scope = unix.RT_SCOPE_UNIVERSE
@@ -183,8 +185,8 @@ func (r *Route) Unban(_ context.Context, b Ban) error {
 	if err != nil {
 		return err
 	}
-	if err := h.RouteDel(r.route(b.Addr)); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("removing %s route for %v: %w", r.opts.Type, b.Addr, err)
+	if err := h.RouteDel(r.route(b.Prefix())); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s route for %s: %w", r.opts.Type, b.Target(), err)
 	}
 	return nil
 }
@@ -203,20 +205,25 @@ func (r *Route) Stop(context.Context) error {
 // Cleanup removes every route of logban's protocol in the table.
 func (r *Route) Cleanup(context.Context) error { return r.removeAll() }
 
-// Holds lists the addresses the kernel holds logban's null routes for, in the action's
-// table; they belong to no jail.
-func (r *Route) Holds(context.Context, string) ([]netip.Addr, error) {
+// Holds lists the addresses and networks the kernel holds logban's null routes for, in
+// the action's table; they belong to no jail.
+func (r *Route) Holds(context.Context, string) ([]netip.Prefix, error) {
 	routes, err := r.list()
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Addr
+	var out []netip.Prefix
 	for _, rt := range routes {
 		if a, ok := netip.AddrFromSlice(rt.Dst.IP); ok {
-			out = append(out, a.Unmap())
+			ones, _ := rt.Dst.Mask.Size()
+			a = a.Unmap()
+			if ones > a.BitLen() { // an IPv4 route read as IPv4-mapped
+				ones -= 96
+			}
+			out = append(out, netip.PrefixFrom(a, ones).Masked())
 		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return out, nil
 }
 

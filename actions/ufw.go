@@ -59,6 +59,7 @@ func (o *UFWOptions) Validate() error {
 }
 
 // UFW bans through ufw, as `ufw insert POS BLOCKTYPE from ADDR to any [app APPLICATION]`
+// (ADDR a network in CIDR notation for a subnet ban)
 // and lifts with the matching `ufw delete`.
 type UFW struct {
 	opts   UFWOptions
@@ -73,7 +74,7 @@ func NewUFW(opts UFWOptions, logger *slog.Logger) *UFW {
 
 // rule is the part of the command after insert POS or delete.
 func (u *UFW) rule(b Ban) []string {
-	r := []string{u.opts.BlockType, "from", b.Addr.String(), "to", "any"}
+	r := []string{u.opts.BlockType, "from", b.Target(), "to", "any"}
 	switch {
 	case u.opts.Application != "":
 		r = append(r, "app", u.opts.Application)
@@ -121,7 +122,7 @@ func (u *UFW) Ban(ctx context.Context, b Ban) error {
 		err = u.run.Run(ctx, u.PrependArgv(b))
 	}
 	if err != nil {
-		return fmt.Errorf("ufw rule for %v: %w", b.Addr, err)
+		return fmt.Errorf("ufw rule for %s: %w", b.Target(), err)
 	}
 	return nil
 }
@@ -129,7 +130,7 @@ func (u *UFW) Ban(ctx context.Context, b Ban) error {
 // Unban deletes the block rule; ufw reports a missing one without failing.
 func (u *UFW) Unban(ctx context.Context, b Ban) error {
 	if err := u.run.Run(ctx, u.UnbanArgv(b)); err != nil {
-		return fmt.Errorf("removing ufw rule for %v: %w", b.Addr, err)
+		return fmt.Errorf("removing ufw rule for %s: %w", b.Target(), err)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func (w *Webhook) Ban(ctx context.Context, b Ban) error { return w.post(ctx, "ba
 func (w *Webhook) Unban(ctx context.Context, b Ban) error { return w.post(ctx, "unban", b) }
 
 func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
-	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Addr.String(), Failures: b.Failures, BannedAt: b.BannedAt}
+	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Target(), Failures: b.Failures, BannedAt: b.BannedAt}
 	if !b.Permanent() {
 		ev.Expires = &b.Expires
 	}
@@ -96,12 +96,12 @@ func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting %s of %v: %w", event, b.Addr, err)
+		return fmt.Errorf("posting %s of %s: %w", event, b.Target(), err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // drained for reuse only
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("posting %s of %v: %w", event, b.Addr, errors.New(resp.Status))
+		return fmt.Errorf("posting %s of %s: %w", event, b.Target(), errors.New(resp.Status))
 	}
 	return nil
 }

@@ -104,9 +104,9 @@ func (m *Manager) newQueue(na NamedAction) *actionQueue {
 // Shared action, whose effect belongs to the address, the address alone.
 func (q *actionQueue) key(c actionCall) banKey {
 	if q.shared {
-		return banKey{addr: c.ban.Addr}
+		return banKey{what: c.ban.Prefix()}
 	}
-	return banKey{c.ban.Jail, c.ban.Addr}
+	return banKey{c.ban.Jail, c.ban.Prefix()}
 }
 
 // add hands the worker a call. It never waits.
@@ -257,7 +257,7 @@ func (q *actionQueue) settle(c actionCall, err error) {
 		op = "unban"
 	}
 	q.pending[k] = &pendingCall{call: c, attempts: 1, next: q.clock.Now().Add(backoff(1))}
-	q.logger.Error(op+" failed; will retry", "jail", c.ban.Jail, "addr", c.ban.Addr, "retry_in", backoff(1), "err", err)
+	q.logger.Error(op+" failed; will retry", "jail", c.ban.Jail, "addr", c.ban.Target(), "retry_in", backoff(1), "err", err)
 }
 
 // call makes c through the action, timed.
@@ -324,11 +324,11 @@ func (q *actionQueue) retryDue(ctx context.Context) {
 		}
 		if err == nil {
 			delete(q.pending, k)
-			q.logger.Info("action recovered", "jail", p.call.ban.Jail, "addr", k.addr, "unban", p.call.unban, "attempts", p.attempts+1)
+			q.logger.Info("action recovered", "jail", p.call.ban.Jail, "addr", p.call.ban.Target(), "unban", p.call.unban, "attempts", p.attempts+1)
 		} else {
 			p.attempts++
 			p.next = now.Add(backoff(p.attempts))
-			q.logger.Warn("action still failing", "jail", p.call.ban.Jail, "addr", k.addr, "unban", p.call.unban,
+			q.logger.Warn("action still failing", "jail", p.call.ban.Jail, "addr", p.call.ban.Target(), "unban", p.call.unban,
 				"attempts", p.attempts, "retry_in", backoff(p.attempts), "err", err)
 		}
 		q.mu.Unlock()

@@ -3,6 +3,7 @@ package jails
 import (
 	"context"
 	"errors"
+	"github.com/logban/logban/actions"
 	"maps"
 	"net/netip"
 	"slices"
@@ -58,7 +59,7 @@ func (m *Manager) record(ctx context.Context, records []Record) {
 	}
 	b := &m.backlog
 	for _, r := range records {
-		k := banKey{r.Jail, r.Addr}
+		k := banKey{r.Jail, r.Prefix()}
 		delete(b.deletes, k) // a new record replaces any older one
 		if err != nil {
 			b.saves[k] = r
@@ -76,14 +77,14 @@ func (m *Manager) record(ctx context.Context, records []Record) {
 
 // forget deletes an ended ban's record; if the ledger refuses, the deletion waits in the
 // backlog. Caller holds m.mu.
-func (m *Manager) forget(ctx context.Context, jail string, addr netip.Addr) {
+func (m *Manager) forget(ctx context.Context, jail string, what netip.Prefix) {
 	b := &m.backlog
-	k := banKey{jail, addr}
+	k := banKey{jail, what}
 	delete(b.saves, k) // if never recorded, nothing to delete but an older record, if any
-	if err := m.ledger.DeleteBan(ctx, jail, addr); err != nil {
+	if err := m.ledger.DeleteBan(ctx, jail, what); err != nil {
 		b.deletes[k] = true
 		if b.since.IsZero() {
-			m.logger.Error("forgetting an ended ban failed; retried", "jail", jail, "addr", addr, "err", err)
+			m.logger.Error("forgetting an ended ban failed; retried", "jail", jail, "addr", actions.Target(what), "err", err)
 		}
 		b.failed(err, m.clock.Now())
 		m.wakeRun()
@@ -113,7 +114,7 @@ func (m *Manager) retryBacklog(ctx context.Context) {
 		}
 	}
 	for k := range b.deletes {
-		if e := m.ledger.DeleteBan(ctx, k.jail, k.addr); e != nil {
+		if e := m.ledger.DeleteBan(ctx, k.jail, k.what); e != nil {
 			err = errors.Join(err, e)
 			continue
 		}
@@ -189,7 +190,7 @@ func (m *Manager) Resync(ctx context.Context, l BatchLedger) error {
 	if len(all) > 0 {
 		if err := l.SaveBans(ctx, all); err != nil {
 			for _, r := range all {
-				m.backlog.saves[banKey{r.Jail, r.Addr}] = r
+				m.backlog.saves[banKey{r.Jail, r.Prefix()}] = r
 			}
 			m.backlog.failed(err, m.clock.Now())
 			m.wakeRun()

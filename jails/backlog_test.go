@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/logban/logban/actions"
 )
 
 // flakyLedger is a MemoryLedger whose writes fail while down is set, as on a full disk.
@@ -32,15 +34,15 @@ func (l *flakyLedger) SaveBans(ctx context.Context, rs []Record) error {
 	}
 	return nil
 }
-func (l *flakyLedger) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
+func (l *flakyLedger) DeleteBan(ctx context.Context, jail string, what netip.Prefix) error {
 	if l.isDown() {
 		return errDiskFull
 	}
-	return l.MemoryLedger.DeleteBan(ctx, jail, addr)
+	return l.MemoryLedger.DeleteBan(ctx, jail, what)
 }
-func (l *flakyLedger) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
-	out := map[netip.Addr]int{}
-	for _, a := range addrs {
+func (l *flakyLedger) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
+	out := map[netip.Prefix]int{}
+	for _, a := range whats {
 		if n, _ := l.BanCount(ctx, jail, a); n > 0 {
 			out[a] = n
 		}
@@ -81,8 +83,8 @@ func TestBansOutliveAFailingLedger(t *testing.T) {
 	if n := m.UnrecordedIn("sasl"); n != 2 {
 		t.Errorf("UnrecordedIn = %d", n)
 	}
-	m.Unban(ctx, "sasl", a1) // its record cannot be deleted yet
-	m.Unban(ctx, "sasl", netip.MustParseAddr("192.0.2.3"))
+	m.Unban(ctx, "sasl", actions.Host(a1)) // its record cannot be deleted yet
+	m.Unban(ctx, "sasl", actions.Host(netip.MustParseAddr("192.0.2.3")))
 	if d := m.Degraded(); d.Unrecorded != 1 || d.Undeleted != 2 {
 		t.Errorf("after unbans: %+v", d)
 	}

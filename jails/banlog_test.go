@@ -40,11 +40,11 @@ func TestEveryBanAndItsEndIsOneLogLine(t *testing.T) {
 
 	a, b := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")
 	j.Failure(a, clock.Now(), clock.Now())
-	tk, _ := j.Failure(a, clock.Now(), clock.Now())
+	tk := j.Failure(a, clock.Now(), clock.Now())[0]
 	m.BanAll(ctx, []Ticket{tk})
-	manual, _ := j.Manual(b, clock.Now())
+	manual, _ := j.Manual(actions.Host(b), clock.Now())
 	m.BanAll(ctx, []Ticket{manual})
-	if _, err := m.Unban(ctx, "sasl", b); err != nil {
+	if _, err := m.Unban(ctx, "sasl", actions.Host(b)); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour)

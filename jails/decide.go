@@ -10,11 +10,12 @@ import (
 	"github.com/logban/logban/actions"
 )
 
-// BanAll bans the tickets' addresses: it decides each ban's length from the jail's
-// policy and the address's history (read in one query a jail), records all the new bans
-// at once (one transaction, with a BatchLedger) and then hands them to the jails'
-// actions. It is the one way a ban is made, by a jail's failures or by hand. Tickets of
-// unknown jails, and addresses their jail already bans, change nothing. It returns the
+// BanAll bans the tickets' addresses and networks: it decides each ban's length from
+// the jail's policy and the history of what it bans (read in one query a jail), records
+// all the new bans at once (one transaction, with a BatchLedger) and then hands them to
+// the jails' actions. It is the one way a ban is made, by a jail's failures or by hand.
+// Tickets of unknown jails, of what their jail already bans, and of an address inside a
+// network their jail bans (it needs no ban of its own), change nothing. It returns the
 // new bans.
 func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	m.mu.Lock()
@@ -26,13 +27,24 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 		if !ok {
 			continue
 		}
-		k := banKey{t.Jail, t.Addr}
-		if _, dup := j.bans[t.Addr]; dup || seen[k] {
+		t.Addr = t.Addr.Unmap()
+		p := t.Prefix()
+		t.Addr = p.Addr()
+		if p.IsSingleIP() {
+			t.Bits = 0
+		}
+		k := banKey{t.Jail, p}
+		if _, dup := j.bans[p]; dup || seen[k] {
 			continue
 		}
-		if why := m.protected(t.Addr); why != "" {
+		if t.Bits == 0 {
+			if _, covered := j.covering(t.Addr); covered {
+				continue
+			}
+		}
+		if why := m.protected(p); why != "" {
 			m.refused++
-			m.logger.Warn("ban refused: the address is "+why, "jail", t.Jail, "addr", t.Addr)
+			m.logger.Warn("ban refused: the address is "+why, "jail", t.Jail, "addr", actions.Target(p))
 			continue
 		}
 		seen[k] = true
@@ -81,16 +93,16 @@ func (m *Manager) logBan(msg string, r Record) {
 	m.logger.Info(msg, args...)
 }
 
-// prepare makes the ban for t: its length from the jail's policy and the address's
-// history, as count reads it. Caller holds m.mu.
-func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr netip.Addr) int) Record {
+// prepare makes the ban for t: its length from the jail's policy and the history of
+// what it bans, as count reads it. Caller holds m.mu.
+func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, what netip.Prefix) int) Record {
 	now := m.clock.Now()
-	prev := count(t.Jail, t.Addr)
+	prev := count(t.Jail, t.Prefix())
 	counted := prev
 	if j.policy.Increment.OverallJails {
-		counted = count("", t.Addr)
+		counted = count("", t.Prefix())
 	}
-	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Failures: t.Failures, BannedAt: now, Why: t.Why, Lines: t.Lines}
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Bits: t.Bits, Failures: t.Failures, BannedAt: now, Why: t.Why, Lines: t.Lines}
 	if m.farm != nil {
 		b.By = m.farm.Node()
 	}
@@ -100,7 +112,11 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr ne
 			b.Why = fmt.Sprintf("%d failures", t.Failures)
 		}
 	}
-	if d := j.policy.Increment.Duration(j.policy.BanTime, counted, m.rand); d >= 0 {
+	base := j.policy.BanTime
+	if b.IsNet() && j.policy.NetBanTime != 0 {
+		base = j.policy.NetBanTime
+	}
+	if d := j.policy.Increment.Duration(base, counted, m.rand); d >= 0 {
 		b.Expires = now.Add(d)
 	}
 	return Record{Ban: b, Count: prev + 1}
@@ -109,28 +125,40 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, addr ne
 // apply puts a recorded ban in force: it is the jail's, its actions are handed it, and
 // its end is scheduled. Caller holds m.mu.
 func (m *Manager) apply(j *jailBans, r Record) {
-	j.bans[r.Addr] = r
+	j.put(r)
 	for _, na := range j.actions {
 		m.toAction(na, r.Ban, false)
 	}
-	if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr}) {
+	if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Prefix()}) {
 		m.wakeRun() // it ends before anything Run waits for
 	}
 }
 
-// Unban lifts the ban of addr in jail, or in every jail if jail is "", and, in a farm,
-// on every host. It returns the bans lifted, or ErrNotBanned if there were none.
-func (m *Manager) Unban(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
-	return m.unban(ctx, jail, addr, true)
+// Covering returns the ban in jail of a network that holds addr, if there is one.
+func (m *Manager) Covering(jail string, addr netip.Addr) (Record, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jails[jail]
+	if !ok {
+		return Record{}, false
+	}
+	return j.covering(addr.Unmap())
+}
+
+// Unban lifts the ban of what (an address as a /32 or /128, or a network) in jail, or in
+// every jail if jail is "", and, in a farm, on every host. It returns the bans lifted. If
+// there were none it returns ErrNotBanned, as a *CoveredError naming the bans of
+// networks that hold the address, if any do.
+func (m *Manager) Unban(ctx context.Context, jail string, what netip.Prefix) ([]actions.Ban, error) {
+	return m.unban(ctx, jail, what, true)
 }
 
 // UnbanHere is Unban on this host alone: the farm is not told.
-func (m *Manager) UnbanHere(ctx context.Context, jail string, addr netip.Addr) ([]actions.Ban, error) {
-	return m.unban(ctx, jail, addr, false)
+func (m *Manager) UnbanHere(ctx context.Context, jail string, what netip.Prefix) ([]actions.Ban, error) {
+	return m.unban(ctx, jail, what, false)
 }
 
-func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmWide bool) ([]actions.Ban, error) {
-	addr = addr.Unmap()
+func (m *Manager) unban(ctx context.Context, jail string, what netip.Prefix, farmWide bool) ([]actions.Ban, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if jail != "" {
@@ -144,7 +172,7 @@ func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmW
 			continue
 		}
 		j := m.jails[name]
-		if r, ok := j.bans[addr]; ok {
+		if r, ok := j.bans[what]; ok {
 			how := "by hand"
 			if !farmWide && m.farm != nil {
 				how = "by hand, here only"
@@ -154,6 +182,17 @@ func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmW
 		}
 	}
 	if len(lifted) == 0 {
+		if what.IsSingleIP() {
+			var by []actions.Ban
+			for _, name := range m.jailNames() {
+				if r, ok := m.jails[name].covering(what.Addr()); ok && (jail == "" || name == jail) {
+					by = append(by, r.Ban)
+				}
+			}
+			if len(by) > 0 {
+				return nil, &CoveredError{Addr: what.Addr(), By: by}
+			}
+		}
 		return nil, ErrNotBanned
 	}
 	if farmWide && m.farm != nil {
@@ -165,11 +204,11 @@ func (m *Manager) unban(ctx context.Context, jail string, addr netip.Addr, farmW
 // lift ends b, as how says ("expired", "by hand", ...): it leaves the jail, its record
 // is deleted, its actions undo it, and the server's log gets one line. Caller holds m.mu.
 func (m *Manager) lift(ctx context.Context, j *jailBans, b actions.Ban, how string) {
-	m.logger.Info("unbanned", "jail", b.Jail, "addr", b.Addr, "failures", b.Failures,
+	m.logger.Info("unbanned", "jail", b.Jail, "addr", b.Target(), "failures", b.Failures,
 		"banned_for", m.clock.Now().Sub(b.BannedAt).Round(time.Second).String(), "how", how)
-	delete(j.bans, b.Addr)
+	j.drop(b.Prefix())
 	j.totalUnbanned++
-	m.forget(ctx, b.Jail, b.Addr)
+	m.forget(ctx, b.Jail, b.Prefix())
 	for _, na := range j.actions {
 		m.toAction(na, b, true)
 	}
@@ -186,7 +225,7 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 		if !ok {
 			continue
 		}
-		if r, ok := j.bans[e.addr]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
+		if r, ok := j.bans[e.what]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
 			m.lift(ctx, j, r.Ban, "expired")
 			lifted = append(lifted, r.Ban)
 		}
@@ -218,7 +257,8 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 			gone = append(gone, r) // a jail removed
 			continue
 		}
-		if _, dup := j.bans[r.Addr]; dup {
+		r.Addr = r.Addr.Unmap()
+		if _, dup := j.bans[r.Prefix()]; dup {
 			continue
 		}
 		if !r.Permanent() && !r.Expires.After(now) {
@@ -230,28 +270,28 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 		restored++
 	}
 	for _, r := range gone {
-		m.forget(ctx, r.Jail, r.Addr)
+		m.forget(ctx, r.Jail, r.Prefix())
 	}
 	// Once every ban in force holds its shared actions, those that ended let go of the
 	// addresses no jail holds any more.
 	for _, r := range stale {
-		m.logger.Info("unbanned", "jail", r.Jail, "addr", r.Addr, "failures", r.Failures,
+		m.logger.Info("unbanned", "jail", r.Jail, "addr", r.Target(), "failures", r.Failures,
 			"banned_for", r.Expires.Sub(r.BannedAt).Round(time.Second).String(), "how", "expired while the server was stopped")
 		for _, na := range m.jails[r.Jail].actions {
-			if _, shared := na.Action.(actions.Shared); !shared || m.shared[sharedKey{na.Action, r.Addr}] == 0 {
+			if _, shared := na.Action.(actions.Shared); !shared || m.shared[sharedKey{na.Action, r.Prefix()}] == 0 {
 				m.queue(na).add(actionCall{ban: r.Ban, unban: true})
 			}
 		}
-		m.forget(ctx, r.Jail, r.Addr)
+		m.forget(ctx, r.Jail, r.Prefix())
 		ended++
 	}
 	return restored, ended, err
 }
 
-// sharedKey names an address held through a Shared action.
+// sharedKey names an address or network held through a Shared action.
 type sharedKey struct {
 	action actions.Action
-	addr   netip.Addr
+	what   netip.Prefix
 }
 
 // toAction hands one action a ban, or its undoing. A Shared action (one whose effect
@@ -260,7 +300,7 @@ type sharedKey struct {
 // banning one address keep it blocked until both bans end. Caller holds m.mu.
 func (m *Manager) toAction(na NamedAction, b actions.Ban, unban bool) {
 	if _, ok := na.Action.(actions.Shared); ok {
-		k := sharedKey{na.Action, b.Addr}
+		k := sharedKey{na.Action, b.Prefix()}
 		if unban {
 			if m.shared[k]--; m.shared[k] > 0 {
 				return

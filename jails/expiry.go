@@ -11,7 +11,7 @@ import (
 type expiry struct {
 	at   time.Time
 	jail string
-	addr netip.Addr
+	what netip.Prefix
 }
 
 // expiryHeap orders expiries earliest first.

@@ -19,9 +19,9 @@ type FarmLink interface {
 	Decided(records []Record)
 	// Lifted is handed the bans an operator lifted here, to be lifted farm-wide.
 	Lifted(bans []actions.Ban)
-	// Protected returns why addr must never be banned by this farm (it is another
-	// node's), or "".
-	Protected(addr netip.Addr) string
+	// Protected returns why what (an address as a /32 or /128, or a network) must never
+	// be banned by this farm (it is, or holds, another node's address), or "".
+	Protected(what netip.Prefix) string
 }
 
 // SetFarm links the manager to a farm: the bans it decides are signed by the farm's
@@ -33,12 +33,12 @@ func (m *Manager) SetFarm(f FarmLink) {
 	m.mu.Unlock()
 }
 
-// protected returns why addr must not be banned for the farm, or "". Caller holds m.mu.
-func (m *Manager) protected(addr netip.Addr) string {
+// protected returns why what must not be banned for the farm, or "". Caller holds m.mu.
+func (m *Manager) protected(what netip.Prefix) string {
 	if m.farm == nil {
 		return ""
 	}
-	return m.farm.Protected(addr)
+	return m.farm.Protected(what)
 }
 
 // Adopt puts in force bans the farm decided elsewhere, as they are: their end, their
@@ -58,12 +58,12 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 		if !ok || (!r.Permanent() && !r.Expires.After(now)) {
 			continue
 		}
-		if why := m.protected(r.Addr); why != "" {
+		if why := m.protected(r.Prefix()); why != "" {
 			m.refused++
-			m.logger.Warn("farm ban refused: the address is "+why, "jail", r.Jail, "addr", r.Addr, "decided_by", r.By)
+			m.logger.Warn("farm ban refused: the address is "+why, "jail", r.Jail, "addr", r.Target(), "decided_by", r.By)
 			continue
 		}
-		if old, ok := j.bans[r.Addr]; ok {
+		if old, ok := j.bans[r.Prefix()]; ok {
 			if old.By == r.By && old.Expires.UnixMilli() == r.Expires.UnixMilli() { // the farm keeps milliseconds
 				continue
 			}
@@ -72,36 +72,36 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			continue
 		}
 		fresh = append(fresh, r)
-		tickets = append(tickets, Ticket{Jail: r.Jail, Addr: r.Addr})
+		tickets = append(tickets, Ticket{Jail: r.Jail, Addr: r.Addr, Bits: r.Bits})
 	}
 	if len(fresh) > 0 {
 		count := m.counter(ctx, tickets)
 		for i := range fresh {
-			fresh[i].Count = count(fresh[i].Jail, fresh[i].Addr) + 1
+			fresh[i].Count = count(fresh[i].Jail, fresh[i].Prefix()) + 1
 		}
 	}
 	m.record(ctx, append(changed, fresh...))
 	for _, r := range changed {
 		j := m.jails[r.Jail]
-		j.bans[r.Addr] = r
-		if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Addr}) {
+		j.put(r)
+		if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Prefix()}) {
 			m.wakeRun()
 		}
 	}
 	return m.ban(fresh, "banned by the farm")
 }
 
-// LiftIf lifts the ban of addr in jail if there is one and lift says so, without telling
+// LiftIf lifts the ban of what in jail if there is one and lift says so, without telling
 // the farm: it is how a ban lifted elsewhere in the farm is lifted here. It reports
 // whether it lifted one.
-func (m *Manager) LiftIf(ctx context.Context, jail string, addr netip.Addr, lift func(Record) bool) bool {
+func (m *Manager) LiftIf(ctx context.Context, jail string, what netip.Prefix, lift func(Record) bool) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.jails[jail]
 	if !ok {
 		return false
 	}
-	r, ok := j.bans[addr.Unmap()]
+	r, ok := j.bans[what]
 	if !ok || !lift(r) {
 		return false
 	}
@@ -109,15 +109,15 @@ func (m *Manager) LiftIf(ctx context.Context, jail string, addr netip.Addr, lift
 	return true
 }
 
-// Record returns the ban of addr in jail, if there is one.
-func (m *Manager) Record(jail string, addr netip.Addr) (Record, bool) {
+// Record returns the ban of what in jail, if there is one.
+func (m *Manager) Record(jail string, what netip.Prefix) (Record, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.jails[jail]
 	if !ok {
 		return Record{}, false
 	}
-	r, ok := j.bans[addr.Unmap()]
+	r, ok := j.bans[what]
 	return r, ok
 }
 

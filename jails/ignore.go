@@ -49,6 +49,45 @@ func (l *IgnoreList) Why(addr netip.Addr) string {
 	return ""
 }
 
+// WhyNet says why the network p must never be banned, or "" if it may be: it holds an
+// address no ban may mean (loopback and the like) or one of the list's. An address alone
+// (a /32 or /128) is Why's.
+func (l *IgnoreList) WhyNet(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return l.Why(p.Addr())
+	}
+	for _, s := range specialNets {
+		if s.net.Overlaps(p) {
+			return "a network holding " + s.what
+		}
+	}
+	if l == nil {
+		return ""
+	}
+	for _, q := range l.prefixes {
+		if q.Overlaps(p) {
+			return "a network holding an address on the ignore list (ignoreip, trusted_proxies, or the host's own addresses)"
+		}
+	}
+	return ""
+}
+
+// specialNets are the networks of the addresses no ban can mean (unbannable).
+var specialNets = []struct {
+	net  netip.Prefix
+	what string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), "the unspecified address"},
+	{netip.MustParsePrefix("::/128"), "the unspecified address"},
+	{netip.MustParsePrefix("127.0.0.0/8"), "loopback addresses (the host itself)"},
+	{netip.MustParsePrefix("::1/128"), "the loopback address (the host itself)"},
+	{netip.MustParsePrefix("169.254.0.0/16"), "link-local addresses"},
+	{netip.MustParsePrefix("fe80::/10"), "link-local addresses"},
+	{netip.MustParsePrefix("224.0.0.0/4"), "multicast addresses"},
+	{netip.MustParsePrefix("ff00::/8"), "multicast addresses"},
+	{netip.MustParsePrefix("255.255.255.255/32"), "the broadcast address"},
+}
+
 // unbannable says why no ban can mean addr, or "" if one can: a ban of it would cut the
 // host off from itself or its network (loopback, link-local: often the IPv6 gateway),
 // or block nobody in particular (unspecified, multicast, broadcast).

@@ -2,6 +2,7 @@ package jails
 
 import (
 	"context"
+	"github.com/logban/logban/actions"
 	"net/netip"
 	"time"
 )
@@ -52,25 +53,25 @@ func (inc Increment) Duration(base time.Duration, prev int, rnd func(n int64) in
 // counter returns the ban counts the tickets' bans need to know how long they last,
 // read from the ledger's history: at once for all of them from a BatchLedger, else one
 // by one. Caller holds m.mu.
-func (m *Manager) counter(ctx context.Context, tickets []Ticket) func(jail string, addr netip.Addr) int {
+func (m *Manager) counter(ctx context.Context, tickets []Ticket) func(jail string, what netip.Prefix) int {
 	bl, ok := m.ledger.(BatchLedger)
 	if !ok {
-		return func(jail string, addr netip.Addr) int {
-			n, err := m.ledger.BanCount(ctx, jail, addr)
+		return func(jail string, what netip.Prefix) int {
+			n, err := m.ledger.BanCount(ctx, jail, what)
 			if err != nil {
-				m.logger.Error("reading ban history", "addr", addr, "err", err)
+				m.logger.Error("reading ban history", "addr", actions.Target(what), "err", err)
 			}
 			return n
 		}
 	}
-	byJail := map[string][]netip.Addr{}
+	byJail := map[string][]netip.Prefix{}
 	for _, t := range tickets {
-		byJail[t.Jail] = append(byJail[t.Jail], t.Addr)
+		byJail[t.Jail] = append(byJail[t.Jail], t.Prefix())
 		if m.jails[t.Jail].policy.Increment.OverallJails {
-			byJail[""] = append(byJail[""], t.Addr)
+			byJail[""] = append(byJail[""], t.Prefix())
 		}
 	}
-	counts := map[string]map[netip.Addr]int{}
+	counts := map[string]map[netip.Prefix]int{}
 	for jail, addrs := range byJail {
 		c, err := bl.BanCounts(ctx, jail, addrs)
 		if err != nil {
@@ -78,5 +79,5 @@ func (m *Manager) counter(ctx context.Context, tickets []Ticket) func(jail strin
 		}
 		counts[jail] = c
 	}
-	return func(jail string, addr netip.Addr) int { return counts[jail][addr] }
+	return func(jail string, what netip.Prefix) int { return counts[jail][what] }
 }

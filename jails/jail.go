@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
 )
 
@@ -17,9 +18,12 @@ type Settings struct {
 	MaxRetry int
 	FindTime time.Duration
 	Ignore   *IgnoreList
+	// Subnet, if on, bans a network when enough of its addresses fail.
+	Subnet Subnet
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
-	// Logger, if set, gets a debug line for each failure counted.
+	// Logger, if set, gets a debug line for each failure counted, and a warning for
+	// each network not banned because it holds an address never banned.
 	Logger *slog.Logger
 }
 
@@ -37,11 +41,13 @@ type Origin struct {
 	Offset int64
 }
 
-// Ticket asks the Manager to ban an address.
+// Ticket asks the Manager to ban an address, or a network.
 type Ticket struct {
-	Jail     string
-	Addr     netip.Addr
-	Failures int       // failures within findtime; 0 for a manual ban
+	Jail string
+	Addr netip.Addr
+	// Bits, when not 0, asks a ban of the whole network Addr/Bits (a subnet escalation).
+	Bits     int
+	Failures int       // failures within findtime (for a network: its addresses that failed); 0 for a manual ban
 	Time     time.Time // time of the last failure
 	// Why says what led to the ban; "" for the usual words (failures within findtime,
 	// or by hand).
@@ -50,24 +56,34 @@ type Ticket struct {
 	Lines []string
 }
 
+// Prefix returns what the ticket asks to ban: Addr alone (a /32 or /128), or the
+// network Addr/Bits.
+func (t Ticket) Prefix() netip.Prefix { return actions.Ban{Addr: t.Addr, Bits: t.Bits}.Prefix() }
+
 // ErrIgnored reports an address that the jail must never ban. The error returned is an
 // *IgnoredError, which says why.
 var ErrIgnored = errors.New("never banned")
 
-// IgnoredError reports an address that must never be banned, and why.
+// IgnoredError reports an address, or a network (Bits not 0), that must never be banned,
+// and why.
 type IgnoredError struct {
 	Addr netip.Addr
+	Bits int
 	Why  string
 }
 
-// Error says why the address is never banned.
-func (e *IgnoredError) Error() string { return e.Addr.String() + " is " + e.Why + ": never banned" }
+// Error says why the address or network is never banned.
+func (e *IgnoredError) Error() string {
+	return actions.Ban{Addr: e.Addr, Bits: e.Bits}.Target() + " is " + e.Why + ": never banned"
+}
 
 // Is makes errors.Is(err, ErrIgnored) hold.
 func (e *IgnoredError) Is(target error) bool { return target == ErrIgnored }
 
 // Jail finds failures in lines with its filter and turns maxretry of them within findtime
-// into a Ticket. It is safe for concurrent use: several files may feed one jail.
+// into a Ticket for the address, and, with a Subnet, enough failing addresses of one
+// network into a Ticket for the network. It is safe for concurrent use: several files
+// may feed one jail.
 type Jail struct {
 	name     string
 	filter   *filters.Filter
@@ -75,11 +91,13 @@ type Jail struct {
 
 	mu      sync.Mutex
 	window  *Window
-	matches matches // the last lines of recently failing addresses
+	nets    *netWindow // nil without a Subnet
+	matches matches    // the last lines of recently failing addresses
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
 	dropped     atomic.Int64 // failures the filter itself dropped (ignoreregex)
+	netsRefused atomic.Int64 // networks not banned: they hold an address never banned
 	skew        SkewMeter
 }
 
@@ -88,28 +106,36 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.Ignore == nil {
 		s.Ignore = NewIgnoreList()
 	}
-	return &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}}
+	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}}
+	if s.Subnet.On() {
+		if s.Subnet.FindTime <= 0 {
+			j.settings.Subnet.FindTime = s.FindTime
+		}
+		j.nets = newNetWindow(j.settings.Subnet)
+	}
+	return j
 }
 
-// Line runs the filter over line, read at now, and counts a failure if there is one. A
-// line no failregex wants returns at once without allocating.
-func (j *Jail) Line(line []byte, now time.Time) (Ticket, bool) {
-	return j.LineFrom(line, now, Origin{})
+// Line runs the filter over line, read at now, counts a failure if there is one, and
+// returns the tickets it led to (an address's, a network's). A line no failregex wants
+// returns at once without allocating.
+func (j *Jail) Line(line []byte, now time.Time) []Ticket {
+	return j.LineFrom(line, now, Origin{}, nil)
 }
 
-// LineFrom is Line for a line read at from.
-func (j *Jail) LineFrom(line []byte, now time.Time, from Origin) (Ticket, bool) {
+// LineFrom is Line for a line read at from, the tickets appended to tickets.
+func (j *Jail) LineFrom(line []byte, now time.Time, from Origin, tickets []Ticket) []Ticket {
 	m, r := j.filter.Match(line, now)
 	if r != filters.Matched {
 		if r == filters.Ignored {
 			j.dropped.Add(1)
 		}
-		return Ticket{}, false
+		return tickets
 	}
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.failure(m.Addr, m.Time, now, from, line)
+	return j.failure(m.Addr, m.Time, now, from, line, tickets)
 }
 
 // Skew returns the steady offset between the jail's line times and the clock, measured
@@ -129,19 +155,23 @@ const FutureTolerance = time.Minute
 // of now than FutureTolerance counts at now: a line stamped in the future (a writer's
 // clock set wrong, a forged year) would otherwise stay an address's newest failure and
 // keep every later one from counting.
-func (j *Jail) Failure(addr netip.Addr, t, now time.Time) (Ticket, bool) {
-	return j.failure(addr, t, now, Origin{}, nil)
+//
+// It returns the tickets the failure led to: the address's, when it reached maxretry,
+// and its network's, when enough of the network's addresses failed.
+func (j *Jail) Failure(addr netip.Addr, t, now time.Time) []Ticket {
+	return j.failure(addr, t, now, Origin{}, nil, nil)
 }
 
-// failure counts a failure; line, if any, is the log line it was found in.
-func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []byte) (Ticket, bool) {
+// failure counts a failure and appends the tickets it leads to; line, if any, is the
+// log line it was found in.
+func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []byte, tickets []Ticket) []Ticket {
 	addr = addr.Unmap()
 	if t.After(now.Add(FutureTolerance)) {
 		t = now
 	}
 	if j.settings.Ignore.Contains(addr) {
 		j.ignored.Add(1)
-		return Ticket{}, false
+		return tickets
 	}
 	j.totalFailed.Add(1)
 	if l := j.settings.Logger; l != nil && l.Enabled(context.Background(), slog.LevelDebug) {
@@ -156,20 +186,38 @@ func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []by
 	if line != nil {
 		j.matches.add(addr, line)
 	}
-	if !reached {
-		return Ticket{}, false
+	if reached {
+		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t, Lines: j.matches.take(addr)})
 	}
-	return Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t, Lines: j.matches.take(addr)}, true
+	if j.nets != nil {
+		if p, n, reached := j.nets.add(addr, t, now); reached {
+			if why := j.settings.Ignore.WhyNet(p); why != "" {
+				j.netsRefused.Add(1)
+				if l := j.settings.Logger; l != nil {
+					l.Warn("network not banned: it is "+why, "jail", j.name, "network", p, "addresses", n)
+				}
+			} else {
+				tickets = append(tickets, Ticket{Jail: j.name, Addr: p.Addr(), Bits: p.Bits(), Failures: n, Time: t,
+					Why: netWhy(p, n, j.settings.Subnet.FindTime)})
+			}
+		}
+	}
+	return tickets
 }
 
-// Manual returns a ticket for an operator's ban of addr, refused if addr is ignored.
-func (j *Jail) Manual(addr netip.Addr, now time.Time) (Ticket, error) {
-	addr = addr.Unmap()
-	if why := j.settings.Ignore.Why(addr); why != "" {
-		return Ticket{}, &IgnoredError{Addr: addr, Why: why}
+// Manual returns a ticket for an operator's ban of what (an address as a /32 or /128,
+// or a network), refused if it is, or holds, an address never banned.
+func (j *Jail) Manual(what netip.Prefix, now time.Time) (Ticket, error) {
+	t := Ticket{Jail: j.name, Time: now}
+	b := actions.BanOf(j.name, what)
+	t.Addr, t.Bits = b.Addr, b.Bits
+	if why := j.settings.Ignore.WhyNet(what); why != "" {
+		return Ticket{}, &IgnoredError{Addr: t.Addr, Bits: t.Bits, Why: why}
 	}
-	j.Forget(addr)
-	return Ticket{Jail: j.name, Addr: addr, Time: now}, nil
+	if t.Bits == 0 {
+		j.Forget(t.Addr)
+	}
+	return t, nil
 }
 
 // Forget drops addr's failure history.
@@ -184,6 +232,9 @@ func (j *Jail) Forget(addr netip.Addr) {
 func (j *Jail) Prune(now time.Time) {
 	j.mu.Lock()
 	j.window.Prune(now)
+	if j.nets != nil {
+		j.nets.prune(now)
+	}
 	j.mu.Unlock()
 }
 
@@ -195,13 +246,23 @@ type Counts struct {
 	// Dropped are failures the filter itself set aside: its ignoreregex, or a format
 	// that says the fault was the server's.
 	Dropped int64
+	// CurrentlyFailedNets are networks with failing addresses within the subnet
+	// findtime; NetsRefused, networks that reached the subnet's addresses but hold an
+	// address never banned, so were not banned.
+	CurrentlyFailedNets int
+	NetsRefused         int64
 }
 
 // Counts returns the jail's failure figures as of now.
 func (j *Jail) Counts(now time.Time) Counts {
 	j.mu.Lock()
 	j.window.Prune(now)
-	n := j.window.Len()
+	n, nets := j.window.Len(), 0
+	if j.nets != nil {
+		j.nets.prune(now)
+		nets = len(j.nets.nets)
+	}
 	j.mu.Unlock()
-	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load()}
+	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load(),
+		CurrentlyFailedNets: nets, NetsRefused: j.netsRefused.Load()}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
 )
 
@@ -79,7 +80,7 @@ func TestJailCounting(t *testing.T) {
 			var got []string
 			for _, f := range tt.lines {
 				line := fmt.Sprintf("%s fail from %s", t0.Add(f.at).Format(time.RFC3339), f.addr)
-				if tk, ok := j.Line([]byte(line), t0.Add(f.read)); ok {
+				for _, tk := range j.Line([]byte(line), t0.Add(f.read)) {
 					got = append(got, tk.Addr.String())
 					if tk.Jail != "sasl" || tk.Failures != tt.maxRetry {
 						t.Errorf("ticket %+v", tk)
@@ -126,10 +127,10 @@ func TestJailNeverBansIgnored(t *testing.T) {
 	j := New("sasl", testFilter(t), Settings{MaxRetry: 1, FindTime: time.Hour,
 		Ignore: NewIgnoreList(netip.MustParsePrefix("203.0.113.0/24"))})
 	for _, a := range []string{"127.0.0.1", "::1", "203.0.113.9", "::ffff:203.0.113.9", "255.255.255.255", "fe80::1", "224.0.0.9"} {
-		if tk, ok := j.Failure(netip.MustParseAddr(a), t0, t0); ok {
+		for _, tk := range j.Failure(netip.MustParseAddr(a), t0, t0) {
 			t.Errorf("%s banned: %+v", a, tk)
 		}
-		if _, err := j.Manual(netip.MustParseAddr(a), t0); !errors.Is(err, ErrIgnored) {
+		if _, err := j.Manual(actions.Host(netip.MustParseAddr(a)), t0); !errors.Is(err, ErrIgnored) {
 			t.Errorf("manual ban of %s: %v, want ErrIgnored", a, err)
 		}
 	}
@@ -148,7 +149,7 @@ func TestManualBanSaysWhyNot(t *testing.T) {
 		"0.0.0.0":         "0.0.0.0 is the unspecified address: never banned",
 		"203.0.113.7":     "203.0.113.7 is on the ignore list (ignoreip, trusted_proxies, or the host's own addresses and networks' broadcast): never banned",
 	} {
-		if _, err := j.Manual(netip.MustParseAddr(addr), t0); err == nil || err.Error() != want {
+		if _, err := j.Manual(actions.Host(netip.MustParseAddr(addr)), t0); err == nil || err.Error() != want {
 			t.Errorf("%s: %v, want %s", addr, err, want)
 		}
 	}
@@ -183,13 +184,13 @@ func TestFutureFailureShieldsNothing(t *testing.T) {
 	a := netip.MustParseAddr("203.0.113.9")
 	j.Failure(a, time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), t0)
 	j.Failure(a, t0.Add(time.Second), t0.Add(time.Second))
-	if _, ok := j.Failure(a, t0.Add(2*time.Second), t0.Add(2*time.Second)); !ok {
+	if len(j.Failure(a, t0.Add(2*time.Second), t0.Add(2*time.Second))) == 0 {
 		t.Error("three failures within findtime, one stamped 2099, did not ban")
 	}
 	// Within the tolerance, a time ahead is the line's own.
 	j.Failure(a, t0.Add(30*time.Second), t0)
 	j.Failure(a, t0, t0)
-	if tk, ok := j.Failure(a, t0, t0); !ok || !tk.Time.Equal(t0) {
-		t.Errorf("ticket %+v, %v", tk, ok)
+	if tks := j.Failure(a, t0, t0); len(tks) != 1 || !tks[0].Time.Equal(t0) {
+		t.Errorf("tickets %+v", tks)
 	}
 }

@@ -22,9 +22,10 @@ type Ledger interface {
 	// SaveBan records a ban before it is applied.
 	SaveBan(ctx context.Context, r Record) error
 	// DeleteBan forgets a ban that ended; its count stays.
-	DeleteBan(ctx context.Context, jail string, addr netip.Addr) error
-	// BanCount returns how many times addr was banned in jail, or in all jails if "".
-	BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error)
+	DeleteBan(ctx context.Context, jail string, what netip.Prefix) error
+	// BanCount returns how many times what (an address as a /32 or /128, or a network)
+	// was banned in jail, or in all jails if "".
+	BanCount(ctx context.Context, jail string, what netip.Prefix) (int, error)
 }
 
 // BatchLedger is a Ledger that records many bans at once, in one transaction, and reads
@@ -32,9 +33,9 @@ type Ledger interface {
 type BatchLedger interface {
 	Ledger
 	SaveBans(ctx context.Context, records []Record) error
-	// BanCounts returns how many times each address was banned in jail, or in all jails
-	// if ""; an address never banned is absent.
-	BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error)
+	// BanCounts returns how many times each of whats was banned in jail, or in all jails
+	// if ""; one never banned is absent.
+	BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error)
 }
 
 // MemoryLedger is a Ledger that lasts as long as the process: for tests, and for a
@@ -42,48 +43,50 @@ type BatchLedger interface {
 type MemoryLedger struct {
 	mu     sync.Mutex
 	bans   map[banKey]Record
-	counts map[netip.Addr]map[string]int // by address, then jail
+	counts map[netip.Prefix]map[string]int // by what was banned, then jail
 }
 
+// banKey names a ban: its jail, and the address or network it bans.
 type banKey struct {
 	jail string
-	addr netip.Addr
+	what netip.Prefix
 }
 
 // NewMemoryLedger returns an empty MemoryLedger.
 func NewMemoryLedger() *MemoryLedger {
-	return &MemoryLedger{bans: map[banKey]Record{}, counts: map[netip.Addr]map[string]int{}}
+	return &MemoryLedger{bans: map[banKey]Record{}, counts: map[netip.Prefix]map[string]int{}}
 }
 
 // SaveBan records r.
 func (l *MemoryLedger) SaveBan(_ context.Context, r Record) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.bans[banKey{r.Jail, r.Addr}] = r
-	if l.counts[r.Addr] == nil {
-		l.counts[r.Addr] = map[string]int{}
+	p := r.Prefix()
+	l.bans[banKey{r.Jail, p}] = r
+	if l.counts[p] == nil {
+		l.counts[p] = map[string]int{}
 	}
-	l.counts[r.Addr][r.Jail] = r.Count
+	l.counts[p][r.Jail] = r.Count
 	return nil
 }
 
 // DeleteBan forgets a ban.
-func (l *MemoryLedger) DeleteBan(_ context.Context, jail string, addr netip.Addr) error {
+func (l *MemoryLedger) DeleteBan(_ context.Context, jail string, what netip.Prefix) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	delete(l.bans, banKey{jail, addr})
+	delete(l.bans, banKey{jail, what})
 	return nil
 }
 
-// BanCount counts addr's bans.
-func (l *MemoryLedger) BanCount(_ context.Context, jail string, addr netip.Addr) (int, error) {
+// BanCount counts the bans of what.
+func (l *MemoryLedger) BanCount(_ context.Context, jail string, what netip.Prefix) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if jail != "" {
-		return l.counts[addr][jail], nil
+		return l.counts[what][jail], nil
 	}
 	n := 0
-	for _, c := range l.counts[addr] {
+	for _, c := range l.counts[what] {
 		n += c
 	}
 	return n, nil
@@ -100,30 +103,31 @@ func (l *MemoryLedger) Bans() []Record {
 	return out
 }
 
-// HistoryEntry is what a ledger remembers of an address's bans in one jail, beyond the
-// bans themselves.
+// HistoryEntry is what a ledger remembers of an address's (or a network's) bans in one
+// jail, beyond the bans themselves.
 type HistoryEntry struct {
 	Jail       string
-	Addr       netip.Addr
-	Count      int       // bans of the address in the jail
-	LastBanned time.Time // when the last of them began
+	What       netip.Prefix // the address (as a /32 or /128) or network banned
+	Count      int          // bans of it in the jail
+	LastBanned time.Time    // when the last of them began
 }
 
 // HistoryLedger is a Ledger that can tell an address's ban history.
 type HistoryLedger interface {
-	// History returns addr's history in every jail, or, for the zero Addr, the limit
-	// addresses banned last, newest first.
-	History(ctx context.Context, addr netip.Addr, limit int) ([]HistoryEntry, error)
+	// History returns the history of what (an address as a /32 or /128, or a network)
+	// in every jail, or, for the zero Prefix, the limit addresses and networks banned
+	// last, newest first.
+	History(ctx context.Context, what netip.Prefix, limit int) ([]HistoryEntry, error)
 }
 
-// History returns the ledger's ban history of addr (or, for the zero Addr, of the limit
-// addresses banned last); nothing if the ledger keeps none.
-func (m *Manager) History(ctx context.Context, addr netip.Addr, limit int) ([]HistoryEntry, error) {
+// History returns the ledger's ban history of what (or, for the zero Prefix, of the
+// limit addresses and networks banned last); nothing if the ledger keeps none.
+func (m *Manager) History(ctx context.Context, what netip.Prefix, limit int) ([]HistoryEntry, error) {
 	m.mu.Lock()
 	l, ok := m.ledger.(HistoryLedger)
 	m.mu.Unlock()
 	if !ok {
 		return nil, nil
 	}
-	return l.History(ctx, addr.Unmap(), limit)
+	return l.History(ctx, what, limit)
 }

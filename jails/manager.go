@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,25 @@ import (
 
 // ErrNotBanned reports an unban of an address that no jail holds.
 var ErrNotBanned = errors.New("not banned")
+
+// CoveredError reports an unban of an address that has no ban of its own but lies in
+// networks banned: it says which bans hold it, to be lifted instead.
+type CoveredError struct {
+	Addr netip.Addr
+	By   []actions.Ban // the bans of networks holding Addr
+}
+
+// Error names the networks that hold the address.
+func (e *CoveredError) Error() string {
+	held := make([]string, len(e.By))
+	for i, b := range e.By {
+		held[i] = b.Target() + " (jail " + b.Jail + ")"
+	}
+	return e.Addr.String() + " has no ban of its own; it is held by the ban of " + strings.Join(held, ", ") + ": unban that network to let it through"
+}
+
+// Is makes errors.Is(err, ErrNotBanned) hold.
+func (e *CoveredError) Is(target error) bool { return target == ErrNotBanned }
 
 // ErrUnknownJail reports a jail name the manager does not know.
 var ErrUnknownJail = errors.New("no such jail")
@@ -54,7 +74,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	jails    map[string]*jailBans
-	shared   map[sharedKey]int // jails holding addr through a Shared action
+	shared   map[sharedKey]int // jails holding an address or network through a Shared action
 	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
 	backlog  backlog
@@ -64,16 +84,52 @@ type Manager struct {
 
 // BanPolicy says how long a jail's bans last.
 type BanPolicy struct {
-	BanTime   time.Duration // < 0: until unbanned
-	Increment Increment     // longer bans for repeat offenders
+	BanTime time.Duration // < 0: until unbanned
+	// NetBanTime is how long a ban of a network (a subnet escalation) lasts; 0: BanTime.
+	NetBanTime time.Duration
+	Increment  Increment // longer bans for repeat offenders
 }
 
 type jailBans struct {
 	policy        BanPolicy
 	actions       []NamedAction
-	bans          map[netip.Addr]Record // in force, with their counts
+	bans          map[netip.Prefix]Record // in force, by what they ban, with their counts
+	netBits       map[int]int             // bans of networks in bans, by prefix length
 	totalBanned   int64
 	totalUnbanned int64
+}
+
+// put makes r one of the jail's bans in force, replacing one of the same address or
+// network.
+func (j *jailBans) put(r Record) {
+	p := r.Prefix()
+	if _, ok := j.bans[p]; !ok && r.IsNet() {
+		j.netBits[p.Bits()]++
+	}
+	j.bans[p] = r
+}
+
+// drop removes the ban of p from those in force.
+func (j *jailBans) drop(p netip.Prefix) {
+	if _, ok := j.bans[p]; ok && !p.IsSingleIP() {
+		if j.netBits[p.Bits()]--; j.netBits[p.Bits()] == 0 {
+			delete(j.netBits, p.Bits())
+		}
+	}
+	delete(j.bans, p)
+}
+
+// covering returns the ban of a network that holds addr, if the jail has one: a lookup
+// per prefix length banned, so an address costs nothing more where no network is.
+func (j *jailBans) covering(addr netip.Addr) (Record, bool) {
+	for bits := range j.netBits {
+		if p, err := addr.Prefix(bits); err == nil {
+			if r, ok := j.bans[p]; ok {
+				return r, true
+			}
+		}
+	}
+	return Record{}, false
 }
 
 // NewManager returns a manager with no jails. Its bans are kept in a MemoryLedger until
@@ -135,7 +191,7 @@ func (m *Manager) setJail(ctx context.Context, name string, policy BanPolicy, ac
 	}
 	j, ok := m.jails[name]
 	if !ok {
-		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Addr]Record)}
+		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Prefix]Record), netBits: map[int]int{}}
 		return nil
 	}
 	for _, old := range j.actions {
@@ -218,7 +274,7 @@ func (m *Manager) wakeRun() {
 	}
 }
 
-// Bans returns the bans of jail ("" for every jail), ordered by jail then address.
+// Bans returns the bans of jail ("" for every jail), ordered by jail then what they ban.
 func (m *Manager) Bans(jail string) []actions.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -232,7 +288,7 @@ func (m *Manager) Bans(jail string) []actions.Ban {
 		}
 	}
 	slices.SortFunc(out, func(a, b actions.Ban) int {
-		return cmp.Or(cmp.Compare(a.Jail, b.Jail), a.Addr.Compare(b.Addr))
+		return cmp.Or(cmp.Compare(a.Jail, b.Jail), a.Prefix().Compare(b.Prefix()))
 	})
 	return out
 }

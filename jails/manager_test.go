@@ -49,7 +49,7 @@ func (r *recorder) Unban(_ context.Context, b actions.Ban) error {
 func (r *recorder) record(op string, b actions.Ban) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, fmt.Sprintf("%s %s %s", op, b.Jail, b.Addr))
+	r.calls = append(r.calls, fmt.Sprintf("%s %s %s", op, b.Jail, b.Target()))
 	if r.fail {
 		return errors.New("backend down")
 	}
@@ -161,16 +161,16 @@ func TestUnban(t *testing.T) {
 	ban(m, Ticket{Jail: "b", Addr: a1})
 	ban(m, Ticket{Jail: "b", Addr: a2})
 
-	if _, err := m.Unban(ctx, "nope", a1); !errors.Is(err, ErrUnknownJail) {
+	if _, err := m.Unban(ctx, "nope", actions.Host(a1)); !errors.Is(err, ErrUnknownJail) {
 		t.Errorf("unknown jail: %v", err)
 	}
-	if got, err := m.Unban(ctx, "b", a2); err != nil || len(got) != 1 {
+	if got, err := m.Unban(ctx, "b", actions.Host(a2)); err != nil || len(got) != 1 {
 		t.Errorf("Unban(b, a2) = %v, %v", got, err)
 	}
-	if got, err := m.Unban(ctx, "", netip.MustParseAddr("::ffff:192.0.2.1")); err != nil || len(got) != 2 {
+	if got, err := m.Unban(ctx, "", actions.Host(netip.MustParseAddr("::ffff:192.0.2.1"))); err != nil || len(got) != 2 {
 		t.Errorf("Unban(all, a1) = %v, %v", got, err)
 	}
-	if _, err := m.Unban(ctx, "", a1); !errors.Is(err, ErrNotBanned) {
+	if _, err := m.Unban(ctx, "", actions.Host(a1)); !errors.Is(err, ErrNotBanned) {
 		t.Errorf("second unban: %v, want ErrNotBanned", err)
 	}
 	if len(m.Bans("")) != 0 {
@@ -328,7 +328,7 @@ func TestUnbanWhileTheActionIsDownIsRetriedAsUnban(t *testing.T) {
 		down := &recorder{fail: true}
 		m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"down", down}})
 		ban(m, Ticket{Jail: "sasl", Addr: a1})
-		m.Unban(ctx, "sasl", a1)
+		m.Unban(ctx, "sasl", actions.Host(a1))
 		synctest.Wait()
 		down.mu.Lock()
 		down.fail = false
@@ -354,8 +354,8 @@ func TestSharedActionRetriesByAddress(t *testing.T) {
 		m.SetJail(ctx, "b", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
 		ban(m, Ticket{Jail: "a", Addr: a1}) // the route fails
 		ban(m, Ticket{Jail: "b", Addr: a1})
-		m.Unban(ctx, "a", a1)
-		m.Unban(ctx, "b", a1) // the last jail lets go: unban, fails too
+		m.Unban(ctx, "a", actions.Host(a1))
+		m.Unban(ctx, "b", actions.Host(a1)) // the last jail lets go: unban, fails too
 		synctest.Wait()
 		route.setFail(false)
 		route.mu.Lock()
@@ -420,7 +420,7 @@ func TestAHungActionHoldsUpOnlyItself(t *testing.T) {
 		m.SetJail(ctx, "other", BanPolicy{BanTime: time.Hour}, []NamedAction{{"route", route}})
 		ban(m, Ticket{Jail: "sasl", Addr: a1})
 		ban(m, Ticket{Jail: "other", Addr: a2})
-		m.Unban(ctx, "sasl", a1)
+		m.Unban(ctx, "sasl", actions.Host(a1))
 		synctest.Wait() // every goroutine blocked: the hung action alone waits
 		if want := "ban sasl 192.0.2.1\nban other 2001:db8::2\nunban sasl 192.0.2.1"; route.String() != want {
 			t.Errorf("route:\n%s\nwant:\n%s", route, want)
@@ -453,7 +453,7 @@ func TestAFullQueueOverflowsAndLosesNoBan(t *testing.T) {
 			ban(m, Ticket{Jail: "sasl", Addr: a})
 		}
 		for _, a := range addrs[10:15] { // unbanned while their bans wait in the overflow
-			m.Unban(ctx, "sasl", a)
+			m.Unban(ctx, "sasl", actions.Host(a))
 		}
 		synctest.Wait()
 		q := m.Queues()["slow"]
@@ -582,7 +582,7 @@ func TestRepeatOffendersAreBannedLonger(t *testing.T) {
 	for range 3 {
 		b, _ := ban(m, Ticket{Jail: "sasl", Addr: a1})
 		got = append(got, b.Expires.Sub(b.BannedAt))
-		m.Unban(ctx, "sasl", a1)
+		m.Unban(ctx, "sasl", actions.Host(a1))
 	}
 	// The imap jail counts the address's three sasl bans too.
 	b, _ := ban(m, Ticket{Jail: "imap", Addr: a1})
@@ -599,7 +599,7 @@ func TestAStaleExpiryDoesNotLiftALaterBan(t *testing.T) {
 	m := newManager(clock)
 	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
 	ban(m, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h
-	m.Unban(ctx, "sasl", a1)
+	m.Unban(ctx, "sasl", actions.Host(a1))
 	clock.Advance(30 * time.Minute)
 	ban(m, Ticket{Jail: "sasl", Addr: a1}) // ends at t0+1h30m
 	clock.Advance(30 * time.Minute)
@@ -670,10 +670,10 @@ func (l batchLedger) SaveBans(ctx context.Context, rs []Record) error {
 	return nil
 }
 
-func (l batchLedger) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
-	l.events.add(fmt.Sprintf("count %d", len(addrs)))
-	out := map[netip.Addr]int{}
-	for _, a := range addrs {
+func (l batchLedger) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
+	l.events.add(fmt.Sprintf("count %d", len(whats)))
+	out := map[netip.Prefix]int{}
+	for _, a := range whats {
 		out[a], _ = l.MemoryLedger.BanCount(ctx, jail, a)
 	}
 	return out, nil
@@ -763,8 +763,8 @@ func TestBatcherGetsRunsInOrder(t *testing.T) {
 		synctest.Wait()
 		ban(m, Ticket{Jail: "sasl", Addr: a2})
 		ban(m, Ticket{Jail: "sasl", Addr: a3})
-		m.Unban(ctx, "sasl", a1)
-		m.Unban(ctx, "sasl", a2)
+		m.Unban(ctx, "sasl", actions.Host(a1))
+		m.Unban(ctx, "sasl", actions.Host(a2))
 		ban(m, Ticket{Jail: "sasl", Addr: a1})
 		close(b.open)
 		synctest.Wait()
@@ -795,7 +795,7 @@ type cursorLedger struct {
 	open bool
 }
 
-func (l *cursorLedger) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
+func (l *cursorLedger) DeleteBan(ctx context.Context, jail string, addr netip.Prefix) error {
 	if l.open {
 		l.t.Errorf("DeleteBan(%s, %v) while the records are being read", jail, addr)
 	}

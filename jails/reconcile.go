@@ -24,7 +24,7 @@ type reconcileJob struct {
 	r     actions.Reconciler
 	added int64 // the queue's calls so far, when its holds were listed
 	jails []string
-	holds map[string][]netip.Addr
+	holds map[string][]netip.Prefix
 }
 
 // Reconcile compares what each Reconciler action holds in the kernel with the bans in
@@ -47,7 +47,7 @@ func (m *Manager) Reconcile(ctx context.Context, names ...string) (repairs map[s
 			busy = append(busy, q.name)
 			continue
 		}
-		job := &reconcileJob{q: q, r: r, added: q.added.Load(), holds: map[string][]netip.Addr{}}
+		job := &reconcileJob{q: q, r: r, added: q.added.Load(), holds: map[string][]netip.Prefix{}}
 		if !q.shared {
 			for _, name := range m.jailNames() {
 				if slices.ContainsFunc(m.jails[name].actions, func(na NamedAction) bool { return na.Action == a }) {
@@ -88,11 +88,11 @@ func (m *Manager) Reconcile(ctx context.Context, names ...string) (repairs map[s
 		var rep Repairs
 		for jail, held := range job.holds {
 			want := m.wanted(job.q, jail)
-			have := map[netip.Addr]bool{}
-			for _, a := range held {
-				have[a] = true
-				if _, ok := want[a]; !ok {
-					job.q.add(actionCall{ban: actions.Ban{Jail: jail, Addr: a}, unban: true})
+			have := map[netip.Prefix]bool{}
+			for _, p := range held {
+				have[p] = true
+				if _, ok := want[p]; !ok {
+					job.q.add(actionCall{ban: actions.BanOf(jail, p), unban: true})
 					rep.Removed++
 				}
 			}
@@ -113,8 +113,8 @@ func (m *Manager) Reconcile(ctx context.Context, names ...string) (repairs map[s
 
 // wanted returns the bans q's action should hold for jail: for a Shared action (jail
 // ""), one ban per address any jail holds through it. Caller holds m.mu.
-func (m *Manager) wanted(q *actionQueue, jail string) map[netip.Addr]actions.Ban {
-	want := map[netip.Addr]actions.Ban{}
+func (m *Manager) wanted(q *actionQueue, jail string) map[netip.Prefix]actions.Ban {
+	want := map[netip.Prefix]actions.Ban{}
 	for _, name := range m.jailNames() {
 		if jail != "" && name != jail {
 			continue
@@ -123,9 +123,9 @@ func (m *Manager) wanted(q *actionQueue, jail string) map[netip.Addr]actions.Ban
 		if !slices.ContainsFunc(j.actions, func(na NamedAction) bool { return na.Action == q.action }) {
 			continue
 		}
-		for addr, r := range j.bans {
-			if _, ok := want[addr]; !ok {
-				want[addr] = r.Ban
+		for p, r := range j.bans {
+			if _, ok := want[p]; !ok {
+				want[p] = r.Ban
 			}
 		}
 	}

@@ -35,6 +35,15 @@ func (h *holder) Unban(_ context.Context, b actions.Ban) error {
 	return nil
 }
 
+// hosts returns the addresses as the prefixes Holds lists them as.
+func hosts(addrs ...netip.Addr) []netip.Prefix {
+	out := make([]netip.Prefix, len(addrs))
+	for i, a := range addrs {
+		out[i] = actions.Host(a)
+	}
+	return out
+}
+
 // set changes what is held, as a call or a hand at the kernel would.
 func (h *holder) set(jail string, addr netip.Addr, held bool) {
 	h.mu.Lock()
@@ -52,16 +61,16 @@ func (h *holder) set(jail string, addr netip.Addr, held bool) {
 	}
 }
 
-func (h *holder) Holds(_ context.Context, jail string) ([]netip.Addr, error) {
+func (h *holder) Holds(_ context.Context, jail string) ([]netip.Prefix, error) {
 	h.mu.Lock()
-	var out []netip.Addr
+	var out []netip.Prefix
 	for a := range h.held[jail] {
-		out = append(out, a)
+		out = append(out, actions.Host(a))
 	}
 	during := h.during
 	h.during = nil
 	h.mu.Unlock()
-	slices.SortFunc(out, netip.Addr.Compare)
+	slices.SortFunc(out, netip.Prefix.Compare)
 	if during != nil {
 		during()
 	}
@@ -108,11 +117,11 @@ func TestReconcileRepairsBothWays(t *testing.T) {
 		t.Errorf("repairs %+v", got)
 	}
 	for jail, want := range map[string][]netip.Addr{"sasl": {a1, a2}, "dos": {a1}, "other": {a4}} {
-		if held, _ := chains.Holds(ctx, jail); !slices.Equal(held, want) {
+		if held, _ := chains.Holds(ctx, jail); !slices.Equal(held, hosts(want...)) {
 			t.Errorf("chains hold %v for %s, want %v", held, jail, want)
 		}
 	}
-	if held, _ := routes.Holds(ctx, ""); !slices.Equal(held, []netip.Addr{a1, a2}) {
+	if held, _ := routes.Holds(ctx, ""); !slices.Equal(held, hosts(a1, a2)) {
 		t.Errorf("routes hold %v", held)
 	}
 	if q := m.Queues()["routes"]; q.Restored != 1 || q.Removed != 1 {
@@ -144,7 +153,7 @@ type reconcilingGate struct {
 	h *holder
 }
 
-func (g reconcilingGate) Holds(ctx context.Context, jail string) ([]netip.Addr, error) {
+func (g reconcilingGate) Holds(ctx context.Context, jail string) ([]netip.Prefix, error) {
 	return g.h.Holds(ctx, jail)
 }
 

@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 	logbanversion "github.com/logban/logban/internal/version"
@@ -316,7 +317,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if len(args) > 1 {
 			return usageError{"history takes at most one address"}
 		}
-		var addr netip.Addr
+		var addr netip.Prefix
 		if len(args) == 1 {
 			addrs, err := parseAddrs(args)
 			if err != nil {
@@ -382,9 +383,9 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		addrs := []netip.Addr{}
+		addrs := []string{}
 		for _, b := range bans {
-			addrs = append(addrs, b.Addr)
+			addrs = append(addrs, b.String())
 		}
 		return x.print(addrs, func() {
 			for _, a := range addrs {
@@ -447,14 +448,18 @@ func (x cli) command(ctx context.Context, args []string) error {
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
 
-func parseAddrs(ss []string) ([]netip.Addr, error) {
-	out := make([]netip.Addr, len(ss))
+// parseAddrs reads addresses and networks in CIDR notation (actions.ParseTarget).
+func parseAddrs(ss []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, len(ss))
 	for i, s := range ss {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return nil, usageError{fmt.Sprintf("%q is not an IP address", s)}
+		p, err := actions.ParseTarget(s)
+		if err != nil {
+			if strings.Contains(s, "/") {
+				return nil, usageError{fmt.Sprintf("%q: %v", s, err)}
+			}
+			return nil, usageError{fmt.Sprintf("%q is not an IP address or network", s)}
 		}
-		out[i] = a
+		out[i] = p
 	}
 	return out, nil
 }
@@ -481,10 +486,10 @@ func printResults(w io.Writer, verb string, rs []control.AddrResult) error {
 	var err error
 	for _, r := range rs {
 		if r.Done {
-			fmt.Fprintf(w, "%s %s (%s)\n", r.Addr, verb, strings.Join(r.Jails, ", "))
+			fmt.Fprintf(w, "%s %s (%s)\n", r.Target, verb, strings.Join(r.Jails, ", "))
 			continue
 		}
-		fmt.Fprintf(w, "%s not %s: %s\n", r.Addr, verb, r.Note)
+		fmt.Fprintf(w, "%s not %s: %s\n", r.Target, verb, r.Note)
 		if r.Note != "already banned" {
 			err = errNotAll
 		}
@@ -508,7 +513,7 @@ func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
 		if !b.Expires.IsZero() {
 			expires = max(b.Expires.Sub(now), 0).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d", b.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d", b.Target, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
 		if farm {
 			fmt.Fprintf(tw, "\t%s\t%s", cmp.Or(b.By, "-"), b.Why)
 		}
@@ -518,8 +523,11 @@ func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
 }
 
 func printWhy(w io.Writer, why control.Why, now time.Time) {
-	if len(why.Bans) == 0 {
-		fmt.Fprintf(w, "%s is not banned\n", why.Addr)
+	if len(why.Bans) == 0 && len(why.HeldBy) == 0 {
+		fmt.Fprintf(w, "%s is not banned\n", why.Target)
+	}
+	for _, b := range why.HeldBy {
+		fmt.Fprintf(w, "%s has no ban of its own, but is held by the ban of %s in %s: %s\n", why.Target, b.Target, b.Jail, cmp.Or(b.Why, "?"))
 	}
 	for _, b := range why.Bans {
 		expires := "until unbanned"
@@ -527,7 +535,7 @@ func printWhy(w io.Writer, why control.Why, now time.Time) {
 			expires = "for " + max(b.Expires.Sub(now), 0).Round(time.Second).String() + " more"
 		}
 		fmt.Fprintf(w, "%s is banned in %s since %s, %s: %s (ban %d of this address in this jail)\n",
-			why.Addr, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, cmp.Or(b.Why, "?"), b.Count)
+			why.Target, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, cmp.Or(b.Why, "?"), b.Count)
 		if b.By != "" {
 			fmt.Fprintf(w, "  decided by farm node %s\n", b.By)
 		}
@@ -548,7 +556,7 @@ func printHistory(w io.Writer, h []control.HistoryEntry) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tJAIL\tBANS\tLAST BANNED")
 	for _, e := range h {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Addr, e.Jail, e.Count, e.LastBanned.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", e.Target, e.Jail, e.Count, e.LastBanned.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 }
@@ -605,7 +613,7 @@ func printStatus(w io.Writer, s control.Status) {
 func printJailStatus(w io.Writer, s control.JailStatus) {
 	addrs := make([]string, len(s.Bans))
 	for i, b := range s.Bans {
-		addrs[i] = b.Addr.String()
+		addrs[i] = b.String()
 	}
 	var files []string
 	var behind int64
@@ -622,6 +630,19 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "|  |- Clock offset:\t%.0f s: %s\n", s.ClockOffset, s.ClockAdvice)
 	}
 	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
+	if sn := s.Subnet; sn != nil {
+		var lens []string
+		if sn.IPv4 > 0 {
+			lens = append(lens, fmt.Sprintf("/%d", sn.IPv4))
+		}
+		if sn.IPv6 > 0 {
+			lens = append(lens, fmt.Sprintf("/%d (IPv6)", sn.IPv6))
+		}
+		fmt.Fprintf(w, "|- Subnets:\t%d addresses of one %s within %s\n", sn.Addresses, strings.Join(lens, " or "), sn.FindTime)
+		fmt.Fprintf(w, "|  |- Currently failing:\t%d\n", sn.Failing)
+		fmt.Fprintf(w, "|  |- Currently banned:\t%d\n", sn.Banned)
+		fmt.Fprintf(w, "|  `- Refused (holding an address never banned):\t%d\n", sn.Refused)
+	}
 	fmt.Fprintln(w, "`- Actions")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)
 	fmt.Fprintf(w, "   |- Total banned:\t%d\n", s.TotalBanned)

@@ -121,6 +121,10 @@ type Jail struct {
 	Increment jails.Increment
 	// Farm is what the jail shares with the farm: FarmCount, FarmBans or FarmLocal.
 	Farm string
+	// Subnet ([jails.NAME.subnet]) bans a network when enough of its addresses fail;
+	// SubnetBanTime is how long (< 0: until unbanned). Off without the table.
+	Subnet        jails.Subnet
+	SubnetBanTime time.Duration
 }
 
 // Equal reports whether a and b are the same jail.
@@ -181,7 +185,26 @@ type jailData struct {
 	TimeZone       *string   `toml:"timezone"`
 
 	BantimeIncrement *incrementData `toml:"bantime_increment"`
+	Subnet           *subnetData    `toml:"subnet"`
 }
+
+type subnetData struct {
+	IPv4      *int      `toml:"ipv4"`
+	IPv6      *int      `toml:"ipv6"`
+	Addresses *int      `toml:"addresses"`
+	FindTime  *Duration `toml:"findtime"`
+	BanTime   *Duration `toml:"bantime"`
+}
+
+// The defaults of a [jails.NAME.subnet] table, and the widest networks it may ban: a
+// shorter prefix would ban a provider, not an attacker.
+const (
+	DefaultSubnetIPv4      = 24
+	DefaultSubnetIPv6      = 64
+	DefaultSubnetAddresses = 5
+	widestIPv4             = 16
+	widestIPv6             = 32
+)
 
 type incrementData struct {
 	Enabled      bool      `toml:"enabled"`
@@ -344,7 +367,7 @@ func unknownPart(k toml.Key) toml.Key {
 		return k[:1]
 	case k[0] == "server":
 		return k[:min(len(k), 2)]
-	case k[0] == "defaults" && len(k) >= 3 && k[1] == "bantime_increment":
+	case k[0] == "defaults" && len(k) >= 3 && (k[1] == "bantime_increment" || k[1] == "subnet"):
 		return k[:3]
 	case k[0] == "defaults":
 		return k[:min(len(k), 2)]
@@ -352,7 +375,7 @@ func unknownPart(k toml.Key) toml.Key {
 		return k[:min(len(k), 3)]
 	case k[0] == "farm":
 		return k[:min(len(k), 2)]
-	case k[0] == "jails" && len(k) >= 4 && k[2] == "bantime_increment":
+	case k[0] == "jails" && len(k) >= 4 && (k[2] == "bantime_increment" || k[2] == "subnet"):
 		return k[:4]
 	default:
 		return k[:min(len(k), 3)]
@@ -399,12 +422,16 @@ func validKeys(k toml.Key) string {
 		shape = jailData{}
 	case k[0] == "defaults" && len(k) == 3 && k[1] == "bantime_increment":
 		shape = incrementData{}
+	case k[0] == "defaults" && len(k) == 3 && k[1] == "subnet":
+		shape = subnetData{}
 	case k[0] == "farm" && len(k) == 3 && k[1] == "embedded":
 		shape = embeddedData{}
 	case k[0] == "jails" && len(k) == 3:
 		shape = jailData{}
 	case k[0] == "jails" && len(k) == 4 && k[2] == "bantime_increment":
 		shape = incrementData{}
+	case k[0] == "jails" && len(k) == 4 && k[2] == "subnet":
+		shape = subnetData{}
 	case k[0] == "filters" && len(k) == 3:
 		shape = filters.Definition{}
 	default:
@@ -724,6 +751,9 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 			}
 		}
 	}
+	if sn := d.Subnet; sn != nil {
+		l.buildSubnet(&j, sn, key+"subnet.", at("subnet"))
+	}
 	if d.Actions == nil || len(*d.Actions) == 0 {
 		l.fail(at("actions"), 0, key+"actions", "no actions; name at least one of: %s", actionChoices(cfg))
 	} else {
@@ -739,6 +769,37 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 		}
 	}
 	return j, len(l.errs) == errs
+}
+
+// buildSubnet reads a [jails.NAME.subnet] table into j; file is where it was set.
+func (l *loader) buildSubnet(j *Jail, sn *subnetData, key, file string) {
+	j.Subnet = jails.Subnet{IPv4: DefaultSubnetIPv4, IPv6: DefaultSubnetIPv6, Addresses: DefaultSubnetAddresses, FindTime: j.FindTime}
+	j.SubnetBanTime = j.BanTime
+	if sn.IPv4 != nil {
+		if j.Subnet.IPv4 = *sn.IPv4; j.Subnet.IPv4 != 0 && (j.Subnet.IPv4 < widestIPv4 || j.Subnet.IPv4 >= 32) {
+			l.fail(file, 0, key+"ipv4", "prefix length %d: must be %d to 31 (0: never for IPv4); a shorter one bans a whole provider", j.Subnet.IPv4, widestIPv4)
+		}
+	}
+	if sn.IPv6 != nil {
+		if j.Subnet.IPv6 = *sn.IPv6; j.Subnet.IPv6 != 0 && (j.Subnet.IPv6 < widestIPv6 || j.Subnet.IPv6 >= 128) {
+			l.fail(file, 0, key+"ipv6", "prefix length %d: must be %d to 127 (0: never for IPv6); a shorter one bans a whole provider", j.Subnet.IPv6, widestIPv6)
+		}
+	}
+	if sn.Addresses != nil {
+		if j.Subnet.Addresses = *sn.Addresses; j.Subnet.Addresses < 2 {
+			l.fail(file, 0, key+"addresses", "must be at least 2 (distinct addresses of one network), got %d", j.Subnet.Addresses)
+		}
+	}
+	if sn.FindTime != nil {
+		if j.Subnet.FindTime = time.Duration(*sn.FindTime); j.Subnet.FindTime <= 0 {
+			l.fail(file, 0, key+"findtime", "must be longer than 0 (like \"1h\")")
+		}
+	}
+	if sn.BanTime != nil {
+		if j.SubnetBanTime = time.Duration(*sn.BanTime); j.SubnetBanTime == 0 {
+			l.fail(file, 0, key+"bantime", "must be longer than 0, or -1 for until unbanned")
+		}
+	}
 }
 
 func actionChoices(cfg *Config) string {

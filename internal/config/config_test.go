@@ -436,3 +436,51 @@ actions  = ["log"]
 		t.Errorf("a logpath of the wrong type was reported missing too:\n%v", err)
 	}
 }
+
+// A [subnet] table fills what it leaves out from its defaults and the jail's own times;
+// [defaults.subnet] gives it to every jail; a jail without one never escalates.
+func TestSubnetTable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(path, []byte(`
+[defaults.subnet]
+addresses = 8
+
+[actions.log]
+type = "log"
+
+[jails.zimbra-submission]
+logpath  = ["/var/log/zimbra.log"]
+actions  = ["log"]
+findtime = "30m"
+bantime  = "2h"
+
+[jails.zimbra-submission.subnet]
+ipv6    = 48
+bantime = "1d"
+
+[jails.zimbra-smtp-auth]
+logpath = ["/var/log/zimbra.log"]
+actions = ["log"]
+`), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := cfg.Jails["zimbra-submission"]
+	want := jails.Subnet{IPv4: 24, IPv6: 48, Addresses: 5, FindTime: 30 * time.Minute}
+	if sub.Subnet != want || sub.SubnetBanTime != 24*time.Hour {
+		t.Errorf("zimbra-submission: %+v for %v; want %+v for 24h (its own table replaces the default one)", sub.Subnet, sub.SubnetBanTime, want)
+	}
+	smtp := cfg.Jails["zimbra-smtp-auth"]
+	if want := (jails.Subnet{IPv4: 24, IPv6: 64, Addresses: 8, FindTime: DefaultFindTime}); smtp.Subnet != want || smtp.SubnetBanTime != DefaultBanTime {
+		t.Errorf("zimbra-smtp-auth: %+v for %v; want the default table's %+v", smtp.Subnet, smtp.SubnetBanTime, want)
+	}
+	os.WriteFile(path, []byte("[actions.log]\ntype = \"log\"\n[jails.zimbra-submission]\nlogpath = [\"/x\"]\nactions = [\"log\"]\n"), 0o644)
+	cfg, err = Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn := cfg.Jails["zimbra-submission"].Subnet; sn.On() {
+		t.Errorf("a jail without a subnet table escalates: %+v", sn)
+	}
+}

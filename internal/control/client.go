@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+
+	"github.com/logban/logban/actions"
 )
 
 // ErrUnreachable reports that no server answers on the socket.
@@ -48,22 +50,23 @@ func (c *Client) JailStatus(ctx context.Context, jail string) (JailStatus, error
 	return s, err
 }
 
-// BanIP bans addrs in jail.
-func (c *Client) BanIP(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+// BanIP bans addrs (addresses as /32 or /128, or networks) in jail.
+func (c *Client) BanIP(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {
 	var r []AddrResult
 	err := c.call(ctx, request{Command: cmdBanIP, Jail: jail, Addrs: addrStrings(addrs)}, &r)
 	return r, err
 }
 
-// UnbanIP lifts the bans of addrs in jail, or in every jail if jail is "".
-func (c *Client) UnbanIP(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+// UnbanIP lifts the bans of addrs (addresses as /32 or /128, or networks) in jail, or in
+// every jail if jail is "".
+func (c *Client) UnbanIP(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {
 	var r []AddrResult
 	err := c.call(ctx, request{Command: cmdUnbanIP, Jail: jail, Addrs: addrStrings(addrs)}, &r)
 	return r, err
 }
 
 // UnbanIPHere lifts the bans of addrs on the server's host only, not on its farm's.
-func (c *Client) UnbanIPHere(ctx context.Context, jail string, addrs ...netip.Addr) ([]AddrResult, error) {
+func (c *Client) UnbanIPHere(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {
 	var r []AddrResult
 	err := c.call(ctx, request{Command: cmdUnbanIP, Jail: jail, Addrs: addrStrings(addrs), Local: true}, &r)
 	return r, err
@@ -76,18 +79,20 @@ func (c *Client) Farm(ctx context.Context) (FarmStatus, error) {
 	return r, err
 }
 
-// Why says why addr is banned: its bans with the lines that counted, and its history.
-func (c *Client) Why(ctx context.Context, addr netip.Addr) (Why, error) {
+// Why says why addr (an address as a /32 or /128, or a network) is banned: its bans
+// with the lines that counted, and its history.
+func (c *Client) Why(ctx context.Context, addr netip.Prefix) (Why, error) {
 	var r Why
-	err := c.call(ctx, request{Command: cmdWhy, Addrs: addrStrings([]netip.Addr{addr})}, &r)
+	err := c.call(ctx, request{Command: cmdWhy, Addrs: addrStrings([]netip.Prefix{addr})}, &r)
 	return r, err
 }
 
-// History returns addr's ban history, or, for the zero Addr, the addresses banned last.
-func (c *Client) History(ctx context.Context, addr netip.Addr) ([]HistoryEntry, error) {
+// History returns the ban history of addr (an address as a /32 or /128, or a network),
+// or, for the zero Prefix, the addresses and networks banned last.
+func (c *Client) History(ctx context.Context, addr netip.Prefix) ([]HistoryEntry, error) {
 	req := request{Command: cmdHistory}
 	if addr.IsValid() {
-		req.Addrs = addrStrings([]netip.Addr{addr})
+		req.Addrs = addrStrings([]netip.Prefix{addr})
 	}
 	var r []HistoryEntry
 	err := c.call(ctx, req, &r)
@@ -121,10 +126,10 @@ func (c *Client) UnbanAll(ctx context.Context) (int, error) {
 	return n, err
 }
 
-func addrStrings(addrs []netip.Addr) []string {
+func addrStrings(addrs []netip.Prefix) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {
-		out[i] = a.String()
+		out[i] = actions.Target(a)
 	}
 	return out
 }

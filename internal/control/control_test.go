@@ -15,10 +15,12 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/logban/logban/actions"
 )
 
 type fakeEngine struct {
-	banned map[netip.Addr]bool
+	banned map[netip.Prefix]bool
 	reload error
 }
 
@@ -29,38 +31,40 @@ func (e *fakeEngine) JailStatus(name string) (JailStatus, error) {
 	}
 	return JailStatus{Name: "sasl", CurrentlyBanned: len(e.banned)}, nil
 }
-func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Addr) ([]AddrResult, error) {
+func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Prefix) ([]AddrResult, error) {
 	var out []AddrResult
-	for _, a := range addrs {
-		if a.IsLoopback() {
-			out = append(out, AddrResult{Addr: a, Note: "on the ignore list"})
+	for _, p := range addrs {
+		if p.Addr().IsLoopback() {
+			out = append(out, AddrResult{Target: TargetOf(p), Note: "on the ignore list"})
 			continue
 		}
-		e.banned[a] = true
-		out = append(out, AddrResult{Addr: a, Done: true, Jails: []string{jail}})
+		e.banned[p] = true
+		out = append(out, AddrResult{Target: TargetOf(p), Done: true, Jails: []string{jail}})
 	}
 	return out, nil
 }
-func (e *fakeEngine) UnbanIP(_ context.Context, _ string, a netip.Addr, _ bool) (AddrResult, error) {
-	if !e.banned[a] {
-		return AddrResult{Addr: a, Note: "not banned"}, nil
+func (e *fakeEngine) UnbanIP(_ context.Context, _ string, p netip.Prefix, _ bool) (AddrResult, error) {
+	if !e.banned[p] {
+		return AddrResult{Target: TargetOf(p), Note: "not banned"}, nil
 	}
-	delete(e.banned, a)
-	return AddrResult{Addr: a, Done: true, Jails: []string{"sasl"}}, nil
+	delete(e.banned, p)
+	return AddrResult{Target: TargetOf(p), Done: true, Jails: []string{"sasl"}}, nil
 }
 func (e *fakeEngine) Reload(context.Context) error { return e.reload }
 func (e *fakeEngine) List(jail string) ([]BanInfo, error) {
 	var out []BanInfo
 	for a := range e.banned {
-		out = append(out, BanInfo{Jail: "sasl", Addr: a})
+		out = append(out, BanInfo{Jail: "sasl", Target: TargetOf(a)})
 	}
 	return out, nil
 }
 func (e *fakeEngine) Farm() (FarmStatus, error) { return FarmStatus{}, ErrNoFarm }
 
-func (e *fakeEngine) Why(_ context.Context, a netip.Addr) (Why, error) { return Why{Addr: a}, nil }
+func (e *fakeEngine) Why(_ context.Context, p netip.Prefix) (Why, error) {
+	return Why{Target: TargetOf(p)}, nil
+}
 
-func (e *fakeEngine) History(context.Context, netip.Addr) ([]HistoryEntry, error) { return nil, nil }
+func (e *fakeEngine) History(context.Context, netip.Prefix) ([]HistoryEntry, error) { return nil, nil }
 
 func (e *fakeEngine) UnbanAll(context.Context, bool) (int, error) {
 	n := len(e.banned)
@@ -89,7 +93,7 @@ func serve(t *testing.T, engine Engine) string {
 
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	engine := &fakeEngine{banned: map[netip.Addr]bool{}}
+	engine := &fakeEngine{banned: map[netip.Prefix]bool{}}
 	path := serve(t, engine)
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket mode %v, %v; want 0600", fi.Mode().Perm(), err)
@@ -102,7 +106,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("Status = %+v, %v", s, err)
 	}
 	a := netip.MustParseAddr("203.0.113.5")
-	r, err := c.BanIP(ctx, "sasl", a, netip.MustParseAddr("127.0.0.1"))
+	r, err := c.BanIP(ctx, "sasl", actions.Host(a), actions.Host(netip.MustParseAddr("127.0.0.1")))
 	if err != nil || len(r) != 2 || !r[0].Done || r[1].Done || r[1].Note != "on the ignore list" {
 		t.Errorf("BanIP = %+v, %v", r, err)
 	}
@@ -114,7 +118,7 @@ func TestRoundTrip(t *testing.T) {
 	if !errors.As(err, &re) || re.Code != CodeNotFound || re.Message != `jail "nope": not found` {
 		t.Errorf("JailStatus(nope) = %v", err)
 	}
-	if r, err := c.UnbanIP(ctx, "", a); err != nil || !r[0].Done {
+	if r, err := c.UnbanIP(ctx, "", actions.Host(a)); err != nil || !r[0].Done {
 		t.Errorf("UnbanIP = %+v, %v", r, err)
 	}
 	engine.reload = errors.New("config.toml: jails.x.maxretry: must be at least 1, got 0")
@@ -124,7 +128,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	path := serve(t, &fakeEngine{banned: map[netip.Addr]bool{}})
+	path := serve(t, &fakeEngine{banned: map[netip.Prefix]bool{}})
 	c := NewClient(path)
 	for _, req := range []request{
 		{Command: "explode"},
@@ -224,7 +228,7 @@ func TestServeRidesOutAcceptErrors(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, &flakyListener{Listener: ln, err: syscall.EMFILE, fails: 5}, &fakeEngine{banned: map[netip.Addr]bool{}}, slog.New(slog.DiscardHandler))
+		done <- Serve(ctx, &flakyListener{Listener: ln, err: syscall.EMFILE, fails: 5}, &fakeEngine{banned: map[netip.Prefix]bool{}}, slog.New(slog.DiscardHandler))
 	}()
 	if err := NewClient(path).Ping(context.Background()); err != nil {
 		t.Fatalf("ping after accept errors: %v", err)
@@ -320,7 +324,7 @@ func FuzzServeConn(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	engine := &fakeEngine{banned: map[netip.Addr]bool{}}
+	engine := &fakeEngine{banned: map[netip.Prefix]bool{}}
 	f.Fuzz(func(t *testing.T, req []byte) {
 		server, client := net.Pipe()
 		done := make(chan struct{})

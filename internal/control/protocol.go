@@ -11,6 +11,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/logban/logban/actions"
 )
 
 // Version is the protocol version; every response carries it, so a client can tell a
@@ -50,11 +52,13 @@ type response struct {
 type Engine interface {
 	Status() Status
 	JailStatus(name string) (JailStatus, error)
-	// BanIPs bans addrs in jail by hand, recording them together.
-	BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([]AddrResult, error)
-	// UnbanIP lifts addr's bans in jail, or in every jail if jail is "": on every host
-	// of the farm, or on this one only if local.
-	UnbanIP(ctx context.Context, jail string, addr netip.Addr, local bool) (AddrResult, error)
+	// BanIPs bans addrs (addresses as /32 or /128, or networks) in jail by hand,
+	// recording them together.
+	BanIPs(ctx context.Context, jail string, addrs []netip.Prefix) ([]AddrResult, error)
+	// UnbanIP lifts addr's bans (an address as a /32 or /128, or a network) in jail, or
+	// in every jail if jail is "": on every host of the farm, or on this one only if
+	// local.
+	UnbanIP(ctx context.Context, jail string, addr netip.Prefix, local bool) (AddrResult, error)
 	// Reload rereads the configuration and applies it, or leaves everything as it was.
 	Reload(ctx context.Context) error
 	// List returns the bans of jail, or of every jail if jail is "".
@@ -64,27 +68,55 @@ type Engine interface {
 	UnbanAll(ctx context.Context, local bool) (int, error)
 	// Farm returns the farm as this host sees it, or ErrNoFarm.
 	Farm() (FarmStatus, error)
-	// Why says why addr is banned: its bans in force, with the lines that counted, and
+	// Why says why addr (an address as a /32 or /128, or a network) is banned: its
+	// bans in force, with the lines that counted, the bans of networks holding it, and
 	// its ban history.
-	Why(ctx context.Context, addr netip.Addr) (Why, error)
-	// History returns addr's ban history, or, for the zero Addr, the addresses banned
-	// last.
-	History(ctx context.Context, addr netip.Addr) ([]HistoryEntry, error)
+	Why(ctx context.Context, addr netip.Prefix) (Why, error)
+	// History returns the ban history of addr, or, for the zero Prefix, the addresses
+	// and networks banned last.
+	History(ctx context.Context, addr netip.Prefix) ([]HistoryEntry, error)
 }
 
-// Why is what ban-client why shows of an address.
+// Target is an address, or a network (Bits not 0), as the protocol carries it: JSON
+// "addr" and "prefix_len".
+type Target struct {
+	Addr netip.Addr `json:"addr"`
+	Bits int        `json:"prefix_len,omitempty"`
+}
+
+// TargetOf returns p as a Target.
+func TargetOf(p netip.Prefix) Target {
+	t := Target{Addr: p.Addr()}
+	if !p.IsSingleIP() {
+		t.Bits = p.Bits()
+	}
+	return t
+}
+
+// Prefix returns the target as a prefix: the address alone as a /32 or /128.
+func (t Target) Prefix() netip.Prefix {
+	return actions.Ban{Addr: t.Addr, Bits: t.Bits}.Prefix()
+}
+
+// String writes the target as an address, or a network in CIDR notation.
+func (t Target) String() string { return actions.Target(t.Prefix()) }
+
+// Why is what ban-client why shows of an address or a network.
 type Why struct {
-	Addr    netip.Addr     `json:"addr"`
-	Bans    []BanInfo      `json:"bans"`
+	Target
+	Bans []BanInfo `json:"bans"`
+	// HeldBy are the bans of networks that hold the address, though it has no ban of
+	// its own.
+	HeldBy  []BanInfo      `json:"held_by,omitempty"`
 	History []HistoryEntry `json:"history"`
 }
 
-// HistoryEntry is an address's ban history in one jail.
+// HistoryEntry is the ban history of an address or network in one jail.
 type HistoryEntry struct {
-	Jail       string     `json:"jail"`
-	Addr       netip.Addr `json:"addr"`
-	Count      int        `json:"ban_count"`
-	LastBanned time.Time  `json:"last_banned"`
+	Jail string `json:"jail"`
+	Target
+	Count      int       `json:"ban_count"`
+	LastBanned time.Time `json:"last_banned"`
 }
 
 // FarmStatus is the farm as one host sees it.
@@ -158,10 +190,27 @@ type JailStatus struct {
 	ActionQueues []ActionQueue `json:"action_queues,omitempty"`
 	// Unrecorded are bans in force whose record failed and is being retried.
 	Unrecorded int `json:"unrecorded,omitempty"`
+	// Subnet is the jail's escalation to networks, if it has one.
+	Subnet *SubnetStatus `json:"subnet,omitempty"`
 	// ClockOffset is how far the jail's line times lie steadily behind the host's
 	// clock, in seconds (negative: ahead), once found; ClockAdvice says what fixes it.
 	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
 	ClockAdvice string  `json:"clock_advice,omitempty"`
+}
+
+// SubnetStatus is a jail's escalation to networks: its settings and counts.
+type SubnetStatus struct {
+	IPv4      int           `json:"ipv4"` // prefix lengths; 0: never
+	IPv6      int           `json:"ipv6"`
+	Addresses int           `json:"addresses"`
+	FindTime  time.Duration `json:"findtime_ns"`
+	BanTime   time.Duration `json:"bantime_ns"` // < 0: until unbanned
+	// Failing are networks with failing addresses within findtime; Refused, networks
+	// not banned because they hold an address never banned.
+	Failing int   `json:"failing"`
+	Refused int64 `json:"refused"`
+	// Banned are the networks banned in force.
+	Banned int `json:"banned"`
 }
 
 // ActionQueue is how far behind one action is.
@@ -185,22 +234,22 @@ type FileStatus struct {
 
 // BanInfo is one ban as shown to an operator.
 type BanInfo struct {
-	Jail     string     `json:"jail"`
-	Addr     netip.Addr `json:"addr"`
-	Failures int        `json:"failures"`
-	BannedAt time.Time  `json:"banned_at"`
-	Expires  time.Time  `json:"expires,omitzero"`     // zero: until unbanned
-	By       string     `json:"decided_by,omitempty"` // the farm node that decided it
-	Why      string     `json:"why,omitempty"`
+	Jail string `json:"jail"`
+	Target
+	Failures int       `json:"failures"` // for a network: its addresses that failed
+	BannedAt time.Time `json:"banned_at"`
+	Expires  time.Time `json:"expires,omitzero"`     // zero: until unbanned
+	By       string    `json:"decided_by,omitempty"` // the farm node that decided it
+	Why      string    `json:"why,omitempty"`
 	// Lines are the last log lines that counted against the address, oldest first.
 	Lines []string `json:"lines,omitempty"`
 	// Count is how many times the address was banned in the jail, this ban included.
 	Count int `json:"ban_count,omitempty"`
 }
 
-// AddrResult says what a ban or unban request did to one address.
+// AddrResult says what a ban or unban request did to one address or network.
 type AddrResult struct {
-	Addr netip.Addr `json:"addr"`
+	Target
 	// Done is true if the request changed something.
 	Done bool `json:"done"`
 	// Jails are the jails the address was banned or unbanned in.

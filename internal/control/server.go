@@ -12,9 +12,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/logban/logban/actions"
 )
 
 // maxSocketPath is the size of sun_path on Linux, its terminating NUL included.
@@ -192,7 +195,7 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		}
 		return engine.Why(ctx, addrs[0])
 	case cmdHistory:
-		var addr netip.Addr
+		var addr netip.Prefix
 		if len(req.Addrs) > 0 {
 			addrs, err := parseAddrs(req.Addrs)
 			if err != nil {
@@ -205,17 +208,22 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
 }
 
-func parseAddrs(ss []string) ([]netip.Addr, error) {
+// parseAddrs reads the addresses and networks of a request (actions.ParseTarget).
+func parseAddrs(ss []string) ([]netip.Prefix, error) {
 	if len(ss) == 0 {
 		return nil, &RemoteError{Code: CodeBadRequest, Message: "no addresses given"}
 	}
-	out := make([]netip.Addr, len(ss))
+	out := make([]netip.Prefix, len(ss))
 	for i, s := range ss {
-		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("%q is not an IP address", s)}
+		p, err := actions.ParseTarget(s)
+		if err != nil {
+			msg := fmt.Sprintf("%q is not an IP address or network", s)
+			if strings.Contains(s, "/") {
+				msg = fmt.Sprintf("%q: %v", s, err)
+			}
+			return nil, &RemoteError{Code: CodeBadRequest, Message: msg}
 		}
-		out[i] = a.Unmap()
+		out[i] = p
 	}
 	return out, nil
 }

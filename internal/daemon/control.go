@@ -61,6 +61,15 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 		CurrentlyBanned: bans.CurrentlyBanned,
 		TotalBanned:     bans.TotalBanned,
 	}
+	if sn := jr.cfg.Subnet; sn.On() {
+		s.Subnet = &control.SubnetStatus{IPv4: sn.IPv4, IPv6: sn.IPv6, Addresses: sn.Addresses, FindTime: sn.FindTime,
+			BanTime: jr.cfg.SubnetBanTime, Failing: fails.CurrentlyFailedNets, Refused: fails.NetsRefused}
+		for _, b := range d.manager.Bans(name) {
+			if b.IsNet() {
+				s.Subnet.Banned++
+			}
+		}
+	}
 	s.ActionsPending = d.manager.Pending(name)
 	s.Unrecorded = d.manager.UnrecordedIn(name)
 	if sk := jr.skew.Load(); sk != nil {
@@ -104,7 +113,7 @@ func (d *Daemon) UnbanAll(ctx context.Context, local bool) (int, error) {
 	}
 	n := 0
 	for _, b := range d.manager.Bans("") {
-		if _, err := unban(ctx, b.Jail, b.Addr); err == nil {
+		if _, err := unban(ctx, b.Jail, b.Prefix()); err == nil {
 			n++
 		}
 	}
@@ -112,9 +121,9 @@ func (d *Daemon) UnbanAll(ctx context.Context, local bool) (int, error) {
 	return n, nil
 }
 
-// BanIPs bans addrs in jail by hand, all recorded in one transaction. An address that
-// must never be banned is refused with the reason.
-func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([]control.AddrResult, error) {
+// BanIPs bans addrs (addresses as /32 or /128, or networks) in jail by hand, all
+// recorded in one transaction. One that must never be banned is refused with the reason.
+func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Prefix) ([]control.AddrResult, error) {
 	d.mu.RLock()
 	jr, ok := d.jails[jail]
 	d.mu.RUnlock()
@@ -125,7 +134,7 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([
 	results := make([]control.AddrResult, len(addrs))
 	var tickets []jails.Ticket
 	for i, addr := range addrs {
-		results[i].Addr = addr
+		results[i].Target = control.TargetOf(addr)
 		t, err := jr.jail.Manual(addr, now)
 		var ignored *jails.IgnoredError
 		if errors.As(err, &ignored) {
@@ -137,28 +146,34 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Addr) ([
 		}
 		tickets = append(tickets, t)
 	}
-	fresh := map[netip.Addr]bool{}
+	fresh := map[netip.Prefix]bool{}
 	for _, b := range d.manager.BanAll(ctx, tickets) {
-		fresh[b.Addr] = true
+		fresh[b.Prefix()] = true
 	}
 	for i := range results {
+		p := results[i].Prefix()
 		switch {
-		case fresh[results[i].Addr]:
+		case fresh[p]:
 			results[i].Done, results[i].Jails = true, []string{jail}
 		case results[i].Note != "":
-		case d.farm != nil && d.farm.Protected(results[i].Addr) != "":
-			results[i].Note = d.farm.Protected(results[i].Addr) + ": never banned"
+		case d.farm != nil && d.farm.Protected(p) != "":
+			results[i].Note = d.farm.Protected(p) + ": never banned"
 		default:
+			if r, ok := d.manager.Covering(jail, p.Addr()); ok && p.IsSingleIP() {
+				results[i].Note, results[i].Jails = "held by the ban of "+r.Target(), []string{jail}
+				continue
+			}
 			results[i].Note, results[i].Jails = "already banned", []string{jail}
 		}
 	}
 	return results, nil
 }
 
-// UnbanIP lifts addr's bans in jail, or in every jail if jail is "": on every host of
-// the farm, or here only if local.
-func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, local bool) (control.AddrResult, error) {
-	r := control.AddrResult{Addr: addr}
+// UnbanIP lifts the bans of addr (an address as a /32 or /128, or a network) in jail,
+// or in every jail if jail is "": on every host of the farm, or here only if local. An
+// address held by a network's ban alone is not let through: the note names the ban.
+func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Prefix, local bool) (control.AddrResult, error) {
+	r := control.AddrResult{Target: control.TargetOf(addr)}
 	unban := d.manager.Unban
 	if local {
 		unban = d.manager.UnbanHere
@@ -169,6 +184,10 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, loca
 		return r, fmt.Errorf("jail %q: %w", jail, control.ErrNotFound)
 	case errors.Is(err, jails.ErrNotBanned):
 		r.Note = "not banned"
+		var covered *jails.CoveredError
+		if errors.As(err, &covered) {
+			r.Note = covered.Error()
+		}
 		return r, nil
 	case err != nil:
 		return r, err
@@ -177,8 +196,8 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, loca
 	for _, b := range lifted {
 		r.Jails = append(r.Jails, b.Jail)
 		d.mu.RLock()
-		if jr, ok := d.jails[b.Jail]; ok {
-			jr.jail.Forget(addr)
+		if jr, ok := d.jails[b.Jail]; ok && addr.IsSingleIP() {
+			jr.jail.Forget(addr.Addr())
 		}
 		d.mu.RUnlock()
 	}
@@ -188,39 +207,42 @@ func (d *Daemon) UnbanIP(ctx context.Context, jail string, addr netip.Addr, loca
 // historyShown is how many addresses "ban-client history" lists, newest first.
 const historyShown = 100
 
-// Why says why addr is banned: its bans in force with the lines that counted, and its
-// ban history.
-func (d *Daemon) Why(ctx context.Context, addr netip.Addr) (control.Why, error) {
-	addr = addr.Unmap()
-	out := control.Why{Addr: addr, Bans: []control.BanInfo{}}
+// Why says why addr (an address as a /32 or /128, or a network) is banned: its bans in
+// force with the lines that counted, the bans of networks that hold it, and its ban
+// history.
+func (d *Daemon) Why(ctx context.Context, addr netip.Prefix) (control.Why, error) {
+	out := control.Why{Target: control.TargetOf(addr), Bans: []control.BanInfo{}}
 	for _, b := range d.manager.Bans("") {
-		if b.Addr != addr {
-			continue
+		switch {
+		case b.Prefix() == addr:
+			info := banInfo(b)
+			if r, ok := d.manager.Record(b.Jail, addr); ok {
+				info.Count = r.Count
+			}
+			out.Bans = append(out.Bans, info)
+		case b.IsNet() && addr.IsSingleIP() && b.Prefix().Contains(addr.Addr()):
+			out.HeldBy = append(out.HeldBy, banInfo(b))
 		}
-		info := banInfo(b)
-		if r, ok := d.manager.Record(b.Jail, addr); ok {
-			info.Count = r.Count
-		}
-		out.Bans = append(out.Bans, info)
 	}
 	h, err := d.History(ctx, addr)
 	out.History = h
 	return out, err
 }
 
-// History returns addr's ban history, or, for the zero Addr, the addresses banned last.
-func (d *Daemon) History(ctx context.Context, addr netip.Addr) ([]control.HistoryEntry, error) {
+// History returns the ban history of addr (an address as a /32 or /128, or a network),
+// or, for the zero Prefix, the addresses and networks banned last.
+func (d *Daemon) History(ctx context.Context, addr netip.Prefix) ([]control.HistoryEntry, error) {
 	entries, err := d.manager.History(ctx, addr, historyShown)
 	out := []control.HistoryEntry{}
 	for _, e := range entries {
-		out = append(out, control.HistoryEntry{Jail: e.Jail, Addr: e.Addr, Count: e.Count, LastBanned: e.LastBanned})
+		out = append(out, control.HistoryEntry{Jail: e.Jail, Target: control.TargetOf(e.What), Count: e.Count, LastBanned: e.LastBanned})
 	}
 	return out, err
 }
 
 // banInfo is b as an operator sees it.
 func banInfo(b actions.Ban) control.BanInfo {
-	return control.BanInfo{Jail: b.Jail, Addr: b.Addr, Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why, Lines: b.Lines}
+	return control.BanInfo{Jail: b.Jail, Target: control.TargetOf(b.Prefix()), Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why, Lines: b.Lines}
 }
 
 // Farm returns the farm as this host sees it.
@@ -266,7 +288,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	for _, name := range slices.Sorted(maps.Keys(d.jails)) {
 		jr := d.jails[name]
 		counts := jr.jail.Counts(now)
-		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped}
+		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped,
+			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset
 		}

@@ -632,7 +632,7 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		for i, a := range jr.cfg.Actions {
 			named[i] = jails.NamedAction{Name: a, Action: newActions[a].action}
 		}
-		d.manager.SetJail(drain, name, jails.BanPolicy{BanTime: jr.cfg.BanTime, Increment: jr.cfg.Increment}, named)
+		d.manager.SetJail(drain, name, jails.BanPolicy{BanTime: jr.cfg.BanTime, NetBanTime: jr.cfg.SubnetBanTime, Increment: jr.cfg.Increment}, named)
 	}
 
 	d.mu.Lock()
@@ -777,7 +777,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
 		f.SetLocation(loc)
-		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
+		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
 		if d.farm != nil && jc.Farm == config.FarmCount {
 			settings.Tally = d.farm
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 )
 
@@ -201,7 +202,7 @@ func TestEndToEnd(t *testing.T) {
 	h.fail("2001:db8::bad", 1)
 	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 2 })
 
-	rs, err := h.client.UnbanIP(ctx, "", netip.MustParseAddr("203.0.113.5"))
+	rs, err := h.client.UnbanIP(ctx, "", actions.Host(netip.MustParseAddr("203.0.113.5")))
 	if err != nil || len(rs) != 1 || !rs[0].Done || !slices.Equal(rs[0].Jails, []string{"sasl"}) {
 		t.Fatalf("UnbanIP = %+v, %v", rs, err)
 	}
@@ -212,14 +213,14 @@ func TestEndToEnd(t *testing.T) {
 	if !strings.Contains(h.banLog(), " unban jail=sasl addr=203.0.113.5 ") {
 		t.Errorf("no unban in the log action output:\n%s", h.banLog())
 	}
-	rs, _ = h.client.UnbanIP(ctx, "", netip.MustParseAddr("203.0.113.5"))
+	rs, _ = h.client.UnbanIP(ctx, "", actions.Host(netip.MustParseAddr("203.0.113.5")))
 	if rs[0].Done || rs[0].Note != "not banned" {
 		t.Errorf("second unban: %+v", rs)
 	}
 
 	// By hand: ignored addresses are refused, others banned once.
-	rs, err = h.client.BanIP(ctx, "sasl", netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.1"),
-		netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("203.0.113.77"), netip.MustParseAddr("2001:db8::bad"))
+	rs, err = h.client.BanIP(ctx, "sasl", actions.Host(netip.MustParseAddr("127.0.0.1")), actions.Host(netip.MustParseAddr("192.0.2.1")),
+		actions.Host(netip.MustParseAddr("198.51.100.1")), actions.Host(netip.MustParseAddr("203.0.113.77")), actions.Host(netip.MustParseAddr("2001:db8::bad")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 	if !slices.Equal(done, []string{"203.0.113.77"}) || rs[4].Note != "already banned" {
 		t.Errorf("BanIP results %+v", rs)
 	}
-	if _, err := h.client.BanIP(ctx, "nope", netip.MustParseAddr("203.0.113.78")); err == nil {
+	if _, err := h.client.BanIP(ctx, "nope", actions.Host(netip.MustParseAddr("203.0.113.78"))); err == nil {
 		t.Error("ban in an unknown jail succeeded")
 	}
 }
@@ -463,7 +464,7 @@ func TestWhyShowsTheLinesThatCounted(t *testing.T) {
 	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
 	h.shutdown()
 	h.run(Options{}) // restored from the database
-	why, err := h.client.Why(context.Background(), netip.MustParseAddr("203.0.113.5"))
+	why, err := h.client.Why(context.Background(), actions.Host(netip.MustParseAddr("203.0.113.5")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,10 +475,10 @@ func TestWhyShowsTheLinesThatCounted(t *testing.T) {
 	if len(why.History) != 1 || why.History[0].Jail != "sasl" || why.History[0].Count != 1 {
 		t.Errorf("history: %+v", why.History)
 	}
-	if h, err := h.client.History(context.Background(), netip.Addr{}); err != nil || len(h) != 1 {
+	if h, err := h.client.History(context.Background(), actions.Host(netip.Addr{})); err != nil || len(h) != 1 {
 		t.Errorf("history of every address: %+v, %v", h, err)
 	}
-	if why, _ := h.client.Why(context.Background(), netip.MustParseAddr("203.0.113.6")); len(why.Bans) != 0 {
+	if why, _ := h.client.Why(context.Background(), actions.Host(netip.MustParseAddr("203.0.113.6"))); len(why.Bans) != 0 {
 		t.Errorf("why of an address never banned: %+v", why)
 	}
 }

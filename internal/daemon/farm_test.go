@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/natsserver/natstest"
 )
@@ -125,7 +126,7 @@ func TestDaemonsOfAFarmCountTogetherAndShareBans(t *testing.T) {
 		}
 	}
 
-	if _, err := mta2.client.UnbanIP(context.Background(), "", netip.MustParseAddr("203.0.113.5")); err != nil {
+	if _, err := mta2.client.UnbanIP(context.Background(), "", actions.Host(netip.MustParseAddr("203.0.113.5"))); err != nil {
 		t.Fatal(err)
 	}
 	mta1.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 0 })

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/internal/testenv"
@@ -294,7 +295,11 @@ func TestManualBanOfManyAddresses(t *testing.T) {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}))
 	}
 	addrs = append(addrs, netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"))
-	rs, err := h.client.BanIP(context.Background(), "sasl", addrs...)
+	var targets []netip.Prefix
+	for _, a := range addrs {
+		targets = append(targets, actions.Host(a))
+	}
+	rs, err := h.client.BanIP(context.Background(), "sasl", targets...)
 	if err != nil {
 		t.Fatal(err)
 	}

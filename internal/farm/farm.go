@@ -25,7 +25,7 @@ import (
 // Target is the ban manager, as the farm uses it (jails.Manager).
 type Target interface {
 	Adopt(ctx context.Context, records []jails.Record) []actions.Ban
-	LiftIf(ctx context.Context, jail string, addr netip.Addr, lift func(jails.Record) bool) bool
+	LiftIf(ctx context.Context, jail string, what netip.Prefix, lift func(jails.Record) bool) bool
 	Bans(jail string) []actions.Ban
 }
 
@@ -203,8 +203,8 @@ func (f *Farm) LoadOutbox(ctx context.Context) error {
 }
 
 func keyOf(v banValue) string {
-	addr, _ := netip.ParseAddr(v.Addr)
-	return banKey(v.Jail, addr)
+	what, _ := actions.ParseTarget(v.Addr)
+	return banKey(v.Jail, what)
 }
 
 // Node is this host's name in the farm.
@@ -232,7 +232,7 @@ func (f *Farm) Lifted(bans []actions.Ban) {
 	f.mu.Lock()
 	for _, b := range bans {
 		if _, ok := f.jails[b.Jail]; ok {
-			msgs = append(msgs, outboxMessage{Op: opUnban, Ban: valueOf(b), Rev: f.revs[banKey(b.Jail, b.Addr)], At: now})
+			msgs = append(msgs, outboxMessage{Op: opUnban, Ban: valueOf(b), Rev: f.revs[banKey(b.Jail, b.Prefix())], At: now})
 		}
 	}
 	f.mu.Unlock()
@@ -295,15 +295,19 @@ func (f *Farm) settle(m outboxMessage) {
 	}
 }
 
-// Protected returns why addr must not be banned by this farm: it is another node's. It
-// is a jails.FarmLink method.
-func (f *Farm) Protected(addr netip.Addr) string {
+// Protected returns why what (an address as a /32 or /128, or a network) must not be
+// banned by this farm: it is, or holds, another node's address. It is a jails.FarmLink
+// method.
+func (f *Farm) Protected(what netip.Prefix) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for name, n := range f.others {
 		for _, p := range n.prefixes {
-			if p.Contains(addr) {
-				return "an address of farm node " + name
+			if p.Overlaps(what) {
+				if what.IsSingleIP() {
+					return "an address of farm node " + name
+				}
+				return "a network holding an address of farm node " + name
 			}
 		}
 	}

@@ -133,8 +133,8 @@ func (h *host) stop() {
 func (h *host) fail(addr netip.Addr, n int) {
 	now := time.Now()
 	for range n {
-		if t, ok := h.jail.Failure(addr, now, now); ok {
-			if err := h.bans.Add(context.Background(), []jails.Ticket{t}); err != nil {
+		if ts := h.jail.Failure(addr, now, now); len(ts) > 0 {
+			if err := h.bans.Add(context.Background(), ts); err != nil {
 				h.t.Error(err)
 			}
 		}
@@ -143,14 +143,14 @@ func (h *host) fail(addr netip.Addr, n int) {
 
 // banByHand bans addr here as ban-client banip does.
 func (h *host) banByHand(addr netip.Addr) {
-	t, err := h.jail.Manual(addr, time.Now())
+	t, err := h.jail.Manual(actions.Host(addr), time.Now())
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.m.BanAll(context.Background(), []jails.Ticket{t})
 }
 
-func (h *host) ban(addr netip.Addr) (jails.Record, bool) { return h.m.Record(jail, addr) }
+func (h *host) ban(addr netip.Addr) (jails.Record, bool) { return h.m.Record(jail, actions.Host(addr)) }
 
 // eventually waits up to a generous bound for cond, and fails the test with what if it
 // never holds. It asserts an outcome, not a time.
@@ -222,7 +222,7 @@ func TestABanOnOneHostIsAppliedOnAllAndAnUnbanAnywhereLiftsIt(t *testing.T) {
 			t.Errorf("%s holds the ban as decided by %q for %q; want a, by hand", h.name, r.By, r.Why)
 		}
 	}
-	if _, err := c.m.Unban(context.Background(), jail, x); err != nil {
+	if _, err := c.m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "c's unban lifts the ban on a and b", heldByNone(hs, x))
@@ -233,13 +233,13 @@ func TestABanOnOneHostIsAppliedOnAllAndAnUnbanAnywhereLiftsIt(t *testing.T) {
 	a.banByHand(y)
 	eventually(t, "every host holds y", heldBy(hs, y))
 	c.stopFarm()
-	if _, err := a.m.Unban(context.Background(), jail, y); err != nil {
+	if _, err := a.m.Unban(context.Background(), jail, actions.Host(y)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b sees y lifted", func() bool { _, ok := b.ban(y); return !ok })
 	a.banByHand(y) // a newer ban, at a newer revision
 	eventually(t, "b holds the newer ban", func() bool { _, ok := b.ban(y); return ok })
-	if _, err := c.m.Unban(context.Background(), jail, y); err != nil { // c knew the old revision only
+	if _, err := c.m.Unban(context.Background(), jail, actions.Host(y)); err != nil { // c knew the old revision only
 		t.Fatal(err)
 	}
 	c.startFarm()
@@ -328,7 +328,7 @@ func TestAHostAwayCatchesUpWithTheFarm(t *testing.T) {
 	a.banByHand(p)
 	eventually(t, "b holds p", func() bool { _, ok := b.ban(p); return ok })
 	b.stop()
-	if _, err := a.m.Unban(context.Background(), jail, p); err != nil {
+	if _, err := a.m.Unban(context.Background(), jail, actions.Host(p)); err != nil {
 		t.Fatal(err)
 	}
 	a.banByHand(q)
@@ -353,7 +353,7 @@ func TestWithoutQuorumLocalBansGoOnAndTheOutboxDrainsAfter(t *testing.T) {
 	a.fail(w, 5) // maxretry here: a bans on its own count
 	eventually(t, "a bans w on its own while the farm has no quorum", func() bool { _, ok := a.ban(w); return ok })
 	a.banByHand(v)
-	if _, err := a.m.Unban(context.Background(), jail, v); err != nil {
+	if _, err := a.m.Unban(context.Background(), jail, actions.Host(v)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a's decisions wait in the outbox", func() bool { return a.f.Status().Outbox == 3 })
@@ -381,7 +381,7 @@ func TestALeaderKilledMidBurstLosesNoBan(t *testing.T) {
 		}
 		var tickets []jails.Ticket
 		for i := first; i < first+chunk; i++ {
-			tk, _ := a.jail.Manual(addr(i), time.Now())
+			tk, _ := a.jail.Manual(actions.Host(addr(i)), time.Now())
 			tickets = append(tickets, tk)
 		}
 		a.m.BanAll(context.Background(), tickets)
@@ -454,7 +454,7 @@ func TestAnUnbanHereOnlyLeavesTheOtherHostsBanned(t *testing.T) {
 	x := netip.MustParseAddr("203.0.113.20")
 	hs[0].banByHand(x)
 	eventually(t, "every host holds x", heldBy(hs, x))
-	if _, err := hs[1].m.UnbanHere(context.Background(), jail, x); err != nil {
+	if _, err := hs[1].m.UnbanHere(context.Background(), jail, actions.Host(x)); err != nil {
 		t.Fatal(err)
 	}
 	if hs[1].f.Status().Outbox != 0 {
@@ -570,7 +570,7 @@ func TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother(t *testing.T) {
 	mta1.fail(x, 3)
 	mta2.fail(x, 2)
 	eventually(t, "the hosts' failures add up to a ban both hold", heldBy(hs, x))
-	if _, err := mta2.m.Unban(context.Background(), jail, x); err != nil {
+	if _, err := mta2.m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "mta2's unban reaches mta1", heldByNone(hs, x))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/logban/logban/actions"
 )
 
 // publishBatch is the most outbox messages taken at once, and the most bans the farm's
@@ -201,7 +203,7 @@ func (f *Farm) banMessage(m outboxMessage) (key string, data []byte, ttl time.Du
 		}
 	}
 	data, _ = json.Marshal(m.Ban)
-	return banKey(r.Jail, r.Addr), data, ttl, true
+	return banKey(r.Jail, r.Prefix()), data, ttl, true
 }
 
 // published notes that this host's ban m is the farm's, at revision rev.
@@ -249,11 +251,11 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 // ban, not yet published then), the farm's ban is lifted if it is not newer than the
 // unban. A newer ban the farm holds is returned: it stands.
 func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (newer jetstream.KeyValueEntry, err error) {
-	addr, err := parseAddr(m.Ban.Addr)
+	what, err := actions.ParseTarget(m.Ban.Addr)
 	if err != nil {
 		return nil, nil
 	}
-	key := banKey(m.Ban.Jail, addr)
+	key := banKey(m.Ban.Jail, what)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rev := m.Rev
@@ -285,10 +287,10 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 	err = h.bans.Purge(cctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(markerTTL))
 	switch {
 	case err == nil:
-		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", addr)
+		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", m.Ban.Addr)
 		return nil, nil
 	case isWrongLastSequence(err):
-		f.logger.Warn("unban not published: the farm holds a newer ban of the address, which stands", "jail", m.Ban.Jail, "addr", addr)
+		f.logger.Warn("unban not published: the farm holds a newer ban of the address, which stands", "jail", m.Ban.Jail, "addr", m.Ban.Addr)
 		e, err := h.bans.Get(cctx, key)
 		if err != nil {
 			return nil, nil // gone meanwhile: nothing stands

@@ -15,7 +15,7 @@ import (
 type banValue struct {
 	V        int    `json:"v"`
 	Jail     string `json:"jail"`
-	Addr     string `json:"addr"`
+	Addr     string `json:"addr"`  // an address, or a network in CIDR notation
 	At       int64  `json:"at"`    // unix ms: when it was decided
 	Until    int64  `json:"until"` // unix ms: when it ends; 0 until unbanned
 	By       string `json:"by"`    // the deciding node
@@ -24,7 +24,7 @@ type banValue struct {
 }
 
 func valueOf(b actions.Ban) banValue {
-	v := banValue{V: 1, Jail: b.Jail, Addr: b.Addr.String(), At: b.BannedAt.UnixMilli(), By: b.By, Why: b.Why, Failures: b.Failures}
+	v := banValue{V: 1, Jail: b.Jail, Addr: b.Target(), At: b.BannedAt.UnixMilli(), By: b.By, Why: b.Why, Failures: b.Failures}
 	if !b.Permanent() {
 		v.Until = b.Expires.UnixMilli()
 	}
@@ -34,11 +34,12 @@ func valueOf(b actions.Ban) banValue {
 // record reads a value written by another host: nothing in it is trusted but what
 // parses.
 func (v banValue) record() (jails.Record, error) {
-	addr, err := netip.ParseAddr(v.Addr)
-	if err != nil || addr.Zone() != "" {
+	p, err := actions.ParseTarget(v.Addr)
+	if err != nil {
 		return jails.Record{}, fmt.Errorf("address %q", v.Addr)
 	}
-	b := actions.Ban{Jail: v.Jail, Addr: addr.Unmap(), Failures: max(v.Failures, 0), BannedAt: time.UnixMilli(v.At), By: v.By, Why: v.Why}
+	b := actions.BanOf(v.Jail, p)
+	b.Failures, b.BannedAt, b.By, b.Why = max(v.Failures, 0), time.UnixMilli(v.At), v.By, v.Why
 	if v.Until != 0 {
 		b.Expires = time.UnixMilli(v.Until)
 	}
@@ -69,25 +70,26 @@ func (m outboxMessage) marshal() []byte {
 var keyEscape = strings.NewReplacer(".", "-", ":", "_")
 var keyUnescape = strings.NewReplacer("-", ".", "_", ":")
 
-// banKey is the key of addr's ban in jail.
-func banKey(jail string, addr netip.Addr) string {
-	return jail + "." + keyEscape.Replace(addr.String())
+// banKey is the key of the ban of what (an address as a /32 or /128, or a network) in
+// jail: jail.203-0-113-5, jail.198-51-100-0/24, jail.2001_db8__5.
+func banKey(jail string, what netip.Prefix) string {
+	return jail + "." + keyEscape.Replace(actions.Target(what))
 }
 
 // addrToken is addr as one subject token.
 func addrToken(addr netip.Addr) string { return keyEscape.Replace(addr.String()) }
 
 // parseKey reads a ban's key back.
-func parseKey(key string) (jail string, addr netip.Addr, err error) {
+func parseKey(key string) (jail string, what netip.Prefix, err error) {
 	jail, token, ok := strings.Cut(key, ".")
 	if !ok {
-		return "", netip.Addr{}, fmt.Errorf("key %q: no jail", key)
+		return "", netip.Prefix{}, fmt.Errorf("key %q: no jail", key)
 	}
-	addr, err = netip.ParseAddr(keyUnescape.Replace(token))
+	what, err = actions.ParseTarget(keyUnescape.Replace(token))
 	if err != nil {
-		return "", netip.Addr{}, fmt.Errorf("key %q: %w", key, err)
+		return "", netip.Prefix{}, fmt.Errorf("key %q: %w", key, err)
 	}
-	return jail, addr, nil
+	return jail, what, nil
 }
 
 // parseAddr reads an address as values carry it.

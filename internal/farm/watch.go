@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/jails"
 )
 
@@ -113,7 +114,7 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 			continue
 		}
 		r, err := v.record()
-		if err != nil || banKey(r.Jail, r.Addr) != e.Key() {
+		if err != nil || banKey(r.Jail, r.Prefix()) != e.Key() {
 			f.logger.Warn("farm ban does not match its key; skipped", "key", e.Key(), "addr", v.Addr, "jail", v.Jail)
 			continue
 		}
@@ -162,7 +163,7 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 // lifted lifts here the ban the farm no longer holds (an unban anywhere, or its expiry),
 // unless a newer decision of this host waits to be published.
 func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEntry) {
-	jail, addr, err := parseKey(e.Key())
+	jail, what, err := parseKey(e.Key())
 	if err != nil {
 		return
 	}
@@ -174,8 +175,8 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 	delete(f.revs, e.Key())
 	delete(f.ownRevs, e.Key())
 	f.mu.Unlock()
-	if target.LiftIf(ctx, jail, addr, fromFarm) {
-		f.logger.Info("farm ban lifted", "jail", jail, "addr", addr)
+	if target.LiftIf(ctx, jail, what, fromFarm) {
+		f.logger.Info("farm ban lifted", "jail", jail, "addr", actions.Target(what))
 	}
 }
 
@@ -198,11 +199,11 @@ func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool)
 	lifted := 0
 	for _, name := range names {
 		for _, b := range target.Bans(name) {
-			key := banKey(b.Jail, b.Addr)
+			key := banKey(b.Jail, b.Prefix())
 			f.mu.Lock()
 			keep := live[key] || f.pendBans[key] > 0
 			f.mu.Unlock()
-			if !keep && target.LiftIf(ctx, b.Jail, b.Addr, fromFarm) {
+			if !keep && target.LiftIf(ctx, b.Jail, b.Prefix(), fromFarm) {
 				lifted++
 			}
 		}

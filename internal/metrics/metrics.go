@@ -60,6 +60,11 @@ type Jail struct {
 	Banned, Unbanned int64
 	Active           int
 	ClockOffset      time.Duration // 0 until a steady offset is found
+	// NetsFailing are networks with failing addresses within the subnet findtime;
+	// NetsRefused, networks that reached the subnet's addresses but hold an address
+	// never banned.
+	NetsFailing int
+	NetsRefused int64
 }
 
 // Action is one action's calls.
@@ -80,6 +85,7 @@ type Collector struct {
 	farm     *prometheus.HistogramVec
 
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
+	netsFailing, netsRefused                                       *prometheus.Desc
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
@@ -123,6 +129,8 @@ func New(snapshot func() Snapshot) *Collector {
 		repairs:       prometheus.NewDesc("logban_action_repairs_total", "Differences between what a kernel action held and the bans in force, repaired by reconciling: repair=\"restored\" for a ban the kernel had lost, \"removed\" for a hold no ban stood behind.", []string{"action", "repair"}, nil),
 		unrecorded:    prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
 		undeleted:     prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
+		netsFailing:   prometheus.NewDesc("logban_jail_subnets_failing", "Networks with failing addresses within a jail's subnet findtime ([jails.NAME.subnet]).", []string{"jail"}, nil),
+		netsRefused:   prometheus.NewDesc("logban_jail_subnet_refused_total", "Networks whose addresses reached a jail's subnet escalation but that were not banned: they hold an address never banned (ignoreip, trusted proxies, the host's own).", []string{"jail"}, nil),
 		clockOffset:   prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
 	}
 }
@@ -155,7 +163,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines} {
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused} {
 		ch <- d
 	}
 }
@@ -175,6 +183,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.filterLines, prometheus.CounterValue, float64(j.Failures+j.Ignored), j.Name, j.Filter, "matched")
 		ch <- prometheus.MustNewConstMetric(c.filterLines, prometheus.CounterValue, float64(j.FilterDropped), j.Name, j.Filter, "ignored")
 		ch <- prometheus.MustNewConstMetric(c.clockOffset, prometheus.GaugeValue, j.ClockOffset.Seconds(), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.netsFailing, prometheus.GaugeValue, float64(j.NetsFailing), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.netsRefused, prometheus.CounterValue, float64(j.NetsRefused), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.unbans, prometheus.CounterValue, float64(j.Unbanned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(j.Active), j.Name)

@@ -28,7 +28,7 @@ func (l *gateLedger) SaveBans(ctx context.Context, rs []jails.Record) error {
 	return nil
 }
 
-func (l *gateLedger) BanCounts(context.Context, string, []netip.Addr) (map[netip.Addr]int, error) {
+func (l *gateLedger) BanCounts(context.Context, string, []netip.Prefix) (map[netip.Prefix]int, error) {
 	return nil, nil
 }
 

@@ -105,9 +105,7 @@ func feed(js []*jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.
 	for _, j := range js {
 		batch.Search(j.Next, func(i int) {
 			l := batch.Lines[i]
-			if t, ok := j.LineFrom(l.Text, now, jails.Origin{File: batch.File.Head, Offset: l.Offset}); ok {
-				tickets = append(tickets, t)
-			}
+			tickets = j.LineFrom(l.Text, now, jails.Origin{File: batch.File.Head, Offset: l.Offset}, tickets)
 		})
 	}
 	return tickets

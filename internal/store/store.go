@@ -22,6 +22,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
@@ -39,7 +40,7 @@ var schema = []string{
 	)`,
 	2: `CREATE TABLE bans (
 		jail       TEXT NOT NULL,
-		addr       TEXT NOT NULL,    -- 203.0.113.5, 2001:db8::5
+		addr       TEXT NOT NULL,    -- 203.0.113.5, 2001:db8::5; a network: 198.51.100.0/24
 		banned_at  TEXT NOT NULL,    -- RFC 3339, UTC
 		expires_at TEXT,             -- RFC 3339, UTC; NULL: until unbanned
 		failures   INTEGER NOT NULL, -- failures that led to the ban; 0 for a manual ban
@@ -266,7 +267,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 			if !r.Permanent() {
 				expires = r.Expires.UTC().Format(timeFormat)
 			}
-			addr, banned := r.Addr.String(), r.BannedAt.UTC().Format(timeFormat)
+			addr, banned := r.Target(), r.BannedAt.UTC().Format(timeFormat)
 			matches, _ := json.Marshal(orEmpty(r.Lines)) // strings: it cannot fail
 			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why, string(matches))
 			counts = append(counts, r.Jail, addr, r.Count, banned)
@@ -295,15 +296,15 @@ func valuesList(n int, row string) string {
 // countChunk is how many addresses one BanCounts query asks about.
 const countChunk = 500
 
-// BanCounts returns how many times each address was banned in jail, or in all jails if
-// jail is "", asking about many addresses per query; one never banned is absent.
-func (s *Store) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) (map[netip.Addr]int, error) {
-	out := make(map[netip.Addr]int)
-	for chunk := range slices.Chunk(addrs, countChunk) {
+// BanCounts returns how many times each address or network was banned in jail, or in
+// all jails if jail is "", asking about many per query; one never banned is absent.
+func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
+	out := make(map[netip.Prefix]int)
+	for chunk := range slices.Chunk(whats, countChunk) {
 		args := make([]any, 0, len(chunk)+1)
 		query := "SELECT addr, SUM(ban_count) FROM ban_history WHERE addr IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
-		for _, a := range chunk {
-			args = append(args, a.String())
+		for _, p := range chunk {
+			args = append(args, actions.Target(p))
 		}
 		if jail != "" {
 			query += " AND jail = ?"
@@ -311,7 +312,7 @@ func (s *Store) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) 
 		}
 		rows, err := s.db.QueryContext(ctx, query+" GROUP BY addr", args...)
 		if err != nil {
-			return out, fmt.Errorf("counting bans of %d addresses: %w", len(addrs), err)
+			return out, fmt.Errorf("counting bans of %d addresses: %w", len(whats), err)
 		}
 		for rows.Next() {
 			var addr string
@@ -320,8 +321,8 @@ func (s *Store) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) 
 				rows.Close()
 				return out, err
 			}
-			if a, err := netip.ParseAddr(addr); err == nil {
-				out[a] = n
+			if p, err := actions.ParseTarget(addr); err == nil {
+				out[p] = n
 			}
 		}
 		if err := rows.Close(); err != nil {
@@ -335,9 +336,9 @@ func (s *Store) BanCounts(ctx context.Context, jail string, addrs []netip.Addr) 
 }
 
 // DeleteBan removes a ban that ended; its count stays in the history.
-func (s *Store) DeleteBan(ctx context.Context, jail string, addr netip.Addr) error {
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", jail, addr.String()); err != nil {
-		return fmt.Errorf("removing ban of %v: %w", addr, err)
+func (s *Store) DeleteBan(ctx context.Context, jail string, what netip.Prefix) error {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", jail, actions.Target(what)); err != nil {
+		return fmt.Errorf("removing ban of %s: %w", actions.Target(what), err)
 	}
 	return nil
 }
@@ -413,9 +414,12 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 	if matches != "" && matches != "[]" {
 		json.Unmarshal([]byte(matches), &r.Lines) //nolint:errcheck // unreadable lines are only lost lines
 	}
-	if r.Addr, err = netip.ParseAddr(addr); err != nil {
+	p, err := actions.ParseTarget(addr)
+	if err != nil {
 		return r, fmt.Errorf("address %q: %w", addr, err)
 	}
+	b := actions.BanOf(r.Jail, p)
+	r.Addr, r.Bits = b.Addr, b.Bits
 	if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
 		return r, err
 	}
@@ -427,11 +431,11 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 	return r, nil
 }
 
-// BanCount returns how many times addr has been banned in jail, or in every jail if
-// jail is "".
-func (s *Store) BanCount(ctx context.Context, jail string, addr netip.Addr) (int, error) {
-	counts, err := s.BanCounts(ctx, jail, []netip.Addr{addr})
-	return counts[addr], err
+// BanCount returns how many times what (an address as a /32 or /128, or a network) has
+// been banned in jail, or in every jail if jail is "".
+func (s *Store) BanCount(ctx context.Context, jail string, what netip.Prefix) (int, error) {
+	counts, err := s.BanCounts(ctx, jail, []netip.Prefix{what})
+	return counts[what], err
 }
 
 // orEmpty returns s, or an empty slice for nil: JSON gets [], not null.
@@ -442,11 +446,12 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-// History returns addr's ban history in every jail, or, for the zero Addr, the limit
-// addresses banned last, newest first.
-func (s *Store) History(ctx context.Context, addr netip.Addr, limit int) ([]jails.HistoryEntry, error) {
-	query, args := "SELECT jail, addr, ban_count, last_banned FROM ban_history WHERE addr = ? ORDER BY jail", []any{addr.String()}
-	if !addr.IsValid() {
+// History returns the ban history of what (an address as a /32 or /128, or a network)
+// in every jail, or, for the zero Prefix, the limit addresses and networks banned last,
+// newest first.
+func (s *Store) History(ctx context.Context, what netip.Prefix, limit int) ([]jails.HistoryEntry, error) {
+	query, args := "SELECT jail, addr, ban_count, last_banned FROM ban_history WHERE addr = ? ORDER BY jail", []any{actions.Target(what)}
+	if !what.IsValid() {
 		query, args = "SELECT jail, addr, ban_count, last_banned FROM ban_history ORDER BY last_banned DESC LIMIT ?", []any{limit}
 	}
 	rows, err := s.db.QueryContext(ctx, query, args...)
@@ -461,7 +466,7 @@ func (s *Store) History(ctx context.Context, addr netip.Addr, limit int) ([]jail
 		if err := rows.Scan(&h.Jail, &a, &h.Count, &last); err != nil {
 			return out, fmt.Errorf("reading ban history: %w", err)
 		}
-		h.Addr, _ = netip.ParseAddr(a)
+		h.What, _ = actions.ParseTarget(a)
 		h.LastBanned, _ = time.Parse(timeFormat, last)
 		out = append(out, h)
 	}

@@ -98,7 +98,7 @@ func TestBansSurviveReopening(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DeleteBan(ctx, "dos", a); err != nil {
+	if err := s.DeleteBan(ctx, "dos", actions.Host(a)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -117,14 +117,14 @@ func TestBansSurviveReopening(t *testing.T) {
 		jail string
 		want int
 	}{{"sasl", 1}, {"dos", 2}, {"", 3}, {"nope", 0}} {
-		if n, err := s.BanCount(ctx, c.jail, a); err != nil || n != c.want {
+		if n, err := s.BanCount(ctx, c.jail, actions.Host(a)); err != nil || n != c.want {
 			t.Errorf("BanCount(%q) = %d, %v; want %d (counts outlive the bans)", c.jail, n, err, c.want)
 		}
 	}
 	// BanCounts agrees with BanCount, many addresses at once, over several queries.
-	many := []netip.Addr{a, six}
+	many := []netip.Prefix{actions.Host(a), actions.Host(six), netip.MustParsePrefix("198.51.100.0/24")}
 	for i := range 2 * countChunk {
-		many = append(many, netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}))
+		many = append(many, actions.Host(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})))
 	}
 	for _, jail := range []string{"sasl", "dos", "", "nope"} {
 		counts, err := s.BanCounts(ctx, jail, many)
