@@ -15,6 +15,7 @@ import (
 
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the kernel state the tests see")
@@ -281,5 +282,80 @@ func TestRouteInAnotherTable(t *testing.T) {
 	lab.Do(func() { err = r.Stop(ctx) })
 	if got := lab.Run("ip", "-6", "route", "show", "table", "100"); err != nil || got != "" {
 		t.Errorf("after stop: %v, table 100 holds %q", err, got)
+	}
+}
+
+// A ban of a network blocks every address of it, ones that never failed included, and
+// leaves the next network alone; its unban lets them all through again. Each kernel
+// action holds the network as one entry, and lists it as such for reconciling.
+func TestNetworkBansInTheKernel(t *testing.T) {
+	kinds := []struct {
+		name string
+		make func() Action
+	}{
+		{"route", func() Action {
+			return NewRoute(RouteOptions{Type: "blackhole", Table: unix.RT_TABLE_MAIN, Protocol: DefaultRouteProtocol}, quiet)
+		}},
+		{"iptables", func() Action { a, _ := NewIPTables(defaultFirewallOptions(), quiet); return a }},
+		{"ipset", func() Action { return NewIPSet(defaultFirewallOptions(), quiet) }},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			requireFirewallTools(t)
+			lab := netnstest.New(t)
+			port := lab.Listen()
+			a := k.make()
+			ctx := context.Background()
+			var err error
+			lab.Do(func() { err = a.Start(ctx) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lab.Do(func() { a.Stop(ctx) })
+			nets := []netip.Prefix{netnstest.RemoteNet4, netnstest.RemoteNet6}
+			for _, remote := range [][]netip.Addr{netnstest.Remote4, netnstest.Remote6} {
+				for _, addr := range remote {
+					if err := lab.Reachable(addr, port); err != nil {
+						t.Fatalf("before the ban, %v cannot connect: %v", addr, err)
+					}
+				}
+			}
+			for _, n := range nets {
+				lab.Do(func() { err = a.Ban(ctx, BanOf("sasl", n)) })
+				if err != nil {
+					t.Fatalf("ban of %v: %v", n, err)
+				}
+			}
+			for _, remote := range [][]netip.Addr{netnstest.Remote4, netnstest.Remote6} {
+				inside, next := remote[:6], remote[6]
+				for _, addr := range inside {
+					if err := lab.Connect(addr, port); err == nil {
+						t.Errorf("%v, in a banned network, still connects", addr)
+					}
+				}
+				if err := lab.Reachable(next, port); err != nil {
+					t.Errorf("%v, in the next network, cannot connect: %v", next, err)
+				}
+			}
+			var held []netip.Prefix
+			lab.Do(func() { held, err = a.(Reconciler).Holds(ctx, "sasl") })
+			slices.SortFunc(held, netip.Prefix.Compare)
+			if err != nil || !slices.Equal(held, nets) {
+				t.Errorf("Holds() = %v, %v; want %v", held, err, nets)
+			}
+			for _, n := range nets {
+				lab.Do(func() { err = a.Unban(ctx, BanOf("sasl", n)) })
+				if err != nil {
+					t.Fatalf("unban of %v: %v", n, err)
+				}
+			}
+			for _, remote := range [][]netip.Addr{netnstest.Remote4, netnstest.Remote6} {
+				for _, addr := range remote {
+					if err := lab.Reachable(addr, port); err != nil {
+						t.Errorf("after the unban, %v cannot connect: %v", addr, err)
+					}
+				}
+			}
+		})
 	}
 }

@@ -86,7 +86,7 @@ func (m *Manager) logBan(msg string, r Record) {
 	if !r.Permanent() {
 		bantime = r.Expires.Sub(r.BannedAt).Round(time.Second).String()
 	}
-	args := []any{"jail", r.Jail, "addr", r.Addr, "failures", r.Failures, "bantime", bantime, "ban_count", r.Count, "why", r.Why}
+	args := []any{"jail", r.Jail, "addr", r.Target(), "failures", r.Failures, "bantime", bantime, "ban_count", r.Count, "why", r.Why}
 	if r.By != "" {
 		args = append(args, "decided_by", r.By)
 	}

@@ -74,8 +74,10 @@ func (h *harness) run(opts Options) {
 	h.t.Helper()
 	opts.ConfigPath = filepath.Join(h.dir, "logban.toml")
 	opts.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.HostPrefixes = func() ([]netip.Prefix, error) {
-		return []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, nil
+	if opts.HostPrefixes == nil {
+		opts.HostPrefixes = func() ([]netip.Prefix, error) {
+			return []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, nil
+		}
 	}
 	d, err := New(opts)
 	if err != nil {

@@ -594,3 +594,51 @@ func TestAHostLimitedToItsOwnSubjectsWorksAndCannotPoseAsAnother(t *testing.T) {
 		t.Errorf("mta1 could not write its own node entry: %v", err)
 	}
 }
+
+// A ban of a network is shared like any ban: every host holds it as the network, and an
+// unban of the network anywhere lifts it everywhere. A network holding a farm node's
+// address is never banned, and one holding an address a host ignores is not applied
+// there.
+func TestANetworkBanIsSharedLikeAnyBan(t *testing.T) {
+	c := natstest.Start(t, 1)
+	dir := t.TempDir()
+	a := startHost1(t, "a", c, dir)
+	b := startHost1(t, "b", c, dir)
+	net := netip.MustParsePrefix("198.51.100.0/24")
+	banNet := func(h *host, p netip.Prefix) {
+		tk, err := h.jail.Manual(p, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.m.BanAll(context.Background(), []jails.Ticket{tk})
+	}
+	banNet(a, net)
+	eventually(t, "b holds a's network ban", func() bool { _, ok := b.m.Record(jail, net); return ok })
+	if r, _ := b.m.Record(jail, net); r.Target() != "198.51.100.0/24" || r.By != "a" {
+		t.Errorf("b holds %+v", r)
+	}
+	if _, err := b.m.Unban(context.Background(), jail, net); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b's unban of the network lifts it on a", func() bool { _, ok := a.m.Record(jail, net); return !ok })
+
+	proxy := netip.MustParseAddr("10.0.0.7")
+	b.f.SetOwn([]netip.Prefix{netip.PrefixFrom(proxy, 32)})
+	b.stopFarm()
+	b.startFarm() // announces at once
+	eventually(t, "a knows b's address", func() bool { n := a.f.Status().Nodes; return len(n) == 1 && len(n[0].Addrs) == 1 })
+	banNet(a, netip.MustParsePrefix("10.0.0.0/24"))
+	if _, ok := a.m.Record(jail, netip.MustParsePrefix("10.0.0.0/24")); ok || a.m.Refused() != 1 {
+		t.Errorf("a banned a network holding farm node b's address (refused %d)", a.m.Refused())
+	}
+
+	office := netip.MustParseAddr("192.0.2.44")
+	b.f.SetJails([]farm.Jail{{Name: jail, Mode: config.FarmCount, MaxRetry: 5, FindTime: 10 * time.Minute,
+		Ignore: jails.NewIgnoreList(netip.PrefixFrom(office, 32))}})
+	banNet(a, netip.MustParsePrefix("192.0.2.0/24"))
+	banNet(a, netip.MustParsePrefix("203.0.113.0/24"))
+	eventually(t, "b holds the other network's ban", func() bool { _, ok := b.m.Record(jail, netip.MustParsePrefix("203.0.113.0/24")); return ok })
+	if _, ok := b.m.Record(jail, netip.MustParsePrefix("192.0.2.0/24")); ok {
+		t.Error("b applied a farm ban of a network holding an address on its ignore list")
+	}
+}

@@ -131,9 +131,9 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		if f.pendUnbans[e.Key()] > 0 {
 			continue // lifted here; the unban is on its way
 		}
-		if why := j.Ignore.Why(r.Addr); why != "" {
+		if why := j.Ignore.WhyNet(r.Prefix()); why != "" {
 			if !initial {
-				f.logger.Warn("farm ban not applied here: the address is "+why, "jail", r.Jail, "addr", r.Addr, "decided_by", r.By)
+				f.logger.Warn("farm ban not applied here: the address is "+why, "jail", r.Jail, "addr", r.Target(), "decided_by", r.By)
 			}
 			f.ignored.Add(1)
 			continue

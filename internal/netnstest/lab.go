@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,25 @@ var (
 	Other6   = netip.MustParseAddr("2001:db8::3")
 	labCount atomic.Int64
 )
+
+// Networks of addresses beyond the client, for bans of whole networks: the client holds
+// the addresses Remote4 and Remote6 list, and the server reaches 198.51.100.0/23 and
+// 2001:db8:1::/48 on the link to it. RemoteNet4 and RemoteNet6 are the /24 and /64 holding the
+// first five of each; the last of each lies in the next /24 or /64.
+var (
+	RemoteNet4 = netip.MustParsePrefix("198.51.100.0/24")
+	RemoteNet6 = netip.MustParsePrefix("2001:db8:1:1::/64")
+	Remote4    = addrs("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5", "198.51.100.6", "198.51.101.1")
+	Remote6    = addrs("2001:db8:1:1::1", "2001:db8:1:1::2", "2001:db8:1:1::3", "2001:db8:1:1::4", "2001:db8:1:1::5", "2001:db8:1:1::6", "2001:db8:1:2::1")
+)
+
+func addrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParseAddr(s)
+	}
+	return out
+}
 
 // Lab is a server and a client namespace joined by a veth pair.
 type Lab struct {
@@ -113,7 +133,7 @@ func (l *Lab) build() error {
 		addrs []string
 	}{
 		{hs, "veth-srv", []string{"192.0.2.1/24", "2001:db8::1/64"}},
-		{hc, "veth-cli", []string{"192.0.2.2/24", "192.0.2.3/24", "2001:db8::2/64", "2001:db8::3/64"}},
+		{hc, "veth-cli", slices.Concat([]string{"192.0.2.2/24", "192.0.2.3/24", "2001:db8::2/64", "2001:db8::3/64"}, hostPrefixes(Remote4), hostPrefixes(Remote6))},
 	} {
 		link, err := side.h.LinkByName(side.link)
 		if err != nil {
@@ -137,7 +157,42 @@ func (l *Lab) build() error {
 			return err
 		}
 	}
+	link, err := hs.LinkByName("veth-srv")
+	if err != nil {
+		return err
+	}
+	// On the link, each address's neighbour entry made by hand: neighbour discovery for
+	// a dozen addresses at once does not always answer in time.
+	for _, r := range []string{"198.51.100.0/23", "2001:db8:1::/48"} {
+		_, dst, _ := net.ParseCIDR(r)
+		if err := hs.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+			return fmt.Errorf("route to %s: %w", r, err)
+		}
+	}
+	peer, err := hc.LinkByName("veth-cli")
+	if err != nil {
+		return err
+	}
+	for _, a := range slices.Concat(Remote4, Remote6) {
+		family := netlink.FAMILY_V4
+		if a.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		if err := hs.NeighAdd(&netlink.Neigh{LinkIndex: link.Attrs().Index, Family: family, State: netlink.NUD_PERMANENT,
+			IP: a.AsSlice(), HardwareAddr: peer.Attrs().HardwareAddr}); err != nil {
+			return fmt.Errorf("neighbour %s: %w", a, err)
+		}
+	}
 	return nil
+}
+
+// hostPrefixes writes each address as a prefix of its own length.
+func hostPrefixes(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = netip.PrefixFrom(a, a.BitLen()).String()
+	}
+	return out
 }
 
 // noDAD switches off IPv6 duplicate address detection in the current thread's namespace.
