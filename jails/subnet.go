@@ -91,9 +91,6 @@ func (w *netWindow) add(addr netip.Addr, t, now time.Time) (netip.Prefix, int, b
 	return p, len(kept), false
 }
 
-// forget drops the network's history.
-func (w *netWindow) forget(p netip.Prefix) { delete(w.nets, p.Addr().As16()) }
-
 // prune drops the networks none of whose addresses failed within findtime before now.
 func (w *netWindow) prune(now time.Time) {
 	limit := now.Add(-w.s.FindTime).UnixNano()

@@ -97,9 +97,7 @@ func TestFeedAgreesWithEveryLine(t *testing.T) {
 		for _, j := range each { // every line judged, jail by jail
 
 			for _, line := range batch.Lines {
-				for _, t := range j.Line(line.Text, now) {
-					want = append(want, t)
-				}
+				want = append(want, j.Line(line.Text, now)...)
 			}
 		}
 		if !reflect.DeepEqual(got, want) {
