@@ -1,6 +1,7 @@
 package jails
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -27,4 +28,32 @@ func BenchmarkTrackedAddressMemory(b *testing.B) {
 		runtime.KeepAlive(w)
 	}
 	b.ReportMetric(perAddr, "bytes/addr")
+}
+
+// BenchmarkTrackedNetworkMemory reports the heap bytes per network a jail's subnet
+// escalation holds while it tracks 250,000 /24s, with one failing address each and with
+// four (one short of escalating, the most a network holds at addresses = 5).
+func BenchmarkTrackedNetworkMemory(b *testing.B) {
+	const n = 250_000
+	for _, per := range []int{1, 4} {
+		b.Run(fmt.Sprintf("%d-addresses", per), func(b *testing.B) {
+			var perNet float64
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				w := newNetWindow(Subnet{IPv4: 24, IPv6: 64, Addresses: 5, FindTime: time.Hour})
+				for i := range n {
+					for host := range per {
+						w.add(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(host + 1)}), t0, t0)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perNet = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(w)
+			}
+			b.ReportMetric(perNet, "bytes/network")
+		})
+	}
 }
