@@ -25,14 +25,18 @@ var commandHelp = map[string]string{
   A jail's banned addresses, one a line, or one of its settings (fail2ban's words).
   ban-client get zimbra-submission banned`,
 	"banip": `ban-client banip JAIL ADDR...
-  Ban addresses in a jail by hand; an address the jail never bans is refused, one
-  banned already is left as it is. In a farm jail, the ban is farm-wide.
-  ban-client banip zimbra-submission 203.0.113.5 2001:db8::5`,
+  Ban addresses, or whole networks in CIDR notation, in a jail by hand; an address the
+  jail never bans (or a network holding one) is refused, one banned already is left as
+  it is. In a farm jail, the ban is farm-wide.
+  ban-client banip zimbra-submission 203.0.113.5 2001:db8::5
+  ban-client banip zimbra-submission 198.51.100.0/24`,
 	"unbanip": `ban-client unbanip [--jail JAIL] [--local] ADDR...
-  Lift the bans of addresses, in every jail or in JAIL; in a farm on every host, or with
-  --local on this one only. Flags may come anywhere.
+  Lift the bans of addresses or networks, in every jail or in JAIL; in a farm on every
+  host, or with --local on this one only. Flags may come anywhere. An address held only
+  by a network's ban is left as it is, and the network is named: unban that instead.
   ban-client unbanip 203.0.113.5
-  ban-client unbanip 203.0.113.5 --jail zimbra-submission`,
+  ban-client unbanip 203.0.113.5 --jail zimbra-submission
+  ban-client unbanip 198.51.100.0/24`,
 	"unban": `ban-client unban --all [--local]
   Lift every ban; in a farm on every host, or with --local on this one only.
   ban-client unban --all
@@ -54,10 +58,11 @@ var commandHelp = map[string]string{
   ban-client test-filter zimbra-submission /var/log/zimbra.log
   ban-client test-filter -h (for its flags)`,
 	"why": `ban-client why ADDR
-  Why an address is banned: each ban in force (jail, since when, for how long, why,
-  the deciding node in a farm), the last log lines that counted against it (at most 5),
-  and its ban history.
-  ban-client why 203.0.113.5`,
+  Why an address (or network) is banned: each ban in force (jail, since when, for how
+  long, why, the deciding node in a farm), the last log lines that counted against it
+  (at most 5), the bans of networks holding it, and its ban history.
+  ban-client why 203.0.113.5
+  ban-client why 198.51.100.0/24`,
 	"history": `ban-client history [ADDR]
   How often an address was banned in each jail, and when last; without ADDR, the 100
   addresses banned last.

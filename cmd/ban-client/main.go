@@ -31,7 +31,7 @@ Commands:
   status JAIL                 a jail's failures, files and bans
   list [--jail J]             every ban: address, jail, banned at, expires in, failures
   get JAIL banned             the jail's banned addresses, one a line
-  banip JAIL ADDR...          ban addresses in a jail by hand
+  banip JAIL ADDR...          ban addresses (or networks, 198.51.100.0/24) in a jail by hand
   unbanip [--jail J] [--local] ADDR...
                               lift the bans of addresses, in every jail or in J; in a
                               farm, on every host (--local: on this host only)
@@ -43,7 +43,7 @@ Commands:
                               ban count, the outbox waiting to be published, last error
   version                     this client's and the server's versions
   why ADDR                    why an address is banned: its bans, the log lines that
-                              counted, how often it was banned before
+                              counted, networks banned holding it, its bans before
   history [ADDR]              the ban history of an address, or of the last banned
   help [COMMAND]              this help, or a command's own with examples (or COMMAND -h)
   test-filter FILTER LOGFILE  run a filter over a log file, without a server
