@@ -21,6 +21,9 @@ type Definition struct {
 	Parser      string   `toml:"parser"`
 	FailRegex   []string `toml:"failregex"`
 	IgnoreRegex []string `toml:"ignoreregex"`
+	// SuccessRegex finds logins that worked, each with <HOST> and <USER>: the pairs
+	// of account and address a jail then trusts (see jails.Trust).
+	SuccessRegex []string `toml:"successregex"`
 }
 
 // Builtin returns the definition of the built-in filter name; ok is false if there is no

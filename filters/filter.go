@@ -16,10 +16,18 @@ type Filter struct {
 	name    string
 	fail    []*pattern // nil for a format
 	read    lineReader // nil for failregex patterns
-	rules   []string   // what counts a line: failregex sources, or the format's kinds
+	account func([]byte) []byte
+	rules   []string // what counts a line: failregex sources, or the format's kinds
 	ignore  []*regexp.Regexp
 	literal []byte // every failure holds it; nil when there is no such text
 	times   TimeParser
+
+	// The logins that worked, read only with Options.Successes: successregex patterns
+	// or the format's reader, and the text every such line holds (nil: none known).
+	success     []*pattern
+	readSuccess successReader
+	successLit  []byte
+	successes   bool
 }
 
 // Options are what a filter needs to know of the site it runs at.
@@ -29,11 +37,17 @@ type Options struct {
 	// from the right to reach the client (see forwardedClient). Empty, the rightmost
 	// entry, the one the farm's proxy appended, is the client.
 	TrustedProxies []netip.Prefix
+	// Successes makes the filter read the logins that worked too (its successregex, or
+	// its format's success lines), for a jail that trusts the addresses they come from.
+	// Without it those rules cost nothing.
+	Successes bool
 }
 
 // Match is one failure found in a line.
 type Match struct {
 	Addr netip.Addr
+	// User is the account the line names, as written; "" if it names none.
+	User string
 	// Time is the line's own timestamp, or the time it was read if it has none.
 	Time time.Time
 	// Timed reports whether Time came from the line.
@@ -50,6 +64,7 @@ const (
 	NoMatch Result = iota // no failure (or the capture was not an address)
 	Ignored               // a failure that does not count: an ignoreregex dropped it, or the format says the fault was the server's
 	Matched               // a failure
+	Succeeded             // a login that worked (only with Options.Successes)
 )
 
 // New builds a filter from its definition: its failregex or its parser, and its
@@ -64,8 +79,14 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 		if !ok {
 			return nil, &UnknownParserError{Filter: name, Parser: d.Parser}
 		}
-		f.read, f.rules = fm.reader(opts), fm.kinds
+		f.read, f.rules, f.account = fm.reader(opts), fm.kinds, fm.account
 		f.literal = []byte(skipLiteral([][]string{{fm.literal}}))
+		if fm.success != nil && opts.Successes {
+			f.readSuccess, f.successLit = fm.success(opts), []byte(fm.successLiteral)
+		}
+		if len(d.SuccessRegex) > 0 {
+			return nil, fmt.Errorf("filter %q: %w", name, ErrParserAndSuccess)
+		}
 	case len(d.FailRegex) == 0:
 		return nil, fmt.Errorf("filter %q: %w", name, ErrNoFailRegex)
 	default:
@@ -85,6 +106,9 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 			f.literal = []byte(l)
 		}
 	}
+	if err := f.compileSuccess(d.SuccessRegex, opts); err != nil {
+		return nil, err
+	}
 	for i, src := range d.IgnoreRegex {
 		re, err := compileIgnore(src)
 		if err != nil {
@@ -97,9 +121,42 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 
 // Errors of filter definitions.
 var (
-	ErrNoFailRegex    = errors.New("no failregex (or parser)")
-	ErrParserAndRegex = errors.New("parser and failregex both set: a filter is one or the other")
+	ErrNoFailRegex      = errors.New("no failregex (or parser)")
+	ErrParserAndRegex   = errors.New("parser and failregex both set: a filter is one or the other")
+	ErrParserAndSuccess = errors.New("parser and successregex both set: a parser reads the logins that worked itself")
+	ErrNoUser           = errors.New("successregex has no <USER>: a login that worked is trusted for its account only")
 )
+
+// compileSuccess compiles the successregex patterns, each with <HOST> and <USER>; they
+// are kept only if opts asks for successes.
+func (f *Filter) compileSuccess(srcs []string, opts Options) error {
+	var lits [][]string
+	var pats []*pattern
+	for i, src := range srcs {
+		p, err := compilePattern(src)
+		if err == nil && len(p.users) == 0 {
+			err = ErrNoUser
+		}
+		if err != nil {
+			return &PatternError{Filter: f.name, Field: "successregex", Index: i, Source: src, Err: err}
+		}
+		pats = append(pats, p)
+		var l []string
+		for _, b := range p.literals {
+			l = append(l, string(b))
+		}
+		lits = append(lits, l)
+	}
+	if !opts.Successes || len(pats) == 0 {
+		return nil
+	}
+	f.success = pats
+	if l := skipLiteral(lits); l != "" {
+		f.successLit = []byte(l)
+	}
+	f.successes = true
+	return nil
+}
 
 // UnknownParserError reports a parser key that names no format.
 type UnknownParserError struct {
@@ -142,13 +199,30 @@ func (f *Filter) Literal() string { return string(f.literal) }
 
 // Next returns the index in data of the first occurrence of the text every match holds
 // (see Literal), or -1 if there is none: no line of data can match. With no such text it
-// returns 0: any line may.
+// returns 0: any line may. A filter reading successes looks for their text too.
 func (f *Filter) Next(data []byte) int {
 	if f.literal == nil {
 		return 0
 	}
-	return bytes.Index(data, f.literal)
+	i := bytes.Index(data, f.literal)
+	if !f.readsSuccesses() {
+		return i
+	}
+	if f.successLit == nil {
+		return 0
+	}
+	j := bytes.Index(data, f.successLit)
+	switch {
+	case i < 0:
+		return j
+	case j < 0:
+		return i
+	}
+	return min(i, j)
 }
+
+// readsSuccesses reports whether the filter reads the logins that worked.
+func (f *Filter) readsSuccesses() bool { return f.readSuccess != nil || f.successes }
 
 // SetLocation sets the time zone for timestamps that carry none (syslog, log4j). The
 // default is time.Local.
@@ -157,11 +231,17 @@ func (f *Filter) SetLocation(loc *time.Location) { f.times.Location = loc }
 // Match looks for a failure in line. now is the time the line was read; it stands in for a
 // missing timestamp and decides the year of syslog timestamps. Lines without the filter's
 // literal return at the cost of one bytes.Index and allocate nothing.
+//
+// With Options.Successes, a line that is no failure may be a login that worked: it is
+// returned as Succeeded, with its address and account.
 func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 	if f.literal != nil && !bytes.Contains(line, f.literal) {
-		return Match{}, NoMatch
+		return f.matchSuccess(line, now)
 	}
-	addr, rule, r := f.find(line)
+	addr, user, rule, r := f.find(line)
+	if r == NoMatch {
+		return f.matchSuccess(line, now)
+	}
 	if r != Matched {
 		return Match{}, r
 	}
@@ -170,22 +250,54 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 			return Match{}, Ignored
 		}
 	}
-	m := Match{Addr: addr, Time: now, Rule: rule}
+	m := Match{Addr: addr, User: string(user), Time: now, Rule: rule}
 	if t, ok := f.times.Parse(line, now); ok {
 		m.Time, m.Timed = t, true
 	}
 	return m, Matched
 }
 
-// find runs the format, or the failregexes in order until one matches.
-func (f *Filter) find(line []byte) (netip.Addr, int, Result) {
-	if f.read != nil {
-		return f.read(line)
+// matchSuccess judges a line that is no failure as a login that worked, if the filter
+// reads those.
+func (f *Filter) matchSuccess(line []byte, now time.Time) (Match, Result) {
+	if !f.readsSuccesses() || f.successLit != nil && !bytes.Contains(line, f.successLit) {
+		return Match{}, NoMatch
 	}
-	for i, p := range f.fail {
-		if addr, ok := p.match(line); ok {
-			return addr, i, Matched
+	var addr netip.Addr
+	var user []byte
+	ok := false
+	if f.readSuccess != nil {
+		addr, user, ok = f.readSuccess(line)
+	}
+	for _, p := range f.success {
+		if addr, user, ok = p.match(line); ok && len(user) > 0 {
+			break
 		}
 	}
-	return netip.Addr{}, 0, NoMatch
+	if !ok || len(user) == 0 {
+		return Match{}, NoMatch
+	}
+	m := Match{Addr: addr, User: string(user), Time: now}
+	if t, ok := f.times.Parse(line, now); ok {
+		m.Time, m.Timed = t, true
+	}
+	return m, Succeeded
+}
+
+// find runs the format, or the failregexes in order until one matches.
+func (f *Filter) find(line []byte) (netip.Addr, []byte, int, Result) {
+	if f.read != nil {
+		addr, kind, r := f.read(line)
+		var user []byte
+		if r == Matched && f.account != nil {
+			user = f.account(line)
+		}
+		return addr, user, kind, r
+	}
+	for i, p := range f.fail {
+		if addr, user, ok := p.match(line); ok {
+			return addr, user, i, Matched
+		}
+	}
+	return netip.Addr{}, nil, 0, NoMatch
 }

@@ -19,7 +19,17 @@ type format struct {
 	kinds []string
 	// reader makes the format's reader for a filter's options.
 	reader func(Options) lineReader
+	// account, if set, reads the account a line the reader counted names, or nil if it
+	// names none. It is called on counted lines only.
+	account func(line []byte) []byte
+	// success, if set, reads the logins that worked, each line holding successLiteral.
+	success        func(Options) successReader
+	successLiteral string
 }
+
+// A successReader judges one line: whether it is a login that worked, and if so the
+// client's address and the account.
+type successReader func(line []byte) (addr netip.Addr, account []byte, ok bool)
 
 // A lineReader judges one line: the failing client's address and the kind of line it is
 // (an index into its format's kinds), or why the line is no failure.
@@ -28,19 +38,28 @@ type lineReader func(line []byte) (addr netip.Addr, kind int, r Result)
 // formats maps the names a filter definition's parser key takes to their formats.
 var formats = map[string]format{
 	"postfix-submission": {
-		literal: postfixLiteral,
-		kinds:   []string{"postfix/submission/smtpd: warning: CLIENT[ADDR]: SASL MECHANISM authentication failed"},
-		reader:  func(Options) lineReader { return postfixSASL(isSubmission) },
+		literal:        postfixLiteral,
+		kinds:          []string{"postfix/submission/smtpd: warning: CLIENT[ADDR]: SASL MECHANISM authentication failed"},
+		reader:         func(Options) lineReader { return postfixSASL(isSubmission) },
+		account:        postfixAccount,
+		success:        func(Options) successReader { return postfixLogin(isSubmission) },
+		successLiteral: postfixSuccessLiteral,
 	},
 	"postfix-smtp": {
-		literal: postfixLiteral,
-		kinds:   []string{"postfix/smtpd, postfix/smtps/smtpd: warning: CLIENT[ADDR]: SASL MECHANISM authentication failed"},
-		reader:  func(Options) lineReader { return postfixSASL(isSMTP) },
+		literal:        postfixLiteral,
+		kinds:          []string{"postfix/smtpd, postfix/smtps/smtpd: warning: CLIENT[ADDR]: SASL MECHANISM authentication failed"},
+		reader:         func(Options) lineReader { return postfixSASL(isSMTP) },
+		account:        postfixAccount,
+		success:        func(Options) successReader { return postfixLogin(isSMTP) },
+		successLiteral: postfixSuccessLiteral,
 	},
 	"zimbra-mailbox-auth": {
-		literal: mailboxAuthLiteral,
-		kinds:   mailboxAuthKinds,
-		reader:  mailboxAuth,
+		literal:        mailboxAuthLiteral,
+		kinds:          mailboxAuthKinds,
+		reader:         mailboxAuth,
+		account:        mailboxAccount,
+		success:        mailboxLogin,
+		successLiteral: mailboxLoginLiteral,
 	},
 	"jetty-dosfilter": {
 		literal: dosAlertLiteral,

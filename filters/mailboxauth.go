@@ -46,20 +46,94 @@ func mailboxAuth(opts Options) lineReader {
 		if !ok {
 			return netip.Addr{}, 0, NoMatch
 		}
-		var addr netip.Addr
-		switch {
-		case z.oip != nil:
-			addr, ok = forwardedClient(z.oip, trusted)
-		case z.ip != nil:
-			addr, ok = ParseAddr(z.ip)
-			ok = ok && !inPrefixes(addr, trusted) // a proxy that forwarded no client
-		default:
-			ok = false // a client on the server itself: ZimbraLog leaves localhost out
-		}
+		addr, ok := mailboxClient(z, trusted)
 		if !ok {
 			return netip.Addr{}, 0, NoMatch
 		}
 		return addr, kind, Matched
+	}
+}
+
+// mailboxClient returns the client of a mailbox line, as mailboxAuth reads it.
+func mailboxClient(z zimbraLine, trusted []netip.Prefix) (netip.Addr, bool) {
+	switch {
+	case z.oip != nil:
+		return forwardedClient(z.oip, trusted)
+	case z.ip != nil:
+		addr, ok := ParseAddr(z.ip)
+		return addr, ok && !inPrefixes(addr, trusted) // else a proxy that forwarded no client
+	}
+	return netip.Addr{}, false // a client on the server itself: ZimbraLog leaves localhost out
+}
+
+// mailboxAccount reads the account a line mailboxAuth counted names: the account= field
+// of a security line, which ZimbraLog.encodeAttrs writes, else the context's name. The
+// bracketed name in the message ("authentication failed for [NAME]") is never read:
+// nothing there marks where the client's text ends.
+func mailboxAccount(line []byte) []byte {
+	z, ok := readZimbraLine(line)
+	if !ok {
+		return nil
+	}
+	if a := securityAccount(z); a != nil {
+		return a
+	}
+	return z.name
+}
+
+// securityAccount returns the account= field of a "security - cmd=Auth; ..." line, or nil.
+func securityAccount(z zimbraLine) []byte {
+	if string(z.category) != "security" {
+		return nil
+	}
+	rest, ok := bytes.CutPrefix(z.message, []byte("cmd=Auth; "))
+	if !ok {
+		return nil
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte("account=")); !ok {
+		return nil
+	}
+	value, _, ok := contextValue(rest)
+	if !ok || len(value) == 0 {
+		return nil
+	}
+	return value
+}
+
+// mailboxLoginLiteral is in every line mailboxLogin reads.
+const mailboxLoginLiteral = "account"
+
+// mailboxLogin reads the logins that worked from mailbox.log and audit.log, with the
+// client found as mailboxAuth finds it:
+//
+//	... [name=NAME;oip=203.0.113.9;ua=...;] account - authentication successful
+//	... [name=NAME;oip=203.0.113.9;] security - cmd=Auth; account=NAME; protocol=soap;
+//
+// (a security line with no error= field is a login that worked). The account is the
+// security line's account= field, else the context's name.
+func mailboxLogin(opts Options) successReader {
+	trusted := opts.TrustedProxies
+	return func(line []byte) (netip.Addr, []byte, bool) {
+		z, ok := readZimbraLine(line)
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		var account []byte
+		switch string(z.category) {
+		case "account":
+			if string(z.message) != "authentication successful" {
+				return netip.Addr{}, nil, false
+			}
+			account = z.name
+		case "security":
+			if account = securityAccount(z); account == nil || bytes.Contains(z.message, []byte("; error=")) {
+				return netip.Addr{}, nil, false
+			}
+		default:
+			return netip.Addr{}, nil, false
+		}
+		addr, ok := mailboxClient(z, trusted)
+		return addr, account, ok && len(account) > 0
 	}
 }
 

@@ -21,13 +21,22 @@ const hostPattern = `(?:\d{1,3}(?:\.\d{1,3}){3}|(?:[0-9A-Fa-f:]*:\d{1,3}(?:\.\d{
 // hostTag is the placeholder a failregex uses for the failing client's address.
 const hostTag = "<HOST>"
 
+// userTag is the placeholder for the account a line names (fail2ban's <F-USER>), and
+// userPattern what it matches: a run of text up to white space or a delimiter a log
+// line puts around a name, so that it never takes in the fields after it.
+const (
+	userTag     = "<USER>"
+	userPattern = `[^\s,;\[\]<>()"']+`
+)
+
 // ErrNoHost reports a failregex without a <HOST> placeholder.
 var ErrNoHost = errors.New("failregex has no <HOST>")
 
-// pattern is one compiled failregex.
+// pattern is one compiled failregex or successregex.
 type pattern struct {
 	re       *regexp.Regexp
 	hosts    []int    // indexes of the host groups, in order
+	users    []int    // indexes of the user groups, in order
 	literals [][]byte // texts every match contains, longest first
 }
 
@@ -38,9 +47,14 @@ func compilePattern(source string) (*pattern, error) {
 		return nil, ErrNoHost
 	}
 	n := 0
-	expanded := replaceHost(source, func() string {
+	expanded := replaceTag(source, hostTag, func() string {
 		n++
 		return fmt.Sprintf("(?P<host%d>%s)", n, hostPattern)
+	})
+	u := 0
+	expanded = replaceTag(expanded, userTag, func() string {
+		u++
+		return fmt.Sprintf("(?P<user%d>%s)", u, userPattern)
 	})
 	re, err := regexp.Compile(expanded)
 	if err != nil {
@@ -50,15 +64,20 @@ func compilePattern(source string) (*pattern, error) {
 	for i := 1; i <= n; i++ {
 		p.hosts = append(p.hosts, re.SubexpIndex(fmt.Sprintf("host%d", i)))
 	}
+	for i := 1; i <= u; i++ {
+		p.users = append(p.users, re.SubexpIndex(fmt.Sprintf("user%d", i)))
+	}
 	for _, lit := range requiredLiterals(re.String()) {
 		p.literals = append(p.literals, []byte(lit))
 	}
 	return p, nil
 }
 
-// compileIgnore compiles an ignoreregex. <HOST> is allowed and expands as in a failregex.
+// compileIgnore compiles an ignoreregex. <HOST> and <USER> are allowed and expand as
+// in a failregex.
 func compileIgnore(source string) (*regexp.Regexp, error) {
-	re, err := regexp.Compile(replaceHost(source, func() string {
+	source = replaceTag(source, userTag, func() string { return "(?:" + userPattern + ")" })
+	re, err := regexp.Compile(replaceTag(source, hostTag, func() string {
 		return fmt.Sprintf("(?:%s)", hostPattern)
 	}))
 	if err != nil {
@@ -77,37 +96,46 @@ func readable(err error) error {
 	return err
 }
 
-func replaceHost(source string, group func() string) string {
+// replaceTag replaces each tag in source with what group returns.
+func replaceTag(source, tag string, group func() string) string {
 	var b strings.Builder
 	for {
-		i := strings.Index(source, hostTag)
+		i := strings.Index(source, tag)
 		if i < 0 {
 			b.WriteString(source)
 			return b.String()
 		}
 		b.WriteString(source[:i])
 		b.WriteString(group())
-		source = source[i+len(hostTag):]
+		source = source[i+len(tag):]
 	}
 }
 
-// match returns the address captured by the pattern in line. ok is false when the pattern
-// does not match or the capture is not an IP address.
-func (p *pattern) match(line []byte) (addr netip.Addr, ok bool) {
+// match returns the address captured by the pattern in line, and the account if the
+// pattern has a <USER> that took part. ok is false when the pattern does not match or
+// the capture is not an IP address.
+func (p *pattern) match(line []byte) (addr netip.Addr, user []byte, ok bool) {
 	for _, lit := range p.literals {
 		if !bytes.Contains(line, lit) {
-			return netip.Addr{}, false
+			return netip.Addr{}, nil, false
 		}
 	}
 	m := p.re.FindSubmatchIndex(line) // allocates only when it matches
 	if m == nil {
-		return netip.Addr{}, false
+		return netip.Addr{}, nil, false
+	}
+	for _, g := range p.users {
+		if m[2*g] >= 0 {
+			user = line[m[2*g]:m[2*g+1]]
+			break
+		}
 	}
 	for _, g := range p.hosts {
 		if m[2*g] < 0 {
 			continue
 		}
-		return ParseAddr(line[m[2*g]:m[2*g+1]])
+		addr, ok = ParseAddr(line[m[2*g]:m[2*g+1]])
+		return addr, user, ok
 	}
-	return netip.Addr{}, false
+	return netip.Addr{}, nil, false
 }

@@ -74,6 +74,74 @@ func postfixSASL(service func([]byte) bool) lineReader {
 	}
 }
 
+// postfixAccount reads the account a line postfixSASL counted names: what follows
+// ", sasl_username=" (Postfix 3.x) after the reason, to the end of the line, or nil. The
+// reason is the SASL server's text, so the first such mark is Postfix's.
+func postfixAccount(line []byte) []byte {
+	_, rest, ok := bytes.Cut(line, []byte(" authentication failed: "))
+	if !ok {
+		return nil
+	}
+	if _, user, ok := bytes.Cut(rest, []byte(", sasl_username=")); ok && len(user) > 0 {
+		return user
+	}
+	return nil
+}
+
+// postfixSuccessLiteral is in every line postfixLogin reads.
+const postfixSuccessLiteral = "sasl_username="
+
+// postfixLogin reads Postfix's record of a login that worked, the first line of the
+// message it was for:
+//
+//	TIMESTAMP HOST PROGRAM[PID]: QUEUEID: client=CLIENT[ADDR](:PORT)?, sasl_method=MECHANISM, sasl_username=NAME(, sasl_sender=...)?
+//
+// Every field is Postfix's: CLIENT a verified host name, MECHANISM one the server
+// offered, NAME an account that authenticated. service says which services count.
+func postfixLogin(service func([]byte) bool) successReader {
+	return func(line []byte) (netip.Addr, []byte, bool) {
+		i, ok := syslogPrefix(line)
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		rest, ok := postfixProgram(line[i:], service)
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		k, ok := run(rest, 0, isWord) // the queue id
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		if rest, ok = bytes.CutPrefix(rest[k:], []byte(": client=")); !ok {
+			return netip.Addr{}, nil, false
+		}
+		k, ok = run(rest, 0, isWord)
+		if !ok || k >= len(rest) || rest[k] != '[' {
+			return netip.Addr{}, nil, false
+		}
+		host, rest, ok := field(rest[k+1:], ']')
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		if r, ok := bytes.CutPrefix(rest, []byte(":")); ok && len(r) > 0 && isDigit(r[0]) { // :PORT
+			k, _ := run(r, 0, isDigit)
+			rest = r[k:]
+		}
+		if rest, ok = bytes.CutPrefix(rest, []byte(", sasl_method=")); !ok {
+			return netip.Addr{}, nil, false
+		}
+		_, user, ok := bytes.Cut(rest, []byte(", sasl_username="))
+		if !ok {
+			return netip.Addr{}, nil, false
+		}
+		if u, _, cut := bytes.Cut(user, []byte(", sasl_sender=")); cut {
+			user = u
+		}
+		addr, ok := ParseAddr(host)
+		return addr, user, ok && len(user) > 0
+	}
+}
+
 // serverFault reports whether REASON, the text after "authentication failed:", says the
 // fault was the server's: the authentication server was away, or the mechanism is one the
 // server does not offer (fail2ban's normal mode does not count it either). What the client

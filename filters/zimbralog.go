@@ -23,6 +23,7 @@ import (
 // So the context is read by ZimbraLog's own rule (a field ends at a ";" that is not
 // doubled; the context ends at the "]" after a field's end), never "up to the first ]".
 type zimbraLine struct {
+	name     []byte // the context's name value (the account) as written; nil if absent
 	ip, oip  []byte // the context's ip and oip values as written; nil if absent
 	category []byte
 	message  []byte
@@ -121,6 +122,8 @@ func zimbraContext(b []byte, z *zimbraLine) ([]byte, bool) {
 			last = other
 		}
 		switch string(key) {
+		case "name":
+			z.name = value
 		case "ip":
 			z.ip = value
 		case "oip":
