@@ -24,7 +24,10 @@ type Ban struct {
 	Addr netip.Addr
 	// Bits, when not 0, makes the ban one of the whole network Addr/Bits (a subnet
 	// escalation); 0 bans Addr alone.
-	Bits     int
+	Bits int
+	// User is the account the failures were against, where the jail counts by account;
+	// "" otherwise.
+	User     string
 	Failures int       // failures that led to the ban; 0 for a manual ban
 	BannedAt time.Time // when the ban began
 	Expires  time.Time // when it ends; the zero time means never

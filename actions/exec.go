@@ -22,9 +22,10 @@ func init() {
 }
 
 // ExecOptions configures the exec action. Each command is an argv list: the program,
-// then its arguments, each of which may hold {ip}, {jail}, {failures} and {bantime}
-// (the ban's length in seconds, -1 for until unbanned). A value fills its argument and
-// never becomes more arguments; no shell is involved.
+// then its arguments, each of which may hold {ip} (an address, or a network in CIDR
+// notation), {jail}, {failures}, {bantime} (the ban's length in seconds, -1 for until
+// unbanned) and {user} (the account, in a jail keyed by user; else empty). A value fills
+// its argument and never becomes more arguments; no shell is involved.
 type ExecOptions struct {
 	Start   []string `toml:"start"`
 	Stop    []string `toml:"stop"`
@@ -36,7 +37,7 @@ type ExecOptions struct {
 
 var placeholder = regexp.MustCompile(`\{[a-z]+\}`)
 
-var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true}
+var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true, "{user}": true}
 
 // Validate checks the options.
 func (o *ExecOptions) Validate() error {
@@ -83,7 +84,7 @@ func expand(argv []string, b Ban) []string {
 	if !b.Permanent() {
 		bantime = strconv.FormatInt(int64(b.Expires.Sub(b.BannedAt).Round(time.Second)/time.Second), 10)
 	}
-	r := strings.NewReplacer("{ip}", b.Target(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime)
+	r := strings.NewReplacer("{ip}", b.Target(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime, "{user}", b.User)
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		out[i] = r.Replace(a)

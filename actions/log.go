@@ -101,11 +101,19 @@ func (l *Log) record(event string, b Ban) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.w == nil {
-		l.logger.Info(event, "jail", b.Jail, "addr", b.Target(), "failures", b.Failures, "expires", expires)
+		args := []any{"jail", b.Jail, "addr", b.Target(), "failures", b.Failures, "expires", expires}
+		if b.User != "" {
+			args = append(args, "user", b.User)
+		}
+		l.logger.Info(event, args...)
 		return nil
 	}
-	_, err := fmt.Fprintf(l.w, "%s %s jail=%s addr=%s failures=%d expires=%s\n",
-		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Target(), b.Failures, expires)
+	user := ""
+	if b.User != "" {
+		user = fmt.Sprintf(" user=%q", b.User) // the account as the client sent it: quoted
+	}
+	_, err := fmt.Fprintf(l.w, "%s %s jail=%s addr=%s failures=%d expires=%s%s\n",
+		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Target(), b.Failures, expires, user)
 	if err != nil {
 		return fmt.Errorf("writing %s of %s: %w", event, b.Target(), err)
 	}

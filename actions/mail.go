@@ -157,7 +157,11 @@ func (m *Mail) message(bans []Ban) []byte {
 		if !ban.Permanent() {
 			expires = "until " + ban.Expires.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(&b, "%s\t%s\t%d failures\t%s\r\n", ban.Target(), ban.Jail, ban.Failures, expires)
+		fmt.Fprintf(&b, "%s\t%s\t%d failures\t%s", ban.Target(), ban.Jail, ban.Failures, expires)
+		if ban.User != "" {
+			fmt.Fprintf(&b, "\taccount %q", ban.User) // as the client sent it: quoted
+		}
+		b.WriteString("\r\n")
 	}
 	return []byte(b.String())
 }

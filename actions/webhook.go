@@ -46,7 +46,8 @@ func (o *WebhookOptions) Validate() error {
 type WebhookEvent struct {
 	Event    string     `json:"event"` // "ban" or "unban"
 	Jail     string     `json:"jail"`
-	Addr     string     `json:"addr"`
+	Addr     string     `json:"addr"`           // an address, or a network in CIDR notation
+	User     string     `json:"user,omitempty"` // the account, in a jail keyed by user
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`
 	Expires  *time.Time `json:"expires"` // null: until unbanned
@@ -81,7 +82,7 @@ func (w *Webhook) Ban(ctx context.Context, b Ban) error { return w.post(ctx, "ba
 func (w *Webhook) Unban(ctx context.Context, b Ban) error { return w.post(ctx, "unban", b) }
 
 func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
-	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Target(), Failures: b.Failures, BannedAt: b.BannedAt}
+	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Target(), User: b.User, Failures: b.Failures, BannedAt: b.BannedAt}
 	if !b.Permanent() {
 		ev.Expires = &b.Expires
 	}

@@ -61,10 +61,10 @@ type Result uint8
 
 // The outcomes of Filter.Match.
 const (
-	NoMatch Result = iota // no failure (or the capture was not an address)
-	Ignored               // a failure that does not count: an ignoreregex dropped it, or the format says the fault was the server's
-	Matched               // a failure
-	Succeeded             // a login that worked (only with Options.Successes)
+	NoMatch   Result = iota // no failure (or the capture was not an address)
+	Ignored                 // a failure that does not count: an ignoreregex dropped it, or the format says the fault was the server's
+	Matched                 // a failure
+	Succeeded               // a login that worked (only with Options.Successes)
 )
 
 // New builds a filter from its definition: its failregex or its parser, and its

@@ -102,7 +102,7 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, what ne
 	if j.policy.Increment.OverallJails {
 		counted = count("", t.Prefix())
 	}
-	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Bits: t.Bits, Failures: t.Failures, BannedAt: now, Why: t.Why, Lines: t.Lines}
+	b := actions.Ban{Jail: t.Jail, Addr: t.Addr, Bits: t.Bits, User: t.User, Failures: t.Failures, BannedAt: now, Why: t.Why, Lines: t.Lines}
 	if m.farm != nil {
 		b.By = m.farm.Node()
 	}

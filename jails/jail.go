@@ -20,6 +20,14 @@ type Settings struct {
 	Ignore   *IgnoreList
 	// Subnet, if on, bans a network when enough of its addresses fail.
 	Subnet Subnet
+	// Key is what failures are counted by: KeyAddress ("" too) or KeyUser. A jail
+	// keyed by user counts a failure naming no account by its address.
+	Key string
+	// Trust, if set, holds the logins that worked: a failure against an account from
+	// an address that logged in to it within TrustTime does not count (it is reported
+	// instead), and no network holding such an address is banned.
+	Trust     *Trust
+	TrustTime time.Duration
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
 	// Logger, if set, gets a debug line for each failure counted, and a warning for
@@ -46,7 +54,9 @@ type Ticket struct {
 	Jail string
 	Addr netip.Addr
 	// Bits, when not 0, asks a ban of the whole network Addr/Bits (a subnet escalation).
-	Bits     int
+	Bits int
+	// User is the account the failures were against, in a jail keyed by user.
+	User     string
 	Failures int       // failures within findtime (for a network: its addresses that failed); 0 for a manual ban
 	Time     time.Time // time of the last failure
 	// Why says what led to the ban; "" for the usual words (failures within findtime,
@@ -89,15 +99,19 @@ type Jail struct {
 	filter   *filters.Filter
 	settings Settings
 
-	mu      sync.Mutex
-	window  *Window
-	nets    *netWindow // nil without a Subnet
-	matches matches    // the last lines of recently failing addresses
+	mu       sync.Mutex
+	window   *Window
+	nets     *netWindow         // nil without a Subnet
+	accounts *accountWindow     // nil unless keyed by user
+	matches  matches            // the last lines of recently failing addresses
+	reported map[trustKey]int64 // known-good pairs last reported, Unix nanoseconds
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
 	dropped     atomic.Int64 // failures the filter itself dropped (ignoreregex)
 	netsRefused atomic.Int64 // networks not banned: they hold an address never banned
+	knownGood   atomic.Int64 // failures not counted: the address logged in to the account
+	logins      atomic.Int64 // logins that worked, seen
 	skew        SkewMeter
 }
 
@@ -106,7 +120,10 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.Ignore == nil {
 		s.Ignore = NewIgnoreList()
 	}
-	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}}
+	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[trustKey]int64{}}
+	if s.Key == KeyUser {
+		j.accounts = newAccountWindow(s.MaxRetry, s.FindTime)
+	}
 	if s.Subnet.On() {
 		if s.Subnet.FindTime <= 0 {
 			j.settings.Subnet.FindTime = s.FindTime
@@ -126,16 +143,24 @@ func (j *Jail) Line(line []byte, now time.Time) []Ticket {
 // LineFrom is Line for a line read at from, the tickets appended to tickets.
 func (j *Jail) LineFrom(line []byte, now time.Time, from Origin, tickets []Ticket) []Ticket {
 	m, r := j.filter.Match(line, now)
-	if r != filters.Matched {
-		if r == filters.Ignored {
-			j.dropped.Add(1)
+	switch r {
+	case filters.Matched:
+	case filters.Ignored:
+		j.dropped.Add(1)
+		return tickets
+	case filters.Succeeded:
+		if j.settings.Trust != nil && !m.Time.After(now.Add(FutureTolerance)) {
+			j.settings.Trust.Login(m.User, m.Addr, m.Time)
+			j.logins.Add(1)
 		}
+		return tickets
+	default:
 		return tickets
 	}
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.failure(m.Addr, m.Time, now, from, line, tickets)
+	return j.failure(m.Addr, m.User, m.Time, now, from, line, tickets)
 }
 
 // Skew returns the steady offset between the jail's line times and the clock, measured
@@ -159,18 +184,28 @@ const FutureTolerance = time.Minute
 // It returns the tickets the failure led to: the address's, when it reached maxretry,
 // and its network's, when enough of the network's addresses failed.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) []Ticket {
-	return j.failure(addr, t, now, Origin{}, nil, nil)
+	return j.failure(addr, "", t, now, Origin{}, nil, nil)
 }
 
-// failure counts a failure and appends the tickets it leads to; line, if any, is the
-// log line it was found in.
-func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []byte, tickets []Ticket) []Ticket {
+// FailureOf is Failure for a failure against account.
+func (j *Jail) FailureOf(addr netip.Addr, account string, t, now time.Time) []Ticket {
+	return j.failure(addr, account, t, now, Origin{}, nil, nil)
+}
+
+// failure counts a failure of addr against account ("" for none named) and appends
+// the tickets it leads to; line, if any, is the log line it was found in.
+func (j *Jail) failure(addr netip.Addr, account string, t, now time.Time, from Origin, line []byte, tickets []Ticket) []Ticket {
 	addr = addr.Unmap()
 	if t.After(now.Add(FutureTolerance)) {
 		t = now
 	}
 	if j.settings.Ignore.Contains(addr) {
 		j.ignored.Add(1)
+		return tickets
+	}
+	if j.settings.Trust.Good(account, addr, now, j.settings.TrustTime) {
+		j.knownGood.Add(1)
+		j.reportKnownGood(account, addr, now)
 		return tickets
 	}
 	j.totalFailed.Add(1)
@@ -182,16 +217,28 @@ func (j *Jail) failure(addr netip.Addr, t, now time.Time, from Origin, line []by
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	n, reached := j.window.Add(addr, t, now)
 	if line != nil {
 		j.matches.add(addr, line)
 	}
-	if reached {
-		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, Failures: n, Time: t, Lines: j.matches.take(addr)})
+	if j.accounts != nil && account != "" {
+		n, addrs := j.accounts.add(account, addr, t, now)
+		for _, a := range addrs {
+			if j.settings.Trust.Good(account, a, now, j.settings.TrustTime) {
+				continue // one of the account's own: it is reported at its own failures
+			}
+			tickets = append(tickets, Ticket{Jail: j.name, Addr: a, User: account, Failures: n, Time: t,
+				Why: accountWhy(account, n, j.settings.FindTime), Lines: j.matches.take(a)})
+		}
+	} else if n, reached := j.window.Add(addr, t, now); reached {
+		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, User: account, Failures: n, Time: t, Lines: j.matches.take(addr)})
 	}
 	if j.nets != nil {
 		if p, n, reached := j.nets.add(addr, t, now); reached {
-			if why := j.settings.Ignore.WhyNet(p); why != "" {
+			why := j.settings.Ignore.WhyNet(p)
+			if good, ok := j.settings.Trust.Inside(p, now, j.settings.TrustTime); why == "" && ok {
+				why = "a network holding " + good.Addr.String() + ", which logged in to " + good.Account + " at " + good.Last.UTC().Format(time.RFC3339)
+			}
+			if why != "" {
 				j.netsRefused.Add(1)
 				if l := j.settings.Logger; l != nil {
 					l.Warn("network not banned: it is "+why, "jail", j.name, "network", p, "addresses", n)
@@ -235,7 +282,34 @@ func (j *Jail) Prune(now time.Time) {
 	if j.nets != nil {
 		j.nets.prune(now)
 	}
+	if j.accounts != nil {
+		j.accounts.prune(now)
+	}
+	limit := now.Add(-j.settings.FindTime).UnixNano()
+	for k, at := range j.reported {
+		if at < limit {
+			delete(j.reported, k)
+		}
+	}
 	j.mu.Unlock()
+}
+
+// reportKnownGood logs a failure of addr against account, which it logged in to
+// recently: the user's own device with a stale password, most likely. One line per pair
+// and findtime.
+func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
+	k := keyOf(account, addr)
+	j.mu.Lock()
+	last, seen := j.reported[k]
+	fresh := !seen || now.UnixNano()-last > int64(j.settings.FindTime)
+	if fresh {
+		j.reported[k] = now.UnixNano()
+	}
+	j.mu.Unlock()
+	if l := j.settings.Logger; fresh && l != nil {
+		l.Warn("failure not counted: the address logged in to this account recently (a device with a stale password?)",
+			"jail", j.name, "addr", addr, "user", account)
+	}
 }
 
 // Counts are a jail's failure figures.
@@ -251,6 +325,10 @@ type Counts struct {
 	// address never banned, so were not banned.
 	CurrentlyFailedNets int
 	NetsRefused         int64
+	// KnownGood are failures not counted because the address logged in to the
+	// account recently; Logins, the logins that worked seen.
+	KnownGood int64
+	Logins    int64
 }
 
 // Counts returns the jail's failure figures as of now.
@@ -264,5 +342,5 @@ func (j *Jail) Counts(now time.Time) Counts {
 	}
 	j.mu.Unlock()
 	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load(),
-		CurrentlyFailedNets: nets, NetsRefused: j.netsRefused.Load()}
+		CurrentlyFailedNets: nets, NetsRefused: j.netsRefused.Load(), KnownGood: j.knownGood.Load(), Logins: j.logins.Load()}
 }

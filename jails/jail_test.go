@@ -194,3 +194,17 @@ func TestFutureFailureShieldsNothing(t *testing.T) {
 		t.Errorf("tickets %+v", tks)
 	}
 }
+
+// loginFilter is testFilter with a successregex.
+func loginFilter(t *testing.T) *filters.Filter {
+	t.Helper()
+	f, err := filters.New("t", filters.Definition{
+		FailRegex:    []string{`^(?P<ts>\S+) fail from <HOST>$`},
+		SuccessRegex: []string{`^\S+ ok <USER> from <HOST>$`},
+	}, filters.Options{Successes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetLocation(time.UTC)
+	return f
+}

@@ -629,6 +629,10 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	if s.ClockAdvice != "" {
 		fmt.Fprintf(w, "|  |- Clock offset:\t%.0f s: %s\n", s.ClockOffset, s.ClockAdvice)
 	}
+	if s.Logins > 0 || s.KnownGood > 0 {
+		fmt.Fprintf(w, "|  |- Logins that worked:\t%d\n", s.Logins)
+		fmt.Fprintf(w, "|  |- Known-good failures (not counted):\t%d\n", s.KnownGood)
+	}
 	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
 	if sn := s.Subnet; sn != nil {
 		var lens []string

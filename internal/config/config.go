@@ -88,7 +88,12 @@ type Filter struct {
 
 // Compile returns a new matcher for the filter, for a jail whose proxies are trusted.
 func (f Filter) Compile(trusted []netip.Prefix) (*filters.Filter, error) {
-	return filters.New(f.Name, f.Definition, filters.Options{TrustedProxies: trusted})
+	return f.CompileFor(filters.Options{TrustedProxies: trusted})
+}
+
+// CompileFor returns a new matcher for the filter with opts.
+func (f Filter) CompileFor(opts filters.Options) (*filters.Filter, error) {
+	return filters.New(f.Name, f.Definition, opts)
 }
 
 // Action is an [actions.NAME] table: its kind and that kind's decoded options.
@@ -125,7 +130,18 @@ type Jail struct {
 	// SubnetBanTime is how long (< 0: until unbanned). Off without the table.
 	Subnet        jails.Subnet
 	SubnetBanTime time.Duration
+	// Key is what failures are counted by: jails.KeyAddress or jails.KeyUser.
+	Key string
+	// TrustTime is how long a login that worked makes its address trusted for its
+	// account; 0: the jail trusts none (and reads no successes).
+	TrustTime time.Duration
 }
+
+// DefaultTrustTime is how long a login that worked makes its address trusted for its
+// account, unless a jail says otherwise.
+const DefaultTrustTime = 30 * 24 * time.Hour
+
+var keyChoices = []string{jails.KeyAddress, jails.KeyUser}
 
 // Equal reports whether a and b are the same jail.
 func (j Jail) Equal(o Jail) bool { return reflect.DeepEqual(j, o) }
@@ -180,6 +196,9 @@ type jailData struct {
 	Actions  *[]string `toml:"actions"`
 	Start    *string   `toml:"start"`
 	Farm     *string   `toml:"farm"`
+	Key      *string   `toml:"key"`
+
+	TrustTime *Duration `toml:"trust_time"`
 
 	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
 	TimeZone       *string   `toml:"timezone"`
@@ -753,6 +772,20 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	}
 	if sn := d.Subnet; sn != nil {
 		l.buildSubnet(&j, sn, key+"subnet.", at("subnet"))
+	}
+	j.Key, j.TrustTime = jails.KeyAddress, DefaultTrustTime
+	if d.Key != nil {
+		if j.Key = *d.Key; !slices.Contains(keyChoices, j.Key) {
+			l.fail(at("key"), 0, key+"key", "unknown key %q; valid: %s", j.Key, strings.Join(keyChoices, ", "))
+		}
+	}
+	if j.Key == jails.KeyUser && j.Farm == FarmCount {
+		l.fail(at("key"), 0, key+"key", "a jail keyed by user counts on this host: set farm = \"bans\" (its bans are still shared) or \"local\"")
+	}
+	if d.TrustTime != nil {
+		if j.TrustTime = time.Duration(*d.TrustTime); j.TrustTime < 0 {
+			l.fail(at("trust_time"), 0, key+"trust_time", "must be a length of time (0: trust no login), not -1")
+		}
 	}
 	if d.Actions == nil || len(*d.Actions) == 0 {
 		l.fail(at("actions"), 0, key+"actions", "no actions; name at least one of: %s", actionChoices(cfg))

@@ -192,6 +192,12 @@ type JailStatus struct {
 	Unrecorded int `json:"unrecorded,omitempty"`
 	// Subnet is the jail's escalation to networks, if it has one.
 	Subnet *SubnetStatus `json:"subnet,omitempty"`
+	// Key is what the jail counts failures by: "address" or "user".
+	Key string `json:"key,omitempty"`
+	// KnownGood are failures not counted because the address logged in to the account
+	// recently; Logins, the logins that worked the jail has seen.
+	KnownGood int64 `json:"known_good_failures,omitempty"`
+	Logins    int64 `json:"logins,omitempty"`
 	// ClockOffset is how far the jail's line times lie steadily behind the host's
 	// clock, in seconds (negative: ahead), once found; ClockAdvice says what fixes it.
 	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`
@@ -241,6 +247,7 @@ type BanInfo struct {
 	Expires  time.Time `json:"expires,omitzero"`     // zero: until unbanned
 	By       string    `json:"decided_by,omitempty"` // the farm node that decided it
 	Why      string    `json:"why,omitempty"`
+	User     string    `json:"user,omitempty"` // the account, in a jail keyed by user
 	// Lines are the last log lines that counted against the address, oldest first.
 	Lines []string `json:"lines,omitempty"`
 	// Count is how many times the address was banned in the jail, this ban included.

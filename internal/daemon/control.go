@@ -70,6 +70,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 			}
 		}
 	}
+	s.Key, s.KnownGood, s.Logins = jr.cfg.Key, fails.KnownGood, fails.Logins
 	s.ActionsPending = d.manager.Pending(name)
 	s.Unrecorded = d.manager.UnrecordedIn(name)
 	if sk := jr.skew.Load(); sk != nil {
@@ -242,7 +243,7 @@ func (d *Daemon) History(ctx context.Context, addr netip.Prefix) ([]control.Hist
 
 // banInfo is b as an operator sees it.
 func banInfo(b actions.Ban) control.BanInfo {
-	return control.BanInfo{Jail: b.Jail, Target: control.TargetOf(b.Prefix()), Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why, Lines: b.Lines}
+	return control.BanInfo{Jail: b.Jail, Target: control.TargetOf(b.Prefix()), Failures: b.Failures, BannedAt: b.BannedAt, Expires: b.Expires, By: b.By, Why: b.Why, User: b.User, Lines: b.Lines}
 }
 
 // Farm returns the farm as this host sees it.
@@ -289,7 +290,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		jr := d.jails[name]
 		counts := jr.jail.Counts(now)
 		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped,
-			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused}
+			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused, KnownGood: counts.KnownGood, Logins: counts.Logins}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset
 		}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/filters"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/farm"
@@ -82,6 +83,8 @@ type Daemon struct {
 	collector *metrics.Collector
 	// farm is this host's membership of its farm; nil without [farm], or in a dry run.
 	farm *farm.Farm
+	// trust holds the logins that worked, which every jail trusting them shares.
+	trust *jails.Trust
 
 	controlLn   net.Listener
 	dbPath      string                      // the database in use: the configured one, or a dry run's temporary one
@@ -145,7 +148,18 @@ func New(opts Options) (*Daemon, error) {
 		jails:   map[string]*jailRuntime{},
 		actions: map[string]*actionRuntime{},
 		readers: map[string]*pipeline.Reader{},
+		trust:   jails.NewTrust(),
 	}, nil
+}
+
+// longestTrust is the longest trust_time of cfg's jails: how long a login that worked
+// is kept.
+func longestTrust(cfg *config.Config) time.Duration {
+	var longest time.Duration
+	for _, j := range cfg.Jails {
+		longest = max(longest, j.TrustTime)
+	}
+	return longest
 }
 
 // Run starts every part and blocks until ctx is done, then stops them: file readers
@@ -304,6 +318,15 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		s.Close()
 		return err
 	}
+	d.mu.RLock()
+	keep := longestTrust(d.cfg)
+	d.mu.RUnlock()
+	logins, err := s.KnownGood(ctx, d.opts.Clock.Now().Add(-keep))
+	if err != nil {
+		s.Close()
+		return err
+	}
+	d.trust.Load(logins)
 	d.store, d.positions = s, positions
 	d.manager.SetLedger(s)
 	return nil
@@ -380,6 +403,17 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) 
 	// that made it must then be read again. So the positions wait until it is recorded.
 	if d.manager.Degraded().Unrecorded > 0 {
 		return
+	}
+	// The logins that worked in the lines read go first: a crash after the positions
+	// would otherwise lose them.
+	if logins := d.trust.Unsaved(); len(logins) > 0 {
+		if err := d.store.SaveKnownGood(ctx, logins); err != nil {
+			for _, l := range logins {
+				d.trust.Login(l.Account, l.Addr, l.Last) // saved at the next turn
+			}
+			d.logger.Error("saving logins that worked", "err", err)
+			return
+		}
 	}
 	if err := d.store.SavePositions(ctx, moved); err != nil {
 		d.logger.Error("saving file positions", "err", err)
@@ -463,7 +497,9 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 			for _, j := range d.jails {
 				j.jail.Prune(now)
 			}
+			keep := longestTrust(d.cfg)
 			d.mu.RUnlock()
+			d.trust.Forget(now, keep)
 		}
 	}
 }
@@ -768,7 +804,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			out[name] = old
 			continue
 		}
-		f, err := fc.Compile(trusted)
+		f, err := fc.CompileFor(filters.Options{TrustedProxies: trusted, Successes: jc.TrustTime > 0})
 		if err != nil {
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
@@ -777,7 +813,11 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
 		f.SetLocation(loc)
-		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
+		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key,
+			Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
+		if jc.TrustTime > 0 {
+			settings.Trust, settings.TrustTime = d.trust, jc.TrustTime
+		}
 		if d.farm != nil && jc.Farm == config.FarmCount {
 			settings.Tally = d.farm
 		}

@@ -21,10 +21,11 @@ type banValue struct {
 	By       string `json:"by"`    // the deciding node
 	Why      string `json:"why"`
 	Failures int    `json:"failures,omitempty"`
+	User     string `json:"user,omitempty"` // the account, in a jail keyed by user
 }
 
 func valueOf(b actions.Ban) banValue {
-	v := banValue{V: 1, Jail: b.Jail, Addr: b.Target(), At: b.BannedAt.UnixMilli(), By: b.By, Why: b.Why, Failures: b.Failures}
+	v := banValue{V: 1, Jail: b.Jail, Addr: b.Target(), At: b.BannedAt.UnixMilli(), By: b.By, Why: b.Why, Failures: b.Failures, User: b.User}
 	if !b.Permanent() {
 		v.Until = b.Expires.UnixMilli()
 	}
@@ -39,7 +40,7 @@ func (v banValue) record() (jails.Record, error) {
 		return jails.Record{}, fmt.Errorf("address %q", v.Addr)
 	}
 	b := actions.BanOf(v.Jail, p)
-	b.Failures, b.BannedAt, b.By, b.Why = max(v.Failures, 0), time.UnixMilli(v.At), v.By, v.Why
+	b.Failures, b.BannedAt, b.By, b.Why, b.User = max(v.Failures, 0), time.UnixMilli(v.At), v.By, v.Why, v.User
 	if v.Until != 0 {
 		b.Expires = time.UnixMilli(v.Until)
 	}

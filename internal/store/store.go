@@ -62,10 +62,17 @@ var schema = []string{
 		entry   TEXT NOT NULL    -- JSON, as package farm writes it
 	)`,
 	5: `ALTER TABLE bans ADD COLUMN matches TEXT NOT NULL DEFAULT '[]'`, // the last matched log lines, a JSON list
+	6: `ALTER TABLE bans ADD COLUMN user TEXT NOT NULL DEFAULT ''; -- the account, in a jail keyed by user
+	CREATE TABLE known_good (   -- logins that worked: an address trusted for an account
+		account    TEXT NOT NULL,
+		addr       TEXT NOT NULL,
+		last_login TEXT NOT NULL, -- RFC 3339, UTC
+		PRIMARY KEY (account, addr)
+	)`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
-const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, matches"
+const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, matches, user"
 
 // Store is an open database.
 type Store struct {
@@ -260,7 +267,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	for chunk := range slices.Chunk(records, saveChunk) {
-		bans := make([]any, 0, 9*len(chunk))
+		bans := make([]any, 0, 10*len(chunk))
 		counts := make([]any, 0, 4*len(chunk))
 		for _, r := range chunk {
 			var expires any
@@ -269,11 +276,11 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 			}
 			addr, banned := r.Target(), r.BannedAt.UTC().Format(timeFormat)
 			matches, _ := json.Marshal(orEmpty(r.Lines)) // strings: it cannot fail
-			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why, string(matches))
+			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why, string(matches), r.User)
 			counts = append(counts, r.Jail, addr, r.Count, banned)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (`+banColumns+`) VALUES `+
-			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
+			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
 			return fmt.Errorf("saving %d bans: %w", len(chunk), err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES `+
@@ -404,7 +411,7 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 	var expires sql.NullString
 	var err error
 	var matches string
-	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why, &matches}
+	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why, &matches, &r.User}
 	if cols, err := rows.Columns(); err == nil && len(cols) < len(dest) {
 		dest = dest[:len(cols)] // a salvage from a database older than the later columns
 	}
@@ -469,6 +476,56 @@ func (s *Store) History(ctx context.Context, what netip.Prefix, limit int) ([]ja
 		h.What, _ = actions.ParseTarget(a)
 		h.LastBanned, _ = time.Parse(timeFormat, last)
 		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// loginFormat writes login times at a fixed width, so that SQLite compares them as
+// times when it compares them as text.
+const loginFormat = "2006-01-02T15:04:05.000000000Z"
+
+// SaveKnownGood records logins that worked, each pair's newest kept.
+func (s *Store) SaveKnownGood(ctx context.Context, pairs []jails.TrustedPair) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for chunk := range slices.Chunk(pairs, saveChunk) {
+		args := make([]any, 0, 3*len(chunk))
+		for _, p := range chunk {
+			args = append(args, p.Account, p.Addr.String(), p.Last.UTC().Format(loginFormat))
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO known_good (account, addr, last_login) VALUES `+valuesList(len(chunk), "(?, ?, ?)")+
+			` ON CONFLICT (account, addr) DO UPDATE SET last_login = max(last_login, excluded.last_login)`, args...); err != nil {
+			return fmt.Errorf("saving %d logins: %w", len(chunk), err)
+		}
+	}
+	return tx.Commit()
+}
+
+// KnownGood returns the logins recorded since since, and forgets the older ones.
+func (s *Store) KnownGood(ctx context.Context, since time.Time) ([]jails.TrustedPair, error) {
+	limit := since.UTC().Format(loginFormat)
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM known_good WHERE last_login < ?", limit); err != nil {
+		return nil, fmt.Errorf("forgetting old logins: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT account, addr, last_login FROM known_good")
+	if err != nil {
+		return nil, fmt.Errorf("reading logins: %w", err)
+	}
+	defer rows.Close()
+	var out []jails.TrustedPair
+	for rows.Next() {
+		var account, addr, last string
+		if err := rows.Scan(&account, &addr, &last); err != nil {
+			return out, err
+		}
+		a, err1 := netip.ParseAddr(addr)
+		t, err2 := time.Parse(loginFormat, last)
+		if err1 == nil && err2 == nil {
+			out = append(out, jails.TrustedPair{Account: account, Addr: a.Unmap(), Last: t})
+		}
 	}
 	return out, rows.Err()
 }

@@ -138,3 +138,26 @@ func TestBansSurviveReopening(t *testing.T) {
 		}
 	}
 }
+
+// Logins that worked are kept, each pair's newest, and forgotten once older than asked.
+func TestKnownGoodSurviveReopening(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "logban.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("2001:db8::5")
+	t1 := time.Date(2026, 3, 5, 16, 0, 0, 500, time.UTC)
+	s.SaveKnownGood(ctx, []jails.TrustedPair{{Account: "anna", Addr: a, Last: t1}, {Account: "bob", Addr: b, Last: t1.Add(-40 * 24 * time.Hour)}})
+	s.SaveKnownGood(ctx, []jails.TrustedPair{{Account: "anna", Addr: a, Last: t1.Add(-time.Hour)}}) // older: kept the newer
+	s.Close()
+	if s, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.KnownGood(ctx, t1.Add(-30*24*time.Hour))
+	if err != nil || len(got) != 1 || got[0].Account != "anna" || got[0].Addr != a || !got[0].Last.Equal(t1) {
+		t.Errorf("KnownGood = %+v, %v; want anna's login at %v alone", got, err, t1)
+	}
+}

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+)
+
+// failAs appends n submission failures of addr against account, stamped now.
+func (h *harness) failAs(addr, account string, n int) {
+	h.t.Helper()
+	var b strings.Builder
+	for range n {
+		fmt.Fprintf(&b, "%s mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=%s\n",
+			time.Now().Format(time.Stamp), addr, account)
+	}
+	h.append(b.String())
+}
+
+// login appends a submission login of account from addr that worked, stamped now.
+func (h *harness) login(addr, account string) {
+	h.t.Helper()
+	h.append(fmt.Sprintf("%s mta1 postfix/submission/smtpd[4242]: 4F3A21C0B2: client=unknown[%s], sasl_method=PLAIN, sasl_username=%s\n",
+		time.Now().Format(time.Stamp), addr, account))
+}
+
+// The stale-password phone: an address that logged in to an account (a line of
+// Postfix's) is not banned for failing against it, across a restart too; failing
+// against another account, it is.
+func TestKnownGoodAddressFromTheLog(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	h.login("203.0.113.50", "anna@example.com")
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.Logins == 1 })
+	h.failAs("203.0.113.50", "anna@example.com", 10)
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.KnownGood == 10 })
+	if s.CurrentlyBanned != 0 {
+		t.Fatalf("the account's own address was banned: %+v", s.Bans)
+	}
+	h.shutdown()
+	h.run(Options{})
+	h.failAs("203.0.113.50", "anna@example.com", 5)
+	h.failAs("203.0.113.50", "bob@example.com", 3)
+	s = h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	if s.KnownGood != 5 {
+		t.Errorf("after a restart, %d known-good failures; want 5 (the login is kept in the database)", s.KnownGood)
+	}
+}
+
+// A jail keyed by user bans every address failing against one account, and the log
+// action names the account.
+func TestAccountKeyedJail(t *testing.T) {
+	h := start(t, strings.Replace(baseConfig, "maxretry = 3", "maxretry = 5\nkey = \"user\"", 1), Options{})
+	for i := range 50 {
+		h.failAs(fmt.Sprintf("203.0.113.%d", i+1), "anna@example.com", 1)
+	}
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 50 })
+	if s.Key != "user" || s.Bans[0].User != "anna@example.com" {
+		t.Errorf("status %+v", s)
+	}
+	if log := h.banLog(); strings.Count(log, ` user="anna@example.com"`) != 50 {
+		t.Errorf("the log action named the account %d times:\n%s", strings.Count(log, "anna@"), log)
+	}
+	bans, _ := h.client.List(context.Background(), "sasl")
+	if len(bans) != 50 || !strings.Contains(bans[0].Why, "failed against account anna@example.com") {
+		t.Errorf("list: %d bans, the first %+v", len(bans), bans[0])
+	}
+}

@@ -1,0 +1,97 @@
+package jails
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Keys a jail counts failures by.
+const (
+	KeyAddress = "address" // each address on its own (the default)
+	KeyUser    = "user"    // each account, across the addresses failing against it
+)
+
+// maxAccountAddrs is the most addresses an account's window remembers; past it, the
+// oldest goes. It bounds the memory a wide attack on one account takes.
+const maxAccountAddrs = 1024
+
+// accountWindow counts failures per account, across addresses. An account reaching
+// maxretry within findtime turns hot for findtime: the addresses that failed against
+// it within findtime are handed back to be banned, and so is each address failing
+// against it while it stays hot, at its first failure. It is not safe for concurrent
+// use; Jail serialises access.
+type accountWindow struct {
+	maxRetry int
+	findTime time.Duration
+	accounts map[string]*accountFailures
+}
+
+// accountFailures are one account's recent failures: their times (at most maxretry,
+// ascending), the addresses they came from, and until when it is hot.
+type accountFailures struct {
+	times    []int64
+	addrs    []netSeen
+	hotUntil int64
+}
+
+func newAccountWindow(maxRetry int, findTime time.Duration) *accountWindow {
+	return &accountWindow{maxRetry: max(maxRetry, 1), findTime: findTime, accounts: map[string]*accountFailures{}}
+}
+
+// add records a failure against account from addr at t, seen at now. It returns the
+// account's failures within findtime, and the addresses to ban now: none while the
+// account stays under maxretry; every address that failed against it within findtime
+// when it reaches it; addr alone while it is hot.
+func (w *accountWindow) add(account string, addr netip.Addr, t, now time.Time) (int, []netip.Addr) {
+	if t.Before(now.Add(-w.findTime)) {
+		return 0, nil
+	}
+	ts, limit := t.UnixNano(), t.UnixNano()-int64(w.findTime)
+	a, ok := w.accounts[account]
+	if !ok {
+		a = &accountFailures{}
+		w.accounts[account] = a
+	}
+	a.times = slices.DeleteFunc(a.times, func(x int64) bool { return x < limit })
+	if len(a.times) == w.maxRetry {
+		a.times = a.times[1:]
+	}
+	i, _ := slices.BinarySearch(a.times, ts+1)
+	a.times = slices.Insert(a.times, i, ts)
+	me := addr.As16()
+	a.addrs = slices.DeleteFunc(a.addrs, func(e netSeen) bool { return e.addr == me || e.at < limit })
+	if len(a.addrs) == maxAccountAddrs {
+		a.addrs = a.addrs[1:]
+	}
+	a.addrs = append(a.addrs, netSeen{me, ts})
+	switch {
+	case ts <= a.hotUntil:
+		return len(a.times), []netip.Addr{addr}
+	case len(a.times) < w.maxRetry:
+		return len(a.times), nil
+	}
+	a.hotUntil = ts + int64(w.findTime)
+	out := make([]netip.Addr, len(a.addrs))
+	for i, e := range a.addrs {
+		out[i] = netip.AddrFrom16(e.addr).Unmap()
+	}
+	return len(a.times), out
+}
+
+// prune drops the accounts with no failure within findtime before now, and no longer
+// hot.
+func (w *accountWindow) prune(now time.Time) {
+	limit := now.Add(-w.findTime).UnixNano()
+	for name, a := range w.accounts {
+		if (len(a.times) == 0 || a.times[len(a.times)-1] < limit) && a.hotUntil < now.UnixNano() {
+			delete(w.accounts, name)
+		}
+	}
+}
+
+// accountWhy says what led to the ban of an address that failed against an account.
+func accountWhy(account string, n int, findTime time.Duration) string {
+	return fmt.Sprintf("failed against account %s, which had %d failures within %s", account, n, findTime)
+}
