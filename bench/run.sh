@@ -94,7 +94,7 @@ printf '```\n'
 printf '\n## Go benchmarks\n\n```\n'
 gobench -bench 'FilterNoMatch|FilterMatch' -benchmem ./filters
 gobench -bench FollowAppended -benchtime 3x ./watcher
-gobench -bench 'BanBurst|TrackedAddressMemory' -benchtime 2x ./jails
+gobench -bench 'BanBurst|TrackedAddressMemory|TrackedNetworkMemory|TrackedAccountMemory' -benchtime 2x ./jails
 gobench -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon
 if [[ $(id -u) == 0 ]]; then
   gobench -bench KernelBans -benchtime 2x ./actions

@@ -28,6 +28,7 @@ type Filter struct {
 	readSuccess successReader
 	successLit  []byte
 	successes   bool
+	needles     [][]byte // what Needles returns
 }
 
 // Options are what a filter needs to know of the site it runs at.
@@ -116,6 +117,7 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 		}
 		f.ignore = append(f.ignore, re)
 	}
+	f.setNeedles()
 	return f, nil
 }
 
@@ -219,6 +221,22 @@ func (f *Filter) Next(data []byte) int {
 		return i
 	}
 	return min(i, j)
+}
+
+// Needles returns the texts one of which every line the filter judges holds: its
+// literal, and the logins' text when it reads them. None means any line may match.
+// watcher.Batch.SearchAny finds the lines holding them, each searched once a batch.
+func (f *Filter) Needles() [][]byte { return f.needles }
+
+// setNeedles sets what Needles returns, once the filter is built.
+func (f *Filter) setNeedles() {
+	switch {
+	case f.literal == nil:
+	case !f.readsSuccesses():
+		f.needles = [][]byte{f.literal}
+	case f.successLit != nil:
+		f.needles = [][]byte{f.literal, f.successLit}
+	}
 }
 
 // readsSuccesses reports whether the filter reads the logins that worked.

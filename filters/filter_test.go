@@ -221,6 +221,17 @@ func BenchmarkFilterNoMatch(b *testing.B) {
 	}
 }
 
+// BenchmarkFilterNoMatchReadingLogins is BenchmarkFilterNoMatch for a jail that trusts
+// logins that worked: the line is searched for their text too.
+func BenchmarkFilterNoMatchReadingLogins(b *testing.B) {
+	f := builtin(b, "zimbra-submission", Options{Successes: true})
+	line := []byte("Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)")
+	b.ReportAllocs()
+	for b.Loop() {
+		f.Match(line, now)
+	}
+}
+
 func BenchmarkFilterMatch(b *testing.B) {
 	f := builtin(b, "zimbra-submission", Options{})
 	line := []byte("Mar  5 16:01:34 mta1 postfix/submission/smtpd[4242]: warning: unknown[203.0.113.5]: SASL LOGIN authentication failed: UGFzc3dvcmQ6")

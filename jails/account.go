@@ -20,8 +20,9 @@ const maxAccountAddrs = 1024
 // accountWindow counts failures per account, across addresses. An account reaching
 // maxretry within findtime turns hot for findtime: the addresses that failed against
 // it within findtime are handed back to be banned, and so is each address failing
-// against it while it stays hot, at its first failure. It is not safe for concurrent
-// use; Jail serialises access.
+// against it while it stays hot, at its first failure. An account costs 152 bytes with
+// one failure and 248 with four, beside its name (BenchmarkTrackedAccountMemory). It is
+// not safe for concurrent use; Jail serialises access.
 type accountWindow struct {
 	maxRetry int
 	findTime time.Duration

@@ -171,6 +171,10 @@ func (j *Jail) Skew() (Skew, bool) { return j.skew.Steady() }
 // may lie, or -1 if there is none (filters.Filter.Next).
 func (j *Jail) Next(data []byte) int { return j.filter.Next(data) }
 
+// Needles returns the texts one of which every line the jail's filter judges holds
+// (filters.Filter.Needles).
+func (j *Jail) Needles() [][]byte { return j.filter.Needles() }
+
 // FutureTolerance is how far ahead of the host's clock a line's time may lie and still
 // count as written: a writer's clock a little ahead, or a log written in another time
 // zone, must not make failures look as if they had not happened yet.

@@ -57,3 +57,36 @@ func BenchmarkTrackedNetworkMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTrackedAccountMemory reports the heap bytes per account a jail keyed by user
+// holds while it tracks 250,000 accounts ("user123456@example.com"), each with one
+// failure from one address, and with four from four (one short of maxretry 5).
+func BenchmarkTrackedAccountMemory(b *testing.B) {
+	const n = 250_000
+	for _, per := range []int{1, 4} {
+		b.Run(fmt.Sprintf("%d-failures", per), func(b *testing.B) {
+			var perAccount float64
+			for b.Loop() {
+				names := make([]string, n)
+				for i := range names {
+					names[i] = fmt.Sprintf("user%06d@example.com", i)
+				}
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				w := newAccountWindow(5, time.Hour)
+				for i, name := range names {
+					for k := range per {
+						w.add(name, netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(k + 1)}), t0, t0)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perAccount = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(w)
+				runtime.KeepAlive(names)
+			}
+			b.ReportMetric(perAccount, "bytes/account")
+		})
+	}
+}

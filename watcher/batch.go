@@ -38,6 +38,52 @@ func (b Batch) Start() int64 {
 	return b.Lines[len(b.Lines)-1].Offset - int64(len(b.Data))
 }
 
+// SearchAny calls each, in order, with the index of every line of the batch that holds
+// any of needles, searching for each needle once over the batch's bytes however many
+// lines hold the others: the next place of each is remembered until the search passes
+// it. With no needles it calls each for every line. It allocates nothing for up to
+// four needles.
+func (b Batch) SearchAny(needles [][]byte, each func(i int)) {
+	if len(needles) == 1 {
+		needle := needles[0]
+		b.Search(func(data []byte) int { return bytes.Index(data, needle) }, each)
+		return
+	}
+	if len(needles) == 0 {
+		b.Search(func([]byte) int { return 0 }, each)
+		return
+	}
+	var buf [4]int
+	next := buf[:0]
+	if len(needles) > len(buf) {
+		next = make([]int, 0, len(needles))
+	}
+	for range needles {
+		next = append(next, -2) // not searched yet
+	}
+	data := b.Data
+	b.Search(func(rest []byte) int {
+		from := len(data) - len(rest)
+		best := -1
+		for k, needle := range needles {
+			if next[k] == -2 || next[k] >= 0 && next[k] < from {
+				if i := bytes.Index(rest, needle); i >= 0 {
+					next[k] = from + i
+				} else {
+					next[k] = -1 // none left
+				}
+			}
+			if next[k] >= 0 && (best < 0 || next[k] < best) {
+				best = next[k]
+			}
+		}
+		if best < 0 {
+			return -1
+		}
+		return best - from
+	}, each)
+}
+
 // Search calls each, in order, with the index of every line of the batch in which find
 // says text it looks for may lie. find returns the index in data of the first place
 // such text begins, or -1 if there is none; a line that cannot hold it costs its share

@@ -106,6 +106,22 @@ func TestSearchAgreesWithEveryLine(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("trial %d: Search found %v, every line %v", trial, got, want)
 		}
+		// SearchAny with two needles finds the lines holding either, once each.
+		var wantAny, gotAny []int
+		for i, l := range b.Lines {
+			if bytes.Contains(l.Text, []byte("NEEDLE")) || bytes.Contains(l.Text, []byte("nothing")) {
+				wantAny = append(wantAny, i)
+			}
+		}
+		b.SearchAny([][]byte{[]byte("NEEDLE"), []byte("nothing")}, func(i int) { gotAny = append(gotAny, i) })
+		if !slices.Equal(gotAny, wantAny) {
+			t.Fatalf("trial %d: SearchAny found %v, every line %v", trial, gotAny, wantAny)
+		}
+		got = got[:0]
+		b.SearchAny([][]byte{[]byte("absent"), []byte("NEEDLE")}, func(i int) { got = append(got, i) })
+		if !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("trial %d: SearchAny with a needle no line holds found %v, want %v", trial, got, want)
+		}
 		reused = b.CopyTo(reused)
 		for _, c := range []Batch{b.CopyTo(Batch{}), reused} {
 			if msg := checkData(c); msg != "" || len(c.Lines) != len(b.Lines) {

@@ -103,7 +103,7 @@ func (r *Reader) Stats() watcher.Stats { return r.follower.Stats() }
 // batch without a ticket.
 func feed(js []*jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.Ticket) []jails.Ticket {
 	for _, j := range js {
-		batch.Search(j.Next, func(i int) {
+		batch.SearchAny(j.Needles(), func(i int) {
 			l := batch.Lines[i]
 			tickets = j.LineFrom(l.Text, now, jails.Origin{File: batch.File.Head, Offset: l.Offset}, tickets)
 		})
