@@ -14,10 +14,10 @@ import (
 // formats (see format), and ignoreregex expressions that drop lines either would count.
 type Filter struct {
 	name    string
-	fail    []*pattern // nil for a format
-	read    lineReader // nil for failregex patterns
-	account func([]byte) []byte
-	rules   []string // what counts a line: failregex sources, or the format's kinds
+	fail    []*pattern          // nil for a format
+	read    lineReader          // nil for failregex patterns
+	account func([]byte) []byte // the account a counted line of the format names
+	rules   []string            // what counts a line: failregex sources, or the format's kinds
 	ignore  []*regexp.Regexp
 	literal []byte // every failure holds it; nil when there is no such text
 	times   TimeParser
@@ -44,7 +44,7 @@ type Options struct {
 	Successes bool
 }
 
-// Match is one failure found in a line.
+// Match is what a filter found in a line: a failure, or a login that worked.
 type Match struct {
 	Addr netip.Addr
 	// User is the account the line names, as written; "" if it names none.

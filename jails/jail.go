@@ -31,7 +31,9 @@ type Settings struct {
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
 	// Logger, if set, gets a debug line for each failure counted, and a warning for
-	// each network not banned because it holds an address never banned.
+	// each network not banned because it holds an address never banned, and for each
+	// failure not counted because its address logged in to the account (one a pair and
+	// findtime).
 	Logger *slog.Logger
 }
 
@@ -318,7 +320,7 @@ func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
 
 // Counts are a jail's failure figures.
 type Counts struct {
-	CurrentlyFailed int   // addresses with failures within findtime
+	CurrentlyFailed int   // addresses (in a jail keyed by user, accounts too) with failures within findtime
 	TotalFailed     int64 // failures counted since the jail started
 	Ignored         int64 // failures of addresses on the ignore list
 	// Dropped are failures the filter itself set aside: its ignoreregex, or a format
@@ -343,6 +345,10 @@ func (j *Jail) Counts(now time.Time) Counts {
 	if j.nets != nil {
 		j.nets.prune(now)
 		nets = len(j.nets.nets)
+	}
+	if j.accounts != nil {
+		j.accounts.prune(now)
+		n += len(j.accounts.accounts)
 	}
 	j.mu.Unlock()
 	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load(),
