@@ -57,8 +57,8 @@ func TestExecRunsArgvWithoutAShell(t *testing.T) {
 	t.Setenv("LOGBAN_ARGV_OUT", out)
 	opts := ExecOptions{
 		Start:   helperArgv("start"),
-		Ban:     helperArgv("ban", "{ip}", "--jail={jail}", "{failures}", "{bantime}"),
-		Unban:   helperArgv("unban", "{ip}"),
+		Ban:     helperArgv("ban", "{ip}", "--jail={jail}", "{failures}", "{bantime}", "{user}"),
+		Unban:   helperArgv("unban", "{ip}", "{user}"),
 		Check:   helperArgv("fail", "check"),
 		Timeout: "10s",
 	}
@@ -71,19 +71,20 @@ func TestExecRunsArgvWithoutAShell(t *testing.T) {
 	}
 	ctx := context.Background()
 	now := time.Now()
-	hostile := Ban{Jail: `a b; rm -rf / $(reboot) "x"`, Addr: netip.MustParseAddr("2001:db8::7"), Failures: 3, BannedAt: now, Expires: now.Add(time.Hour)}
+	hostile := Ban{Jail: `a b; rm -rf / $(reboot) "x"`, Addr: netip.MustParseAddr("2001:db8::7"), Failures: 3, BannedAt: now, Expires: now.Add(time.Hour),
+		User: `anna$(id) "; --x`}
 	if err := e.Ban(ctx, hostile); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Unban(ctx, Ban{Jail: "j", Addr: netip.MustParseAddr("192.0.2.9")}); err != nil {
+	if err := e.Unban(ctx, Ban{Jail: "j", Addr: netip.MustParseAddr("198.51.100.0"), Bits: 24}); err != nil {
 		t.Fatal(err)
 	}
 	got := recordedArgv(t, out)
 	want := [][]string{
 		{"fail", "check"}, // check failed...
 		{"start"},         // ...so start ran again
-		{"ban", "2001:db8::7", `--jail=a b; rm -rf / $(reboot) "x"`, "3", "3600"},
-		{"unban", "192.0.2.9"},
+		{"ban", "2001:db8::7", `--jail=a b; rm -rf / $(reboot) "x"`, "3", "3600", `anna$(id) "; --x`},
+		{"unban", "198.51.100.0/24", ""},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ran %q, want %q", got, want)

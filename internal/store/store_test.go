@@ -161,3 +161,42 @@ func TestKnownGoodSurviveReopening(t *testing.T) {
 		t.Errorf("KnownGood = %+v, %v; want anna's login at %v alone", got, err, t1)
 	}
 }
+
+// A ban of a network, and a ban naming its account, come back as they were saved.
+func TestNetworkAndAccountBansSurviveReopening(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "logban.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
+	net := jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("2001:db8:1:1::"), Bits: 64, Failures: 5, BannedAt: at, Why: "5 addresses"}, Count: 1}
+	acct := jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("198.51.100.7"), User: "anna@example.com", Failures: 5, BannedAt: at}, Count: 1}
+	if err := s.SaveBans(ctx, []jails.Record{net, acct}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	bans, err := s.Bans(ctx)
+	if err != nil || len(bans) != 2 {
+		t.Fatalf("bans %+v, %v", bans, err)
+	}
+	for _, b := range bans {
+		if b.Addr.Is4() && (b.User != "anna@example.com" || b.Bits != 0) || b.Addr.Is6() && (b.Target() != "2001:db8:1:1::/64" || b.Why != "5 addresses") {
+			t.Errorf("read back %+v", b)
+		}
+	}
+	if n, _ := s.BanCount(ctx, "sasl", netip.MustParsePrefix("2001:db8:1:1::/64")); n != 1 {
+		t.Errorf("the network's ban count: %d", n)
+	}
+	if err := s.DeleteBan(ctx, "sasl", netip.MustParsePrefix("2001:db8:1:1::/64")); err != nil {
+		t.Fatal(err)
+	}
+	if bans, _ := s.Bans(ctx); len(bans) != 1 {
+		t.Errorf("after deleting the network's ban: %+v", bans)
+	}
+}
