@@ -28,8 +28,8 @@ func TestAccountsOfFailures(t *testing.T) {
 	for _, tt := range tests {
 		f := builtin(t, tt.filter, Options{})
 		m, r := f.Match([]byte(tt.line), now)
-		if r != Matched || m.Addr.String() != tt.addr || m.User != tt.user {
-			t.Errorf("%s: %v %s %q; want %s %q\n  %s", tt.filter, r, m.Addr, m.User, tt.addr, tt.user, tt.line)
+		if r != Matched || m.Addr.String() != tt.addr || string(m.Account) != tt.user {
+			t.Errorf("%s: %v %s %q; want %s %q\n  %s", tt.filter, r, m.Addr, m.Account, tt.addr, tt.user, tt.line)
 		}
 	}
 }
@@ -56,8 +56,8 @@ func TestLoginsThatWorked(t *testing.T) {
 			t.Errorf("%s without successes: %v", tt.filter, r)
 		}
 		m, r := builtin(t, tt.filter, Options{Successes: true}).Match([]byte(tt.line), now)
-		if r != Succeeded || m.Addr.String() != tt.addr || m.User != tt.user {
-			t.Errorf("%s: %v %s %q; want a success of %s %q\n  %s", tt.filter, r, m.Addr, m.User, tt.addr, tt.user, tt.line)
+		if r != Succeeded || m.Addr.String() != tt.addr || string(m.Account) != tt.user {
+			t.Errorf("%s: %v %s %q; want a success of %s %q\n  %s", tt.filter, r, m.Addr, m.Account, tt.addr, tt.user, tt.line)
 		}
 	}
 	// Not logins that worked: another service, a failure's account, a line of another shape.
@@ -68,7 +68,7 @@ func TestLoginsThatWorked(t *testing.T) {
 		{"zimbra-mailbox-auth", "2026-03-05 16:00:00,123 INFO  [qtp1-1:https://mail.example.com/service/soap/X] [oip=203.0.113.9;] account - authentication successful"},
 	} {
 		if m, r := builtin(t, tt.filter, Options{Successes: true}).Match([]byte(tt.line), now); r == Succeeded {
-			t.Errorf("%s: a success of %s %q\n  %s", tt.filter, m.Addr, m.User, tt.line)
+			t.Errorf("%s: a success of %s %q\n  %s", tt.filter, m.Addr, m.Account, tt.line)
 		}
 	}
 }
@@ -84,10 +84,10 @@ func TestUserTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, r := f.Match([]byte("login failed for anna@example.com from 203.0.113.5"), now); r != Matched || m.User != "anna@example.com" {
+	if m, r := f.Match([]byte("login failed for anna@example.com from 203.0.113.5"), now); r != Matched || string(m.Account) != "anna@example.com" {
 		t.Errorf("failure: %v %+v", r, m)
 	}
-	if m, r := f.Match([]byte("login ok for anna@example.com from 203.0.113.5"), now); r != Succeeded || m.User != "anna@example.com" || m.Addr.String() != "203.0.113.5" {
+	if m, r := f.Match([]byte("login ok for anna@example.com from 203.0.113.5"), now); r != Succeeded || string(m.Account) != "anna@example.com" || m.Addr.String() != "203.0.113.5" {
 		t.Errorf("success: %v %+v", r, m)
 	}
 	// <USER> stops at white space and delimiters: it cannot take in the address after it.

@@ -47,8 +47,9 @@ type Options struct {
 // Match is what a filter found in a line: a failure, or a login that worked.
 type Match struct {
 	Addr netip.Addr
-	// User is the account the line names, as written; "" if it names none.
-	User string
+	// Account is the account the line names, as written, or nil if it names none. It
+	// lies in the line: copy it to keep it.
+	Account []byte
 	// Time is the line's own timestamp, or the time it was read if it has none.
 	Time time.Time
 	// Timed reports whether Time came from the line.
@@ -65,7 +66,7 @@ const (
 	NoMatch   Result = iota // no failure (or the capture was not an address)
 	Ignored                 // a failure that does not count: an ignoreregex dropped it, or the format says the fault was the server's
 	Matched                 // a failure
-	Succeeded               // a login that worked (only with Options.Successes)
+	Succeeded               // a login that worked (only with Options.Successes); its Time is the time read (see LineTime)
 )
 
 // New builds a filter from its definition: its failregex or its parser, and its
@@ -268,7 +269,7 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 			return Match{}, Ignored
 		}
 	}
-	m := Match{Addr: addr, User: string(user), Time: now, Rule: rule}
+	m := Match{Addr: addr, Account: user, Time: now, Rule: rule}
 	if t, ok := f.times.Parse(line, now); ok {
 		m.Time, m.Timed = t, true
 	}
@@ -295,11 +296,18 @@ func (f *Filter) matchSuccess(line []byte, now time.Time) (Match, Result) {
 	if !ok || len(user) == 0 {
 		return Match{}, NoMatch
 	}
-	m := Match{Addr: addr, User: string(user), Time: now}
+	// The time is read only when asked (LineTime): a login of a pair trusted already
+	// needs none, and logins are as common as the mail users send.
+	return Match{Addr: addr, Account: user, Time: now}, Succeeded
+}
+
+// LineTime returns the time written in line, or now if it carries none; timed says
+// which.
+func (f *Filter) LineTime(line []byte, now time.Time) (t time.Time, timed bool) {
 	if t, ok := f.times.Parse(line, now); ok {
-		m.Time, m.Timed = t, true
+		return t, true
 	}
-	return m, Succeeded
+	return now, false
 }
 
 // find runs the format, or the failregexes in order until one matches.

@@ -53,7 +53,7 @@ func TestAccountKeyBansEveryAddress(t *testing.T) {
 func TestKnownGoodAddress(t *testing.T) {
 	trust := NewTrust()
 	home := netip.MustParseAddr("203.0.113.50")
-	trust.Login("anna@example.com", home, t0.Add(-24*time.Hour))
+	trust.Login([]byte("anna@example.com"), home, t0.Add(-24*time.Hour))
 	for _, key := range []string{KeyAddress, KeyUser} {
 		t.Run(key, func(t *testing.T) {
 			j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: key, Trust: trust, TrustTime: 30 * 24 * time.Hour})
@@ -89,7 +89,7 @@ func TestKnownGoodAddress(t *testing.T) {
 func TestAccountKeySparesKnownGood(t *testing.T) {
 	trust := NewTrust()
 	home := netip.MustParseAddr("203.0.113.50")
-	trust.Login("anna@example.com", home, t0)
+	trust.Login([]byte("anna@example.com"), home, t0)
 	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: KeyUser, Trust: trust, TrustTime: time.Hour})
 	var got []Ticket
 	for i := range 3 {
@@ -103,7 +103,7 @@ func TestAccountKeySparesKnownGood(t *testing.T) {
 // A network holding an address known good for any account is not banned.
 func TestSubnetNeverOverKnownGood(t *testing.T) {
 	trust := NewTrust()
-	trust.Login("anna@example.com", netip.MustParseAddr("198.51.100.200"), t0)
+	trust.Login([]byte("anna@example.com"), netip.MustParseAddr("198.51.100.200"), t0)
 	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: 10 * time.Minute, Trust: trust, TrustTime: time.Hour,
 		Subnet: Subnet{IPv4: 24, Addresses: 5, FindTime: time.Hour}})
 	if got := failEach(j, "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"); len(got) != 0 {

@@ -103,10 +103,10 @@ type Jail struct {
 
 	mu       sync.Mutex
 	window   *Window
-	nets     *netWindow         // nil without a Subnet
-	accounts *accountWindow     // nil unless keyed by user
-	matches  matches            // the last lines of recently failing addresses
-	reported map[trustKey]int64 // known-good pairs last reported, Unix nanoseconds
+	nets     *netWindow          // nil without a Subnet
+	accounts *accountWindow      // nil unless keyed by user
+	matches  matches             // the last lines of recently failing addresses
+	reported map[reportKey]int64 // known-good pairs last reported, Unix nanoseconds
 
 	totalFailed atomic.Int64
 	ignored     atomic.Int64
@@ -122,7 +122,7 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.Ignore == nil {
 		s.Ignore = NewIgnoreList()
 	}
-	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[trustKey]int64{}}
+	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[reportKey]int64{}}
 	if s.Key == KeyUser {
 		j.accounts = newAccountWindow(s.MaxRetry, s.FindTime)
 	}
@@ -151,10 +151,7 @@ func (j *Jail) LineFrom(line []byte, now time.Time, from Origin, tickets []Ticke
 		j.dropped.Add(1)
 		return tickets
 	case filters.Succeeded:
-		if j.settings.Trust != nil && !m.Time.After(now.Add(FutureTolerance)) {
-			j.settings.Trust.Login(m.User, m.Addr, m.Time)
-			j.logins.Add(1)
-		}
+		j.login(line, m, now)
 		return tickets
 	default:
 		return tickets
@@ -162,7 +159,24 @@ func (j *Jail) LineFrom(line []byte, now time.Time, from Origin, tickets []Ticke
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.failure(m.Addr, m.User, m.Time, now, from, line, tickets)
+	return j.failure(m.Addr, string(m.Account), m.Time, now, from, line, tickets)
+}
+
+// login records a login that worked. A pair that logged in within the last hour before
+// now costs no reading of the line's time: a login of it can be no newer than now.
+func (j *Jail) login(line []byte, m filters.Match, now time.Time) {
+	tr := j.settings.Trust
+	if tr == nil {
+		return
+	}
+	j.logins.Add(1)
+	if tr.Recent(m.Account, m.Addr, now) {
+		return
+	}
+	t, _ := j.filter.LineTime(line, now)
+	if !t.After(now.Add(FutureTolerance)) {
+		tr.Login(m.Account, m.Addr, t)
+	}
 }
 
 // Skew returns the steady offset between the jail's line times and the clock, measured
@@ -300,11 +314,17 @@ func (j *Jail) Prune(now time.Time) {
 	j.mu.Unlock()
 }
 
+// reportKey names an account and an address whose failures were reported as known good.
+type reportKey struct {
+	account string
+	addr    [16]byte
+}
+
 // reportKnownGood logs a failure of addr against account, which it logged in to
 // recently: the user's own device with a stale password, most likely. One line per pair
 // and findtime.
 func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
-	k := keyOf(account, addr)
+	k := reportKey{account, addr.Unmap().As16()}
 	j.mu.Lock()
 	last, seen := j.reported[k]
 	fresh := !seen || now.UnixNano()-last > int64(j.settings.FindTime)

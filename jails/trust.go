@@ -9,16 +9,12 @@ import (
 // Trust holds the pairs of account and address seen logging in successfully, and when
 // last: an address known good for an account is never banned for failures against that
 // account (the user's own phone with a stale password, at the user's own address). It
-// is shared by the jails of a server and safe for concurrent use.
+// is shared by the jails of a server and safe for concurrent use. A login of a pair
+// already held allocates nothing: logins are as common as the mail users send.
 type Trust struct {
-	mu    sync.Mutex
-	pairs map[trustKey]int64 // last login, Unix nanoseconds
-	dirty map[trustKey]int64 // logins not yet saved
-}
-
-type trustKey struct {
-	account string
-	addr    [16]byte
+	mu       sync.Mutex
+	accounts map[string]map[[16]byte]int64 // last login, Unix nanoseconds, by account and address
+	dirty    map[string]map[[16]byte]int64 // logins not yet saved
 }
 
 // TrustedPair is one account and address, and when the address last logged in to it.
@@ -30,22 +26,49 @@ type TrustedPair struct {
 
 // NewTrust returns an empty Trust.
 func NewTrust() *Trust {
-	return &Trust{pairs: map[trustKey]int64{}, dirty: map[trustKey]int64{}}
+	return &Trust{accounts: map[string]map[[16]byte]int64{}, dirty: map[string]map[[16]byte]int64{}}
 }
 
-func keyOf(account string, addr netip.Addr) trustKey {
-	return trustKey{account, addr.Unmap().As16()}
+// loginResolution is how much newer than the one held a login must be to be recorded:
+// trust lasts days, and a pair logging in all day is then written once an hour, not at
+// each login.
+const loginResolution = time.Hour
+
+// Recent reports whether a login of account from addr at t (or later) would change
+// nothing: one within loginResolution before it is held already.
+func (tr *Trust) Recent(account []byte, addr netip.Addr, t time.Time) bool {
+	tr.mu.Lock()
+	last, held := tr.accounts[string(account)][addr.Unmap().As16()]
+	tr.mu.Unlock()
+	return held && last > t.UnixNano()-int64(loginResolution)
 }
 
 // Login records a login of account from addr at t.
-func (tr *Trust) Login(account string, addr netip.Addr, t time.Time) {
-	k, ns := keyOf(account, addr), t.UnixNano()
+func (tr *Trust) Login(account []byte, addr netip.Addr, t time.Time) {
+	key, ns := addr.Unmap().As16(), t.UnixNano()
 	tr.mu.Lock()
-	if ns > tr.pairs[k] {
-		tr.pairs[k] = ns
-		tr.dirty[k] = ns
+	defer tr.mu.Unlock()
+	addrs, ok := tr.accounts[string(account)]
+	if last, held := addrs[key]; held && last > ns-int64(loginResolution) {
+		return
 	}
-	tr.mu.Unlock()
+	name := string(account)
+	if !ok {
+		addrs = map[[16]byte]int64{}
+		tr.accounts[name] = addrs
+	}
+	addrs[key] = ns
+	put(tr.dirty, name, key, ns)
+}
+
+// put sets m[name][key] to ns, making the inner map if needed.
+func put(m map[string]map[[16]byte]int64, name string, key [16]byte, ns int64) {
+	inner, ok := m[name]
+	if !ok {
+		inner = map[[16]byte]int64{}
+		m[name] = inner
+	}
+	inner[key] = ns
 }
 
 // Good reports whether addr logged in to account within within before now.
@@ -54,7 +77,7 @@ func (tr *Trust) Good(account string, addr netip.Addr, now time.Time, within tim
 		return false
 	}
 	tr.mu.Lock()
-	last, ok := tr.pairs[keyOf(account, addr)]
+	last, ok := tr.accounts[account][addr.Unmap().As16()]
 	tr.mu.Unlock()
 	return ok && last >= now.Add(-within).UnixNano()
 }
@@ -68,9 +91,11 @@ func (tr *Trust) Inside(p netip.Prefix, now time.Time, within time.Duration) (Tr
 	limit := now.Add(-within).UnixNano()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for k, last := range tr.pairs {
-		if a := netip.AddrFrom16(k.addr).Unmap(); last >= limit && p.Contains(a) {
-			return TrustedPair{Account: k.account, Addr: a, Last: time.Unix(0, last)}, true
+	for account, addrs := range tr.accounts {
+		for key, last := range addrs {
+			if a := netip.AddrFrom16(key).Unmap(); last >= limit && p.Contains(a) {
+				return TrustedPair{Account: account, Addr: a, Last: time.Unix(0, last)}, true
+			}
 		}
 	}
 	return TrustedPair{}, false
@@ -81,9 +106,9 @@ func (tr *Trust) Load(pairs []TrustedPair) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for _, p := range pairs {
-		k, ns := keyOf(p.Account, p.Addr), p.Last.UnixNano()
-		if ns > tr.pairs[k] {
-			tr.pairs[k] = ns
+		key, ns := p.Addr.Unmap().As16(), p.Last.UnixNano()
+		if ns > tr.accounts[p.Account][key] {
+			put(tr.accounts, p.Account, key, ns)
 		}
 	}
 }
@@ -92,24 +117,42 @@ func (tr *Trust) Load(pairs []TrustedPair) {
 func (tr *Trust) Unsaved() []TrustedPair {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	out := make([]TrustedPair, 0, len(tr.dirty))
-	for k, ns := range tr.dirty {
-		out = append(out, TrustedPair{Account: k.account, Addr: netip.AddrFrom16(k.addr).Unmap(), Last: time.Unix(0, ns)})
+	var out []TrustedPair
+	for account, addrs := range tr.dirty {
+		for key, ns := range addrs {
+			out = append(out, TrustedPair{Account: account, Addr: netip.AddrFrom16(key).Unmap(), Last: time.Unix(0, ns)})
+		}
 	}
 	clear(tr.dirty)
 	return out
 }
 
-// Forget drops the pairs whose last login is older than keep before now, and returns
-// how many are left.
-func (tr *Trust) Forget(now time.Time, keep time.Duration) int {
+// Unsave hands back pairs Unsaved returned whose save failed: the next Unsaved returns
+// them again, unless a newer login of the pair is waiting already.
+func (tr *Trust) Unsave(pairs []TrustedPair) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, p := range pairs {
+		key, ns := p.Addr.Unmap().As16(), p.Last.UnixNano()
+		if ns > tr.dirty[p.Account][key] {
+			put(tr.dirty, p.Account, key, ns)
+		}
+	}
+}
+
+// Forget drops the pairs whose last login is older than keep before now.
+func (tr *Trust) Forget(now time.Time, keep time.Duration) {
 	limit := now.Add(-keep).UnixNano()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for k, last := range tr.pairs {
-		if last < limit {
-			delete(tr.pairs, k)
+	for account, addrs := range tr.accounts {
+		for key, last := range addrs {
+			if last < limit {
+				delete(addrs, key)
+			}
+		}
+		if len(addrs) == 0 {
+			delete(tr.accounts, account)
 		}
 	}
-	return len(tr.pairs)
 }

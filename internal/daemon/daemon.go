@@ -408,9 +408,7 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) 
 	// would otherwise lose them.
 	if logins := d.trust.Unsaved(); len(logins) > 0 {
 		if err := d.store.SaveKnownGood(ctx, logins); err != nil {
-			for _, l := range logins {
-				d.trust.Login(l.Account, l.Addr, l.Last) // saved at the next turn
-			}
+			d.trust.Unsave(logins) // saved at the next turn
 			d.logger.Error("saving logins that worked", "err", err)
 			return
 		}

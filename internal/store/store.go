@@ -68,7 +68,7 @@ var schema = []string{
 		addr       TEXT NOT NULL,
 		last_login TEXT NOT NULL, -- RFC 3339, UTC
 		PRIMARY KEY (account, addr)
-	)`,
+	) WITHOUT ROWID`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
