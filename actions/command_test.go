@@ -175,8 +175,16 @@ func TestUFWArgv(t *testing.T) {
 			t.Errorf("ran %q; want %q and %q", rec.argv, tt.ban, tt.unban)
 		}
 	}
+	// A network's ban is a rule from the network.
+	rec := &argvRecorder{}
+	u := NewUFW(UFWOptions{InsertPos: 1, BlockType: "reject", Binary: "ufw"}, quiet)
+	u.run = rec
+	u.Ban(context.Background(), BanOf("sasl", netip.MustParsePrefix("198.51.100.0/24")))
+	if got := strings.Join(rec.argv[0], " "); got != "ufw insert 1 reject from 198.51.100.0/24 to any" {
+		t.Errorf("a network's ban ran %q", got)
+	}
 	// The application name is one argument, spaces and all.
-	u := NewUFW(UFWOptions{InsertPos: 1, BlockType: "reject", Binary: "ufw", Application: "Postfix Submission"}, quiet)
+	u = NewUFW(UFWOptions{InsertPos: 1, BlockType: "reject", Binary: "ufw", Application: "Postfix Submission"}, quiet)
 	if argv := u.BanArgv(b); argv[len(argv)-1] != "Postfix Submission" {
 		t.Errorf("argv %q", argv)
 	}
