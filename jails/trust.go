@@ -104,11 +104,16 @@ func (tr *Trust) Inside(p netip.Prefix, now time.Time, within time.Duration) (Tr
 // Load adds pairs read back from a database.
 func (tr *Trust) Load(pairs []TrustedPair) {
 	tr.mu.Lock()
-	defer tr.mu.Unlock()
+	putNewer(tr.accounts, pairs)
+	tr.mu.Unlock()
+}
+
+// putNewer puts each pair in m, unless m holds a newer login of it.
+func putNewer(m map[string]map[[16]byte]int64, pairs []TrustedPair) {
 	for _, p := range pairs {
 		key, ns := p.Addr.Unmap().As16(), p.Last.UnixNano()
-		if ns > tr.accounts[p.Account][key] {
-			put(tr.accounts, p.Account, key, ns)
+		if ns > m[p.Account][key] {
+			put(m, p.Account, key, ns)
 		}
 	}
 }
@@ -131,13 +136,8 @@ func (tr *Trust) Unsaved() []TrustedPair {
 // them again, unless a newer login of the pair is waiting already.
 func (tr *Trust) Unsave(pairs []TrustedPair) {
 	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	for _, p := range pairs {
-		key, ns := p.Addr.Unmap().As16(), p.Last.UnixNano()
-		if ns > tr.dirty[p.Account][key] {
-			put(tr.dirty, p.Account, key, ns)
-		}
-	}
+	putNewer(tr.dirty, pairs)
+	tr.mu.Unlock()
 }
 
 // Forget drops the pairs whose last login is older than keep before now.

@@ -33,27 +33,19 @@ bantime = "10h"
 actions = ["route"]
 `
 	h := startIn(t, lab.Do, cfg, Options{})
-	until := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after 10 s: %s", what)
-			}
-		}
-	}
 	blocked := func(a netip.Addr) func() bool { return func() bool { return lab.Connect(a, port) != nil } }
 	free := func(a netip.Addr) func() bool { return func() bool { return lab.Reachable(a, port) == nil } }
 
 	h.fail(netnstest.Client4.String(), 3)
-	until("the ban blocks", blocked(netnstest.Client4))
+	until(t, "the ban blocks", blocked(netnstest.Client4))
 
 	lab.Run("ip", "route", "del", "blackhole", netnstest.Client4.String()+"/32")
 	lab.Run("ip", "route", "add", "blackhole", netnstest.Other4.String()+"/32", "proto", "178")
 	if !free(netnstest.Client4)() || !blocked(netnstest.Other4)() {
 		t.Fatal("the hand-made changes did not take")
 	}
-	until("the deleted route is back", blocked(netnstest.Client4))
-	until("the route without a ban is gone", free(netnstest.Other4))
+	until(t, "the deleted route is back", blocked(netnstest.Client4))
+	until(t, "the route without a ban is gone", free(netnstest.Other4))
 
 	counted := false
 	for _, m := range h.d.snapshot().Actions {
@@ -64,6 +56,16 @@ actions = ["route"]
 	}
 	if s, err := h.client.JailStatus(context.Background(), "sasl"); err != nil || s.CurrentlyBanned != 1 {
 		t.Errorf("status %+v, %v", s, err)
+	}
+}
+
+// until waits up to 10 s for cond, and fails the test with what if it never holds.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/netnstest"
@@ -45,14 +44,6 @@ bantime = "1d"
 `, Options{HostPrefixes: func() ([]netip.Prefix, error) {
 		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
 	}})
-	until := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after 10 s: %s", what)
-			}
-		}
-	}
 	// Five addresses of 198.51.101.0/24, which holds an ignored address, fail first:
 	// the refusal is counted once the lines are read.
 	for i := range 5 {
@@ -64,7 +55,7 @@ bantime = "1d"
 	for i := range 5 {
 		h.fail(fmt.Sprintf("2001:db8:1:2::%x", 0x10+i), 1)
 	}
-	until("both refusals are counted", func() bool {
+	until(t, "both refusals are counted", func() bool {
 		s, err := h.client.JailStatus(context.Background(), "sasl")
 		return err == nil && s.Subnet != nil && s.Subnet.Refused == 2
 	})
@@ -75,7 +66,7 @@ bantime = "1d"
 	}
 	for _, remote := range [][]netip.Addr{netnstest.Remote4, netnstest.Remote6} {
 		sixth, next := remote[5], remote[6]
-		until(sixth.String()+", never failing, is blocked with its network", func() bool { return lab.Connect(sixth, port) != nil })
+		until(t, sixth.String()+", never failing, is blocked with its network", func() bool { return lab.Connect(sixth, port) != nil })
 		if err := lab.Reachable(next, port); err != nil {
 			t.Errorf("%v, in the next network, cannot connect: %v", next, err)
 		}
