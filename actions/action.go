@@ -127,6 +127,25 @@ type Action interface {
 	Stop(ctx context.Context) error
 }
 
+// Notice is something an operator should hear of that is no ban: a failure not counted
+// because its address logged in to the account recently (Kind "known-good"), most
+// likely a device of the account's own user with a stale password.
+type Notice struct {
+	Jail string
+	Kind string
+	Addr netip.Addr
+	User string // the account, as the client sent it
+	Text string // what happened, in words
+	Time time.Time
+}
+
+// Notifier is implemented by the actions that can pass a Notice on (log, mail, webhook,
+// exec): those a jail's notify list may name. Notify must be idempotent enough to be
+// called once per event; it is not retried.
+type Notifier interface {
+	Notify(ctx context.Context, n Notice) error
+}
+
 // Reopener is implemented by actions that write to files of their own: Reopen opens
 // them again by name, after a log rotation moved them away. ban-server calls it on every
 // reload (SIGHUP, ban-client reload).
@@ -187,6 +206,8 @@ type Kind struct {
 	// New builds an action from decoded options. It must not touch the system: that is
 	// Start's job, so a configuration can be checked without side effects.
 	New func(name string, options any, logger *slog.Logger) (Action, error)
+	// Notifies says the kind's actions are Notifiers.
+	Notifies bool
 }
 
 var (

@@ -60,6 +60,7 @@ func TestExecRunsArgvWithoutAShell(t *testing.T) {
 		Ban:     helperArgv("ban", "{ip}", "--jail={jail}", "{failures}", "{bantime}", "{user}"),
 		Unban:   helperArgv("unban", "{ip}", "{user}"),
 		Check:   helperArgv("fail", "check"),
+		Notify:  helperArgv("notify", "{ip}", "{user}", "{kind}"),
 		Timeout: "10s",
 	}
 	if err := opts.Validate(); err != nil {
@@ -79,12 +80,16 @@ func TestExecRunsArgvWithoutAShell(t *testing.T) {
 	if err := e.Unban(ctx, Ban{Jail: "j", Addr: netip.MustParseAddr("198.51.100.0"), Bits: 24}); err != nil {
 		t.Fatal(err)
 	}
+	if err := e.Notify(ctx, Notice{Jail: "j", Kind: "known-good", Addr: netip.MustParseAddr("203.0.113.50"), User: "anna; reboot"}); err != nil {
+		t.Fatal(err)
+	}
 	got := recordedArgv(t, out)
 	want := [][]string{
 		{"fail", "check"}, // check failed...
 		{"start"},         // ...so start ran again
 		{"ban", "2001:db8::7", `--jail=a b; rm -rf / $(reboot) "x"`, "3", "3600", `anna$(id) "; --x`},
 		{"unban", "198.51.100.0/24", ""},
+		{"notify", "203.0.113.50", "anna; reboot", "known-good"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ran %q, want %q", got, want)

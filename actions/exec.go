@@ -13,8 +13,9 @@ import (
 
 func init() {
 	Register(Kind{
-		Name:    "exec",
-		Options: func() any { return &ExecOptions{Timeout: "30s"} },
+		Name:     "exec",
+		Notifies: true,
+		Options:  func() any { return &ExecOptions{Timeout: "30s"} },
 		New: func(name string, options any, logger *slog.Logger) (Action, error) {
 			return NewExec(*options.(*ExecOptions), logger)
 		},
@@ -32,12 +33,13 @@ type ExecOptions struct {
 	Ban     []string `toml:"ban"`
 	Unban   []string `toml:"unban"`
 	Check   []string `toml:"check"`   // before each ban; if it fails, start is run again
+	Notify  []string `toml:"notify"`  // for a notice (see Notice): {ip}, {jail}, {user}, {kind}, {text}
 	Timeout string   `toml:"timeout"` // for each command, a Go duration
 }
 
 var placeholder = regexp.MustCompile(`\{[a-z]+\}`)
 
-var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true, "{user}": true}
+var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true, "{user}": true, "{kind}": true, "{text}": true}
 
 // Validate checks the options.
 func (o *ExecOptions) Validate() error {
@@ -47,14 +49,14 @@ func (o *ExecOptions) Validate() error {
 	if _, err := time.ParseDuration(o.Timeout); err != nil {
 		return fmt.Errorf("timeout %q: %w", o.Timeout, err)
 	}
-	for field, argv := range map[string][]string{"start": o.Start, "stop": o.Stop, "ban": o.Ban, "unban": o.Unban, "check": o.Check} {
+	for field, argv := range map[string][]string{"start": o.Start, "stop": o.Stop, "ban": o.Ban, "unban": o.Unban, "check": o.Check, "notify": o.Notify} {
 		if len(argv) > 0 && argv[0] == "" {
 			return fmt.Errorf("%s: empty program name", field)
 		}
 		for _, arg := range argv {
 			for _, p := range placeholder.FindAllString(arg, -1) {
 				if !placeholders[p] {
-					return fmt.Errorf("%s: unknown placeholder %s; valid: {ip}, {jail}, {failures}, {bantime}", field, p)
+					return fmt.Errorf("%s: unknown placeholder %s; valid: {ip}, {jail}, {failures}, {bantime}, {user}, {kind}, {text}", field, p)
 				}
 			}
 		}
@@ -116,6 +118,19 @@ func (e *Exec) Ban(ctx context.Context, b Ban) error {
 		}
 	}
 	return e.run.Run(ctx, expand(e.opts.Ban, b))
+}
+
+// Notify runs notify, if set, for the notice.
+func (e *Exec) Notify(ctx context.Context, n Notice) error {
+	if len(e.opts.Notify) == 0 {
+		return nil
+	}
+	r := strings.NewReplacer("{ip}", n.Addr.String(), "{jail}", n.Jail, "{user}", n.User, "{kind}", n.Kind, "{text}", n.Text)
+	argv := make([]string, len(e.opts.Notify))
+	for i, a := range e.opts.Notify {
+		argv[i] = r.Replace(a)
+	}
+	return e.run.Run(ctx, argv)
 }
 
 // Unban runs unban.

@@ -13,8 +13,9 @@ import (
 
 func init() {
 	Register(Kind{
-		Name:    "log",
-		Options: func() any { return &LogOptions{} },
+		Name:     "log",
+		Notifies: true,
+		Options:  func() any { return &LogOptions{} },
 		New: func(name string, options any, logger *slog.Logger) (Action, error) {
 			return NewLog(*options.(*LogOptions), logger), nil
 		},
@@ -116,6 +117,22 @@ func (l *Log) record(event string, b Ban) error {
 		time.Now().UTC().Format(time.RFC3339), event, b.Jail, b.Target(), b.Failures, expires, user)
 	if err != nil {
 		return fmt.Errorf("writing %s of %s: %w", event, b.Target(), err)
+	}
+	return nil
+}
+
+// Notify writes the notice as a line of its own.
+func (l *Log) Notify(_ context.Context, n Notice) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.w == nil {
+		l.logger.Warn("notice", "jail", n.Jail, "kind", n.Kind, "addr", n.Addr, "user", n.User, "what", n.Text)
+		return nil
+	}
+	_, err := fmt.Fprintf(l.w, "%s notice jail=%s kind=%s addr=%s user=%q what=%q\n",
+		n.Time.UTC().Format(time.RFC3339), n.Jail, n.Kind, n.Addr, n.User, n.Text)
+	if err != nil {
+		return fmt.Errorf("writing a notice: %w", err)
 	}
 	return nil
 }

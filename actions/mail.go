@@ -16,7 +16,8 @@ import (
 
 func init() {
 	Register(Kind{
-		Name: "mail",
+		Name:     "mail",
+		Notifies: true,
 		Options: func() any {
 			host, _ := os.Hostname()
 			return &MailOptions{Server: "localhost:25", From: "logban@" + host, Interval: "1m", Subject: "logban on " + host}
@@ -65,6 +66,7 @@ type Mail struct {
 
 	mu      sync.Mutex
 	pending []Ban
+	notices []Notice
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -127,31 +129,44 @@ func (m *Mail) Ban(_ context.Context, b Ban) error {
 	return nil
 }
 
+// Notify adds n to the next mail.
+func (m *Mail) Notify(_ context.Context, n Notice) error {
+	m.mu.Lock()
+	m.notices = append(m.notices, n)
+	m.mu.Unlock()
+	return nil
+}
+
 // Unban does nothing: the report is of bans.
 func (m *Mail) Unban(context.Context, Ban) error { return nil }
 
 // flush sends the gathered bans in one mail.
 func (m *Mail) flush() error {
 	m.mu.Lock()
-	bans := m.pending
-	m.pending = nil
+	bans, notices := m.pending, m.notices
+	m.pending, m.notices = nil, nil
 	m.mu.Unlock()
-	if len(bans) == 0 {
+	if len(bans) == 0 && len(notices) == 0 {
 		return nil
 	}
-	if err := smtp.SendMail(m.opts.Server, nil, m.opts.From, m.opts.To, m.message(bans)); err != nil {
+	if err := smtp.SendMail(m.opts.Server, nil, m.opts.From, m.opts.To, m.message(bans, notices)); err != nil {
 		m.mu.Lock()
 		m.pending = append(bans, m.pending...)
+		m.notices = append(notices, m.notices...)
 		m.mu.Unlock()
-		return fmt.Errorf("sending %d bans to %s: %w", len(bans), m.opts.Server, err)
+		return fmt.Errorf("sending %d bans and %d notices to %s: %w", len(bans), len(notices), m.opts.Server, err)
 	}
 	return nil
 }
 
-func (m *Mail) message(bans []Ban) []byte {
+func (m *Mail) message(bans []Ban, notices []Notice) []byte {
 	var b strings.Builder
-	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s: %d addresses banned\r\nDate: %s\r\n\r\n",
-		m.opts.From, strings.Join(m.opts.To, ", "), m.opts.Subject, len(bans), time.Now().Format(time.RFC1123Z))
+	subject := fmt.Sprintf("%d addresses banned", len(bans))
+	if len(notices) > 0 {
+		subject += fmt.Sprintf(", %d notices", len(notices))
+	}
+	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s: %s\r\nDate: %s\r\n\r\n",
+		m.opts.From, strings.Join(m.opts.To, ", "), m.opts.Subject, subject, time.Now().Format(time.RFC1123Z))
 	for _, ban := range bans {
 		expires := "until unbanned"
 		if !ban.Permanent() {
@@ -162,6 +177,9 @@ func (m *Mail) message(bans []Ban) []byte {
 			fmt.Fprintf(&b, "\taccount %q", ban.User) // as the client sent it: quoted
 		}
 		b.WriteString("\r\n")
+	}
+	for _, n := range notices {
+		fmt.Fprintf(&b, "notice\t%s\t%s\t%s\taccount %q\t%s\r\n", n.Addr, n.Jail, n.Kind, n.User, n.Text)
 	}
 	return []byte(b.String())
 }

@@ -49,6 +49,12 @@ func TestWebhookPostsJSON(t *testing.T) {
 		got[1].Event != "unban" || got[1].Expires != nil {
 		t.Errorf("posted %+v", got)
 	}
+	if err := w.Notify(ctx, Notice{Jail: "sasl", Kind: "known-good", Addr: netip.MustParseAddr("203.0.113.50"), User: "anna", Text: "not counted", Time: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if n := got[len(got)-1]; n.Event != "notice" || n.Kind != "known-good" || n.User != "anna" || n.Addr != "203.0.113.50" || n.Text != "not counted" {
+		t.Errorf("notice posted as %+v", n)
+	}
 	status = http.StatusServiceUnavailable
 	if err := w.Ban(ctx, b); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Errorf("a 503 answer: %v", err)
@@ -137,6 +143,7 @@ func TestMailGathersBansIntoOneMessage(t *testing.T) {
 	for _, a := range []string{"203.0.113.5", "203.0.113.6", "2001:db8::7"} {
 		m.Ban(ctx, Ban{Jail: "sasl", Addr: netip.MustParseAddr(a), Failures: 3})
 	}
+	m.Notify(ctx, Notice{Jail: "sasl", Kind: "known-good", Addr: netip.MustParseAddr("203.0.113.50"), User: "anna\r\nBcc: x", Text: "not counted"})
 	if n := len(srv.messages()); n != 0 {
 		t.Fatalf("%d mails sent before the interval", n)
 	}
@@ -147,7 +154,8 @@ func TestMailGathersBansIntoOneMessage(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d mails, want 1", len(msgs))
 	}
-	for _, want := range []string{"Subject: logban on mta1: 3 addresses banned", "203.0.113.5\tsasl\t3 failures\tuntil unbanned", "2001:db8::7"} {
+	for _, want := range []string{"Subject: logban on mta1: 3 addresses banned, 1 notices", "203.0.113.5\tsasl\t3 failures\tuntil unbanned", "2001:db8::7",
+		"notice\t203.0.113.50\tsasl\tknown-good\taccount \"anna\\r\\nBcc: x\"\tnot counted"} {
 		if !strings.Contains(msgs[0], want) {
 			t.Errorf("mail lacks %q:\n%s", want, msgs[0])
 		}

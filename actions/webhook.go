@@ -15,8 +15,9 @@ import (
 
 func init() {
 	Register(Kind{
-		Name:    "webhook",
-		Options: func() any { return &WebhookOptions{Timeout: "10s"} },
+		Name:     "webhook",
+		Notifies: true,
+		Options:  func() any { return &WebhookOptions{Timeout: "10s"} },
 		New: func(name string, options any, logger *slog.Logger) (Action, error) {
 			return NewWebhook(*options.(*WebhookOptions), logger)
 		},
@@ -48,6 +49,8 @@ type WebhookEvent struct {
 	Jail     string     `json:"jail"`
 	Addr     string     `json:"addr"`           // an address, or a network in CIDR notation
 	User     string     `json:"user,omitempty"` // the account, in a jail keyed by user
+	Kind     string     `json:"kind,omitempty"` // a notice's kind ("known-good")
+	Text     string     `json:"text,omitempty"` // a notice's words
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`
 	Expires  *time.Time `json:"expires"` // null: until unbanned
@@ -81,11 +84,22 @@ func (w *Webhook) Ban(ctx context.Context, b Ban) error { return w.post(ctx, "ba
 // Unban posts the unban.
 func (w *Webhook) Unban(ctx context.Context, b Ban) error { return w.post(ctx, "unban", b) }
 
+// Notify posts the notice as an event "notice".
+func (w *Webhook) Notify(ctx context.Context, n Notice) error {
+	return w.send(ctx, WebhookEvent{Event: "notice", Jail: n.Jail, Addr: n.Addr.String(), User: n.User, Kind: n.Kind, Text: n.Text, BannedAt: n.Time}, n.Addr.String())
+}
+
 func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
 	ev := WebhookEvent{Event: event, Jail: b.Jail, Addr: b.Target(), User: b.User, Failures: b.Failures, BannedAt: b.BannedAt}
 	if !b.Permanent() {
 		ev.Expires = &b.Expires
 	}
+	return w.send(ctx, ev, b.Target())
+}
+
+// send posts ev; what names its address in errors.
+func (w *Webhook) send(ctx context.Context, ev WebhookEvent, what string) error {
+	event := ev.Event
 	body, _ := json.Marshal(ev)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.opts.URL, bytes.NewReader(body))
 	if err != nil {
@@ -97,12 +111,12 @@ func (w *Webhook) post(ctx context.Context, event string, b Ban) error {
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("posting %s of %s: %w", event, b.Target(), err)
+		return fmt.Errorf("posting %s of %s: %w", event, what, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // drained for reuse only
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("posting %s of %s: %w", event, b.Target(), errors.New(resp.Status))
+		return fmt.Errorf("posting %s of %s: %w", event, what, errors.New(resp.Status))
 	}
 	return nil
 }

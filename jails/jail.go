@@ -28,6 +28,9 @@ type Settings struct {
 	// instead), and no network holding such an address is banned.
 	Trust     *Trust
 	TrustTime time.Duration
+	// Notify, if set, is handed each failure not counted because its address is
+	// trusted (one a pair and findtime, as the log line). It must not wait.
+	Notify func(actions.Notice)
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
 	// Logger, if set, gets a debug line for each failure counted, and a warning for
@@ -332,9 +335,16 @@ func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
 		j.reported[k] = now.UnixNano()
 	}
 	j.mu.Unlock()
-	if l := j.settings.Logger; fresh && l != nil {
+	if !fresh {
+		return
+	}
+	if l := j.settings.Logger; l != nil {
 		l.Warn("failure not counted: the address logged in to this account recently (a device with a stale password?)",
 			"jail", j.name, "addr", addr, "user", account)
+	}
+	if j.settings.Notify != nil {
+		j.settings.Notify(actions.Notice{Jail: j.name, Kind: "known-good", Addr: addr, User: account, Time: now,
+			Text: "failures against the account from an address that logged in to it recently: not counted (a device with a stale password?)"})
 	}
 }
 

@@ -135,6 +135,9 @@ type Jail struct {
 	// TrustTime is how long a login that worked makes its address trusted for its
 	// account; 0: the jail trusts none (and reads no successes).
 	TrustTime time.Duration
+	// Notify are the actions told of what is no ban (a failure of a trusted address):
+	// log, mail, webhook or exec actions.
+	Notify []string
 }
 
 // DefaultTrustTime is how long a login that worked makes its address trusted for its
@@ -197,6 +200,7 @@ type jailData struct {
 	Start    *string   `toml:"start"`
 	Farm     *string   `toml:"farm"`
 	Key      *string   `toml:"key"`
+	Notify   *[]string `toml:"notify"`
 
 	TrustTime *Duration `toml:"trust_time"`
 
@@ -785,6 +789,20 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	if d.TrustTime != nil {
 		if j.TrustTime = time.Duration(*d.TrustTime); j.TrustTime < 0 {
 			l.fail(at("trust_time"), 0, key+"trust_time", "must be a length of time (0: trust no login), not -1")
+		}
+	}
+	if d.Notify != nil {
+		for i, a := range *d.Notify {
+			act, ok := cfg.Actions[a]
+			if !ok {
+				l.fail(at("notify"), 0, fmt.Sprintf("%snotify[%d]", key, i), "unknown action %q; defined: %s", a, actionChoices(cfg))
+				continue
+			}
+			if kind, _ := actions.Lookup(act.Type); !kind.Notifies {
+				l.fail(at("notify"), 0, fmt.Sprintf("%snotify[%d]", key, i), "action %q is of type %s, which passes on no notice; use a log, mail, webhook or exec action", a, act.Type)
+				continue
+			}
+			j.Notify = append(j.Notify, a)
 		}
 	}
 	if d.Actions == nil || len(*d.Actions) == 0 {

@@ -72,3 +72,20 @@ func TestAccountKeyedJail(t *testing.T) {
 		t.Errorf("list: %d bans, the first %+v", len(bans), bans[0])
 	}
 }
+
+// A jail's notify actions hear of a failure not counted because its address logged in
+// to the account, once a pair and findtime.
+func TestKnownGoodFailureNotified(t *testing.T) {
+	h := start(t, strings.Replace(baseConfig, `actions = ["log"]`, `actions = ["log"]
+notify = ["log"]`, 1), Options{})
+	h.login("203.0.113.50", "anna@example.com")
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.Logins == 1 })
+	h.failAs("203.0.113.50", "anna@example.com", 4)
+	h.waitFor("sasl", func(s control.JailStatus) bool { return s.KnownGood == 4 })
+	want := `notice jail=sasl kind=known-good addr=203.0.113.50 user="anna@example.com"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.banLog(), want) && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	if log := h.banLog(); strings.Count(log, want) != 1 {
+		t.Errorf("the log action's file holds %d notices; want 1:\n%s", strings.Count(log, want), log)
+	}
+}

@@ -85,6 +85,8 @@ type Daemon struct {
 	farm *farm.Farm
 	// trust holds the logins that worked, which every jail trusting them shares.
 	trust *jails.Trust
+	// notices wait here for the notify worker, which hands them to the actions named.
+	notices chan notice
 
 	controlLn   net.Listener
 	dbPath      string                      // the database in use: the configured one, or a dry run's temporary one
@@ -149,7 +151,64 @@ func New(opts Options) (*Daemon, error) {
 		actions: map[string]*actionRuntime{},
 		readers: map[string]*pipeline.Reader{},
 		trust:   jails.NewTrust(),
+		notices: make(chan notice, noticeQueue),
 	}, nil
+}
+
+// notice is a Notice for the actions a jail's notify list names.
+type notice struct {
+	actions.Notice
+	to []string
+}
+
+// noticeQueue is how many notices wait for the notify worker before more are dropped.
+const noticeQueue = 1024
+
+// noticeTimeout bounds one action's handling of one notice.
+const noticeTimeout = 30 * time.Second
+
+// notifier returns the function a jail hands its notices to: it queues them for
+// notifyWorker without waiting, and drops them, with a warning, when the queue is full.
+func (d *Daemon) notifier(to []string) func(actions.Notice) {
+	if len(to) == 0 {
+		return nil
+	}
+	return func(n actions.Notice) {
+		select {
+		case d.notices <- notice{n, to}:
+		default:
+			d.logger.Warn("notice dropped: the notify queue is full", "jail", n.Jail, "kind", n.Kind, "addr", n.Addr)
+		}
+	}
+}
+
+// notifyWorker hands each queued notice to the actions it names, one at a time, until
+// ctx is done. A failed notice is logged, not retried.
+func (d *Daemon) notifyWorker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-d.notices:
+			for _, name := range n.to {
+				d.mu.RLock()
+				ar, ok := d.actions[name]
+				d.mu.RUnlock()
+				if !ok {
+					continue // removed by a reload meanwhile
+				}
+				nt, isNotifier := ar.action.(actions.Notifier)
+				if !isNotifier {
+					continue
+				}
+				nctx, cancel := context.WithTimeout(ctx, noticeTimeout)
+				if err := nt.Notify(nctx, n.Notice); err != nil {
+					d.logger.Error("notice not passed on", "action", name, "jail", n.Jail, "kind", n.Kind, "err", err)
+				}
+				cancel()
+			}
+		}
+	}
 }
 
 // longestTrust is the longest trust_time of cfg's jails: how long a login that worked
@@ -238,6 +297,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.manager.Run(gctx) })
 	g.Go(func() error { return control.Serve(gctx, ln, d, d.logger) })
 	g.Go(func() error { d.ownChanges(gctx); return nil })
+	g.Go(func() error { d.notifyWorker(gctx); return nil })
 	g.Go(func() error { d.keepKernelInStep(gctx); return nil })
 	if d.farm != nil {
 		g.Go(func() error { return d.farm.Run(gctx, d.manager, d.bans.Add) })
@@ -815,6 +875,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
 		if jc.TrustTime > 0 {
 			settings.Trust, settings.TrustTime = d.trust, jc.TrustTime
+			settings.Notify = d.notifier(jc.Notify)
 		}
 		if d.farm != nil && jc.Farm == config.FarmCount {
 			settings.Tally = d.farm
