@@ -8,24 +8,31 @@ import (
 	"time"
 )
 
+// heapPer returns the heap bytes what fill builds and returns takes, per one of n.
+func heapPer(n int, fill func() any) float64 {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	kept := fill()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(kept)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
 // BenchmarkTrackedAddressMemory reports the heap bytes per address a jail's window holds
 // while it tracks 1M distinct addresses with one failure each.
 func BenchmarkTrackedAddressMemory(b *testing.B) {
 	const n = 1_000_000
 	var perAddr float64
 	for b.Loop() {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		w := NewWindow(5, time.Hour)
-		for i := range n {
-			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-			w.Add(a, t0, t0)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perAddr = float64(after.HeapAlloc-before.HeapAlloc) / n
-		runtime.KeepAlive(w)
+		perAddr = heapPer(n, func() any {
+			w := NewWindow(5, time.Hour)
+			for i := range n {
+				w.Add(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0, t0)
+			}
+			return w
+		})
 	}
 	b.ReportMetric(perAddr, "bytes/addr")
 }
@@ -39,19 +46,15 @@ func BenchmarkTrackedNetworkMemory(b *testing.B) {
 		b.Run(fmt.Sprintf("%d-addresses", per), func(b *testing.B) {
 			var perNet float64
 			for b.Loop() {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				w := newNetWindow(Subnet{IPv4: 24, IPv6: 64, Addresses: 5, FindTime: time.Hour})
-				for i := range n {
-					for host := range per {
-						w.add(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(host + 1)}), t0, t0)
+				perNet = heapPer(n, func() any {
+					w := newNetWindow(Subnet{IPv4: 24, IPv6: 64, Addresses: 5, FindTime: time.Hour})
+					for i := range n {
+						for host := range per {
+							w.add(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(host + 1)}), t0, t0)
+						}
 					}
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				perNet = float64(after.HeapAlloc-before.HeapAlloc) / n
-				runtime.KeepAlive(w)
+					return w
+				})
 			}
 			b.ReportMetric(perNet, "bytes/network")
 		})
@@ -63,28 +66,23 @@ func BenchmarkTrackedNetworkMemory(b *testing.B) {
 // failure from one address, and with four from four (one short of maxretry 5).
 func BenchmarkTrackedAccountMemory(b *testing.B) {
 	const n = 250_000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("user%06d@example.com", i)
+	}
 	for _, per := range []int{1, 4} {
 		b.Run(fmt.Sprintf("%d-failures", per), func(b *testing.B) {
 			var perAccount float64
 			for b.Loop() {
-				names := make([]string, n)
-				for i := range names {
-					names[i] = fmt.Sprintf("user%06d@example.com", i)
-				}
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				w := newAccountWindow(5, time.Hour)
-				for i, name := range names {
-					for k := range per {
-						w.add(name, netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(k + 1)}), t0, t0)
+				perAccount = heapPer(n, func() any {
+					w := newAccountWindow(5, time.Hour)
+					for i, name := range names {
+						for k := range per {
+							w.add(name, netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(k + 1)}), t0, t0)
+						}
 					}
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				perAccount = float64(after.HeapAlloc-before.HeapAlloc) / n
-				runtime.KeepAlive(w)
-				runtime.KeepAlive(names)
+					return w
+				})
 			}
 			b.ReportMetric(perAccount, "bytes/account")
 		})
