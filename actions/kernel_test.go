@@ -359,3 +359,34 @@ func TestNetworkBansInTheKernel(t *testing.T) {
 		})
 	}
 }
+
+// A hash:ip set of the jail's name, as an older logban made them and keep_on_stop left,
+// is replaced by a hash:net set when the jail takes the action, its rule with it: a
+// network's ban then goes in.
+func TestIPSetReplacesAnOldHashIPSet(t *testing.T) {
+	requireFirewallTools(t)
+	lab := netnstest.New(t)
+	lab.Run("ipset", "create", "logban-sasl-4", "hash:ip", "timeout", "0")
+	lab.Run("iptables", "-I", "INPUT", "1", "-m", "set", "--match-set", "logban-sasl-4", "src", "-j", "DROP")
+	a := NewIPSet(defaultFirewallOptions(), quiet)
+	ctx := context.Background()
+	var err error
+	lab.Do(func() {
+		if err = a.Start(ctx); err == nil {
+			if err = a.PrepareJail(ctx, "sasl"); err == nil {
+				err = a.Ban(ctx, BanOf("sasl", netip.MustParsePrefix("198.51.100.0/24")))
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Do(func() { a.Stop(ctx) })
+	sets := lab.Run("ipset", "save", "logban-sasl-4")
+	if !strings.Contains(sets, "create logban-sasl-4 hash:net") || !strings.Contains(sets, "add logban-sasl-4 198.51.100.0/24") {
+		t.Errorf("the set after the jail took the action:\n%s", sets)
+	}
+	if rules := lab.Run("iptables", "-S", "INPUT"); strings.Count(rules, "--match-set logban-sasl-4 src") != 1 {
+		t.Errorf("INPUT holds the set's rule other than once:\n%s", rules)
+	}
+}

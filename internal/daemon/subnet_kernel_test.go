@@ -88,6 +88,10 @@ bantime = "1d"
 		t.Errorf("198.51.101.1, in the network holding an ignored address, cannot connect: %v", err)
 	}
 
+	why, err := h.client.Why(context.Background(), actions.Host(netnstest.Remote4[5]))
+	if err != nil || len(why.Bans) != 0 || len(why.HeldBy) != 1 || why.HeldBy[0].String() != "198.51.100.0/24" {
+		t.Errorf("why of an address the network holds: %+v, %v", why, err)
+	}
 	rs, err := h.client.UnbanIP(context.Background(), "", actions.Host(netnstest.Remote4[5]))
 	if err != nil || len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Note, "held by the ban of 198.51.100.0/24 (jail sasl)") {
 		t.Errorf("unban of an address the network holds: %+v, %v", rs, err)
