@@ -193,6 +193,9 @@ func TestNetworkAndAccountBansSurviveReopening(t *testing.T) {
 	if n, _ := s.BanCount(ctx, "sasl", netip.MustParsePrefix("2001:db8:1:1::/64")); n != 1 {
 		t.Errorf("the network's ban count: %d", n)
 	}
+	if h, err := s.History(ctx, netip.MustParsePrefix("2001:db8:1:1::/64"), 10); err != nil || len(h) != 1 || h[0].What != netip.MustParsePrefix("2001:db8:1:1::/64") {
+		t.Errorf("the network's history: %+v, %v", h, err)
+	}
 	if err := s.DeleteBan(ctx, "sasl", netip.MustParsePrefix("2001:db8:1:1::/64")); err != nil {
 		t.Fatal(err)
 	}
