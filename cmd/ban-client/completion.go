@@ -169,7 +169,7 @@ func completeWords(ctx context.Context, c *control.Client, w io.Writer, what str
 		if bans, err := c.List(ctx, ""); err == nil {
 			var addrs []string
 			for _, b := range bans {
-				addrs = append(addrs, b.Addr.String())
+				addrs = append(addrs, b.String())
 			}
 			slices.Sort(addrs)
 			for _, a := range slices.Compact(addrs) {

@@ -19,7 +19,7 @@ func TestCompletionScripts(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	sock := startServer(t)
-	if code, _, stderr := client("-socket", sock, "banip", "sasl", "203.0.113.7"); code != 0 {
+	if code, _, stderr := client("-socket", sock, "banip", "sasl", "203.0.113.7", "198.51.100.0/24"); code != 0 {
 		t.Fatal(stderr)
 	}
 	env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "LOGBAN_SOCKET="+sock)
@@ -39,7 +39,8 @@ func TestCompletionScripts(t *testing.T) {
 			{"ban-client sta", "status"},
 			{"ban-client -j", "-json"},
 			{"ban-client banip ''", "sasl"},
-			{"ban-client -timeout 5s unbanip ''", "203.0.113.7"},
+			{"ban-client -timeout 5s unbanip 20", "203.0.113.7"},
+			{"ban-client unbanip 198", "198.51.100.0/24"}, // a network, as it is unbanned
 			{"ban-client completion f", "fish"},
 		} {
 			cmd := exec.Command("bash", "-c", `source "$1"; COMP_WORDS=(`+c.words+`); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _ban_client; echo "${COMPREPLY[*]}"`, "bash", path)
