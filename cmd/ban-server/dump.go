@@ -36,8 +36,19 @@ func dump(w io.Writer, cfg *config.Config) {
 			{"actions", quoted(j.Actions)},
 			{"start", strconv.Quote(j.Start)},
 			{"farm", strconv.Quote(j.Farm)},
+			{"key", strconv.Quote(j.Key)},
+			{"trust_time", duration(j.TrustTime)},
+			{"notify", quoted(j.Notify)},
 		} {
 			fmt.Fprintf(w, "%-16s = %-40s # %s\n", kv.key, kv.value, cfg.Origins["jails."+name+"."+kv.key])
+		}
+		if sn := j.Subnet; sn.On() {
+			subnetBantime := duration(j.SubnetBanTime)
+			if j.SubnetBanTime < 0 {
+				subnetBantime = "-1"
+			}
+			fmt.Fprintf(w, "subnet = { ipv4 = %d, ipv6 = %d, addresses = %d, findtime = %s, bantime = %s } # %s\n",
+				sn.IPv4, sn.IPv6, sn.Addresses, duration(sn.FindTime), subnetBantime, cfg.Origins["jails."+name+".subnet"])
 		}
 		if inc := j.Increment; inc.Enabled {
 			fmt.Fprintf(w, "bantime_increment = { enabled = true, factor = %v, multipliers = %v, maxtime = %s, rndtime = %s, overalljails = %v } # %s\n",

@@ -218,6 +218,9 @@ type = "log"
 filter = "zimbra-submission"
 logpath = ["/var/log/zimbra.log"]
 bantime = -1
+key = "user"
+[jails.sasl.subnet]
+ipv4 = 24
 `), 0o644)
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-dump", "-config", cfg}, &out, &out); err != nil {
@@ -229,6 +232,9 @@ bantime = -1
 		`(?m)^bantime\s+= -1\s+# ` + regexp.QuoteMeta(cfg) + `$`,
 		`(?m)^findtime\s+= "10m0s"\s+# default$`,
 		`(?m)^actions\s+= \["log"\]\s+# ` + regexp.QuoteMeta(cfg) + ` \[defaults\]$`,
+		`(?m)^key\s+= "user"\s+# ` + regexp.QuoteMeta(cfg) + `$`,
+		`(?m)^trust_time\s+= "720h0m0s"\s+# default$`,
+		`(?m)^subnet = \{ ipv4 = 24, ipv6 = 64, addresses = 5, findtime = "10m0s", bantime = -1 \} # ` + regexp.QuoteMeta(cfg) + `$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("-dump lacks %s:\n%s", re, out.String())

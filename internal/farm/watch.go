@@ -156,7 +156,7 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		}
 	}
 	for _, b := range fresh {
-		f.logger.Debug("farm ban applied", "jail", b.Jail, "addr", b.Addr, "decided_by", b.By, "why", b.Why)
+		f.logger.Debug("farm ban applied", "jail", b.Jail, "addr", b.Target(), "decided_by", b.By, "why", b.Why)
 	}
 }
 
