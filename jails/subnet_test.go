@@ -49,6 +49,7 @@ func TestSubnetEscalation(t *testing.T) {
 		{"five over two /24s", []string{"198.51.100.1", "198.51.100.2", "198.51.101.3", "198.51.101.4", "198.51.100.5"}, "[]"},
 		{"one address five times", []string{"198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.1"}, "[198.51.100.1]"},
 		{"an address twice counts once", []string{"198.51.100.1", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"}, "[]"},
+		{"an address banned counts too", []string{"198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"}, "[198.51.100.1 198.51.100.0/24]"},
 		{"five of one /64", []string{"2001:db8:5:1::a", "2001:db8:5:1::b", "2001:db8:5:1:1::c", "2001:db8:5:1::d", "2001:db8:5:1:ffff::e"}, "[2001:db8:5:1::/64]"},
 		{"five over two /64s", []string{"2001:db8:5:1::a", "2001:db8:5:1::b", "2001:db8:5:2::c", "2001:db8:5:1::d", "2001:db8:5:2::e"}, "[]"},
 		{"mapped addresses are IPv4", []string{"::ffff:198.51.100.1", "198.51.100.2", "::ffff:198.51.100.3", "198.51.100.4", "198.51.100.5"}, "[198.51.100.0/24]"},
@@ -149,5 +150,27 @@ func TestNetworkBanHoldsItsAddresses(t *testing.T) {
 	}
 	if _, err := m.Unban(ctx, "", netip.MustParsePrefix("198.51.101.0/24")); !errors.Is(err, ErrNotBanned) {
 		t.Errorf("unban of a network never banned: %v", err)
+	}
+}
+
+// A network banned again is banned longer, by its own ban history, as bantime_increment
+// says; its first ban lasts the subnet bantime.
+func TestNetworkBansIncrement(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m := newManager(clock)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Minute, NetBanTime: time.Hour, Increment: Increment{Enabled: true, Factor: 1}}, []NamedAction{{"rec", &recorder{}}})
+	net := Ticket{Jail: "sasl", Addr: netip.MustParseAddr("198.51.100.0"), Bits: 24, Failures: 5}
+	for i, want := range []time.Duration{time.Hour, 2 * time.Hour} {
+		b, ok := ban(m, net)
+		if !ok || b.Expires.Sub(b.BannedAt) != want {
+			t.Fatalf("ban %d of the network: %v, lasting %v; want %v", i+1, ok, b.Expires.Sub(b.BannedAt), want)
+		}
+		if _, err := m.Unban(ctx, "", b.Prefix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, ok := ban(m, Ticket{Jail: "sasl", Addr: netip.MustParseAddr("198.51.100.7"), Failures: 3}); !ok || b.Expires.Sub(b.BannedAt) != time.Minute {
+		t.Errorf("an address of the network, banned for the first time: %+v", b)
 	}
 }

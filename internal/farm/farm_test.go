@@ -392,16 +392,24 @@ func TestALeaderKilledMidBurstLosesNoBan(t *testing.T) {
 	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
 }
 
+// announce makes addr h's own address and waits until other has heard of it.
+func (h *host) announce(other *host, addr netip.Addr) {
+	h.f.SetOwn([]netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())})
+	h.stopFarm()
+	h.startFarm() // announces at once
+	eventually(h.t, other.name+" knows "+h.name+"'s address", func() bool {
+		n := other.f.Status().Nodes
+		return len(n) == 1 && len(n[0].Addrs) == 1
+	})
+}
+
 func TestANodesOwnAddressIsNeverBanned(t *testing.T) {
 	c := natstest.Start(t, 1)
 	dir := t.TempDir()
 	a := startHost1(t, "a", c, dir)
 	b := startHost1(t, "b", c, dir)
 	proxy := netip.MustParseAddr("10.0.0.7")
-	b.f.SetOwn([]netip.Prefix{netip.PrefixFrom(proxy, 32)})
-	b.stopFarm()
-	b.startFarm() // announces at once
-	eventually(t, "a knows b's address", func() bool { n := a.f.Status().Nodes; return len(n) == 1 && len(n[0].Addrs) == 1 })
+	b.announce(a, proxy)
 	a.fail(proxy, 5)
 	a.bans.Flush(context.Background())
 	a.banByHand(proxy)
@@ -623,10 +631,7 @@ func TestANetworkBanIsSharedLikeAnyBan(t *testing.T) {
 	eventually(t, "b's unban of the network lifts it on a", func() bool { _, ok := a.m.Record(jail, net); return !ok })
 
 	proxy := netip.MustParseAddr("10.0.0.7")
-	b.f.SetOwn([]netip.Prefix{netip.PrefixFrom(proxy, 32)})
-	b.stopFarm()
-	b.startFarm() // announces at once
-	eventually(t, "a knows b's address", func() bool { n := a.f.Status().Nodes; return len(n) == 1 && len(n[0].Addrs) == 1 })
+	b.announce(a, proxy)
 	banNet(a, netip.MustParsePrefix("10.0.0.0/24"))
 	if _, ok := a.m.Record(jail, netip.MustParsePrefix("10.0.0.0/24")); ok || a.m.Refused() != 1 {
 		t.Errorf("a banned a network holding farm node b's address (refused %d)", a.m.Refused())
