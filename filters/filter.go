@@ -17,6 +17,10 @@ type Filter struct {
 	fail    []*pattern          // nil for a format
 	read    lineReader          // nil for failregex patterns
 	account func([]byte) []byte // the account a counted line of the format names
+	device  func([]byte) []byte // the device a counted line of the format names
+	// lineTime, if set, reads a line's time for a format whose lines do not begin
+	// with it; times reads the others.
+	lineTime func([]byte) (time.Time, bool)
 	rules   []string            // what counts a line: failregex sources, or the format's kinds
 	ignore  []*regexp.Regexp
 	literal []byte // every failure holds it; nil when there is no such text
@@ -50,6 +54,9 @@ type Match struct {
 	// Account is the account the line names, as written, or nil if it names none. It
 	// lies in the line: copy it to keep it.
 	Account []byte
+	// Device is the device the line names (<DEVICE>, an ActiveSync DeviceId), or nil.
+	// It lies in the line too.
+	Device []byte
 	// Time is the line's own timestamp, or the time it was read if it has none.
 	Time time.Time
 	// Timed reports whether Time came from the line.
@@ -81,7 +88,7 @@ func New(name string, d Definition, opts Options) (*Filter, error) {
 		if !ok {
 			return nil, &UnknownParserError{Filter: name, Parser: d.Parser}
 		}
-		f.read, f.rules, f.account = fm.reader(opts), fm.kinds, fm.account
+		f.read, f.rules, f.account, f.device, f.lineTime = fm.reader(opts), fm.kinds, fm.account, fm.device, fm.time
 		f.literal = []byte(skipLiteral([][]string{{fm.literal}}))
 		if fm.success != nil && opts.Successes {
 			f.readSuccess, f.successLit = fm.success(opts), []byte(fm.successLiteral)
@@ -257,7 +264,7 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 	if f.literal != nil && !bytes.Contains(line, f.literal) {
 		return f.matchSuccess(line, now)
 	}
-	addr, user, rule, r := f.find(line)
+	addr, user, device, rule, r := f.find(line)
 	if r == NoMatch {
 		return f.matchSuccess(line, now)
 	}
@@ -269,10 +276,8 @@ func (f *Filter) Match(line []byte, now time.Time) (Match, Result) {
 			return Match{}, Ignored
 		}
 	}
-	m := Match{Addr: addr, Account: user, Time: now, Rule: rule}
-	if t, ok := f.times.Parse(line, now); ok {
-		m.Time, m.Timed = t, true
-	}
+	m := Match{Addr: addr, Account: user, Device: device, Time: now, Rule: rule}
+	m.Time, m.Timed = f.LineTime(line, now)
 	return m, Matched
 }
 
@@ -289,7 +294,7 @@ func (f *Filter) matchSuccess(line []byte, now time.Time) (Match, Result) {
 		addr, user, ok = f.readSuccess(line)
 	}
 	for _, p := range f.success {
-		if addr, user, ok = p.match(line); ok && len(user) > 0 {
+		if addr, user, _, ok = p.match(line); ok && len(user) > 0 {
 			break
 		}
 	}
@@ -304,26 +309,36 @@ func (f *Filter) matchSuccess(line []byte, now time.Time) (Match, Result) {
 // LineTime returns the time written in line, or now if it carries none; timed says
 // which.
 func (f *Filter) LineTime(line []byte, now time.Time) (t time.Time, timed bool) {
+	if f.lineTime != nil {
+		if t, ok := f.lineTime(line); ok {
+			return t, true
+		}
+		return now, false
+	}
 	if t, ok := f.times.Parse(line, now); ok {
 		return t, true
 	}
 	return now, false
 }
 
-// find runs the format, or the failregexes in order until one matches.
-func (f *Filter) find(line []byte) (netip.Addr, []byte, int, Result) {
+// find runs the format, or the failregexes in order until one matches: the address,
+// the account and the device the line names, and the rule that matched.
+func (f *Filter) find(line []byte) (netip.Addr, []byte, []byte, int, Result) {
 	if f.read != nil {
 		addr, kind, r := f.read(line)
-		var user []byte
+		var user, device []byte
 		if r == Matched && f.account != nil {
 			user = f.account(line)
 		}
-		return addr, user, kind, r
+		if r == Matched && f.device != nil {
+			device = f.device(line)
+		}
+		return addr, user, device, kind, r
 	}
 	for i, p := range f.fail {
-		if addr, user, ok := p.match(line); ok {
-			return addr, user, i, Matched
+		if addr, user, device, ok := p.match(line); ok {
+			return addr, user, device, i, Matched
 		}
 	}
-	return netip.Addr{}, nil, 0, NoMatch
+	return netip.Addr{}, nil, nil, 0, NoMatch
 }

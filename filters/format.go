@@ -4,6 +4,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // A format reads one family of log lines field by field, the way the server that writes
@@ -22,6 +23,11 @@ type format struct {
 	// account, if set, reads the account a line the reader counted names, or nil if it
 	// names none. It is called on counted lines only.
 	account func(line []byte) []byte
+	// device, if set, reads the device a counted line names, or nil.
+	device func(line []byte) []byte
+	// time, if set, reads the time a line carries where TimeParser does not find it
+	// (not at the start of the line).
+	time func(line []byte) (time.Time, bool)
 	// success, if set, reads the logins that worked, each line holding successLiteral.
 	success        func(Options) successReader
 	successLiteral string
@@ -60,6 +66,14 @@ var formats = map[string]format{
 		account:        mailboxAccount,
 		success:        mailboxLogin,
 		successLiteral: mailboxLoginLiteral,
+	},
+	"nginx-activesync": {
+		literal: activeSyncLiteral,
+		kinds:   activeSyncKinds,
+		reader:  func(Options) lineReader { return activeSync },
+		account: activeSyncAccount,
+		device:  activeSyncDevice,
+		time:    nginxTime,
 	},
 	"jetty-dosfilter": {
 		literal: dosAlertLiteral,

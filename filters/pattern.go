@@ -29,6 +29,14 @@ const (
 	userPattern = `[^\s,;\[\]<>()"']+`
 )
 
+// deviceTag is the placeholder for the device a line names (an ActiveSync DeviceId),
+// and devicePattern what it matches: letters, digits, '-', '_', '.' and ':', at most
+// maxDeviceLen of them (a longer capture is no device).
+const (
+	deviceTag     = "<DEVICE>"
+	devicePattern = `[-\w.:]+`
+)
+
 // ErrNoHost reports a failregex without a <HOST> placeholder.
 var ErrNoHost = errors.New("failregex has no <HOST>")
 
@@ -37,6 +45,7 @@ type pattern struct {
 	re       *regexp.Regexp
 	hosts    []int    // indexes of the host groups, in order
 	users    []int    // indexes of the user groups, in order
+	devices  []int    // indexes of the device groups, in order
 	literals [][]byte // texts every match contains, longest first
 }
 
@@ -56,11 +65,19 @@ func compilePattern(source string) (*pattern, error) {
 		u++
 		return fmt.Sprintf("(?P<user%d>%s)", u, userPattern)
 	})
+	d := 0
+	expanded = replaceTag(expanded, deviceTag, func() string {
+		d++
+		return fmt.Sprintf("(?P<device%d>%s)", d, devicePattern)
+	})
 	re, err := regexp.Compile(expanded)
 	if err != nil {
 		return nil, readable(err)
 	}
 	p := &pattern{re: re}
+	for i := 1; i <= d; i++ {
+		p.devices = append(p.devices, re.SubexpIndex(fmt.Sprintf("device%d", i)))
+	}
 	for i := 1; i <= n; i++ {
 		p.hosts = append(p.hosts, re.SubexpIndex(fmt.Sprintf("host%d", i)))
 	}
@@ -73,10 +90,11 @@ func compilePattern(source string) (*pattern, error) {
 	return p, nil
 }
 
-// compileIgnore compiles an ignoreregex. <HOST> and <USER> are allowed and expand as
-// in a failregex.
+// compileIgnore compiles an ignoreregex. <HOST>, <USER> and <DEVICE> are allowed and
+// expand as in a failregex.
 func compileIgnore(source string) (*regexp.Regexp, error) {
 	source = replaceTag(source, userTag, func() string { return "(?:" + userPattern + ")" })
+	source = replaceTag(source, deviceTag, func() string { return "(?:" + devicePattern + ")" })
 	re, err := regexp.Compile(replaceTag(source, hostTag, func() string {
 		return fmt.Sprintf("(?:%s)", hostPattern)
 	}))
@@ -111,31 +129,40 @@ func replaceTag(source, tag string, group func() string) string {
 	}
 }
 
-// match returns the address captured by the pattern in line, and the account if the
-// pattern has a <USER> that took part. ok is false when the pattern does not match or
-// the capture is not an IP address.
-func (p *pattern) match(line []byte) (addr netip.Addr, user []byte, ok bool) {
+// match returns the address captured by the pattern in line, and the account and the
+// device if the pattern has a <USER> or <DEVICE> that took part (a device longer than
+// maxDeviceLen is none). ok is false when the pattern does not match or the capture is
+// not an IP address.
+func (p *pattern) match(line []byte) (addr netip.Addr, user, device []byte, ok bool) {
 	for _, lit := range p.literals {
 		if !bytes.Contains(line, lit) {
-			return netip.Addr{}, nil, false
+			return netip.Addr{}, nil, nil, false
 		}
 	}
 	m := p.re.FindSubmatchIndex(line) // allocates only when it matches
 	if m == nil {
-		return netip.Addr{}, nil, false
+		return netip.Addr{}, nil, nil, false
 	}
-	for _, g := range p.users {
-		if m[2*g] >= 0 {
-			user = line[m[2*g]:m[2*g+1]]
-			break
-		}
+	user = firstGroup(line, m, p.users)
+	if device = firstGroup(line, m, p.devices); len(device) > maxDeviceLen {
+		device = nil
 	}
 	for _, g := range p.hosts {
 		if m[2*g] < 0 {
 			continue
 		}
 		addr, ok = ParseAddr(line[m[2*g]:m[2*g+1]])
-		return addr, user, ok
+		return addr, user, device, ok
 	}
-	return netip.Addr{}, nil, false
+	return netip.Addr{}, nil, nil, false
+}
+
+// firstGroup returns the text of the first of groups that took part in the match m.
+func firstGroup(line []byte, m []int, groups []int) []byte {
+	for _, g := range groups {
+		if m[2*g] >= 0 {
+			return line[m[2*g]:m[2*g+1]]
+		}
+	}
+	return nil
 }

@@ -523,6 +523,7 @@ func TestRandomGenuineLines(t *testing.T) {
 		{"zimbra-submission", Options{}, randomPostfix},
 		{"zimbra-mailbox-auth", trustBalancer, randomAudit},
 		{"zimbra-dosfilter", Options{}, randomJetty},
+		{"zimbra-activesync", Options{}, randomActiveSync},
 		// Reading logins too changes nothing for a failure, whatever the client wrote.
 		{"zimbra-submission", Options{Successes: true}, randomPostfix},
 		{"zimbra-mailbox-auth", Options{TrustedProxies: trustBalancer.TrustedProxies, Successes: true}, randomAudit},
