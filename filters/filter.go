@@ -21,10 +21,10 @@ type Filter struct {
 	// lineTime, if set, reads a line's time for a format whose lines do not begin
 	// with it; times reads the others.
 	lineTime func([]byte) (time.Time, bool)
-	rules   []string            // what counts a line: failregex sources, or the format's kinds
-	ignore  []*regexp.Regexp
-	literal []byte // every failure holds it; nil when there is no such text
-	times   TimeParser
+	rules    []string // what counts a line: failregex sources, or the format's kinds
+	ignore   []*regexp.Regexp
+	literal  []byte // every failure holds it; nil when there is no such text
+	times    TimeParser
 
 	// The logins that worked, read only with Options.Successes: successregex patterns
 	// or the format's reader, and the text every such line holds (nil: none known).
