@@ -127,16 +127,19 @@ type Action interface {
 	Stop(ctx context.Context) error
 }
 
-// Notice is something an operator should hear of that is no ban: a failure not counted
-// because its address logged in to the account recently (Kind "known-good"), most
-// likely a device of the account's own user with a stale password.
+// Notice is something an operator should hear of that no address action can hold: a
+// failure not counted because its address logged in to the account recently (Kind
+// "known-good"), most likely a device of the account's own user with a stale password;
+// a device or an account banned by a jail keyed by it, and its ban's end (Kinds
+// "device-ban", "device-unban", "user-ban", "user-unban").
 type Notice struct {
-	Jail string
-	Kind string
-	Addr netip.Addr
-	User string // the account, as the client sent it
-	Text string // what happened, in words
-	Time time.Time
+	Jail   string
+	Kind   string
+	Addr   netip.Addr // the address, or, for a device or account ban, the last seen with it
+	User   string     // the account, as the client sent it
+	Device string     // the device (an ActiveSync DeviceId), for a device ban
+	Text   string     // what happened, in words
+	Time   time.Time
 }
 
 // Notifier is implemented by the actions that can pass a Notice on (log, mail, webhook,

@@ -33,13 +33,13 @@ type ExecOptions struct {
 	Ban     []string `toml:"ban"`
 	Unban   []string `toml:"unban"`
 	Check   []string `toml:"check"`   // before each ban; if it fails, start is run again
-	Notify  []string `toml:"notify"`  // for a notice (see Notice): {ip}, {jail}, {user}, {kind}, {text}
+	Notify  []string `toml:"notify"`  // for a notice (see Notice): {ip}, {jail}, {user}, {device}, {kind}, {text}
 	Timeout string   `toml:"timeout"` // for each command, a Go duration
 }
 
 var placeholder = regexp.MustCompile(`\{[a-z]+\}`)
 
-var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true, "{user}": true, "{kind}": true, "{text}": true}
+var placeholders = map[string]bool{"{ip}": true, "{jail}": true, "{failures}": true, "{bantime}": true, "{user}": true, "{device}": true, "{kind}": true, "{text}": true}
 
 // Validate checks the options.
 func (o *ExecOptions) Validate() error {
@@ -56,7 +56,7 @@ func (o *ExecOptions) Validate() error {
 		for _, arg := range argv {
 			for _, p := range placeholder.FindAllString(arg, -1) {
 				if !placeholders[p] {
-					return fmt.Errorf("%s: unknown placeholder %s; valid: {ip}, {jail}, {failures}, {bantime}, {user}, {kind}, {text}", field, p)
+					return fmt.Errorf("%s: unknown placeholder %s; valid: {ip}, {jail}, {failures}, {bantime}, {user}, {device}, {kind}, {text}", field, p)
 				}
 			}
 		}
@@ -86,7 +86,7 @@ func expand(argv []string, b Ban) []string {
 	if !b.Permanent() {
 		bantime = strconv.FormatInt(int64(b.Expires.Sub(b.BannedAt).Round(time.Second)/time.Second), 10)
 	}
-	r := strings.NewReplacer("{ip}", b.Target(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime, "{user}", b.User)
+	r := strings.NewReplacer("{ip}", b.Target(), "{jail}", b.Jail, "{failures}", strconv.Itoa(b.Failures), "{bantime}", bantime, "{user}", b.User, "{device}", "")
 	out := make([]string, len(argv))
 	for i, a := range argv {
 		out[i] = r.Replace(a)
@@ -125,7 +125,7 @@ func (e *Exec) Notify(ctx context.Context, n Notice) error {
 	if len(e.opts.Notify) == 0 {
 		return nil
 	}
-	r := strings.NewReplacer("{ip}", n.Addr.String(), "{jail}", n.Jail, "{user}", n.User, "{kind}", n.Kind, "{text}", n.Text)
+	r := strings.NewReplacer("{ip}", n.Addr.String(), "{jail}", n.Jail, "{user}", n.User, "{device}", n.Device, "{kind}", n.Kind, "{text}", n.Text)
 	argv := make([]string, len(e.opts.Notify))
 	for i, a := range e.opts.Notify {
 		argv[i] = r.Replace(a)

@@ -126,11 +126,15 @@ func (l *Log) Notify(_ context.Context, n Notice) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.w == nil {
-		l.logger.Warn("notice", "jail", n.Jail, "kind", n.Kind, "addr", n.Addr, "user", n.User, "what", n.Text)
+		l.logger.Warn("notice", "jail", n.Jail, "kind", n.Kind, "addr", n.Addr, "user", n.User, "device", n.Device, "what", n.Text)
 		return nil
 	}
-	_, err := fmt.Fprintf(l.w, "%s notice jail=%s kind=%s addr=%s user=%q what=%q\n",
-		n.Time.UTC().Format(time.RFC3339), n.Jail, n.Kind, n.Addr, n.User, n.Text)
+	device := ""
+	if n.Device != "" {
+		device = " device=" + n.Device // letters, digits, '-', '_', '.' and ':' only
+	}
+	_, err := fmt.Fprintf(l.w, "%s notice jail=%s kind=%s addr=%s user=%q%s what=%q\n",
+		n.Time.UTC().Format(time.RFC3339), n.Jail, n.Kind, n.Addr, n.User, device, n.Text)
 	if err != nil {
 		return fmt.Errorf("writing a notice: %w", err)
 	}

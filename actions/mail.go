@@ -179,7 +179,11 @@ func (m *Mail) message(bans []Ban, notices []Notice) []byte {
 		b.WriteString("\r\n")
 	}
 	for _, n := range notices {
-		fmt.Fprintf(&b, "notice\t%s\t%s\t%s\taccount %q\t%s\r\n", n.Addr, n.Jail, n.Kind, n.User, n.Text)
+		fmt.Fprintf(&b, "notice\t%s\t%s\t%s\taccount %q", n.Addr, n.Jail, n.Kind, n.User)
+		if n.Device != "" {
+			fmt.Fprintf(&b, "\tdevice %q", n.Device)
+		}
+		fmt.Fprintf(&b, "\t%s\r\n", n.Text)
 	}
 	return []byte(b.String())
 }

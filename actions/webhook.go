@@ -47,10 +47,11 @@ func (o *WebhookOptions) Validate() error {
 type WebhookEvent struct {
 	Event    string     `json:"event"` // "ban" or "unban"
 	Jail     string     `json:"jail"`
-	Addr     string     `json:"addr"`           // an address, or a network in CIDR notation
-	User     string     `json:"user,omitempty"` // the account, in a jail keyed by user
-	Kind     string     `json:"kind,omitempty"` // a notice's kind ("known-good")
-	Text     string     `json:"text,omitempty"` // a notice's words
+	Addr     string     `json:"addr"`             // an address, or a network in CIDR notation
+	User     string     `json:"user,omitempty"`   // the account, in a jail keyed by user
+	Device   string     `json:"device,omitempty"` // a notice's device, in a jail keyed by device
+	Kind     string     `json:"kind,omitempty"`   // a notice's kind ("known-good")
+	Text     string     `json:"text,omitempty"`   // a notice's words
 	Failures int        `json:"failures"`
 	BannedAt time.Time  `json:"banned_at"`
 	Expires  *time.Time `json:"expires"` // null: until unbanned
@@ -86,7 +87,7 @@ func (w *Webhook) Unban(ctx context.Context, b Ban) error { return w.post(ctx, "
 
 // Notify posts the notice as an event "notice".
 func (w *Webhook) Notify(ctx context.Context, n Notice) error {
-	return w.send(ctx, WebhookEvent{Event: "notice", Jail: n.Jail, Addr: n.Addr.String(), User: n.User, Kind: n.Kind, Text: n.Text, BannedAt: n.Time}, n.Addr.String())
+	return w.send(ctx, WebhookEvent{Event: "notice", Jail: n.Jail, Addr: n.Addr.String(), User: n.User, Device: n.Device, Kind: n.Kind, Text: n.Text, BannedAt: n.Time}, n.Addr.String())
 }
 
 func (w *Webhook) post(ctx context.Context, event string, b Ban) error {

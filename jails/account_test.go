@@ -12,7 +12,7 @@ import (
 // account's fifth failure (before the 10 of Zimbra's zimbraPasswordLockoutMaxFailures
 // default), each later one at its first failure while the account is under attack.
 func TestAccountKeyBansEveryAddress(t *testing.T) {
-	j := New("sasl", testFilter(t), Settings{MaxRetry: 5, FindTime: time.Hour, Key: KeyUser})
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 5, FindTime: time.Hour, Key: KeyUser, BanAddresses: true})
 	var banned []string
 	firstAt := 0
 	for i := range 50 {
@@ -56,7 +56,7 @@ func TestKnownGoodAddress(t *testing.T) {
 	trust.Login([]byte("anna@example.com"), home, t0.Add(-24*time.Hour))
 	for _, key := range []string{KeyAddress, KeyUser} {
 		t.Run(key, func(t *testing.T) {
-			j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: key, Trust: trust, TrustTime: 30 * 24 * time.Hour})
+			j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: key, BanAddresses: key == KeyUser, Trust: trust, TrustTime: 30 * 24 * time.Hour})
 			var got []Ticket
 			for i := range 20 {
 				at := t0.Add(time.Duration(i) * time.Minute)
@@ -90,7 +90,7 @@ func TestAccountKeySparesKnownGood(t *testing.T) {
 	trust := NewTrust()
 	home := netip.MustParseAddr("203.0.113.50")
 	trust.Login([]byte("anna@example.com"), home, t0)
-	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: KeyUser, Trust: trust, TrustTime: time.Hour})
+	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: time.Hour, Key: KeyUser, BanAddresses: true, Trust: trust, TrustTime: time.Hour})
 	var got []Ticket
 	for i := range 3 {
 		got = append(got, j.FailureOf(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), "anna@example.com", t0, t0)...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,17 @@ type Settings struct {
 	Ignore   *IgnoreList
 	// Subnet, if on, bans a network when enough of its addresses fail.
 	Subnet Subnet
-	// Key is what failures are counted by: KeyAddress ("" too) or KeyUser. A jail
-	// keyed by user counts a failure naming no account by its address.
+	// Key is what failures are counted by: KeyAddress ("" too), KeyUser or
+	// KeyDevice. A jail keyed by user counts a failure naming no account by its
+	// address; one keyed by device does not count a line naming no device.
 	Key string
+	// BanAddresses, in a jail keyed by user or device, bans the addresses seen with a
+	// key that reached maxretry within findtime, and each new one while it stays hot.
+	BanAddresses bool
+	// KeyBan, if set, is handed the ban of each key (account, device) that reaches
+	// maxretry within findtime, for the actions that can hold no address. It is
+	// called on the reading path: it must not wait.
+	KeyBan func(KeyBan)
 	// Trust, if set, holds the logins that worked: a failure against an account from
 	// an address that logged in to it within TrustTime does not count (it is reported
 	// instead), and no network holding such an address is banned.
@@ -107,7 +116,7 @@ type Jail struct {
 	mu       sync.Mutex
 	window   *Window
 	nets     *netWindow          // nil without a Subnet
-	accounts *accountWindow      // nil unless keyed by user
+	keys     *keyWindow          // nil unless keyed by user or device
 	matches  matches             // the last lines of recently failing addresses
 	reported map[reportKey]int64 // known-good pairs last reported, Unix nanoseconds
 
@@ -126,8 +135,8 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 		s.Ignore = NewIgnoreList()
 	}
 	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[reportKey]int64{}}
-	if s.Key == KeyUser {
-		j.accounts = newAccountWindow(s.MaxRetry, s.FindTime)
+	if s.Key == KeyUser || s.Key == KeyDevice {
+		j.keys = newKeyWindow(s.MaxRetry, s.FindTime)
 	}
 	if s.Subnet.On() {
 		if s.Subnet.FindTime <= 0 {
@@ -162,7 +171,7 @@ func (j *Jail) LineFrom(line []byte, now time.Time, from Origin, tickets []Ticke
 	if m.Timed {
 		j.skew.observe(m.Time, now)
 	}
-	return j.failure(m.Addr, string(m.Account), m.Time, now, from, line, tickets)
+	return j.failure(m.Addr, string(m.Account), string(m.Device), m.Time, now, from, line, tickets)
 }
 
 // login records a login that worked. A pair that logged in within the last hour before
@@ -207,17 +216,25 @@ const FutureTolerance = time.Minute
 // It returns the tickets the failure led to: the address's, when it reached maxretry,
 // and its network's, when enough of the network's addresses failed.
 func (j *Jail) Failure(addr netip.Addr, t, now time.Time) []Ticket {
-	return j.failure(addr, "", t, now, Origin{}, nil, nil)
+	return j.failure(addr, "", "", t, now, Origin{}, nil, nil)
 }
 
 // FailureOf is Failure for a failure against account.
 func (j *Jail) FailureOf(addr netip.Addr, account string, t, now time.Time) []Ticket {
-	return j.failure(addr, account, t, now, Origin{}, nil, nil)
+	return j.failure(addr, account, "", t, now, Origin{}, nil, nil)
 }
 
-// failure counts a failure of addr against account ("" for none named) and appends
-// the tickets it leads to; line, if any, is the log line it was found in.
-func (j *Jail) failure(addr netip.Addr, account string, t, now time.Time, from Origin, line []byte, tickets []Ticket) []Ticket {
+// RequestOf is Failure for a request of device (a line a rate jail counts).
+func (j *Jail) RequestOf(addr netip.Addr, device string, t, now time.Time) []Ticket {
+	return j.failure(addr, "", device, t, now, Origin{}, nil, nil)
+}
+
+// failure counts a failure of addr against account, from device ("" for none named),
+// and appends the tickets it leads to; line, if any, is the log line it was found in.
+func (j *Jail) failure(addr netip.Addr, account, device string, t, now time.Time, from Origin, line []byte, tickets []Ticket) []Ticket {
+	if j.settings.Key == KeyDevice && device == "" {
+		return tickets // a device jail counts devices: an address may be a whole office
+	}
 	addr = addr.Unmap()
 	if t.After(now.Add(FutureTolerance)) {
 		t = now
@@ -243,15 +260,8 @@ func (j *Jail) failure(addr netip.Addr, account string, t, now time.Time, from O
 	if line != nil {
 		j.matches.add(addr, line)
 	}
-	if j.accounts != nil && account != "" {
-		n, addrs := j.accounts.add(account, addr, t, now)
-		for _, a := range addrs {
-			if j.settings.Trust.Good(account, a, now, j.settings.TrustTime) {
-				continue // one of the account's own: it is reported at its own failures
-			}
-			tickets = append(tickets, Ticket{Jail: j.name, Addr: a, User: account, Failures: n, Time: t,
-				Why: accountWhy(account, n, j.settings.FindTime), Lines: j.matches.take(a)})
-		}
+	if key := j.keyOf(account, device); key != "" {
+		tickets = j.keyFailure(key, account, addr, t, now, tickets)
 	} else if n, reached := j.window.Add(addr, t, now); reached {
 		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, User: account, Failures: n, Time: t, Lines: j.matches.take(addr)})
 	}
@@ -271,6 +281,41 @@ func (j *Jail) failure(addr netip.Addr, account string, t, now time.Time, from O
 					Why: netWhy(p, n, j.settings.Subnet.FindTime)})
 			}
 		}
+	}
+	return tickets
+}
+
+// keyOf returns the key a jail keyed by user or device counts a line by: its account
+// or its device; "" for a jail keyed by address.
+func (j *Jail) keyOf(account, device string) string {
+	switch {
+	case j.keys == nil:
+		return ""
+	case j.settings.Key == KeyDevice:
+		return device
+	}
+	return account
+}
+
+// keyFailure counts a failure (or request) of key, an account or a device, from addr,
+// and appends the tickets it leads to. Its caller holds j.mu.
+func (j *Jail) keyFailure(key, account string, addr netip.Addr, t, now time.Time, tickets []Ticket) []Ticket {
+	n, addrs, reached := j.keys.add(key, addr, t, now)
+	why := accountWhy(key, n, j.settings.FindTime)
+	if j.settings.Key == KeyDevice {
+		why = deviceWhy(key, n, j.settings.FindTime)
+	}
+	if reached && j.settings.KeyBan != nil {
+		j.settings.KeyBan(KeyBan{Jail: j.name, Kind: j.settings.Key, Key: key, Addrs: slices.Clone(addrs), Count: n, Time: t})
+	}
+	if !j.settings.BanAddresses {
+		return tickets
+	}
+	for _, a := range addrs {
+		if account != "" && j.settings.Trust.Good(account, a, now, j.settings.TrustTime) {
+			continue // one of the account's own: it is reported at its own failures
+		}
+		tickets = append(tickets, Ticket{Jail: j.name, Addr: a, User: account, Failures: n, Time: t, Why: why, Lines: j.matches.take(a)})
 	}
 	return tickets
 }
@@ -305,8 +350,8 @@ func (j *Jail) Prune(now time.Time) {
 	if j.nets != nil {
 		j.nets.prune(now)
 	}
-	if j.accounts != nil {
-		j.accounts.prune(now)
+	if j.keys != nil {
+		j.keys.prune(now)
 	}
 	limit := now.Add(-j.settings.FindTime).UnixNano()
 	for k, at := range j.reported {
@@ -350,7 +395,7 @@ func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
 
 // Counts are a jail's failure figures.
 type Counts struct {
-	CurrentlyFailed int   // addresses (in a jail keyed by user, accounts too) with failures within findtime
+	CurrentlyFailed int   // addresses (in a jail keyed by user or device, keys too) with failures within findtime
 	TotalFailed     int64 // failures counted since the jail started
 	Ignored         int64 // failures of addresses on the ignore list
 	// Dropped are failures the filter itself set aside: its ignoreregex, or a format
@@ -376,9 +421,9 @@ func (j *Jail) Counts(now time.Time) Counts {
 		j.nets.prune(now)
 		nets = len(j.nets.nets)
 	}
-	if j.accounts != nil {
-		j.accounts.prune(now)
-		n += len(j.accounts.accounts)
+	if j.keys != nil {
+		j.keys.prune(now)
+		n += len(j.keys.accounts)
 	}
 	j.mu.Unlock()
 	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load(),

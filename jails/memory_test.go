@@ -75,7 +75,7 @@ func BenchmarkTrackedAccountMemory(b *testing.B) {
 			var perAccount float64
 			for b.Loop() {
 				perAccount = heapPer(n, func() any {
-					w := newAccountWindow(5, time.Hour)
+					w := newKeyWindow(5, time.Hour)
 					for i, name := range names {
 						for k := range per {
 							w.add(name, netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(k + 1)}), t0, t0)
