@@ -52,6 +52,15 @@ func BuiltinNames() []string {
 	return names
 }
 
+// ReadsDevices reports whether a filter of d names the device of a line it counts: a
+// failregex with <DEVICE>, or a format that reads devices.
+func ReadsDevices(d Definition) bool {
+	if d.Parser != "" {
+		return formats[d.Parser].device != nil
+	}
+	return slices.ContainsFunc(d.FailRegex, func(re string) bool { return strings.Contains(re, deviceTag) })
+}
+
 // Equal reports whether d and o match the same lines.
 func (d Definition) Equal(o Definition) bool {
 	return d.Parser == o.Parser && slices.Equal(d.FailRegex, o.FailRegex) && slices.Equal(d.IgnoreRegex, o.IgnoreRegex)

@@ -130,8 +130,15 @@ type Jail struct {
 	// SubnetBanTime is how long (< 0: until unbanned). Off without the table.
 	Subnet        jails.Subnet
 	SubnetBanTime time.Duration
-	// Key is what failures are counted by: jails.KeyAddress or jails.KeyUser.
+	// Mode is what the jail counts: ModeFailures (its filter's lines are failures) or
+	// ModeRate (they are requests, and too many too fast is what is banned).
+	Mode string
+	// Key is what lines are counted by: jails.KeyAddress, jails.KeyUser or
+	// jails.KeyDevice.
 	Key string
+	// BanAddresses, in a jail keyed by user or device, bans the addresses seen with a
+	// key at its ban too (default: true keyed by user, false by device).
+	BanAddresses bool
 	// TrustTime is how long a login that worked makes its address trusted for its
 	// account; 0: the jail trusts none (and reads no successes).
 	TrustTime time.Duration
@@ -144,7 +151,18 @@ type Jail struct {
 // account, unless a jail says otherwise.
 const DefaultTrustTime = 30 * 24 * time.Hour
 
-var keyChoices = []string{jails.KeyAddress, jails.KeyUser}
+var keyChoices = []string{jails.KeyAddress, jails.KeyUser, jails.KeyDevice}
+
+// What a jail counts.
+const (
+	// ModeFailures counts the filter's lines as failures (the default).
+	ModeFailures = "failures"
+	// ModeRate counts them as requests: a rate, whatever their outcome. Logins that
+	// worked excuse none, and there is no subnet escalation.
+	ModeRate = "rate"
+)
+
+var modeChoices = []string{ModeFailures, ModeRate}
 
 // Equal reports whether a and b are the same jail.
 func (j Jail) Equal(o Jail) bool { return reflect.DeepEqual(j, o) }
@@ -200,7 +218,10 @@ type jailData struct {
 	Start    *string   `toml:"start"`
 	Farm     *string   `toml:"farm"`
 	Key      *string   `toml:"key"`
+	Mode     *string   `toml:"mode"`
 	Notify   *[]string `toml:"notify"`
+
+	BanAddresses *bool `toml:"ban_addresses"`
 
 	TrustTime *Duration `toml:"trust_time"`
 
@@ -777,16 +798,39 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	if sn := d.Subnet; sn != nil {
 		l.buildSubnet(&j, sn, key+"subnet.", at("subnet"))
 	}
-	j.Key, j.TrustTime = jails.KeyAddress, DefaultTrustTime
+	j.Key, j.TrustTime, j.Mode = jails.KeyAddress, DefaultTrustTime, ModeFailures
 	if d.Key != nil {
 		if j.Key = *d.Key; !slices.Contains(keyChoices, j.Key) {
 			l.fail(at("key"), 0, key+"key", "unknown key %q; valid: %s", j.Key, strings.Join(keyChoices, ", "))
 		}
 	}
-	if j.Key == jails.KeyUser && j.Farm == FarmCount {
-		l.fail(at("key"), 0, key+"key", "a jail keyed by user counts on this host: set farm = \"bans\" (its bans are still shared) or \"local\"")
+	if j.Key != jails.KeyAddress && j.Farm == FarmCount {
+		l.fail(at("key"), 0, key+"key", "a jail keyed by %s counts on this host: set farm = \"bans\" (its bans are still shared) or \"local\"", j.Key)
 	}
-	if d.TrustTime != nil {
+	if f, ok := cfg.Filters[j.Filter]; ok && j.Key == jails.KeyDevice && !filters.ReadsDevices(f.Definition) {
+		l.fail(at("key"), 0, key+"key", "filter %q reads no device: key = \"device\" needs <DEVICE> in its failregex, or a filter such as zimbra-activesync", j.Filter)
+	}
+	j.BanAddresses = j.Key == jails.KeyUser
+	if d.BanAddresses != nil {
+		if j.BanAddresses = *d.BanAddresses; j.Key == jails.KeyAddress {
+			l.fail(at("ban_addresses"), 0, key+"ban_addresses", "only a jail keyed by user or device bans addresses apart from its key; this jail is keyed by address")
+		}
+	}
+	if d.Mode != nil {
+		if j.Mode = *d.Mode; !slices.Contains(modeChoices, j.Mode) {
+			l.fail(at("mode"), 0, key+"mode", "unknown mode %q; valid: %s", j.Mode, strings.Join(modeChoices, ", "))
+		}
+	}
+	if j.Mode == ModeRate {
+		j.TrustTime = 0 // a request is counted whoever sends it
+		if d.TrustTime != nil && *d.TrustTime != 0 {
+			l.fail(at("trust_time"), 0, key+"trust_time", "a rate jail counts every request, logged in or not: remove trust_time, or use mode = \"failures\"")
+		}
+		if d.Subnet != nil {
+			l.fail(at("subnet"), 0, key+"subnet", "a rate jail bans what sends too much, not networks: remove [%ssubnet], or use mode = \"failures\"", key)
+		}
+	}
+	if d.TrustTime != nil && j.Mode != ModeRate {
 		if j.TrustTime = time.Duration(*d.TrustTime); j.TrustTime < 0 {
 			l.fail(at("trust_time"), 0, key+"trust_time", "must be a length of time (0: trust no login), not -1")
 		}
@@ -807,6 +851,11 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	}
 	if d.Actions == nil || len(*d.Actions) == 0 {
 		l.fail(at("actions"), 0, key+"actions", "no actions; name at least one of: %s", actionChoices(cfg))
+	} else if j.Key != jails.KeyAddress && !j.BanAddresses && !slices.ContainsFunc(*d.Actions, func(a string) bool {
+		kind, _ := actions.Lookup(cfg.Actions[a].Type)
+		return kind.Notifies
+	}) {
+		l.fail(at("actions"), 0, key+"actions", "a jail keyed by %s bans no address (ban_addresses = false): name a log, mail, webhook or exec action to hear of its bans", j.Key)
 	} else {
 		for i, a := range *d.Actions {
 			if _, ok := cfg.Actions[a]; !ok {
