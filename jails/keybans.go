@@ -100,7 +100,7 @@ func (k *KeyBans) Expire(now time.Time) []KeyBan {
 			out = append(out, b)
 		}
 	}
-	sortKeyBans(out)
+	SortKeyBans(out)
 	return out
 }
 
@@ -114,11 +114,12 @@ func (k *KeyBans) List(jail string) []KeyBan {
 			out = append(out, b)
 		}
 	}
-	sortKeyBans(out)
+	SortKeyBans(out)
 	return out
 }
 
-func sortKeyBans(bs []KeyBan) {
+// SortKeyBans sorts bans by jail, kind and key.
+func SortKeyBans(bs []KeyBan) {
 	slices.SortFunc(bs, func(a, b KeyBan) int {
 		return cmp.Or(cmp.Compare(a.Jail, b.Jail), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Key, b.Key))
 	})
@@ -183,6 +184,6 @@ func (k *KeyBans) Load(bans []KeyBan, now time.Time) (ended []KeyBan) {
 		}
 		k.bans[b.id()] = b
 	}
-	sortKeyBans(ended)
+	SortKeyBans(ended)
 	return ended
 }

@@ -69,6 +69,16 @@ var schema = []string{
 		last_login TEXT NOT NULL, -- RFC 3339, UTC
 		PRIMARY KEY (account, addr)
 	) WITHOUT ROWID`,
+	7: `CREATE TABLE key_bans (   -- bans of accounts and devices, which no firewall holds
+		jail       TEXT NOT NULL,
+		kind       TEXT NOT NULL,    -- user, device
+		key        TEXT NOT NULL,    -- the account or device, as the client sent it
+		banned_at  TEXT NOT NULL,    -- RFC 3339, UTC
+		expires_at TEXT,             -- RFC 3339, UTC; NULL: until unbanned
+		count      INTEGER NOT NULL, -- failures or requests within findtime
+		addrs      TEXT NOT NULL,    -- the addresses seen with it, space-separated
+		PRIMARY KEY (jail, kind, key)
+	) WITHOUT ROWID`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -526,6 +536,69 @@ func (s *Store) KnownGood(ctx context.Context, since time.Time) ([]jails.Trusted
 		if err1 == nil && err2 == nil {
 			out = append(out, jails.TrustedPair{Account: account, Addr: a.Unmap(), Last: t})
 		}
+	}
+	return out, rows.Err()
+}
+
+// SaveKeyBans records the bans of accounts and devices made, and forgets those ended.
+func (s *Store) SaveKeyBans(ctx context.Context, c jails.KeyBanChanges) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
+	for _, b := range c.Deletes {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM key_bans WHERE jail = ? AND kind = ? AND key = ?", b.Jail, b.Kind, b.Key); err != nil {
+			return fmt.Errorf("forgetting the ban of %s %q: %w", b.Kind, b.Key, err)
+		}
+	}
+	for _, b := range c.Saves {
+		var expires any
+		if !b.Permanent() {
+			expires = b.Expires.UTC().Format(time.RFC3339Nano)
+		}
+		addrs := make([]string, len(b.Addrs))
+		for i, a := range b.Addrs {
+			addrs[i] = a.String()
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO key_bans (jail, kind, key, banned_at, expires_at, count, addrs) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			b.Jail, b.Kind, b.Key, b.BannedAt.UTC().Format(time.RFC3339Nano), expires, b.Count, strings.Join(addrs, " ")); err != nil {
+			return fmt.Errorf("saving the ban of %s %q: %w", b.Kind, b.Key, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// KeyBans returns the bans of accounts and devices recorded. A row that cannot be read
+// is skipped.
+func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT jail, kind, key, banned_at, expires_at, count, addrs FROM key_bans")
+	if err != nil {
+		return nil, fmt.Errorf("reading bans of accounts and devices: %w", err)
+	}
+	defer rows.Close()
+	var out []jails.KeyBan
+	for rows.Next() {
+		var b jails.KeyBan
+		var bannedAt, addrs string
+		var expires sql.NullString
+		if err := rows.Scan(&b.Jail, &b.Kind, &b.Key, &bannedAt, &expires, &b.Count, &addrs); err != nil {
+			return out, err
+		}
+		var err1, err2 error
+		b.BannedAt, err1 = time.Parse(time.RFC3339Nano, bannedAt)
+		if expires.Valid {
+			b.Expires, err2 = time.Parse(time.RFC3339Nano, expires.String)
+		}
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		for _, f := range strings.Fields(addrs) {
+			if a, err := netip.ParseAddr(f); err == nil {
+				b.Addrs = append(b.Addrs, a)
+			}
+		}
+		out = append(out, b)
 	}
 	return out, rows.Err()
 }

@@ -203,3 +203,38 @@ func TestNetworkAndAccountBansSurviveReopening(t *testing.T) {
 		t.Errorf("after deleting the network's ban: %+v", bans)
 	}
 }
+
+func TestKeyBansSurviveReopening(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "logban.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 29, 10, 0, 0, 123, time.UTC)
+	device := jails.KeyBan{Jail: "mobile", Kind: jails.KeyDevice, Key: "ApplF17XK0ZZHG7F", Count: 150, BannedAt: at, Expires: at.Add(10 * time.Minute),
+		Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8::11")}}
+	account := jails.KeyBan{Jail: "sasl", Kind: jails.KeyUser, Key: `bob "the" admin`, Count: 5, BannedAt: at}
+	if err := s.SaveKeyBans(ctx, jails.KeyBanChanges{Saves: []jails.KeyBan{device, account}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.KeyBans(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	jails.SortKeyBans(got)
+	if !reflect.DeepEqual(got, []jails.KeyBan{device, account}) {
+		t.Errorf("read back\n %+v\nwant\n %+v", got, []jails.KeyBan{device, account})
+	}
+	if err := s.SaveKeyBans(ctx, jails.KeyBanChanges{Deletes: []jails.KeyBan{{Jail: "mobile", Kind: jails.KeyDevice, Key: "ApplF17XK0ZZHG7F"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.KeyBans(ctx); len(got) != 1 || got[0].Key != account.Key {
+		t.Errorf("after the delete: %+v", got)
+	}
+}
