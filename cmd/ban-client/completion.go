@@ -20,6 +20,7 @@ var commandSummaries = []struct{ name, summary string }{
 	{"banip", "ban addresses in a jail by hand"},
 	{"unbanip", "lift the bans of addresses"},
 	{"unban", "lift every ban"},
+	{"unbankey", "lift the ban of an account or device"},
 	{"reload", "reread the configuration of the server"},
 	{"farm", "the farm as this host sees it"},
 	{"version", "the versions of this client and the server"},
@@ -33,7 +34,7 @@ var commandSummaries = []struct{ name, summary string }{
 
 // Which commands complete what: a jail first, a banned address, a file.
 var (
-	completesJail    = []string{"status", "banip", "get", "set"}
+	completesJail    = []string{"status", "banip", "get", "set", "unbankey"}
 	completesAddress = []string{"unbanip", "why", "history"}
 	completesFile    = []string{"test-filter", "import-fail2ban"}
 )

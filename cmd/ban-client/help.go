@@ -41,6 +41,12 @@ var commandHelp = map[string]string{
   Lift every ban; in a farm on every host, or with --local on this one only.
   ban-client unban --all
   ban-client unban --all --local`,
+	"unbankey": `ban-client unbankey JAIL KEY
+  Lift the ban of an account or a device in a jail keyed by user or device (status JAIL
+  lists them). The addresses banned with it (ban_addresses) keep their own bans: lift
+  those with unbanip.
+  ban-client unbankey carbonio-mobile ApplF17XK0ZZHG7F
+  ban-client unbankey zimbra-submission-accounts anna@example.com`,
 	"reload": `ban-client reload
   Reread the server's configuration; a bad one is refused with its errors and the
   running one stays. Log action files are reopened (for logrotate).

@@ -37,6 +37,7 @@ Commands:
                               farm, on every host (--local: on this host only)
   unban --all [--local]       lift every ban; in a farm on every host, or with --local
                               on this one only
+  unbankey JAIL KEY           lift the ban of an account or device in a jail keyed by it
   reload                      reread the server's configuration; a bad one is refused
                               and its errors shown
   farm                        the farm: connection, servers, nodes seen, the farm's
@@ -300,6 +301,15 @@ func (x cli) command(ctx context.Context, args []string) error {
 			return err
 		}
 		return x.results("unbanned", rs)
+	case "unbankey":
+		if len(args) != 2 {
+			return usageError{"unbankey takes a jail and an account or device"}
+		}
+		b, err := c.UnbanKey(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		return x.print(b, func() { fmt.Fprintf(w, "%s %s unbanned (%s)\n", b.Kind, b.Key, b.Jail) })
 	case "why":
 		if len(args) != 1 {
 			return usageError{"why takes one address"}
@@ -624,6 +634,9 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	fmt.Fprintf(w, "Status for the jail: %s\n", s.Name)
 	fmt.Fprintln(w, "|- Filter")
 	fmt.Fprintf(w, "|  |- Currently failed:\t%d\n", s.CurrentlyFailed)
+	if s.Mode == "rate" {
+		fmt.Fprintf(w, "|  |- Mode:\trate: every matching line counts, %d within %s are too many\n", s.MaxRetry, s.FindTime)
+	}
 	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
 	fmt.Fprintf(w, "|  |- Bytes behind:\t%d\n", behind)
 	if s.ClockAdvice != "" {
@@ -646,6 +659,15 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "|  |- Currently failing:\t%d\n", sn.Failing)
 		fmt.Fprintf(w, "|  |- Currently banned:\t%d\n", sn.Banned)
 		fmt.Fprintf(w, "|  `- Refused (holding an address never banned):\t%d\n", sn.Refused)
+	}
+	if s.Key == "user" || s.Key == "device" {
+		fmt.Fprintf(w, "|- Keyed by %s\n", s.Key)
+		fmt.Fprintf(w, "|  |- Currently banned:\t%d\n", len(s.KeyBans))
+		var keys []string
+		for _, b := range s.KeyBans {
+			keys = append(keys, fmt.Sprintf("%q", b.Key)) // the client's text: quoted
+		}
+		fmt.Fprintf(w, "|  `- Banned %s list:\t%s\n", s.Key, strings.Join(keys, " "))
 	}
 	fmt.Fprintln(w, "`- Actions")
 	fmt.Fprintf(w, "   |- Currently banned:\t%d\n", s.CurrentlyBanned)

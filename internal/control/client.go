@@ -126,6 +126,13 @@ func (c *Client) UnbanAll(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// UnbanKey lifts the ban of an account or a device in jail.
+func (c *Client) UnbanKey(ctx context.Context, jail, key string) (KeyBanInfo, error) {
+	var out KeyBanInfo
+	err := c.call(ctx, request{Command: cmdUnbanKey, Jail: jail, Key: key}, &out)
+	return out, err
+}
+
 func addrStrings(addrs []netip.Prefix) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {

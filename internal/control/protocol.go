@@ -32,6 +32,7 @@ const (
 	cmdFarm       = "farm"
 	cmdWhy        = "why"
 	cmdHistory    = "history"
+	cmdUnbanKey   = "unban-key"
 )
 
 type request struct {
@@ -40,6 +41,8 @@ type request struct {
 	Addrs   []string `json:"addrs,omitempty"`
 	// Local asks an unban (of addresses, or of all) on this host only, not on the farm's.
 	Local bool `json:"local,omitempty"`
+	// Key is the account or device of an unban-key.
+	Key string `json:"key,omitempty"`
 }
 
 type response struct {
@@ -75,6 +78,9 @@ type Engine interface {
 	// History returns the ban history of addr, or, for the zero Prefix, the addresses
 	// and networks banned last.
 	History(ctx context.Context, addr netip.Prefix) ([]HistoryEntry, error)
+	// UnbanKey lifts the ban of an account or a device (key) in jail, a jail keyed by
+	// user or device. The addresses banned with it keep their bans.
+	UnbanKey(ctx context.Context, jail, key string) (KeyBanInfo, error)
 }
 
 // Target is an address, or a network (Bits not 0), as the protocol carries it: JSON
@@ -192,8 +198,12 @@ type JailStatus struct {
 	Unrecorded int `json:"unrecorded,omitempty"`
 	// Subnet is the jail's escalation to networks, if it has one.
 	Subnet *SubnetStatus `json:"subnet,omitempty"`
-	// Key is what the jail counts failures by: "address" or "user".
+	// Mode is what the jail counts: "failures" or "rate" (requests).
+	Mode string `json:"mode,omitempty"`
+	// Key is what the jail counts failures by: "address", "user" or "device".
 	Key string `json:"key,omitempty"`
+	// KeyBans are the bans of accounts or devices in force, in a jail keyed by them.
+	KeyBans []KeyBanInfo `json:"key_bans,omitempty"`
 	// KnownGood are failures not counted because the address logged in to the account
 	// recently; Logins, the logins that worked the jail has seen.
 	KnownGood int64 `json:"known_good_failures,omitempty"`
@@ -252,6 +262,17 @@ type BanInfo struct {
 	Lines []string `json:"lines,omitempty"`
 	// Count is how many times the address was banned in the jail, this ban included.
 	Count int `json:"ban_count,omitempty"`
+}
+
+// KeyBanInfo is the ban of an account or a device, as shown to an operator.
+type KeyBanInfo struct {
+	Jail     string    `json:"jail"`
+	Kind     string    `json:"kind"` // "user" or "device"
+	Key      string    `json:"key"`
+	Count    int       `json:"count"` // failures, or requests, within findtime
+	Addrs    []string  `json:"addrs"` // the addresses seen with it within findtime
+	BannedAt time.Time `json:"banned_at"`
+	Expires  time.Time `json:"expires,omitzero"` // zero: until unbanned
 }
 
 // AddrResult says what a ban or unban request did to one address or network.

@@ -204,6 +204,11 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 			addr = addrs[0]
 		}
 		return engine.History(ctx, addr)
+	case cmdUnbanKey:
+		if req.Jail == "" || req.Key == "" {
+			return nil, &RemoteError{Code: CodeBadRequest, Message: "unban-key needs a jail and a key"}
+		}
+		return engine.UnbanKey(ctx, req.Jail, req.Key)
 	}
 	return nil, &RemoteError{Code: CodeBadRequest, Message: fmt.Sprintf("unknown command %q", req.Command)}
 }

@@ -61,11 +61,16 @@ func TestAccountKeyedJail(t *testing.T) {
 	if s.Key != "user" || s.Bans[0].User != "anna@example.com" {
 		t.Errorf("status %+v", s)
 	}
-	// The log action writes on its own time: wait for its 50 lines.
-	for deadline := time.Now().Add(10 * time.Second); strings.Count(h.banLog(), "\n") < 50 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	// The log action writes on its own time: wait for its 51 lines.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(h.banLog(), "\n") < 51 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 	}
-	if log := h.banLog(); strings.Count(log, ` user="anna@example.com"`) != 50 {
-		t.Errorf("the log action named the account %d times:\n%s", strings.Count(log, "anna@"), log)
+	// One line per address banned, and one notice of the account's ban.
+	log := h.banLog()
+	if strings.Count(log, ` user="anna@example.com"`+"\n") != 50 || strings.Count(log, `kind=user-ban addr=203.0.113.5 user="anna@example.com" what="user anna@example.com: 5 failures within 1h0m0s, from 5 addresses"`) != 1 {
+		t.Errorf("the log action's file:\n%s", log)
+	}
+	if s := h.waitFor("sasl", func(control.JailStatus) bool { return true }); len(s.KeyBans) != 1 || s.KeyBans[0].Key != "anna@example.com" {
+		t.Errorf("the account's ban: %+v", s.KeyBans)
 	}
 	bans, _ := h.client.List(context.Background(), "sasl")
 	if len(bans) != 50 || !strings.Contains(bans[0].Why, "failed against account anna@example.com") {

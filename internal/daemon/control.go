@@ -70,7 +70,10 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 			}
 		}
 	}
-	s.Key, s.KnownGood, s.Logins = jr.cfg.Key, fails.KnownGood, fails.Logins
+	s.Mode, s.Key, s.KnownGood, s.Logins = jr.cfg.Mode, jr.cfg.Key, fails.KnownGood, fails.Logins
+	for _, b := range d.keyBans.List(name) {
+		s.KeyBans = append(s.KeyBans, keyBanInfo(b))
+	}
 	s.ActionsPending = d.manager.Pending(name)
 	s.Unrecorded = d.manager.UnrecordedIn(name)
 	if sk := jr.skew.Load(); sk != nil {

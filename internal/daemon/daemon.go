@@ -85,6 +85,8 @@ type Daemon struct {
 	farm *farm.Farm
 	// trust holds the logins that worked, which every jail trusting them shares.
 	trust *jails.Trust
+	// keyBans are the bans of accounts and devices, which no firewall holds.
+	keyBans *jails.KeyBans
 	// notices wait here for the notify worker, which hands them to the actions named.
 	notices chan notice
 
@@ -151,6 +153,7 @@ func New(opts Options) (*Daemon, error) {
 		actions: map[string]*actionRuntime{},
 		readers: map[string]*pipeline.Reader{},
 		trust:   jails.NewTrust(),
+		keyBans: jails.NewKeyBans(),
 		notices: make(chan notice, noticeQueue),
 	}, nil
 }
@@ -387,7 +390,13 @@ func (d *Daemon) openStore(ctx context.Context) error {
 		return err
 	}
 	d.trust.Load(logins)
+	keyBans, err := s.KeyBans(ctx)
+	if err != nil {
+		s.Close()
+		return err
+	}
 	d.store, d.positions = s, positions
+	d.endKeyBans(d.keyBans.Load(keyBans, d.opts.Clock.Now()), "expired while ban-server was stopped")
 	d.manager.SetLedger(s)
 	return nil
 }
@@ -448,6 +457,12 @@ func (d *Daemon) judgeSkew() {
 // savePositions records the positions of the given readers that moved since last saved,
 // once the bans found in the lines before them are recorded.
 func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) {
+	// The bans of accounts and devices made in the lines read go first, as the logins
+	// below: a crash after the positions would otherwise lose them.
+	if err := d.saveKeyBans(ctx); err != nil {
+		d.logger.Error("saving bans", "err", err)
+		return
+	}
 	moved := map[string]watcher.Position{}
 	for _, r := range readers {
 		path, p := r.Path(), r.Position()
@@ -501,6 +516,9 @@ func (d *Daemon) remakeStore(ctx context.Context, cause error) {
 	if err := d.manager.Resync(ctx, s); err != nil {
 		d.logger.Error("recording the bans in force in the new database; retried", "database", path, "err", err)
 	}
+	if err := s.SaveKeyBans(ctx, jails.KeyBanChanges{Saves: d.keyBans.List("")}); err != nil {
+		d.logger.Error("recording the bans of accounts and devices in the new database", "database", path, "err", err)
+	}
 	if err := s.SavePositions(ctx, d.positions); err != nil {
 		d.logger.Error("saving file positions in the new database", "database", path, "err", err)
 	}
@@ -545,6 +563,7 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 		case answer := <-d.reloads:
 			answer <- d.reload(ctx)
 		case <-save.C:
+			d.expireKeyBans()
 			d.mu.RLock()
 			readers := slices.Collect(maps.Values(d.readers))
 			d.mu.RUnlock()
@@ -871,8 +890,11 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 			return nil, fmt.Errorf("jail %q: %w", name, err)
 		}
 		f.SetLocation(loc)
-		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key,
+		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key, BanAddresses: jc.BanAddresses,
 			Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
+		if jc.Key != jails.KeyAddress {
+			settings.KeyBan = d.keyBanner(jc)
+		}
 		if jc.TrustTime > 0 {
 			settings.Trust, settings.TrustTime = d.trust, jc.TrustTime
 			settings.Notify = d.notifier(jc.Notify)
