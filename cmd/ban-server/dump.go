@@ -36,7 +36,9 @@ func dump(w io.Writer, cfg *config.Config) {
 			{"actions", quoted(j.Actions)},
 			{"start", strconv.Quote(j.Start)},
 			{"farm", strconv.Quote(j.Farm)},
+			{"mode", strconv.Quote(j.Mode)},
 			{"key", strconv.Quote(j.Key)},
+			{"ban_addresses", strconv.FormatBool(j.BanAddresses)},
 			{"trust_time", duration(j.TrustTime)},
 			{"notify", quoted(j.Notify)},
 		} {

@@ -293,7 +293,8 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		jr := d.jails[name]
 		counts := jr.jail.Counts(now)
 		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped,
-			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused, KnownGood: counts.KnownGood, Logins: counts.Logins}
+			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused, KnownGood: counts.KnownGood, Logins: counts.Logins,
+			KeyBans: len(d.keyBans.List(name))}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset
 		}

@@ -68,6 +68,8 @@ type Jail struct {
 	// KnownGood are failures not counted because the address logged in to the account
 	// recently; Logins, the logins that worked seen.
 	KnownGood, Logins int64
+	// KeyBans are the bans of accounts or devices in force, in a jail keyed by them.
+	KeyBans int
 }
 
 // Action is one action's calls.
@@ -88,7 +90,7 @@ type Collector struct {
 	farm     *prometheus.HistogramVec
 
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
-	netsFailing, netsRefused, knownGood, logins                    *prometheus.Desc
+	netsFailing, netsRefused, knownGood, logins, keyBans           *prometheus.Desc
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
@@ -135,6 +137,7 @@ func New(snapshot func() Snapshot) *Collector {
 		netsFailing:   prometheus.NewDesc("logban_jail_subnets_failing", "Networks with failing addresses within a jail's subnet findtime ([jails.NAME.subnet]).", []string{"jail"}, nil),
 		netsRefused:   prometheus.NewDesc("logban_jail_subnet_refused_total", "Networks whose addresses reached a jail's subnet escalation but that were not banned: they hold an address never banned (ignoreip, trusted proxies, the host's own).", []string{"jail"}, nil),
 		knownGood:     prometheus.NewDesc("logban_jail_known_good_failures_total", "Failures not counted because the address logged in to the same account within the jail's trust_time: a device with a stale password, most likely.", []string{"jail"}, nil),
+		keyBans:       prometheus.NewDesc("logban_jail_key_bans_active", "Bans of accounts or devices in force, in a jail keyed by user or device (no firewall holds them: the log, mail, webhook and exec actions hear of them).", []string{"jail"}, nil),
 		logins:        prometheus.NewDesc("logban_jail_logins_total", "Logins that worked, read by a jail that trusts them (successregex, or its built-in filter's).", []string{"jail"}, nil),
 		clockOffset:   prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
 	}
@@ -168,7 +171,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins} {
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans} {
 		ch <- d
 	}
 }
@@ -192,6 +195,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.netsRefused, prometheus.CounterValue, float64(j.NetsRefused), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.knownGood, prometheus.CounterValue, float64(j.KnownGood), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.logins, prometheus.CounterValue, float64(j.Logins), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.keyBans, prometheus.GaugeValue, float64(j.KeyBans), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.unbans, prometheus.CounterValue, float64(j.Unbanned), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.active, prometheus.GaugeValue, float64(j.Active), j.Name)
