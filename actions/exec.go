@@ -25,7 +25,8 @@ func init() {
 // ExecOptions configures the exec action. Each command is an argv list: the program,
 // then its arguments, each of which may hold {ip} (an address, or a network in CIDR
 // notation), {jail}, {failures}, {bantime} (the ban's length in seconds, -1 for until
-// unbanned) and {user} (the account, in a jail keyed by user; else empty). A value fills
+// unbanned), {user} (the account, in a jail keyed by user; else empty) and {device} (in
+// notify, the device of a device's ban; else empty). A value fills
 // its argument and never becomes more arguments; no shell is involved.
 type ExecOptions struct {
 	Start   []string `toml:"start"`

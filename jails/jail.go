@@ -261,6 +261,7 @@ func (j *Jail) failure(addr netip.Addr, account, device string, t, now time.Time
 		j.matches.add(addr, line)
 	}
 	if key := j.keyOf(account, device); key != "" {
+		// account, for a device, is the one this line names
 		tickets = j.keyFailure(key, account, addr, t, now, tickets)
 	} else if n, reached := j.window.Add(addr, t, now); reached {
 		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, User: account, Failures: n, Time: t, Lines: j.matches.take(addr)})
@@ -306,7 +307,7 @@ func (j *Jail) keyFailure(key, account string, addr netip.Addr, t, now time.Time
 		why = deviceWhy(key, n, j.settings.FindTime)
 	}
 	if reached && j.settings.KeyBan != nil {
-		j.settings.KeyBan(KeyBan{Jail: j.name, Kind: j.settings.Key, Key: key, Addrs: slices.Clone(addrs), Count: n, Time: t})
+		j.settings.KeyBan(KeyBan{Jail: j.name, Kind: j.settings.Key, Key: key, User: account, Addrs: slices.Clone(addrs), Count: n, Time: t})
 	}
 	if !j.settings.BanAddresses {
 		return tickets

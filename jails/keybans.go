@@ -17,6 +17,9 @@ type KeyBan struct {
 	Jail string
 	Kind string // KeyUser or KeyDevice
 	Key  string // the account or device, as the client sent it
+	// User is the account a device's lines last named ("" if none); for an account,
+	// the account.
+	User string
 	// Addrs are the addresses seen with the key within findtime, oldest first.
 	Addrs    []netip.Addr
 	Count    int       // failures (or requests) within findtime

@@ -269,8 +269,9 @@ type KeyBanInfo struct {
 	Jail     string    `json:"jail"`
 	Kind     string    `json:"kind"` // "user" or "device"
 	Key      string    `json:"key"`
-	Count    int       `json:"count"` // failures, or requests, within findtime
-	Addrs    []string  `json:"addrs"` // the addresses seen with it within findtime
+	User     string    `json:"user,omitempty"` // for a device, the account its lines last named
+	Count    int       `json:"count"`          // failures, or requests, within findtime
+	Addrs    []string  `json:"addrs"`          // the addresses seen with it within findtime
 	BannedAt time.Time `json:"banned_at"`
 	Expires  time.Time `json:"expires,omitzero"` // zero: until unbanned
 }

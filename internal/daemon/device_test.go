@@ -95,7 +95,7 @@ func TestDeviceRateJail(t *testing.T) {
 	if got := strings.Join(bannedAddrs(s), " "); got != "203.0.113.10 203.0.113.11 2001:db8::11" {
 		t.Errorf("mobile-addrs banned %s", got)
 	}
-	want := `notice jail=mobile kind=device-ban addr=2001:db8::11 user="" device=ApplF17XK0ZZHG7F what="device ApplF17XK0ZZHG7F: 150 requests within 30s, from 3 addresses"`
+	want := `notice jail=mobile kind=device-ban addr=2001:db8::11 user="anna" device=ApplF17XK0ZZHG7F what="device ApplF17XK0ZZHG7F: 150 requests within 30s, from 3 addresses"`
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.banLog(), want) && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 	}
 	if log := h.banLog(); strings.Count(log, want) != 1 || strings.Contains(log, "SEC1QUIET") {
@@ -122,7 +122,7 @@ func TestDeviceRateJail(t *testing.T) {
 	later := now.Add(10 * time.Minute)
 	clock.at.Store(&later)
 	h.waitFor("mobile", func(s control.JailStatus) bool { return len(s.KeyBans) == 0 })
-	ended := `kind=device-unban addr=2001:db8::11 user="" device=ApplF17XK0ZZHG7F what="ban ended: expired"`
+	ended := `kind=device-unban addr=2001:db8::11 user="anna" device=ApplF17XK0ZZHG7F what="ban ended: expired"`
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.banLog(), ended) && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 	}
 	if !strings.Contains(h.banLog(), ended) {

@@ -46,6 +46,7 @@ func (d *Daemon) keyNotice(jc config.Jail, b jails.KeyBan, text string, lifted b
 	if len(b.Addrs) > 0 {
 		n.Addr = b.Addrs[len(b.Addrs)-1]
 	}
+	n.User = b.User
 	if b.Kind == jails.KeyDevice {
 		n.Device = b.Key
 	} else {
@@ -115,7 +116,7 @@ func (d *Daemon) UnbanKey(ctx context.Context, jail, key string) (control.KeyBan
 
 // keyBanInfo shows a key ban to an operator.
 func keyBanInfo(b jails.KeyBan) control.KeyBanInfo {
-	info := control.KeyBanInfo{Jail: b.Jail, Kind: b.Kind, Key: b.Key, Count: b.Count, BannedAt: b.BannedAt, Expires: b.Expires, Addrs: []string{}}
+	info := control.KeyBanInfo{Jail: b.Jail, Kind: b.Kind, Key: b.Key, User: b.User, Count: b.Count, BannedAt: b.BannedAt, Expires: b.Expires, Addrs: []string{}}
 	for _, a := range b.Addrs {
 		info.Addrs = append(info.Addrs, a.String())
 	}

@@ -75,6 +75,7 @@ var schema = []string{
 		key        TEXT NOT NULL,    -- the account or device, as the client sent it
 		banned_at  TEXT NOT NULL,    -- RFC 3339, UTC
 		expires_at TEXT,             -- RFC 3339, UTC; NULL: until unbanned
+		user       TEXT NOT NULL,    -- for a device, the account its lines last named
 		count      INTEGER NOT NULL, -- failures or requests within findtime
 		addrs      TEXT NOT NULL,    -- the addresses seen with it, space-separated
 		PRIMARY KEY (jail, kind, key)
@@ -561,8 +562,8 @@ func (s *Store) SaveKeyBans(ctx context.Context, c jails.KeyBanChanges) error {
 		for i, a := range b.Addrs {
 			addrs[i] = a.String()
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO key_bans (jail, kind, key, banned_at, expires_at, count, addrs) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			b.Jail, b.Kind, b.Key, b.BannedAt.UTC().Format(time.RFC3339Nano), expires, b.Count, strings.Join(addrs, " ")); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO key_bans (jail, kind, key, banned_at, expires_at, user, count, addrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			b.Jail, b.Kind, b.Key, b.BannedAt.UTC().Format(time.RFC3339Nano), expires, b.User, b.Count, strings.Join(addrs, " ")); err != nil {
 			return fmt.Errorf("saving the ban of %s %q: %w", b.Kind, b.Key, err)
 		}
 	}
@@ -572,7 +573,7 @@ func (s *Store) SaveKeyBans(ctx context.Context, c jails.KeyBanChanges) error {
 // KeyBans returns the bans of accounts and devices recorded. A row that cannot be read
 // is skipped.
 func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT jail, kind, key, banned_at, expires_at, count, addrs FROM key_bans")
+	rows, err := s.db.QueryContext(ctx, "SELECT jail, kind, key, banned_at, expires_at, user, count, addrs FROM key_bans")
 	if err != nil {
 		return nil, fmt.Errorf("reading bans of accounts and devices: %w", err)
 	}
@@ -582,7 +583,7 @@ func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
 		var b jails.KeyBan
 		var bannedAt, addrs string
 		var expires sql.NullString
-		if err := rows.Scan(&b.Jail, &b.Kind, &b.Key, &bannedAt, &expires, &b.Count, &addrs); err != nil {
+		if err := rows.Scan(&b.Jail, &b.Kind, &b.Key, &bannedAt, &expires, &b.User, &b.Count, &addrs); err != nil {
 			return out, err
 		}
 		var err1, err2 error

@@ -212,7 +212,7 @@ func TestKeyBansSurviveReopening(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 29, 10, 0, 0, 123, time.UTC)
-	device := jails.KeyBan{Jail: "mobile", Kind: jails.KeyDevice, Key: "ApplF17XK0ZZHG7F", Count: 150, BannedAt: at, Expires: at.Add(10 * time.Minute),
+	device := jails.KeyBan{Jail: "mobile", Kind: jails.KeyDevice, Key: "ApplF17XK0ZZHG7F", User: "anna", Count: 150, BannedAt: at, Expires: at.Add(10 * time.Minute),
 		Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("2001:db8::11")}}
 	account := jails.KeyBan{Jail: "sasl", Kind: jails.KeyUser, Key: `bob "the" admin`, Count: 5, BannedAt: at}
 	if err := s.SaveKeyBans(ctx, jails.KeyBanChanges{Saves: []jails.KeyBan{device, account}}); err != nil {
