@@ -41,11 +41,11 @@ func activeSync(line []byte) (netip.Addr, int, Result) {
 	if sp < 0 {
 		return netip.Addr{}, 0, NoMatch
 	}
-	addr, ok := addrBeforePort(line[:sp])
-	if !ok {
+	if _, ok := activeSyncQuery(line); !ok { // first: a line of another request allocates nothing
 		return netip.Addr{}, 0, NoMatch
 	}
-	if _, ok := activeSyncQuery(line); !ok {
+	addr, ok := addrBeforePort(line[:sp])
+	if !ok {
 		return netip.Addr{}, 0, NoMatch
 	}
 	return addr, 0, Matched

@@ -162,6 +162,16 @@ func TestNonMatchingLinesAllocateNothing(t *testing.T) {
 			t.Errorf("%q: %v allocations, want 0", line, n)
 		}
 	}
+	f = builtin(t, "zimbra-activesync", Options{})
+	for _, line := range [][]byte{
+		[]byte(`203.0.113.5:51234 - - [29/Nov/2026:10:00:00 +0000]  "GET https://mail.example.com/ HTTP/1.1" 200 250 "-" "Mozilla/5.0" "192.0.2.20:8080" "192.0.2.10:443"`),
+		// the path in the user agent: the literal is there, the request is not for it
+		[]byte(`203.0.113.5:51234 - - [29/Nov/2026:10:00:00 +0000]  "GET https://mail.example.com/ HTTP/1.1" 200 250 "-" "/Microsoft-Server-ActiveSync" "192.0.2.20:8080" "192.0.2.10:443"`),
+	} {
+		if n := testing.AllocsPerRun(100, func() { f.Match(line, now) }); n != 0 {
+			t.Errorf("%q: %v allocations, want 0", line, n)
+		}
+	}
 }
 
 func TestBuiltinPackCompiles(t *testing.T) {
@@ -226,6 +236,17 @@ func BenchmarkFilterNoMatch(b *testing.B) {
 func BenchmarkFilterNoMatchReadingLogins(b *testing.B) {
 	f := builtin(b, "zimbra-submission", Options{Successes: true})
 	line := []byte("Mar  5 16:00:00 mta1 postfix/qmgr[123]: 0A1B2C3D4E: from=<a@example.com>, size=1234, nrcpt=1 (queue active)")
+	b.ReportAllocs()
+	for b.Loop() {
+		f.Match(line, now)
+	}
+}
+
+// BenchmarkFilterActiveSync reads one ActiveSync request: its address, time, device and
+// account.
+func BenchmarkFilterActiveSync(b *testing.B) {
+	f := builtin(b, "zimbra-activesync", Options{})
+	line := []byte(`203.0.113.5:51234 - - [29/Nov/2026:10:00:00 +0000]  "POST https://mail.example.com/Microsoft-Server-ActiveSync?User=bob&DeviceId=ApplF17XK0ZZHG7F&DeviceType=iPhone&Cmd=Ping HTTP/1.1" 200 250 "-" "Apple-iPhone9C1/1602.92" "192.0.2.20:8080" "192.0.2.10:443"`)
 	b.ReportAllocs()
 	for b.Loop() {
 		f.Match(line, now)

@@ -58,11 +58,7 @@ func (w *keyWindow) add(account string, addr netip.Addr, t, now time.Time) (n in
 		w.accounts[account] = a
 	}
 	a.times = slices.DeleteFunc(a.times, func(x int64) bool { return x < limit })
-	if len(a.times) == w.maxRetry {
-		a.times = a.times[1:]
-	}
-	i, _ := slices.BinarySearch(a.times, ts+1)
-	a.times = slices.Insert(a.times, i, ts)
+	a.times = insertTime(a.times, ts, w.maxRetry)
 	me := addr.As16()
 	a.addrs = slices.DeleteFunc(a.addrs, func(e netSeen) bool { return e.addr == me || e.at < limit })
 	if len(a.addrs) == maxKeyAddrs {
@@ -81,6 +77,28 @@ func (w *keyWindow) add(account string, addr netip.Addr, t, now time.Time) (n in
 		out[i] = netip.AddrFrom16(e.addr).Unmap()
 	}
 	return len(a.times), out, true
+}
+
+// insertTime adds ts to times (ascending, at most limit of them: the oldest goes when
+// it is full, which is ts itself if it is older than all), after any equal time. It
+// grows times by doubling up to limit, so a key at its maxretry (a rate jail's busy
+// device) costs no allocation per line, and one with a few holds little more than
+// their times.
+func insertTime(times []int64, ts int64, limit int) []int64 {
+	if len(times) == limit {
+		if ts < times[0] {
+			return times
+		}
+		copy(times, times[1:])
+		times = times[:len(times)-1]
+	}
+	if len(times) == cap(times) {
+		grown := make([]int64, len(times), min(max(1, 2*cap(times)), limit))
+		copy(grown, times)
+		times = grown
+	}
+	i, _ := slices.BinarySearch(times, ts+1)
+	return slices.Insert(times, i, ts)
 }
 
 // prune drops the accounts with no failure within findtime before now, and no longer

@@ -88,3 +88,34 @@ func BenchmarkTrackedAccountMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTrackedDeviceMemory reports the heap bytes per device a rate jail keyed by
+// device holds (Carbonio Mobile's 150 requests within 30 s) while it tracks 100,000
+// devices with 16-character ids, each with one request, and with 149 (one short of
+// the ban): a rate keeps the time of each request within findtime.
+func BenchmarkTrackedDeviceMemory(b *testing.B) {
+	const n = 100_000
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("ApplF17XK%07d", i)
+	}
+	for _, per := range []int{1, 149} {
+		b.Run(fmt.Sprintf("%d-requests", per), func(b *testing.B) {
+			var perDevice float64
+			for b.Loop() {
+				perDevice = heapPer(n, func() any {
+					w := newKeyWindow(150, 30*time.Second)
+					for i, id := range ids {
+						addr := netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1})
+						for k := range per {
+							at := t0.Add(time.Duration(k) * 100 * time.Millisecond)
+							w.add(id, addr, at, at)
+						}
+					}
+					return w
+				})
+			}
+			b.ReportMetric(perDevice, "bytes/device")
+		})
+	}
+}
