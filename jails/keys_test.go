@@ -92,3 +92,24 @@ func TestKeyBans(t *testing.T) {
 		t.Fatalf("load: unsaved %+v", c)
 	}
 }
+
+// A rate jail keyed by user bans the account at its 150th request within 30 s, and,
+// without ban_addresses, no address.
+func TestUserKeyedRate(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	var keyBans []KeyBan
+	j := New("mobile-users", testFilter(t), Settings{MaxRetry: 150, FindTime: 30 * time.Second, Key: KeyUser,
+		KeyBan: func(b KeyBan) { keyBans = append(keyBans, b) }})
+	for i := range 150 {
+		at := t0.Add(time.Duration(i) * 150 * time.Millisecond)
+		if tickets := j.FailureOf(netip.MustParseAddr("203.0.113.10"), "anna", at, at); len(tickets) != 0 {
+			t.Fatalf("request %d: tickets %+v", i+1, tickets)
+		}
+		if want := map[bool]int{false: 0, true: 1}[i == 149]; len(keyBans) != want {
+			t.Fatalf("request %d: %d key bans", i+1, len(keyBans))
+		}
+	}
+	if b := keyBans[0]; b.Kind != KeyUser || b.Key != "anna" || b.User != "anna" || b.Count != 150 {
+		t.Errorf("key ban %+v", b)
+	}
+}
