@@ -224,6 +224,8 @@ func TestCleanupRemovesLogbansAndNothingElse(t *testing.T) {
 	lab.Run("ipset", "create", "blocklist", "hash:ip")
 	lab.Run("iptables", "-A", "INPUT", "-m", "set", "--match-set", "blocklist", "src", "-j", "DROP")
 	lab.Run("ip", "route", "add", "blackhole", "198.51.100.9/32")
+	requireNFT(t)
+	lab.Run("nft", "add", "table", "inet", "mine")
 	nullRoutes := func() string {
 		return lab.Run("ip", "-4", "route", "show", "table", "all", "type", "blackhole") +
 			lab.Run("ip", "-6", "route", "show", "table", "all", "type", "blackhole")
@@ -233,8 +235,9 @@ func TestCleanupRemovesLogbansAndNothingElse(t *testing.T) {
 	ipt, _ := NewIPTables(defaultFirewallOptions(), quiet)
 	set := NewIPSet(FirewallOptions{Chain: "FORWARD", Protocol: "tcp", Ports: []string{"25", "587"}, BlockType: "REJECT"}, quiet)
 	route := NewRoute(RouteOptions{Type: "blackhole", Table: 254, Protocol: DefaultRouteProtocol}, quiet)
+	kinds := []Action{ipt, set, route, NewNFTables("nft", defaultNFTablesOptions(), quiet)}
 	lab.Do(func() {
-		for _, a := range []Action{ipt, set, route} {
+		for _, a := range kinds {
 			for _, addr := range []netip.Addr{netnstest.Client4, netnstest.Client6} {
 				if err := a.Ban(ctx, ban(addr, "sasl")); err != nil {
 					t.Error(err)
@@ -250,10 +253,14 @@ func TestCleanupRemovesLogbansAndNothingElse(t *testing.T) {
 	var errs []error
 	lab.Do(func() {
 		fresh, _ := NewIPTables(defaultFirewallOptions(), quiet)
-		for _, c := range []Cleaner{fresh, NewIPSet(defaultFirewallOptions(), quiet), NewRoute(RouteOptions{Table: 254, Protocol: DefaultRouteProtocol}, quiet)} {
+		for _, c := range []Cleaner{fresh, NewIPSet(defaultFirewallOptions(), quiet), NewRoute(RouteOptions{Table: 254, Protocol: DefaultRouteProtocol}, quiet),
+			NewNFTables("nftables", defaultNFTablesOptions(), quiet)} {
 			errs = append(errs, c.Cleanup(ctx))
 		}
 	})
+	if tables := lab.Run("nft", "list", "tables"); strings.Contains(tables, "inet "+NFTablesTable) || !strings.Contains(tables, "table inet mine") {
+		t.Errorf("after cleanup, nft list tables:\n%s\nwant inet mine, and no inet %s", tables, NFTablesTable)
+	}
 	for _, err := range errs {
 		if err != nil {
 			t.Error(err)
@@ -298,6 +305,7 @@ func TestNetworkBansInTheKernel(t *testing.T) {
 		}},
 		{"iptables", func() Action { a, _ := NewIPTables(defaultFirewallOptions(), quiet); return a }},
 		{"ipset", func() Action { return NewIPSet(defaultFirewallOptions(), quiet) }},
+		{"nftables", func() Action { return NewNFTables("nftables", defaultNFTablesOptions(), quiet) }},
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
