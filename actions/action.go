@@ -184,6 +184,14 @@ type Reconciler interface {
 	Holds(ctx context.Context, jail string) ([]netip.Prefix, error)
 }
 
+// Overseer is implemented by kernel actions that notice when what they made is removed
+// behind their back (`nft flush ruleset`, a firewall reload) and put it back, empty:
+// Lost then says that the bans in force must be applied again. It is closed when the
+// action stops.
+type Overseer interface {
+	Lost() <-chan struct{}
+}
+
 // JailPreparer is implemented by actions that keep something per jail (a chain, a set).
 // The ban manager calls PrepareJail when a jail starts using the action, so what the
 // jail needs is in place before its first ban, and Stop removes it.

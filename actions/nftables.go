@@ -131,12 +131,13 @@ type NFTables struct {
 	ports  [][2]uint16
 	every  time.Duration
 
-	mu    sync.Mutex
-	conn  *nftables.Conn
-	jails map[string]bool // prepared, whose sets and rules this action keeps
-	lost  chan struct{}
-	stop  context.CancelFunc
-	done  chan struct{}
+	mu       sync.Mutex
+	conn     *nftables.Conn
+	jails    map[string]bool // prepared, whose sets and rules this action keeps
+	lost     chan struct{}
+	lostOnce sync.Once
+	stop     context.CancelFunc
+	done     chan struct{}
 	// Restored counts the times what the action made was found missing and put back.
 	restored int64
 }
@@ -652,8 +653,8 @@ func (a *NFTables) Stop(context.Context) error {
 	if stop != nil {
 		stop()
 		<-done
-		close(a.lost)
 	}
+	a.lostOnce.Do(func() { close(a.lost) })
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.conn == nil {

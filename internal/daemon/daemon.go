@@ -89,6 +89,9 @@ type Daemon struct {
 	keyBans *jails.KeyBans
 	// notices wait here for the notify worker, which hands them to the actions named.
 	notices chan notice
+	// kernelLost asks keepKernelInStep for a round now: an action found what it made
+	// in the kernel removed, and put it back empty.
+	kernelLost chan struct{}
 
 	controlLn   net.Listener
 	dbPath      string                      // the database in use: the configured one, or a dry run's temporary one
@@ -143,18 +146,19 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return &Daemon{
-		opts:    opts,
-		logger:  opts.Logger,
-		manager: jails.NewManager(opts.Clock, opts.Logger),
-		reloads: make(chan chan error),
-		ready:   make(chan struct{}),
-		cfg:     cfg,
-		jails:   map[string]*jailRuntime{},
-		actions: map[string]*actionRuntime{},
-		readers: map[string]*pipeline.Reader{},
-		trust:   jails.NewTrust(),
-		keyBans: jails.NewKeyBans(),
-		notices: make(chan notice, noticeQueue),
+		opts:       opts,
+		logger:     opts.Logger,
+		manager:    jails.NewManager(opts.Clock, opts.Logger),
+		reloads:    make(chan chan error),
+		ready:      make(chan struct{}),
+		cfg:        cfg,
+		jails:      map[string]*jailRuntime{},
+		actions:    map[string]*actionRuntime{},
+		readers:    map[string]*pipeline.Reader{},
+		trust:      jails.NewTrust(),
+		keyBans:    jails.NewKeyBans(),
+		notices:    make(chan notice, noticeQueue),
+		kernelLost: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -581,6 +585,17 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 	}
 }
 
+// forwardLost passes each word of an action that what it made in the kernel was
+// removed, and put back, on to keepKernelInStep, until the action stops.
+func (d *Daemon) forwardLost(lost <-chan struct{}) {
+	for range lost {
+		select {
+		case d.kernelLost <- struct{}{}:
+		default: // a reconcile is asked already
+		}
+	}
+}
+
 // reconcileRetry is how soon actions busy at a reconcile are tried again.
 const reconcileRetry = time.Second
 
@@ -597,6 +612,8 @@ func (d *Daemon) keepKernelInStep(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-d.kernelLost:
+			busy = nil // every action: the one that lost its table, and any other it took along
 		}
 		repairs, stillBusy, err := d.manager.Reconcile(ctx, busy...)
 		busy = stillBusy
@@ -616,7 +633,7 @@ func (d *Daemon) keepKernelInStep(ctx context.Context) {
 		case len(busy) > 0:
 			timer.Reset(reconcileRetry)
 		case every == 0:
-			return
+			timer.Stop() // only an action's word that the kernel lost its bans brings a round
 		default:
 			timer.Reset(every)
 		}
@@ -856,6 +873,9 @@ func (d *Daemon) buildActions(ctx context.Context, cfg *config.Config) (all map[
 		if err := a.Start(ctx); err != nil {
 			// Not fatal: its calls fail, are counted, and are retried until it works.
 			d.logger.Error("action did not start; its bans will be retried", "action", name, "err", err)
+		}
+		if ov, ok := a.(actions.Overseer); ok {
+			go d.forwardLost(ov.Lost())
 		}
 		ar := &actionRuntime{cfg: ac, action: a}
 		started = append(started, ar)
