@@ -129,3 +129,48 @@ func TestNFTablesGolden(t *testing.T) {
 		t.Errorf("Holds() = %v, %v; want %v", held, err, want)
 	}
 }
+
+// Beside a firewall that filters itself, logban's table drops what it bans and lets
+// through what the other allows. allow opens the lab's high ports in the other
+// firewall, which must first be seen closing them.
+func checkBeside(t *testing.T, lab *netnstest.Lab, allow func()) {
+	t.Helper()
+	port := lab.Listen()
+	if err := lab.Connect(netnstest.Other4, port); err == nil {
+		t.Fatal("the other firewall lets everything through: the test would show nothing")
+	}
+	allow()
+	if err := lab.Reachable(netnstest.Other4, port); err != nil {
+		t.Fatalf("the other firewall's allow rule does not let %v through: %v", netnstest.Other4, err)
+	}
+	a := startNFTables(t, lab, defaultNFTablesOptions())
+	checkBlocking(t, lab, a, "sasl", func() {})
+}
+
+// firewalld on RHEL: its inet firewalld table, as firewalld writes it.
+func TestNFTablesBesideFirewalld(t *testing.T) {
+	requireNFT(t)
+	lab := netnstest.New(t)
+	lab.Run("nft", "-f", "testdata/firewalld.nft")
+	checkBeside(t, lab, func() {
+		lab.Run("nft", "add", "rule", "inet", "firewalld", "filter_IN_public_allow", "tcp", "dport", "1024-65535", "accept")
+	})
+	if got := lab.Run("nft", "list", "tables"); !strings.Contains(got, "table inet firewalld") {
+		t.Errorf("firewalld's table is gone:\n%s", got)
+	}
+}
+
+// ufw on Ubuntu: enabled, its own rules loaded (through iptables-nft on Debian and
+// Ubuntu), incoming denied but for the ports allowed.
+func TestNFTablesBesideUFW(t *testing.T) {
+	requireNFT(t)
+	ufw := testenv.RequireTool(t, "ufw", "ufw")
+	lab := netnstest.New(t)
+	root := ufwRoot(t)
+	run := func(cmd ...string) string {
+		return lab.Run(ufw, append([]string{"--rootdir=" + root, "--datadir=" + root}, cmd...)...)
+	}
+	run("default", "deny", "incoming")
+	run("--force", "enable")
+	checkBeside(t, lab, func() { run("allow", "1024:65535/tcp") })
+}
