@@ -11,8 +11,8 @@ import (
 )
 
 // BenchmarkKernelBans bans then unbans 10,000 addresses (from 198.18.0.0/15, the range
-// set aside for benchmarks) through route and through ipset, in a namespace, one call at
-// a time and (-batch) in batches, and reports bans/s and unbans/s.
+// set aside for benchmarks) through route, ipset and nftables, in a namespace, one call
+// at a time and (-batch) in batches, and reports bans/s and unbans/s.
 func BenchmarkKernelBans(b *testing.B) {
 	const n = 10_000
 	addrs := make([]netip.Addr, n)
@@ -26,10 +26,11 @@ func BenchmarkKernelBans(b *testing.B) {
 		"route": func() Action {
 			return NewRoute(RouteOptions{Type: "blackhole", Table: 254, Protocol: DefaultRouteProtocol}, quiet)
 		},
-		"ipset": func() Action { return NewIPSet(defaultFirewallOptions(), quiet) },
+		"ipset":    func() Action { return NewIPSet(defaultFirewallOptions(), quiet) },
+		"nftables": func() Action { return NewNFTables("nftables", defaultNFTablesOptions(), quiet) },
 	}
 	bans := bansOf(addrs, "bench")
-	for _, name := range []string{"route", "ipset", "route-batch", "ipset-batch"} {
+	for _, name := range []string{"route", "ipset", "nftables", "route-batch", "ipset-batch", "nftables-batch"} {
 		kind, batched := strings.CutSuffix(name, "-batch")
 		b.Run(name, func(b *testing.B) {
 			lab := netnstest.New(b)

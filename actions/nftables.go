@@ -356,8 +356,13 @@ func afterLast(p netip.Prefix) (netip.Addr, bool) {
 }
 
 // nftBatch is how many bans go in one netlink transaction: the messages of a bigger
-// one outgrow the socket's buffer.
-const nftBatch = 4096
+// one (an unban's element is both added and deleted, a network's is two) outgrow the
+// socket's send buffer. nftMessageElems is how many elements go in one message: a
+// netlink attribute, the list of elements, is at most 64 KiB long.
+const (
+	nftBatch        = 1024
+	nftMessageElems = 256
+)
 
 // Ban adds the address or network to the jail's set; one there already keeps its
 // element.
@@ -424,29 +429,52 @@ func (a *NFTables) describe(b Ban, unban bool, err error) error {
 	return fmt.Errorf("adding %s to set %s: %w", b.Target(), set, err)
 }
 
-// sendLocked sends one transaction for bans; errs gets the errors of bans whose jail
-// could not be prepared.
+// sendLocked sends one transaction for bans, one message per set (the kernel takes a
+// message of many elements much faster than many of one); errs gets the errors of bans
+// whose jail could not be prepared.
 func (a *NFTables) sendLocked(c *nftables.Conn, bans []Ban, unban bool, errs []error) error {
 	now := time.Now()
-	n := 0
+	type setElems struct {
+		set   *nftables.Set
+		elems []nftables.SetElement
+	}
+	var order []string
+	bySet := map[string]*setElems{}
 	for i, b := range bans {
 		if err := a.prepareLocked(b.Jail); err != nil {
 			errs[i] = err
 			continue
 		}
 		s, elems := a.elements(b, now)
-		if err := c.SetAddElements(s, elems); err != nil {
-			return err
+		se, ok := bySet[s.Name]
+		if !ok {
+			se = &setElems{set: s}
+			bySet[s.Name] = se
+			order = append(order, s.Name)
 		}
-		if unban {
-			if err := c.SetDeleteElements(s, elems); err != nil {
+		se.elems = append(se.elems, elems...)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	for _, name := range order {
+		se := bySet[name]
+		for start := 0; start < len(se.elems); {
+			end := min(start+nftMessageElems, len(se.elems))
+			for end < len(se.elems) && se.elems[end].IntervalEnd {
+				end++ // an interval's two elements stay in one message
+			}
+			part := se.elems[start:end]
+			start = end
+			if err := c.SetAddElements(se.set, part); err != nil {
 				return err
 			}
+			if unban {
+				if err := c.SetDeleteElements(se.set, part); err != nil {
+					return err
+				}
+			}
 		}
-		n++
-	}
-	if n == 0 {
-		return nil
 	}
 	return c.Flush()
 }

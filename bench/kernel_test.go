@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/internal/testenv"
@@ -261,7 +263,7 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 // an entry in the jail's ipset. Each op is one burst; bans/s is what counts.
 func BenchmarkBanBurst(b *testing.B) {
 	const n, maxretry = 10_000, 3
-	for _, action := range []string{"route", "ipset"} {
+	for _, action := range []string{"route", "ipset", "nftables"} {
 		b.Run(action, func(b *testing.B) {
 			lab := netnstest.New(b)
 			dir := b.TempDir()
@@ -306,6 +308,9 @@ func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
 	if action == "route" {
 		return tableCounter(b, lab, unix.RT_TABLE_MAIN)
 	}
+	if action == "nftables" {
+		return nftCounter(b, lab)
+	}
 	h, err := netlink.NewHandleAt(lab.Server, unix.NETLINK_NETFILTER)
 	if err != nil {
 		b.Fatal(err)
@@ -322,6 +327,32 @@ func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
 			if strings.HasPrefix(s.SetName, "logban-") {
 				total += len(s.Entries)
 			}
+		}
+		return total
+	}
+}
+
+// nftCounter returns a function that counts the elements of the sets of logban's
+// nftables table in the lab.
+func nftCounter(b *testing.B, lab *netnstest.Lab) func() int {
+	c, err := nftables.New(nftables.WithNetNSFd(int(lab.Server)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: actions.NFTablesTable}
+	return func() int {
+		time.Sleep(20 * time.Millisecond) // listing 10,000s of elements is work too
+		sets, err := c.GetSets(table)
+		if err != nil {
+			return 0 // not made yet
+		}
+		total := 0
+		for _, s := range sets {
+			elems, err := c.GetSetElements(s)
+			if err != nil {
+				b.Fatal(err)
+			}
+			total += len(elems)
 		}
 		return total
 	}

@@ -77,6 +77,11 @@ func BenchmarkRestore(b *testing.B) {
 		a := actions.NewRoute(actions.RouteOptions{Type: "blackhole", Table: 254, Protocol: actions.DefaultRouteProtocol}, quiet)
 		restore(b, a, lab.Do)
 	})
+	b.Run("nftables", func(b *testing.B) {
+		lab := netnstest.New(b)
+		opts := actions.NFTablesOptions{Hooks: []string{"input"}, Priority: -10, Protocol: "all", BlockType: "DROP", CheckInterval: "1h"}
+		restore(b, actions.NewNFTables("nftables", opts, quiet), lab.Do)
+	})
 }
 
 // BenchmarkBanBurstRecorded bans 10,000 addresses at once through the manager with the
