@@ -153,7 +153,7 @@ action  = ufw[application="Nginx Full", blocktype=deny]
 	for name, a := range cfg.Actions {
 		kinds[name] = a.Type
 	}
-	for jail, want := range map[string][]string{"postfix-sasl": {"ipset", "mail"}, "dovecot": {"route"}, "nginx-http-auth": {"ufw"}} {
+	for jail, want := range map[string][]string{"postfix-sasl": {"ipset", "mail"}, "dovecot": {"route"}, "nginx-http-auth": {"nftables", "ufw"}} {
 		var got []string
 		for _, a := range cfg.Jails[jail].Actions {
 			got = append(got, kinds[a])
@@ -172,7 +172,7 @@ action  = ufw[application="Nginx Full", blocktype=deny]
 		`route_type = 'blackhole'`,
 		`# [actions.abuseipdb]`,
 		"application = 'Nginx Full'", "blocktype = 'deny'", // ufw's options
-		"# [actions.nftables-multiport]",
+		"[actions.nftables-multiport-nginx-http-auth]\ntype = 'nftables'\nprotocol = 'tcp'\nports = ['80', '443']\nblocktype = 'REJECT'", // fail2ban's default blocktype, reject
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("the configuration lacks %q:\n%s", want, text)
@@ -183,7 +183,6 @@ action  = ufw[application="Nginx Full", blocktype=deny]
 		`action abuseipdb has no logban kind`,
 		`action sendmail-whois: the whois lookup`,
 		"sshd: NOT converted\n  reads the systemd journal (backend = systemd, journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd): logban reads log files",
-		"action nftables-multiport: logban has no nftables action yet",
 		"action smtp.py is Python, which logban does not run",
 	} {
 		if !strings.Contains(stderr, want) {

@@ -113,8 +113,34 @@ func (im *importer) action(jail, spec string) (name, note string) {
 			lost = append(lost, "the whois lookup: the mail lists the bans only")
 		}
 	case strings.HasPrefix(actName, "nftables"):
-		a.notes = append(a.notes, "logban has no nftables action yet: use iptables (iptables-nft on nftables systems), ipset or route")
-		note = fmt.Sprintf("action %s: logban has no nftables action yet; left as a comment", actName)
+		// nftables, nftables-multiport, nftables-allports: fail2ban's set per jail in
+		// its own table; logban's sets are in table inet logban.
+		a.kind = "nftables"
+		protocol := strings.ToLower(opt("protocol"))
+		if protocol == "" {
+			protocol = "tcp"
+		}
+		if actName != "nftables-allports" {
+			ports, portsLost := portList(opt("port"))
+			lost = append(lost, portsLost...)
+			if len(ports) > 0 && (protocol == "tcp" || protocol == "udp") {
+				a.options = append(a.options, "protocol = "+tomlString(protocol), "ports = "+tomlList(ports))
+			} else if len(ports) > 0 {
+				lost = append(lost, fmt.Sprintf("ports with protocol %s: blocks every port", protocol))
+			}
+		}
+		if hook := opt("chain_hook"); hook == "forward" {
+			a.options = append(a.options, "hooks = "+tomlList([]string{"forward"}))
+		} else if hook != "" && hook != "input" {
+			lost = append(lost, fmt.Sprintf("chain_hook %s: input instead", hook))
+		}
+		switch bt := strings.ToLower(strings.Fields(opt("blocktype") + " reject")[0]); bt {
+		case "reject":
+			a.options = append(a.options, "blocktype = "+tomlString("REJECT"))
+		case "drop":
+		default:
+			lost = append(lost, fmt.Sprintf("blocktype %s: drops instead", bt))
+		}
 	default:
 		ban, _ := c.get("Definition", "actionban", nil)
 		a.notes = append(a.notes, "no logban kind does what "+actName+" does; an exec action could, with its commands written as argv lists (no shell). fail2ban's actionban:")
