@@ -130,6 +130,9 @@ type NFTables struct {
 	logger *slog.Logger
 	ports  [][2]uint16
 	every  time.Duration
+	// limit, for a throttle, is the rate an address in the sets keeps: its new
+	// connections over it are refused, the others go on (see Throttle).
+	limit *expr.Limit
 
 	mu       sync.Mutex
 	conn     *nftables.Conn
@@ -222,6 +225,24 @@ func (a *NFTables) set(jail string, v6, net bool) *nftables.Set {
 	return &nftables.Set{Table: nftTable, Name: a.setName(jail, v6, net), KeyType: key, HasTimeout: true, Interval: net}
 }
 
+// meterName names the meter of a throttle's set: the limit of each address it holds
+// that made a new connection lately.
+func (a *NFTables) meterName(set string) string { return set + "-meter" }
+
+// meterTimeout is how long a meter keeps an address that made no new connection: its
+// limit starts afresh after.
+const meterTimeout = time.Hour
+
+// meterSize is the most addresses a meter holds at once; past it, a new address is
+// not limited until one times out.
+const meterSize = 1 << 16
+
+// meter returns the description of the meter of the set s.
+func (a *NFTables) meter(s *nftables.Set) *nftables.Set {
+	return &nftables.Set{Table: nftTable, Name: a.meterName(s.Name), KeyType: s.KeyType, Dynamic: true, HasTimeout: true,
+		Timeout: meterTimeout, Size: meterSize}
+}
+
 // addChainsLocked adds the table and the base chains to the transaction c builds.
 func (a *NFTables) addChainsLocked(c *nftables.Conn) {
 	c.AddTable(nftTable)
@@ -238,6 +259,11 @@ func (a *NFTables) addJailLocked(c *nftables.Conn, jail string) error {
 			s := a.set(jail, v6, net)
 			if err := c.AddSet(s, nil); err != nil {
 				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+			if a.limit != nil {
+				if err := c.AddSet(a.meter(s), nil); err != nil {
+					return fmt.Errorf("set %s: %w", a.meterName(s.Name), err)
+				}
 			}
 			for _, h := range a.opts.Hooks {
 				exprs, err := a.ruleExprs(c, s, v6)
@@ -285,6 +311,17 @@ func (a *NFTables) ruleExprs(c *nftables.Conn, s *nftables.Set, v6 bool) ([]expr
 		}
 		exprs = append(exprs, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: ports.Name, SetID: ports.ID})
+	}
+	if a.limit != nil {
+		// ... ct state new update @meter { ip saddr limit rate over R burst B packets }:
+		// the meter keeps a limit per address, and a new connection over it matches.
+		exprs = slices.Insert[[]expr.Any, expr.Any](exprs, 4, &expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length},
+			&expr.Dynset{SrcRegKey: 1, SetName: a.meterName(s.Name), Operation: unix.NFT_DYNSET_OP_UPDATE, Exprs: []expr.Any{a.limit}})
 	}
 	if a.opts.BlockType == "REJECT" {
 		exprs = append(exprs, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
@@ -651,6 +688,8 @@ func (a *NFTables) missingLocked(c *nftables.Conn) (string, error) {
 			for _, v6 := range []bool{false, true} {
 				if name := a.setName(jail, v6, net); !have[name] {
 					return "set " + name, nil
+				} else if a.limit != nil && !have[a.meterName(name)] {
+					return "set " + a.meterName(name), nil
 				}
 				want++
 			}

@@ -174,3 +174,64 @@ func TestNFTablesBesideUFW(t *testing.T) {
 	run("--force", "enable")
 	checkBeside(t, lab, func() { run("allow", "1024:65535/tcp") })
 }
+
+// accepted counts the connections from src that the lab's server accepts, of n tried
+// one after another.
+func accepted(lab *netnstest.Lab, src netip.Addr, port, n int) int {
+	ok := 0
+	for range n {
+		if lab.Connect(src, port) == nil {
+			ok++
+		}
+	}
+	return ok
+}
+
+// A throttled address gets no more than its burst (and what the rate adds meanwhile) of
+// 20 connections tried at once; an address not throttled gets all 20; after the unban,
+// the throttled one gets all 20 again.
+func TestThrottleInTheKernel(t *testing.T) {
+	requireNFT(t)
+	lab := netnstest.New(t)
+	port := lab.Listen()
+	opts := defaultThrottleOptions()
+	opts.Rate, opts.Burst, opts.Ports = "10/minute", 3, []string{"1024:65535"}
+	if err := opts.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewThrottle("throttle", opts, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lab.Do(func() { err = a.Start(ctx) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Do(func() { a.Stop(ctx) })
+	const tries = 20
+	for _, p := range [][2]netip.Addr{{netnstest.Client4, netnstest.Other4}, {netnstest.Client6, netnstest.Other6}} {
+		throttled, free := p[0], p[1]
+		lab.Do(func() { err = a.Ban(ctx, ban(throttled, "sasl")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Within the seconds the tries take, 10/minute adds a connection at most.
+		got := accepted(lab, throttled, port, tries)
+		t.Logf("throttled %v: %d of %d connections accepted", throttled, got, tries)
+		if got < 1 || got > opts.Burst+1 {
+			t.Errorf("throttled %v: %d of %d connections accepted; want 1 to %d", throttled, got, tries, opts.Burst+1)
+		}
+		if got := accepted(lab, free, port, tries); got != tries {
+			t.Errorf("%v, not throttled: %d of %d connections accepted", free, got, tries)
+		}
+		lab.Do(func() { err = a.Unban(ctx, ban(throttled, "sasl")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := accepted(lab, throttled, port, tries); got != tries {
+			t.Errorf("after the unban, %v: %d of %d connections accepted", throttled, got, tries)
+		}
+	}
+	golden(t, "throttle", nftList(lab))
+}
