@@ -173,13 +173,20 @@ func (a *NFTables) connLocked() (*nftables.Conn, error) {
 }
 
 // Start makes the table and the action's base chains, and starts checking that they
-// stay.
+// stay. Chains of the action's name left by a stop with keep_on_stop are made anew,
+// empty: each jail's rules come back as it takes the action, and its sets keep their
+// elements.
 func (a *NFTables) Start(context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c, err := a.connLocked()
 	if err != nil {
 		return err
+	}
+	for _, h := range a.opts.Hooks {
+		if _, err := c.ListChain(nftTable, a.chainName(h)); err == nil {
+			c.FlushChain(a.chain(h))
+		}
 	}
 	a.addChainsLocked(c)
 	if err := c.Flush(); err != nil {

@@ -235,3 +235,81 @@ func TestThrottleInTheKernel(t *testing.T) {
 	}
 	golden(t, "throttle", nftList(lab))
 }
+
+// Check finds what a flush removed, the whole table or a chain's rules, and puts it back
+// (the sets, emptied by the flush, come back empty: the bans are the manager's to apply
+// again); with nothing missing it does nothing.
+func TestNFTablesCheckPutsBackWhatWasRemoved(t *testing.T) {
+	requireNFT(t)
+	lab := netnstest.New(t)
+	a := startNFTables(t, lab, NFTablesOptions{Hooks: []string{"input"}, Priority: -10, Protocol: "all", BlockType: "DROP", CheckInterval: "1h"})
+	ctx := context.Background()
+	var err error
+	lab.Do(func() { err = a.Ban(ctx, ban(netnstest.Client4, "sasl")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Replace(nftList(lab), "elements = { 192.0.2.2 timeout T }", "", 1)
+	want = regexp.MustCompile(`\n\t\t\n`).ReplaceAllString(want, "\n")
+	check := func(what string, repairs bool) {
+		t.Helper()
+		var repaired bool
+		lab.Do(func() { repaired, err = a.Check() })
+		if err != nil || repaired != repairs {
+			t.Fatalf("%s: Check() = %v, %v; want %v", what, repaired, err, repairs)
+		}
+	}
+	check("nothing removed", false)
+	lab.Run("nft", "flush", "ruleset")
+	check("after nft flush ruleset", true)
+	if got := nftList(lab); got != want {
+		t.Errorf("after nft flush ruleset, put back:\n%s\nwant:\n%s", got, want)
+	}
+	lab.Run("nft", "flush", "chain", "inet", NFTablesTable, "nftables-input")
+	check("after nft flush chain", true)
+	if got := nftList(lab); got != want {
+		t.Errorf("after nft flush chain, put back:\n%s\nwant:\n%s", got, want)
+	}
+	check("once put back", false)
+	if n := a.Restored(); n != 2 {
+		t.Errorf("Restored() = %d, want 2", n)
+	}
+}
+
+// keep_on_stop leaves the table and the bans in it when the action stops; a new action
+// of the same name takes them over.
+func TestNFTablesKeepOnStop(t *testing.T) {
+	requireNFT(t)
+	lab := netnstest.New(t)
+	opts := defaultNFTablesOptions()
+	opts.KeepOnStop = true
+	a := NewNFTables("nftables", opts, quiet)
+	ctx := context.Background()
+	var err error
+	lab.Do(func() {
+		if err = a.Start(ctx); err == nil {
+			if err = a.Ban(ctx, ban(netnstest.Client4, "sasl")); err == nil {
+				err = a.Stop(ctx)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nftList(lab); !strings.Contains(got, "192.0.2.2") {
+		t.Fatalf("keep_on_stop: the ban is gone:\n%s", got)
+	}
+	b := startNFTables(t, lab, defaultNFTablesOptions())
+	var held []netip.Prefix
+	lab.Do(func() {
+		if err = b.PrepareJail(ctx, "sasl"); err == nil {
+			held, err = b.Holds(ctx, "sasl")
+		}
+	})
+	if err != nil || !slices.Equal(held, []netip.Prefix{Host(netnstest.Client4)}) {
+		t.Errorf("the next action holds %v, %v", held, err)
+	}
+	if got := strings.Count(nftList(lab), "@nftables-sasl-4 drop"); got != 1 {
+		t.Errorf("%d rules for the set after the restart; want 1:\n%s", got, nftList(lab))
+	}
+}
