@@ -258,9 +258,15 @@ func (a *NFTables) addChainsLocked(c *nftables.Conn) {
 	}
 }
 
+// setIDs serialises the making of sets across actions: google/nftables numbers the sets
+// of a transaction from one counter that all its connections share, unguarded.
+var setIDs sync.Mutex
+
 // addJailLocked adds a jail's four sets, and the rules matching them in every chain,
 // to the transaction c builds.
 func (a *NFTables) addJailLocked(c *nftables.Conn, jail string) error {
+	setIDs.Lock()
+	defer setIDs.Unlock()
 	for _, net := range []bool{false, true} {
 		for _, v6 := range []bool{false, true} {
 			s := a.set(jail, v6, net)

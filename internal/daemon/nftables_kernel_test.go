@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/internal/testenv"
 )
@@ -59,4 +60,69 @@ actions = ["nft"]
 		t.Errorf("%v, never banned, cannot connect: %v", netnstest.Other4, err)
 	}
 	until(t, "the repair is counted", func() bool { return h.d.manager.Queues()["nft"].Restored == 2 })
+}
+
+// The two stages of examples/throttle.toml, through the server: three failures slow an
+// address down (a few of its connections go through), six refuse it (none do); an
+// address that never failed keeps every connection.
+func TestThrottleThenBan(t *testing.T) {
+	testenv.RequireTool(t, "nft", "nftables")
+	lab := netnstest.New(t)
+	port := lab.Listen()
+	h := startIn(t, lab.Do, `
+[server]
+socket = "run/logban.sock"
+database = "run/logban.db"
+
+[actions.slow]
+type  = "throttle"
+rate  = "10/minute"
+burst = 2
+
+[actions.refuse]
+type      = "nftables"
+protocol  = "tcp"
+blocktype = "REJECT"
+
+[jails.throttle]
+filter   = "zimbra-submission"
+logpath  = ["zimbra.log"]
+maxretry = 3
+findtime = "10m"
+bantime  = "1h"
+actions  = ["slow"]
+
+[jails.ban]
+filter   = "zimbra-submission"
+logpath  = ["zimbra.log"]
+maxretry = 6
+findtime = "10m"
+bantime  = "1h"
+actions  = ["refuse"]
+`, Options{HostPrefixes: func() ([]netip.Prefix, error) {
+		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
+	}})
+	tries := func(a netip.Addr) int {
+		ok := 0
+		for range 10 {
+			if lab.Connect(a, port) == nil {
+				ok++
+			}
+		}
+		return ok
+	}
+	h.fail(netnstest.Client4.String(), 3)
+	h.waitFor("throttle", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	until(t, "the throttle is in the kernel", func() bool {
+		return strings.Contains(lab.Run("nft", "list", "set", "inet", actions.NFTablesTable, "slow-throttle-4"), netnstest.Client4.String())
+	})
+	if got := tries(netnstest.Client4); got < 1 || got > 3 {
+		t.Errorf("throttled: %d of 10 connections went through; want 1 to 3", got)
+	}
+	if got := tries(netnstest.Other4); got != 10 {
+		t.Errorf("never failing: %d of 10 connections went through", got)
+	}
+	h.fail(netnstest.Client4.String(), 3)
+	h.waitFor("ban", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	until(t, "the ban is in the kernel", func() bool { return lab.Connect(netnstest.Client4, port) != nil && tries(netnstest.Client4) == 0 })
 }
