@@ -36,9 +36,7 @@ maxretry = 3
 findtime = "10m"
 bantime = "1h"
 actions = ["nft"]
-`, Options{HostPrefixes: func() ([]netip.Prefix, error) {
-		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
-	}})
+`, labServer())
 	banned := []netip.Addr{netnstest.Client4, netnstest.Client6}
 	for _, a := range banned {
 		h.fail(a.String(), 3)
@@ -99,9 +97,7 @@ maxretry = 6
 findtime = "10m"
 bantime  = "1h"
 actions  = ["refuse"]
-`, Options{HostPrefixes: func() ([]netip.Prefix, error) {
-		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
-	}})
+`, labServer())
 	tries := func(a netip.Addr) int {
 		ok := 0
 		for range 10 {
@@ -125,4 +121,12 @@ actions  = ["refuse"]
 	h.fail(netnstest.Client4.String(), 3)
 	h.waitFor("ban", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
 	until(t, "the ban is in the kernel", func() bool { return lab.Connect(netnstest.Client4, port) != nil && tries(netnstest.Client4) == 0 })
+}
+
+// labServer is the Options of a server run in the lab's server namespace: its own
+// addresses are the lab server's.
+func labServer() Options {
+	return Options{HostPrefixes: func() ([]netip.Prefix, error) {
+		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
+	}}
 }

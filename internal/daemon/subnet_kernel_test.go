@@ -41,9 +41,7 @@ ipv6 = 64
 addresses = 5
 findtime = "1h"
 bantime = "1d"
-`, Options{HostPrefixes: func() ([]netip.Prefix, error) {
-		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
-	}})
+`, labServer())
 	// Five addresses of 198.51.101.0/24, which holds an ignored address, fail first:
 	// the refusal is counted once the lines are read.
 	for i := range 5 {

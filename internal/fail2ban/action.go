@@ -75,13 +75,7 @@ func (im *importer) action(jail, spec string) (name, note string) {
 		if len(ports) > 0 {
 			a.options = append(a.options, "protocol = "+tomlString(protocol), "ports = "+tomlList(ports))
 		}
-		switch bt := strings.ToUpper(strings.Fields(opt("blocktype") + " DROP")[0]); bt {
-		case "REJECT":
-			a.options = append(a.options, "blocktype = "+tomlString("REJECT"))
-		case "DROP":
-		default:
-			lost = append(lost, fmt.Sprintf("blocktype %s: drops instead", bt))
-		}
+		lost = a.blockType(opt("blocktype"), "DROP", lost)
 	case actName == "route":
 		a.kind = "route"
 		switch bt := opt("blocktype"); bt {
@@ -134,13 +128,7 @@ func (im *importer) action(jail, spec string) (name, note string) {
 		} else if hook != "" && hook != "input" {
 			lost = append(lost, fmt.Sprintf("chain_hook %s: input instead", hook))
 		}
-		switch bt := strings.ToLower(strings.Fields(opt("blocktype") + " reject")[0]); bt {
-		case "reject":
-			a.options = append(a.options, "blocktype = "+tomlString("REJECT"))
-		case "drop":
-		default:
-			lost = append(lost, fmt.Sprintf("blocktype %s: drops instead", bt))
-		}
+		lost = a.blockType(opt("blocktype"), "reject", lost) // fail2ban's nftables rejects by default
 	default:
 		ban, _ := c.get("Definition", "actionban", nil)
 		a.notes = append(a.notes, "no logban kind does what "+actName+" does; an exec action could, with its commands written as argv lists (no shell). fail2ban's actionban:")
@@ -229,4 +217,18 @@ func portList(v string) (ports, lost []string) {
 		return nil, lost
 	}
 	return ports, lost
+}
+
+// blockType sets a firewall action's blocktype from fail2ban's (its first word; def if
+// none: iptables' DROP, nftables' reject), and returns lost with what it could not
+// take.
+func (a *actionOut) blockType(fail2ban, def string, lost []string) []string {
+	switch bt := strings.ToUpper(strings.Fields(fail2ban + " " + def)[0]); bt {
+	case "REJECT":
+		a.options = append(a.options, "blocktype = "+tomlString("REJECT"))
+	case "DROP":
+	default:
+		lost = append(lost, fmt.Sprintf("blocktype %s: drops instead", bt))
+	}
+	return lost
 }
