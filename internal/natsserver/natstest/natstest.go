@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -274,12 +275,20 @@ func (c *Cluster) restartProcess(i int) {
 // freePorts returns n loopback ports free at the time of asking.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
+	// Below the kernel's range of ephemeral ports: a port taken from that range and
+	// let go is free for any outgoing connection of the machine (NATS clients of the
+	// tests running beside this one) to take as its own before the server binds it.
+	low, high := 10_000, ephemeralLow()-1
 	var lns []net.Listener
 	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		port := low + rand.IntN(high-low)
+		if high <= low || tries > 1000 {
+			port = 0 // no room below: the kernel's choice, as before
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
@@ -288,4 +297,18 @@ func freePorts(t testing.TB, n int) []int {
 		ln.Close()
 	}
 	return ports
+}
+
+// ephemeralLow returns the first port of the kernel's range for outgoing connections
+// (net.ipv4.ip_local_port_range), or 32768 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo < 1024 {
+		return 32768
+	}
+	return lo
 }
