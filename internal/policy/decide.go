@@ -1,0 +1,286 @@
+package policy
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Quota limits what one holder (a SASL user, a sender, a client address) sends within
+// a window: messages, and recipients across them; 0 is no limit.
+type Quota struct {
+	Name       string
+	Key        string // sasl_username, sender or client_address
+	Messages   int
+	Recipients int
+	Window     time.Duration
+	Action     string // the answer over the quota: DEFER_IF_PERMIT ..., HOLD, REJECT ...
+}
+
+// Compromised flags an account that logged in from more distinct addresses, or networks
+// (/16 for IPv4, /32 for IPv6), than allowed within a window; 0 is no limit.
+type Compromised struct {
+	Addresses int
+	Networks  int
+	Window    time.Duration
+}
+
+// On reports whether compromised-account detection is configured.
+func (c Compromised) On() bool { return c.Window > 0 && (c.Addresses > 0 || c.Networks > 0) }
+
+// Settings are what the service answers, and by which rules.
+type Settings struct {
+	// RejectBanned answers a client banned in a jail; {jail} is the jail's name.
+	RejectBanned string
+	// Default is the answer when the service cannot decide: an internal error, or a
+	// decision slower than its time.
+	Default     string
+	Quotas      []Quota
+	Compromised Compromised
+}
+
+// Flag is an account found logging in from too many places.
+type Flag struct {
+	Account   string
+	Addresses []netip.Addr // the distinct addresses within the window, oldest first
+	Networks  int
+	At        time.Time
+}
+
+// Deps are what the service needs from the daemon.
+type Deps struct {
+	// Banned says which jail, if any, bans addr (on this host, or, for a farm jail,
+	// anywhere in the farm, whose bans every host holds).
+	Banned func(addr netip.Addr) (jail string, ok bool)
+	// Flagged hears of each account flagged, once per window. It must not wait.
+	Flagged func(Flag)
+	Now     func() time.Time
+}
+
+// Policy decides the answer to each request. It is safe for concurrent use.
+type Policy struct {
+	settings Settings
+	deps     Deps
+
+	mu     sync.Mutex
+	usage  []map[string]*usage // by quota, then holder
+	logins map[string]*logins  // by account
+}
+
+// usage is a holder's sending within a quota's window: each message's time and
+// recipients, oldest first.
+type usage struct {
+	times      []int64
+	recipients []int
+}
+
+// logins are an account's logins within the window: each distinct address and when it
+// was last seen, and until when the account stays flagged (not flagged again).
+type logins struct {
+	seen         map[netip.Addr]int64
+	flaggedUntil int64
+}
+
+// New returns a policy deciding by s.
+func New(s Settings, d Deps) *Policy {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	p := &Policy{settings: s, deps: d, logins: map[string]*logins{}}
+	for range s.Quotas {
+		p.usage = append(p.usage, map[string]*usage{})
+	}
+	return p
+}
+
+// Kinds of answer, as counted.
+const (
+	AnswerDunno   = "dunno"
+	AnswerBanned  = "banned"
+	AnswerQuota   = "quota"
+	AnswerDefault = "default" // the service could not decide
+)
+
+// Decide returns the action for req, and the kind of answer it is.
+func (p *Policy) Decide(req Request) (action, kind string) {
+	addr, addrErr := netip.ParseAddr(req.ClientAddress)
+	if addrErr == nil {
+		addr = addr.Unmap()
+		if p.deps.Banned != nil {
+			if jail, banned := p.deps.Banned(addr); banned {
+				return strings.ReplaceAll(p.settings.RejectBanned, "{jail}", jail), AnswerBanned
+			}
+		}
+	}
+	now := p.deps.Now()
+	if req.SASLUsername != "" && addrErr == nil && p.settings.Compromised.On() {
+		p.login(req.SASLUsername, addr, now)
+	}
+	// A message is counted once, where Postfix asks before its content (DATA) or after
+	// it (END-OF-MESSAGE); wire one of the two.
+	if req.ProtocolState == "DATA" || req.ProtocolState == "END-OF-MESSAGE" {
+		if action, over := p.count(req, now); over {
+			return action, AnswerQuota
+		}
+	}
+	return "DUNNO", AnswerDunno
+}
+
+// count counts req's message against each quota and returns the first quota's action
+// that it goes over. A message over a quota is not counted: it is not sent.
+func (p *Policy) count(req Request, now time.Time) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rcpts := max(req.RecipientCount, 1)
+	for i, q := range p.settings.Quotas {
+		holder := req.Get(q.Key)
+		if holder == "" {
+			continue
+		}
+		u, ok := p.usage[i][holder]
+		if !ok {
+			u = &usage{}
+			p.usage[i][holder] = u
+		}
+		u.prune(now.Add(-q.Window).UnixNano())
+		msgs, sent := len(u.times), u.sum()
+		if q.Messages > 0 && msgs+1 > q.Messages || q.Recipients > 0 && sent+rcpts > q.Recipients {
+			return q.Action, true
+		}
+	}
+	for i, q := range p.settings.Quotas {
+		if holder := req.Get(q.Key); holder != "" {
+			u := p.usage[i][holder]
+			u.times = append(u.times, now.UnixNano())
+			u.recipients = append(u.recipients, rcpts)
+		}
+	}
+	return "", false
+}
+
+func (u *usage) prune(limit int64) {
+	i, _ := slices.BinarySearch(u.times, limit)
+	u.times, u.recipients = u.times[i:], u.recipients[i:]
+}
+
+func (u *usage) sum() int {
+	n := 0
+	for _, r := range u.recipients {
+		n += r
+	}
+	return n
+}
+
+// login records a login of account from addr, and flags the account when it reaches
+// the limits, once a window.
+func (p *Policy) login(account string, addr netip.Addr, now time.Time) {
+	c := p.settings.Compromised
+	p.mu.Lock()
+	l, ok := p.logins[account]
+	if !ok {
+		l = &logins{seen: map[netip.Addr]int64{}}
+		p.logins[account] = l
+	}
+	limit := now.Add(-c.Window).UnixNano()
+	for a, at := range l.seen {
+		if at < limit {
+			delete(l.seen, a)
+		}
+	}
+	l.seen[addr] = now.UnixNano()
+	nets := map[netip.Prefix]bool{}
+	for a := range l.seen {
+		nets[widenet(a)] = true
+	}
+	over := c.Addresses > 0 && len(l.seen) >= c.Addresses || c.Networks > 0 && len(nets) >= c.Networks
+	var f *Flag
+	if over && now.UnixNano() > l.flaggedUntil {
+		l.flaggedUntil = now.Add(c.Window).UnixNano()
+		f = &Flag{Account: account, Networks: len(nets), At: now}
+		for a := range l.seen {
+			f.Addresses = append(f.Addresses, a)
+		}
+		slices.SortFunc(f.Addresses, func(x, y netip.Addr) int { return cmp.Compare(l.seen[x], l.seen[y]) })
+	}
+	p.mu.Unlock()
+	if f != nil && p.deps.Flagged != nil {
+		p.deps.Flagged(*f)
+	}
+}
+
+// widenet is the network an address counts in for compromised-account detection: its
+// /16 (IPv4) or /32 (IPv6), where one ISP's customers are.
+func widenet(a netip.Addr) netip.Prefix {
+	bits := 16
+	if a.Is6() {
+		bits = 32
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// Holder is one holder's use of a quota, as status shows it.
+type Holder struct {
+	Quota      string
+	Holder     string
+	Messages   int
+	Recipients int
+}
+
+// Near returns the holders at or above fraction of a quota's limit (messages or
+// recipients), most used first, at most n of them.
+func (p *Policy) Near(fraction float64, n int) []Holder {
+	now := p.deps.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []Holder
+	for i, q := range p.settings.Quotas {
+		for holder, u := range p.usage[i] {
+			u.prune(now.Add(-q.Window).UnixNano())
+			if len(u.times) == 0 {
+				delete(p.usage[i], holder)
+				continue
+			}
+			h := Holder{Quota: q.Name, Holder: holder, Messages: len(u.times), Recipients: u.sum()}
+			if q.Messages > 0 && float64(h.Messages) >= fraction*float64(q.Messages) ||
+				q.Recipients > 0 && float64(h.Recipients) >= fraction*float64(q.Recipients) {
+				out = append(out, h)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Holder) int {
+		return cmp.Or(cmp.Compare(b.Messages, a.Messages), cmp.Compare(a.Quota, b.Quota), cmp.Compare(a.Holder, b.Holder))
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// Prune forgets the holders and accounts with nothing left within their windows.
+func (p *Policy) Prune() {
+	now := p.deps.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, q := range p.settings.Quotas {
+		for holder, u := range p.usage[i] {
+			if u.prune(now.Add(-q.Window).UnixNano()); len(u.times) == 0 {
+				delete(p.usage[i], holder)
+			}
+		}
+	}
+	limit := now.Add(-p.settings.Compromised.Window).UnixNano()
+	for account, l := range p.logins {
+		for a, at := range l.seen {
+			if at < limit {
+				delete(l.seen, a)
+			}
+		}
+		if len(l.seen) == 0 && l.flaggedUntil < now.UnixNano() {
+			delete(p.logins, account)
+		}
+	}
+}

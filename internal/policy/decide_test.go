@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+func quotaPolicy(c *clock) *Policy {
+	return New(Settings{RejectBanned: "554 5.7.1 Access denied: {jail}", Default: "DUNNO",
+		Quotas: []Quota{{Name: "outbound", Key: "sasl_username", Messages: 200, Recipients: 2000, Window: time.Hour,
+			Action: "DEFER_IF_PERMIT Sending quota exceeded, try later"}}},
+		Deps{Now: c.Now, Banned: func(a netip.Addr) (string, bool) { return "zimbra-submission", a == netip.MustParseAddr("203.0.113.5") }})
+}
+
+func data(user, addr string, rcpts int) Request {
+	return Request{ProtocolState: "DATA", SASLUsername: user, ClientAddress: addr, RecipientCount: rcpts}
+}
+
+// The 201st message of one SASL user within the hour is deferred; another user, and the
+// same user an hour after its first message, send on.
+func TestMessageQuota(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	p := quotaPolicy(c)
+	for i := range 200 {
+		if action, kind := p.Decide(data("anna", "198.51.100.7", 1)); action != "DUNNO" {
+			t.Fatalf("message %d: %s (%s)", i+1, action, kind)
+		}
+		c.now = c.now.Add(time.Second)
+	}
+	if action, kind := p.Decide(data("anna", "198.51.100.7", 1)); action != "DEFER_IF_PERMIT Sending quota exceeded, try later" || kind != AnswerQuota {
+		t.Errorf("message 201: %s (%s)", action, kind)
+	}
+	if action, _ := p.Decide(data("bob", "198.51.100.8", 1)); action != "DUNNO" {
+		t.Errorf("another user: %s", action)
+	}
+	// Refused messages are not counted: an hour after the first, one slot is free.
+	c.now = time.Date(2026, 11, 30, 11, 0, 0, 1, time.UTC)
+	if action, _ := p.Decide(data("anna", "198.51.100.7", 1)); action != "DUNNO" {
+		t.Errorf("an hour after the first message: %s", action)
+	}
+	if action, _ := p.Decide(data("anna", "198.51.100.7", 1)); action == "DUNNO" {
+		t.Error("the slot was counted twice")
+	}
+	if near := p.Near(0.8, 10); len(near) != 1 || near[0].Holder != "anna" || near[0].Messages != 200 {
+		t.Errorf("near their limits: %+v", near)
+	}
+}
+
+func TestRecipientQuota(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	p := quotaPolicy(c)
+	if action, _ := p.Decide(data("anna", "198.51.100.7", 1999)); action != "DUNNO" {
+		t.Fatalf("1999 recipients: %s", action)
+	}
+	if action, _ := p.Decide(data("anna", "198.51.100.7", 2)); action == "DUNNO" {
+		t.Error("2001 recipients within the hour were let through")
+	}
+	if action, _ := p.Decide(data("anna", "198.51.100.7", 1)); action != "DUNNO" {
+		t.Errorf("the 2000th recipient: %s", action)
+	}
+}
+
+// A banned client is refused at every stage, with its jail named; an RCPT request
+// counts toward no quota.
+func TestBannedClient(t *testing.T) {
+	p := quotaPolicy(&clock{time.Now()})
+	for _, state := range []string{"CONNECT", "RCPT", "DATA"} {
+		action, kind := p.Decide(Request{ProtocolState: state, ClientAddress: "203.0.113.5"})
+		if action != "554 5.7.1 Access denied: zimbra-submission" || kind != AnswerBanned {
+			t.Errorf("%s: %s (%s)", state, action, kind)
+		}
+	}
+	for range 300 {
+		if action, _ := p.Decide(Request{ProtocolState: "RCPT", SASLUsername: "anna", ClientAddress: "198.51.100.7"}); action != "DUNNO" {
+			t.Fatalf("RCPT: %s", action)
+		}
+	}
+	if action, _ := p.Decide(Request{ProtocolState: "CONNECT", ClientAddress: "not an address"}); action != "DUNNO" {
+		t.Errorf("no address: %s", action)
+	}
+}
+
+// An account logging in from 10 addresses (or 4 networks) within the hour is flagged
+// once, not at each further login, and again after the window.
+func TestCompromisedAccount(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	var flags []Flag
+	p := New(Settings{Default: "DUNNO", Compromised: Compromised{Addresses: 10, Networks: 4, Window: time.Hour}},
+		Deps{Now: c.Now, Flagged: func(f Flag) { flags = append(flags, f) }})
+	login := func(user, addr string) { p.Decide(Request{ProtocolState: "RCPT", SASLUsername: user, ClientAddress: addr}) }
+	for i := range 9 { // nine addresses of one /16
+		login("anna", fmt.Sprintf("198.51.%d.7", i))
+		login("anna", fmt.Sprintf("198.51.%d.7", i)) // again: one address
+	}
+	if len(flags) != 0 {
+		t.Fatalf("flagged at nine addresses of one network: %+v", flags)
+	}
+	login("anna", "198.51.100.99")
+	if len(flags) != 1 || flags[0].Account != "anna" || len(flags[0].Addresses) != 10 {
+		t.Fatalf("at ten addresses: %+v", flags)
+	}
+	login("anna", "198.51.101.99")
+	// Four networks: 203.0.113.0/16 ... for bob, from four /16s.
+	for _, a := range []string{"192.0.2.1", "198.51.100.1", "203.0.113.1", "2001:db8::1"} {
+		login("bob", a)
+	}
+	if len(flags) != 2 || flags[1].Account != "bob" || flags[1].Networks != 4 {
+		t.Fatalf("bob from four networks: %+v", flags)
+	}
+	c.now = c.now.Add(61 * time.Minute)
+	for i := range 10 {
+		login("anna", fmt.Sprintf("198.51.%d.8", i))
+	}
+	if len(flags) != 3 {
+		t.Errorf("anna again after the window: %d flags", len(flags))
+	}
+}
