@@ -93,7 +93,9 @@ func TestCompromisedAccount(t *testing.T) {
 	var flags []Flag
 	p := New(Settings{Default: "DUNNO", Compromised: Compromised{Addresses: 10, Networks: 4, Window: time.Hour}},
 		Deps{Now: c.Now, Flagged: func(f Flag) { flags = append(flags, f) }})
-	login := func(user, addr string) { p.Decide(Request{ProtocolState: "RCPT", SASLUsername: user, ClientAddress: addr}) }
+	login := func(user, addr string) {
+		p.Decide(Request{ProtocolState: "RCPT", SASLUsername: user, ClientAddress: addr})
+	}
 	for i := range 9 { // nine addresses of one /16
 		login("anna", fmt.Sprintf("198.51.%d.7", i))
 		login("anna", fmt.Sprintf("198.51.%d.7", i)) // again: one address
