@@ -78,10 +78,39 @@ type usage struct {
 }
 
 // logins are an account's logins within the window: each distinct address and when it
-// was last seen, and until when the account stays flagged (not flagged again).
+// was last seen, the logins in the order they came (to let the oldest go without a scan),
+// how many of the addresses each network holds, and until when the account stays
+// flagged (not flagged again).
 type logins struct {
 	seen         map[netip.Addr]int64
+	order        []seenAt
+	nets         map[netip.Prefix]int
 	flaggedUntil int64
+}
+
+type seenAt struct {
+	addr netip.Addr
+	at   int64
+}
+
+// maxLogins bounds the logins an account keeps within a window; past it, the oldest
+// goes. An account at it is flagged long before.
+const maxLogins = 4096
+
+// expire lets the logins before limit go.
+func (l *logins) expire(limit int64) {
+	i := 0
+	for ; i < len(l.order) && (l.order[i].at < limit || len(l.order)-i > maxLogins); i++ {
+		e := l.order[i]
+		if l.seen[e.addr] == e.at { // not seen again since
+			delete(l.seen, e.addr)
+			n := widenet(e.addr)
+			if l.nets[n]--; l.nets[n] == 0 {
+				delete(l.nets, n)
+			}
+		}
+	}
+	l.order = l.order[i:]
 }
 
 // New returns a policy deciding by s.
@@ -181,25 +210,21 @@ func (p *Policy) login(account string, addr netip.Addr, now time.Time) {
 	p.mu.Lock()
 	l, ok := p.logins[account]
 	if !ok {
-		l = &logins{seen: map[netip.Addr]int64{}}
+		l = &logins{seen: map[netip.Addr]int64{}, nets: map[netip.Prefix]int{}}
 		p.logins[account] = l
 	}
-	limit := now.Add(-c.Window).UnixNano()
-	for a, at := range l.seen {
-		if at < limit {
-			delete(l.seen, a)
-		}
+	l.expire(now.Add(-c.Window).UnixNano())
+	ts := now.UnixNano()
+	if _, again := l.seen[addr]; !again {
+		l.nets[widenet(addr)]++
 	}
-	l.seen[addr] = now.UnixNano()
-	nets := map[netip.Prefix]bool{}
-	for a := range l.seen {
-		nets[widenet(a)] = true
-	}
-	over := c.Addresses > 0 && len(l.seen) >= c.Addresses || c.Networks > 0 && len(nets) >= c.Networks
+	l.seen[addr] = ts
+	l.order = append(l.order, seenAt{addr, ts})
+	over := c.Addresses > 0 && len(l.seen) >= c.Addresses || c.Networks > 0 && len(l.nets) >= c.Networks
 	var f *Flag
-	if over && now.UnixNano() > l.flaggedUntil {
+	if over && ts > l.flaggedUntil {
 		l.flaggedUntil = now.Add(c.Window).UnixNano()
-		f = &Flag{Account: account, Networks: len(nets), At: now}
+		f = &Flag{Account: account, Networks: len(l.nets), At: now}
 		for a := range l.seen {
 			f.Addresses = append(f.Addresses, a)
 		}
@@ -274,12 +299,7 @@ func (p *Policy) Prune() {
 	}
 	limit := now.Add(-p.settings.Compromised.Window).UnixNano()
 	for account, l := range p.logins {
-		for a, at := range l.seen {
-			if at < limit {
-				delete(l.seen, a)
-			}
-		}
-		if len(l.seen) == 0 && l.flaggedUntil < now.UnixNano() {
+		if l.expire(limit); len(l.seen) == 0 && l.flaggedUntil < now.UnixNano() {
 			delete(p.logins, account)
 		}
 	}
