@@ -56,6 +56,8 @@ type Config struct {
 	Jails   map[string]Jail // enabled jails only
 	// Farm is the [farm] table; nil without one.
 	Farm *Farm
+	// Policy is the [policy] table; nil without one.
+	Policy *Policy
 	// Origins says where each enabled jail's keys come from, by key path
 	// ("jails.sasl.maxretry"): the file that sets it, "FILE [defaults]", or "default".
 	Origins map[string]string
@@ -189,6 +191,7 @@ type fileData struct {
 	Actions map[string]toml.Primitive     `toml:"actions"`
 	Jails   map[string]jailData           `toml:"jails"`
 	Farm    *farmData                     `toml:"farm"`
+	Policy  *policyData                   `toml:"policy"`
 	// Defaults are keys every jail takes unless it sets its own (fail2ban's [DEFAULT]).
 	Defaults *jailData `toml:"defaults"`
 }
@@ -462,6 +465,12 @@ func validKeys(k toml.Key) string {
 		shape = serverData{}
 	case k[0] == "farm" && len(k) == 2:
 		shape = farmData{}
+	case k[0] == "policy" && len(k) == 2:
+		shape = policyData{}
+	case k[0] == "policy" && len(k) == 4 && k[1] == "quotas":
+		shape = quotaData{}
+	case k[0] == "policy" && len(k) == 3 && k[1] == "compromised":
+		shape = compromisedPolicyData{}
 	case k[0] == "defaults" && len(k) == 2:
 		shape = jailData{}
 	case k[0] == "defaults" && len(k) == 3 && k[1] == "bantime_increment":
@@ -550,6 +559,8 @@ func (l *loader) build() *Config {
 	jailDatas := map[string]jailData{}
 	var farm *farmData
 	farmFile := ""
+	var pol *policyData
+	polFile := ""
 	var defaults jailData
 	for _, p := range l.files {
 		if p.data.Defaults != nil {
@@ -558,6 +569,10 @@ func (l *loader) build() *Config {
 		if p.data.Farm != nil {
 			merged := merge(deref(farm), *p.data.Farm)
 			farm, farmFile = &merged, p.path
+		}
+		if p.data.Policy != nil {
+			merged := merge(deref(pol), *p.data.Policy)
+			pol, polFile = &merged, p.path
 		}
 		cfg.Files = append(cfg.Files, p.path)
 		s := p.data.Server
@@ -640,6 +655,9 @@ func (l *loader) build() *Config {
 			}
 			cfg.Jails[name] = j
 		}
+	}
+	if pol != nil {
+		cfg.Policy = l.buildPolicy(polFile, *pol, cfg)
 	}
 	return cfg
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
+	"github.com/logban/logban/internal/policy"
 	"github.com/logban/logban/jails"
 )
 
@@ -482,5 +483,53 @@ actions = ["log"]
 	}
 	if sn := cfg.Jails["zimbra-submission"].Subnet; sn.On() {
 		t.Errorf("a jail without a subnet table escalates: %+v", sn)
+	}
+}
+
+func TestPolicyTable(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "logban.toml")
+	os.WriteFile(path, []byte(`
+[actions.notify]
+type = "log"
+
+[policy]
+listen   = "127.0.0.1:10031"
+reject_banned = "554 5.7.1 Access denied: {jail}"
+default  = "DUNNO"
+
+[policy.quotas.outbound]
+key        = "sasl_username"
+messages   = 200
+recipients = 2000
+window     = "1h"
+action     = "DEFER_IF_PERMIT Sending quota exceeded, try later"
+
+[policy.quotas.per-sender]
+key      = "sender"
+messages = 500
+window   = "1d"
+
+[policy.compromised]
+distinct_addresses = 10
+distinct_networks  = 4
+window  = "1h"
+actions = ["notify"]
+`), 0o644)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.Policy
+	if p == nil || p.Listen != "127.0.0.1:10031" || p.Timeout != DefaultPolicyTimeout || p.Settings.Default != "DUNNO" ||
+		len(p.Settings.Quotas) != 2 || !slices.Equal(p.CompromisedActions, []string{"notify"}) {
+		t.Fatalf("policy %+v", p)
+	}
+	want := []policy.Quota{
+		{Name: "outbound", Key: "sasl_username", Messages: 200, Recipients: 2000, Window: time.Hour, Action: "DEFER_IF_PERMIT Sending quota exceeded, try later"},
+		{Name: "per-sender", Key: "sender", Messages: 500, Window: 24 * time.Hour, Action: "DEFER_IF_PERMIT Sending quota exceeded, try later"},
+	}
+	if !slices.Equal(p.Settings.Quotas, want) || p.Settings.Compromised != (policy.Compromised{Addresses: 10, Networks: 4, Window: time.Hour}) {
+		t.Errorf("quotas %+v, compromised %+v", p.Settings.Quotas, p.Settings.Compromised)
 	}
 }
