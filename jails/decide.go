@@ -145,6 +145,25 @@ func (m *Manager) Covering(jail string, addr netip.Addr) (Record, bool) {
 	return j.covering(addr.Unmap())
 }
 
+// Holder returns a jail that bans addr, by a ban of its own or of a network holding it,
+// the first by name if several do.
+func (m *Manager) Holder(addr netip.Addr) (jail string, ok bool) {
+	addr = addr.Unmap()
+	host := actions.Host(addr)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range m.jailNames() {
+		j := m.jails[name]
+		if _, ok := j.bans[host]; ok {
+			return name, true
+		}
+		if _, ok := j.covering(addr); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 // Unban lifts the ban of what (an address as a /32 or /128, or a network) in jail, or in
 // every jail if jail is "", and, in a farm, on every host. It returns the bans lifted. If
 // there were none it returns ErrNotBanned, as a *CoveredError naming the bans of

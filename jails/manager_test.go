@@ -871,3 +871,20 @@ func TestLettingGoOfAHungActionHoldsUpNoBan(t *testing.T) {
 		}
 	})
 }
+
+func TestHolder(t *testing.T) {
+	ctx := context.Background()
+	m := NewManager(SystemClock{}, slog.New(slog.DiscardHandler))
+	m.SetJail(ctx, "b-jail", BanPolicy{BanTime: time.Hour}, nil)
+	m.SetJail(ctx, "a-jail", BanPolicy{BanTime: time.Hour}, nil)
+	m.BanAll(ctx, []Ticket{
+		{Jail: "b-jail", Addr: netip.MustParseAddr("203.0.113.5")},
+		{Jail: "a-jail", Addr: netip.MustParseAddr("203.0.113.5")},
+		{Jail: "b-jail", Addr: netip.MustParseAddr("198.51.100.0"), Bits: 24},
+	})
+	for addr, want := range map[string]string{"203.0.113.5": "a-jail", "::ffff:203.0.113.5": "a-jail", "198.51.100.77": "b-jail", "203.0.113.6": ""} {
+		if jail, ok := m.Holder(netip.MustParseAddr(addr)); jail != want || ok != (want != "") {
+			t.Errorf("Holder(%s) = %q, %v; want %q", addr, jail, ok, want)
+		}
+	}
+}

@@ -12,9 +12,12 @@ var commandHelp = map[string]string{
   Check that ban-server answers on its socket: prints "pong".
   ban-client ping
   ban-client -config /etc/logban/logban.toml ping`,
-	"status": `ban-client status [JAIL]
-  Without JAIL, the jails; with it, the jail's failures, files, actions and bans.
+	"status": `ban-client status [JAIL | policy]
+  Without JAIL, the jails; with it, the jail's failures, files, actions and bans. status
+  policy shows the Postfix policy service: requests, answers by kind, quota holders near
+  their limits, accounts flagged.
   ban-client status zimbra-submission
+  ban-client status policy
   ban-client status zimbra-submission -json`,
 	"list": `ban-client list [--jail JAIL]
   Every ban, or a jail's: address, jail, banned at, expires in, failures; in a farm,

@@ -29,6 +29,7 @@ Commands:
   ping                        check that ban-server answers
   status                      list the jails
   status JAIL                 a jail's failures, files and bans
+  status policy               the Postfix policy service: requests, answers, quotas, flags
   list [--jail J]             every ban: address, jail, banned at, expires in, failures
   get JAIL banned             the jail's banned addresses, one a line
   banip JAIL ADDR...          ban addresses (or networks, 198.51.100.0/24) in a jail by hand
@@ -250,6 +251,15 @@ func (x cli) command(ctx context.Context, args []string) error {
 			}
 			return x.print(s, func() { printStatus(w, s) })
 		case 1:
+			if args[0] == "policy" { // the policy service's, if the server runs one
+				p, err := c.PolicyStatus(ctx)
+				var re *control.RemoteError
+				if err == nil {
+					return x.print(p, func() { printPolicyStatus(w, p) })
+				} else if !errors.As(err, &re) || re.Code != control.CodeNotFound {
+					return err
+				}
+			}
 			s, err := c.JailStatus(ctx, args[0])
 			if err != nil {
 				return err
@@ -689,6 +699,25 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "   |- Not yet recorded:\t%d (the database refuses writes; see ban-client status)\n", s.Unrecorded)
 	}
 	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(addrs, " "))
+}
+
+func printPolicyStatus(w io.Writer, p control.PolicyStatus) {
+	fmt.Fprintln(w, "Status of the policy service")
+	fmt.Fprintf(w, "|- Listening on:\t%s\n", p.Listen)
+	fmt.Fprintf(w, "|- Requests:\t%d (%d malformed, their connections closed)\n", p.Requests, p.Malformed)
+	fmt.Fprintf(w, "|- Answers:\tdunno %d, banned %d, quota %d, default %d\n",
+		p.Answers["dunno"], p.Answers["banned"], p.Answers["quota"], p.Answers["default"])
+	for _, q := range p.Quotas {
+		fmt.Fprintf(w, "|- Quota %s:\tper %s, %d messages, %d recipients within %s (0: no limit)\n", q.Name, q.Key, q.Messages, q.Recipients, q.Window)
+	}
+	fmt.Fprintf(w, "|- Near their limits (80%%+):\t%d\n", len(p.Near))
+	for _, h := range p.Near {
+		fmt.Fprintf(w, "|  |- %q\t%s: %d messages, %d recipients\n", h.Holder, h.Quota, h.Messages, h.Recipients)
+	}
+	fmt.Fprintf(w, "`- Accounts flagged:\t%d\n", len(p.Flagged))
+	for _, f := range p.Flagged {
+		fmt.Fprintf(w, "   |- %q\t%s: %d addresses, %d networks: %s\n", f.Account, f.At.Local().Format(time.DateTime), len(f.Addrs), f.Networks, strings.Join(f.Addrs, " "))
+	}
 }
 
 // orEmpty returns s, or an empty slice for nil: JSON gets [], not null.

@@ -345,3 +345,29 @@ func TestEveryCommandHasAnExample(t *testing.T) {
 		}
 	}
 }
+
+// status policy shows the policy service; without one, status policy is a jail's.
+func TestPolicyStatusCommand(t *testing.T) {
+	dir := t.TempDir()
+	sock := startServerWith(t, testConfig+`
+[policy]
+listen = "unix:`+filepath.Join(dir, "policy.sock")+`"
+[policy.quotas.outbound]
+messages = 200
+`)
+	code, stdout, stderr := client("-socket", sock, "status", "policy")
+	want := "Status of the policy service\n" +
+		"|- Listening on:\tunix:" + filepath.Join(dir, "policy.sock") + "\n" +
+		"|- Requests:\t0 (0 malformed, their connections closed)\n" +
+		"|- Answers:\tdunno 0, banned 0, quota 0, default 0\n" +
+		"|- Quota outbound:\tper sasl_username, 200 messages, 0 recipients within 1h0m0s (0: no limit)\n" +
+		"|- Near their limits (80%+):\t0\n" +
+		"`- Accounts flagged:\t0\n"
+	if code != 0 || stdout != want {
+		t.Errorf("exit %d\n%s\nwant\n%s\nstderr %s", code, stdout, want, stderr)
+	}
+	code, _, stderr = client("-socket", startServer(t), "status", "policy")
+	if code != 1 || !strings.Contains(stderr, `jail "policy": not found`) {
+		t.Errorf("without a policy service: exit %d, %s", code, stderr)
+	}
+}

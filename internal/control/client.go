@@ -133,6 +133,13 @@ func (c *Client) UnbanKey(ctx context.Context, jail, key string) (KeyBanInfo, er
 	return out, err
 }
 
+// PolicyStatus returns the Postfix policy service's state.
+func (c *Client) PolicyStatus(ctx context.Context) (PolicyStatus, error) {
+	var out PolicyStatus
+	err := c.call(ctx, request{Command: cmdPolicy}, &out)
+	return out, err
+}
+
 func addrStrings(addrs []netip.Prefix) []string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {

@@ -65,6 +65,7 @@ func (e *fakeEngine) Why(_ context.Context, p netip.Prefix) (Why, error) {
 }
 
 func (e *fakeEngine) History(context.Context, netip.Prefix) ([]HistoryEntry, error) { return nil, nil }
+func (e *fakeEngine) PolicyStatus() (PolicyStatus, error)                           { return PolicyStatus{}, ErrNotFound }
 func (e *fakeEngine) UnbanKey(context.Context, string, string) (KeyBanInfo, error) {
 	return KeyBanInfo{}, ErrNotFound
 }

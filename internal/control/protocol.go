@@ -33,6 +33,7 @@ const (
 	cmdWhy        = "why"
 	cmdHistory    = "history"
 	cmdUnbanKey   = "unban-key"
+	cmdPolicy     = "policy"
 )
 
 type request struct {
@@ -81,6 +82,9 @@ type Engine interface {
 	// UnbanKey lifts the ban of an account or a device (key) in jail, a jail keyed by
 	// user or device. The addresses banned with it keep their bans.
 	UnbanKey(ctx context.Context, jail, key string) (KeyBanInfo, error)
+	// PolicyStatus returns the Postfix policy service's figures, or ErrNotFound
+	// without one.
+	PolicyStatus() (PolicyStatus, error)
 }
 
 // Target is an address, or a network (Bits not 0), as the protocol carries it: JSON
@@ -274,6 +278,44 @@ type KeyBanInfo struct {
 	Addrs    []string  `json:"addrs"`          // the addresses seen with it within findtime
 	BannedAt time.Time `json:"banned_at"`
 	Expires  time.Time `json:"expires,omitzero"` // zero: until unbanned
+}
+
+// PolicyStatus is the Postfix policy service's state.
+type PolicyStatus struct {
+	Listen    string           `json:"listen"`
+	Requests  int64            `json:"requests"`
+	Malformed int64            `json:"malformed"` // requests not read: their connections closed
+	Answers   map[string]int64 `json:"answers"`   // by kind: dunno, banned, quota, default
+	Quotas    []PolicyQuota    `json:"quotas"`
+	// Near are the holders at 80% or more of a quota's limit, most used first.
+	Near []PolicyHolder `json:"near_limits"`
+	// Flagged are the last accounts flagged as logging in from too many places.
+	Flagged []PolicyFlag `json:"flagged"`
+}
+
+// PolicyQuota is one quota's settings.
+type PolicyQuota struct {
+	Name       string        `json:"name"`
+	Key        string        `json:"key"`
+	Messages   int           `json:"messages"`
+	Recipients int           `json:"recipients"`
+	Window     time.Duration `json:"window_ns"`
+}
+
+// PolicyHolder is one holder's use of a quota within its window.
+type PolicyHolder struct {
+	Quota      string `json:"quota"`
+	Holder     string `json:"holder"`
+	Messages   int    `json:"messages"`
+	Recipients int    `json:"recipients"`
+}
+
+// PolicyFlag is an account flagged, with the addresses it logged in from.
+type PolicyFlag struct {
+	Account  string    `json:"account"`
+	Addrs    []string  `json:"addrs"`
+	Networks int       `json:"networks"`
+	At       time.Time `json:"at"`
 }
 
 // AddrResult says what a ban or unban request did to one address or network.

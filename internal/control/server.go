@@ -204,6 +204,8 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 			addr = addrs[0]
 		}
 		return engine.History(ctx, addr)
+	case cmdPolicy:
+		return engine.PolicyStatus()
 	case cmdUnbanKey:
 		if req.Jail == "" || req.Key == "" {
 			return nil, &RemoteError{Code: CodeBadRequest, Message: "unban-key needs a jail and a key"}

@@ -283,6 +283,12 @@ func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
 // snapshot reads the daemon's state for the metrics.
 func (d *Daemon) snapshot() metrics.Snapshot {
 	s := metrics.Snapshot{Version: d.opts.Version}
+	if rt := d.runningPolicy(); rt != nil {
+		st := rt.server.Stats()
+		rt.mu.Lock()
+		s.Policy = &metrics.Policy{Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers, Flagged: rt.flags}
+		rt.mu.Unlock()
+	}
 	now := d.opts.Clock.Now()
 	d.mu.RLock()
 	for _, path := range slices.Sorted(maps.Keys(d.readers)) {

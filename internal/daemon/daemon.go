@@ -89,6 +89,9 @@ type Daemon struct {
 	keyBans *jails.KeyBans
 	// notices wait here for the notify worker, which hands them to the actions named.
 	notices chan notice
+	// policy is the Postfix policy service, if [policy] has one.
+	policyMu sync.Mutex
+	policy   *policyRuntime
 	// kernelLost asks keepKernelInStep for a round now: an action found what it made
 	// in the kernel removed, and put it back empty.
 	kernelLost chan struct{}
@@ -299,6 +302,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown(false)
 		return err
 	}
+	if err := d.startPolicy(gctx, d.cfg.Policy); err != nil {
+		d.shutdown(false)
+		return err
+	}
+	defer d.stopPolicy()
 	d.startReaders(gctx)
 	jailCount := len(d.jails) // before the goroutine that owns changes starts
 	g.Go(func() error { return d.manager.Run(gctx) })
@@ -581,6 +589,9 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 			keep := longestTrust(d.cfg)
 			d.mu.RUnlock()
 			d.trust.Forget(now, keep)
+			if rt := d.runningPolicy(); rt != nil {
+				rt.server.Policy().Prune()
+			}
 		}
 	}
 }
@@ -675,9 +686,21 @@ func (d *Daemon) reload(ctx context.Context) error {
 	if !reflect.DeepEqual(d.cfg.Farm, cfg.Farm) {
 		d.logger.Warn("[farm] changed; it takes effect at the next start")
 	}
+	oldPolicy := d.cfg.Policy
 	if err := d.apply(ctx, cfg, true); err != nil {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
+	}
+	// A changed [policy] starts the service anew (its quotas' counts start afresh); if
+	// the new one cannot listen, the old one comes back.
+	if !reflect.DeepEqual(oldPolicy, cfg.Policy) {
+		if err := d.startPolicy(ctx, cfg.Policy); err != nil {
+			d.logger.Error("[policy] not changed: the new one cannot start; the old one runs again", "err", err)
+			if err2 := d.startPolicy(ctx, oldPolicy); err2 != nil {
+				d.logger.Error("the old policy service cannot start again either; Postfix's smtpd_policy_service_default_action decides meanwhile", "err", err2)
+			}
+			return err
+		}
 	}
 	d.reopenFiles()
 	d.logger.Info("reloaded", "jails", len(cfg.Jails))

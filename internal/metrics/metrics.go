@@ -28,6 +28,14 @@ type Snapshot struct {
 	Unrecorded, Undeleted int
 	// Farm is the farm's state; nil outside a farm.
 	Farm *Farm
+	// Policy is the Postfix policy service's figures; nil without one.
+	Policy *Policy
+}
+
+// Policy is the Postfix policy service's figures.
+type Policy struct {
+	Requests, Malformed, Flagged int64
+	Answers                      map[string]int64 // by kind
 }
 
 // Farm is this host's membership of its farm.
@@ -91,6 +99,7 @@ type Collector struct {
 
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
 	netsFailing, netsRefused, knownGood, logins, keyBans           *prometheus.Desc
+	policyRequests, policyAnswers, policyMalformed, policyFlagged  *prometheus.Desc
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
@@ -113,33 +122,37 @@ func New(snapshot func() Snapshot) *Collector {
 			Help:    "Farm latencies: stage=\"publish\" from a decision here until the farm holds it, \"apply\" from a decision elsewhere until it is in force here.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 3, 12), // 100µs to 18s
 		}, []string{"stage"}),
-		farmConnected: prometheus.NewDesc("logban_farm_connected", "1 while connected to the farm's NATS servers.", nil, nil),
-		farmOutbox:    prometheus.NewDesc("logban_farm_outbox", "Decisions and unbans waiting to be published to the farm.", nil, nil),
-		farmBans:      prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
-		farmFailures:  prometheus.NewDesc("logban_farm_failures_total", "Failures of counting jails: shared=\"yes\" published for the farm's count, \"no\" counted here alone (farm away, or too many at once).", []string{"shared"}, nil),
-		farmRefused:   prometheus.NewDesc("logban_farm_refused_total", "Bans refused because the address is a farm node's.", nil, nil),
-		ignored:       prometheus.NewDesc("logban_jail_ignored_total", "Failures of addresses on a jail's ignore list (ignoreip, trusted proxies, the host's own), not counted.", []string{"jail"}, nil),
-		filterLines:   prometheus.NewDesc("logban_filter_lines_total", "Lines a jail's filter judged failures: result=\"matched\" counted (ignored addresses included), \"ignored\" set aside by the filter (ignoreregex, or a fault the format says was the server's).", []string{"jail", "filter", "result"}, nil),
-		buildInfo:     prometheus.NewDesc("logban_build_info", "1, labelled with the server's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
-		linesRead:     prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
-		bytesBehind:   prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
-		longLines:     prometheus.NewDesc("logban_file_long_lines_total", "Lines cut at server.max_line_bytes.", []string{"file"}, nil),
-		failures:      prometheus.NewDesc("logban_jail_failures_total", "Failures counted by a jail.", []string{"jail"}, nil),
-		bans:          prometheus.NewDesc("logban_jail_bans_total", "Bans made by a jail.", []string{"jail"}, nil),
-		unbans:        prometheus.NewDesc("logban_jail_unbans_total", "Bans of a jail lifted, by expiry or by hand.", []string{"jail"}, nil),
-		active:        prometheus.NewDesc("logban_jail_bans_active", "Bans in force.", []string{"jail"}, nil),
-		errors:        prometheus.NewDesc("logban_action_errors_total", "Action calls that failed.", []string{"action"}, nil),
-		queued:        prometheus.NewDesc("logban_action_queued", "Action calls waiting in the action's queue or being made.", []string{"action"}, nil),
-		overflowed:    prometheus.NewDesc("logban_action_overflowed_total", "Action calls that found the action's queue full and waited in its overflow, where only the last call per address is kept.", []string{"action"}, nil),
-		repairs:       prometheus.NewDesc("logban_action_repairs_total", "Differences between what a kernel action held and the bans in force, repaired by reconciling: repair=\"restored\" for a ban the kernel had lost, \"removed\" for a hold no ban stood behind.", []string{"action", "repair"}, nil),
-		unrecorded:    prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
-		undeleted:     prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
-		netsFailing:   prometheus.NewDesc("logban_jail_subnets_failing", "Networks with failing addresses within a jail's subnet findtime ([jails.NAME.subnet]).", []string{"jail"}, nil),
-		netsRefused:   prometheus.NewDesc("logban_jail_subnet_refused_total", "Networks whose addresses reached a jail's subnet escalation but that were not banned: they hold an address never banned (ignoreip, trusted proxies, the host's own).", []string{"jail"}, nil),
-		knownGood:     prometheus.NewDesc("logban_jail_known_good_failures_total", "Failures not counted because the address logged in to the same account within the jail's trust_time: a device with a stale password, most likely.", []string{"jail"}, nil),
-		keyBans:       prometheus.NewDesc("logban_jail_key_bans_active", "Bans of accounts or devices in force, in a jail keyed by user or device (no firewall holds them: the log, mail, webhook and exec actions hear of them).", []string{"jail"}, nil),
-		logins:        prometheus.NewDesc("logban_jail_logins_total", "Logins that worked, read by a jail that trusts them (successregex, or its built-in filter's).", []string{"jail"}, nil),
-		clockOffset:   prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
+		policyRequests:  prometheus.NewDesc("logban_policy_requests_total", "Postfix policy requests answered.", nil, nil),
+		policyAnswers:   prometheus.NewDesc("logban_policy_answers_total", "Postfix policy answers by kind: dunno, banned (a client banned in a jail refused), quota (over a quota), default (the service could not decide in time).", []string{"kind"}, nil),
+		policyMalformed: prometheus.NewDesc("logban_policy_malformed_total", "Postfix policy requests not read (malformed, too long, half sent): their connections closed.", nil, nil),
+		policyFlagged:   prometheus.NewDesc("logban_policy_flagged_total", "Accounts flagged as logging in from too many addresses or networks within the window.", nil, nil),
+		farmConnected:   prometheus.NewDesc("logban_farm_connected", "1 while connected to the farm's NATS servers.", nil, nil),
+		farmOutbox:      prometheus.NewDesc("logban_farm_outbox", "Decisions and unbans waiting to be published to the farm.", nil, nil),
+		farmBans:        prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
+		farmFailures:    prometheus.NewDesc("logban_farm_failures_total", "Failures of counting jails: shared=\"yes\" published for the farm's count, \"no\" counted here alone (farm away, or too many at once).", []string{"shared"}, nil),
+		farmRefused:     prometheus.NewDesc("logban_farm_refused_total", "Bans refused because the address is a farm node's.", nil, nil),
+		ignored:         prometheus.NewDesc("logban_jail_ignored_total", "Failures of addresses on a jail's ignore list (ignoreip, trusted proxies, the host's own), not counted.", []string{"jail"}, nil),
+		filterLines:     prometheus.NewDesc("logban_filter_lines_total", "Lines a jail's filter judged failures: result=\"matched\" counted (ignored addresses included), \"ignored\" set aside by the filter (ignoreregex, or a fault the format says was the server's).", []string{"jail", "filter", "result"}, nil),
+		buildInfo:       prometheus.NewDesc("logban_build_info", "1, labelled with the server's version and the Go version it was built with.", []string{"version", "goversion"}, nil),
+		linesRead:       prometheus.NewDesc("logban_file_lines_read_total", "Lines read from a log file.", []string{"file"}, nil),
+		bytesBehind:     prometheus.NewDesc("logban_file_bytes_behind", "Bytes written to a log file and not yet read.", []string{"file"}, nil),
+		longLines:       prometheus.NewDesc("logban_file_long_lines_total", "Lines cut at server.max_line_bytes.", []string{"file"}, nil),
+		failures:        prometheus.NewDesc("logban_jail_failures_total", "Failures counted by a jail.", []string{"jail"}, nil),
+		bans:            prometheus.NewDesc("logban_jail_bans_total", "Bans made by a jail.", []string{"jail"}, nil),
+		unbans:          prometheus.NewDesc("logban_jail_unbans_total", "Bans of a jail lifted, by expiry or by hand.", []string{"jail"}, nil),
+		active:          prometheus.NewDesc("logban_jail_bans_active", "Bans in force.", []string{"jail"}, nil),
+		errors:          prometheus.NewDesc("logban_action_errors_total", "Action calls that failed.", []string{"action"}, nil),
+		queued:          prometheus.NewDesc("logban_action_queued", "Action calls waiting in the action's queue or being made.", []string{"action"}, nil),
+		overflowed:      prometheus.NewDesc("logban_action_overflowed_total", "Action calls that found the action's queue full and waited in its overflow, where only the last call per address is kept.", []string{"action"}, nil),
+		repairs:         prometheus.NewDesc("logban_action_repairs_total", "Differences between what a kernel action held and the bans in force, repaired by reconciling: repair=\"restored\" for a ban the kernel had lost, \"removed\" for a hold no ban stood behind.", []string{"action", "repair"}, nil),
+		unrecorded:      prometheus.NewDesc("logban_bans_unrecorded", "Bans in force whose record in the database failed and is retried; file positions are not saved meanwhile.", nil, nil),
+		undeleted:       prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
+		netsFailing:     prometheus.NewDesc("logban_jail_subnets_failing", "Networks with failing addresses within a jail's subnet findtime ([jails.NAME.subnet]).", []string{"jail"}, nil),
+		netsRefused:     prometheus.NewDesc("logban_jail_subnet_refused_total", "Networks whose addresses reached a jail's subnet escalation but that were not banned: they hold an address never banned (ignoreip, trusted proxies, the host's own).", []string{"jail"}, nil),
+		knownGood:       prometheus.NewDesc("logban_jail_known_good_failures_total", "Failures not counted because the address logged in to the same account within the jail's trust_time: a device with a stale password, most likely.", []string{"jail"}, nil),
+		keyBans:         prometheus.NewDesc("logban_jail_key_bans_active", "Bans of accounts or devices in force, in a jail keyed by user or device (no firewall holds them: the log, mail, webhook and exec actions hear of them).", []string{"jail"}, nil),
+		logins:          prometheus.NewDesc("logban_jail_logins_total", "Logins that worked, read by a jail that trusts them (successregex, or its built-in filter's).", []string{"jail"}, nil),
+		clockOffset:     prometheus.NewDesc("logban_jail_clock_offset_seconds", "How far a jail's line times lie steadily behind the host's clock (negative: ahead); 0 until such an offset is found.", []string{"jail"}, nil),
 	}
 }
 
@@ -171,7 +184,8 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans} {
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans,
+		c.policyRequests, c.policyAnswers, c.policyMalformed, c.policyFlagged} {
 		ch <- d
 	}
 }
@@ -220,6 +234,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresShared), "yes")
 		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresDropped), "no")
 		ch <- prometheus.MustNewConstMetric(c.farmRefused, prometheus.CounterValue, float64(f.Refused))
+	}
+	if p := s.Policy; p != nil {
+		ch <- prometheus.MustNewConstMetric(c.policyRequests, prometheus.CounterValue, float64(p.Requests))
+		ch <- prometheus.MustNewConstMetric(c.policyMalformed, prometheus.CounterValue, float64(p.Malformed))
+		ch <- prometheus.MustNewConstMetric(c.policyFlagged, prometheus.CounterValue, float64(p.Flagged))
+		for _, kind := range []string{"dunno", "banned", "quota", "default"} {
+			ch <- prometheus.MustNewConstMetric(c.policyAnswers, prometheus.CounterValue, float64(p.Answers[kind]), kind)
+		}
 	}
 }
 

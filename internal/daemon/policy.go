@@ -1,0 +1,156 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/policy"
+)
+
+// policyRuntime is the running Postfix policy service.
+type policyRuntime struct {
+	cfg    config.Policy
+	server *policy.Server
+	cancel context.CancelFunc
+	done   chan error
+
+	mu      sync.Mutex
+	flagged []policy.Flag // the last accounts flagged, newest last
+	flags   int64         // accounts flagged since the service started
+}
+
+// maxFlagsShown is how many flagged accounts status keeps.
+const maxFlagsShown = 100
+
+// listenPolicy listens where the configuration says: host:port, or unix:/path (a socket
+// left by a crash is replaced, and Postfix's user may connect).
+func listenPolicy(addr string) (net.Listener, error) {
+	path, isUnix := strings.CutPrefix(addr, "unix:")
+	if !isUnix {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// smtpd runs as Postfix's own user; a socket under Postfix's private/ folder is
+	// reached by it alone.
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// startPolicy starts the policy service pc describes, in place of the one running, if
+// any; with pc nil it only stops that one. The service ends with ctx.
+func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
+	d.stopPolicy()
+	if pc == nil {
+		return nil
+	}
+	ln, err := listenPolicy(pc.Listen)
+	if err != nil {
+		return fmt.Errorf("policy.listen %s: %w", pc.Listen, err)
+	}
+	rt := &policyRuntime{cfg: *pc, done: make(chan error, 1)}
+	p := policy.New(pc.Settings, policy.Deps{Banned: d.manager.Holder, Flagged: d.flagged(rt), Now: d.opts.Clock.Now})
+	rt.server = policy.NewServer(p, pc.Timeout, d.logger.With("part", "policy"))
+	pctx, cancel := context.WithCancel(ctx)
+	rt.cancel = cancel
+	go func() { rt.done <- rt.server.Serve(pctx, ln) }()
+	d.policyMu.Lock()
+	d.policy = rt
+	d.policyMu.Unlock()
+	d.logger.Info("policy service listening", "listen", pc.Listen, "quotas", len(pc.Settings.Quotas))
+	return nil
+}
+
+// stopPolicy stops the policy service, if one runs, and waits for its connections to
+// close.
+func (d *Daemon) stopPolicy() {
+	d.policyMu.Lock()
+	rt := d.policy
+	d.policy = nil
+	d.policyMu.Unlock()
+	if rt == nil {
+		return
+	}
+	rt.cancel()
+	if err := <-rt.done; err != nil {
+		d.logger.Error("policy service", "err", err)
+	}
+}
+
+// runningPolicy returns the policy service, or nil.
+func (d *Daemon) runningPolicy() *policyRuntime {
+	d.policyMu.Lock()
+	defer d.policyMu.Unlock()
+	return d.policy
+}
+
+// flagged returns what the policy service hands each account flagged to: it is logged,
+// kept for status, and passed on to the compromised actions with {user}.
+func (d *Daemon) flagged(rt *policyRuntime) func(policy.Flag) {
+	notify := d.notifier(rt.cfg.CompromisedActions)
+	return func(f policy.Flag) {
+		c := rt.cfg.Settings.Compromised
+		text := fmt.Sprintf("logged in from %d addresses in %d networks within %s: compromised?", len(f.Addresses), f.Networks, c.Window)
+		d.logger.Warn("account flagged: "+text, "user", f.Account, "addresses", len(f.Addresses), "networks", f.Networks)
+		rt.mu.Lock()
+		rt.flagged = append(rt.flagged, f)
+		rt.flags++
+		if len(rt.flagged) > maxFlagsShown {
+			rt.flagged = rt.flagged[1:]
+		}
+		rt.mu.Unlock()
+		if notify != nil {
+			n := actions.Notice{Jail: "policy", Kind: "compromised", User: f.Account, Text: text, Time: f.At}
+			if len(f.Addresses) > 0 {
+				n.Addr = f.Addresses[len(f.Addresses)-1]
+			}
+			notify(n)
+		}
+	}
+}
+
+// PolicyStatus returns the policy service's figures: requests, answers by kind, quota
+// holders near their limits, accounts flagged.
+func (d *Daemon) PolicyStatus() (control.PolicyStatus, error) {
+	rt := d.runningPolicy()
+	if rt == nil {
+		return control.PolicyStatus{}, fmt.Errorf("policy service: %w (no [policy] table in the configuration)", control.ErrNotFound)
+	}
+	st := rt.server.Stats()
+	out := control.PolicyStatus{Listen: rt.cfg.Listen, Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers}
+	for _, q := range rt.cfg.Settings.Quotas {
+		out.Quotas = append(out.Quotas, control.PolicyQuota{Name: q.Name, Key: q.Key, Messages: q.Messages, Recipients: q.Recipients, Window: q.Window})
+	}
+	for _, h := range rt.server.Policy().Near(nearFraction, 20) {
+		out.Near = append(out.Near, control.PolicyHolder{Quota: h.Quota, Holder: h.Holder, Messages: h.Messages, Recipients: h.Recipients})
+	}
+	rt.mu.Lock()
+	for _, f := range rt.flagged {
+		addrs := make([]string, len(f.Addresses))
+		for i, a := range f.Addresses {
+			addrs[i] = a.String()
+		}
+		out.Flagged = append(out.Flagged, control.PolicyFlag{Account: f.Account, Addrs: addrs, Networks: f.Networks, At: f.At})
+	}
+	rt.mu.Unlock()
+	return out, nil
+}
+
+// nearFraction is how close to a quota's limit a holder is shown by status.
+const nearFraction = 0.8
+

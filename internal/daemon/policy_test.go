@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// policyAsk sends one request on conn and returns the answer's action.
+func policyAsk(t *testing.T, conn net.Conn, r *bufio.Reader, attrs string) string {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "request=smtpd_access_policy\n"+attrs+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blank, _ := r.ReadString('\n'); blank != "\n" {
+		t.Fatalf("answer not ended by an empty line: %q", blank)
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(line, "action="), "\n")
+}
+
+// The policy service through the server: a client banned in a jail is refused with the
+// configured answer naming the jail, the 4th message of a user with a quota of 3 is
+// deferred, an account logging in from three networks is flagged to the log action,
+// and status policy shows it all.
+func TestPolicyService(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "policy.sock")
+	h := startIn(t, nil, strings.Replace(baseConfig, "[jails.sasl]", fmt.Sprintf(`[policy]
+listen = "unix:%s"
+reject_banned = "554 5.7.1 Access denied: {jail}"
+
+[policy.quotas.outbound]
+key      = "sasl_username"
+messages = 3
+window   = "1h"
+action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
+
+[policy.compromised]
+distinct_networks = 3
+window  = "1h"
+actions = ["log"]
+
+[jails.sasl]`, sock), 1), Options{})
+	ctx := context.Background()
+	if _, err := h.client.BanIP(ctx, "sasl", netip.MustParsePrefix("203.0.113.5/32")); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	if got := policyAsk(t, conn, r, "protocol_state=CONNECT\nclient_address=203.0.113.5\n"); got != "554 5.7.1 Access denied: sasl" {
+		t.Errorf("banned client: %q", got)
+	}
+	if got := policyAsk(t, conn, r, "protocol_state=CONNECT\nclient_address=198.51.100.7\n"); got != "DUNNO" {
+		t.Errorf("another client: %q", got)
+	}
+	for i := range 4 {
+		want := "DUNNO"
+		if i == 3 {
+			want = "DEFER_IF_PERMIT Sending quota exceeded, try later"
+		}
+		if got := policyAsk(t, conn, r, "protocol_state=DATA\nclient_address=198.51.100.7\nsasl_username=anna\nrecipient_count=1\n"); got != want {
+			t.Errorf("message %d: %q, want %q", i+1, got, want)
+		}
+	}
+	for _, a := range []string{"192.0.2.77", "198.51.100.8", "2001:db8::7"} {
+		policyAsk(t, conn, r, "protocol_state=RCPT\nclient_address="+a+"\nsasl_username=bob\n")
+	}
+	want := `notice jail=policy kind=compromised addr=2001:db8::7 user="bob" what="logged in from 3 addresses in 3 networks within 1h0m0s: compromised?"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(h.banLog(), want) && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	}
+	if !strings.Contains(h.banLog(), want) {
+		t.Errorf("the log action's file:\n%s\nwant %s", h.banLog(), want)
+	}
+	st, err := h.client.PolicyStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Requests != 9 || st.Answers["banned"] != 1 || st.Answers["quota"] != 1 || len(st.Near) != 1 || st.Near[0].Holder != "anna" ||
+		len(st.Flagged) != 1 || st.Flagged[0].Account != "bob" {
+		t.Errorf("status %+v", st)
+	}
+}
