@@ -153,4 +153,3 @@ func (d *Daemon) PolicyStatus() (control.PolicyStatus, error) {
 
 // nearFraction is how close to a quota's limit a holder is shown by status.
 const nearFraction = 0.8
-

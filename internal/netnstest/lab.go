@@ -8,7 +8,6 @@
 package netnstest
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -296,6 +295,17 @@ func (l *Lab) Reachable(src netip.Addr, port int) error {
 // Connect makes one attempt at a TCP connection from the client's address src to the
 // server's address of the same family.
 func (l *Lab) Connect(src netip.Addr, port int) error {
+	conn, err := l.Dial(src, port)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// Dial opens a TCP connection from src, an address of the client namespace, to port
+// on the server's address of src's family. The connection stays in the client
+// namespace wherever it is used.
+func (l *Lab) Dial(src netip.Addr, port int) (net.Conn, error) {
 	dst := Server4
 	if src.Is6() {
 		dst = Server6
@@ -304,14 +314,9 @@ func (l *Lab) Connect(src netip.Addr, port int) error {
 	var err error
 	l.in(l.Client, func() {
 		d := net.Dialer{Timeout: ConnectTimeout, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
-		ctx, cancel := context.WithTimeout(context.Background(), ConnectTimeout)
-		defer cancel()
-		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, uint16(port)).String())
+		conn, err = d.Dial("tcp", netip.AddrPortFrom(dst, uint16(port)).String())
 	})
-	if err != nil {
-		return err
-	}
-	return conn.Close()
+	return conn, err
 }
 
 // SilentServer accepts TCP connections on 127.0.0.1 and never answers, as a hung HTTP
