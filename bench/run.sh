@@ -81,6 +81,7 @@ gobench() {
 printf '\n## Servers (bench/*_test.go)\n\n```\n'
 gobench -bench ServerThroughput -benchtime 5x ./bench
 gobench -bench ServerMemory -benchtime 1x ./bench
+gobench -bench PolicyService -benchtime 100000x ./bench # postfwd's rows need apt-get install postfwd
 if [[ $(id -u) == 0 ]]; then
   gobench -bench DetectionLatency -benchtime 1000x ./bench
   gobench -bench BanBurst -benchtime 3x ./bench

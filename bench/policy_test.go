@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/policy"
+)
+
+// BenchmarkPolicyService sends Postfix policy requests over 100 connections at once, as
+// 100 smtpd processes of a busy MTA do, each waiting for its answer before its next,
+// to logban's policy service and, side by side, to postfwd (Debian's postfwd 1.35,
+// apt-get install postfwd) with the same quota as a rate limit; it reports requests/s
+// and the latency Postfix sees (p50, p99). Each service has a quota per SASL user
+// that no request reaches; logban also looks each client up among its bans and keeps
+// the logins for compromised-account detection.
+//
+// saturated: each connection sends its next request as soon as it has its answer: the
+// most the service answers (by Little's law the latency is then 100 over that rate).
+// 20k-per-second: each connection sends one request every 5 ms, 20,000 a second in all:
+// the latency at that load. Load and service share the machine's cores.
+func BenchmarkPolicyService(b *testing.B) {
+	services := []struct {
+		name  string
+		start func(b *testing.B) string
+	}{{"logban", startLogbanPolicy}, {"postfwd", startPostfwd}}
+	for _, s := range services {
+		for _, load := range []struct {
+			name  string
+			every time.Duration
+		}{{"saturated", 0}, {"20k-per-second", 5 * time.Millisecond}} {
+			b.Run(s.name+"/"+load.name, func(b *testing.B) { policyLoad(b, s.start(b), load.every) })
+		}
+	}
+}
+
+func startLogbanPolicy(b *testing.B) string {
+	p := policy.New(policy.Settings{RejectBanned: "REJECT", Default: "DUNNO",
+		Quotas:      []policy.Quota{{Name: "outbound", Key: "sasl_username", Messages: 1 << 30, Window: time.Hour, Action: "DEFER_IF_PERMIT"}},
+		Compromised: policy.Compromised{Addresses: 10, Window: time.Hour}},
+		policy.Deps{Banned: func(netip.Addr) (string, bool) { return "", false }})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- policy.NewServer(p, time.Second, slog.New(slog.DiscardHandler)).Serve(ctx, ln) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String()
+}
+
+// startPostfwd runs postfwd1 on a free loopback port with one rate limit per SASL user,
+// and stops it when the benchmark ends.
+func startPostfwd(b *testing.B) string {
+	bin, err := exec.LookPath("postfwd1")
+	if err != nil {
+		b.Skip("postfwd is not installed (apt-get install postfwd)")
+	}
+	dir := b.TempDir()
+	rules := filepath.Join(dir, "rules.cf")
+	writeFile(b, rules, "id=QUOTA; sasl_username=~.; action=rate(sasl_username/1000000000/3600/DEFER_IF_PERMIT quota)\n")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	pidfile := filepath.Join(dir, "postfwd.pid")
+	if out, err := exec.Command(bin, "-d", "-f", rules, "-i", "127.0.0.1", "-p", strconv.Itoa(port), "-u", "nobody", "-g", "nogroup",
+		"--pidfile", pidfile).CombinedOutput(); err != nil {
+		b.Fatalf("postfwd: %v\n%s", err, out)
+	}
+	b.Cleanup(func() {
+		if pid, err := os.ReadFile(pidfile); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+				syscall.Kill(n, syscall.SIGTERM)
+			}
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(b, "postfwd to answer", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr
+}
+
+// policyLoad sends b.N requests over 100 connections to addr, each connection one
+// request every every (0: at once after the last answer), and reports the figures.
+func policyLoad(b *testing.B, addr string, every time.Duration) {
+	const conns = 100
+	per := max(b.N/conns, 1)
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer conn.Close()
+			r := bufio.NewReader(conn)
+			mine := make([]time.Duration, 0, per)
+			next := time.Now().Add(time.Duration(i) * every / conns) // spread over the interval
+			for k := range per {
+				if every > 0 {
+					time.Sleep(time.Until(next))
+					next = next.Add(every)
+				}
+				state := "RCPT"
+				if k%4 == 0 {
+					state = "DATA"
+				}
+				req := fmt.Sprintf("request=smtpd_access_policy\nprotocol_state=%s\nclient_address=198.51.%d.%d\nsasl_username=user%d@example.com\nrecipient_count=1\n\n",
+					state, i, k%250, i)
+				t0 := time.Now()
+				io.WriteString(conn, req)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if line == "\n" {
+						break
+					}
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(len(lat))/took.Seconds(), "requests/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
