@@ -707,6 +707,9 @@ func printPolicyStatus(w io.Writer, p control.PolicyStatus) {
 	fmt.Fprintf(w, "|- Requests:\t%d (%d malformed, their connections closed)\n", p.Requests, p.Malformed)
 	fmt.Fprintf(w, "|- Answers:\tdunno %d, banned %d, quota %d, default %d\n",
 		p.Answers["dunno"], p.Answers["banned"], p.Answers["quota"], p.Answers["default"])
+	if p.FarmCounted {
+		fmt.Fprintf(w, "|- Quotas' messages:\tcounted across the farm (%d the farm could not count, counted here)\n", p.FarmErrors)
+	}
 	for _, q := range p.Quotas {
 		fmt.Fprintf(w, "|- Quota %s:\tper %s, %d messages, %d recipients within %s (0: no limit)\n", q.Name, q.Key, q.Messages, q.Recipients, q.Window)
 	}

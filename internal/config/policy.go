@@ -112,6 +112,9 @@ func (l *loader) buildPolicy(file string, d policyData, cfg *Config) *Policy {
 	}
 	for name, q := range d.Quotas {
 		key := "quotas." + name + "."
+		if !farmName.MatchString(name) {
+			bad("quotas."+name, "name a quota with 1 to 64 letters, digits, '-' or '_' (a farm counts it in a NATS stream of that name)")
+		}
 		quota := policy.Quota{Name: name, Key: "sasl_username", Window: time.Hour, Action: "DEFER_IF_PERMIT Sending quota exceeded, try later"}
 		if q.Key != nil {
 			if quota.Key = *q.Key; !slices.Contains(quotaKeys, quota.Key) {

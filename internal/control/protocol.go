@@ -287,6 +287,10 @@ type PolicyStatus struct {
 	Malformed int64            `json:"malformed"` // requests not read: their connections closed
 	Answers   map[string]int64 `json:"answers"`   // by kind: dunno, banned, quota, default
 	Quotas    []PolicyQuota    `json:"quotas"`
+	// FarmCounted says the quotas' messages are counted across the farm; FarmErrors,
+	// how many the farm could not count, judged by this host's own count.
+	FarmCounted bool  `json:"farm_counted,omitempty"`
+	FarmErrors  int64 `json:"farm_errors,omitempty"`
 	// Near are the holders at 80% or more of a quota's limit, most used first.
 	Near []PolicyHolder `json:"near_limits"`
 	// Flagged are the last accounts flagged as logging in from too many places.

@@ -18,6 +18,7 @@ import (
 type policyRuntime struct {
 	cfg    config.Policy
 	server *policy.Server
+	farm   bool // quotas' messages counted across the farm
 	cancel context.CancelFunc
 	done   chan error
 
@@ -63,8 +64,16 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	if err != nil {
 		return fmt.Errorf("policy.listen %s: %w", pc.Listen, err)
 	}
-	rt := &policyRuntime{cfg: *pc, done: make(chan error, 1)}
-	p := policy.New(pc.Settings, policy.Deps{Banned: d.manager.Holder, Flagged: d.flagged(rt), Now: d.opts.Clock.Now})
+	rt := &policyRuntime{cfg: *pc, done: make(chan error, 1), farm: d.farm != nil}
+	deps := policy.Deps{Banned: d.manager.Holder, Flagged: d.flagged(rt), Now: d.opts.Clock.Now}
+	if d.farm != nil { // four MTAs, one quota
+		deps.FarmCount = func(q policy.Quota, holder string) (bool, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), pc.Timeout)
+			defer cancel()
+			return d.farm.CountMessage(ctx, q.Name, q.Messages, q.Window, holder)
+		}
+	}
+	p := policy.New(pc.Settings, deps)
 	rt.server = policy.NewServer(p, pc.Timeout, d.logger.With("part", "policy"))
 	pctx, cancel := context.WithCancel(ctx)
 	rt.cancel = cancel
@@ -132,7 +141,8 @@ func (d *Daemon) PolicyStatus() (control.PolicyStatus, error) {
 		return control.PolicyStatus{}, fmt.Errorf("policy service: %w (no [policy] table in the configuration)", control.ErrNotFound)
 	}
 	st := rt.server.Stats()
-	out := control.PolicyStatus{Listen: rt.cfg.Listen, Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers}
+	out := control.PolicyStatus{Listen: rt.cfg.Listen, Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers,
+		FarmCounted: rt.farm, FarmErrors: rt.server.Policy().FarmErrors()}
 	for _, q := range rt.cfg.Settings.Quotas {
 		out.Quotas = append(out.Quotas, control.PolicyQuota{Name: q.Name, Key: q.Key, Messages: q.Messages, Recipients: q.Recipients, Window: q.Window})
 	}

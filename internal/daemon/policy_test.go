@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/natsserver/natstest"
 )
 
 // policyAsk sends one request on conn and returns the answer's action.
@@ -94,5 +97,48 @@ actions = ["log"]
 	if st.Requests != 9 || st.Answers["banned"] != 1 || st.Answers["quota"] != 1 || len(st.Near) != 1 || st.Near[0].Holder != "anna" ||
 		len(st.Flagged) != 1 || st.Flagged[0].Account != "bob" {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// Two MTAs of a farm give one quota: of anna's 3 messages allowed, 2 go through mta1 and
+// 1 through mta2, and her next, through mta1, is deferred.
+func TestPolicyQuotaAcrossTheFarm(t *testing.T) {
+	c := natstest.Start(t, 3)
+	var hs []*harness
+	var socks []string
+	for i, node := range []string{"mta1", "mta2"} {
+		sock := filepath.Join(t.TempDir(), "policy.sock")
+		socks = append(socks, sock)
+		config := farmConfig(node, append([]string{c.URL(i)}, c.URLs()...), true) + fmt.Sprintf(`
+[policy]
+listen = "unix:%s"
+[policy.quotas.outbound]
+messages = 3
+window   = "1h"
+action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
+`, sock)
+		hs = append(hs, start(t, config, Options{}))
+	}
+	for _, h := range hs {
+		waitFarm(t, h, func(s control.FarmStatus) bool { return s.State == "connected" && s.Synced })
+	}
+	send := func(i int) string {
+		conn, err := net.Dial("unix", socks[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return policyAsk(t, conn, bufio.NewReader(conn), "protocol_state=DATA\nclient_address=198.51.100.7\nsasl_username=anna\nrecipient_count=1\n")
+	}
+	for k, i := range []int{0, 0, 1} {
+		if got := send(i); got != "DUNNO" {
+			t.Fatalf("message %d: %q", k+1, got)
+		}
+	}
+	if got := send(0); got != "DEFER_IF_PERMIT Sending quota exceeded, try later" {
+		t.Errorf("the 4th message, the farm's quota being 3: %q", got)
+	}
+	if st, err := hs[0].client.PolicyStatus(context.Background()); err != nil || !st.FarmCounted || st.FarmErrors != 0 {
+		t.Errorf("status %+v, %v", st, err)
 	}
 }

@@ -69,6 +69,8 @@ type Farm struct {
 	resync   chan struct{} // the connection came back: watch again
 
 	conn atomic.Pointer[nats.Conn]
+	// joined holds the farm's bucket and streams once this host has joined.
+	joined atomic.Pointer[handles]
 
 	mu         sync.Mutex
 	jails      map[string]Jail
@@ -379,6 +381,8 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 		}
 	}
 	f.makeStreams(ctx, h)
+	f.joined.Store(h)
+	defer f.joined.Store(nil)
 	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)
 	var wg sync.WaitGroup
 	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count, f.purge} {

@@ -647,3 +647,32 @@ func TestANetworkBanIsSharedLikeAnyBan(t *testing.T) {
 		t.Error("b applied a farm ban of a network holding an address on its ignore list")
 	}
 }
+
+// A policy quota counts farm-wide: of anna's messages, 2 through host a and 1 through b
+// reach a limit of 3, and her next, through c, is over; bob's first is not.
+func TestQuotaCountsAcrossTheFarm(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	count := func(h *host, holder string) bool {
+		t.Helper()
+		var over bool
+		var err error
+		eventually(t, "the farm answers", func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			over, err = h.f.CountMessage(ctx, "outbound", 3, time.Hour, holder)
+			return err == nil
+		})
+		return over
+	}
+	for i, h := range []*host{hs[0], hs[0], hs[1]} {
+		if count(h, "anna@example.com") {
+			t.Fatalf("message %d of 3: over", i+1)
+		}
+	}
+	if !count(hs[2], "anna@example.com") {
+		t.Error("the 4th message, through a third host, is not over the farm's quota of 3")
+	}
+	if count(hs[2], "bob@example.com") {
+		t.Error("bob's first message is over")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,7 +58,10 @@ type Deps struct {
 	Banned func(addr netip.Addr) (jail string, ok bool)
 	// Flagged hears of each account flagged, once per window. It must not wait.
 	Flagged func(Flag)
-	Now     func() time.Time
+	// FarmCount, in a farm, counts a message against a quota's messages across the
+	// farm and says whether it is over; where it fails, the host counts alone.
+	FarmCount func(q Quota, holder string) (over bool, err error)
+	Now       func() time.Time
 }
 
 // Policy decides the answer to each request. It is safe for concurrent use.
@@ -68,6 +72,9 @@ type Policy struct {
 	mu     sync.Mutex
 	usage  []map[string]*usage // by quota, then holder
 	logins map[string]*logins  // by account
+	// farmErrors counts the farm's failures to count a message; the host's own count
+	// stood alone for it.
+	farmErrors atomic.Int64
 }
 
 // usage is a holder's sending within a quota's window: each message's time and
@@ -159,8 +166,46 @@ func (p *Policy) Decide(req Request) (action, kind string) {
 }
 
 // count counts req's message against each quota and returns the first quota's action
-// that it goes over. A message over a quota is not counted: it is not sent.
+// that it goes over. A message over a quota is not counted: it is not sent. In a farm,
+// messages are counted across the farm (recipients, on each host); where the farm
+// cannot answer, the host counts alone.
 func (p *Policy) count(req Request, now time.Time) (string, bool) {
+	if action, over := p.overLocally(req, now); over {
+		return action, true
+	}
+	if p.deps.FarmCount != nil {
+		for _, q := range p.settings.Quotas {
+			holder := req.Get(q.Key)
+			if holder == "" || q.Messages == 0 {
+				continue
+			}
+			over, err := p.deps.FarmCount(q, holder)
+			if err == nil && over {
+				return q.Action, true
+			}
+			if err != nil {
+				p.farmErrors.Add(1)
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rcpts := max(req.RecipientCount, 1)
+	for i, q := range p.settings.Quotas {
+		if holder := req.Get(q.Key); holder != "" {
+			u := p.usage[i][holder]
+			u.times = append(u.times, now.UnixNano())
+			u.recipients = append(u.recipients, rcpts)
+		}
+	}
+	return "", false
+}
+
+// overLocally returns the first quota's action that req's message goes over, counted on
+// this host. In a farm, this host's messages are a part of the farm's count, so its
+// own count never says over before the farm's would; it stands alone where the farm
+// cannot answer.
+func (p *Policy) overLocally(req Request, now time.Time) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rcpts := max(req.RecipientCount, 1)
@@ -178,13 +223,6 @@ func (p *Policy) count(req Request, now time.Time) (string, bool) {
 		msgs, sent := len(u.times), u.sum()
 		if q.Messages > 0 && msgs+1 > q.Messages || q.Recipients > 0 && sent+rcpts > q.Recipients {
 			return q.Action, true
-		}
-	}
-	for i, q := range p.settings.Quotas {
-		if holder := req.Get(q.Key); holder != "" {
-			u := p.usage[i][holder]
-			u.times = append(u.times, now.UnixNano())
-			u.recipients = append(u.recipients, rcpts)
 		}
 	}
 	return "", false
@@ -304,3 +342,7 @@ func (p *Policy) Prune() {
 		}
 	}
 }
+
+// FarmErrors returns how many messages the farm could not count, which this host's own
+// count alone judged.
+func (p *Policy) FarmErrors() int64 { return p.farmErrors.Load() }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -121,5 +122,41 @@ func TestCompromisedAccount(t *testing.T) {
 	}
 	if len(flags) != 3 {
 		t.Errorf("anna again after the window: %d flags", len(flags))
+	}
+}
+
+// In a farm, the farm's count says over, even where this host has sent little; where
+// the farm cannot answer, this host's own count judges.
+func TestFarmCountedQuota(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	farmSent := 198 // anna's messages through the farm's other hosts
+	var farmDown bool
+	p := New(Settings{Default: "DUNNO", Quotas: []Quota{{Name: "outbound", Key: "sasl_username", Messages: 200, Window: time.Hour, Action: "DEFER_IF_PERMIT over"}}},
+		Deps{Now: c.Now, FarmCount: func(q Quota, holder string) (bool, error) {
+			if farmDown {
+				return false, errors.New("farm away")
+			}
+			if farmSent >= q.Messages {
+				return true, nil
+			}
+			farmSent++
+			return false, nil
+		}})
+	for i, want := range []string{"DUNNO", "DUNNO", "DEFER_IF_PERMIT over"} {
+		if got, _ := p.Decide(data("anna", "198.51.100.7", 1)); got != want {
+			t.Errorf("message %d through this host: %q, want %q", i+1, got, want)
+		}
+	}
+	farmDown = true
+	for i := range 198 {
+		if got, _ := p.Decide(data("anna", "198.51.100.7", 1)); got != "DUNNO" {
+			t.Fatalf("farm away, this host's message %d: %q", i+3, got)
+		}
+	}
+	if got, _ := p.Decide(data("anna", "198.51.100.7", 1)); got != "DEFER_IF_PERMIT over" {
+		t.Errorf("farm away, this host's 201st: %q", got)
+	}
+	if p.FarmErrors() != 198 { // the 201st was over here, the farm not asked
+		t.Errorf("%d farm errors counted, want 198", p.FarmErrors())
 	}
 }
