@@ -11,6 +11,7 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/farm"
 	"github.com/logban/logban/internal/policy"
 )
 
@@ -67,10 +68,10 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	rt := &policyRuntime{cfg: *pc, done: make(chan error, 1), farm: d.farm != nil}
 	deps := policy.Deps{Banned: d.manager.Holder, Flagged: d.flagged(rt), Now: d.opts.Clock.Now}
 	if d.farm != nil { // four MTAs, one quota
-		deps.FarmCount = func(q policy.Quota, holder string) (bool, error) {
+		deps.FarmCount = func(q policy.Quota, holder string, rcpts int) (bool, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), pc.Timeout)
 			defer cancel()
-			return d.farm.CountMessage(ctx, q.Name, q.Messages, q.Window, holder)
+			return d.farm.CountMessage(ctx, farm.Quota{Name: q.Name, Messages: q.Messages, Recipients: q.Recipients, Window: q.Window}, holder, rcpts)
 		}
 	}
 	p := policy.New(pc.Settings, deps)

@@ -649,30 +649,43 @@ func TestANetworkBanIsSharedLikeAnyBan(t *testing.T) {
 }
 
 // A policy quota counts farm-wide: of anna's messages, 2 through host a and 1 through b
-// reach a limit of 3, and her next, through c, is over; bob's first is not.
+// reach a limit of 3, and her next, through c, is over; bob's first is not. Recipients
+// too: with 10 allowed, a message to 8 leaves 2, one to 3 is over and leaves them (a
+// message not sent counts nothing), and one to 2 goes.
 func TestQuotaCountsAcrossTheFarm(t *testing.T) {
 	_, hs := threeHosts(t, time.Hour)
-	count := func(h *host, holder string) bool {
+	count := func(h *host, q farm.Quota, holder string, rcpts int) bool {
 		t.Helper()
 		var over bool
 		var err error
 		eventually(t, "the farm answers", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			over, err = h.f.CountMessage(ctx, "outbound", 3, time.Hour, holder)
+			over, err = h.f.CountMessage(ctx, q, holder, rcpts)
 			return err == nil
 		})
 		return over
 	}
+	msgs := farm.Quota{Name: "outbound", Messages: 3, Window: time.Hour}
 	for i, h := range []*host{hs[0], hs[0], hs[1]} {
-		if count(h, "anna@example.com") {
+		if count(h, msgs, "anna@example.com", 1) {
 			t.Fatalf("message %d of 3: over", i+1)
 		}
 	}
-	if !count(hs[2], "anna@example.com") {
+	if !count(hs[2], msgs, "anna@example.com", 1) {
 		t.Error("the 4th message, through a third host, is not over the farm's quota of 3")
 	}
-	if count(hs[2], "bob@example.com") {
+	if count(hs[2], msgs, "bob@example.com", 1) {
 		t.Error("bob's first message is over")
+	}
+	rcpts := farm.Quota{Name: "recipients", Recipients: 10, Window: time.Hour}
+	for _, tt := range []struct {
+		h     *host
+		rcpts int
+		over  bool
+	}{{hs[0], 8, false}, {hs[1], 3, true}, {hs[2], 2, false}, {hs[0], 1, true}} {
+		if got := count(tt.h, rcpts, "anna@example.com", tt.rcpts); got != tt.over {
+			t.Errorf("a message to %d recipients: over %v, want %v", tt.rcpts, got, tt.over)
+		}
 	}
 }

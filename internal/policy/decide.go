@@ -58,9 +58,9 @@ type Deps struct {
 	Banned func(addr netip.Addr) (jail string, ok bool)
 	// Flagged hears of each account flagged, once per window. It must not wait.
 	Flagged func(Flag)
-	// FarmCount, in a farm, counts a message against a quota's messages across the
-	// farm and says whether it is over; where it fails, the host counts alone.
-	FarmCount func(q Quota, holder string) (over bool, err error)
+	// FarmCount, in a farm, counts a message to rcpts recipients against a quota across
+	// the farm and says whether it is over; where it fails, the host counts alone.
+	FarmCount func(q Quota, holder string, rcpts int) (over bool, err error)
 	Now       func() time.Time
 }
 
@@ -167,8 +167,8 @@ func (p *Policy) Decide(req Request) (action, kind string) {
 
 // count counts req's message against each quota and returns the first quota's action
 // that it goes over. A message over a quota is not counted: it is not sent. In a farm,
-// messages are counted across the farm (recipients, on each host); where the farm
-// cannot answer, the host counts alone.
+// messages and recipients are counted across the farm; where the farm cannot answer,
+// the host counts alone.
 func (p *Policy) count(req Request, now time.Time) (string, bool) {
 	if action, over := p.overLocally(req, now); over {
 		return action, true
@@ -176,10 +176,10 @@ func (p *Policy) count(req Request, now time.Time) (string, bool) {
 	if p.deps.FarmCount != nil {
 		for _, q := range p.settings.Quotas {
 			holder := req.Get(q.Key)
-			if holder == "" || q.Messages == 0 {
+			if holder == "" {
 				continue
 			}
-			over, err := p.deps.FarmCount(q, holder)
+			over, err := p.deps.FarmCount(q, holder, max(req.RecipientCount, 1))
 			if err == nil && over {
 				return q.Action, true
 			}

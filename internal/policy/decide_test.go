@@ -132,7 +132,7 @@ func TestFarmCountedQuota(t *testing.T) {
 	farmSent := 198 // anna's messages through the farm's other hosts
 	var farmDown bool
 	p := New(Settings{Default: "DUNNO", Quotas: []Quota{{Name: "outbound", Key: "sasl_username", Messages: 200, Window: time.Hour, Action: "DEFER_IF_PERMIT over"}}},
-		Deps{Now: c.Now, FarmCount: func(q Quota, holder string) (bool, error) {
+		Deps{Now: c.Now, FarmCount: func(q Quota, holder string, _ int) (bool, error) {
 			if farmDown {
 				return false, errors.New("farm away")
 			}
