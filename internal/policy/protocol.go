@@ -96,9 +96,9 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 		}
 		switch string(name) {
 		case "request":
-			req.Request = string(value)
+			req.Request = intern(value, requestKinds)
 		case "protocol_state":
-			req.ProtocolState = string(value)
+			req.ProtocolState = intern(value, protocolStates)
 		case "client_address":
 			req.ClientAddress = string(value)
 		case "sasl_username":
@@ -113,6 +113,22 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 			req.Instance = string(value)
 		}
 	}
+}
+
+// The values of attributes that take few, kept without a copy each.
+var (
+	protocolStates = []string{"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
+	requestKinds   = []string{"smtpd_access_policy"}
+)
+
+// intern returns the string of known equal to b, or a copy of b.
+func intern(b []byte, known []string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return string(b)
 }
 
 // readLine reads one line, without its newline (and a CR before it).
@@ -136,12 +152,18 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 // NewReader returns a reader for a policy connection, whose buffer bounds a line.
 func NewReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, MaxLine+2) }
 
-// WriteAnswer writes the answer to one request: "action=ACTION" and an empty line.
-// ACTION must hold no line break (Answer's words never do).
+// WriteAnswer writes the answer to one request: "action=ACTION" and an empty line, in
+// three writes (give it a buffered writer). ACTION must hold no line break.
 func WriteAnswer(w io.Writer, action string) error {
 	if strings.ContainsAny(action, "\r\n") {
 		return fmt.Errorf("policy answer %q holds a line break", action)
 	}
-	_, err := io.WriteString(w, "action="+action+"\n\n")
+	if _, err := io.WriteString(w, "action="); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, action); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n\n")
 	return err
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -67,6 +68,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) serveConn(conn net.Conn) {
 	defer conn.Close()
 	r := NewReader(conn)
+	w := bufio.NewWriterSize(conn, 512)
+	d := s.newDecider()
+	defer d.close()
 	for {
 		conn.SetReadDeadline(time.Now().Add(s.idle))
 		req, err := ReadRequest(r)
@@ -78,10 +82,10 @@ func (s *Server) serveConn(conn net.Conn) {
 			return
 		}
 		s.requests.Add(1)
-		action, kind := s.decide(req)
+		action, kind := d.decide(req)
 		s.count(kind)
 		conn.SetWriteDeadline(time.Now().Add(s.idle))
-		if err := WriteAnswer(conn, action); err != nil {
+		if WriteAnswer(w, action) != nil || w.Flush() != nil {
 			return
 		}
 	}
@@ -92,30 +96,63 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// decide asks the policy, and answers the default when it fails (panics) or takes
-// longer than the server's timeout: Postfix goes on.
-func (s *Server) decide(req Request) (action, kind string) {
-	type answer struct{ action, kind string }
-	done := make(chan answer, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				s.logger.Error("policy decision failed; answering the default", "panic", v)
-				done <- answer{s.policy.settings.Default, AnswerDefault}
-			}
-		}()
-		a, k := s.policy.Decide(req)
-		done <- answer{a, k}
-	}()
-	t := time.NewTimer(s.timeout)
-	defer t.Stop()
-	select {
-	case a := <-done:
-		return a.action, a.kind
-	case <-t.C:
-		s.logger.Warn("policy decision too slow; answering the default", "timeout", s.timeout, "client", req.ClientAddress)
-		return s.policy.settings.Default, AnswerDefault
+// decider makes one connection's decisions on a goroutine of its own, so that one that
+// panics or hangs gets the default answer after the server's timeout: Postfix goes on.
+// A decider that hung is left to its decision, and a new one takes the next requests.
+// Its goroutine, channels and timer serve every request of the connection.
+type decider struct {
+	s       *Server
+	reqs    chan Request
+	answers chan answer
+	timer   *time.Timer
+}
+
+type answer struct{ action, kind string }
+
+func (s *Server) newDecider() *decider {
+	d := &decider{s: s, reqs: make(chan Request), answers: make(chan answer, 1), timer: time.NewTimer(time.Hour)}
+	d.timer.Stop()
+	go d.run(d.reqs, d.answers)
+	return d
+}
+
+func (d *decider) run(reqs <-chan Request, answers chan<- answer) {
+	for req := range reqs {
+		answers <- d.one(req)
 	}
+}
+
+// one decides req, a panic answered by the default.
+func (d *decider) one(req Request) (a answer) {
+	defer func() {
+		if v := recover(); v != nil {
+			d.s.logger.Error("policy decision failed; answering the default", "panic", v)
+			a = answer{d.s.policy.settings.Default, AnswerDefault}
+		}
+	}()
+	action, kind := d.s.policy.Decide(req)
+	return answer{action, kind}
+}
+
+func (d *decider) decide(req Request) (action, kind string) {
+	d.reqs <- req
+	d.timer.Reset(d.s.timeout)
+	select {
+	case a := <-d.answers:
+		d.timer.Stop()
+		return a.action, a.kind
+	case <-d.timer.C:
+		d.s.logger.Warn("policy decision too slow; answering the default", "timeout", d.s.timeout, "client", req.ClientAddress)
+		close(d.reqs) // the hung goroutine ends after its decision, if ever
+		d.reqs, d.answers = make(chan Request), make(chan answer, 1)
+		go d.run(d.reqs, d.answers)
+		return d.s.policy.settings.Default, AnswerDefault
+	}
+}
+
+func (d *decider) close() {
+	close(d.reqs)
+	d.timer.Stop()
 }
 
 func (s *Server) count(kind string) {
