@@ -68,6 +68,11 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	rt := &policyRuntime{cfg: *pc, done: make(chan error, 1), farm: d.farm != nil}
 	deps := policy.Deps{Banned: d.manager.Holder, Flagged: d.flagged(rt), Now: d.opts.Clock.Now}
 	if d.farm != nil { // four MTAs, one quota
+		var qs []farm.Quota
+		for _, q := range pc.Settings.Quotas {
+			qs = append(qs, farm.Quota{Name: q.Name, Messages: q.Messages, Recipients: q.Recipients, Window: q.Window})
+		}
+		d.farm.SetQuotas(qs)
 		deps.FarmCount = func(q policy.Quota, holder string, rcpts int) (bool, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), pc.Timeout)
 			defer cancel()

@@ -112,6 +112,7 @@ func TestPolicyQuotaAcrossTheFarm(t *testing.T) {
 		config := farmConfig(node, append([]string{c.URL(i)}, c.URLs()...), true) + fmt.Sprintf(`
 [policy]
 listen = "unix:%s"
+timeout = "5s" # a loaded test machine's farm may take longer than the default 100ms
 [policy.quotas.outbound]
 messages = 3
 window   = "1h"

@@ -74,6 +74,7 @@ type Farm struct {
 
 	mu         sync.Mutex
 	jails      map[string]Jail
+	quotas     []Quota             // the policy service's, counted across the farm
 	own        []netip.Prefix      // this host's addresses and shared ignore list
 	others     map[string]nodeInfo // other nodes, by name
 	revs       map[string]uint64   // revision of each ban in the farm, by key
@@ -381,6 +382,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 		}
 	}
 	f.makeStreams(ctx, h)
+	f.makeQuotaStreams(ctx, h)
 	f.joined.Store(h)
 	defer f.joined.Store(nil)
 	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)

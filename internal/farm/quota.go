@@ -138,3 +138,35 @@ func (f *Farm) quotaStream(ctx context.Context, h *handles, q Quota, recipients 
 	h.streams[key] = s
 	return s, nil
 }
+
+// SetQuotas tells the farm the policy quotas it counts, so that their streams are made
+// when this host joins, before the first message: making one takes longer than a
+// policy decision may.
+func (f *Farm) SetQuotas(qs []Quota) {
+	f.mu.Lock()
+	f.quotas = append([]Quota(nil), qs...)
+	f.mu.Unlock()
+	if h := f.joined.Load(); h != nil {
+		go f.makeQuotaStreams(context.Background(), h)
+	}
+}
+
+// makeQuotaStreams makes the streams of the quotas known now; one it cannot make is
+// made at its first message.
+func (f *Farm) makeQuotaStreams(ctx context.Context, h *handles) {
+	f.mu.Lock()
+	qs := f.quotas
+	f.mu.Unlock()
+	for _, q := range qs {
+		for _, recipients := range []bool{false, true} {
+			if recipients && q.Recipients == 0 || !recipients && q.Messages == 0 {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if _, err := f.quotaStream(cctx, h, q, recipients); err != nil {
+				f.failf("making the stream of policy quota "+q.Name+"; made at its first message", err)
+			}
+			cancel()
+		}
+	}
+}
