@@ -43,6 +43,7 @@ func TestPolicyService(t *testing.T) {
 	h := startIn(t, nil, strings.Replace(baseConfig, "[jails.sasl]", fmt.Sprintf(`[policy]
 listen = "unix:%s"
 reject_banned = "554 5.7.1 Access denied: {jail}"
+timeout = "5s" # a loaded test machine may take longer than the default 100ms
 
 [policy.quotas.outbound]
 key      = "sasl_username"

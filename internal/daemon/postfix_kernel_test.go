@@ -177,6 +177,7 @@ func TestPostfixAsksThePolicyService(t *testing.T) {
 	h := startIn(t, lab.Do, strings.Replace(config, "[jails.sasl]", `[policy]
 listen = "127.0.0.1:10031"
 reject_banned = "554 5.7.1 Access denied: {jail}"
+timeout = "5s" # a loaded test machine may take longer than the default 100ms
 
 [policy.quotas.outbound]
 key      = "sasl_username"
