@@ -14,8 +14,10 @@ import (
 )
 
 // dump prints the effective configuration of every enabled jail, as fail2ban-client -d
-// does: each key's value after drop-ins and [defaults], and where it comes from.
+// does: each key's value after drop-ins and [defaults], and where it comes from; then
+// the [policy] table, with its defaults filled in.
 func dump(w io.Writer, cfg *config.Config) {
+	defer dumpPolicy(w, cfg.Policy)
 	fmt.Fprintf(w, "# configuration files, in the order read: %s\n", strings.Join(cfg.Files, ", "))
 	for _, name := range slices.Sorted(maps.Keys(cfg.Jails)) {
 		j := cfg.Jails[name]
@@ -56,6 +58,23 @@ func dump(w io.Writer, cfg *config.Config) {
 			fmt.Fprintf(w, "bantime_increment = { enabled = true, factor = %v, multipliers = %v, maxtime = %s, rndtime = %s, overalljails = %v } # %s\n",
 				inc.Factor, inc.Multipliers, duration(inc.MaxTime), duration(inc.RndTime), inc.OverallJails, cfg.Origins["jails."+name+".bantime_increment"])
 		}
+	}
+}
+
+// dumpPolicy prints the effective [policy] table, if there is one.
+func dumpPolicy(w io.Writer, p *config.Policy) {
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(w, "\n[policy]\nlisten        = %q\nreject_banned = %q\ndefault       = %q\ntimeout       = %s\n",
+		p.Listen, p.Settings.RejectBanned, p.Settings.Default, duration(p.Timeout))
+	for _, q := range p.Settings.Quotas {
+		fmt.Fprintf(w, "quotas.%s = { key = %q, messages = %d, recipients = %d, window = %s, action = %q }\n",
+			q.Name, q.Key, q.Messages, q.Recipients, duration(q.Window), q.Action)
+	}
+	if c := p.Settings.Compromised; c.On() {
+		fmt.Fprintf(w, "compromised = { distinct_addresses = %d, distinct_networks = %d, window = %s, actions = %s }\n",
+			c.Addresses, c.Networks, duration(c.Window), quoted(p.CompromisedActions))
 	}
 }
 

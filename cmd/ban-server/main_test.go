@@ -221,6 +221,10 @@ bantime = -1
 key = "user"
 [jails.sasl.subnet]
 ipv4 = 24
+[policy]
+listen = "127.0.0.1:10031"
+[policy.quotas.outbound]
+messages = 200
 `), 0o644)
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"-dump", "-config", cfg}, &out, &out); err != nil {
@@ -235,6 +239,8 @@ ipv4 = 24
 		`(?m)^key\s+= "user"\s+# ` + regexp.QuoteMeta(cfg) + `$`,
 		`(?m)^trust_time\s+= "720h0m0s"\s+# default$`,
 		`(?m)^subnet = \{ ipv4 = 24, ipv6 = 64, addresses = 5, findtime = "10m0s", bantime = -1 \} # ` + regexp.QuoteMeta(cfg) + `$`,
+		`(?m)^\[policy\]\nlisten        = "127.0.0.1:10031"\nreject_banned = "554 5.7.1 Access denied: \{jail\}"\ndefault       = "DUNNO"\ntimeout       = "100ms"$`,
+		`(?m)^quotas.outbound = \{ key = "sasl_username", messages = 200, recipients = 0, window = "1h0m0s", action = "DEFER_IF_PERMIT Sending quota exceeded, try later" \}$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("-dump lacks %s:\n%s", re, out.String())
