@@ -231,3 +231,41 @@ action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
 		t.Errorf("policy status %+v, %v", st, err)
 	}
 }
+
+// When a part of ban-server fails, Postfix is answered DUNNO and mail flows: here the
+// farm the quotas count in cannot be reached, and anna's message is delivered, counted
+// on this host alone, the farm's failure counted.
+func TestPostfixGoesOnWhenTheFarmIsAway(t *testing.T) {
+	lab := netnstest.New(t)
+	config := strings.Replace(baseConfig, `ignoreip = ["192.0.2.0/24"]`, "", 1)
+	config = strings.Replace(config, "[jails.sasl]", `[farm]
+name = "test"
+node = "mta1"
+servers = ["nats://127.0.0.1:1"] # nothing listens: the farm is away
+
+[policy]
+listen = "127.0.0.1:10031"
+timeout = "5s" # a loaded test machine may take longer than the default 100ms
+
+[policy.quotas.outbound]
+messages = 200
+window   = "1h"
+
+[jails.sasl]
+farm = "local"`, 1)
+	h := startIn(t, lab.Do, config, labServer())
+	startPostfix(t, lab, "inet:127.0.0.1:10031")
+	s, _, _ := dialSMTP(t, lab, netnstest.Other4)
+	s.cmd("EHLO client.test")
+	if code, msg := s.cmd("XCLIENT LOGIN=anna@example.com"); code != 220 {
+		t.Fatalf("XCLIENT: %d %s", code, msg)
+	}
+	s.cmd("EHLO client.test")
+	if code, msg := s.send("anna@example.com"); code != 250 {
+		t.Errorf("with the farm away: %d %s; want the message delivered", code, msg)
+	}
+	st, err := h.client.PolicyStatus(context.Background())
+	if err != nil || st.FarmErrors != 1 || st.Answers["dunno"] < 1 || len(st.Near) != 0 {
+		t.Errorf("policy status %+v, %v", st, err)
+	}
+}
