@@ -307,7 +307,7 @@ func (j *Jail) keyFailure(key, account string, addr netip.Addr, t, now time.Time
 		why = deviceWhy(key, n, j.settings.FindTime)
 	}
 	if reached && j.settings.KeyBan != nil {
-		j.settings.KeyBan(KeyBan{Jail: j.name, Kind: j.settings.Key, Key: key, User: account, Addrs: slices.Clone(addrs), Count: n, Time: t})
+		j.settings.KeyBan(KeyBan{Jail: j.name, Kind: j.settings.Key, Key: key, User: account, Addrs: slices.Clone(addrs), Count: n})
 	}
 	if !j.settings.BanAddresses {
 		return tickets

@@ -22,8 +22,7 @@ type KeyBan struct {
 	User string
 	// Addrs are the addresses seen with the key within findtime, oldest first.
 	Addrs    []netip.Addr
-	Count    int       // failures (or requests) within findtime
-	Time     time.Time // of the last of them
+	Count    int // failures (or requests) within findtime
 	BannedAt time.Time
 	Expires  time.Time // the zero time: until lifted by hand
 }

@@ -37,17 +37,14 @@ var (
 	ErrHalfSent      = errors.New("policy request: the connection ended within a request")
 )
 
-// Request is one policy request: the attributes logban reads, and how many there were.
-// Any other attribute is read and set aside.
+// Request is one policy request: the attributes logban decides by, and how many there
+// were. Any other attribute is read and set aside.
 type Request struct {
-	Request        string // "smtpd_access_policy"
 	ProtocolState  string // CONNECT, EHLO, HELO, MAIL, RCPT, DATA, END-OF-MESSAGE, VRFY, ETRN
 	ClientAddress  string
 	SASLUsername   string
 	Sender         string
-	Recipient      string
 	RecipientCount int
-	Instance       string
 	Attributes     int
 }
 
@@ -95,8 +92,6 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 			return Request{}, ErrTooMany
 		}
 		switch string(name) {
-		case "request":
-			req.Request = intern(value, requestKinds)
 		case "protocol_state":
 			req.ProtocolState = intern(value, protocolStates)
 		case "client_address":
@@ -105,21 +100,14 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 			req.SASLUsername = string(value)
 		case "sender":
 			req.Sender = string(value)
-		case "recipient":
-			req.Recipient = string(value)
 		case "recipient_count":
 			req.RecipientCount, _ = strconv.Atoi(string(value))
-		case "instance":
-			req.Instance = string(value)
 		}
 	}
 }
 
-// The values of attributes that take few, kept without a copy each.
-var (
-	protocolStates = []string{"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
-	requestKinds   = []string{"smtpd_access_policy"}
-)
+// protocolStates are the values of protocol_state, kept without a copy each.
+var protocolStates = []string{"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
 
 // intern returns the string of known equal to b, or a copy of b.
 func intern(b []byte, known []string) string {
