@@ -170,45 +170,39 @@ func (p *Policy) Decide(req Request) (action, kind string) {
 // messages and recipients are counted across the farm; where the farm cannot answer,
 // the host counts alone.
 func (p *Policy) count(req Request, now time.Time) (string, bool) {
-	if action, over := p.overLocally(req, now); over {
+	if action, over := p.countLocally(req, now); over {
 		return action, true
 	}
-	if p.deps.FarmCount != nil {
-		for _, q := range p.settings.Quotas {
-			holder := req.Get(q.Key)
-			if holder == "" {
-				continue
-			}
-			over, err := p.deps.FarmCount(q, holder, max(req.RecipientCount, 1))
-			if err == nil && over {
-				return q.Action, true
-			}
-			if err != nil {
-				p.farmErrors.Add(1)
-			}
-		}
+	if p.deps.FarmCount == nil {
+		return "", false
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	rcpts := max(req.RecipientCount, 1)
-	for i, q := range p.settings.Quotas {
-		if holder := req.Get(q.Key); holder != "" {
-			u := p.usage[i][holder]
-			u.times = append(u.times, now.UnixNano())
-			u.recipients = append(u.recipients, rcpts)
+	for _, q := range p.settings.Quotas {
+		holder := req.Get(q.Key)
+		if holder == "" {
+			continue
+		}
+		over, err := p.deps.FarmCount(q, holder, max(req.RecipientCount, 1))
+		if err != nil {
+			p.farmErrors.Add(1)
+		}
+		if err == nil && over {
+			p.uncount(req, now)
+			return q.Action, true
 		}
 	}
 	return "", false
 }
 
-// overLocally returns the first quota's action that req's message goes over, counted on
-// this host. In a farm, this host's messages are a part of the farm's count, so its
-// own count never says over before the farm's would; it stands alone where the farm
-// cannot answer.
-func (p *Policy) overLocally(req Request, now time.Time) (string, bool) {
+// countLocally counts req's message on this host, in one step with judging it (two
+// requests of one holder at once cannot both take its last slot), and returns the first
+// quota's action that it goes over, counting nothing then. In a farm, this host's
+// messages are a part of the farm's count, so its own count never says over before the
+// farm's would; it stands alone where the farm cannot answer.
+func (p *Policy) countLocally(req Request, now time.Time) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rcpts := max(req.RecipientCount, 1)
+	var held []*usage
 	for i, q := range p.settings.Quotas {
 		holder := req.Get(q.Key)
 		if holder == "" {
@@ -220,12 +214,37 @@ func (p *Policy) overLocally(req Request, now time.Time) (string, bool) {
 			p.usage[i][holder] = u
 		}
 		u.prune(now.Add(-q.Window).UnixNano())
-		msgs, sent := len(u.times), u.sum()
-		if q.Messages > 0 && msgs+1 > q.Messages || q.Recipients > 0 && sent+rcpts > q.Recipients {
+		if q.Messages > 0 && len(u.times)+1 > q.Messages || q.Recipients > 0 && u.sum()+rcpts > q.Recipients {
 			return q.Action, true
 		}
+		held = append(held, u)
+	}
+	for _, u := range held {
+		u.times = append(u.times, now.UnixNano())
+		u.recipients = append(u.recipients, rcpts)
 	}
 	return "", false
+}
+
+// uncount takes back the message countLocally counted for req at now: the farm found
+// it over a quota, so it is not sent.
+func (p *Policy) uncount(req Request, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ts := now.UnixNano()
+	for i, q := range p.settings.Quotas {
+		u, ok := p.usage[i][req.Get(q.Key)]
+		if !ok {
+			continue
+		}
+		for k := len(u.times) - 1; k >= 0; k-- {
+			if u.times[k] == ts {
+				u.times = slices.Delete(u.times, k, k+1)
+				u.recipients = slices.Delete(u.recipients, k, k+1)
+				break
+			}
+		}
+	}
 }
 
 func (u *usage) prune(limit int64) {

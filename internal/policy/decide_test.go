@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -158,5 +160,25 @@ func TestFarmCountedQuota(t *testing.T) {
 	}
 	if p.FarmErrors() != 198 { // the 201st was over here, the farm not asked
 		t.Errorf("%d farm errors counted, want 198", p.FarmErrors())
+	}
+}
+
+// Messages of one holder sent at once take a quota's slots one each: of 200 at once
+// against a quota of 100, exactly 100 go.
+func TestQuotaUnderConcurrentRequests(t *testing.T) {
+	p := New(Settings{Default: "DUNNO", Quotas: []Quota{{Name: "outbound", Key: "sasl_username", Messages: 100, Window: time.Hour, Action: "DEFER"}}},
+		Deps{})
+	var wg sync.WaitGroup
+	var passed atomic.Int64
+	for range 200 {
+		wg.Go(func() {
+			if a, _ := p.Decide(data("anna", "198.51.100.7", 1)); a == "DUNNO" {
+				passed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if passed.Load() != 100 {
+		t.Errorf("%d of 200 went, want 100", passed.Load())
 	}
 }
