@@ -15,6 +15,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/netnstest"
 )
 
 // harness runs a daemon on a temp config and log.
@@ -67,6 +68,17 @@ func startIn(t *testing.T, in func(func()), config string, opts Options) *harnes
 	h.run(opts)
 	t.Cleanup(h.shutdown)
 	return h
+}
+
+// startInLab starts a daemon on config in a new lab's server namespace, its own
+// addresses the lab server's, as startIn does.
+func startInLab(t *testing.T, config string) (*netnstest.Lab, *harness) {
+	t.Helper()
+	lab := netnstest.New(t)
+	h := startIn(t, lab.Do, config, Options{HostPrefixes: func() ([]netip.Prefix, error) {
+		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
+	}})
+	return lab, h
 }
 
 // run starts a daemon on the harness's folder.

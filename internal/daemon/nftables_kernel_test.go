@@ -17,9 +17,7 @@ import (
 // them back.
 func TestNFTablesPutBackAfterFlush(t *testing.T) {
 	testenv.RequireTool(t, "nft", "nftables")
-	lab := netnstest.New(t)
-	port := lab.Listen()
-	h := startIn(t, lab.Do, `
+	lab, h := startInLab(t, `
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
@@ -36,7 +34,8 @@ maxretry = 3
 findtime = "10m"
 bantime = "1h"
 actions = ["nft"]
-`, labServer())
+`)
+	port := lab.Listen()
 	banned := []netip.Addr{netnstest.Client4, netnstest.Client6}
 	for _, a := range banned {
 		h.fail(a.String(), 3)
@@ -65,9 +64,7 @@ actions = ["nft"]
 // address that never failed keeps every connection.
 func TestThrottleThenBan(t *testing.T) {
 	testenv.RequireTool(t, "nft", "nftables")
-	lab := netnstest.New(t)
-	port := lab.Listen()
-	h := startIn(t, lab.Do, `
+	lab, h := startInLab(t, `
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
@@ -97,7 +94,8 @@ maxretry = 6
 findtime = "10m"
 bantime  = "1h"
 actions  = ["refuse"]
-`, labServer())
+`)
+	port := lab.Listen()
 	tries := func(a netip.Addr) int {
 		ok := 0
 		for range 10 {
@@ -121,12 +119,4 @@ actions  = ["refuse"]
 	h.fail(netnstest.Client4.String(), 3)
 	h.waitFor("ban", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
 	until(t, "the ban is in the kernel", func() bool { return lab.Connect(netnstest.Client4, port) != nil && tries(netnstest.Client4) == 0 })
-}
-
-// labServer is the Options of a server run in the lab's server namespace: its own
-// addresses are the lab server's.
-func labServer() Options {
-	return Options{HostPrefixes: func() ([]netip.Prefix, error) {
-		return []netip.Prefix{actions.Host(netnstest.Server4), actions.Host(netnstest.Server6)}, nil
-	}}
 }

@@ -172,9 +172,8 @@ func (s *smtpSession) send(from string) (int, string) {
 // when it connects, with the configured answer; one not banned delivers; the 201st
 // message of one SASL user within the hour is deferred, and another user's goes.
 func TestPostfixAsksThePolicyService(t *testing.T) {
-	lab := netnstest.New(t)
 	config := strings.Replace(baseConfig, `ignoreip = ["192.0.2.0/24"]`, "", 1) // the lab's clients
-	h := startIn(t, lab.Do, strings.Replace(config, "[jails.sasl]", `[policy]
+	lab, h := startInLab(t, strings.Replace(config, "[jails.sasl]", `[policy]
 listen = "127.0.0.1:10031"
 reject_banned = "554 5.7.1 Access denied: {jail}"
 timeout = "5s" # a loaded test machine may take longer than the default 100ms
@@ -185,7 +184,7 @@ messages = 200
 window   = "1h"
 action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
 
-[jails.sasl]`, 1), labServer())
+[jails.sasl]`, 1))
 	startPostfix(t, lab, "inet:127.0.0.1:10031")
 	ctx := context.Background()
 	if rs, err := h.client.BanIP(ctx, "sasl", netip.PrefixFrom(netnstest.Client4, 32)); err != nil || !rs[0].Done {
@@ -236,7 +235,6 @@ action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
 // farm the quotas count in cannot be reached, and anna's message is delivered, counted
 // on this host alone, the farm's failure counted.
 func TestPostfixGoesOnWhenTheFarmIsAway(t *testing.T) {
-	lab := netnstest.New(t)
 	config := strings.Replace(baseConfig, `ignoreip = ["192.0.2.0/24"]`, "", 1)
 	config = strings.Replace(config, "[jails.sasl]", `[farm]
 name = "test"
@@ -253,7 +251,7 @@ window   = "1h"
 
 [jails.sasl]
 farm = "local"`, 1)
-	h := startIn(t, lab.Do, config, labServer())
+	lab, h := startInLab(t, config)
 	startPostfix(t, lab, "inet:127.0.0.1:10031")
 	s, _, _ := dialSMTP(t, lab, netnstest.Other4)
 	s.cmd("EHLO client.test")

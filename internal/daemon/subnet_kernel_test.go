@@ -16,9 +16,7 @@ import (
 // an address of the next network can. A network holding an ignored address, or one that
 // logged in successfully, is not banned, and the refusal is counted. Unbanning the network lets its addresses through.
 func TestSubnetBanInTheKernel(t *testing.T) {
-	lab := netnstest.New(t)
-	port := lab.Listen()
-	h := startIn(t, lab.Do, `
+	lab, h := startInLab(t, `
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
@@ -41,7 +39,8 @@ ipv6 = 64
 addresses = 5
 findtime = "1h"
 bantime = "1d"
-`, labServer())
+`)
+	port := lab.Listen()
 	// Five addresses of 198.51.101.0/24, which holds an ignored address, fail first:
 	// the refusal is counted once the lines are read.
 	for i := range 5 {
