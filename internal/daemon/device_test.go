@@ -19,6 +19,7 @@ const mobileConfig = `
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
+metrics = "127.0.0.1:0"
 
 [actions.log]
 type = "log"
@@ -88,6 +89,7 @@ func TestDeviceRateJail(t *testing.T) {
 	if b := s.KeyBans[0]; b.Key != "ApplF17XK0ZZHG7F" || b.Kind != "device" || b.Count != 150 || len(b.Addrs) != 3 || !b.Expires.Equal(now.Add(10*time.Minute)) {
 		t.Errorf("the device's ban: %+v", b)
 	}
+	hasMetrics(t, metricsText(t, h), `logban_jail_key_bans_active{jail="mobile"} 1`)
 	if s.CurrentlyBanned != 0 || s.Mode != "rate" || s.Key != "device" {
 		t.Errorf("mobile: %d addresses banned (want none), mode %q, key %q", s.CurrentlyBanned, s.Mode, s.Key)
 	}

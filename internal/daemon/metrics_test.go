@@ -18,12 +18,7 @@ metrics = "127.0.0.1:0"`, 1)
 	h.fail("203.0.113.5", 3)
 	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 && queuesEmpty(s) })
 
-	resp, err := http.Get("http://" + h.d.MetricsAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := metricsText(t, h)
 	for _, want := range []string{
 		`logban_jail_failures_total{jail="sasl"} 3`,
 		`logban_jail_bans_total{jail="sasl"} 1`,
@@ -39,11 +34,37 @@ metrics = "127.0.0.1:0"`, 1)
 		`logban_filter_lines_total{filter="zimbra-submission",jail="sasl",result="ignored"} 0`,
 		`logban_build_info{goversion="` + runtime.Version() + `",version=""} 1`,
 	} {
-		if !strings.Contains(string(body), want+"\n") {
+		if !strings.Contains(body, want+"\n") {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
 	if t.Failed() {
-		t.Logf("metrics:\n%s", regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(string(body), ""))
+		t.Logf("metrics:\n%s", regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(body, ""))
+	}
+}
+
+// metricsText returns what the harness's daemon serves at /metrics (its configuration
+// says metrics = "127.0.0.1:0").
+func metricsText(t *testing.T, h *harness) string {
+	t.Helper()
+	resp, err := http.Get("http://" + h.d.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// hasMetrics reports each line of wants that the metrics text lacks.
+func hasMetrics(t *testing.T, body string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

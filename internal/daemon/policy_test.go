@@ -40,7 +40,9 @@ func policyAsk(t *testing.T, conn net.Conn, r *bufio.Reader, attrs string) strin
 func TestPolicyService(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "policy.sock")
-	h := startIn(t, nil, strings.Replace(baseConfig, "[jails.sasl]", fmt.Sprintf(`[policy]
+	config := strings.Replace(baseConfig, `database = "run/logban.db"`, `database = "run/logban.db"
+metrics = "127.0.0.1:0"`, 1)
+	h := startIn(t, nil, strings.Replace(config, "[jails.sasl]", fmt.Sprintf(`[policy]
 listen = "unix:%s"
 reject_banned = "554 5.7.1 Access denied: {jail}"
 timeout = "5s" # a loaded test machine may take longer than the default 100ms
@@ -99,6 +101,9 @@ actions = ["log"]
 		len(st.Flagged) != 1 || st.Flagged[0].Account != "bob" {
 		t.Errorf("status %+v", st)
 	}
+	hasMetrics(t, metricsText(t, h), "logban_policy_requests_total 9", `logban_policy_answers_total{kind="banned"} 1`,
+		`logban_policy_answers_total{kind="quota"} 1`, `logban_policy_answers_total{kind="dunno"} 7`,
+		"logban_policy_malformed_total 0", "logban_policy_flagged_total 1")
 }
 
 // Two MTAs of a farm give one quota: of anna's 3 messages allowed, 2 go through mta1 and
