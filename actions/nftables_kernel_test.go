@@ -40,6 +40,24 @@ func startNFTables(t *testing.T, lab *netnstest.Lab, opts NFTablesOptions) *NFTa
 	return a
 }
 
+// startThrottle starts a throttle action in the lab, stopped when the test ends.
+func startThrottle(t *testing.T, lab *netnstest.Lab, opts ThrottleOptions) *NFTables {
+	t.Helper()
+	if err := opts.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewThrottle("throttle", opts, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.Do(func() { err = a.Start(context.Background()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Do(func() { a.Stop(context.Background()) }) })
+	return a
+}
+
 func TestNFTablesInTheKernel(t *testing.T) {
 	for _, k := range []struct {
 		name string
@@ -196,19 +214,9 @@ func TestThrottleInTheKernel(t *testing.T) {
 	port := lab.Listen()
 	opts := defaultThrottleOptions()
 	opts.Rate, opts.Burst, opts.Ports = "10/minute", 3, []string{"1024:65535"}
-	if err := opts.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := NewThrottle("throttle", opts, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := startThrottle(t, lab, opts)
 	ctx := context.Background()
-	lab.Do(func() { err = a.Start(ctx) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Do(func() { a.Stop(ctx) })
+	var err error
 	const tries = 20
 	for _, p := range [][2]netip.Addr{{netnstest.Client4, netnstest.Other4}, {netnstest.Client6, netnstest.Other6}} {
 		throttled, free := p[0], p[1]
@@ -238,11 +246,26 @@ func TestThrottleInTheKernel(t *testing.T) {
 
 // Check finds what a flush removed, the whole table or a chain's rules, and puts it back
 // (the sets, emptied by the flush, come back empty: the bans are the manager's to apply
-// again); with nothing missing it does nothing.
+// again); with nothing missing it does nothing. A throttle's meters come back too.
 func TestNFTablesCheckPutsBackWhatWasRemoved(t *testing.T) {
 	requireNFT(t)
-	lab := netnstest.New(t)
-	a := startNFTables(t, lab, NFTablesOptions{Hooks: []string{"input"}, Priority: -10, Protocol: "all", BlockType: "DROP", CheckInterval: "1h"})
+	opts := NFTablesOptions{Hooks: []string{"input"}, Priority: -10, Protocol: "all", BlockType: "DROP", CheckInterval: "1h"}
+	throttle := ThrottleOptions{NFTablesOptions: opts, Rate: "10/minute", Burst: 5}
+	for _, kind := range []string{"nftables", "throttle"} {
+		t.Run(kind, func(t *testing.T) {
+			lab := netnstest.New(t)
+			var a *NFTables
+			if kind == "throttle" {
+				a = startThrottle(t, lab, throttle)
+			} else {
+				a = startNFTables(t, lab, opts)
+			}
+			checkPutsBack(t, lab, a)
+		})
+	}
+}
+
+func checkPutsBack(t *testing.T, lab *netnstest.Lab, a *NFTables) {
 	ctx := context.Background()
 	var err error
 	lab.Do(func() { err = a.Ban(ctx, ban(netnstest.Client4, "sasl")) })
@@ -265,7 +288,7 @@ func TestNFTablesCheckPutsBackWhatWasRemoved(t *testing.T) {
 	if got := nftList(lab); got != want {
 		t.Errorf("after nft flush ruleset, put back:\n%s\nwant:\n%s", got, want)
 	}
-	lab.Run("nft", "flush", "chain", "inet", NFTablesTable, "nftables-input")
+	lab.Run("nft", "flush", "chain", "inet", NFTablesTable, a.chainName("input"))
 	check("after nft flush chain", true)
 	if got := nftList(lab); got != want {
 		t.Errorf("after nft flush chain, put back:\n%s\nwant:\n%s", got, want)
