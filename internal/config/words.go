@@ -61,6 +61,10 @@ var keyIndex = regexp.MustCompile(`\[\d+\]$`)
 // "jails.sasl.logpath[1]") is set, else the line of its table's header, else 0. It reads
 // the plain layout configurations are written in: [a.b] headers and key = value lines.
 func lineOf(text, keyPath string) int {
+	// Names are compared without spaces and quotes: [policy.quotas."out bound"] is
+	// the table policy.quotas.out bound.
+	bare := strings.NewReplacer(" ", "", `"`, "", "'", "").Replace
+	keyPath = bare(keyPath)
 	path := strings.Split(keyIndex.ReplaceAllString(keyPath, ""), ".")
 	table, key := path[:len(path)-1], path[len(path)-1]
 	headerOf := func(line string) (string, bool) {
@@ -72,7 +76,7 @@ func lineOf(text, keyPath string) int {
 		if end < 0 {
 			return "", false
 		}
-		return strings.ReplaceAll(t[1:end], " ", ""), true
+		return bare(t[1:end]), true
 	}
 	want := strings.Join(table, ".")
 	in, headerLine := want == "", 0
@@ -89,7 +93,7 @@ func lineOf(text, keyPath string) int {
 		}
 		if in {
 			t := strings.TrimSpace(line)
-			if name, _, ok := strings.Cut(t, "="); ok && strings.TrimSpace(name) == key {
+			if name, _, ok := strings.Cut(t, "="); ok && bare(name) == key {
 				return i + 1
 			}
 		}
