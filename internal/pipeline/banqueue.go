@@ -75,9 +75,17 @@ func (q *BanQueue) run(ctx context.Context) {
 
 // Add queues a batch's tickets, which the queue then owns. It waits while the queue is
 // full, until ctx is done: then the tickets are not queued, and it returns ctx's error.
+// While there is room they are queued even if ctx has ended: a reader stopped right
+// after reading a batch hands its tickets over, and its position moves past them.
 func (q *BanQueue) Add(ctx context.Context, tickets []jails.Ticket) error {
+	job := banJob{tickets: tickets}
 	select {
-	case q.jobs <- banJob{tickets: tickets}:
+	case q.jobs <- job:
+		return nil
+	default: // full: a select of both below would pick either when both are ready
+	}
+	select {
+	case q.jobs <- job:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

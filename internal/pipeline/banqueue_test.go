@@ -109,3 +109,22 @@ func TestAddGivesUpWithItsContext(t *testing.T) {
 		}
 	})
 }
+
+// A reader stopped right after reading a batch still hands its tickets over while the
+// queue has room, whatever the order the stop and the hand-over meet in: otherwise its
+// position stays before lines whose failures the jails have counted, and the next start
+// counts them twice.
+func TestAddQueuesWhileThereIsRoomAfterItsContextEnds(t *testing.T) {
+	m, ledger := gatedManager()
+	defer m.Close(context.Background())
+	b := NewBanQueue(context.Background(), m)
+	defer b.Close()
+	defer close(ledger.gate)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range queueLen / 2 {
+		if err := b.Add(ctx, ticket(i)); err != nil {
+			t.Fatalf("Add %d with room in the queue: %v", i, err)
+		}
+	}
+}
