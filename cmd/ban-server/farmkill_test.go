@@ -90,6 +90,9 @@ servers = ["%s"]
 				t.Fatalf("host %d holds %v, decided by %q", i, ban.Addr, ban.By)
 			}
 		}
+		if lifted := unbans(n.dir); lifted > 0 { // none ended, and none was lifted in the farm
+			t.Errorf("host %d lifted %d bans", i, lifted)
+		}
 		if i > 0 { // a applied some twice: before the kill and at restart, as a crash must
 			if dup := appliedTwice(n.dir); dup != "" {
 				t.Errorf("host %d applied %s twice", i, dup)
@@ -114,6 +117,12 @@ servers = ["%s"]
 func applied(dir string) int {
 	text, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
 	return strings.Count(string(text), " ban ")
+}
+
+// unbans counts the unbans the log action wrote in dir.
+func unbans(dir string) int {
+	text, _ := os.ReadFile(filepath.Join(dir, "bans.log"))
+	return strings.Count(string(text), " unban ")
 }
 
 // appliedTwice returns an address the log action in dir banned twice, or "".

@@ -35,11 +35,12 @@ type host struct {
 	db      string
 	banTime time.Duration
 
-	m    *jails.Manager
-	f    *farm.Farm
-	st   *store.Store
-	jail *jails.Jail
-	bans *pipeline.BanQueue
+	m      *jails.Manager
+	target farm.Target // what the farm applies bans to; nil: m
+	f      *farm.Farm
+	st     *store.Store
+	jail   *jails.Jail
+	bans   *pipeline.BanQueue
 
 	life       context.CancelFunc
 	farmStop   context.CancelFunc
@@ -102,9 +103,13 @@ func startHost(t *testing.T, name string, servers []string, dir string, banTime 
 func (h *host) startFarm() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.farmStop, h.farmDone = cancel, make(chan struct{})
+	var target farm.Target = h.m
+	if h.target != nil {
+		target = h.target
+	}
 	go func() {
 		defer close(h.farmDone)
-		if err := h.f.Run(ctx, h.m, h.bans.Add); err != nil {
+		if err := h.f.Run(ctx, target, h.bans.Add); err != nil {
 			h.t.Errorf("%s: farm: %v", h.name, err)
 		}
 	}()
@@ -341,6 +346,62 @@ func TestAHostAwayCatchesUpWithTheFarm(t *testing.T) {
 	})
 	if got, want := addrs(b.m.Bans(jail)), addrs(a.m.Bans(jail)); got != want {
 		t.Errorf("b holds %s; a holds %s", got, want)
+	}
+}
+
+// slowTarget is a host's manager whose first adoption waits for gate, as a host busy
+// applying a large farm would, and which remembers the bans the farm lifted here.
+type slowTarget struct {
+	*jails.Manager
+	gate    chan struct{}
+	waiting chan struct{} // closed when the first adoption waits
+	once    sync.Once
+
+	mu     sync.Mutex
+	lifted []netip.Prefix
+}
+
+func (s *slowTarget) Adopt(ctx context.Context, records []jails.Record) []actions.Ban {
+	s.once.Do(func() { close(s.waiting); <-s.gate })
+	return s.Manager.Adopt(ctx, records)
+}
+
+func (s *slowTarget) LiftIf(ctx context.Context, jail string, what netip.Prefix, lift func(jails.Record) bool) bool {
+	ok := s.Manager.LiftIf(ctx, jail, what, lift)
+	if ok {
+		s.mu.Lock()
+		s.lifted = append(s.lifted, what)
+		s.mu.Unlock()
+	}
+	return ok
+}
+
+// A ban this host publishes while its watch is still applying the farm's bans reaches
+// the farm after the watch's first look, and is still this host's when the watch catches
+// up: it is not taken for one the farm lifted while the host was away.
+func TestABanPublishedWhileCatchingUpIsKept(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	x, y := netip.MustParseAddr("203.0.113.20"), netip.MustParseAddr("203.0.113.21")
+	b.banByHand(x)
+	eventually(t, "a holds x", func() bool { _, ok := a.ban(x); return ok })
+
+	a.stopFarm()
+	slow := &slowTarget{Manager: a.m, gate: make(chan struct{}), waiting: make(chan struct{})}
+	a.target = slow
+	a.startFarm()
+	<-slow.waiting // the watch has delivered x, the farm's every ban, and waits to apply it
+	a.banByHand(y)
+	eventually(t, "the farm has y", func() bool { return a.f.Status().Outbox == 0 })
+	close(slow.gate)
+	eventually(t, "a has caught up", func() bool { return a.f.Status().Synced })
+	if _, ok := a.ban(y); !ok {
+		t.Error("a no longer holds y")
+	}
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	if len(slow.lifted) > 0 {
+		t.Errorf("a lifted %v while catching up: the farm holds them", slow.lifted)
 	}
 }
 

@@ -48,11 +48,23 @@ func (f *Farm) keepWatching(ctx context.Context, what string, watch func() error
 func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The bucket's newest revision before the watch: a ban this host publishes later may
+	// reach the farm after the watch's first delivery, and must not be lifted at its end.
+	// Without it (the bucket did not answer), the first delivery's newest stands in.
+	var seen uint64
+	if st, err := h.bans.Status(wctx); err == nil {
+		if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+			seen = bs.StreamInfo().State.LastSeq
+		}
+	}
 	w, err := h.bans.WatchAll(wctx)
 	if err != nil {
 		return err
 	}
 	defer w.Stop() //nolint:errcheck // the watch ends either way
+	f.mu.Lock()
+	f.synced = false
+	f.mu.Unlock()
 	initial := true
 	live := map[string]bool{} // keys holding a ban, as first delivered
 	for {
@@ -81,10 +93,16 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 				break more
 			}
 		}
+		for _, e := range batch {
+			if !initial || e == nil {
+				break
+			}
+			seen = max(seen, e.Revision())
+		}
 		for i := 0; i < len(batch); {
 			switch e := batch[i]; {
 			case e == nil: // every ban in force is delivered
-				f.catchUp(ctx, target, live)
+				f.catchUp(ctx, target, live, seen)
 				initial, live = false, nil
 				i++
 			case e.Operation() == jetstream.KeyValuePut:
@@ -184,10 +202,17 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 func fromFarm(r jails.Record) bool { return r.By != "" }
 
 // catchUp lifts the farm bans in force here that the farm no longer holds: they ended
-// while this host was away, or were lifted meanwhile. live are the keys the farm holds.
-func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool) {
+// while this host was away, or were lifted meanwhile. live are the keys the watch first
+// delivered, seen the bucket's newest revision when it began. A ban this host published
+// since (its revision is newer) is the farm's, though maybe not in live: the watch
+// brings it next, or its end.
+func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool, seen uint64) {
+	defer func() {
+		f.mu.Lock()
+		f.synced = true
+		f.mu.Unlock()
+	}()
 	f.mu.Lock()
-	f.synced = true
 	names := make([]string, 0, len(f.jails))
 	for name := range f.jails {
 		names = append(names, name)
@@ -201,7 +226,7 @@ func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool)
 		for _, b := range target.Bans(name) {
 			key := banKey(b.Jail, b.Prefix())
 			f.mu.Lock()
-			keep := live[key] || f.pendBans[key] > 0
+			keep := live[key] || f.pendBans[key] > 0 || f.revs[key] > seen
 			f.mu.Unlock()
 			if !keep && target.LiftIf(ctx, b.Jail, b.Prefix(), fromFarm) {
 				lifted++
