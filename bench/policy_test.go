@@ -30,6 +30,10 @@ import (
 // that no request reaches; logban also looks each client up among its bans and keeps
 // the logins for compromised-account detection.
 //
+// floor and floor-unix-socket are no service at all: a responder that answers DUNNO to
+// each request without reading it. They show what the load and the machine cost alone,
+// the least latency any service could show here.
+//
 // saturated: each connection sends its next request as soon as it has its answer: the
 // most the service answers (by Little's law the latency is then 100 over that rate).
 // 20k-per-second: each connection sends one request every 5 ms, 20,000 a second in all:
@@ -38,7 +42,13 @@ func BenchmarkPolicyService(b *testing.B) {
 	services := []struct {
 		name  string
 		start func(b *testing.B) string
-	}{{"logban", startLogbanPolicy}, {"logban-unix-socket", startLogbanPolicyUnix}, {"postfwd", startPostfwd}}
+	}{
+		{"floor", func(b *testing.B) string { return startFloor(b, "tcp", "127.0.0.1:0") }},
+		{"floor-unix-socket", func(b *testing.B) string {
+			return "unix:" + startFloor(b, "unix", filepath.Join(b.TempDir(), "floor.sock"))
+		}},
+		{"logban", startLogbanPolicy}, {"logban-unix-socket", startLogbanPolicyUnix}, {"postfwd", startPostfwd},
+	}
 	for _, s := range services {
 		for _, load := range []struct {
 			name  string
@@ -70,6 +80,38 @@ func startLogbanPolicyOn(b *testing.B, network, address string) string {
 	done := make(chan error, 1)
 	go func() { done <- policy.NewServer(p, time.Second, slog.New(slog.DiscardHandler)).Serve(ctx, ln) }()
 	b.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().String()
+}
+
+// startFloor answers DUNNO to each request on network and address, reading no more
+// than its end, until the benchmark ends.
+func startFloor(b *testing.B, network, address string) string {
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				for {
+					line, err := r.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) == 1 {
+						conn.Write([]byte("action=DUNNO\n\n"))
+					}
+				}
+			}()
+		}
+	}()
 	return ln.Addr().String()
 }
 
