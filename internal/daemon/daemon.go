@@ -485,7 +485,9 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) 
 	if len(moved) == 0 {
 		return
 	}
-	d.bans.Flush(ctx)
+	if err := d.bans.Flush(ctx); err != nil {
+		return // the bans found before the positions may not be recorded yet
+	}
 	// A ban whose record failed is only in memory: a crash would lose it, and the lines
 	// that made it must then be read again. So the positions wait until it is recorded.
 	if d.manager.Degraded().Unrecorded > 0 {

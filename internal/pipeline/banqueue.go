@@ -78,7 +78,11 @@ func (q *BanQueue) run(ctx context.Context) {
 // While there is room they are queued even if ctx has ended: a reader stopped right
 // after reading a batch hands its tickets over, and its position moves past them.
 func (q *BanQueue) Add(ctx context.Context, tickets []jails.Ticket) error {
-	job := banJob{tickets: tickets}
+	return q.send(ctx, banJob{tickets: tickets})
+}
+
+// send queues job, at once if there is room, else once there is, until ctx is done.
+func (q *BanQueue) send(ctx context.Context, job banJob) error {
 	select {
 	case q.jobs <- job:
 		return nil
@@ -92,17 +96,24 @@ func (q *BanQueue) Add(ctx context.Context, tickets []jails.Ticket) error {
 	}
 }
 
-// Flush returns once every ticket queued before it is banned, or when ctx is done.
-func (q *BanQueue) Flush(ctx context.Context) {
+// Flush returns once every ticket queued before it is banned. If ctx is done first it
+// returns ctx's error: what was queued may not be recorded yet, and no file position
+// may be saved on its account.
+func (q *BanQueue) Flush(ctx context.Context) error {
 	f := make(chan struct{})
-	select {
-	case q.jobs <- banJob{flushed: f}:
-	case <-ctx.Done():
-		return
+	if err := q.send(ctx, banJob{flushed: f}); err != nil {
+		return err
 	}
 	select {
 	case <-f:
+		return nil
 	case <-ctx.Done():
+	}
+	select {
+	case <-f: // flushed as ctx ended
+		return nil
+	default:
+		return ctx.Err()
 	}
 }
 

@@ -128,3 +128,24 @@ func TestAddQueuesWhileThereIsRoomAfterItsContextEnds(t *testing.T) {
 		}
 	}
 }
+
+// A flush whose context ends before the bans queued before it are recorded says so:
+// the file positions must then wait.
+func TestFlushSaysWhenItGaveUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m, ledger := gatedManager()
+		defer m.Close(context.Background())
+		b := NewBanQueue(context.Background(), m)
+		defer b.Close()
+		defer close(ledger.gate)
+		b.Add(t.Context(), ticket(1))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- b.Flush(ctx) }()
+		synctest.Wait()
+		cancel()
+		if err := <-done; err == nil {
+			t.Error("Flush returned nil with the ban queued before it unrecorded")
+		}
+	})
+}
