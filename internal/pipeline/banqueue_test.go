@@ -32,6 +32,17 @@ func (l *gateLedger) BanCounts(context.Context, string, []netip.Prefix) (map[net
 	return nil, nil
 }
 
+// gatedQueue returns a ban queue on a gated manager; stop opens the gate and closes both.
+func gatedQueue() (b *BanQueue, stop func()) {
+	m, ledger := gatedManager()
+	b = NewBanQueue(context.Background(), m)
+	return b, func() {
+		close(ledger.gate)
+		b.Close()
+		m.Close(context.Background())
+	}
+}
+
 func ticket(i int) []jails.Ticket {
 	return []jails.Ticket{{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Failures: 3}}
 }
@@ -79,11 +90,8 @@ func TestFlushWaitsForQueuedBans(t *testing.T) {
 // leaves nothing queued.
 func TestAddGivesUpWithItsContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m, ledger := gatedManager()
-		defer m.Close(context.Background())
-		b := NewBanQueue(context.Background(), m)
-		defer b.Close()
-		defer close(ledger.gate)
+		b, stop := gatedQueue()
+		defer stop()
 		big := make([]jails.Ticket, mergeMax) // too many to merge with the next
 		for i := range big {
 			big[i] = ticket(i)[0]
@@ -115,11 +123,8 @@ func TestAddGivesUpWithItsContext(t *testing.T) {
 // position stays before lines whose failures the jails have counted, and the next start
 // counts them twice.
 func TestAddQueuesWhileThereIsRoomAfterItsContextEnds(t *testing.T) {
-	m, ledger := gatedManager()
-	defer m.Close(context.Background())
-	b := NewBanQueue(context.Background(), m)
-	defer b.Close()
-	defer close(ledger.gate)
+	b, stop := gatedQueue()
+	defer stop()
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	for i := range queueLen / 2 {
@@ -133,11 +138,8 @@ func TestAddQueuesWhileThereIsRoomAfterItsContextEnds(t *testing.T) {
 // the file positions must then wait.
 func TestFlushSaysWhenItGaveUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m, ledger := gatedManager()
-		defer m.Close(context.Background())
-		b := NewBanQueue(context.Background(), m)
-		defer b.Close()
-		defer close(ledger.gate)
+		b, stop := gatedQueue()
+		defer stop()
 		b.Add(t.Context(), ticket(1))
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
