@@ -530,7 +530,7 @@ func (s *Store) KnownGood(ctx context.Context, since time.Time) ([]jails.Trusted
 	for rows.Next() {
 		var account, addr, last string
 		if err := rows.Scan(&account, &addr, &last); err != nil {
-			return out, err
+			return out, fmt.Errorf("reading logins: %w", err)
 		}
 		a, err1 := netip.ParseAddr(addr)
 		t, err2 := time.Parse(loginFormat, last)
@@ -570,8 +570,9 @@ func (s *Store) SaveKeyBans(ctx context.Context, c jails.KeyBanChanges) error {
 	return tx.Commit()
 }
 
-// KeyBans returns the bans of accounts and devices recorded. A row that cannot be read
-// is skipped.
+// KeyBans returns the bans of accounts and devices recorded. A row whose times cannot
+// be parsed is skipped; one whose columns cannot be read at all is an error, as for
+// the bans of addresses.
 func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT jail, kind, key, banned_at, expires_at, user, count, addrs FROM key_bans")
 	if err != nil {
@@ -584,7 +585,7 @@ func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
 		var bannedAt, addrs string
 		var expires sql.NullString
 		if err := rows.Scan(&b.Jail, &b.Kind, &b.Key, &bannedAt, &expires, &b.User, &b.Count, &addrs); err != nil {
-			return out, err
+			return out, fmt.Errorf("reading bans of accounts and devices: %w", err)
 		}
 		var err1, err2 error
 		b.BannedAt, err1 = time.Parse(time.RFC3339Nano, bannedAt)
