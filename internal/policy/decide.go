@@ -41,7 +41,29 @@ type Settings struct {
 	Default     string
 	Quotas      []Quota
 	Compromised Compromised
+	// Limits bound the tables the service keeps; zero fields take DefaultLimits'.
+	Limits Limits
 }
+
+// Limits bound what the service remembers, for Postfix's requests carry names that
+// clients choose (a sender, an account guessed right). Each quota keeps at most Holders
+// holders and Entries messages across them; compromised-account detection keeps at
+// most Holders accounts and Entries logins across them. At a bound, the holders with
+// the fewest messages (or logins) in their window go first, the least recently active
+// among equals, an eighth of the table at once, and are counted as dropped: a holder
+// dropped starts its count afresh. A name longer than
+// MaxName bytes counts by its first MaxName bytes.
+type Limits struct {
+	Holders int
+	Entries int
+}
+
+// DefaultLimits hold a farm's busiest hour (100,000 senders or accounts, a million
+// messages or logins) in about 100 MB per table at most.
+var DefaultLimits = Limits{Holders: 100_000, Entries: 1_000_000}
+
+// MaxName is the longest holder or account name kept whole.
+const MaxName = 256
 
 // Flag is an account found logging in from too many places.
 type Flag struct {
@@ -70,11 +92,68 @@ type Policy struct {
 	deps     Deps
 
 	mu     sync.Mutex
-	usage  []map[string]*usage // by quota, then holder
-	logins map[string]*logins  // by account
+	usage  []table[*usage] // by quota
+	logins table[*logins]  // by account
 	// farmErrors counts the farm's failures to count a message; the host's own count
 	// stood alone for it.
 	farmErrors atomic.Int64
+}
+
+// table is the holders of one quota, or the accounts of compromised-account
+// detection, with the entries (messages or logins) they keep.
+type table[T interface{ last() int64 }] struct {
+	m       map[string]T
+	entries int
+	dropped int64 // holders let go at the bound before their time
+}
+
+// shed lets the holders with nothing left go, and if the table is still near its
+// bounds, those with the fewest entries (the oldest first among equals), down to seven
+// eighths of each bound: a flood of names used once each goes before a holder near
+// its limit, whose count is what a quota is for. prune lets a
+// holder's expired entries go and returns how many it keeps.
+func (t *table[T]) shed(l Limits, prune func(T) int) {
+	t.entries = 0
+	for h, v := range t.m {
+		if n := prune(v); n == 0 {
+			delete(t.m, h)
+		} else {
+			t.entries += n
+		}
+	}
+	under := func() bool { return len(t.m) <= l.Holders*7/8 && t.entries <= l.Entries*7/8 }
+	if under() {
+		return
+	}
+	type held struct {
+		name string
+		n    int
+		last int64
+	}
+	all := make([]held, 0, len(t.m))
+	for h, v := range t.m {
+		all = append(all, held{h, prune(v), v.last()})
+	}
+	slices.SortFunc(all, func(a, b held) int { return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.last, b.last)) })
+	for _, h := range all {
+		if under() {
+			break
+		}
+		t.entries -= h.n
+		delete(t.m, h.name)
+		t.dropped++
+	}
+}
+
+// full reports whether adding a holder or an entry would pass a bound.
+func (t *table[T]) full(l Limits) bool { return len(t.m) >= l.Holders || t.entries >= l.Entries }
+
+// clip returns name, cut to MaxName bytes.
+func clip(name string) string {
+	if len(name) > MaxName {
+		return name[:MaxName]
+	}
+	return name
 }
 
 // usage is a holder's sending within a quota's window: each message's time and
@@ -82,6 +161,13 @@ type Policy struct {
 type usage struct {
 	times      []int64
 	recipients []int
+}
+
+func (u *usage) last() int64 {
+	if len(u.times) == 0 {
+		return 0
+	}
+	return u.times[len(u.times)-1]
 }
 
 // logins are an account's logins within the window: each distinct address and when it
@@ -95,6 +181,13 @@ type logins struct {
 	flaggedUntil int64
 }
 
+func (l *logins) last() int64 {
+	if len(l.order) == 0 {
+		return 0
+	}
+	return l.order[len(l.order)-1].at
+}
+
 type seenAt struct {
 	addr netip.Addr
 	at   int64
@@ -104,8 +197,8 @@ type seenAt struct {
 // goes. An account at it is flagged long before.
 const maxLogins = 4096
 
-// expire lets the logins before limit go.
-func (l *logins) expire(limit int64) {
+// expire lets the logins before limit go and returns how many went.
+func (l *logins) expire(limit int64) int {
 	i := 0
 	for ; i < len(l.order) && (l.order[i].at < limit || len(l.order)-i > maxLogins); i++ {
 		e := l.order[i]
@@ -118,6 +211,7 @@ func (l *logins) expire(limit int64) {
 		}
 	}
 	l.order = l.order[i:]
+	return i
 }
 
 // New returns a policy deciding by s.
@@ -125,9 +219,11 @@ func New(s Settings, d Deps) *Policy {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	p := &Policy{settings: s, deps: d, logins: map[string]*logins{}}
+	s.Limits.Holders = cmp.Or(s.Limits.Holders, DefaultLimits.Holders)
+	s.Limits.Entries = cmp.Or(s.Limits.Entries, DefaultLimits.Entries)
+	p := &Policy{settings: s, deps: d, logins: table[*logins]{m: map[string]*logins{}}}
 	for range s.Quotas {
-		p.usage = append(p.usage, map[string]*usage{})
+		p.usage = append(p.usage, table[*usage]{m: map[string]*usage{}})
 	}
 	return p
 }
@@ -203,25 +299,37 @@ func (p *Policy) countLocally(req Request, now time.Time) (string, bool) {
 	defer p.mu.Unlock()
 	rcpts := max(req.RecipientCount, 1)
 	var held []*usage
+	var heldIn []int
 	for i, q := range p.settings.Quotas {
-		holder := req.Get(q.Key)
+		holder := clip(req.Get(q.Key))
 		if holder == "" {
 			continue
 		}
-		u, ok := p.usage[i][holder]
+		t := &p.usage[i]
+		limit := now.Add(-q.Window).UnixNano()
+		u, ok := t.m[holder]
 		if !ok {
+			if t.full(p.settings.Limits) {
+				t.shed(p.settings.Limits, func(u *usage) int { u.prune(limit); return len(u.times) })
+			}
 			u = &usage{}
-			p.usage[i][holder] = u
+			t.m[holder] = u
 		}
-		u.prune(now.Add(-q.Window).UnixNano())
+		t.entries -= u.prune(limit)
 		if q.Messages > 0 && len(u.times)+1 > q.Messages || q.Recipients > 0 && u.sum()+rcpts > q.Recipients {
 			return q.Action, true
 		}
-		held = append(held, u)
+		held, heldIn = append(held, u), append(heldIn, i)
 	}
-	for _, u := range held {
+	for k, u := range held {
 		u.times = append(u.times, now.UnixNano())
 		u.recipients = append(u.recipients, rcpts)
+		t := &p.usage[heldIn[k]]
+		if t.entries++; t.entries > p.settings.Limits.Entries {
+			q := p.settings.Quotas[heldIn[k]]
+			limit := now.Add(-q.Window).UnixNano()
+			t.shed(p.settings.Limits, func(u *usage) int { u.prune(limit); return len(u.times) })
+		}
 	}
 	return "", false
 }
@@ -233,7 +341,7 @@ func (p *Policy) uncount(req Request, now time.Time) {
 	defer p.mu.Unlock()
 	ts := now.UnixNano()
 	for i, q := range p.settings.Quotas {
-		u, ok := p.usage[i][req.Get(q.Key)]
+		u, ok := p.usage[i].m[clip(req.Get(q.Key))]
 		if !ok {
 			continue
 		}
@@ -241,15 +349,18 @@ func (p *Policy) uncount(req Request, now time.Time) {
 			if u.times[k] == ts {
 				u.times = slices.Delete(u.times, k, k+1)
 				u.recipients = slices.Delete(u.recipients, k, k+1)
+				p.usage[i].entries--
 				break
 			}
 		}
 	}
 }
 
-func (u *usage) prune(limit int64) {
+// prune lets the messages before limit go and returns how many went.
+func (u *usage) prune(limit int64) int {
 	i, _ := slices.BinarySearch(u.times, limit)
 	u.times, u.recipients = u.times[i:], u.recipients[i:]
+	return i
 }
 
 func (u *usage) sum() int {
@@ -264,19 +375,29 @@ func (u *usage) sum() int {
 // the limits, once a window.
 func (p *Policy) login(account string, addr netip.Addr, now time.Time) {
 	c := p.settings.Compromised
+	account = clip(account)
+	limit := now.Add(-c.Window).UnixNano()
+	expire := func(l *logins) int { l.expire(limit); return len(l.order) }
 	p.mu.Lock()
-	l, ok := p.logins[account]
+	t := &p.logins
+	l, ok := t.m[account]
 	if !ok {
+		if t.full(p.settings.Limits) {
+			t.shed(p.settings.Limits, expire)
+		}
 		l = &logins{seen: map[netip.Addr]int64{}, nets: map[netip.Prefix]int{}}
-		p.logins[account] = l
+		t.m[account] = l
 	}
-	l.expire(now.Add(-c.Window).UnixNano())
+	t.entries -= l.expire(limit)
 	ts := now.UnixNano()
 	if _, again := l.seen[addr]; !again {
 		l.nets[widenet(addr)]++
 	}
 	l.seen[addr] = ts
 	l.order = append(l.order, seenAt{addr, ts})
+	if t.entries++; t.entries > p.settings.Limits.Entries {
+		t.shed(p.settings.Limits, expire)
+	}
 	over := c.Addresses > 0 && len(l.seen) >= c.Addresses || c.Networks > 0 && len(l.nets) >= c.Networks
 	var f *Flag
 	if over && ts > l.flaggedUntil {
@@ -320,10 +441,11 @@ func (p *Policy) Near(fraction float64, n int) []Holder {
 	defer p.mu.Unlock()
 	var out []Holder
 	for i, q := range p.settings.Quotas {
-		for holder, u := range p.usage[i] {
-			u.prune(now.Add(-q.Window).UnixNano())
+		t := &p.usage[i]
+		for holder, u := range t.m {
+			t.entries -= u.prune(now.Add(-q.Window).UnixNano())
 			if len(u.times) == 0 {
-				delete(p.usage[i], holder)
+				delete(t.m, holder)
 				continue
 			}
 			h := Holder{Quota: q.Name, Holder: holder, Messages: len(u.times), Recipients: u.sum()}
@@ -348,18 +470,37 @@ func (p *Policy) Prune() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, q := range p.settings.Quotas {
-		for holder, u := range p.usage[i] {
-			if u.prune(now.Add(-q.Window).UnixNano()); len(u.times) == 0 {
-				delete(p.usage[i], holder)
+		t := &p.usage[i]
+		for holder, u := range t.m {
+			if t.entries -= u.prune(now.Add(-q.Window).UnixNano()); len(u.times) == 0 {
+				delete(t.m, holder)
 			}
 		}
 	}
 	limit := now.Add(-p.settings.Compromised.Window).UnixNano()
-	for account, l := range p.logins {
-		if l.expire(limit); len(l.seen) == 0 && l.flaggedUntil < now.UnixNano() {
-			delete(p.logins, account)
+	for account, l := range p.logins.m {
+		if p.logins.entries -= l.expire(limit); len(l.seen) == 0 && l.flaggedUntil < now.UnixNano() {
+			delete(p.logins.m, account)
 		}
 	}
+}
+
+// Tables are the sizes of the service's tables and what their bounds let go.
+type Tables struct {
+	Holders, Accounts int   // quota holders (all quotas), accounts with logins
+	Dropped           int64 // holders and accounts let go at a bound before their time
+}
+
+// Tables returns the sizes of the service's tables.
+func (p *Policy) Tables() Tables {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := Tables{Accounts: len(p.logins.m), Dropped: p.logins.dropped}
+	for i := range p.usage {
+		t.Holders += len(p.usage[i].m)
+		t.Dropped += p.usage[i].dropped
+	}
+	return t
 }
 
 // FarmErrors returns how many messages the farm could not count, which this host's own

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,5 +181,68 @@ func TestQuotaUnderConcurrentRequests(t *testing.T) {
 	wg.Wait()
 	if passed.Load() != 100 {
 		t.Errorf("%d of 200 went, want 100", passed.Load())
+	}
+}
+
+// A flood of names (senders are the client's to choose) never grows a quota's table
+// past its bounds; the holders dropped are the least recently active, so a busy
+// holder's count stands and it is still deferred at its limit.
+func TestQuotaTableIsBounded(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	p := New(Settings{Default: "DUNNO", Limits: Limits{Holders: 1000, Entries: 3000},
+		Quotas: []Quota{{Name: "out", Key: "sender", Messages: 10, Window: time.Hour, Action: "DEFER_IF_PERMIT over"}}},
+		Deps{Now: c.Now})
+	send := func(sender string) string {
+		a, _ := p.Decide(Request{ProtocolState: "DATA", Sender: sender, ClientAddress: "198.51.100.7", RecipientCount: 1})
+		return a
+	}
+	for i := range 9 {
+		if a := send("busy@example.com"); a != "DUNNO" {
+			t.Fatalf("busy message %d: %s", i+1, a)
+		}
+	}
+	long := strings.Repeat("x", 4000)
+	for i := range 50_000 {
+		c.now = c.now.Add(time.Millisecond)
+		send(fmt.Sprintf("%d-%s@example.com", i, long))
+		if i%100 == 0 {
+			send("busy@example.com") // over its quota: refused, not counted, but seen
+		}
+		if tb := p.Tables(); tb.Holders > 1000 {
+			t.Fatalf("after %d senders the table holds %d, past its bound of 1000", i+1, tb.Holders)
+		}
+	}
+	if tb := p.Tables(); tb.Dropped == 0 {
+		t.Errorf("tables %+v: nothing counted as dropped", tb)
+	}
+	p.mu.Lock()
+	entries, names := p.usage[0].entries, 0
+	for h := range p.usage[0].m {
+		names += len(h)
+	}
+	p.mu.Unlock()
+	if entries > 3000 || names > 1000*MaxName {
+		t.Errorf("%d messages and %d bytes of names kept, past the bounds", entries, names)
+	}
+	if a := send("busy@example.com"); a != "DEFER_IF_PERMIT over" {
+		t.Errorf("the busy sender after the flood: %s; its count was dropped", a)
+	}
+}
+
+// Logins of many accounts (each a successful SASL login) keep at most the bound of
+// accounts.
+func TestLoginTableIsBounded(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
+	p := New(Settings{Default: "DUNNO", Limits: Limits{Holders: 500, Entries: 2000},
+		Compromised: Compromised{Addresses: 5, Window: time.Hour}}, Deps{Now: c.Now})
+	for i := range 20_000 {
+		c.now = c.now.Add(time.Millisecond)
+		p.Decide(Request{ProtocolState: "RCPT", SASLUsername: fmt.Sprintf("user%d@example.com", i), ClientAddress: "198.51.100.7"})
+		if tb := p.Tables(); tb.Accounts > 500 {
+			t.Fatalf("after %d accounts the table holds %d, past its bound of 500", i+1, tb.Accounts)
+		}
+	}
+	if p.Tables().Dropped == 0 {
+		t.Error("nothing counted as dropped")
 	}
 }
