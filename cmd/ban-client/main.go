@@ -704,9 +704,29 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 func printPolicyStatus(w io.Writer, p control.PolicyStatus) {
 	fmt.Fprintln(w, "Status of the policy service")
 	fmt.Fprintf(w, "|- Listening on:\t%s\n", p.Listen)
+	switch p.State {
+	case "accepting":
+		fmt.Fprintf(w, "|- State:\taccepting, %d of at most %d connections", p.Conns, p.MaxConns)
+		if p.Full > 0 {
+			fmt.Fprintf(w, " (every one taken %d times since the start: raise [policy] max_connections)", p.Full)
+		}
+		fmt.Fprintln(w)
+	case "degraded":
+		fmt.Fprintf(w, "|- State:\tDEGRADED since %s: cannot accept connections (%s); retrying, Postfix answers its default action meanwhile\n", p.Since.Local().Format(time.DateTime), p.StateErr)
+	default:
+		fmt.Fprintf(w, "|- State:\tSTOPPED since %s: %s; Postfix answers its default action until a reload or restart\n", p.Since.Local().Format(time.DateTime), p.StateErr)
+	}
 	fmt.Fprintf(w, "|- Requests:\t%d (%d malformed, their connections closed)\n", p.Requests, p.Malformed)
 	fmt.Fprintf(w, "|- Answers:\tdunno %d, banned %d, quota %d, default %d\n",
 		p.Answers["dunno"], p.Answers["banned"], p.Answers["quota"], p.Answers["default"])
+	if p.Refused > 0 {
+		fmt.Fprintf(w, "|- Refused:\t%d connections of peers that are not Postfix (see [policy] allow_users, allow_hosts)\n", p.Refused)
+	}
+	fmt.Fprintf(w, "|- Tables:\t%d quota holders, %d accounts with logins", p.Holders, p.Accounts)
+	if p.Dropped > 0 {
+		fmt.Fprintf(w, " (%d let go at the tables' bounds before their windows ended)", p.Dropped)
+	}
+	fmt.Fprintln(w)
 	if p.FarmCounted {
 		fmt.Fprintf(w, "|- Quotas' messages:\tcounted across the farm (%d the farm could not count, counted here)\n", p.FarmErrors)
 	}

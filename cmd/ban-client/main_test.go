@@ -358,8 +358,10 @@ messages = 200
 	code, stdout, stderr := client("-socket", sock, "status", "policy")
 	want := "Status of the policy service\n" +
 		"|- Listening on:\tunix:" + filepath.Join(dir, "policy.sock") + "\n" +
+		"|- State:\taccepting, 0 of at most 1000 connections\n" +
 		"|- Requests:\t0 (0 malformed, their connections closed)\n" +
 		"|- Answers:\tdunno 0, banned 0, quota 0, default 0\n" +
+		"|- Tables:\t0 quota holders, 0 accounts with logins\n" +
 		"|- Quota outbound:\tper sasl_username, 200 messages, 0 recipients within 1h0m0s (0: no limit)\n" +
 		"|- Near their limits (80%+):\t0\n" +
 		"`- Accounts flagged:\t0\n"

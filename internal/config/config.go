@@ -65,9 +65,12 @@ type Config struct {
 
 // Server is the [server] table.
 type Server struct {
-	Socket   string
-	Database string
-	IgnoreIP []netip.Prefix
+	Socket string
+	// SocketGID is the control socket's group, whose members may use ban-client (mode
+	// 0660); -1 for none (0600, root only).
+	SocketGID int
+	Database  string
+	IgnoreIP  []netip.Prefix
 	// TrustedProxies are the farm's proxies and the load balancers in front of them: never
 	// banned, and stepped over from the right in a forwarded-for list (filters.Options).
 	TrustedProxies []netip.Prefix
@@ -198,6 +201,7 @@ type fileData struct {
 
 type serverData struct {
 	Socket         *string   `toml:"socket"`
+	SocketGroup    *string   `toml:"socket_group"`
 	Database       *string   `toml:"database"`
 	IgnoreIP       *[]Prefix `toml:"ignoreip"`
 	TrustedProxies *[]Prefix `toml:"trusted_proxies"`
@@ -547,7 +551,7 @@ func (l *loader) abs(p string) string {
 
 func (l *loader) build() *Config {
 	cfg := &Config{
-		Server: Server{Socket: DefaultSocket, Database: DefaultDatabase, LogLevel: slog.LevelInfo, MaxLineBytes: DefaultMaxLineBytes,
+		Server: Server{Socket: DefaultSocket, SocketGID: -1, Database: DefaultDatabase, LogLevel: slog.LevelInfo, MaxLineBytes: DefaultMaxLineBytes,
 			ReconcileInterval: DefaultReconcileInterval},
 		Filters: map[string]Filter{},
 		Actions: map[string]Action{},
@@ -578,6 +582,9 @@ func (l *loader) build() *Config {
 		s := p.data.Server
 		if s.Socket != nil {
 			cfg.Server.Socket = l.abs(*s.Socket)
+		}
+		if s.SocketGroup != nil {
+			cfg.Server.SocketGID = l.socketGroup(p.path, "server.socket_group", s.SocketGroup)
 		}
 		if s.Database != nil {
 			cfg.Server.Database = l.abs(*s.Database)

@@ -75,6 +75,7 @@ func TestDropIns(t *testing.T) {
 	}
 	wantServer := Server{
 		Socket:       filepath.Join(dir, "run", "logban.sock"),
+		SocketGID:    -1,
 		Database:     DefaultDatabase,
 		IgnoreIP:     []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
 		LogLevel:     slog.LevelInfo,

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -24,6 +25,14 @@ type Policy struct {
 	// CompromisedActions are the log, mail, webhook or exec actions told of each
 	// account flagged, with {user}.
 	CompromisedActions []string
+	// SocketGID is the group of a unix socket (mode 0660), -1 for none (0600).
+	SocketGID int
+	// AllowUIDs are the local users answered over TCP; AllowHosts, the hosts
+	// elsewhere that are (an MTA on another host).
+	AllowUIDs  []uint32
+	AllowHosts []netip.Prefix
+	// MaxConns bounds the connections served at once.
+	MaxConns int
 }
 
 type policyData struct {
@@ -33,6 +42,11 @@ type policyData struct {
 	Timeout      *Duration              `toml:"timeout"`
 	Quotas       map[string]quotaData   `toml:"quotas"`
 	Compromised  *compromisedPolicyData `toml:"compromised"`
+
+	SocketGroup    *string   `toml:"socket_group"`
+	AllowUsers     *[]string `toml:"allow_users"`
+	AllowHosts     *[]Prefix `toml:"allow_hosts"`
+	MaxConnections *int      `toml:"max_connections"`
 }
 
 type quotaData struct {
@@ -103,6 +117,7 @@ func (l *loader) buildPolicy(file string, d policyData, cfg *Config) *Policy {
 		}
 		*into = *v
 	}
+	l.policyPeers(file, d, p)
 	answer("reject_banned", d.RejectBanned, &p.Settings.RejectBanned)
 	answer("default", d.Default, &p.Settings.Default)
 	if d.Timeout != nil {

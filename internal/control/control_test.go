@@ -79,7 +79,7 @@ func (e *fakeEngine) UnbanAll(context.Context, bool) (int, error) {
 func serve(t *testing.T, engine Engine) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "logban.sock")
-	ln, err := Listen(path)
+	ln, err := Listen(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestNotLogbanSocket(t *testing.T) {
 	if err := NewClient(path).Ping(context.Background()); !errors.Is(err, ErrNotLogban) {
 		t.Errorf("got %v, want ErrNotLogban", err)
 	}
-	if _, err := Listen(path); err == nil {
+	if _, err := Listen(path, -1); err == nil {
 		t.Error("Listen took over a live socket")
 	}
 }
@@ -188,7 +188,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close() // the socket file stays, as after a crash
-	ln, err = Listen(path)
+	ln, err = Listen(path, -1)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 func TestListenRefusesNonSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(path, []byte("precious"), 0o644)
-	if _, err := Listen(path); err == nil {
+	if _, err := Listen(path, -1); err == nil {
 		t.Fatal("Listen replaced a regular file")
 	}
 	if b, _ := os.ReadFile(path); string(b) != "precious" {
@@ -225,7 +225,7 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 // again. An error that does not pass still ends Serve.
 func TestServeRidesOutAcceptErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "logban.sock")
-	ln, err := Listen(path)
+	ln, err := Listen(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func (e *stuckEngine) Status() Status {
 // accepts no more, and the clients beyond them are served as slots free.
 func TestServeLimitsConnections(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "logban.sock")
-	ln, err := Listen(path)
+	ln, err := Listen(path, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,4 +353,29 @@ func FuzzServeConn(f *testing.F) {
 			t.Fatalf("request %q: reply %q (%v)", req, reply, err)
 		}
 	})
+}
+
+// Clients that connect and say nothing hold a slot each only until their request's
+// time runs out: with every slot taken by one, a real client is still answered.
+func TestSlowClientsCannotHoldTheSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.sock")
+	ln, err := Listen(path, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Serve(ctx, ln, &fakeEngine{banned: map[netip.Prefix]bool{}}, slog.New(slog.DiscardHandler))
+	for range MaxConns {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	pctx, pcancel := context.WithTimeout(context.Background(), 6*requestTimeout)
+	defer pcancel()
+	if err := NewClient(path).Ping(pctx); err != nil {
+		t.Fatalf("with %d silent clients connected, ping: %v", MaxConns, err)
+	}
 }

@@ -282,7 +282,23 @@ type KeyBanInfo struct {
 
 // PolicyStatus is the Postfix policy service's state.
 type PolicyStatus struct {
-	Listen    string           `json:"listen"`
+	Listen string `json:"listen"`
+	// State is accepting, degraded (cannot accept for now: out of descriptors) or
+	// stopped, since Since; StateErr is the error that degraded or stopped it.
+	State    string    `json:"state"`
+	Since    time.Time `json:"since,omitzero"`
+	StateErr string    `json:"state_error,omitempty"`
+	// Conns are the connections served now, of at most MaxConns; Full, how often a
+	// connection waited for a slot. Refused are connections of peers that may not ask.
+	Conns    int64 `json:"connections"`
+	MaxConns int   `json:"max_connections"`
+	Full     int64 `json:"full"`
+	Refused  int64 `json:"refused"`
+	// Holders and Accounts are the quota holders and the accounts with logins kept;
+	// Dropped, those let go at the tables' bounds before their windows ended.
+	Holders   int              `json:"holders"`
+	Accounts  int              `json:"accounts"`
+	Dropped   int64            `json:"dropped"`
 	Requests  int64            `json:"requests"`
 	Malformed int64            `json:"malformed"` // requests not read: their connections closed
 	Answers   map[string]int64 `json:"answers"`   // by kind: dunno, banned, quota, default

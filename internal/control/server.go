@@ -13,51 +13,37 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/listener"
 )
-
-// maxSocketPath is the size of sun_path on Linux, its terminating NUL included.
-const maxSocketPath = 108
 
 // maxRequest bounds a request line.
 const maxRequest = 1 << 20
 
-// Listen opens the control socket at path with mode 0600, creating its folder if needed.
-// A socket left behind by a server that died is replaced; a live server's socket, or a
+// Listen opens the control socket at path, creating its folder if needed, with mode 0600,
+// or 0660 and the group gid if gid is not -1 (its members may then use ban-client). A
+// socket left behind by a server that died is replaced; a live server's socket, or a
 // file that is not a socket, is an error.
-func Listen(path string) (net.Listener, error) {
-	if len(path) >= maxSocketPath {
-		return nil, fmt.Errorf("control socket %s: path is %d bytes, longer than a unix socket allows (%d); choose a shorter [server] socket", path, len(path), maxSocketPath-1)
+func Listen(path string, gid int) (net.Listener, error) {
+	if len(path) > listener.MaxSocketPath {
+		return nil, fmt.Errorf("control socket %s: path is %d bytes, longer than a unix socket allows (%d); choose a shorter [server] socket", path, len(path), listener.MaxSocketPath)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("control socket folder: %w", err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("control socket %s: exists and is not a socket; remove it or choose another [server] socket", path)
-		}
-		c, err := net.DialTimeout("unix", path, time.Second)
-		if err == nil {
-			c.Close()
-			return nil, fmt.Errorf("control socket %s: another server is listening on it", path)
-		}
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("control socket %s: %w", path, err)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("removing stale control socket: %w", err)
-		}
+	perm := fs.FileMode(0o600)
+	if gid != -1 {
+		perm = 0o660
 	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
+	ln, err := listener.Unix(path, perm, gid)
+	switch {
+	case errors.Is(err, listener.ErrNotSocket):
+		return nil, fmt.Errorf("control socket %s: exists and is not a socket; remove it or choose another [server] socket", path)
+	case errors.Is(err, listener.ErrInUse):
+		return nil, fmt.Errorf("control socket %s: another server is listening on it", path)
+	case err != nil:
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return ln, nil
@@ -67,65 +53,26 @@ func Listen(path string) (net.Listener, error) {
 // accepted.
 const MaxConns = 64
 
+// requestTimeout bounds the time a client has to send its request, so that slow
+// clients cannot keep the connections' slots; answerTimeout, the time to take the
+// answer once made.
+const (
+	requestTimeout = 5 * time.Second
+	answerTimeout  = 10 * time.Second
+)
+
 // Serve answers requests on ln with engine until ctx is done, then closes ln and waits
 // for the requests under way. A failure to accept that passes (out of file descriptors,
-// a connection aborted) is ridden out with a growing pause, as net/http does: a control
-// socket that cannot accept for a while must not stop the server.
+// a connection aborted) is ridden out with a growing pause: a control socket that cannot
+// accept for a while must not stop the server.
 func Serve(ctx context.Context, ln net.Listener, engine Engine, logger *slog.Logger) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	slots := make(chan struct{}, MaxConns)
-	var pause time.Duration
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		conn, err := ln.Accept()
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !passing(err) {
-				return fmt.Errorf("control socket: %w", err)
-			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			logger.Warn("control socket cannot accept; retrying", "err", err, "retry_in", pause)
-			select {
-			case <-time.After(pause):
-			case <-ctx.Done():
-				return nil
-			}
-			continue
-		}
-		pause = 0
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			defer conn.Close()
-			serveConn(ctx, conn, engine, logger)
-		}()
-	}
-}
-
-// passing reports whether an accept error may pass: the process or the system is out of
-// descriptors or buffers for now, or a client went away before it was accepted.
-func passing(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	s := listener.Server{Name: "control socket", MaxConns: MaxConns, Logger: logger,
+		Handle: func(ctx context.Context, conn net.Conn) { serveConn(ctx, conn, engine, logger) }}
+	return s.Serve(ctx, ln)
 }
 
 func serveConn(ctx context.Context, conn net.Conn, engine Engine, logger *slog.Logger) {
-	conn.SetDeadline(time.Now().Add(time.Minute)) //nolint:errcheck // a failed deadline only loses the timeout
+	conn.SetReadDeadline(time.Now().Add(requestTimeout)) //nolint:errcheck // a failed deadline only loses the timeout
 	r := bufio.NewReader(&limitedReader{conn, maxRequest})
 	line, err := r.ReadBytes('\n')
 	if err != nil && len(line) == 0 {
@@ -146,7 +93,8 @@ func serveConn(ctx context.Context, conn net.Conn, engine Engine, logger *slog.L
 	}
 	resp.Logban = Version
 	out, _ := json.Marshal(resp)
-	conn.Write(append(out, '\n')) //nolint:errcheck // the client is gone; nothing to tell
+	conn.SetWriteDeadline(time.Now().Add(answerTimeout)) //nolint:errcheck // as above
+	conn.Write(append(out, '\n'))                        //nolint:errcheck // the client is gone; nothing to tell
 }
 
 func handle(ctx context.Context, engine Engine, req request) (any, error) {

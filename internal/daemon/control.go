@@ -11,6 +11,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/listener"
 	"github.com/logban/logban/internal/metrics"
 	"github.com/logban/logban/jails"
 )
@@ -286,7 +287,9 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 	if rt := d.runningPolicy(); rt != nil {
 		st := rt.server.Stats()
 		rt.mu.Lock()
-		s.Policy = &metrics.Policy{Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers, Flagged: rt.flags}
+		s.Policy = &metrics.Policy{Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers, Flagged: rt.flags,
+			Refused: st.Refused, Accepting: st.Accept.State == listener.StateAccepting, Conns: st.Accept.Conns,
+			Dropped: rt.server.Policy().Tables().Dropped}
 		rt.mu.Unlock()
 	}
 	now := d.opts.Clock.Now()

@@ -236,9 +236,9 @@ func longestTrust(cfg *config.Config) time.Duration {
 // then the actions are not stopped, and what they put in the kernel stays.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.RLock()
-	socket := d.cfg.Server.Socket
+	socket, gid := d.cfg.Server.Socket, d.cfg.Server.SocketGID
 	d.mu.RUnlock()
-	ln, err := control.Listen(socket)
+	ln, err := control.Listen(socket, gid)
 	if err != nil {
 		return err
 	}

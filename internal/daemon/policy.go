@@ -3,8 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
-	"os"
 	"strings"
 	"sync"
 
@@ -12,6 +12,7 @@ import (
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 	"github.com/logban/logban/internal/farm"
+	"github.com/logban/logban/internal/listener"
 	"github.com/logban/logban/internal/policy"
 )
 
@@ -31,27 +32,19 @@ type policyRuntime struct {
 // maxFlagsShown is how many flagged accounts status keeps.
 const maxFlagsShown = 100
 
-// listenPolicy listens where the configuration says: host:port, or unix:/path (a socket
-// left by a crash is replaced, and Postfix's user may connect).
-func listenPolicy(addr string) (net.Listener, error) {
-	path, isUnix := strings.CutPrefix(addr, "unix:")
+// listenPolicy listens where pc says: host:port, or unix:/path, a socket whose group
+// (Postfix's, by default) may connect, made without a window for the folder's owner
+// to aim it elsewhere; a socket left by a crash is replaced, anything else is not.
+func listenPolicy(pc *config.Policy) (net.Listener, error) {
+	path, isUnix := strings.CutPrefix(pc.Listen, "unix:")
 	if !isUnix {
-		return net.Listen("tcp", addr)
+		return net.Listen("tcp", pc.Listen)
 	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
-		os.Remove(path)
+	perm := fs.FileMode(0o600)
+	if pc.SocketGID != -1 {
+		perm = 0o660
 	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, err
-	}
-	// smtpd runs as Postfix's own user; a socket under Postfix's private/ folder is
-	// reached by it alone.
-	if err := os.Chmod(path, 0o666); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
+	return listener.Unix(path, perm, pc.SocketGID)
 }
 
 // startPolicy starts the policy service pc describes, in place of the one running, if
@@ -61,7 +54,7 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	if pc == nil {
 		return nil
 	}
-	ln, err := listenPolicy(pc.Listen)
+	ln, err := listenPolicy(pc)
 	if err != nil {
 		return fmt.Errorf("policy.listen %s: %w", pc.Listen, err)
 	}
@@ -81,9 +74,17 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	}
 	p := policy.New(pc.Settings, deps)
 	rt.server = policy.NewServer(p, pc.Timeout, d.logger.With("part", "policy"))
+	rt.server.Peers = &policy.Peers{UIDs: pc.AllowUIDs, Remote: pc.AllowHosts}
+	rt.server.MaxConns = pc.MaxConns
 	pctx, cancel := context.WithCancel(ctx)
 	rt.cancel = cancel
-	go func() { rt.done <- rt.server.Serve(pctx, ln) }()
+	go func() {
+		err := rt.server.Serve(pctx, ln)
+		if err != nil { // Postfix's smtpd_policy_service_default_action answers meanwhile
+			d.logger.Error("policy service stopped; Postfix answers its default action until a reload or restart", "err", err)
+		}
+		rt.done <- err
+	}()
 	d.policyMu.Lock()
 	d.policy = rt
 	d.policyMu.Unlock()
@@ -102,9 +103,7 @@ func (d *Daemon) stopPolicy() {
 		return
 	}
 	rt.cancel()
-	if err := <-rt.done; err != nil {
-		d.logger.Error("policy service", "err", err)
-	}
+	<-rt.done // its error, if any, was logged when it came
 }
 
 // runningPolicy returns the policy service, or nil.
@@ -147,8 +146,11 @@ func (d *Daemon) PolicyStatus() (control.PolicyStatus, error) {
 		return control.PolicyStatus{}, fmt.Errorf("policy service: %w (no [policy] table in the configuration)", control.ErrNotFound)
 	}
 	st := rt.server.Stats()
+	tables := rt.server.Policy().Tables()
 	out := control.PolicyStatus{Listen: rt.cfg.Listen, Requests: st.Requests, Malformed: st.Malformed, Answers: st.Answers,
-		FarmCounted: rt.farm, FarmErrors: rt.server.Policy().FarmErrors()}
+		FarmCounted: rt.farm, FarmErrors: rt.server.Policy().FarmErrors(),
+		State: st.Accept.State, Since: st.Accept.Since, StateErr: st.Accept.Err, Conns: st.Accept.Conns, MaxConns: rt.cfg.MaxConns,
+		Full: st.Accept.Full, Refused: st.Refused, Holders: tables.Holders, Accounts: tables.Accounts, Dropped: tables.Dropped}
 	for _, q := range rt.cfg.Settings.Quotas {
 		out.Quotas = append(out.Quotas, control.PolicyQuota{Name: q.Name, Key: q.Key, Messages: q.Messages, Recipients: q.Recipients, Window: q.Window})
 	}

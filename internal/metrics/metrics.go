@@ -36,6 +36,13 @@ type Snapshot struct {
 type Policy struct {
 	Requests, Malformed, Flagged int64
 	Answers                      map[string]int64 // by kind
+	// Refused are connections of peers that may not ask; Accepting is false while the
+	// service cannot accept (degraded) or has stopped; Conns are those being served.
+	Refused   int64
+	Accepting bool
+	Conns     int64
+	// Dropped are quota holders and accounts let go at their tables' bounds.
+	Dropped int64
 }
 
 // Farm is this host's membership of its farm.
@@ -100,6 +107,7 @@ type Collector struct {
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
 	netsFailing, netsRefused, knownGood, logins, keyBans           *prometheus.Desc
 	policyRequests, policyAnswers, policyMalformed, policyFlagged  *prometheus.Desc
+	policyRefused, policyAccepting, policyConns, policyDropped     *prometheus.Desc
 
 	linesRead, bytesBehind, longLines      *prometheus.Desc
 	failures, bans, unbans, active, errors *prometheus.Desc
@@ -126,6 +134,10 @@ func New(snapshot func() Snapshot) *Collector {
 		policyAnswers:   prometheus.NewDesc("logban_policy_answers_total", "Postfix policy answers by kind: dunno, banned (a client banned in a jail refused), quota (over a quota), default (the service could not decide in time).", []string{"kind"}, nil),
 		policyMalformed: prometheus.NewDesc("logban_policy_malformed_total", "Postfix policy requests not read (malformed, too long, half sent): their connections closed.", nil, nil),
 		policyFlagged:   prometheus.NewDesc("logban_policy_flagged_total", "Accounts flagged as logging in from too many addresses or networks within the window.", nil, nil),
+		policyRefused:   prometheus.NewDesc("logban_policy_refused_total", "Policy connections closed unread: the peer is not Postfix (not an allowed user, not an allowed host).", nil, nil),
+		policyAccepting: prometheus.NewDesc("logban_policy_accepting", "1 while the policy service accepts connections; 0 while it cannot (out of descriptors) or has stopped.", nil, nil),
+		policyConns:     prometheus.NewDesc("logban_policy_connections", "Policy connections being served.", nil, nil),
+		policyDropped:   prometheus.NewDesc("logban_policy_dropped_total", "Quota holders and accounts let go at their tables' bounds before their windows ended.", nil, nil),
 		farmConnected:   prometheus.NewDesc("logban_farm_connected", "1 while connected to the farm's NATS servers.", nil, nil),
 		farmOutbox:      prometheus.NewDesc("logban_farm_outbox", "Decisions and unbans waiting to be published to the farm.", nil, nil),
 		farmBans:        prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
@@ -185,7 +197,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
 		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans,
-		c.policyRequests, c.policyAnswers, c.policyMalformed, c.policyFlagged} {
+		c.policyRequests, c.policyAnswers, c.policyMalformed, c.policyFlagged, c.policyRefused, c.policyAccepting, c.policyConns, c.policyDropped} {
 		ch <- d
 	}
 }
@@ -239,6 +251,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.policyRequests, prometheus.CounterValue, float64(p.Requests))
 		ch <- prometheus.MustNewConstMetric(c.policyMalformed, prometheus.CounterValue, float64(p.Malformed))
 		ch <- prometheus.MustNewConstMetric(c.policyFlagged, prometheus.CounterValue, float64(p.Flagged))
+		ch <- prometheus.MustNewConstMetric(c.policyRefused, prometheus.CounterValue, float64(p.Refused))
+		ch <- prometheus.MustNewConstMetric(c.policyAccepting, prometheus.GaugeValue, boolGauge(p.Accepting))
+		ch <- prometheus.MustNewConstMetric(c.policyConns, prometheus.GaugeValue, float64(p.Conns))
+		ch <- prometheus.MustNewConstMetric(c.policyDropped, prometheus.CounterValue, float64(p.Dropped))
 		for _, kind := range []string{"dunno", "banned", "quota", "default"} {
 			ch <- prometheus.MustNewConstMetric(c.policyAnswers, prometheus.CounterValue, float64(p.Answers[kind]), kind)
 		}
@@ -262,4 +278,11 @@ func (c *Collector) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -2,14 +2,20 @@ package policy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/logban/logban/internal/listener"
 )
 
 // Server answers Postfix's policy requests on a listener.
@@ -19,11 +25,58 @@ type Server struct {
 	timeout time.Duration // for one decision; past it, the default answer
 	idle    time.Duration // a connection with no request for this long is closed
 
-	requests  atomic.Int64
-	malformed atomic.Int64
-	mu        sync.Mutex
-	answers   map[string]int64
+	// Peers says who may ask over TCP; nil lets anyone. Set it before Serve. A unix
+	// socket's own mode and group say who may connect to it.
+	Peers *Peers
+	// MaxConns bounds the connections served at once (Postfix keeps one per smtpd
+	// process); 0 means DefaultMaxConns. Set it before Serve.
+	MaxConns int
+
+	accept         *listener.Server
+	requests       atomic.Int64
+	malformed      atomic.Int64
+	refused        atomic.Int64
+	lastRefusalLog atomic.Int64 // unix nanoseconds
+	mu             sync.Mutex
+	answers        map[string]int64
 }
+
+// Peers are the peers a TCP policy service answers: local processes of the users
+// UIDs (the kernel names the owner of a socket on this host), and the hosts in
+// Remote, whose users nobody here can know (an MTA elsewhere).
+type Peers struct {
+	UIDs   []uint32
+	Remote []netip.Prefix
+}
+
+// allows says whether conn's peer may ask, and why not.
+func (p *Peers) allows(conn net.Conn) (bool, string) {
+	if _, ok := conn.(*net.TCPConn); !ok {
+		return true, "" // a unix socket: its mode and group decided
+	}
+	uid, err := listener.PeerUID(conn)
+	if err == nil {
+		if slices.Contains(p.UIDs, uid) {
+			return true, ""
+		}
+		return false, fmt.Sprintf("a process of user %d, not one of the allowed users", uid)
+	}
+	if errors.Is(err, listener.ErrNotLocal) {
+		if ap, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+			a := ap.AddrPort().Addr().Unmap()
+			for _, pr := range p.Remote {
+				if pr.Contains(a) {
+					return true, ""
+				}
+			}
+		}
+		return false, "a host that is not allowed (policy.allow_hosts)"
+	}
+	return false, err.Error()
+}
+
+// DefaultMaxConns is how many connections a server serves at once unless told.
+const DefaultMaxConns = 1000
 
 // Postfix keeps an idle policy connection for smtpd_policy_service_max_idle (300 s)
 // and then closes it; the server waits a little longer before closing it itself.
@@ -32,36 +85,37 @@ const idleTimeout = 330 * time.Second
 // NewServer returns a server deciding with p; a decision slower than timeout gets
 // p's default answer.
 func NewServer(p *Policy, timeout time.Duration, logger *slog.Logger) *Server {
-	return &Server{policy: p, logger: logger, timeout: timeout, idle: idleTimeout, answers: map[string]int64{}}
+	s := &Server{policy: p, logger: logger, timeout: timeout, idle: idleTimeout, answers: map[string]int64{}}
+	s.accept = &listener.Server{Name: "policy service", Logger: logger, Handle: s.handle}
+	return s
 }
 
-// Serve answers on ln until ctx is done; it closes ln then, and each connection.
+// Serve answers on ln until ctx is done; it closes ln then, and each connection. A
+// failure to accept that passes (no descriptors) is retried; Serve returns the one
+// that does not.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			closeOnDone := context.AfterFunc(ctx, func() { conn.Close() })
-			defer closeOnDone()
-			s.serveConn(conn)
-		}()
-	}
+	s.accept.MaxConns = cmp.Or(s.MaxConns, DefaultMaxConns)
+	return s.accept.Serve(ctx, ln)
 }
+
+// handle serves conn if its peer may ask; a refused peer is closed without a word,
+// counted, and logged at most once every refusalLogEvery.
+func (s *Server) handle(_ context.Context, conn net.Conn) {
+	if s.Peers != nil {
+		if ok, why := s.Peers.allows(conn); !ok {
+			n := s.refused.Add(1)
+			now := time.Now().UnixNano()
+			if last := s.lastRefusalLog.Load(); now-last >= int64(refusalLogEvery) && s.lastRefusalLog.CompareAndSwap(last, now) {
+				s.logger.Warn("policy connection refused: only Postfix may ask", "remote", conn.RemoteAddr(), "peer", why, "refused_so_far", n)
+			}
+			return
+		}
+	}
+	s.serveConn(conn)
+}
+
+// refusalLogEvery spaces the log lines of refused peers.
+const refusalLogEvery = 10 * time.Second
 
 // serveConn answers one connection's requests, in order, until Postfix closes it, it
 // stays idle too long, or a request is malformed (closed without an answer).
@@ -165,6 +219,8 @@ func (s *Server) count(kind string) {
 type Stats struct {
 	Requests  int64
 	Malformed int64            // requests not read: their connections closed
+	Refused   int64            // connections of peers that may not ask, closed unread
+	Accept    listener.Health  // whether the service accepts connections
 	Answers   map[string]int64 // by kind: AnswerDunno, AnswerBanned, AnswerQuota, AnswerDefault
 }
 
@@ -172,7 +228,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Requests: s.requests.Load(), Malformed: s.malformed.Load(), Answers: map[string]int64{}}
+	st := Stats{Requests: s.requests.Load(), Malformed: s.malformed.Load(), Refused: s.refused.Load(), Accept: s.accept.Health(), Answers: map[string]int64{}}
 	for k, v := range s.answers {
 		st.Answers[k] = v
 	}

@@ -7,9 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logban/logban/internal/listener"
 )
 
 // serve runs a server on loopback with p, answering the default after timeout, until
@@ -135,5 +140,57 @@ func TestServerFailsOpen(t *testing.T) {
 		if st := s.Stats(); st.Answers[AnswerDefault] != 1 {
 			t.Errorf("stats %+v", st)
 		}
+	}
+}
+
+// emfileListener fails its first accepts as a process out of descriptors does.
+type emfileListener struct {
+	net.Listener
+	fails atomic.Int64
+}
+
+func (l *emfileListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// Running out of descriptors does not stop the service for good: it says it is
+// degraded while accepts fail, and answers again once they pass.
+func TestServerRidesOutRunningOutOfDescriptors(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &emfileListener{Listener: inner}
+	ln.fails.Store(1 << 40)
+	s := NewServer(quotaPolicy(&clock{time.Now()}), time.Second, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Accept.State != listener.StateDegraded; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %+v, want degraded", s.Stats().Accept)
+		}
+	}
+	if err := s.Stats().Accept.Err; !strings.Contains(err, "too many open files") {
+		t.Errorf("degraded with %q, want the system's error", err)
+	}
+	ln.fails.Store(0)
+	conn, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := ask(t, conn, bufio.NewReader(conn), request("RCPT", "198.51.100.7")); got != "action=DUNNO\n\n" {
+		t.Errorf("after the descriptors came back: %q", got)
+	}
+	if st := s.Stats().Accept.State; st != listener.StateAccepting {
+		t.Errorf("state %s, want accepting", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
 	}
 }
