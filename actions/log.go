@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/logban/logban/internal/openfile"
 )
 
 func init() {
@@ -25,7 +27,8 @@ func init() {
 // LogOptions configures the log action.
 type LogOptions struct {
 	// Path, if set, is a file that gets one plain line per ban and unban, appended.
-	// Otherwise the lines go to the daemon's log.
+	// Otherwise the lines go to the daemon's log. It must be a regular file with one
+	// name, reached through links root owns only (openfile.Regular).
 	Path string `toml:"path"`
 }
 
@@ -51,7 +54,7 @@ func (l *Log) Start(context.Context) error {
 	if l.opts.Path == "" || l.w != nil {
 		return nil
 	}
-	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openfile.Regular(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("opening log action file: %w", err)
 	}
@@ -67,7 +70,7 @@ func (l *Log) Reopen() error {
 	if l.w == nil {
 		return nil
 	}
-	f, err := os.OpenFile(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	f, err := openfile.Regular(l.opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
 		return fmt.Errorf("reopening log action file: %w", err) // the old file keeps the lines
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/logban/logban/internal/testenv"
 )
 
 func TestLogActionWritesOneLinePerEvent(t *testing.T) {
@@ -57,4 +59,34 @@ func TestRegisterTwicePanics(t *testing.T) {
 		}
 	}()
 	Register(Kind{Name: "log"})
+}
+
+// The owner of the log action's folder plants a link to a file only root may write:
+// the action refuses to start rather than append to it, and the file is untouched.
+func TestLogActionRefusesAPlantedLink(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	if err := os.Chown(dir, testenv.Nobody, testenv.Nobody); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "sudoers")
+	if err := os.WriteFile(secret, []byte("root ALL=(ALL) ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bans.log")
+	if err := os.Symlink(secret, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(path, testenv.Nobody, testenv.Nobody); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLog(LogOptions{Path: path}, slog.New(slog.DiscardHandler))
+	if err := l.Start(context.Background()); err == nil {
+		l.Ban(context.Background(), Ban{Jail: "sasl", Addr: netip.MustParseAddr("203.0.113.5")})
+		l.Stop(context.Background())
+		t.Error("the log action started through nobody's link")
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "root ALL=(ALL) ALL\n" {
+		t.Errorf("the linked file was written to: %q", b)
+	}
 }

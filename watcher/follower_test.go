@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logban/logban/internal/testenv"
 )
 
 // got is what a follower handed on.
@@ -296,5 +298,40 @@ func TestOpenAtAFIFO(t *testing.T) {
 	}
 	if err := ReadFile(path, Options{}, func(Batch) {}); !errors.Is(err, ErrNotRegular) || !strings.Contains(err.Error(), "is a FIFO") {
 		t.Errorf("ReadFile: %v", err)
+	}
+}
+
+// The owner of the log's folder (zimbra owns /opt/zimbra/log) replaces the log by a
+// link to a file only root may read: the follower, running as root, reads nothing of
+// it, and reads the log again once a regular file is back.
+func TestLinkPlantedInTheFolderIsNotFollowed(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := t.TempDir()
+	if err := os.Chown(dir, testenv.Nobody, testenv.Nobody); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(t.TempDir(), "shadow")
+	if err := os.WriteFile(secret, []byte("root:secret-one\nroot:secret-two\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "mailbox.log")
+	write(t, path, "one\n")
+	f := follow(t, path, Options{Start: FromBeginning, CheckInterval: 10 * time.Millisecond})
+	f.got.waitFor(t, 1)
+
+	os.Remove(path)
+	if err := os.Symlink(secret, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(path, testenv.Nobody, testenv.Nobody); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the follower looks at the link a few times
+	os.Remove(path)
+	write(t, path, "two\n")
+	f.got.waitFor(t, 2)
+	f.stop()
+	if got := f.got.texts(); !slices.Equal(got, []string{"one", "two"}) {
+		t.Errorf("lines %q: the link's target was read", got)
 	}
 }

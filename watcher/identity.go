@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"io"
 	"io/fs"
@@ -14,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/logban/logban/internal/openfile"
 )
 
 // headMax bounds the bytes of the first line that go into an Identity.
@@ -236,28 +237,27 @@ func isRotationSuffix(s string) bool {
 }
 
 // ErrNotRegular reports a path that names something other than a regular file: a
-// directory, a FIFO, a socket, a device. A follower never opens one: opening a FIFO for
-// reading would block until a writer came, and the daemon with it.
+// directory, a FIFO, a socket, a device, or a link that another user than root owns. A
+// follower never opens one: opening a FIFO for reading would block until a writer came,
+// and the daemon with it; and the owner of a log folder must not make root read a file
+// through a link (a log replaced by a link to /etc/shadow).
 var ErrNotRegular = errors.New("not a regular file")
 
-// openRegular opens name for reading if it is a regular file (or a link to one). It
-// opens without blocking, so that a FIFO cannot hold it up, and looks at what it opened.
+// openRegular opens name for reading if it is a regular file, through links root owns
+// only (openfile.Regular). It opens without blocking, so that a FIFO cannot hold it up.
 func openRegular(name string) (*os.File, error) {
-	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
+	f, err := openfile.Regular(name, os.O_RDONLY, 0)
+	if errors.Is(err, openfile.ErrRefused) {
+		return nil, notRegularError{err}
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("%s is %s: %w", name, Kind(fi.Mode()), ErrNotRegular)
-	}
-	return f, nil
+	return f, err
 }
+
+// notRegularError is openfile's refusal, read as ErrNotRegular.
+type notRegularError struct{ err error }
+
+func (e notRegularError) Error() string   { return e.err.Error() }
+func (e notRegularError) Unwrap() []error { return []error{e.err, ErrNotRegular} }
 
 // Kind names what a file mode says a path is: "a directory", "a FIFO", "a socket", "a
 // device", or "a regular file".
