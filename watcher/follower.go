@@ -10,13 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // Start says where a file is first read from.
@@ -79,7 +76,6 @@ type Follower struct {
 	sp      splitter
 	emitSrc *source
 	emitFn  Handler
-	names   []string // base names whose events concern the path: its own, its link target's
 
 	warnedNotRegular bool // the path names no regular file, and a warning said so
 
@@ -292,12 +288,12 @@ func (fw *Follower) Run(ctx context.Context, handle Handler) error {
 	fw.emitFn = handle
 	defer fw.closeAll()
 
-	events, watchErrs, watched := fw.startWatching()
-	defer func() {
-		if watched != nil {
-			watched.Close()
-		}
-	}()
+	sub := fw.startWatching()
+	var wake <-chan struct{}
+	if sub != nil {
+		defer sub.close()
+		wake = sub.wake
+	}
 	tick := time.NewTicker(fw.opts.CheckInterval)
 	defer tick.Stop()
 
@@ -313,8 +309,8 @@ func (fw *Follower) Run(ctx context.Context, handle Handler) error {
 			if err := fw.checkPath(); err != nil {
 				fw.logger.Warn("checking", "err", err)
 			}
-			if watched != nil {
-				fw.watchDirs(watched)
+			if sub != nil {
+				fw.watchDirs(sub)
 			}
 			check, written = false, false
 			continue // read what a new or recovered file holds
@@ -325,21 +321,13 @@ func (fw *Follower) Run(ctx context.Context, handle Handler) error {
 			return nil
 		case <-tick.C:
 			check = true
-		case err := <-watchErrs:
-			fw.logger.Warn("file events", "err", err)
-			check = true
-		case ev := <-events:
-			for more := true; more; {
-				if fw.relevant(ev) {
-					written = true
-					check = check || ev.Op&^fsnotify.Write != 0
-				}
-				select { // take every event already queued
-				case ev = <-events:
-				default:
-					more = false
-				}
+		case <-wake:
+			wrote, other, err := sub.take()
+			if err != nil {
+				fw.logger.Warn("file events", "err", err)
+				other = true
 			}
+			written, check = wrote, check || other
 		}
 	}
 }
@@ -519,44 +507,31 @@ func (fw *Follower) closeAll() {
 	fw.retired = nil
 }
 
-// startWatching watches the folders of the path and of its link target. Without inotify
-// the follower still works, on CheckInterval.
-func (fw *Follower) startWatching() (<-chan fsnotify.Event, <-chan error, *fsnotify.Watcher) {
-	w, err := fsnotify.NewWatcher()
+// startWatching watches the folders of the path and of its link target, through the
+// process's one inotify instance. Without inotify the follower still works, on
+// CheckInterval, and returns nil.
+func (fw *Follower) startWatching() *subscription {
+	sub, err := shared.subscribe()
 	if err != nil {
 		fw.logger.Warn("no file events; checking every interval instead", "err", err, "interval", fw.opts.CheckInterval)
-		return nil, nil, nil
+		return nil
 	}
-	fw.watchDirs(w)
-	return w.Events, w.Errors, w
+	fw.watchDirs(sub)
+	return sub
 }
 
-// watchDirs adds the folders that changes to the path show in (its own, and its link
-// target's, which may change), and notes the names that concern it. Add is idempotent.
-func (fw *Follower) watchDirs(w *fsnotify.Watcher) {
+// watchDirs watches the folders that changes to the path show in (its own, and its
+// link target's, which may change), for the names that concern it.
+func (fw *Follower) watchDirs(sub *subscription) {
 	dirs := []string{filepath.Dir(fw.path)}
-	fw.names = append(fw.names[:0], filepath.Base(fw.path))
+	names := []string{filepath.Base(fw.path)}
 	if target, err := filepath.EvalSymlinks(fw.path); err == nil && target != fw.path {
 		dirs = append(dirs, filepath.Dir(target))
-		fw.names = append(fw.names, filepath.Base(target))
+		names = append(names, filepath.Base(target))
 	}
-	for _, dir := range dirs {
-		if err := w.Add(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			fw.logger.Debug("watching folder", "dir", dir, "err", err)
-		}
+	if err := sub.watch(dirs, names); err != nil {
+		fw.logger.Debug("watching folders", "dirs", dirs, "err", err)
 	}
-}
-
-// relevant reports whether an event may concern the followed file or its rotated names
-// (zimbra.log.1, zimbra.log-20261122).
-func (fw *Follower) relevant(ev fsnotify.Event) bool {
-	name := filepath.Base(ev.Name)
-	for _, n := range fw.names {
-		if strings.HasPrefix(name, n) {
-			return true
-		}
-	}
-	return false
 }
 
 // Close releases the files of a follower that will not Run. Run closes them itself.

@@ -3,6 +3,7 @@ package config
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -532,5 +533,22 @@ actions = ["notify"]
 	}
 	if !slices.Equal(p.Settings.Quotas, want) || p.Settings.Compromised != (policy.Compromised{Addresses: 10, Networks: 4, Window: time.Hour}) {
 		t.Errorf("quotas %+v, compromised %+v", p.Settings.Quotas, p.Settings.Compromised)
+	}
+}
+
+// A pattern over a folder with more files than it may follow follows the first by
+// name, and -check says so.
+func TestLogPathPatternIsCapped(t *testing.T) {
+	dir := t.TempDir()
+	for i := range MaxFilesPerPattern + 10 {
+		os.WriteFile(filepath.Join(dir, fmt.Sprintf("a%04d.log", i)), nil, 0o644)
+	}
+	paths, capped := ExpandLogPath(filepath.Join(dir, "*.log"))
+	if len(paths) != MaxFilesPerPattern || !capped || paths[0] != filepath.Join(dir, "a0000.log") {
+		t.Errorf("%d paths (capped %v), first %s; want the first %d", len(paths), capped, paths[0], MaxFilesPerPattern)
+	}
+	cfg := &Config{Jails: map[string]Jail{"many": {Name: "many", LogPath: []string{filepath.Join(dir, "*.log")}}}}
+	if w := cfg.LogPathWarnings(); len(w) != 1 || !strings.Contains(w[0], "matches more than 256 files") {
+		t.Errorf("warnings %q", w)
 	}
 }

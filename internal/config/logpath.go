@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
 	"os"
@@ -13,11 +14,29 @@ import (
 // '*', '?' or '['.
 func IsPattern(path string) bool { return strings.ContainsAny(path, "*?[") }
 
+// MaxFilesPerPattern bounds the files one logpath pattern follows: the first, in the
+// order of their names. Each followed file holds a descriptor, and a pattern over a
+// folder another user owns must not let that user make ban-server open any number.
+const MaxFilesPerPattern = 256
+
 // ExpandLogPaths returns the files a jail's logpath names now: plain paths as they are
-// (followed when they appear), patterns expanded to the regular files matching them, in
-// order and without repeats.
+// (followed when they appear), patterns expanded to the regular files matching them, at
+// most MaxFilesPerPattern each, in order and without repeats.
 func ExpandLogPaths(logpath []string) []string {
-	var out []string
+	out, _ := expandLogPaths(logpath)
+	return out
+}
+
+// ExpandLogPath is ExpandLogPaths for one logpath, also saying whether it is a pattern
+// that matched more files than it may follow.
+func ExpandLogPath(logpath string) (paths []string, capped bool) {
+	paths, over := expandLogPaths([]string{logpath})
+	return paths, len(over) > 0
+}
+
+// expandLogPaths is ExpandLogPaths, also saying which patterns matched more files than
+// they may follow.
+func expandLogPaths(logpath []string) (out []string, over []string) {
 	seen := map[string]bool{}
 	add := func(p string) {
 		if !seen[p] {
@@ -31,13 +50,18 @@ func ExpandLogPaths(logpath []string) []string {
 			continue
 		}
 		matches, _ := filepath.Glob(p) // checked by Load
+		n := 0
 		for _, m := range matches {
 			if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() {
+				if n++; n > MaxFilesPerPattern {
+					over = append(over, p)
+					break
+				}
 				add(m)
 			}
 		}
 	}
-	return out
+	return out, over
 }
 
 // LogPathWarnings says, for each jail, which logpath patterns match no file and which
@@ -48,8 +72,14 @@ func (c *Config) LogPathWarnings() []string {
 	for _, name := range slices.Sorted(maps.Keys(c.Jails)) {
 		for _, p := range c.Jails[name].LogPath {
 			switch {
-			case IsPattern(p) && len(ExpandLogPaths([]string{p})) == 0:
-				out = append(out, "jails."+name+".logpath: "+p+" matches no file yet; files are followed as they come to match it")
+			case IsPattern(p):
+				paths, over := expandLogPaths([]string{p})
+				if len(paths) == 0 {
+					out = append(out, "jails."+name+".logpath: "+p+" matches no file yet; files are followed as they come to match it")
+				}
+				if len(over) > 0 {
+					out = append(out, fmt.Sprintf("jails.%s.logpath: %s matches more than %d files; only the first %d by name are followed: narrow the pattern", name, p, MaxFilesPerPattern, MaxFilesPerPattern))
+				}
 			case !IsPattern(p):
 				if _, err := os.Stat(p); err != nil {
 					out = append(out, "jails."+name+".logpath: "+p+" does not exist yet; it is followed when it appears")

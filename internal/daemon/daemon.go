@@ -740,7 +740,11 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	for _, name := range slices.Sorted(maps.Keys(newJails)) {
 		jr := newJails[name]
 		for _, pattern := range jr.cfg.LogPath {
-			paths := config.ExpandLogPaths([]string{pattern})
+			paths, capped := config.ExpandLogPath(pattern)
+			if capped && !slices.Equal(paths, d.globbed[pattern]) {
+				d.logger.Warn("a logpath pattern matches more files than it may follow; only the first by name are followed: narrow the pattern",
+					"jail", name, "logpath", pattern, "followed", len(paths))
+			}
 			expanded[pattern] = paths
 			for _, p := range paths {
 				byPath[p] = append(byPath[p], jr.jail)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // Snapshot is the server's state at one moment, as the metrics show it.
@@ -261,13 +262,26 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// Limits of the metrics server, so that whoever reaches its port (any local user, on
+// loopback) cannot hold its descriptors: at most MaxConns connections at once (more
+// wait to be accepted), each closed after IdleTimeout without a request, and a
+// request must arrive within ReadTimeout and its answer leave within WriteTimeout.
+var (
+	MaxConns     = 64
+	IdleTimeout  = 30 * time.Second
+	ReadTimeout  = 10 * time.Second
+	WriteTimeout = 30 * time.Second
+)
+
 // Serve serves /metrics on ln until ctx is done.
 func (c *Collector) Serve(ctx context.Context, ln net.Listener) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, c.latency, c.farm)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: ReadTimeout, ReadTimeout: ReadTimeout, WriteTimeout: WriteTimeout,
+		IdleTimeout: IdleTimeout, MaxHeaderBytes: 16 << 10}
+	ln = netutil.LimitListener(ln, MaxConns)
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
