@@ -80,7 +80,7 @@ const (
 func main() {
 	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
-		fmt.Fprintln(os.Stderr, "ban-client:", err)
+		fmt.Fprintln(escapeWriter{os.Stderr}, "ban-client:", err)
 	}
 	os.Exit(code)
 }
@@ -151,7 +151,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	err = cli{c: control.NewClient(path), w: stdout, json: *jsonOut}.command(ctx, fs.Args())
+	out := stdout
+	if !*jsonOut {
+		out = escapeWriter{stdout}
+	}
+	err = cli{c: control.NewClient(path), w: out, json: *jsonOut}.command(ctx, fs.Args())
 	code, err := exitCode(err, fs)
 	if err != nil && *jsonOut {
 		// A script asked for JSON: the error is JSON too, on stdout.
@@ -535,7 +539,7 @@ func printList(w io.Writer, bans []control.BanInfo, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d", b.Target, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, b.Failures)
 		if farm {
-			fmt.Fprintf(tw, "\t%s\t%s", cmp.Or(b.By, "-"), b.Why)
+			fmt.Fprintf(tw, "\t%s\t%s", clean(cmp.Or(b.By, "-")), clean(b.Why))
 		}
 		fmt.Fprintln(tw)
 	}
@@ -547,7 +551,7 @@ func printWhy(w io.Writer, why control.Why, now time.Time) {
 		fmt.Fprintf(w, "%s is not banned\n", why.Target)
 	}
 	for _, b := range why.HeldBy {
-		fmt.Fprintf(w, "%s has no ban of its own, but is held by the ban of %s in %s: %s\n", why.Target, b.Target, b.Jail, cmp.Or(b.Why, "?"))
+		fmt.Fprintf(w, "%s has no ban of its own, but is held by the ban of %s in %s: %s\n", why.Target, b.Target, b.Jail, clean(cmp.Or(b.Why, "?")))
 	}
 	for _, b := range why.Bans {
 		expires := "until unbanned"
@@ -555,14 +559,14 @@ func printWhy(w io.Writer, why control.Why, now time.Time) {
 			expires = "for " + max(b.Expires.Sub(now), 0).Round(time.Second).String() + " more"
 		}
 		fmt.Fprintf(w, "%s is banned in %s since %s, %s: %s (ban %d of this address in this jail)\n",
-			why.Target, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, cmp.Or(b.Why, "?"), b.Count)
+			why.Target, b.Jail, b.BannedAt.Local().Format(time.DateTime), expires, clean(cmp.Or(b.Why, "?")), b.Count)
 		if b.By != "" {
-			fmt.Fprintf(w, "  decided by farm node %s\n", b.By)
+			fmt.Fprintf(w, "  decided by farm node %s\n", clean(b.By))
 		}
 		if len(b.Lines) > 0 {
 			fmt.Fprintln(w, "  the last lines that counted:")
 			for _, l := range b.Lines {
-				fmt.Fprintf(w, "    %s\n", l)
+				fmt.Fprintf(w, "    %s\n", clean(l))
 			}
 		}
 	}

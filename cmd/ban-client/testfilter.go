@@ -78,6 +78,9 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	if err != nil {
 		return exitUsage, err
 	}
+	if !jsonOut { // matched lines and missed ones are the log's writers' text
+		stdout = escapeWriter{stdout}
+	}
 	path := fs.Arg(1)
 	fi, err := os.Stat(path)
 	if err != nil {
