@@ -74,7 +74,12 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 	}
 	p := policy.New(pc.Settings, deps)
 	rt.server = policy.NewServer(p, pc.Timeout, d.logger.With("part", "policy"))
-	rt.server.Peers = &policy.Peers{UIDs: pc.AllowUIDs, Remote: pc.AllowHosts}
+	kernel, err := listener.NewPeers() // in the daemon's network namespace, as the listener
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("policy service: %w", err)
+	}
+	rt.server.Peers = &policy.Peers{UIDs: pc.AllowUIDs, Remote: pc.AllowHosts, Kernel: kernel}
 	rt.server.MaxConns = pc.MaxConns
 	pctx, cancel := context.WithCancel(ctx)
 	rt.cancel = cancel
@@ -83,6 +88,7 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 		if err != nil { // Postfix's smtpd_policy_service_default_action answers meanwhile
 			d.logger.Error("policy service stopped; Postfix answers its default action until a reload or restart", "err", err)
 		}
+		kernel.Close()
 		rt.done <- err
 	}()
 	d.policyMu.Lock()

@@ -47,6 +47,9 @@ type Server struct {
 type Peers struct {
 	UIDs   []uint32
 	Remote []netip.Prefix
+	// Kernel asks the kernel of the service's network namespace; nil asks that of
+	// whichever thread serves the connection.
+	Kernel *listener.Peers
 }
 
 // allows says whether conn's peer may ask, and why not.
@@ -54,7 +57,7 @@ func (p *Peers) allows(conn net.Conn) (bool, string) {
 	if _, ok := conn.(*net.TCPConn); !ok {
 		return true, "" // a unix socket: its mode and group decided
 	}
-	uid, err := listener.PeerUID(conn)
+	uid, err := p.Kernel.UID(conn)
 	if err == nil {
 		if slices.Contains(p.UIDs, uid) {
 			return true, ""
