@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -177,5 +178,27 @@ func TestMailKeepsBansWhenTheServerIsDown(t *testing.T) {
 	m.mu.Unlock()
 	if n != 1 {
 		t.Errorf("%d bans kept for the next try, want 1", n)
+	}
+}
+
+// A webhook's URL often carries its token (a chat hook's path, ?token=): an error
+// posting to it names the host, never the token.
+func TestWebhookErrorsHideTheToken(t *testing.T) {
+	w, err := NewWebhook(WebhookOptions{URL: "http://127.0.0.1:1/services/T0/B0/s3cr3tToken?token=s3cr3tToo", Timeout: "1s"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.Ban(context.Background(), Ban{Jail: "sasl", Addr: netip.MustParseAddr("203.0.113.5")})
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Errorf("error %v: want the host, not the token", err)
+	}
+	for in, want := range map[string]string{
+		"https://hooks.example.com/services/T0/B0/XyZ": "https://hooks.example.com/…",
+		"https://user:pass@example.com":                "https://user:xxxxx@example.com",
+		"http://example.com/":                          "http://example.com",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

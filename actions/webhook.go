@@ -35,7 +35,7 @@ type WebhookOptions struct {
 func (o *WebhookOptions) Validate() error {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("url %q: want an http:// or https:// address", o.URL)
+		return fmt.Errorf("url %q: want an http:// or https:// address", RedactURL(o.URL))
 	}
 	if _, err := time.ParseDuration(o.Timeout); err != nil {
 		return fmt.Errorf("timeout %q: %w", o.Timeout, err)
@@ -112,6 +112,10 @@ func (w *Webhook) send(ctx context.Context, ev WebhookEvent, what string) error 
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) { // its URL may carry a token: logs show where, not what
+			ue.URL = RedactURL(ue.URL)
+		}
 		return fmt.Errorf("posting %s of %s: %w", event, what, err)
 	}
 	defer resp.Body.Close()
@@ -120,4 +124,22 @@ func (w *Webhook) send(ctx context.Context, ev WebhookEvent, what string) error 
 		return fmt.Errorf("posting %s of %s: %w", event, what, errors.New(resp.Status))
 	}
 	return nil
+}
+
+// RedactURL returns raw with what may be a secret hidden: a password, the path and the
+// query (chat webhooks carry their token in the path, others in ?token=). The scheme
+// and host stay, to tell which hook it is.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(a URL that does not parse)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if u.User != nil {
+		out = u.Scheme + "://" + u.User.Username() + ":xxxxx@" + u.Host
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		out += "/…"
+	}
+	return out
 }

@@ -1,7 +1,6 @@
 package jails
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 )
@@ -11,6 +10,13 @@ import (
 // mean: loopback, unspecified, multicast, link-local and broadcast.
 type IgnoreList struct {
 	prefixes []netip.Prefix
+	host     *HostSet // the host's own addresses and gateways, kept current; may be nil
+}
+
+// WithHost returns l checking h too: the host's own addresses and gateways, as they
+// are at each check.
+func (l *IgnoreList) WithHost(h *HostSet) *IgnoreList {
+	return &IgnoreList{prefixes: l.prefixes, host: h}
 }
 
 // NewIgnoreList returns a list of the given prefixes and the addresses no ban can mean.
@@ -46,6 +52,9 @@ func (l *IgnoreList) Why(addr netip.Addr) string {
 			return "on the ignore list (ignoreip, trusted_proxies, or the host's own addresses and networks' broadcast)"
 		}
 	}
+	if l.host.overlaps(netip.PrefixFrom(addr, addr.BitLen())) {
+		return "the host's own address, a broadcast of its networks, or its gateway"
+	}
 	return ""
 }
 
@@ -68,6 +77,9 @@ func (l *IgnoreList) WhyNet(p netip.Prefix) string {
 		if q.Overlaps(p) {
 			return "a network holding an address on the ignore list (ignoreip, trusted_proxies, or the host's own addresses)"
 		}
+	}
+	if l.host.overlaps(p) {
+		return "a network holding the host's own address or its gateway"
 	}
 	return ""
 }
@@ -107,34 +119,6 @@ func unbannable(addr netip.Addr) string {
 		return "the broadcast address"
 	}
 	return ""
-}
-
-// HostPrefixes returns the host's own addresses as single-address prefixes, and the
-// broadcast address of each of its IPv4 networks, so a jail never bans the machine it
-// runs on nor its networks' broadcast.
-func HostPrefixes() ([]netip.Prefix, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Prefix
-	for _, a := range addrs {
-		n, ok := a.(*net.IPNet)
-		if !ok {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
-		ones, _ := n.Mask.Size()
-		if ip.Is4() && ones > 0 && ones < 31 {
-			out = append(out, netip.PrefixFrom(broadcast(netip.PrefixFrom(ip, ones)), 32))
-		}
-	}
-	return out, nil
 }
 
 // broadcast returns the last address of an IPv4 prefix.

@@ -6,6 +6,21 @@ import (
 	"time"
 )
 
+// The widest networks logban bans without being forced: a shorter prefix bans a
+// provider, not an attacker.
+const (
+	WidestIPv4 = 16
+	WidestIPv6 = 32
+)
+
+// TooWide reports whether p is a network wider than WidestIPv4 or WidestIPv6.
+func TooWide(p netip.Prefix) bool {
+	if p.Addr().Is4() {
+		return p.Bits() < WidestIPv4
+	}
+	return p.Bits() < WidestIPv6
+}
+
 // Subnet is a jail's escalation from addresses to the network they share: when
 // Addresses distinct addresses of one network (a /IPv4 or /IPv6 prefix) fail within
 // FindTime, the network is banned. It catches a probe spread over many addresses of one

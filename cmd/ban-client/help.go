@@ -27,12 +27,14 @@ var commandHelp = map[string]string{
 	"get": `ban-client get JAIL banned|maxretry|findtime|bantime
   A jail's banned addresses, one a line, or one of its settings (fail2ban's words).
   ban-client get zimbra-submission banned`,
-	"banip": `ban-client banip JAIL ADDR...
+	"banip": `ban-client banip [--force] JAIL ADDR...
   Ban addresses, or whole networks in CIDR notation, in a jail by hand; an address the
   jail never bans (or a network holding one) is refused, one banned already is left as
-  it is. In a farm jail, the ban is farm-wide.
+  it is. A network wider than /16 (IPv4) or /32 (IPv6) bans a provider, not an
+  attacker: it is refused unless --force. In a farm jail, the ban is farm-wide.
   ban-client banip zimbra-submission 203.0.113.5 2001:db8::5
-  ban-client banip zimbra-submission 198.51.100.0/24`,
+  ban-client banip zimbra-submission 198.51.100.0/24
+  ban-client banip --force zimbra-submission 198.18.0.0/15`,
 	"unbanip": `ban-client unbanip [--jail JAIL] [--local] ADDR...
   Lift the bans of addresses or networks, in every jail or in JAIL; in a farm on every
   host, or with --local on this one only. Flags may come anywhere. An address held only

@@ -272,6 +272,14 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return usageError{"status takes at most one jail"}
 	case "banip":
+		force := false
+		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+			if a == "--force" || a == "-force" {
+				force = true
+				return true
+			}
+			return false
+		})
 		if len(args) < 2 {
 			return usageError{"banip needs a jail and at least one address"}
 		}
@@ -279,7 +287,11 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		rs, err := c.BanIP(ctx, args[0], addrs...)
+		ban := c.BanIP
+		if force {
+			ban = c.BanIPForce
+		}
+		rs, err := ban(ctx, args[0], addrs...)
 		if err != nil {
 			return err
 		}

@@ -253,8 +253,8 @@ const (
 	DefaultSubnetIPv4      = 24
 	DefaultSubnetIPv6      = 64
 	DefaultSubnetAddresses = 5
-	widestIPv4             = 16
-	widestIPv6             = 32
+	widestIPv4             = jails.WidestIPv4
+	widestIPv6             = jails.WidestIPv6
 )
 
 type incrementData struct {

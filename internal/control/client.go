@@ -50,10 +50,20 @@ func (c *Client) JailStatus(ctx context.Context, jail string) (JailStatus, error
 	return s, err
 }
 
-// BanIP bans addrs (addresses as /32 or /128, or networks) in jail.
+// BanIP bans addrs (addresses as /32 or /128, or networks) in jail; a network wider
+// than /16 (IPv4) or /32 (IPv6) is refused.
 func (c *Client) BanIP(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {
+	return c.banIP(ctx, jail, addrs, false)
+}
+
+// BanIPForce is BanIP with networks of any width.
+func (c *Client) BanIPForce(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {
+	return c.banIP(ctx, jail, addrs, true)
+}
+
+func (c *Client) banIP(ctx context.Context, jail string, addrs []netip.Prefix, force bool) ([]AddrResult, error) {
 	var r []AddrResult
-	err := c.call(ctx, request{Command: cmdBanIP, Jail: jail, Addrs: addrStrings(addrs)}, &r)
+	err := c.call(ctx, request{Command: cmdBanIP, Jail: jail, Addrs: addrStrings(addrs), Force: force}, &r)
 	return r, err
 }
 

@@ -31,7 +31,7 @@ func (e *fakeEngine) JailStatus(name string) (JailStatus, error) {
 	}
 	return JailStatus{Name: "sasl", CurrentlyBanned: len(e.banned)}, nil
 }
-func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Prefix) ([]AddrResult, error) {
+func (e *fakeEngine) BanIPs(_ context.Context, jail string, addrs []netip.Prefix, _ bool) ([]AddrResult, error) {
 	var out []AddrResult
 	for _, p := range addrs {
 		if p.Addr().IsLoopback() {

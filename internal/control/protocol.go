@@ -44,6 +44,8 @@ type request struct {
 	Local bool `json:"local,omitempty"`
 	// Key is the account or device of an unban-key.
 	Key string `json:"key,omitempty"`
+	// Force asks a banip of a network wider than /16 (IPv4) or /32 (IPv6).
+	Force bool `json:"force,omitempty"`
 }
 
 type response struct {
@@ -57,8 +59,9 @@ type Engine interface {
 	Status() Status
 	JailStatus(name string) (JailStatus, error)
 	// BanIPs bans addrs (addresses as /32 or /128, or networks) in jail by hand,
-	// recording them together.
-	BanIPs(ctx context.Context, jail string, addrs []netip.Prefix) ([]AddrResult, error)
+	// recording them together. A network wider than /16 (IPv4) or /32 (IPv6) is
+	// refused unless force.
+	BanIPs(ctx context.Context, jail string, addrs []netip.Prefix, force bool) ([]AddrResult, error)
 	// UnbanIP lifts addr's bans (an address as a /32 or /128, or a network) in jail, or
 	// in every jail if jail is "": on every host of the farm, or on this one only if
 	// local.

@@ -113,7 +113,7 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 		if req.Jail == "" {
 			return nil, &RemoteError{Code: CodeBadRequest, Message: "banip needs a jail"}
 		}
-		return engine.BanIPs(ctx, req.Jail, addrs)
+		return engine.BanIPs(ctx, req.Jail, addrs, req.Force)
 	case cmdUnbanIP:
 		addrs, err := parseAddrs(req.Addrs)
 		if err != nil {

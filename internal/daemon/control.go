@@ -128,7 +128,7 @@ func (d *Daemon) UnbanAll(ctx context.Context, local bool) (int, error) {
 
 // BanIPs bans addrs (addresses as /32 or /128, or networks) in jail by hand, all
 // recorded in one transaction. One that must never be banned is refused with the reason.
-func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Prefix) ([]control.AddrResult, error) {
+func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Prefix, force bool) ([]control.AddrResult, error) {
 	d.mu.RLock()
 	jr, ok := d.jails[jail]
 	d.mu.RUnlock()
@@ -140,6 +140,10 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Prefix) 
 	var tickets []jails.Ticket
 	for i, addr := range addrs {
 		results[i].Target = control.TargetOf(addr)
+		if jails.TooWide(addr) && !force {
+			results[i].Note = fmt.Sprintf("wider than /%d (IPv4) or /%d (IPv6): it would ban a provider, not an attacker; not banned (ban it with --force if you mean it)", jails.WidestIPv4, jails.WidestIPv6)
+			continue
+		}
 		t, err := jr.jail.Manual(addr, now)
 		var ignored *jails.IgnoredError
 		if errors.As(err, &ignored) {

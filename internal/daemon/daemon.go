@@ -54,7 +54,8 @@ type Options struct {
 	// the system clock.
 	Clock jails.Clock
 	// HostPrefixes returns the host's own addresses, which are never banned; nil means
-	// jails.HostPrefixes.
+	// jails.HostPrefixesOf the daemon's network namespace, read again at each change
+	// of its addresses and routes.
 	HostPrefixes func() ([]netip.Prefix, error)
 	// Version is reported by status.
 	Version string
@@ -83,6 +84,8 @@ type Daemon struct {
 	collector *metrics.Collector
 	// farm is this host's membership of its farm; nil without [farm], or in a dry run.
 	farm *farm.Farm
+	// host is the host's own addresses and gateways, never banned, kept current.
+	host *jails.HostSet
 	// trust holds the logins that worked, which every jail trusting them shares.
 	trust *jails.Trust
 	// keyBans are the bans of accounts and devices, which no firewall holds.
@@ -138,9 +141,6 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Clock == nil {
 		opts.Clock = jails.SystemClock{}
 	}
-	if opts.HostPrefixes == nil {
-		opts.HostPrefixes = jails.HostPrefixes
-	}
 	if opts.ActionDrainTime == 0 {
 		opts.ActionDrainTime = DefaultActionDrainTime
 	}
@@ -148,7 +148,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{
+	return &Daemon{host: &jails.HostSet{},
 		opts:       opts,
 		logger:     opts.Logger,
 		manager:    jails.NewManager(opts.Clock, opts.Logger),
@@ -256,6 +256,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		d.dbPath = d.cfg.Server.Database
 	}
+	readHost, err := d.readHost(ctx)
+	if err != nil {
+		return err
+	}
 	if err := d.openStore(ctx); err != nil {
 		return err
 	}
@@ -288,6 +292,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	d.watchHost(ctx, readHost)
 	// The ban queue outlives the readers: shutdown closes it after them.
 	d.bans = pipeline.NewBanQueue(context.WithoutCancel(ctx), d.manager)
 
@@ -344,14 +349,7 @@ func (d *Daemon) joinFarm(ctx context.Context, m *metrics.Collector) error {
 	if err := f.LoadOutbox(ctx); err != nil {
 		return fmt.Errorf("farm outbox: %w", err)
 	}
-	own, err := d.opts.HostPrefixes()
-	if err != nil {
-		return fmt.Errorf("reading the host's own addresses: %w", err)
-	}
-	if fc.ShareIgnoreIP {
-		own = slices.Concat(own, d.cfg.Server.IgnoreIP, d.cfg.Server.TrustedProxies)
-	}
-	f.SetOwn(own)
+	f.SetOwn(d.farmOwn(d.host.Prefixes()))
 	d.manager.SetFarm(f)
 	d.farm = f
 	return nil
@@ -365,7 +363,7 @@ func (d *Daemon) farmJails(cfg *config.Config) {
 	var js []farm.Jail
 	for _, jc := range cfg.Jails {
 		js = append(js, farm.Jail{Name: jc.Name, Mode: jc.Farm, MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, BanTime: jc.BanTime,
-			Ignore: jails.NewIgnoreList(d.jails[jc.Name].ignore...)})
+			Ignore: jails.NewIgnoreList(d.jails[jc.Name].ignore...).WithHost(d.host)})
 	}
 	d.farm.SetJails(js)
 }
@@ -916,15 +914,11 @@ func (d *Daemon) buildActions(ctx context.Context, cfg *config.Config) (all map[
 // buildJails returns the jails of cfg, keeping the running Jail (and so its failure
 // counts) of every jail whose configuration is unchanged.
 func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error) {
-	host, err := d.opts.HostPrefixes()
-	if err != nil {
-		return nil, fmt.Errorf("reading the host's own addresses: %w", err)
-	}
 	out := map[string]*jailRuntime{}
 	for name, jc := range cfg.Jails {
 		// Trusted proxies are stepped over in forwarded-for lists, and never banned.
 		trusted := slices.Concat(cfg.Server.TrustedProxies, jc.TrustedProxies)
-		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, trusted, host)
+		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, trusted) // and d.host, as it is at each check
 		fc := cfg.Filters[jc.Filter]
 		if old, ok := d.jails[name]; ok && old.cfg.Equal(jc) && slices.Equal(old.ignore, ignore) && slices.Equal(old.trusted, trusted) && old.filter.Definition.Equal(fc.Definition) {
 			out[name] = old
@@ -940,7 +934,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 		}
 		f.SetLocation(loc)
 		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key, BanAddresses: jc.BanAddresses,
-			Ignore: jails.NewIgnoreList(ignore...), Logger: d.logger}
+			Ignore: jails.NewIgnoreList(ignore...).WithHost(d.host), Logger: d.logger}
 		if jc.Key != jails.KeyAddress {
 			settings.KeyBan = d.keyBanner(jc)
 		}

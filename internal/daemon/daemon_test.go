@@ -496,3 +496,21 @@ func TestWhyShowsTheLinesThatCounted(t *testing.T) {
 		t.Errorf("why of an address never banned: %+v", why)
 	}
 }
+
+// banip of a network wider than /16 (one eighth of the IPv4 internet, for 128.0.0.0/3)
+// is refused unless forced; a /16 is taken.
+func TestBanIPRefusesAProvider(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	ctx := context.Background()
+	rs, err := h.client.BanIP(ctx, "sasl", netip.MustParsePrefix("128.0.0.0/3"), netip.MustParsePrefix("2001::/16"), netip.MustParsePrefix("203.0.0.0/16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs[0].Done || rs[1].Done || !strings.Contains(rs[0].Note, "--force") || !rs[2].Done {
+		t.Fatalf("results %+v: want the /3 and the IPv6 /16 refused, the /16 banned", rs)
+	}
+	rs, err = h.client.BanIPForce(ctx, "sasl", netip.MustParsePrefix("128.0.0.0/3"))
+	if err != nil || !rs[0].Done {
+		t.Fatalf("forced: %+v, %v", rs, err)
+	}
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/logban/logban/internal/netnstest"
+	"github.com/logban/logban/jails"
+)
+
+// An address added to the host while the daemon runs, and the gateway of a default
+// route added then, are never banned from the moment the kernel has them: the daemon
+// watches the host's addresses and routes, where it read them at start only.
+func TestHostAddressesAndGatewayAreWatched(t *testing.T) {
+	lab := netnstest.New(t)
+	d := &Daemon{host: &jails.HostSet{}, logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lab.Do(func() {
+		read, err := d.readHost(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.watchHost(ctx, read)
+	})
+	ignore := jails.NewIgnoreList().WithHost(d.host)
+	if why := ignore.Why(netnstest.Server4); why == "" {
+		t.Fatalf("the server's own address %s is bannable", netnstest.Server4)
+	}
+	added, gw := netip.MustParseAddr("192.0.2.77"), netnstest.Client4
+	if why := ignore.Why(added); why != "" {
+		t.Fatalf("%s is protected before it is the host's: %s", added, why)
+	}
+	if why := ignore.Why(gw); why != "" {
+		t.Fatalf("%s is protected before it is the gateway: %s", gw, why)
+	}
+	lab.Do(func() {
+		link, err := netlink.LinkByName("veth-srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := netlink.ParseAddr(added.String() + "/24")
+		if err := netlink.AddrAdd(link, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); ignore.Why(added) == "" || ignore.Why(gw) == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the change: %s %q, gateway %s %q; want both protected", added, ignore.Why(added), gw, ignore.Why(gw))
+		}
+	}
+	if why := ignore.WhyNet(netip.MustParsePrefix("192.0.2.0/25")); why == "" {
+		t.Error("a network holding the gateway is bannable")
+	}
+}
