@@ -552,3 +552,29 @@ func TestLogPathPatternIsCapped(t *testing.T) {
 		t.Errorf("warnings %q", w)
 	}
 }
+
+// A secret others may read is a -check warning: the farm's credentials file, and a
+// configuration holding a password.
+func TestSecretsReadableByOthersWarn(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "node.creds")
+	os.WriteFile(creds, []byte("-----BEGIN NATS USER JWT-----"), 0o644)
+	conf := filepath.Join(dir, "logban.toml")
+	os.WriteFile(conf, []byte("[farm]\nname = \"f\"\nnode = \"n\"\nservers = [\"nats://127.0.0.1:4222\"]\ncreds = \""+creds+"\"\n"), 0o644)
+	cfg, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "farm.creds: "+creds+" is mode 0644") {
+		t.Errorf("warnings:\n%s", w)
+	}
+	os.Chmod(creds, 0o600)
+	os.WriteFile(conf, []byte("[farm]\nname = \"f\"\nnode = \"n\"\nservers = [\"nats://127.0.0.1:4222\"]\nuser = \"n\"\npassword = \"s3cret\"\n"), 0o644)
+	cfg, err = Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "the configuration holds farm.password: "+conf+" is mode 0644") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}

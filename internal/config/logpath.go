@@ -98,7 +98,8 @@ var documentation = []netip.Prefix{
 }
 
 // Warnings says what in the configuration is likely a mistake, though ban-server runs
-// with it: no jail at all, logpaths not there yet (LogPathWarnings), and addresses of
+// with it: no jail at all, logpaths not there yet (LogPathWarnings), secrets that
+// others than their owner may read, and addresses of
 // the documentation ranges, the placeholders of the examples, in ignoreip and
 // trusted_proxies.
 func (c *Config) Warnings() []string {
@@ -107,6 +108,7 @@ func (c *Config) Warnings() []string {
 		out = append(out, "no jail is enabled: ban-server would read nothing and ban nobody")
 	}
 	out = append(out, c.LogPathWarnings()...)
+	out = append(out, c.secretWarnings()...)
 	placeholders := func(key string, ps []netip.Prefix) {
 		for _, p := range ps {
 			for _, d := range documentation {

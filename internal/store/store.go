@@ -11,7 +11,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"net/netip"
 	"os"
@@ -23,6 +25,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/logban/logban/actions"
+	"github.com/logban/logban/internal/openfile"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
@@ -102,6 +105,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("database folder: %w", err)
 	}
+	if err := private(path); err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
 	s, err := open(ctx, path)
 	if err == nil {
 		err = s.quickCheck(ctx)
@@ -130,6 +136,31 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	s.salvaged = &Salvage{MovedTo: moved, Damage: err, Bans: len(sv.bans), History: len(sv.history), Positions: len(sv.positions)}
 	return s, nil
+}
+
+// private makes the database at path, and its WAL and shared-memory files if there, mode
+// 0600, creating the database empty if absent: it holds who failed how, and the lines
+// that counted. SQLite gives the files it makes later the database's own mode.
+func private(path string) error {
+	for i, p := range []string{path, path + "-wal", path + "-shm"} {
+		flag := os.O_RDWR
+		if i == 0 {
+			flag |= os.O_CREATE
+		}
+		f, err := openfile.Regular(p, flag, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Chmod(0o600)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // open opens the database at path as it is and migrates its schema.

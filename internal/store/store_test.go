@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -236,5 +237,36 @@ func TestKeyBansSurviveReopening(t *testing.T) {
 	}
 	if got, _ := s.KeyBans(ctx); len(got) != 1 || got[0].Key != account.Key {
 		t.Errorf("after the delete: %+v", got)
+	}
+}
+
+// The database holds who failed how and the lines that counted: its files are root's
+// alone, also when an older version left them readable.
+func TestDatabaseFilesArePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Chmod(p, 0o644) // as an older version left them
+	}
+	s, err = Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.SavePositions(context.Background(), map[string]watcher.Position{"/var/log/zimbra.log": {Offset: 1}}); err != nil {
+		t.Fatal(err) // a write, for SQLite's WAL
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", filepath.Base(p), fi.Mode().Perm(), err)
+		}
 	}
 }
