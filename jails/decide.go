@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/logban/logban/actions"
@@ -256,7 +259,12 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 // in force again with the time it has left, its actions handed it as at a ban (the
 // kernel may have lost it, or kept it after a crash: actions are idempotent). A ban that
 // ended while the server was down is undone through its jail's actions (a crash may have
-// left it in the kernel) and forgotten, as are bans of jails that no longer exist; the
+// left it in the kernel) and forgotten. A ban of a jail that no longer exists is
+// forgotten too, and undone through every kernel action (Reconciler) the jails still
+// have: what its jail used is not recorded, a kernel action's unban of what it does not
+// hold changes nothing, and a Shared hold another jail's ban stands behind is kept. A
+// warning per removed jail says what may be left (an action of its own that no jail
+// has now, an empty chain or set) and how to remove it. The
 // ledger is touched only once records is done, so records may be a cursor on it. The
 // actions start on the first bans while the rest are read. It returns how many bans
 // were restored and how many had ended, and the error records ended with, if any: the
@@ -288,9 +296,7 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 		m.logBan("ban restored", r)
 		restored++
 	}
-	for _, r := range gone {
-		m.forget(ctx, r.Jail, r.Prefix())
-	}
+	m.liftGone(ctx, gone)
 	// Once every ban in force holds its shared actions, those that ended let go of the
 	// addresses no jail holds any more.
 	for _, r := range stale {
@@ -305,6 +311,42 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 		ended++
 	}
 	return restored, ended, err
+}
+
+// liftGone forgets the bans of jails that no longer exist, and undoes them through the
+// kernel actions the jails still have. Caller holds m.mu, after the bans in force are
+// applied (so Shared holds they stand behind are counted).
+func (m *Manager) liftGone(ctx context.Context, gone []Record) {
+	var kernel []NamedAction
+	seen := map[actions.Action]bool{}
+	for _, name := range m.jailNames() {
+		for _, na := range m.jails[name].actions {
+			if _, ok := na.Action.(actions.Reconciler); ok && !seen[na.Action] {
+				seen[na.Action] = true
+				kernel = append(kernel, na)
+			}
+		}
+	}
+	byJail := map[string]int{}
+	for _, r := range gone {
+		for _, na := range kernel {
+			if _, shared := na.Action.(actions.Shared); shared && m.shared[sharedKey{na.Action, r.Prefix()}] > 0 {
+				continue
+			}
+			m.queue(na).add(actionCall{ban: r.Ban, unban: true})
+		}
+		m.forget(ctx, r.Jail, r.Prefix())
+		byJail[r.Jail]++
+	}
+	for _, jail := range slices.Sorted(maps.Keys(byJail)) {
+		names := make([]string, len(kernel))
+		for i, na := range kernel {
+			names[i] = na.Name
+		}
+		m.logger.Warn("bans of a jail no longer configured lifted; what an action of its own, that no jail has now, put in the kernel stays: "+
+			"run ban-server -cleanup once to remove everything logban holds there, or add the jail back and unban",
+			"jail", jail, "bans", byJail[jail], "lifted_through", strings.Join(names, ","))
+	}
 }
 
 // sharedKey names an address or network held through a Shared action.

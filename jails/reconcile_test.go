@@ -192,3 +192,31 @@ func TestReconcileOnlyTheNamed(t *testing.T) {
 		t.Errorf("Reconcile(routes) = %v, %v", repairs, err)
 	}
 }
+
+// A jail removed while the server was stopped left its bans in the kernel: at start
+// they are lifted through the kernel actions the other jails still use (per jail, and
+// shared unless another jail's ban stands behind the hold), not only forgotten.
+func TestRestoreLiftsTheBansOfARemovedJail(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	defer m.Close(ctx)
+	chains, routes := newHolder(false), sharedHolder{newHolder(true)}
+	// What the kernel holds after the last run: "gone" banned a1 and a2, "sasl" a2.
+	chains.set("gone", a1, true)
+	chains.set("gone", a2, true)
+	routes.set("", a1, true)
+	routes.set("", a2, true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"chains", chains}, {"routes", routes}})
+	m.Restore(ctx, each([]Record{
+		{Ban: actions.Ban{Jail: "gone", Addr: a1, BannedAt: t0, Expires: t0.Add(time.Hour)}},
+		{Ban: actions.Ban{Jail: "gone", Addr: a2, BannedAt: t0, Expires: t0.Add(time.Hour)}},
+		{Ban: actions.Ban{Jail: "sasl", Addr: a2, BannedAt: t0, Expires: t0.Add(time.Hour)}},
+	}))
+	settle(t, m)
+	if held, _ := chains.Holds(ctx, "gone"); len(held) != 0 {
+		t.Errorf("the removed jail's chain still holds %v", held)
+	}
+	if held, _ := routes.Holds(ctx, ""); !slices.Equal(held, hosts(a2)) {
+		t.Errorf("routes hold %v, want only %v, which sasl still bans", held, a2)
+	}
+}
