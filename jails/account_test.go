@@ -100,17 +100,30 @@ func TestAccountKeySparesKnownGood(t *testing.T) {
 	}
 }
 
-// A network holding an address known good for any account is not banned.
-func TestSubnetNeverOverKnownGood(t *testing.T) {
+// One login (of an account the attacker owns) does not shield the network around its
+// address: five other addresses of the /24 failing still ban it. The login spares
+// only its own address's failures against its own account, which do not count
+// toward the network either.
+func TestOneLoginDoesNotShieldItsNetwork(t *testing.T) {
 	trust := NewTrust()
-	trust.Login([]byte("anna@example.com"), netip.MustParseAddr("198.51.100.200"), t0)
+	owned := netip.MustParseAddr("198.51.100.200")
+	trust.Login([]byte("mallory@example.com"), owned, t0)
 	j := New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: 10 * time.Minute, Trust: trust, TrustTime: time.Hour,
 		Subnet: Subnet{IPv4: 24, Addresses: 5, FindTime: time.Hour}})
-	if got := failEach(j, "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"); len(got) != 0 {
-		t.Errorf("a /24 holding a known-good address: tickets %s", targets(got))
+	if got := failEach(j, "198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"); targets(got) != "[198.51.100.0/24]" {
+		t.Errorf("a /24 holding an address that logged in: tickets %s, want the /24", targets(got))
 	}
-	if c := j.Counts(t0); c.NetsRefused != 1 {
-		t.Errorf("refusals counted: %d", c.NetsRefused)
+	// A NATed office is kept safe another way: its users' failures from the address
+	// they log in from, against their own accounts, count for nothing.
+	j = New("sasl", testFilter(t), Settings{MaxRetry: 3, FindTime: 10 * time.Minute, Trust: trust, TrustTime: time.Hour,
+		Subnet: Subnet{IPv4: 24, Addresses: 2, FindTime: time.Hour}})
+	var got []Ticket
+	for range 10 {
+		got = append(got, j.FailureOf(owned, "mallory@example.com", t0, t0)...)
+	}
+	got = append(got, j.Failure(netip.MustParseAddr("198.51.100.9"), t0, t0)...)
+	if len(got) != 0 {
+		t.Errorf("known-good failures counted toward the network: tickets %s", targets(got))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +23,15 @@ type Settings struct {
 	// Subnet, if on, bans a network when enough of its addresses fail.
 	Subnet Subnet
 	// Key is what failures are counted by: KeyAddress ("" too), KeyUser or
-	// KeyDevice. A jail keyed by user counts a failure naming no account by its
-	// address; one keyed by device does not count a line naming no device.
+	// KeyDevice. A jail keyed by user or device counts each failure by its address
+	// too, toward the address's own maxretry (one address failing against 40 accounts
+	// is banned as any address is), unless Rate; accounts are compared without regard
+	// to case. One keyed by device does not count a line naming no device.
 	Key string
+	// Rate says the jail counts requests, not failures (mode = "rate"): a jail keyed
+	// by device or user then counts its key alone, for many phones or users may share
+	// one office's address.
+	Rate bool
 	// BanAddresses, in a jail keyed by user or device, bans the addresses seen with a
 	// key that reached maxretry within findtime, and each new one while it stays hot.
 	BanAddresses bool
@@ -40,6 +47,9 @@ type Settings struct {
 	// Notify, if set, is handed each failure not counted because its address is
 	// trusted (one a pair and findtime, as the log line). It must not wait.
 	Notify func(actions.Notice)
+	// MaxTracked bounds each of the jail's tables: the addresses, the networks and the
+	// keys with failures within findtime; 0 means DefaultMaxTracked (bound.go).
+	MaxTracked int
 	// Tally, if set, hears of every failure counted, so a farm can count it too.
 	Tally Tally
 	// Logger, if set, gets a debug line for each failure counted, and a warning for
@@ -134,15 +144,19 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.Ignore == nil {
 		s.Ignore = NewIgnoreList()
 	}
+	if s.MaxTracked <= 0 {
+		s.MaxTracked = DefaultMaxTracked
+	}
 	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[reportKey]int64{}}
+	j.window.SetBound(s.MaxTracked)
 	if s.Key == KeyUser || s.Key == KeyDevice {
-		j.keys = newKeyWindow(s.MaxRetry, s.FindTime)
+		j.keys = newKeyWindow(s.MaxRetry, s.FindTime, s.MaxTracked)
 	}
 	if s.Subnet.On() {
 		if s.Subnet.FindTime <= 0 {
 			j.settings.Subnet.FindTime = s.FindTime
 		}
-		j.nets = newNetWindow(j.settings.Subnet)
+		j.nets = newNetWindow(j.settings.Subnet, s.MaxTracked)
 	}
 	return j
 }
@@ -260,19 +274,22 @@ func (j *Jail) failure(addr netip.Addr, account, device string, t, now time.Time
 	if line != nil {
 		j.matches.add(addr, line)
 	}
-	if key := j.keyOf(account, device); key != "" {
+	key, mark := j.keyOf(account, device), len(tickets)
+	if key != "" {
 		// account, for a device, is the one this line names
 		tickets = j.keyFailure(key, account, addr, t, now, tickets)
-	} else if n, reached := j.window.Add(addr, t, now); reached {
-		tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, User: account, Failures: n, Time: t, Lines: j.matches.take(addr)})
+	}
+	if key == "" || !j.settings.Rate { // the address's own count, unless the key's ban named it
+		if n, reached := j.window.Add(addr, t, now); reached && !slices.ContainsFunc(tickets[mark:], func(t Ticket) bool { return t.Addr == addr && t.Bits == 0 }) {
+			tickets = append(tickets, Ticket{Jail: j.name, Addr: addr, User: account, Failures: n, Time: t, Lines: j.matches.take(addr)})
+		}
 	}
 	if j.nets != nil {
 		if p, n, reached := j.nets.add(addr, t, now); reached {
-			why := j.settings.Ignore.WhyNet(p)
-			if good, ok := j.settings.Trust.Inside(p, now, j.settings.TrustTime); why == "" && ok {
-				why = "a network holding " + good.Addr.String() + ", which logged in to " + good.Account + " at " + good.Last.UTC().Format(time.RFC3339)
-			}
-			if why != "" {
+			// A login spares its own address for its own account (Trust.Good, above),
+			// never the network around it: one account the attacker owns would shield
+			// its /24.
+			if why := j.settings.Ignore.WhyNet(p); why != "" {
 				j.netsRefused.Add(1)
 				if l := j.settings.Logger; l != nil {
 					l.Warn("network not banned: it is "+why, "jail", j.name, "network", p, "addresses", n)
@@ -286,8 +303,9 @@ func (j *Jail) failure(addr netip.Addr, account, device string, t, now time.Time
 	return tickets
 }
 
-// keyOf returns the key a jail keyed by user or device counts a line by: its account
-// or its device; "" for a jail keyed by address.
+// keyOf returns the key a jail keyed by user or device counts a line by: its account,
+// in lower case and cut to MaxKeyName bytes, or its device; "" for a jail keyed by
+// address.
 func (j *Jail) keyOf(account, device string) string {
 	switch {
 	case j.keys == nil:
@@ -295,8 +313,15 @@ func (j *Jail) keyOf(account, device string) string {
 	case j.settings.Key == KeyDevice:
 		return device
 	}
-	return account
+	if len(account) > MaxKeyName {
+		account = account[:MaxKeyName]
+	}
+	return strings.ToLower(account)
 }
+
+// MaxKeyName is the longest account name a jail keyed by user keeps whole: names are
+// the client's to choose, and a longer one counts by its start.
+const MaxKeyName = 256
 
 // keyFailure counts a failure (or request) of key, an account or a device, from addr,
 // and appends the tickets it leads to. Its caller holds j.mu.
@@ -378,6 +403,9 @@ func (j *Jail) reportKnownGood(account string, addr netip.Addr, now time.Time) {
 	last, seen := j.reported[k]
 	fresh := !seen || now.UnixNano()-last > int64(j.settings.FindTime)
 	if fresh {
+		if !seen && len(j.reported) >= j.settings.MaxTracked {
+			clear(j.reported) // at worst, a pair is reported once more
+		}
 		j.reported[k] = now.UnixNano()
 	}
 	j.mu.Unlock()
@@ -411,6 +439,9 @@ type Counts struct {
 	// account recently; Logins, the logins that worked seen.
 	KnownGood int64
 	Logins    int64
+	// Evicted are addresses, networks and keys let go at the bound of their table
+	// (Settings.MaxTracked) before findtime ended: a flood of new ones pushed them out.
+	Evicted int64
 }
 
 // Counts returns the jail's failure figures as of now.
@@ -426,7 +457,14 @@ func (j *Jail) Counts(now time.Time) Counts {
 		j.keys.prune(now)
 		n += len(j.keys.accounts)
 	}
+	evicted := j.window.Evicted()
+	if j.nets != nil {
+		evicted += j.nets.evicted
+	}
+	if j.keys != nil {
+		evicted += j.keys.evicted
+	}
 	j.mu.Unlock()
 	return Counts{CurrentlyFailed: n, TotalFailed: j.totalFailed.Load(), Ignored: j.ignored.Load(), Dropped: j.dropped.Load(),
-		CurrentlyFailedNets: nets, NetsRefused: j.netsRefused.Load(), KnownGood: j.knownGood.Load(), Logins: j.logins.Load()}
+		CurrentlyFailedNets: nets, NetsRefused: j.netsRefused.Load(), KnownGood: j.knownGood.Load(), Logins: j.logins.Load(), Evicted: evicted}
 }

@@ -29,6 +29,8 @@ type keyWindow struct {
 	maxRetry int
 	findTime time.Duration
 	accounts map[string]*keyEvents
+	bound    int   // the most keys kept (bound.go)
+	evicted  int64 // keys let go at the bound, before their time
 }
 
 // keyEvents are one key's recent failures: their times (at most maxretry, ascending),
@@ -39,8 +41,8 @@ type keyEvents struct {
 	hotUntil int64
 }
 
-func newKeyWindow(maxRetry int, findTime time.Duration) *keyWindow {
-	return &keyWindow{maxRetry: max(maxRetry, 1), findTime: findTime, accounts: map[string]*keyEvents{}}
+func newKeyWindow(maxRetry int, findTime time.Duration, bound int) *keyWindow {
+	return &keyWindow{maxRetry: max(maxRetry, 1), findTime: findTime, accounts: map[string]*keyEvents{}, bound: max(bound, 1)}
 }
 
 // add records a failure against account (or a request of a device) from addr at t,
@@ -54,6 +56,12 @@ func (w *keyWindow) add(account string, addr netip.Addr, t, now time.Time) (n in
 	ts, limit := t.UnixNano(), t.UnixNano()-int64(w.findTime)
 	a, ok := w.accounts[account]
 	if !ok {
+		if len(w.accounts) >= w.bound {
+			w.prune(now)
+			w.evicted += int64(shedFewest(w.accounts, shedTarget(w.bound), w.maxRetry,
+				func(a *keyEvents) int { return len(a.times) },
+				func(k string, _ *keyEvents) { delete(w.accounts, k) }))
+		}
 		a = &keyEvents{}
 		w.accounts[account] = a
 	}

@@ -1,6 +1,7 @@
 package jails
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestKeyBans(t *testing.T) {
 func TestUserKeyedRate(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	var keyBans []KeyBan
-	j := New("mobile-users", testFilter(t), Settings{MaxRetry: 150, FindTime: 30 * time.Second, Key: KeyUser,
+	j := New("mobile-users", testFilter(t), Settings{MaxRetry: 150, FindTime: 30 * time.Second, Key: KeyUser, Rate: true,
 		KeyBan: func(b KeyBan) { keyBans = append(keyBans, b) }})
 	for i := range 150 {
 		at := t0.Add(time.Duration(i) * 150 * time.Millisecond)
@@ -111,5 +112,37 @@ func TestUserKeyedRate(t *testing.T) {
 	}
 	if b := keyBans[0]; b.Kind != KeyUser || b.Key != "anna" || b.User != "anna" || b.Count != 150 {
 		t.Errorf("key ban %+v", b)
+	}
+}
+
+// One address guessing passwords of 40 accounts, each failing once or twice, in a
+// jail keyed by user: its own failures reach maxretry and it is banned, as in any
+// jail. And ten spellings of one account are one account.
+func TestUserKeyedJailCountsTheAddressToo(t *testing.T) {
+	var keyBans []KeyBan
+	j := New("sasl-users", testFilter(t), Settings{MaxRetry: 5, FindTime: time.Hour, Key: KeyUser,
+		KeyBan: func(b KeyBan) { keyBans = append(keyBans, b) }})
+	sprayer := netip.MustParseAddr("203.0.113.66")
+	var got []Ticket
+	for i := range 40 {
+		got = append(got, j.FailureOf(sprayer, fmt.Sprintf("user%d@example.com", i), t0, t0)...)
+		if i == 3 && len(got) != 0 {
+			t.Fatalf("banned before maxretry: %s", targets(got))
+		}
+		if len(got) > 0 {
+			break
+		}
+	}
+	if targets(got) != "[203.0.113.66]" || len(keyBans) != 0 {
+		t.Errorf("sprayer: tickets %s, key bans %d; want the address at its 5th failure, no account banned", targets(got), len(keyBans))
+	}
+
+	j = New("sasl-users", testFilter(t), Settings{MaxRetry: 5, FindTime: time.Hour, Key: KeyUser,
+		KeyBan: func(b KeyBan) { keyBans = append(keyBans, b) }})
+	for i, name := range []string{"Anna@Example.com", "ANNA@EXAMPLE.COM", "anna@example.com", "aNNa@example.COM", "AnNa@ExAmPlE.cOm"} {
+		j.FailureOf(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), name, t0, t0)
+	}
+	if len(keyBans) != 1 || keyBans[0].Key != "anna@example.com" {
+		t.Errorf("five spellings of one account from five addresses: key bans %+v, want anna@example.com once", keyBans)
 	}
 }

@@ -28,6 +28,7 @@ func BenchmarkTrackedAddressMemory(b *testing.B) {
 	for b.Loop() {
 		perAddr = heapPer(n, func() any {
 			w := NewWindow(5, time.Hour)
+			w.SetBound(1 << 30)
 			for i := range n {
 				w.Add(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), t0, t0)
 			}
@@ -47,7 +48,7 @@ func BenchmarkTrackedNetworkMemory(b *testing.B) {
 			var perNet float64
 			for b.Loop() {
 				perNet = heapPer(n, func() any {
-					w := newNetWindow(Subnet{IPv4: 24, IPv6: 64, Addresses: 5, FindTime: time.Hour})
+					w := newNetWindow(Subnet{IPv4: 24, IPv6: 64, Addresses: 5, FindTime: time.Hour}, 1<<30)
 					for i := range n {
 						for host := range per {
 							w.add(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(host + 1)}), t0, t0)
@@ -75,7 +76,7 @@ func BenchmarkTrackedAccountMemory(b *testing.B) {
 			var perAccount float64
 			for b.Loop() {
 				perAccount = heapPer(n, func() any {
-					w := newKeyWindow(5, time.Hour)
+					w := newKeyWindow(5, time.Hour, 1<<30)
 					for i, name := range names {
 						for k := range per {
 							w.add(name, netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), byte(k + 1)}), t0, t0)
@@ -104,7 +105,7 @@ func BenchmarkTrackedDeviceMemory(b *testing.B) {
 			var perDevice float64
 			for b.Loop() {
 				perDevice = heapPer(n, func() any {
-					w := newKeyWindow(150, 30*time.Second)
+					w := newKeyWindow(150, 30*time.Second, 1<<30)
 					for i, id := range ids {
 						addr := netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 1})
 						for k := range per {

@@ -47,8 +47,10 @@ func (s Subnet) bits(addr netip.Addr) int {
 // failing address, 196 with four (BenchmarkTrackedNetworkMemory). It is not safe for
 // concurrent use; Jail serialises access.
 type netWindow struct {
-	s    Subnet
-	nets map[[16]byte][]netSeen // by the network's first address; the family's length is s.bits
+	s       Subnet
+	nets    map[[16]byte][]netSeen // by the network's first address; the family's length is s.bits
+	bound   int                    // the most networks kept (bound.go)
+	evicted int64                  // networks let go at the bound, before their time
 }
 
 // netSeen is one address of a network and when it last failed, in Unix nanoseconds.
@@ -57,8 +59,8 @@ type netSeen struct {
 	at   int64
 }
 
-func newNetWindow(s Subnet) *netWindow {
-	return &netWindow{s: s, nets: map[[16]byte][]netSeen{}}
+func newNetWindow(s Subnet, bound int) *netWindow {
+	return &netWindow{s: s, nets: map[[16]byte][]netSeen{}, bound: max(bound, 1)}
 }
 
 // add records a failure of addr at t, seen at now. It returns the network and the number
@@ -76,7 +78,13 @@ func (w *netWindow) add(addr netip.Addr, t, now time.Time) (netip.Prefix, int, b
 	}
 	key, me, ts := p.Addr().As16(), addr.As16(), t.UnixNano()
 	limit := ts - int64(w.s.FindTime)
-	seen := w.nets[key]
+	seen, ok := w.nets[key]
+	if !ok && len(w.nets) >= w.bound {
+		w.prune(now)
+		w.evicted += int64(shedFewest(w.nets, shedTarget(w.bound), w.s.Addresses,
+			func(seen []netSeen) int { return len(seen) },
+			func(k [16]byte, _ []netSeen) { delete(w.nets, k) }))
+	}
 	kept, found := seen[:0], false
 	for _, e := range seen {
 		if e.addr == me {

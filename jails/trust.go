@@ -2,6 +2,7 @@ package jails
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -15,7 +16,16 @@ type Trust struct {
 	mu       sync.Mutex
 	accounts map[string]map[[16]byte]int64 // last login, Unix nanoseconds, by account and address
 	dirty    map[string]map[[16]byte]int64 // logins not yet saved
+	pairs    int                           // pairs in accounts
+	bound    int                           // the most pairs kept
+	evicted  int64                         // pairs let go at the bound
 }
+
+// DefaultMaxTrustPairs bounds the pairs a Trust keeps: a login needs a working
+// password, but one account's owner can log in from any number of addresses. At the
+// bound, the oldest logins go first (an eighth at once): trust lost is a failure
+// counted again, never a ban made easier.
+const DefaultMaxTrustPairs = 1_000_000
 
 // TrustedPair is one account and address, and when the address last logged in to it.
 type TrustedPair struct {
@@ -26,7 +36,57 @@ type TrustedPair struct {
 
 // NewTrust returns an empty Trust.
 func NewTrust() *Trust {
-	return &Trust{accounts: map[string]map[[16]byte]int64{}, dirty: map[string]map[[16]byte]int64{}}
+	return &Trust{accounts: map[string]map[[16]byte]int64{}, dirty: map[string]map[[16]byte]int64{}, bound: DefaultMaxTrustPairs}
+}
+
+// SetBound makes n the most pairs tr keeps (at least 1).
+func (tr *Trust) SetBound(n int) {
+	tr.mu.Lock()
+	tr.bound = max(n, 1)
+	tr.mu.Unlock()
+}
+
+// Evicted returns how many pairs tr let go at its bound.
+func (tr *Trust) Evicted() int64 {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.evicted
+}
+
+// Len returns how many pairs tr holds.
+func (tr *Trust) Len() int {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.pairs
+}
+
+// shed lets the oldest logins go, down to seven eighths of the bound. tr.mu is held.
+func (tr *Trust) shed() {
+	times := make([]int64, 0, tr.pairs)
+	for _, addrs := range tr.accounts {
+		for _, ns := range addrs {
+			times = append(times, ns)
+		}
+	}
+	slices.Sort(times)
+	excess := tr.pairs - shedTarget(tr.bound)
+	if excess <= 0 {
+		return
+	}
+	cutoff := times[excess-1] // every login up to it goes, ties included
+	for account, addrs := range tr.accounts {
+		for key, ns := range addrs {
+			if ns <= cutoff {
+				delete(addrs, key)
+				delete(tr.dirty[account], key)
+				tr.pairs--
+				tr.evicted++
+			}
+		}
+		if len(addrs) == 0 {
+			delete(tr.accounts, account)
+		}
+	}
 }
 
 // loginResolution is how much newer than the one held a login must be to be recorded:
@@ -53,6 +113,13 @@ func (tr *Trust) Login(account []byte, addr netip.Addr, t time.Time) {
 		return
 	}
 	name := string(account)
+	if _, held := addrs[key]; !held {
+		if tr.pairs >= tr.bound {
+			tr.shed()
+			addrs, ok = tr.accounts[name]
+		}
+		tr.pairs++
+	}
 	if !ok {
 		addrs = map[[16]byte]int64{}
 		tr.accounts[name] = addrs
@@ -82,30 +149,18 @@ func (tr *Trust) Good(account string, addr netip.Addr, now time.Time, within tim
 	return ok && last >= now.Add(-within).UnixNano()
 }
 
-// Inside returns a pair whose address lies in p and logged in within within before now,
-// if there is one. It looks at every pair: it serves the rare escalation to a network.
-func (tr *Trust) Inside(p netip.Prefix, now time.Time, within time.Duration) (TrustedPair, bool) {
-	if tr == nil {
-		return TrustedPair{}, false
-	}
-	limit := now.Add(-within).UnixNano()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	for account, addrs := range tr.accounts {
-		for key, last := range addrs {
-			if a := netip.AddrFrom16(key).Unmap(); last >= limit && p.Contains(a) {
-				return TrustedPair{Account: account, Addr: a, Last: time.Unix(0, last)}, true
-			}
-		}
-	}
-	return TrustedPair{}, false
-}
-
 // Load adds pairs read back from a database.
 func (tr *Trust) Load(pairs []TrustedPair) {
 	tr.mu.Lock()
+	defer tr.mu.Unlock()
 	putNewer(tr.accounts, pairs)
-	tr.mu.Unlock()
+	tr.pairs = 0
+	for _, addrs := range tr.accounts {
+		tr.pairs += len(addrs)
+	}
+	if tr.pairs > tr.bound {
+		tr.shed()
+	}
 }
 
 // putNewer puts each pair in m, unless m holds a newer login of it.
@@ -149,6 +204,7 @@ func (tr *Trust) Forget(now time.Time, keep time.Duration) {
 		for key, last := range addrs {
 			if last < limit {
 				delete(addrs, key)
+				tr.pairs--
 			}
 		}
 		if len(addrs) == 0 {

@@ -18,6 +18,8 @@ import (
 type Window struct {
 	maxRetry int
 	findTime time.Duration
+	bound    int   // the most addresses kept (bound.go)
+	evicted  int64 // addresses let go at the bound, before their time
 	slots    map[[16]byte]uint32
 	chunks   []*windowChunk
 	free     []uint32 // slots to reuse
@@ -33,9 +35,25 @@ type windowChunk struct {
 	lens  [chunkSlots]uint32
 }
 
-// NewWindow returns an empty window. maxRetry must be at least 1.
+// NewWindow returns an empty window keeping at most DefaultMaxTracked addresses.
+// maxRetry must be at least 1.
 func NewWindow(maxRetry int, findTime time.Duration) *Window {
-	return &Window{maxRetry: max(maxRetry, 1), findTime: findTime, slots: make(map[[16]byte]uint32)}
+	return &Window{maxRetry: max(maxRetry, 1), findTime: findTime, bound: DefaultMaxTracked, slots: make(map[[16]byte]uint32)}
+}
+
+// SetBound makes n the most addresses w keeps (at least 1).
+func (w *Window) SetBound(n int) { w.bound = max(n, 1) }
+
+// Evicted returns how many addresses w let go at its bound before their time.
+func (w *Window) Evicted() int64 { return w.evicted }
+
+// shed makes room at the bound: the addresses that aged out go, then those with the
+// fewest failures.
+func (w *Window) shed(now time.Time) {
+	w.Prune(now)
+	w.evicted += int64(shedFewest(w.slots, shedTarget(w.bound), w.maxRetry,
+		func(slot uint32) int { _, n := w.slot(slot); return n },
+		w.release))
 }
 
 // Add records a failure of addr at t, as seen at now. A failure older than findtime before
@@ -50,6 +68,9 @@ func (w *Window) Add(addr netip.Addr, t, now time.Time) (count int, reached bool
 	key := addr.As16()
 	slot, ok := w.slots[key]
 	if !ok {
+		if len(w.slots) >= w.bound {
+			w.shed(now)
+		}
 		slot = w.alloc()
 		w.slots[key] = slot
 	}

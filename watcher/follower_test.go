@@ -319,11 +319,14 @@ func TestLinkPlantedInTheFolderIsNotFollowed(t *testing.T) {
 	f := follow(t, path, Options{Start: FromBeginning, CheckInterval: 10 * time.Millisecond})
 	f.got.waitFor(t, 1)
 
-	os.Remove(path)
-	if err := os.Symlink(secret, path); err != nil {
+	planted := filepath.Join(dir, ".planted") // made whole, then renamed over the log
+	if err := os.Symlink(secret, planted); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Lchown(path, testenv.Nobody, testenv.Nobody); err != nil {
+	if err := os.Lchown(planted, testenv.Nobody, testenv.Nobody); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(planted, path); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // the follower looks at the link a few times

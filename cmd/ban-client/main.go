@@ -665,6 +665,9 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	}
 	fmt.Fprintf(w, "|  |- Total failed:\t%d\n", s.TotalFailed)
 	fmt.Fprintf(w, "|  |- Bytes behind:\t%d\n", behind)
+	if s.Evicted > 0 {
+		fmt.Fprintf(w, "|  |- Let go at the bound:\t%d (more than max_tracked = %d failing at once; those with the fewest failures went first)\n", s.Evicted, s.MaxTracked)
+	}
 	if s.ClockAdvice != "" {
 		fmt.Fprintf(w, "|  |- Clock offset:\t%.0f s: %s\n", s.ClockOffset, s.ClockAdvice)
 	}

@@ -150,6 +150,9 @@ type Jail struct {
 	// Notify are the actions told of what is no ban (a failure of a trusted address):
 	// log, mail, webhook or exec actions.
 	Notify []string
+	// MaxTracked bounds each of the jail's tables (addresses, networks, keys with
+	// failures within findtime); past it, those with the fewest failures go.
+	MaxTracked int
 }
 
 // DefaultTrustTime is how long a login that worked makes its address trusted for its
@@ -229,6 +232,7 @@ type jailData struct {
 	Notify   *[]string `toml:"notify"`
 
 	BanAddresses *bool `toml:"ban_addresses"`
+	MaxTracked   *int  `toml:"max_tracked"`
 
 	TrustTime *Duration `toml:"trust_time"`
 
@@ -822,6 +826,12 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 	}
 	if sn := d.Subnet; sn != nil {
 		l.buildSubnet(&j, sn, key+"subnet.", at("subnet"))
+	}
+	j.MaxTracked = jails.DefaultMaxTracked
+	if d.MaxTracked != nil {
+		if j.MaxTracked = *d.MaxTracked; j.MaxTracked < 1000 || j.MaxTracked > 100_000_000 {
+			l.fail(at("max_tracked"), 0, key+"max_tracked", "must be between 1000 and 100000000, got %d (each address tracked costs about 260 bytes)", j.MaxTracked)
+		}
 	}
 	j.Key, j.TrustTime, j.Mode = jails.KeyAddress, DefaultTrustTime, ModeFailures
 	if d.Key != nil {

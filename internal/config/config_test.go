@@ -90,7 +90,7 @@ func TestDropIns(t *testing.T) {
 	wantJails := map[string]Jail{
 		"sasl": {
 			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
-			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume, Farm: FarmLocal, Mode: ModeFailures, Key: jails.KeyAddress, TrustTime: DefaultTrustTime,
+			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume, Farm: FarmLocal, Mode: ModeFailures, Key: jails.KeyAddress, TrustTime: DefaultTrustTime, MaxTracked: jails.DefaultMaxTracked,
 			Increment: jails.Increment{Enabled: true, Factor: 1, Multipliers: []float64{1, 5, 30}, MaxTime: 7 * 24 * time.Hour, RndTime: 10 * time.Minute, OverallJails: true},
 		},
 		"dos": {
@@ -98,7 +98,7 @@ func TestDropIns(t *testing.T) {
 			MaxRetry: DefaultMaxRetry, FindTime: 26 * time.Hour, BanTime: DefaultBanTime, Actions: []string{"log"},
 			IgnoreIP: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")},
 			Start:    StartResume,
-			Farm:     FarmLocal, Mode: ModeFailures, Key: jails.KeyAddress, TrustTime: DefaultTrustTime,
+			Farm:     FarmLocal, Mode: ModeFailures, Key: jails.KeyAddress, TrustTime: DefaultTrustTime, MaxTracked: jails.DefaultMaxTracked,
 		},
 	}
 	if !reflect.DeepEqual(cfg.Jails, wantJails) {

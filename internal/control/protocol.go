@@ -215,6 +215,10 @@ type JailStatus struct {
 	// recently; Logins, the logins that worked the jail has seen.
 	KnownGood int64 `json:"known_good_failures,omitempty"`
 	Logins    int64 `json:"logins,omitempty"`
+	// Evicted are addresses, networks and keys let go at the bound of their table
+	// (MaxTracked) before findtime ended: a flood of new ones pushed them out.
+	Evicted    int64 `json:"evicted,omitempty"`
+	MaxTracked int   `json:"max_tracked,omitempty"`
 	// ClockOffset is how far the jail's line times lie steadily behind the host's
 	// clock, in seconds (negative: ahead), once found; ClockAdvice says what fixes it.
 	ClockOffset float64 `json:"clock_offset_seconds,omitempty"`

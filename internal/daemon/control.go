@@ -72,6 +72,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 		}
 	}
 	s.Mode, s.Key, s.KnownGood, s.Logins = jr.cfg.Mode, jr.cfg.Key, fails.KnownGood, fails.Logins
+	s.Evicted, s.MaxTracked = fails.Evicted, jr.cfg.MaxTracked
 	for _, b := range d.keyBans.List(name) {
 		s.KeyBans = append(s.KeyBans, keyBanInfo(b))
 	}
@@ -306,7 +307,7 @@ func (d *Daemon) snapshot() metrics.Snapshot {
 		jr := d.jails[name]
 		counts := jr.jail.Counts(now)
 		j := metrics.Jail{Name: name, Failures: counts.TotalFailed, Ignored: counts.Ignored, Filter: jr.cfg.Filter, FilterDropped: counts.Dropped,
-			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused, KnownGood: counts.KnownGood, Logins: counts.Logins,
+			NetsFailing: counts.CurrentlyFailedNets, NetsRefused: counts.NetsRefused, KnownGood: counts.KnownGood, Logins: counts.Logins, Evicted: counts.Evicted,
 			KeyBans: len(d.keyBans.List(name))}
 		if sk := jr.skew.Load(); sk != nil {
 			j.ClockOffset = sk.Offset

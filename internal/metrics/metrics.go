@@ -86,6 +86,8 @@ type Jail struct {
 	KnownGood, Logins int64
 	// KeyBans are the bans of accounts or devices in force, in a jail keyed by them.
 	KeyBans int
+	// Evicted are addresses, networks and keys let go at their table's bound.
+	Evicted int64
 }
 
 // Action is one action's calls.
@@ -107,6 +109,7 @@ type Collector struct {
 
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
 	netsFailing, netsRefused, knownGood, logins, keyBans           *prometheus.Desc
+	evicted                                                        *prometheus.Desc
 	policyRequests, policyAnswers, policyMalformed, policyFlagged  *prometheus.Desc
 	policyRefused, policyAccepting, policyConns, policyDropped     *prometheus.Desc
 
@@ -162,6 +165,7 @@ func New(snapshot func() Snapshot) *Collector {
 		undeleted:       prometheus.NewDesc("logban_bans_undeleted", "Ended bans whose record could not be deleted yet.", nil, nil),
 		netsFailing:     prometheus.NewDesc("logban_jail_subnets_failing", "Networks with failing addresses within a jail's subnet findtime ([jails.NAME.subnet]).", []string{"jail"}, nil),
 		netsRefused:     prometheus.NewDesc("logban_jail_subnet_refused_total", "Networks whose addresses reached a jail's subnet escalation but that were not banned: they hold an address never banned (ignoreip, trusted proxies, the host's own).", []string{"jail"}, nil),
+		evicted:         prometheus.NewDesc("logban_jail_evicted_total", "Addresses, networks and keys a jail let go at its tables' bound (max_tracked) before findtime ended: a flood of new ones pushed them out, those with the fewest failures first.", []string{"jail"}, nil),
 		knownGood:       prometheus.NewDesc("logban_jail_known_good_failures_total", "Failures not counted because the address logged in to the same account within the jail's trust_time: a device with a stale password, most likely.", []string{"jail"}, nil),
 		keyBans:         prometheus.NewDesc("logban_jail_key_bans_active", "Bans of accounts or devices in force, in a jail keyed by user or device (no firewall holds them: the log, mail, webhook and exec actions hear of them).", []string{"jail"}, nil),
 		logins:          prometheus.NewDesc("logban_jail_logins_total", "Logins that worked, read by a jail that trusts them (successregex, or its built-in filter's).", []string{"jail"}, nil),
@@ -197,7 +201,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans,
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans, c.evicted,
 		c.policyRequests, c.policyAnswers, c.policyMalformed, c.policyFlagged, c.policyRefused, c.policyAccepting, c.policyConns, c.policyDropped} {
 		ch <- d
 	}
@@ -221,6 +225,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.netsFailing, prometheus.GaugeValue, float64(j.NetsFailing), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.netsRefused, prometheus.CounterValue, float64(j.NetsRefused), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.knownGood, prometheus.CounterValue, float64(j.KnownGood), j.Name)
+		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(j.Evicted), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.logins, prometheus.CounterValue, float64(j.Logins), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.keyBans, prometheus.GaugeValue, float64(j.KeyBans), j.Name)
 		ch <- prometheus.MustNewConstMetric(c.bans, prometheus.CounterValue, float64(j.Banned), j.Name)
