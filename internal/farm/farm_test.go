@@ -750,3 +750,33 @@ func TestQuotaCountsAcrossTheFarm(t *testing.T) {
 		}
 	}
 }
+
+// Every bucket and stream the farm makes is bounded, so no publisher can grow a server
+// (or the ban-servers watching) without limit: a value past the bound is refused.
+func TestTheFarmsBucketsAndStreamsAreBounded(t *testing.T) {
+	c := natstest.Start(t, 1)
+	h := startHost(t, "mta1", c.URLs(), t.TempDir(), time.Hour)
+	js := c.JetStream()
+	eventually(t, "the host makes the farm's bucket and counting stream", func() bool {
+		_, err := js.Stream(context.Background(), "test_fail_sasl")
+		return h.f.Status().Synced && err == nil
+	})
+	ctx := context.Background()
+	for name, want := range map[string][3]int64{
+		"KV_test_bans":   {-1, farm.MaxBansBytes, farm.MaxBanValue},
+		"KV_test_nodes":  {-1, farm.MaxNodesBytes, farm.MaxNodeValue},
+		"test_fail_sasl": {farm.MaxCountMsgs, farm.MaxCountBytes, farm.MaxCountMsg},
+	} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		if cfg.MaxMsgs != want[0] || cfg.MaxBytes != want[1] || int64(cfg.MaxMsgSize) != want[2] {
+			t.Errorf("%s: max msgs %d, bytes %d, msg size %d; want %v", name, cfg.MaxMsgs, cfg.MaxBytes, cfg.MaxMsgSize, want)
+		}
+	}
+	if _, err := js.Publish(ctx, "$KV.test_bans.sasl.203-0-113-5", make([]byte, farm.MaxBanValue+1)); err == nil {
+		t.Error("a ban value past the bound was taken")
+	}
+}

@@ -36,6 +36,28 @@ const markerTTL = time.Hour
 // nodeTTL is how long a node's entry outlives its last refresh.
 const nodeTTL = 90 * time.Second
 
+// Bounds of what the farm keeps, so that no publisher (a host gone wrong, or taken)
+// can grow the NATS servers, or the ban-servers watching, without limit. Past a bound,
+// the server refuses what is new (DiscardNew): a ban or a failure past it is counted
+// on its host alone, as when the farm is away.
+const (
+	// maxBanValue bounds one ban's value; a signed ban takes about 400 bytes.
+	maxBanValue = 2 << 10
+	// maxBansBytes bounds the bans bucket: about 400,000 bans in force at once.
+	maxBansBytes = 256 << 20
+	// maxNodeValue and maxNodesBytes bound the nodes bucket: a node's entry holds a
+	// few addresses, and a farm a few hundred nodes.
+	maxNodeValue  = 4 << 10
+	maxNodesBytes = 4 << 20
+	// maxCountMsgs and maxCountBytes bound each counting stream (kept in memory): a
+	// failure is an empty message on a subject of about 60 bytes, so 500,000 failing
+	// addresses within findtime, across the farm, at most.
+	maxCountMsgs  = 500_000
+	maxCountBytes = 64 << 20
+	// maxCountMsg bounds one message of a counting stream (they are empty).
+	maxCountMsg = 1 << 10
+)
+
 // clashError reports a bucket or stream of the farm's name that the farm did not make.
 type clashError struct{ name, found string }
 
@@ -52,6 +74,7 @@ func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, err
 	bans, err := f.bucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket: f.cfg.Name + "_bans", Description: "logban farm " + f.cfg.Name + ": bans in force",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.cfg.Replicas, LimitMarkerTTL: markerTTL, Metadata: meta,
+		MaxValueSize: maxBanValue, MaxBytes: maxBansBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -59,6 +82,7 @@ func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, err
 	nodes, err := f.bucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket: f.cfg.Name + "_nodes", Description: "logban farm " + f.cfg.Name + ": its nodes and their addresses",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.cfg.Replicas, TTL: nodeTTL, Metadata: meta,
+		MaxValueSize: maxNodeValue, MaxBytes: maxNodesBytes,
 	})
 	if err != nil {
 		return nil, err
@@ -105,6 +129,9 @@ func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.St
 		Replicas:             f.cfg.Replicas,
 		MaxAge:               j.FindTime,
 		MaxMsgsPerSubject:    int64(j.MaxRetry - 1),
+		MaxMsgs:              maxCountMsgs,
+		MaxBytes:             maxCountBytes,
+		MaxMsgSize:           maxCountMsg,
 		Discard:              jetstream.DiscardNew,
 		DiscardNewPerSubject: true,
 		Duplicates:           min(j.FindTime, 10*time.Minute),
