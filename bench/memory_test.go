@@ -59,6 +59,7 @@ maxretry = %d
 findtime = "1d"
 bantime = "1d"
 actions = ["log"]
+max_tracked = 2000000 # every address kept, as this measures what one costs
 `, filepath.Join(dir, "logban.sock"), filepath.Join(dir, "logban.db"), filepath.Join(dir, "bans.log"), log, maxretry)
 	conf := filepath.Join(dir, "logban.toml")
 	writeFile(b, conf, cfg)
