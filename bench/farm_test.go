@@ -14,6 +14,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/farmkeys"
 	"github.com/logban/logban/internal/netnstest"
 )
 
@@ -31,6 +32,17 @@ type farmNode struct {
 func startFarm(b *testing.B, lab *netnstest.Lab, n, maxretry int, farm bool) []farmNode {
 	dir := b.TempDir()
 	bin := buildServer(b, dir)
+	keys := filepath.Join(dir, "keys")
+	if farm {
+		if err := farmkeys.Init(keys, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		for i := range n {
+			if _, err := farmkeys.AddNode(keys, fmt.Sprintf("node%d", i+1), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	var nodes []farmNode
 	for i := range n {
 		ndir := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
@@ -40,24 +52,31 @@ func startFarm(b *testing.B, lab *netnstest.Lab, n, maxretry int, farm bool) []f
 		farmTable := ""
 		if farm {
 			var routes, servers []string
-			servers = append(servers, fmt.Sprintf("nats://127.0.0.1:%d", 14221+i))
+			servers = append(servers, fmt.Sprintf("tls://127.0.0.1:%d", 14221+i))
 			for k := range n {
 				if k != i {
 					routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", 16221+k))
-					servers = append(servers, fmt.Sprintf("nats://127.0.0.1:%d", 14221+k))
+					servers = append(servers, fmt.Sprintf("tls://127.0.0.1:%d", 14221+k))
 				}
 			}
+			nf := farmkeys.Files(keys, fmt.Sprintf("node%d", i+1))
 			farmTable = fmt.Sprintf(`
 [farm]
 name = "bench"
 node = "node%d"
 servers = ["%s"]
+nkey_seed = %q
+tls_ca = %q
+tls_cert = %q
+tls_key = %q
+nodes_file = %q
 [farm.embedded]
 listen = "127.0.0.1:%d"
 cluster_listen = "127.0.0.1:%d"
 routes = ["%s"]
 store_dir = %q
-`, i+1, strings.Join(servers, `", "`), 14221+i, 16221+i, strings.Join(routes, `", "`), filepath.Join(ndir, "nats"))
+`, i+1, strings.Join(servers, `", "`), nf.Seed, filepath.Join(keys, farmkeys.CACert), nf.Cert, nf.Key, filepath.Join(keys, farmkeys.NodesFile),
+				14221+i, 16221+i, strings.Join(routes, `", "`), filepath.Join(ndir, "nats"))
 		}
 		conf := filepath.Join(ndir, "logban.toml")
 		writeFile(b, conf, fmt.Sprintf(`

@@ -58,8 +58,11 @@ var commandHelp = map[string]string{
   ban-client reload`,
 	"farm": `ban-client farm
   The farm as this host sees it: connection, servers, nodes seen, the farm's bans, the
-  outbox waiting to be published, settings that differ, the last error.
-  ban-client farm -json`,
+  outbox waiting to be published, settings that differ, values refused as forged, the
+  last error.
+  ban-client farm -json
+
+` + farmKeysUsage,
 	"version": `ban-client version
   This client's version, and the server's if it answers.
   ban-client version

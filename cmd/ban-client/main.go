@@ -115,6 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 			}
 		}
 	}
+	if len(args) >= 2 && args[0] == "farm" && (args[1] == "init" || args[1] == "add-node") && !slices.ContainsFunc(args, isHelp) {
+		return farmKeys(args[1:], stdout) // offline: no server is asked
+	}
 	args = flagsFirst(fs, args)
 	// -h or --help anywhere, or help [COMMAND]: the help asked for, on stdout.
 	helpAsked := slices.ContainsFunc(args, isHelp)
@@ -617,6 +620,9 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d; ignored (in this host's ignoreip): %d\n",
 		s.Decided, s.Applied, s.Refused, s.Ignored)
 	fmt.Fprintf(w, "|- Failures:\t%d shared for counting, %d counted here alone\n", s.FailuresShared, s.FailuresDropped)
+	if s.Forged > 0 {
+		fmt.Fprintf(w, "|- FORGED:\t%d values refused: their signature did not hold (a host writing as another; see the log)\n", s.Forged)
+	}
 	for _, d := range s.Drift {
 		fmt.Fprintf(w, "|- SETTINGS DIFFER:\t%s\n", d)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
+	"github.com/logban/logban/internal/farmkeys"
 	"github.com/logban/logban/internal/policy"
 	"github.com/logban/logban/jails"
 )
@@ -224,6 +225,17 @@ func TestFarmExamplesLoad(t *testing.T) {
 		}
 		path := filepath.Join(t.TempDir(), filepath.Base(f))
 		os.WriteFile(path, []byte(strings.ReplaceAll(string(text), "/etc/logban/", secrets+"/")), 0o644)
+		if strings.Contains(string(text), `"keys/`) { // the demo's nodes: the keys farm init makes
+			keys := filepath.Join(filepath.Dir(path), "keys")
+			if err := farmkeys.Init(keys, "demo"); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []string{"node1", "node2", "node3"} {
+				if _, err := farmkeys.AddNode(keys, n, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		cfg, err := Load(path)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
@@ -575,6 +587,23 @@ func TestSecretsReadableByOthersWarn(t *testing.T) {
 		t.Fatal(err)
 	}
 	if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "the configuration holds farm.password: "+conf+" is mode 0644") {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
+
+// Credentials sent to a farm's server elsewhere over a plaintext URL are a -check
+// warning, and so is a farm without its list of node keys.
+func TestFarmWarnsOfPlaintextCredentials(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "logban.toml")
+	os.WriteFile(conf, []byte("[farm]\nname = \"f\"\nnode = \"n\"\nservers = [\"nats://nats1.example.com:4222\", \"nats://127.0.0.1:4222\"]\nuser = \"n\"\npassword = \"s3cret\"\n"), 0o600)
+	cfg, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(cfg.Warnings(), "\n")
+	if !strings.Contains(w, "farm.servers[0]: nats://nats1.example.com:4222 is plaintext") || strings.Contains(w, "servers[1]") ||
+		!strings.Contains(w, "farm.nodes: no list of the farm's node keys") || strings.Contains(w, "s3cret") {
 		t.Errorf("warnings:\n%s", w)
 	}
 }

@@ -2,13 +2,40 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/logban/logban/internal/farmkeys"
 )
+
+// publicKeyOf returns the public key of the nkey in seedFile, or in credsFile's seed,
+// or "" if neither can be read.
+func publicKeyOf(seedFile, credsFile string) string {
+	for _, f := range []string{seedFile, credsFile} {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		kp, err := nkeys.ParseDecoratedNKey(b)
+		if err != nil {
+			continue
+		}
+		pub, _ := kp.PublicKey()
+		return pub
+	}
+	return ""
+}
 
 // Farm is the [farm] table: the NATS JetStream cluster this host shares failures and bans
 // through, and how it signs in. Nil in a Config without one: then nothing dials.
@@ -33,6 +60,10 @@ type Farm struct {
 	ShareIgnoreIP bool
 	// Embedded, if set, runs a NATS server inside ban-server.
 	Embedded *Embedded
+	// Nodes are the farm's node keys, public nkeys by node name (made by ban-client
+	// farm add-node): every value a node writes is signed with its key and checked
+	// against them. Without them, values are taken unsigned.
+	Nodes map[string]string
 }
 
 // Embedded is the [farm.embedded] table: a NATS server run inside ban-server, a seed of a
@@ -60,20 +91,22 @@ var farmModes = []string{FarmCount, FarmBans, FarmLocal}
 const DefaultStoreDir = "/var/lib/logban/nats"
 
 type farmData struct {
-	Name          *string       `toml:"name"`
-	Node          *string       `toml:"node"`
-	Servers       *[]string     `toml:"servers"`
-	Creds         *string       `toml:"creds"`
-	NKeySeed      *string       `toml:"nkey_seed"`
-	User          *string       `toml:"user"`
-	Password      *string       `toml:"password"`
-	TLSCA         *string       `toml:"tls_ca"`
-	TLSCert       *string       `toml:"tls_cert"`
-	TLSKey        *string       `toml:"tls_key"`
-	Enforce       *bool         `toml:"enforce"`
-	Replicas      *int          `toml:"replicas"`
-	ShareIgnoreIP *bool         `toml:"share_ignoreip"`
-	Embedded      *embeddedData `toml:"embedded"`
+	Name          *string            `toml:"name"`
+	Node          *string            `toml:"node"`
+	Servers       *[]string          `toml:"servers"`
+	Creds         *string            `toml:"creds"`
+	NKeySeed      *string            `toml:"nkey_seed"`
+	User          *string            `toml:"user"`
+	Password      *string            `toml:"password"`
+	TLSCA         *string            `toml:"tls_ca"`
+	TLSCert       *string            `toml:"tls_cert"`
+	TLSKey        *string            `toml:"tls_key"`
+	Enforce       *bool              `toml:"enforce"`
+	Replicas      *int               `toml:"replicas"`
+	ShareIgnoreIP *bool              `toml:"share_ignoreip"`
+	Embedded      *embeddedData      `toml:"embedded"`
+	Nodes         *map[string]string `toml:"nodes"`
+	NodesFile     *string            `toml:"nodes_file"`
 }
 
 type embeddedData struct {
@@ -145,6 +178,33 @@ func (l *loader) buildFarm(file string, d farmData) *Farm {
 			}
 		}
 	}
+	if d.NodesFile != nil {
+		path := l.abs(*d.NodesFile)
+		nodes, err := farmkeys.ReadNodes(path)
+		if err != nil {
+			bad("nodes_file", "%v", err)
+		}
+		if d.Nodes != nil {
+			maps.Copy(nodes, *d.Nodes)
+		}
+		d.Nodes = &nodes
+	}
+	if d.Nodes != nil {
+		f.Nodes = maps.Clone(*d.Nodes)
+		for _, name := range slices.Sorted(maps.Keys(f.Nodes)) {
+			if !farmName.MatchString(name) {
+				bad("nodes."+name, "%q: a node's name has 1 to 64 letters, digits, '-' or '_'", name)
+			}
+			if !nkeys.IsValidPublicUserKey(f.Nodes[name]) {
+				bad("nodes."+name, "%q is not a node's public key (a U... nkey, as ban-client farm add-node prints it)", f.Nodes[name])
+			}
+		}
+		if pub, ok := f.Nodes[f.Node]; !ok {
+			bad("nodes", "this node, %q, is not in the farm's list: add the line ban-client farm add-node printed for it", f.Node)
+		} else if own := publicKeyOf(f.NKeySeed, f.Creds); own != "" && own != pub {
+			bad("nodes."+f.Node, "is not the public key of this node's nkey_seed or creds (%s): the list or the key file is another node's", own)
+		}
+	}
 	if d.Enforce != nil {
 		f.Enforce = *d.Enforce
 	}
@@ -152,6 +212,20 @@ func (l *loader) buildFarm(file string, d farmData) *Farm {
 		f.ShareIgnoreIP = *d.ShareIgnoreIP
 	}
 	if e := d.Embedded; e != nil {
+		// An embedded server admits only the farm's nodes, each by its key, over TLS,
+		// and routes only to servers whose certificate the farm's CA signed.
+		var missing []string
+		for _, m := range []struct{ key, val string }{{"nkey_seed", f.NKeySeed}, {"tls_ca", f.TLSCA}, {"tls_cert", f.TLSCert}, {"tls_key", f.TLSKey}} {
+			if m.val == "" {
+				missing = append(missing, m.key)
+			}
+		}
+		if len(f.Nodes) == 0 {
+			missing = append(missing, "nodes")
+		}
+		if len(missing) > 0 {
+			bad("embedded", "an embedded NATS server admits no one without the farm's keys: add %s to [farm] (made by ban-client farm init and farm add-node %s)", strings.Join(missing, ", "), f.Node)
+		}
 		f.Embedded = &Embedded{Listen: e.Listen, ClusterListen: e.ClusterListen, Routes: e.Routes, StoreDir: l.abs(e.StoreDir)}
 		if f.Embedded.StoreDir == "" {
 			f.Embedded.StoreDir = DefaultStoreDir
@@ -196,4 +270,37 @@ func (l *loader) buildFarm(file string, d farmData) *Farm {
 		}
 	}
 	return f
+}
+
+// warnings says what in f is likely a mistake, though a host runs with it: no list of
+// node keys (values are taken unsigned, so a host can pose as another), and
+// credentials sent over a plaintext connection to a server elsewhere.
+func (f *Farm) warnings() []string {
+	var out []string
+	if len(f.Nodes) == 0 {
+		out = append(out, "farm.nodes: no list of the farm's node keys: values are taken unsigned, so any host may write as another (frame it, or announce its addresses); make keys with ban-client farm init and farm add-node")
+	}
+	secret := f.Creds != "" || f.NKeySeed != "" || f.Password != ""
+	for i, s := range f.Servers {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "ws") || f.TLSCA != "" {
+			continue
+		}
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || host == "localhost" {
+			continue
+		}
+		if secret || u.User != nil {
+			out = append(out, fmt.Sprintf("farm.servers[%d]: %s is plaintext: the farm's traffic, and a password, cross the network readable; use tls:// and tls_ca", i, redactURL(s)))
+		}
+	}
+	return out
+}
+
+// redactURL hides a URL's password.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
 }

@@ -109,6 +109,9 @@ func (c *Config) Warnings() []string {
 	}
 	out = append(out, c.LogPathWarnings()...)
 	out = append(out, c.secretWarnings()...)
+	if c.Farm != nil {
+		out = append(out, c.Farm.warnings()...)
+	}
 	placeholders := func(key string, ps []netip.Prefix) {
 		for _, p := range ps {
 			for _, d := range documentation {

@@ -156,7 +156,9 @@ type FarmStatus struct {
 	Applied int64 `json:"applied"`
 	Refused int64 `json:"refused"`
 	// Ignored are bans of others not applied here: this host's ignore list holds them.
-	Ignored     int64     `json:"ignored"`
+	Ignored int64 `json:"ignored"`
+	// Forged are values refused because their signature did not hold.
+	Forged      int64     `json:"forged"`
 	Drift       []string  `json:"settings_drift,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`

@@ -281,8 +281,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.logger.Warn("dry run: the farm is not joined; bans stay on this host", "farm", fc.Name)
 	} else if fc != nil {
 		if fc.Embedded != nil {
+			var counting, quotas []string
+			for _, name := range slices.Sorted(maps.Keys(d.cfg.Jails)) {
+				if d.cfg.Jails[name].Farm == config.FarmCount {
+					counting = append(counting, name)
+				}
+			}
+			if d.cfg.Policy != nil {
+				for _, q := range d.cfg.Policy.Settings.Quotas {
+					quotas = append(quotas, q.Name)
+				}
+			}
+			var users []natsserver.User
+			for _, name := range slices.Sorted(maps.Keys(fc.Nodes)) {
+				pub, sub := farm.Permissions(fc.Name, name, counting, quotas)
+				users = append(users, natsserver.User{Nkey: fc.Nodes[name], Publish: pub, Subscribe: sub})
+			}
 			srv, err := natsserver.Start(natsserver.Options{Name: fc.Node, Cluster: fc.Name, Listen: fc.Embedded.Listen,
-				ClusterListen: fc.Embedded.ClusterListen, Routes: fc.Embedded.Routes, StoreDir: fc.Embedded.StoreDir, Logger: d.logger})
+				ClusterListen: fc.Embedded.ClusterListen, Routes: fc.Embedded.Routes, StoreDir: fc.Embedded.StoreDir, Logger: d.logger,
+				Users: users, CertFile: fc.TLSCert, KeyFile: fc.TLSKey, CAFile: fc.TLSCA})
 			if err != nil {
 				return fmt.Errorf("farm.embedded: %w", err)
 			}
@@ -344,6 +361,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) joinFarm(ctx context.Context, m *metrics.Collector) error {
 	fc := d.cfg.Farm
 	f := farm.New(*fc, d.logger, d.opts.Clock)
+	if err := f.LoadKeys(); err != nil {
+		return fmt.Errorf("farm: %w", err)
+	}
 	f.SetObserver(m.ObserveFarm)
 	f.SetOutbox(ctx, d.store)
 	if err := f.LoadOutbox(ctx); err != nil {

@@ -90,6 +90,37 @@ type Farm struct {
 	seq        uint64 // the last pendingMessage.seq given
 
 	shared, dropped, decided, applied, ignored atomic.Int64
+
+	signer *signer // this node's key, signing what it writes; nil without one
+	keys   keys    // the farm's node keys, checking what others wrote; nil without a list
+	// forged counts values refused because their signature did not hold;
+	// forgedLogged is when one was last logged, unix nanoseconds.
+	forged, forgedLogged atomic.Int64
+}
+
+// LoadKeys reads this node's signing key and the farm's node keys from the
+// configuration's files. Call it before Run.
+func (f *Farm) LoadKeys() error {
+	s, err := loadSigner(f.cfg.Node, f.cfg.NKeySeed, f.cfg.Creds)
+	if err != nil {
+		return fmt.Errorf("this node's key: %w", err)
+	}
+	k, err := loadKeys(f.cfg.Nodes)
+	if err != nil {
+		return fmt.Errorf("the farm's node keys: %w", err)
+	}
+	f.signer, f.keys = s, k
+	return nil
+}
+
+// refuse logs (at most once every ten seconds) and counts a value whose signature did
+// not hold.
+func (f *Farm) refuse(what, key string, err error) {
+	n := f.forged.Add(1)
+	now := time.Now().UnixNano()
+	if last := f.forgedLogged.Load(); now-last >= int64(10*time.Second) && f.forgedLogged.CompareAndSwap(last, now) {
+		f.logger.Warn("farm value refused: "+err.Error(), "what", what, "key", key, "refused_so_far", n)
+	}
 }
 
 type pendingMessage struct {

@@ -16,10 +16,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/farm"
+	"github.com/logban/logban/internal/farmkeys"
 	"github.com/logban/logban/internal/natsserver/natstest"
 	"github.com/logban/logban/internal/pipeline"
 	"github.com/logban/logban/internal/store"
@@ -81,6 +83,9 @@ func startHost(t *testing.T, name string, servers []string, dir string, banTime 
 		f(&fc)
 	}
 	h.f = farm.New(fc, lg, nil)
+	if err := h.f.LoadKeys(); err != nil {
+		t.Fatal(err)
+	}
 	h.f.SetOutbox(ctx, st)
 	if err := h.f.LoadOutbox(ctx); err != nil {
 		t.Fatal(err)
@@ -778,5 +783,96 @@ func TestTheFarmsBucketsAndStreamsAreBounded(t *testing.T) {
 	}
 	if _, err := js.Publish(ctx, "$KV.test_bans.sasl.203-0-113-5", make([]byte, farm.MaxBanValue+1)); err == nil {
 		t.Error("a ban value past the bound was taken")
+	}
+}
+
+// withKeys makes a host sign what it writes with its key in dir, and check what others
+// wrote against the farm's list there.
+func withKeys(dir, node string) func(*config.Farm) {
+	return func(f *config.Farm) {
+		f.NKeySeed = farmkeys.Files(dir, node).Seed
+		f.Nodes, _ = farmkeys.ReadNodes(filepath.Join(dir, farmkeys.NodesFile))
+	}
+}
+
+// A host that can write to the farm's subjects (here, all of them) writes as another:
+// a ban it says mta2 decided, a ban it did not sign, mta2's node entry, and its own
+// entry claiming the whole internet. The farm's hosts check every value against the
+// node keys: none of it is applied, mta2 is not framed, nothing stops the farm's bans,
+// and each refusal is counted. A ban signed by the node it names is applied.
+func TestAHostCannotWriteAsAnother(t *testing.T) {
+	keys := t.TempDir()
+	if err := farmkeys.Init(keys, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"mta1", "mta2", "mta3"} {
+		if _, err := farmkeys.AddNode(keys, n, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes, _ := farmkeys.ReadNodes(filepath.Join(keys, farmkeys.NodesFile))
+	c := natstest.StartConfigured(t, 1, func(o *server.Options) {
+		for _, pub := range nodes {
+			o.Nkeys = append(o.Nkeys, &server.NkeyUser{Nkey: pub})
+		}
+	})
+	dir := t.TempDir()
+	mta2 := startHost(t, "mta2", c.URLs(), dir, time.Hour, withKeys(keys, "mta2"))
+	mta3 := startHost(t, "mta3", c.URLs(), dir, time.Hour, withKeys(keys, "mta3"))
+	for _, h := range []*host{mta2, mta3} {
+		eventually(t, h.name+" joins", func() bool { return h.f.Status().Synced })
+	}
+	// mta1, compromised, writes by hand with its own key.
+	seed, _ := os.ReadFile(farmkeys.Files(keys, "mta1").Seed)
+	kp, err := nkeys.ParseDecoratedNKey(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(node string, body string) []byte {
+		sig, _ := kp.Sign([]byte(body))
+		out, _ := json.Marshal(map[string]any{"body": json.RawMessage(body), "node": node, "sig": sig})
+		return out
+	}
+	asMTA1, err := nats.NkeyOptionFromSeed(farmkeys.Files(keys, "mta1").Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := c.JetStream(asMTA1)
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour).UnixMilli()
+	ban := func(addr, by string) string {
+		return fmt.Sprintf(`{"v":1,"jail":"sasl","addr":%q,"at":%d,"until":%d,"by":%q,"why":"5 failures across the farm"}`, addr, time.Now().UnixMilli(), until, by)
+	}
+	put := func(subject string, data []byte) {
+		if _, err := js.Publish(ctx, subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	framed, unsigned, forgedKey := netip.MustParseAddr("203.0.113.41"), netip.MustParseAddr("203.0.113.42"), netip.MustParseAddr("203.0.113.43")
+	put("$KV.test_bans.sasl.203-0-113-41", sign("mta1", ban(framed.String(), "mta2")))          // by mta2, signed by mta1
+	put("$KV.test_bans.sasl.203-0-113-42", []byte(ban(unsigned.String(), "mta1")))              // not signed
+	put("$KV.test_bans.sasl.203-0-113-43", sign("mta2", ban(forgedKey.String(), "mta2")))       // claims mta2's signature
+	put("$KV.test_nodes.mta2", sign("mta1", `{"node":"mta2","addrs":["203.0.113.44"],"at":1}`)) // mta2's entry
+	put("$KV.test_nodes.mta1", sign("mta1", fmt.Sprintf(`{"node":"mta1","addrs":["0.0.0.0/0","::/0","203.0.113.45"],"at":%d}`, time.Now().UnixMilli())))
+	eventually(t, "every forged value is refused by both hosts", func() bool {
+		return mta2.f.Status().Forged >= 4 && mta3.f.Status().Forged >= 4
+	})
+	honest := netip.MustParseAddr("203.0.113.46")
+	put("$KV.test_bans.sasl.203-0-113-46", sign("mta1", ban(honest.String(), "mta1")))
+	eventually(t, "a ban mta1 signed as itself is applied", heldBy([]*host{mta2, mta3}, honest))
+	for _, a := range []netip.Addr{framed, unsigned, forgedKey} {
+		if _, ok := mta3.ban(a); ok {
+			t.Errorf("mta3 applied the forged ban of %s", a)
+		}
+	}
+	// mta1's claim of the internet protects nothing but its one address.
+	if why := mta3.f.Protected(netip.MustParsePrefix("198.51.100.7/32")); why != "" {
+		t.Errorf("an address is protected by mta1's network claim: %s", why)
+	}
+	if why := mta3.f.Protected(netip.MustParsePrefix("203.0.113.45/32")); why == "" {
+		t.Error("mta1's own address is not protected")
+	}
+	if why := mta3.f.Protected(netip.MustParsePrefix("203.0.113.44/32")); why != "" {
+		t.Errorf("the forged entry of mta2 protects %s: %s", "203.0.113.44", why)
 	}
 }

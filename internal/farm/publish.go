@@ -203,7 +203,7 @@ func (f *Farm) banMessage(m outboxMessage) (key string, data []byte, ttl time.Du
 		}
 	}
 	data, _ = json.Marshal(m.Ban)
-	return banKey(r.Jail, r.Prefix()), data, ttl, true
+	return banKey(r.Jail, r.Prefix()), f.signer.seal(data), ttl, true
 }
 
 // published notes that this host's ban m is the farm's, at revision rev.
@@ -279,8 +279,9 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 			return nil, err
 		}
 		var v banValue
-		if json.Unmarshal(e.Value(), &v) != nil || v.At > m.At {
-			return e, nil // a newer ban than the one lifted
+		body, _, err := f.keys.open(e.Value())
+		if err != nil || json.Unmarshal(body, &v) != nil || v.At > m.At {
+			return e, nil // a newer ban than the one lifted, or not one to judge
 		}
 		rev = e.Revision()
 	}

@@ -131,7 +131,13 @@ func (f *Farm) quotaStream(ctx context.Context, h *handles, q Quota, recipients 
 		DiscardNewPerSubject: true,
 		Metadata:             map[string]string{metaFarm: f.cfg.Name, "logban.quota.limit": strconv.Itoa(limit), "logban.quota.window": q.Window.String()},
 	}
-	s, err := h.js.CreateOrUpdateStream(ctx, cfg)
+	s, err := h.js.Stream(ctx, cfg.Name) // made before: a host may make, not change, the farm's streams
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = h.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = h.js.Stream(ctx, cfg.Name)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}

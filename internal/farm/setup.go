@@ -83,6 +83,7 @@ func (f *Farm) setup(ctx context.Context, js jetstream.JetStream) (*handles, err
 		Bucket: f.cfg.Name + "_nodes", Description: "logban farm " + f.cfg.Name + ": its nodes and their addresses",
 		History: 1, Storage: jetstream.FileStorage, Replicas: f.cfg.Replicas, TTL: nodeTTL, Metadata: meta,
 		MaxValueSize: maxNodeValue, MaxBytes: maxNodesBytes,
+		LimitMarkerTTL: markerTTL, // an entry's expiry reaches the watchers, who forget its node
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -127,8 +128,17 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 	f.mu.Lock()
 	for _, e := range entries {
 		var v banValue
-		if err := json.Unmarshal(e.Value(), &v); err != nil {
+		body, signer, err := f.keys.open(e.Value())
+		if err != nil {
+			f.refuse("ban", e.Key(), err)
+			continue
+		}
+		if err := json.Unmarshal(body, &v); err != nil {
 			f.logger.Warn("farm ban unreadable; skipped", "key", e.Key(), "err", err)
+			continue
+		}
+		if f.keys != nil && v.By != signer { // a node decides only in its own name
+			f.refuse("ban", e.Key(), fmt.Errorf("says it was decided by %q but %q signed it: %w", v.By, signer, errForged))
 			continue
 		}
 		r, err := v.record()
@@ -238,12 +248,16 @@ func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool,
 	}
 }
 
-// nodeValue is a node's entry in the nodes bucket.
+// nodeValue is a node's entry in the nodes bucket, under its own name.
 type nodeValue struct {
 	Node  string   `json:"node"`
-	Addrs []string `json:"addrs"` // prefixes no host of the farm bans
+	Addrs []string `json:"addrs"` // addresses no host of the farm bans
 	At    int64    `json:"at"`    // unix ms
 }
+
+// maxNodeAddrs is how many addresses a node may announce as its own: single addresses,
+// never a network (one node announcing 0.0.0.0/0 would stop every ban of the farm).
+const maxNodeAddrs = 16
 
 // nodeInfo is another node, as last announced.
 type nodeInfo struct {
@@ -262,10 +276,13 @@ func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
 		f.mu.Lock()
 		v := nodeValue{Node: f.cfg.Node, At: f.clock.Now().UnixMilli()}
 		for _, p := range f.own {
-			v.Addrs = append(v.Addrs, p.String())
+			if p.IsSingleIP() && len(v.Addrs) < maxNodeAddrs {
+				v.Addrs = append(v.Addrs, p.Addr().String())
+			}
 		}
 		f.mu.Unlock()
 		data, _ := json.Marshal(v)
+		data = f.signer.seal(data)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if _, err := h.nodes.Put(pctx, f.cfg.Node, data); err != nil && ctx.Err() == nil {
 			f.failf("announcing this node to the farm", err)
@@ -295,27 +312,53 @@ func (f *Farm) watchNodes(ctx context.Context, h *handles, _ Target, _ Decide) {
 				if !ok {
 					return errors.New("the watch ended")
 				}
-				if e != nil && e.Operation() == jetstream.KeyValuePut {
-					f.node(e.Value())
+				switch {
+				case e == nil:
+				case e.Operation() == jetstream.KeyValuePut:
+					f.node(e.Key(), e.Value())
+				default: // the entry expired, or was removed: the node is gone
+					f.mu.Lock()
+					delete(f.others, e.Key())
+					f.mu.Unlock()
 				}
 			}
 		}
 	})
 }
 
-// node takes in another node's entry. A node's entry lapses when it stops refreshing it,
-// but its addresses stay protected until this host restarts: a node down for a while is
-// still the farm's.
-func (f *Farm) node(data []byte) {
+// node takes in another node's entry, under key: only one the node itself signed, under
+// its own name, and of single addresses, at most maxNodeAddrs of them. An entry that
+// expires (its node stopped refreshing it) takes its addresses with it.
+func (f *Farm) node(key string, data []byte) {
+	body, signer, err := f.keys.open(data)
+	if err != nil {
+		f.refuse("node entry", key, err)
+		return
+	}
 	var v nodeValue
-	if json.Unmarshal(data, &v) != nil || v.Node == f.cfg.Node || v.Node == "" {
+	if json.Unmarshal(body, &v) != nil || v.Node == "" {
+		return
+	}
+	if v.Node != key || f.keys != nil && v.Node != signer { // this host's name too: someone poses as it
+		f.refuse("node entry", key, fmt.Errorf("entry of %q under key %q, signed by %q: %w", v.Node, key, signer, errForged))
+		return
+	}
+	if v.Node == f.cfg.Node {
 		return
 	}
 	n := nodeInfo{seen: time.UnixMilli(v.At)}
 	for _, s := range v.Addrs {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			n.prefixes = append(n.prefixes, p)
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			if p, perr := netip.ParsePrefix(s); perr == nil && p.IsSingleIP() {
+				a, err = p.Addr(), nil
+			}
 		}
+		if err != nil || len(n.prefixes) == maxNodeAddrs {
+			continue // a network, or one address too many: never protected
+		}
+		a = a.Unmap()
+		n.prefixes = append(n.prefixes, netip.PrefixFrom(a, a.BitLen()))
 	}
 	f.mu.Lock()
 	f.others[v.Node] = n

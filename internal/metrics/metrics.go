@@ -55,6 +55,8 @@ type Farm struct {
 	FailuresShared, FailuresDropped int64
 	// Refused are bans refused because the address is a farm node's.
 	Refused int64
+	// Forged are values refused because their signature did not hold.
+	Forged int64
 }
 
 // File is how reading one log file goes.
@@ -108,6 +110,7 @@ type Collector struct {
 	farm     *prometheus.HistogramVec
 
 	farmConnected, farmOutbox, farmBans, farmFailures, farmRefused *prometheus.Desc
+	farmForged                                                     *prometheus.Desc
 	netsFailing, netsRefused, knownGood, logins, keyBans           *prometheus.Desc
 	evicted                                                        *prometheus.Desc
 	policyRequests, policyAnswers, policyMalformed, policyFlagged  *prometheus.Desc
@@ -142,6 +145,7 @@ func New(snapshot func() Snapshot) *Collector {
 		policyAccepting: prometheus.NewDesc("logban_policy_accepting", "1 while the policy service accepts connections; 0 while it cannot (out of descriptors) or has stopped.", nil, nil),
 		policyConns:     prometheus.NewDesc("logban_policy_connections", "Policy connections being served.", nil, nil),
 		policyDropped:   prometheus.NewDesc("logban_policy_dropped_total", "Quota holders and accounts let go at their tables' bounds before their windows ended.", nil, nil),
+		farmForged:      prometheus.NewDesc("logban_farm_forged_total", "Farm values (bans, node entries) refused because their signature did not hold: written as another node, or by no node of the farm.", nil, nil),
 		farmConnected:   prometheus.NewDesc("logban_farm_connected", "1 while connected to the farm's NATS servers.", nil, nil),
 		farmOutbox:      prometheus.NewDesc("logban_farm_outbox", "Decisions and unbans waiting to be published to the farm.", nil, nil),
 		farmBans:        prometheus.NewDesc("logban_farm_bans", "Bans the farm holds, as last watched.", nil, nil),
@@ -201,7 +205,7 @@ func (c *Collector) ObserveFarm(stage string, took time.Duration) {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.linesRead, c.bytesBehind, c.longLines, c.failures, c.bans, c.unbans, c.active,
 		c.errors, c.queued, c.overflowed, c.repairs, c.unrecorded, c.undeleted, c.clockOffset,
-		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans, c.evicted,
+		c.farmConnected, c.farmOutbox, c.farmBans, c.farmFailures, c.farmRefused, c.farmForged, c.ignored, c.buildInfo, c.filterLines, c.netsFailing, c.netsRefused, c.knownGood, c.logins, c.keyBans, c.evicted,
 		c.policyRequests, c.policyAnswers, c.policyMalformed, c.policyFlagged, c.policyRefused, c.policyAccepting, c.policyConns, c.policyDropped} {
 		ch <- d
 	}
@@ -252,6 +256,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresShared), "yes")
 		ch <- prometheus.MustNewConstMetric(c.farmFailures, prometheus.CounterValue, float64(f.FailuresDropped), "no")
 		ch <- prometheus.MustNewConstMetric(c.farmRefused, prometheus.CounterValue, float64(f.Refused))
+		ch <- prometheus.MustNewConstMetric(c.farmForged, prometheus.CounterValue, float64(f.Forged))
 	}
 	if p := s.Policy; p != nil {
 		ch <- prometheus.MustNewConstMetric(c.policyRequests, prometheus.CounterValue, float64(p.Requests))

@@ -5,6 +5,8 @@ package natsserver
 
 import (
 	"cmp"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,7 +38,34 @@ type Options struct {
 	Configure func(*server.Options) `json:"-"`
 	// ReadyWait is how long Start waits for the server to accept clients; 0 means 10 s.
 	ReadyWait time.Duration
+
+	// Users are the clients admitted, each by its public nkey, with what it may publish
+	// and subscribe to. No one else is.
+	Users []User
+	// CertFile and KeyFile are the server's certificate, CAFile the farm's authority:
+	// clients connect over TLS, and routes only between servers whose certificates the
+	// authority signed, each verifying the other's.
+	CertFile, KeyFile, CAFile string
+	// Unauthenticated admits any client and route, without TLS: for natstest's
+	// clusters, which stand in for a farm's own NATS servers, and nothing else.
+	Unauthenticated bool
 }
+
+// User is a client a server admits: its public nkey, and the subjects it may publish and
+// subscribe to.
+type User struct {
+	Nkey               string
+	Publish, Subscribe []string
+}
+
+// Bounds of what JetStream may hold in one embedded server, whatever its streams say.
+const (
+	maxJetStreamMemory = 512 << 20
+	maxJetStreamStore  = 8 << 30
+)
+
+// errOpen reports a server asked to admit anyone.
+var errOpen = errors.New("an embedded NATS server admits only the farm's nodes, by their keys, over TLS: it needs users, a certificate, its key and the farm's authority")
 
 // Server is a running NATS server.
 type Server struct {
@@ -75,6 +104,11 @@ func Start(o Options) (*Server, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if !o.Unauthenticated {
+		if err := secure(opts, o); err != nil {
+			return nil, err
+		}
+	}
 	if o.Configure != nil {
 		o.Configure(opts)
 	}
@@ -98,6 +132,36 @@ func Start(o Options) (*Server, error) {
 func (s *Server) Stop() {
 	s.Shutdown()
 	s.WaitForShutdown()
+}
+
+// secure admits only o's users, by nkey, over TLS, and routes only to servers whose
+// certificates the farm's authority signed, and bounds JetStream.
+func secure(opts *server.Options, o Options) error {
+	if len(o.Users) == 0 || o.CertFile == "" || o.KeyFile == "" || o.CAFile == "" {
+		return errOpen
+	}
+	for _, u := range o.Users {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.Nkey, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.Publish},
+			Subscribe: &server.SubjectPermission{Allow: u.Subscribe},
+		}})
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.CertFile, KeyFile: o.KeyFile, CaFile: o.CAFile})
+	if err != nil {
+		return fmt.Errorf("TLS: %w", err)
+	}
+	opts.TLSConfig, opts.TLSTimeout = tc, 5
+	if opts.Cluster.Port != 0 || opts.Cluster.Host != "" {
+		rc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.CertFile, KeyFile: o.KeyFile, CaFile: o.CAFile, Verify: true})
+		if err != nil {
+			return fmt.Errorf("routes' TLS: %w", err)
+		}
+		// Each end of a route is client and server: both verify the other.
+		rc.ClientAuth, rc.RootCAs = tls.RequireAndVerifyClientCert, rc.ClientCAs
+		opts.Cluster.TLSConfig, opts.Cluster.TLSTimeout = rc, 5
+	}
+	opts.JetStreamMaxMemory, opts.JetStreamMaxStore = maxJetStreamMemory, maxJetStreamStore
+	return nil
 }
 
 func hostPort(hp string) (string, int, error) {

@@ -191,6 +191,8 @@ func plan(t testing.TB, n int) *Cluster {
 			Cluster:   "test",
 			Listen:    fmt.Sprintf("127.0.0.1:%d", clients[i]),
 			StoreDir:  t.TempDir(),
+			// A farm's own NATS servers, configured by the test (StartConfigured).
+			Unauthenticated: true,
 		}
 		if n > 1 {
 			o.ClusterListen = fmt.Sprintf("127.0.0.1:%d", routes[i])

@@ -1,0 +1,134 @@
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/logban/logban/internal/farmkeys"
+)
+
+// freePort returns a loopback port free now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// farmServer starts an embedded server of node n1 of a farm whose keys are in dir,
+// admitting nodes n1 and n2, with a cluster port and routes to routes.
+func farmServer(t *testing.T, dir, node string, cluster int, routes ...int) (*Server, string) {
+	t.Helper()
+	nodes, err := farmkeys.ReadNodes(filepath.Join(dir, farmkeys.NodesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []User
+	for _, pub := range nodes {
+		users = append(users, User{Nkey: pub, Publish: []string{">"}, Subscribe: []string{">"}})
+	}
+	nf := farmkeys.Files(dir, node)
+	o := Options{Name: node, Cluster: "farm", Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), StoreDir: t.TempDir(),
+		Users: users, CertFile: nf.Cert, KeyFile: nf.Key, CAFile: filepath.Join(dir, farmkeys.CACert), ReadyWait: 30 * time.Second}
+	if cluster != 0 {
+		o.ClusterListen = fmt.Sprintf("127.0.0.1:%d", cluster)
+		for _, r := range routes {
+			o.Routes = append(o.Routes, fmt.Sprintf("nats://127.0.0.1:%d", r))
+		}
+	}
+	s, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s, o.Listen
+}
+
+func farmKeys(t *testing.T, nodes ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := farmkeys.Init(dir, "farm"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if _, err := farmkeys.AddNode(dir, n, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// An embedded server is never started open: without users and TLS it refuses to.
+func TestAnEmbeddedServerIsNeverOpen(t *testing.T) {
+	_, err := Start(Options{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if !errors.Is(err, errOpen) {
+		t.Fatalf("Start without users or TLS: %v, want it refused", err)
+	}
+}
+
+// Anyone who reaches the client port, on loopback too, is refused unless a node signs
+// in with its key over TLS: without credentials, with a key of no node, or in plaintext.
+func TestOnlyTheFarmsNodesAreAdmitted(t *testing.T) {
+	dir := farmKeys(t, "n1", "n2")
+	other := farmKeys(t, "n1") // another farm's n1: a key the server does not know
+	_, listen := farmServer(t, dir, "n1", 0)
+	ca := nats.RootCAs(filepath.Join(dir, farmkeys.CACert))
+	seed := func(d, node string) nats.Option {
+		o, err := nats.NkeyOptionFromSeed(farmkeys.Files(d, node).Seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for _, tt := range []struct {
+		name string
+		url  string
+		opts []nats.Option
+		ok   bool
+	}{
+		{"no credentials, TLS", "tls://" + listen, []nats.Option{ca}, false},
+		{"no credentials, plaintext", "nats://" + listen, nil, false},
+		{"another farm's key", "tls://" + listen, []nats.Option{ca, seed(other, "n1")}, false},
+		{"a node's key, plaintext", "nats://" + listen, []nats.Option{seed(dir, "n2")}, false},
+		{"a node's key over TLS", "tls://" + listen, []nats.Option{ca, seed(dir, "n2")}, true},
+	} {
+		nc, err := nats.Connect(tt.url, append(tt.opts, nats.Timeout(5*time.Second), nats.MaxReconnects(0))...)
+		if nc != nil {
+			nc.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+// A server whose certificate the farm's authority did not sign cannot route to the
+// farm's servers, nor they to it; two of the farm's own do.
+func TestRoutesNeedTheFarmsCertificates(t *testing.T) {
+	dir := farmKeys(t, "n1", "n2")
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	s1, _ := farmServer(t, dir, "n1", p1, p2, p3)
+	s2, _ := farmServer(t, dir, "n2", p2, p1, p3)
+	intruder := farmKeys(t, "n1", "n2") // the same names, another authority
+	s3, _ := farmServer(t, intruder, "n2", p3, p1, p2)
+	deadline := time.Now().Add(20 * time.Second)
+	for s1.NumRoutes() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s1.NumRoutes() == 0 || s2.NumRoutes() == 0 {
+		t.Fatalf("the farm's two servers did not route: %d, %d", s1.NumRoutes(), s2.NumRoutes())
+	}
+	time.Sleep(2 * time.Second) // the intruder's attempts, both ways
+	if n := s3.NumRoutes(); n != 0 {
+		t.Errorf("a server of another authority holds %d routes to the farm", n)
+	}
+}
