@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/netip"
@@ -46,18 +45,7 @@ func BenchmarkFloodMemory(b *testing.B) {
 		b.Run(fl.name, func(b *testing.B) {
 			dir := b.TempDir()
 			log := filepath.Join(dir, "flood.log")
-			f, err := os.Create(log)
-			if err != nil {
-				b.Fatal(err)
-			}
-			w := bufio.NewWriterSize(f, 1<<20)
-			for i := range lines {
-				w.WriteString(fl.line(i))
-			}
-			if err := w.Flush(); err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
+			writeLines(b, log, lines, fl.line)
 			bin := buildServer(b, dir)
 			conf := filepath.Join(dir, "logban.toml")
 			writeFile(b, conf, fmt.Sprintf(`
@@ -88,9 +76,8 @@ actions = ["log"]
 				}
 				c := control.NewClient(filepath.Join(dir, "logban.sock"))
 				start := time.Now()
-				var st control.JailStatus
 				for {
-					st, err = c.JailStatus(context.Background(), "flood")
+					st, err := c.JailStatus(context.Background(), "flood")
 					if err == nil && st.TotalFailed >= lines && behind(st) == 0 || time.Since(start) > 3*time.Minute {
 						break
 					}
@@ -98,7 +85,7 @@ actions = ["log"]
 				}
 				time.Sleep(5 * time.Second) // steady state
 				rss, peak := residentKiB(b, cmd.Process.Pid)
-				st, _ = c.JailStatus(context.Background(), "flood")
+				st, _ := c.JailStatus(context.Background(), "flood")
 				cmd.Process.Signal(os.Interrupt)
 				cmd.Wait()
 				b.ReportMetric(float64(rss)/1024, "RSS-MiB")

@@ -26,21 +26,12 @@ func BenchmarkServerMemory(b *testing.B) {
 	const tracked, banned, maxretry = 1_000_000, 100_000, 3
 	dir := b.TempDir()
 	log := filepath.Join(dir, "zimbra.log")
-	f, err := os.Create(log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	for i := range tracked {
-		w.WriteString(failure(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})))
-	}
-	for i := range banned {
-		w.WriteString(strings.Repeat(failure(trialAddr(i)), maxretry))
-	}
-	if err := w.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
+	writeLines(b, log, tracked+banned, func(i int) string {
+		if i < tracked {
+			return failure(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+		}
+		return strings.Repeat(failure(trialAddr(i-tracked)), maxretry)
+	})
 
 	bin := buildServer(b, dir)
 	cfg := fmt.Sprintf(`
@@ -97,6 +88,24 @@ max_tracked = 2000000 # every address kept, as this measures what one costs
 		b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
 		b.ReportMetric(float64(rss*1024)/tracked, "RSS-bytes/addr")
 		b.ReportMetric(loaded.Seconds(), "s-to-load")
+	}
+}
+
+// writeLines writes n lines, line(0) to line(n-1), to a new file at path.
+func writeLines(b *testing.B, path string, n int, line func(i int) string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	for i := range n {
+		w.WriteString(line(i))
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -259,20 +259,5 @@ type notRegularError struct{ err error }
 func (e notRegularError) Error() string   { return e.err.Error() }
 func (e notRegularError) Unwrap() []error { return []error{e.err, ErrNotRegular} }
 
-// Kind names what a file mode says a path is: "a directory", "a FIFO", "a socket", "a
-// device", or "a regular file".
-func Kind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&(fs.ModeDevice|fs.ModeCharDevice) != 0:
-		return "a device"
-	case m.IsRegular():
-		return "a regular file"
-	}
-	return "not a regular file"
-}
+// Kind names what a file mode says a path is (openfile.Kind).
+func Kind(m fs.FileMode) string { return openfile.Kind(m) }

@@ -60,7 +60,7 @@ func open(path string, flag int, perm fs.FileMode, depth int) (*os.File, error) 
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%s is %s, not a regular file: %w", path, kind(fi.Mode()), ErrRefused)
+		return nil, fmt.Errorf("%s is %s, not a regular file: %w", path, Kind(fi.Mode()), ErrRefused)
 	}
 	if flag&(os.O_WRONLY|os.O_RDWR) != 0 {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
@@ -101,9 +101,12 @@ func rootLink(path string) (string, error) {
 	return string(buf[:n]), nil
 }
 
-// kind names what a file mode says a path is.
-func kind(m fs.FileMode) string {
+// Kind names what a file mode says a path is: "a directory", "a FIFO", "a socket", "a
+// device", or "a regular file".
+func Kind(m fs.FileMode) string {
 	switch {
+	case m.IsRegular():
+		return "a regular file"
 	case m.IsDir():
 		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
