@@ -15,8 +15,14 @@
 //     one host's succeeds.
 //     Where the ban ends before findtime does, the decider purges the address's
 //     failures, as a ban resets the count on one host.
-//   - the bucket F_nodes: each node's own addresses (and, if it shares them, its ignore
-//     list), refreshed while it runs; no host bans an address in it.
+//   - the bucket F_nodes: each node's own single addresses (and, if it shares them, the
+//     single addresses of its ignore list), 16 at most, under its own name, refreshed
+//     while it runs and forgotten when it expires; no host bans an address in it.
+//
+// With the farm's node keys ([farm] nodes), every value a node writes (a ban, the body
+// of an unban's purge, its node entry) is an envelope signed with its nkey (sign.go),
+// checked by every reader: no host writes in another's name. The buckets and streams
+// are bounded (setup.go), and Permissions is what a node may publish.
 //
 // The host stays its own source of truth: its database and its kernel. Decisions, manual
 // bans and unbans go to an outbox in the database first and are published when the farm
@@ -24,7 +30,8 @@
 // readers: a failure is handed over without waiting, or dropped and counted.
 //
 // Its files: farm.go (the membership, what the ban manager tells it, Run), setup.go (the
-// bucket and streams, found or made), publish.go (the outbox, published in order),
+// bucket and streams, found or made, and their bounds), sign.go (values signed and
+// checked), permissions.go (what a node may publish), publish.go (the outbox, published in order),
 // count.go (failures counted across the farm, and forgotten after a ban), watch.go (the
 // farm's bans applied here, and the nodes' addresses), status.go, value.go (what the
 // bucket and the outbox hold).

@@ -865,6 +865,38 @@ func TestAHostCannotWriteAsAnother(t *testing.T) {
 			t.Errorf("mta3 applied the forged ban of %s", a)
 		}
 	}
+	// mta1 lifts mta2's bans farm-wide: a purge with no body (as the server's expiry
+	// marker is), and one whose body says mta2 lifted it. Neither lifts a ban on mta3
+	// before its end; mta2's own unban does.
+	kept, lifted := netip.MustParseAddr("203.0.113.47"), netip.MustParseAddr("203.0.113.48")
+	for _, a := range []netip.Addr{kept, lifted} {
+		tk, err := mta2.jail.Manual(actions.Host(a), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		mta2.m.BanAll(ctx, []jails.Ticket{tk})
+	}
+	eventually(t, "mta2's bans reach mta3", func() bool { return heldBy([]*host{mta3}, kept)() && heldBy([]*host{mta3}, lifted)() })
+	purge := func(key string, body []byte) {
+		m := nats.NewMsg("$KV.test_bans." + key)
+		m.Header.Set("KV-Operation", "PURGE")
+		m.Header.Set("Nats-Rollup", "sub")
+		m.Data = body
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := mta3.f.Status().Forged
+	purge("sasl.203-0-113-47", nil)
+	purge("sasl.203-0-113-47", sign("mta2", `{"jail":"sasl","addr":"203.0.113.47","by":"mta2","at":1}`))
+	eventually(t, "mta3 refuses the forged unban", func() bool { return mta3.f.Status().Forged > before })
+	if _, err := mta2.m.Unban(ctx, jail, actions.Host(lifted)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mta2's own unban reaches mta3", heldByNone([]*host{mta3}, lifted))
+	if _, ok := mta3.ban(kept); !ok {
+		t.Error("mta3 lifted mta2's ban on mta1's purge")
+	}
 	// mta1's claim of the internet protects nothing but its one address.
 	if why := mta3.f.Protected(netip.MustParsePrefix("198.51.100.7/32")); why != "" {
 		t.Errorf("an address is protected by mta1's network claim: %s", why)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -285,7 +286,7 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 		}
 		rev = e.Revision()
 	}
-	err = h.bans.Purge(cctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(markerTTL))
+	err = f.publishPurge(cctx, h, key, rev, m.Ban)
 	switch {
 	case err == nil:
 		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", m.Ban.Addr)
@@ -305,6 +306,31 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 
 // isWrongLastSequence reports a compare-and-set that lost: 10071, or 10164 on replicated
 // streams under contention.
+// unbanValue is what an unban carries: the ban lifted, who lifted it and when, signed
+// like every value a node writes, so that no host can lift a ban in another's name, and
+// a purge signed by no node of the farm lifts nothing (the ban ends on each host's own
+// clock).
+type unbanValue struct {
+	Jail string `json:"jail"`
+	Addr string `json:"addr"`
+	By   string `json:"by"`
+	At   int64  `json:"at"` // unix ms
+}
+
+// publishPurge lifts the ban at key, at revision rev, in the farm: a purge of the key (as
+// KeyValue.Purge makes it, its marker kept markerTTL) whose body is this node's signed
+// unbanValue.
+func (f *Farm) publishPurge(ctx context.Context, h *handles, key string, rev uint64, b banValue) error {
+	body, _ := json.Marshal(unbanValue{Jail: b.Jail, Addr: b.Addr, By: f.cfg.Node, At: f.clock.Now().UnixMilli()})
+	m := nats.NewMsg("$KV." + f.cfg.Name + "_bans." + key)
+	m.Data = f.signer.seal(body)
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	_, err := h.js.PublishMsg(ctx, m, jetstream.WithMsgTTL(markerTTL))
+	return err
+}
+
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||

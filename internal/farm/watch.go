@@ -203,9 +203,33 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 	delete(f.revs, e.Key())
 	delete(f.ownRevs, e.Key())
 	f.mu.Unlock()
+	if f.keys != nil && !f.signedUnban(e, jail, what) {
+		return // the ban ends on this host's own clock
+	}
 	if target.LiftIf(ctx, jail, what, fromFarm) {
 		f.logger.Info("farm ban lifted", "jail", jail, "addr", actions.Target(what))
 	}
+}
+
+// signedUnban says whether e, the end of the ban of what in jail, is an unban a node of
+// the farm signed for that ban. An end without a body is the server's expiry marker, or
+// a purge no node signed: neither lifts a ban early, whose end each host keeps on its
+// own clock. A body whose signature does not hold is refused and counted.
+func (f *Farm) signedUnban(e jetstream.KeyValueEntry, jail string, what netip.Prefix) bool {
+	if len(e.Value()) == 0 {
+		return false
+	}
+	body, signer, err := f.keys.open(e.Value())
+	if err != nil {
+		f.refuse("unban", e.Key(), err)
+		return false
+	}
+	var v unbanValue
+	if json.Unmarshal(body, &v) != nil || v.Jail != jail || v.Addr != actions.Target(what) || v.By != signer {
+		f.refuse("unban", e.Key(), fmt.Errorf("an unban of %s in %s by %q, signed by %q, under this key: %w", v.Addr, v.Jail, v.By, signer, errForged))
+		return false
+	}
+	return true
 }
 
 // fromFarm says whether a ban here is the farm's: one decided in farm mode.
