@@ -907,4 +907,15 @@ func TestAHostCannotWriteAsAnother(t *testing.T) {
 	if why := mta3.f.Protected(netip.MustParsePrefix("203.0.113.44/32")); why != "" {
 		t.Errorf("the forged entry of mta2 protects %s: %s", "203.0.113.44", why)
 	}
+	// An entry that ends (its TTL's marker, here a purge of its key) takes its
+	// addresses with it.
+	m := nats.NewMsg("$KV.test_nodes.mta1")
+	m.Header.Set("KV-Operation", "PURGE")
+	m.Header.Set("Nats-Rollup", "sub")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "mta1's entry, ended, protects nothing", func() bool {
+		return mta3.f.Protected(netip.MustParsePrefix("203.0.113.45/32")) == ""
+	})
 }
