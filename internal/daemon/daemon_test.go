@@ -1,15 +1,18 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +33,26 @@ type harness struct {
 	stopped chan error
 	// in, if set, runs the daemon: netnstest.Lab.Do runs it in a lab's namespace.
 	in func(func())
+	// logged keeps every line the daemon logged, for tests that read its log.
+	logged lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 const baseConfig = `
@@ -85,7 +108,7 @@ func startInLab(t *testing.T, config string) (*netnstest.Lab, *harness) {
 func (h *harness) run(opts Options) {
 	h.t.Helper()
 	opts.ConfigPath = filepath.Join(h.dir, "logban.toml")
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{h.t}, &h.logged), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if opts.HostPrefixes == nil {
 		opts.HostPrefixes = func() ([]netip.Prefix, error) {
 			return []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, nil

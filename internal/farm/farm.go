@@ -136,6 +136,10 @@ type failure struct {
 	from jails.Origin
 }
 
+// setupGrace is how long a host waits for the farm's servers to answer before it says
+// they do not: seeds starting together take some seconds to elect their leaders.
+const setupGrace = 30 * time.Second
+
 // failureBuffer is how many failures wait to be published before more are dropped.
 const failureBuffer = 1 << 16
 
@@ -400,18 +404,28 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 		return fmt.Errorf("farm %q: %w", f.cfg.Name, err)
 	}
 	var h *handles
+	started := time.Now()
 	for backoff := newBackoff(); h == nil; {
 		if h, err = f.setup(ctx, js); err != nil {
 			var clash *clashError
 			if errors.As(err, &clash) {
 				return err
 			}
-			f.failf("setting up the farm's bucket and streams; trying again", err)
+			if time.Since(started) < setupGrace { // the servers' cluster forming: how a start goes
+				f.logger.Info("waiting for the farm's servers to answer; trying again", "err", err)
+			} else {
+				f.failf("setting up the farm's bucket and streams; trying again", err)
+			}
 			if !backoff.wait(ctx) {
 				return nil
 			}
 		}
 	}
+	f.mu.Lock()
+	if strings.HasPrefix(f.lastErr, "setting up the farm's") {
+		f.lastErr = "" // resolved
+	}
+	f.mu.Unlock()
 	f.makeStreams(ctx, h)
 	f.makeQuotaStreams(ctx, h)
 	f.joined.Store(h)

@@ -5,6 +5,7 @@ package natsserver
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -112,12 +115,24 @@ func Start(o Options) (*Server, error) {
 	if o.Configure != nil {
 		o.Configure(opts)
 	}
+	// A port in use, or an address not on this host, is said at once with the system's
+	// words: the server itself would only time out waiting to accept clients.
+	for _, l := range []struct{ what, addr string }{{"listen", o.Listen}, {"cluster_listen", o.ClusterListen}} {
+		if l.addr == "" || strings.HasSuffix(l.addr, ":0") {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", l.what, l.addr, err)
+		}
+		ln.Close()
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("NATS server: %w", err)
 	}
 	if o.Logger != nil {
-		s.SetLoggerV2(&logger{o.Logger.With("nats_server", o.Name)}, false, false, false)
+		s.SetLoggerV2(newLogger(o.Logger.With("nats_server", o.Name)), false, false, false)
 	}
 	s.Start()
 	wait := cmp.Or(o.ReadyWait, readyWait)
@@ -176,13 +191,61 @@ func hostPort(hp string) (string, int, error) {
 	return h, port, nil
 }
 
-// logger is the server's log through slog: notices at info, warnings and errors as such;
-// debug and trace are left out.
-type logger struct{ l *slog.Logger }
+// logger is the server's log through slog. Its notices (the banner, the start's
+// chatter) are debug: ban-server says itself when the farm is joined. While a cluster
+// forms (startGrace after the start), its warnings and errors are debug too: a route to
+// a seed not started yet, JetStream waiting for its leader, are how every healthy start
+// goes, and they come back as warnings if they last. After it, each kind of warning or
+// error (its format) is logged at most once every repeatEvery, with how many were left
+// out: a host of another farm knocking twice a second fills no log.
+type logger struct {
+	l     *slog.Logger
+	start time.Time
 
-func (l *logger) Noticef(format string, v ...any) { l.l.Info(fmt.Sprintf(format, v...)) }
-func (l *logger) Warnf(format string, v ...any)   { l.l.Warn(fmt.Sprintf(format, v...)) }
-func (l *logger) Fatalf(format string, v ...any)  { l.l.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Errorf(format string, v ...any)  { l.l.Error(fmt.Sprintf(format, v...)) }
+	mu   sync.Mutex
+	last map[string]time.Time // by format: a call site of the server's, a bounded set
+	left map[string]int       // left out since
+}
+
+// startGrace is how long a server's warnings and errors are taken for its cluster
+// forming; repeatEvery spaces the lines of one kind of them.
+const (
+	startGrace  = 30 * time.Second
+	repeatEvery = time.Minute
+)
+
+func newLogger(l *slog.Logger) *logger {
+	return &logger{l: l, start: time.Now(), last: map[string]time.Time{}, left: map[string]int{}}
+}
+
+func (l *logger) Noticef(format string, v ...any) { l.l.Debug(fmt.Sprintf(format, v...)) }
+func (l *logger) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v...) }
+func (l *logger) Fatalf(format string, v ...any)  { l.emit(slog.LevelError, format, v...) }
+func (l *logger) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v...) }
 func (l *logger) Debugf(format string, v ...any)  {}
 func (l *logger) Tracef(format string, v ...any)  {}
+
+func (l *logger) emit(level slog.Level, format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	now := time.Now()
+	if now.Sub(l.start) < startGrace {
+		l.l.Debug(msg)
+		return
+	}
+	l.mu.Lock()
+	last, seen := l.last[format]
+	if seen && now.Sub(last) < repeatEvery {
+		l.left[format]++
+		l.mu.Unlock()
+		l.l.Debug(msg)
+		return
+	}
+	left := l.left[format]
+	l.last[format], l.left[format] = now, 0
+	l.mu.Unlock()
+	if left > 0 {
+		l.l.Log(context.Background(), level, msg, "more_like_it_left_out", left)
+		return
+	}
+	l.l.Log(context.Background(), level, msg)
+}

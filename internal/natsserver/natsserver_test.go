@@ -1,10 +1,14 @@
 package natsserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,5 +134,67 @@ func TestRoutesNeedTheFarmsCertificates(t *testing.T) {
 	time.Sleep(2 * time.Second) // the intruder's attempts, both ways
 	if n := s3.NumRoutes(); n != 0 {
 		t.Errorf("a server of another authority holds %d routes to the farm", n)
+	}
+}
+
+// countingHandler counts the records at or above warning level.
+type countingHandler struct {
+	slog.Handler
+	mu    sync.Mutex
+	warns []string
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		h.mu.Lock()
+		h.warns = append(h.warns, r.Message)
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// While a cluster forms, the server's warnings and errors are debug; after it, one kind
+// of error repeated twice a second (a host of another farm knocking) is logged once a
+// minute, and another kind still gets its line.
+func TestTheServersLogIsQuietWhileFormingAndRateLimitedAfter(t *testing.T) {
+	h := &countingHandler{}
+	l := newLogger(slog.New(h))
+	l.Errorf("Error trying to connect to route (attempt %d): %v", 1, "connection refused")
+	l.Warnf("Waiting for routing to be established...")
+	if len(h.warns) != 0 {
+		t.Fatalf("while forming: %q", h.warns)
+	}
+	l.start = time.Now().Add(-time.Hour)
+	for i := range 20 {
+		l.Errorf("%s - Publish Violation - Subject %q", fmt.Sprintf("127.0.0.1:%d", 40000+i), "$KV.other_bans.x")
+	}
+	l.Errorf("Error trying to connect to route (attempt %d): %v", 9, "connection refused")
+	if len(h.warns) != 2 {
+		t.Errorf("after forming: %d lines, want one of each kind: %q", len(h.warns), h.warns)
+	}
+}
+
+// A cluster port in use, or an address not on the host, fails the start with the
+// address and the system's error (the server alone would time out waiting to accept
+// clients, naming the client port).
+func TestAPortInUseIsSaidAtOnce(t *testing.T) {
+	dir := farmKeys(t, "n1")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	nodes, _ := farmkeys.ReadNodes(filepath.Join(dir, farmkeys.NodesFile))
+	nf := farmkeys.Files(dir, "n1")
+	for _, tt := range []struct{ cluster, want string }{
+		{busy.Addr().String(), "address already in use"},
+		{"192.0.2.99:6222", "cannot assign requested address"},
+	} {
+		_, err := Start(Options{Name: "n1", Cluster: "farm", Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), ClusterListen: tt.cluster,
+			StoreDir: t.TempDir(), Users: []User{{Nkey: nodes["n1"]}}, CertFile: nf.Cert, KeyFile: nf.Key, CAFile: filepath.Join(dir, farmkeys.CACert)})
+		if err == nil || !strings.Contains(err.Error(), "cluster_listen "+tt.cluster) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("cluster_listen %s: %v", tt.cluster, err)
+		}
 	}
 }
