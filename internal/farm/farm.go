@@ -86,8 +86,10 @@ type Farm struct {
 	drift      map[string]string   // a warning per jail whose settings differ from the farm's
 	lastErr    string
 	lastAt     time.Time
-	synced     bool   // the bans watch has delivered every ban in force
-	seq        uint64 // the last pendingMessage.seq given
+	synced     bool      // the bans watch has delivered every ban in force
+	dialErr    string    // why a server could not be reached, last
+	dialLogged time.Time // when that was last logged
+	seq        uint64    // the last pendingMessage.seq given
 
 	shared, dropped, decided, applied, ignored atomic.Int64
 
@@ -381,6 +383,23 @@ func (f *Farm) fail(what string, err error) {
 	f.logger.Warn(what, "err", err)
 }
 
+// dialFailed hears why a server could not be reached (the address and the system's
+// words: "dial tcp 127.0.0.1:4223: connect: connection refused"): kept for status, and
+// logged when it changes, or once a minute while it stays.
+func (f *Farm) dialFailed(err error) {
+	if err == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.clock.Now()
+	if err.Error() == f.dialErr && now.Sub(f.dialLogged) < time.Minute {
+		return
+	}
+	f.dialErr, f.dialLogged = err.Error(), now
+	f.fail("cannot reach the farm's servers; trying again", err)
+}
+
 // failf is fail for callers not holding f.mu.
 func (f *Farm) failf(what string, err error) {
 	f.mu.Lock()
@@ -411,7 +430,13 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 			if errors.As(err, &clash) {
 				return err
 			}
-			if time.Since(started) < setupGrace { // the servers' cluster forming: how a start goes
+			f.mu.Lock()
+			dialErr := f.dialErr
+			f.mu.Unlock()
+			if !nc.IsConnected() && dialErr != "" { // say why, not that it timed out
+				err = fmt.Errorf("no server of %s answers (%s): %w", strings.Join(f.cfg.Servers, ", "), dialErr, err)
+			}
+			if time.Since(started) < setupGrace && nc.IsConnected() { // the servers' cluster forming: how a start goes
 				f.logger.Info("waiting for the farm's servers to answer; trying again", "err", err)
 			} else {
 				f.failf("setting up the farm's bucket and streams; trying again", err)
@@ -454,6 +479,7 @@ func (f *Farm) connect() (*nats.Conn, error) {
 				f.failf("farm connection lost; local bans go on, decisions wait in the outbox", err)
 			}
 		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { f.dialFailed(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			f.logger.Info("farm connection back", "server", nc.ConnectedUrlRedacted())
 			f.poke(f.resync)

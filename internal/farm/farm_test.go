@@ -919,3 +919,13 @@ func TestAHostCannotWriteAsAnother(t *testing.T) {
 		return mta3.f.Protected(netip.MustParsePrefix("203.0.113.45/32")) == ""
 	})
 }
+
+// A farm server that cannot be reached is named with the system's words at once, not as
+// a time-out later: the address, and "connection refused".
+func TestAnUnreachableServerIsNamed(t *testing.T) {
+	h := startHost(t, "mta1", []string{"nats://127.0.0.1:1"}, t.TempDir(), time.Hour)
+	eventually(t, "the status names the server and why", func() bool {
+		e := h.f.Status().LastError
+		return strings.Contains(e, "127.0.0.1:1") && strings.Contains(e, "connection refused")
+	})
+}
