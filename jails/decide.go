@@ -198,6 +198,7 @@ func (m *Manager) unban(ctx context.Context, jail string, what netip.Prefix, far
 			how := "by hand"
 			if !farmWide && m.farm != nil {
 				how = "by hand, here only"
+				m.rememberLocalUnban(ctx, r.Ban)
 			}
 			m.lift(ctx, j, r.Ban, how)
 			lifted = append(lifted, r.Ban)
@@ -272,6 +273,7 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error]) (restored, ended int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.loadLocalUnbans(ctx)
 	now := m.clock.Now()
 	var stale, gone []Record
 	for r, rerr := range records {

@@ -58,6 +58,9 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 		if !ok || (!r.Permanent() && !r.Expires.After(now)) {
 			continue
 		}
+		if m.liftedHere(ctx, r) {
+			continue // lifted on this host alone, until the farm's ban ends
+		}
 		if why := m.protected(r.Prefix()); why != "" {
 			m.refused++
 			m.logger.Warn("farm ban refused: the address is "+why, "jail", r.Jail, "addr", r.Target(), "decided_by", r.By)
@@ -92,7 +95,8 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 }
 
 // LiftIf lifts the ban of what in jail if there is one and lift says so, without telling
-// the farm: it is how a ban lifted elsewhere in the farm is lifted here. It reports
+// the farm: it is how a ban lifted elsewhere in the farm is lifted here. Without one,
+// the farm's ban of what is over, and so is its unban here only, if any. It reports
 // whether it lifted one.
 func (m *Manager) LiftIf(ctx context.Context, jail string, what netip.Prefix, lift func(Record) bool) bool {
 	m.mu.Lock()
@@ -102,7 +106,11 @@ func (m *Manager) LiftIf(ctx context.Context, jail string, what netip.Prefix, li
 		return false
 	}
 	r, ok := j.bans[what]
-	if !ok || !lift(r) {
+	if !ok {
+		m.forgetLocalUnban(ctx, localKey{jail, what}) // the farm's ban ended: so does its local unban
+		return false
+	}
+	if !lift(r) {
 		return false
 	}
 	m.lift(ctx, j, r.Ban, "lifted in the farm (an unban elsewhere, or its end)")

@@ -42,6 +42,7 @@ type BatchLedger interface {
 // manager given no other.
 type MemoryLedger struct {
 	mu     sync.Mutex
+	local  map[localKey]LocalUnban
 	bans   map[banKey]Record
 	counts map[netip.Prefix]map[string]int // by what was banned, then jail
 }
@@ -130,4 +131,34 @@ func (m *Manager) History(ctx context.Context, what netip.Prefix, limit int) ([]
 		return nil, nil
 	}
 	return l.History(ctx, what, limit)
+}
+
+// SaveLocalUnban remembers u.
+func (l *MemoryLedger) SaveLocalUnban(_ context.Context, u LocalUnban) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.local == nil {
+		l.local = map[localKey]LocalUnban{}
+	}
+	l.local[localKey{u.Jail, u.What}] = u
+	return nil
+}
+
+// DeleteLocalUnban forgets the local unban of what in jail.
+func (l *MemoryLedger) DeleteLocalUnban(_ context.Context, jail string, what netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.local, localKey{jail, what})
+	return nil
+}
+
+// LocalUnbans returns the local unbans remembered.
+func (l *MemoryLedger) LocalUnbans(context.Context) ([]LocalUnban, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []LocalUnban
+	for _, u := range l.local {
+		out = append(out, u)
+	}
+	return out, nil
 }

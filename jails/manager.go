@@ -80,6 +80,8 @@ type Manager struct {
 	backlog  backlog
 	farm     FarmLink // nil outside a farm
 	refused  int64    // bans refused because the farm protects the address
+	// localUnbans are the farm's bans lifted on this host alone (localunban.go).
+	localUnbans map[localKey]LocalUnban
 }
 
 // BanPolicy says how long a jail's bans last.
@@ -137,18 +139,19 @@ func (j *jailBans) covering(addr netip.Addr) (Record, bool) {
 func NewManager(clock Clock, logger *slog.Logger) *Manager {
 	life, end := context.WithCancel(context.Background())
 	return &Manager{
-		clock:    clock,
-		logger:   logger,
-		ledger:   NewMemoryLedger(),
-		rand:     rand.Int64N,
-		wake:     make(chan struct{}, 1),
-		life:     life,
-		end:      end,
-		queueCap: queueLen,
-		jails:    make(map[string]*jailBans),
-		shared:   make(map[sharedKey]int),
-		queues:   make(map[actions.Action]*actionQueue),
-		backlog:  backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
+		clock:       clock,
+		logger:      logger,
+		ledger:      NewMemoryLedger(),
+		rand:        rand.Int64N,
+		wake:        make(chan struct{}, 1),
+		life:        life,
+		end:         end,
+		queueCap:    queueLen,
+		jails:       make(map[string]*jailBans),
+		shared:      make(map[sharedKey]int),
+		localUnbans: map[localKey]LocalUnban{},
+		queues:      make(map[actions.Action]*actionQueue),
+		backlog:     backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
 	}
 }
 

@@ -37,8 +37,10 @@ var commandHelp = map[string]string{
   ban-client banip --force zimbra-submission 198.18.0.0/15`,
 	"unbanip": `ban-client unbanip [--jail JAIL] [--local] ADDR...
   Lift the bans of addresses or networks, in every jail or in JAIL; in a farm on every
-  host, or with --local on this one only. Flags may come anywhere. An address held only
-  by a network's ban is left as it is, and the network is named: unban that instead.
+  host, or with --local on this one only: a farm ban lifted so stays lifted here, across
+  restarts, until the farm's ban ends or is lifted (a newer farm ban of the address
+  applies). Flags may come anywhere. An address held only by a network's ban is left as
+  it is, and the network is named: unban that instead.
   ban-client unbanip 203.0.113.5
   ban-client unbanip 203.0.113.5 --jail zimbra-submission
   ban-client unbanip 198.51.100.0/24`,

@@ -329,6 +329,9 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if local {
+			return x.results("unbanned on this host only", rs)
+		}
 		return x.results("unbanned", rs)
 	case "unbankey":
 		if len(args) != 2 {
@@ -617,6 +620,9 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	fmt.Fprintf(w, "|- Servers:\t%s\n", strings.Join(s.Servers, " "))
 	fmt.Fprintf(w, "|- Farm bans:\t%d\n", s.Bans)
 	fmt.Fprintf(w, "|- Outbox:\t%d waiting to be published\n", s.Outbox)
+	if s.LiftedHere > 0 {
+		fmt.Fprintf(w, "|- Lifted here only:\t%d farm bans (unbanip --local), until the farm's ends\n", s.LiftedHere)
+	}
 	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d; ignored (in this host's ignoreip): %d\n",
 		s.Decided, s.Applied, s.Refused, s.Ignored)
 	fmt.Fprintf(w, "|- Failures:\t%d shared for counting, %d counted here alone\n", s.FailuresShared, s.FailuresDropped)

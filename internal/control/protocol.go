@@ -158,7 +158,9 @@ type FarmStatus struct {
 	// Ignored are bans of others not applied here: this host's ignore list holds them.
 	Ignored int64 `json:"ignored"`
 	// Forged are values refused because their signature did not hold.
-	Forged      int64     `json:"forged"`
+	Forged int64 `json:"forged"`
+	// LiftedHere are farm bans lifted on this host alone, until the farm's end.
+	LiftedHere  int       `json:"lifted_here"`
 	Drift       []string  `json:"settings_drift,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`

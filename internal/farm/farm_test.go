@@ -929,3 +929,34 @@ func TestAnUnreachableServerIsNamed(t *testing.T) {
 		return strings.Contains(e, "127.0.0.1:1") && strings.Contains(e, "connection refused")
 	})
 }
+
+// A farm ban lifted on one host alone stays lifted there through a restart (the
+// catch-up would apply it again), until the farm's ban is over: a new decision of the
+// farm for the address, after it, applies there again.
+func TestAnUnbanHereOnlySurvivesARestart(t *testing.T) {
+	c, hs := threeHosts(t, time.Hour)
+	x := netip.MustParseAddr("203.0.113.24")
+	hs[0].banByHand(x)
+	eventually(t, "every host holds x", heldBy(hs, x))
+	if _, err := hs[1].m.UnbanHere(context.Background(), jail, actions.Host(x)); err != nil {
+		t.Fatal(err)
+	}
+	b := hs[1]
+	b.stop()
+	b = startHost(t, "b", append([]string{c.URL(1)}, c.URLs()...), filepath.Dir(b.db), time.Hour)
+	eventually(t, "b, restarted, catches up", func() bool { return b.f.Status().Synced })
+	if _, ok := b.ban(x); ok {
+		t.Fatal("the ban lifted on b alone came back at its restart")
+	}
+	if n := b.m.LocallyLifted(); n != 1 {
+		t.Errorf("b remembers %d bans lifted here only, want 1", n)
+	}
+	// The farm lifts x, then bans it anew: the new ban is b's too.
+	if _, err := hs[0].m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the farm's unban reaches c", heldByNone([]*host{hs[2]}, x))
+	eventually(t, "b forgets its local unban once the farm's ban is over", func() bool { return b.m.LocallyLifted() == 0 })
+	hs[0].banByHand(x)
+	eventually(t, "the farm's new ban reaches b", heldBy([]*host{b, hs[2]}, x))
+}

@@ -83,6 +83,13 @@ var schema = []string{
 		addrs      TEXT NOT NULL,    -- the addresses seen with it, space-separated
 		PRIMARY KEY (jail, kind, key)
 	) WITHOUT ROWID`,
+	8: `CREATE TABLE local_unbans (   -- farm bans lifted on this host alone, until the farm's ends
+		jail       TEXT NOT NULL,
+		addr       TEXT NOT NULL,    -- an address, or a network in CIDR notation
+		banned_at  TEXT NOT NULL,    -- RFC 3339, UTC: the lifted ban's decision
+		until      TEXT,             -- RFC 3339, UTC: the lifted ban's end; NULL: until the farm lifts it
+		PRIMARY KEY (jail, addr)
+	) WITHOUT ROWID`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -632,6 +639,58 @@ func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
 			}
 		}
 		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// SaveLocalUnban remembers a farm ban lifted on this host alone (jails.LocalUnbanLedger).
+func (s *Store) SaveLocalUnban(ctx context.Context, u jails.LocalUnban) error {
+	var until any
+	if !u.Until.IsZero() {
+		until = u.Until.UTC().Format(time.RFC3339Nano)
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO local_unbans (jail, addr, banned_at, until) VALUES (?, ?, ?, ?)`,
+		u.Jail, actions.Target(u.What), u.BannedAt.UTC().Format(time.RFC3339Nano), until)
+	if err != nil {
+		return fmt.Errorf("saving the local unban of %s in %s: %w", actions.Target(u.What), u.Jail, err)
+	}
+	return nil
+}
+
+// DeleteLocalUnban forgets the local unban of what in jail.
+func (s *Store) DeleteLocalUnban(ctx context.Context, jail string, what netip.Prefix) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM local_unbans WHERE jail = ? AND addr = ?`, jail, actions.Target(what)); err != nil {
+		return fmt.Errorf("deleting the local unban of %s in %s: %w", actions.Target(what), jail, err)
+	}
+	return nil
+}
+
+// LocalUnbans returns the local unbans remembered; a row that does not parse is skipped.
+func (s *Store) LocalUnbans(ctx context.Context) ([]jails.LocalUnban, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT jail, addr, banned_at, until FROM local_unbans`)
+	if err != nil {
+		return nil, fmt.Errorf("reading local unbans: %w", err)
+	}
+	defer rows.Close()
+	var out []jails.LocalUnban
+	for rows.Next() {
+		var jail, addr, bannedAt string
+		var until sql.NullString
+		if err := rows.Scan(&jail, &addr, &bannedAt, &until); err != nil {
+			return nil, fmt.Errorf("reading local unbans: %w", err)
+		}
+		what, err := actions.ParseTarget(addr)
+		at, err2 := time.Parse(time.RFC3339Nano, bannedAt)
+		if err != nil || err2 != nil {
+			continue
+		}
+		u := jails.LocalUnban{Jail: jail, What: what, BannedAt: at}
+		if until.Valid {
+			if u.Until, err = time.Parse(time.RFC3339Nano, until.String); err != nil {
+				continue
+			}
+		}
+		out = append(out, u)
 	}
 	return out, rows.Err()
 }
