@@ -960,3 +960,42 @@ func TestAnUnbanHereOnlySurvivesARestart(t *testing.T) {
 	hs[0].banByHand(x)
 	eventually(t, "the farm's new ban reaches b", heldBy([]*host{b, hs[2]}, x))
 }
+
+// A farm-wide unban forgets the address's failures in the farm, as an unban does on one
+// host: one new failure after it does not ban again; maxretry new ones do.
+func TestAnUnbanForgetsTheFailuresFarmWide(t *testing.T) {
+	c, hs := threeHosts(t, time.Hour)
+	x := netip.MustParseAddr("203.0.113.25")
+	// Two failures on c: in the farm's count, under maxretry (5).
+	hs[2].fail(x, 2)
+	js := c.JetStream()
+	subject := "logban.test.fail.sasl.203-0-113-25"
+	stored := func() int {
+		s, err := js.Stream(context.Background(), "test_fail_sasl")
+		if err != nil {
+			return -1
+		}
+		info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return -1
+		}
+		return int(info.State.Subjects[subject])
+	}
+	eventually(t, "c's two failures are the farm's", func() bool { return stored() == 2 })
+	hs[0].banByHand(x)
+	eventually(t, "every host holds x", heldBy(hs, x))
+	if _, err := hs[0].m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the unban reaches every host", heldByNone(hs, x))
+	eventually(t, "the farm forgets x's failures", func() bool { return stored() == 0 })
+	hs[1].fail(x, 3)
+	eventually(t, "b's three new failures are the farm's", func() bool { return stored() == 3 })
+	for _, h := range hs {
+		if _, ok := h.ban(x); ok {
+			t.Fatalf("%s banned x again at its 3rd failure after the unban", h.name)
+		}
+	}
+	hs[1].fail(x, 2)
+	eventually(t, "the 5th failure after the unban bans x", heldBy(hs, x))
+}

@@ -69,6 +69,10 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 			f.settle(m)
 			if newer != nil { // the farm's newer ban stands, here too
 				f.adopt(ctx, target, []jetstream.KeyValueEntry{newer}, false, nil)
+			} else {
+				// An unban forgets the address's failures farm-wide, as on one host: the
+				// next failure starts a new count.
+				purges = append(purges, failureSubject{m.Ban.Jail, m.Ban.Addr})
 			}
 			done = append(done, batch[i])
 			i++
