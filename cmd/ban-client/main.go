@@ -616,6 +616,9 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	if s.State == "connected" && !s.Synced {
 		conn += ", catching up with the farm's bans"
 	}
+	if n := len(s.Missing); n > 0 {
+		conn += fmt.Sprintf("; CUT OFF from %d of %d nodes: %s (their entries ended)", n, n+len(s.Nodes)+1, strings.Join(s.Missing, " "))
+	}
 	fmt.Fprintf(w, "|- Connection:\t%s\n", conn)
 	fmt.Fprintf(w, "|- Servers:\t%s\n", strings.Join(s.Servers, " "))
 	fmt.Fprintf(w, "|- Farm bans:\t%d\n", s.Bans)

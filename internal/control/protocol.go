@@ -144,8 +144,10 @@ type FarmStatus struct {
 	// Synced says every ban the farm holds has been applied here since the connection.
 	Synced bool       `json:"synced"`
 	Nodes  []FarmNode `json:"nodes"`
-	Bans   int        `json:"farm_bans"`
-	Outbox int        `json:"outbox"`
+	// Missing are the farm's nodes this host does not see (their entries ended).
+	Missing []string `json:"missing,omitempty"`
+	Bans    int      `json:"farm_bans"`
+	Outbox  int      `json:"outbox"`
 	// FailuresShared were published for the farm's count; FailuresDropped were counted
 	// here alone (the farm away, or too many at once).
 	FailuresShared  int64 `json:"failures_shared"`

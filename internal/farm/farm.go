@@ -400,6 +400,19 @@ func (f *Farm) dialFailed(err error) {
 	f.fail("cannot reach the farm's servers; trying again", err)
 }
 
+// resolved clears the last error if it began with one of prefixes: what it said is
+// over (the connection is back), so status no longer shows it.
+func (f *Farm) resolved(prefixes ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range prefixes {
+		if strings.HasPrefix(f.lastErr, p) {
+			f.lastErr, f.dialErr = "", ""
+			return
+		}
+	}
+}
+
 // failf is fail for callers not holding f.mu.
 func (f *Farm) failf(what string, err error) {
 	f.mu.Lock()
@@ -446,11 +459,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 			}
 		}
 	}
-	f.mu.Lock()
-	if strings.HasPrefix(f.lastErr, "setting up the farm's") {
-		f.lastErr = "" // resolved
-	}
-	f.mu.Unlock()
+	f.resolved("setting up the farm's")
 	f.makeStreams(ctx, h)
 	f.makeQuotaStreams(ctx, h)
 	f.joined.Store(h)
@@ -481,11 +490,13 @@ func (f *Farm) connect() (*nats.Conn, error) {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { f.dialFailed(err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			f.resolved("cannot reach", "farm connection lost")
 			f.logger.Info("farm connection back", "server", nc.ConnectedUrlRedacted())
 			f.poke(f.resync)
 			f.poke(f.wake)
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			f.resolved("cannot reach")
 			f.poke(f.resync)
 			f.poke(f.wake)
 		}),

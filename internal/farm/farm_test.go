@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -918,15 +919,25 @@ func TestAHostCannotWriteAsAnother(t *testing.T) {
 	eventually(t, "mta1's entry, ended, protects nothing", func() bool {
 		return mta3.f.Protected(netip.MustParsePrefix("203.0.113.45/32")) == ""
 	})
+	if m := mta3.f.Status().Missing; !slices.Equal(m, []string{"mta1"}) {
+		t.Errorf("mta3's status misses %v, want mta1, whose entry ended", m)
+	}
 }
 
 // A farm server that cannot be reached is named with the system's words at once, not as
 // a time-out later: the address, and "connection refused".
 func TestAnUnreachableServerIsNamed(t *testing.T) {
-	h := startHost(t, "mta1", []string{"nats://127.0.0.1:1"}, t.TempDir(), time.Hour)
+	c := natstest.Start(t, 1)
+	c.Stop(0)
+	h := startHost(t, "mta1", c.URLs(), t.TempDir(), time.Hour)
 	eventually(t, "the status names the server and why", func() bool {
 		e := h.f.Status().LastError
-		return strings.Contains(e, "127.0.0.1:1") && strings.Contains(e, "connection refused")
+		return strings.Contains(e, strings.TrimPrefix(c.URL(0), "nats://")) && strings.Contains(e, "connection refused")
+	})
+	c.Restart(0)
+	eventually(t, "the error clears once the server answers", func() bool {
+		s := h.f.Status()
+		return s.Synced && s.LastError == ""
 	})
 }
 

@@ -21,6 +21,9 @@ type Status struct {
 	// Synced says every ban the farm holds has been applied here since the connection.
 	Synced bool
 	Nodes  []Node
+	// Missing are the farm's nodes (its list of keys) this host does not see: their
+	// entries ended, so they, or this host, are cut off; nil without a list.
+	Missing []string
 	// Bans is how many bans the farm holds, as last watched.
 	Bans int
 	// Outbox is how many decisions and unbans wait to be published.
@@ -64,6 +67,11 @@ func (f *Farm) Status() Status {
 	for _, name := range slices.Sorted(maps.Keys(f.others)) {
 		n := f.others[name]
 		s.Nodes = append(s.Nodes, Node{Name: name, Addrs: n.prefixes, Seen: n.seen})
+	}
+	for _, name := range slices.Sorted(maps.Keys(f.keys)) {
+		if _, seen := f.others[name]; !seen && name != f.cfg.Node {
+			s.Missing = append(s.Missing, name)
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(f.drift)) {
 		s.Drift = append(s.Drift, f.drift[name])
