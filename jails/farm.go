@@ -70,6 +70,10 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			if old.By == r.By && old.Expires.UnixMilli() == r.Expires.UnixMilli() { // the farm keeps milliseconds
 				continue
 			}
+			if m.farm != nil && old.By == m.farm.Node() && r.By != old.By {
+				m.logger.Info("the farm's decision stands: this host decided the ban too, but another host first",
+					"jail", r.Jail, "addr", r.Target(), "decided_by", r.By, "until", r.Expires)
+			}
 			r.Count = old.Count
 			changed = append(changed, r)
 			continue

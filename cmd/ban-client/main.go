@@ -626,8 +626,8 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	if s.LiftedHere > 0 {
 		fmt.Fprintf(w, "|- Lifted here only:\t%d farm bans (unbanip --local), until the farm's ends\n", s.LiftedHere)
 	}
-	fmt.Fprintf(w, "|- Decided here:\t%d; applied from others: %d; refused (a node's address): %d; ignored (in this host's ignoreip): %d\n",
-		s.Decided, s.Applied, s.Refused, s.Ignored)
+	fmt.Fprintf(w, "|- Decided here:\t%d (and %d another host decided first: its decision stood); applied from others: %d; refused (a node's address): %d; ignored (in this host's ignoreip): %d\n",
+		s.Decided, s.Lost, s.Applied, s.Refused, s.Ignored)
 	fmt.Fprintf(w, "|- Failures:\t%d shared for counting, %d counted here alone\n", s.FailuresShared, s.FailuresDropped)
 	if s.Forged > 0 {
 		fmt.Fprintf(w, "|- FORGED:\t%d values refused: their signature did not hold (a host writing as another; see the log)\n", s.Forged)

@@ -161,6 +161,8 @@ type FarmStatus struct {
 	Ignored int64 `json:"ignored"`
 	// Forged are values refused because their signature did not hold.
 	Forged int64 `json:"forged"`
+	// Lost are bans this host decided too, but another host first.
+	Lost int64 `json:"lost"`
 	// LiftedHere are farm bans lifted on this host alone, until the farm's end.
 	LiftedHere  int       `json:"lifted_here"`
 	Drift       []string  `json:"settings_drift,omitempty"`

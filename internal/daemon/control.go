@@ -263,7 +263,7 @@ func (d *Daemon) Farm() (control.FarmStatus, error) {
 	fs := d.farm.Status()
 	out := control.FarmStatus{Farm: fs.Farm, Node: fs.Node, Enforce: fs.Enforce, State: fs.State, Server: fs.Server,
 		Servers: fs.Servers, Synced: fs.Synced, Bans: fs.Bans, Outbox: fs.Outbox, FailuresShared: fs.FailuresShared,
-		FailuresDropped: fs.FailuresDropped, Decided: fs.Decided, Applied: fs.Applied, Ignored: fs.Ignored, Refused: d.manager.Refused(), Forged: fs.Forged, LiftedHere: d.manager.LocallyLifted(),
+		FailuresDropped: fs.FailuresDropped, Decided: fs.Decided, Applied: fs.Applied, Ignored: fs.Ignored, Refused: d.manager.Refused(), Forged: fs.Forged, Lost: fs.Lost, LiftedHere: d.manager.LocallyLifted(),
 		Drift: fs.Drift, LastError: fs.LastError, LastErrorAt: fs.LastAt, Missing: fs.Missing}
 	for _, n := range fs.Nodes {
 		out.Nodes = append(out.Nodes, control.FarmNode{Name: n.Name, Addrs: n.Addrs, Seen: n.Seen})

@@ -92,6 +92,7 @@ type Farm struct {
 	seq        uint64    // the last pendingMessage.seq given
 
 	shared, dropped, decided, applied, ignored atomic.Int64
+	lost                                       atomic.Int64 // bans decided here that another host had decided first
 
 	signer *signer // this node's key, signing what it writes; nil without one
 	keys   keys    // the farm's node keys, checking what others wrote; nil without a list

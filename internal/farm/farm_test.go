@@ -1010,3 +1010,24 @@ func TestAnUnbanForgetsTheFailuresFarmWide(t *testing.T) {
 	hs[1].fail(x, 2)
 	eventually(t, "the 5th failure after the unban bans x", heldBy(hs, x))
 }
+
+// Two hosts decide one ban; the one that publishes second finds the farm's decision
+// there: it counts the race as lost, not as decided, and holds the farm's decision, the
+// first host's.
+func TestAHostThatLosesTheRaceTakesTheFarmsDecision(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	x := netip.MustParseAddr("203.0.113.26")
+	b.stopFarm() // b decides while it does not hear the farm
+	a.banByHand(x)
+	eventually(t, "a's ban is the farm's", func() bool { return a.f.Status().Decided == 1 })
+	b.banByHand(x)
+	b.startFarm()
+	eventually(t, "b finds a's decision first", func() bool {
+		r, ok := b.ban(x)
+		return ok && r.By == "a" && b.f.Status().Lost == 1
+	})
+	if s := b.f.Status(); s.Decided != 0 {
+		t.Errorf("b counts %d bans as decided here, want 0 (it lost the race)", s.Decided)
+	}
+}

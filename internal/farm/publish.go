@@ -243,6 +243,7 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 	rev, err := h.bans.Create(cctx, key, data, opts...)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
+		f.lost.Add(1) // another host decided it first: its decision stands, as the watch brings it
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("ban of %s in %s: %w", m.Ban.Addr, m.Ban.Jail, err)

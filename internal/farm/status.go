@@ -34,6 +34,10 @@ type Status struct {
 	// Decided are bans this host published first; Applied, bans of others applied here;
 	// Ignored, bans of others not applied because this host's ignore list holds them.
 	Decided, Applied, Ignored int64
+	// Lost are bans this host decided too, but another host first: the farm's
+	// decision, the other host's, stands. Decided and Lost add up to the bans this host
+	// decided and published.
+	Lost int64
 	// Forged are values refused because their signature did not hold: a host writing
 	// as another, or a value of no node of the farm.
 	Forged int64
@@ -53,7 +57,7 @@ type Node struct {
 // Status returns the farm as this host sees it.
 func (f *Farm) Status() Status {
 	s := Status{Farm: f.cfg.Name, Node: f.cfg.Node, Enforce: f.cfg.Enforce, State: "connecting",
-		FailuresShared: f.shared.Load(), FailuresDropped: f.dropped.Load(), Decided: f.decided.Load(), Applied: f.applied.Load(), Ignored: f.ignored.Load(), Forged: f.forged.Load()}
+		FailuresShared: f.shared.Load(), FailuresDropped: f.dropped.Load(), Decided: f.decided.Load(), Applied: f.applied.Load(), Ignored: f.ignored.Load(), Forged: f.forged.Load(), Lost: f.lost.Load()}
 	if nc := f.conn.Load(); nc != nil {
 		s.State = stateName(nc.Status())
 		if nc.IsConnected() {
