@@ -59,23 +59,17 @@ func startFarm(b *testing.B, lab *netnstest.Lab, n, maxretry int, farm bool) []f
 					servers = append(servers, fmt.Sprintf("tls://127.0.0.1:%d", 14221+k))
 				}
 			}
-			nf := farmkeys.Files(keys, fmt.Sprintf("node%d", i+1))
 			farmTable = fmt.Sprintf(`
 [farm]
 name = "bench"
 node = "node%d"
 servers = ["%s"]
-nkey_seed = %q
-tls_ca = %q
-tls_cert = %q
-tls_key = %q
-nodes_file = %q
-[farm.embedded]
+%s[farm.embedded]
 listen = "127.0.0.1:%d"
 cluster_listen = "127.0.0.1:%d"
 routes = ["%s"]
 store_dir = %q
-`, i+1, strings.Join(servers, `", "`), nf.Seed, filepath.Join(keys, farmkeys.CACert), nf.Cert, nf.Key, filepath.Join(keys, farmkeys.NodesFile),
+`, i+1, strings.Join(servers, `", "`), farmkeys.Settings(keys, fmt.Sprintf("node%d", i+1)),
 				14221+i, 16221+i, strings.Join(routes, `", "`), filepath.Join(ndir, "nats"))
 		}
 		conf := filepath.Join(ndir, "logban.toml")

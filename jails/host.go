@@ -41,21 +41,11 @@ func (h *HostSet) overlaps(q netip.Prefix) bool {
 	return false
 }
 
-// HostPrefixes returns the host's own addresses as single-address prefixes, the
-// broadcast address of each of its IPv4 networks, and its gateways (the next hops of
-// its default routes), as the network namespace of the calling thread sees them, so a
-// jail never bans the machine it runs on, its networks' broadcast, nor the router
-// every client's packets come through.
-func HostPrefixes() ([]netip.Prefix, error) {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	return HostPrefixesOf(h)
-}
-
-// HostPrefixesOf is HostPrefixes read through h, a handle into the host's namespace.
+// HostPrefixesOf returns, read through h (a handle into the host's network namespace),
+// the host's own addresses as single-address prefixes, the broadcast address of each of
+// its IPv4 networks, and its gateways (the next hops of its default routes), so a jail
+// never bans the machine it runs on, its networks' broadcast, nor the router every
+// client's packets come through.
 func HostPrefixesOf(h *netlink.Handle) ([]netip.Prefix, error) {
 	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {

@@ -62,6 +62,10 @@ func (tr *Trust) Len() int {
 
 // shed lets the oldest logins go, down to seven eighths of the bound. tr.mu is held.
 func (tr *Trust) shed() {
+	excess := tr.pairs - shedTarget(tr.bound)
+	if excess <= 0 {
+		return
+	}
 	times := make([]int64, 0, tr.pairs)
 	for _, addrs := range tr.accounts {
 		for _, ns := range addrs {
@@ -69,10 +73,6 @@ func (tr *Trust) shed() {
 		}
 	}
 	slices.Sort(times)
-	excess := tr.pairs - shedTarget(tr.bound)
-	if excess <= 0 {
-		return
-	}
 	cutoff := times[excess-1] // every login up to it goes, ties included
 	for account, addrs := range tr.accounts {
 		for key, ns := range addrs {

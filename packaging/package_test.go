@@ -52,7 +52,7 @@ done
 dpkg-query -W -f='conffiles:${Conffiles}\n' logban
 ban-server -version
 ban-client version 2>&1 || true
-grep -h '^ExecStart=' /usr/lib/systemd/system/logban.service
+grep -h '^ExecStart=\|^LimitNOFILE=\|^CapabilityBoundingSet=' /usr/lib/systemd/system/logban.service
 ban-server -check -config /etc/logban/logban.toml
 for page in ban-server.8 ban-client.1 logban.toml.5; do
     dir=/usr/share/man/man${page##*.}
@@ -127,6 +127,8 @@ func TestPackages(t *testing.T) {
 			" /etc/logban/logban.toml ", " /etc/logrotate.d/logban ", // conffiles, with their sums
 			"ban-server 1.2.3", "ban-client 1.2.3",
 			"ExecStart=/usr/bin/ban-server -config /etc/logban/logban.toml",
+			"LimitNOFILE=65536", // the policy service's connections, the logs followed
+			"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH CAP_CHOWN", // sockets given their group
 			"/etc/logban/logban.toml: OK, 4 jails",
 			"man ban-server.8: BAN-SERVER(8)", "man ban-client.1: BAN-CLIENT(1)", "man logban.toml.5: LOGBAN.TOML(5)",
 			"complete -F _ban_client ban-client",

@@ -19,22 +19,12 @@ import (
 // publicKeyOf returns the public key of the nkey in seedFile, or in credsFile's seed,
 // or "" if neither can be read.
 func publicKeyOf(seedFile, credsFile string) string {
-	for _, f := range []string{seedFile, credsFile} {
-		if f == "" {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		kp, err := nkeys.ParseDecoratedNKey(b)
-		if err != nil {
-			continue
-		}
-		pub, _ := kp.PublicKey()
-		return pub
+	kp, err := farmkeys.LoadKey(seedFile, credsFile)
+	if err != nil || kp == nil {
+		return ""
 	}
-	return ""
+	pub, _ := kp.PublicKey()
+	return pub
 }
 
 // Farm is the [farm] table: the NATS JetStream cluster this host shares failures and bans

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +13,7 @@ import (
 	"github.com/logban/logban/internal/farmkeys"
 )
 
-// freePorts returns n loopback ports free now.
+// freeLoopbackPorts returns n loopback ports free now.
 func freeLoopbackPorts(t *testing.T, n int) []int {
 	t.Helper()
 	var out []int
@@ -59,21 +58,14 @@ func TestAHealthyFarmStartLogsNoWarning(t *testing.T) {
 				others = append(others, fmt.Sprintf("nats://127.0.0.1:%d", routes[k]))
 			}
 		}
-		nf := farmkeys.Files(keys, n)
-		config := strings.Replace(farmConfig(n, servers, true), "[actions.log]", fmt.Sprintf(`nkey_seed = %q
-tls_ca = %q
-tls_cert = %q
-tls_key = %q
-nodes_file = %q
-
+		config := strings.Replace(farmConfig(n, servers, true), "[actions.log]", farmkeys.Settings(keys, n)+fmt.Sprintf(`
 [farm.embedded]
 listen = "127.0.0.1:%d"
 cluster_listen = "127.0.0.1:%d"
 routes = ["%s"]
 store_dir = "run/nats"
 
-[actions.log]`, nf.Seed, filepath.Join(keys, farmkeys.CACert), nf.Cert, nf.Key, filepath.Join(keys, farmkeys.NodesFile),
-			clients[i], routes[i], strings.Join(others, `", "`)), 1)
+[actions.log]`, clients[i], routes[i], strings.Join(others, `", "`)), 1)
 		wg.Go(func() { hs[i] = start(t, config, Options{}) }) // the seeds start together
 	}
 	wg.Wait()

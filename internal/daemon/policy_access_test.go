@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -15,17 +14,6 @@ import (
 	"github.com/logban/logban/internal/testenv"
 )
 
-// freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 const quotaRequest = "request=smtpd_access_policy\nprotocol_state=DATA\nclient_address=198.51.100.7\nsasl_username=anna\nrecipient_count=1\n\n"
 
 // A local user who is not Postfix connects to the policy service on loopback and asks
@@ -34,7 +22,7 @@ const quotaRequest = "request=smtpd_access_policy\nprotocol_state=DATA\nclient_a
 // Postfix's user, are answered.
 func TestPolicyOverTCPAnswersOnlyPostfix(t *testing.T) {
 	testenv.RequireRoot(t)
-	addr := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeLoopbackPorts(t, 1)[0])
 	config := strings.Replace(baseConfig, `database = "run/logban.db"`, `database = "run/logban.db"
 metrics = "127.0.0.1:0"`, 1)
 	h := start(t, strings.Replace(config, "[jails.sasl]", fmt.Sprintf(`[policy]

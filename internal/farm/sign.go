@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/logban/logban/internal/farmkeys"
 )
 
 // Every value a node writes to the farm (a ban, its node entry) is signed with the
@@ -40,26 +41,9 @@ var errForged = errors.New("signature does not hold")
 // loadSigner reads this node's signing key: its nkey seed, or the seed in its NATS
 // credentials file. It returns nil without either.
 func loadSigner(node, seedFile, credsFile string) (*signer, error) {
-	var kp nkeys.KeyPair
-	switch {
-	case seedFile != "":
-		b, err := os.ReadFile(seedFile)
-		if err != nil {
-			return nil, err
-		}
-		if kp, err = nkeys.ParseDecoratedNKey(b); err != nil {
-			return nil, fmt.Errorf("nkey_seed %s: %w", seedFile, err)
-		}
-	case credsFile != "":
-		b, err := os.ReadFile(credsFile)
-		if err != nil {
-			return nil, err
-		}
-		if kp, err = nkeys.ParseDecoratedNKey(b); err != nil {
-			return nil, fmt.Errorf("creds %s: %w", credsFile, err)
-		}
-	default:
-		return nil, nil
+	kp, err := farmkeys.LoadKey(seedFile, credsFile)
+	if err != nil || kp == nil {
+		return nil, err
 	}
 	return &signer{node: node, kp: kp}, nil
 }

@@ -152,6 +152,34 @@ func AddNode(dir, node string, hosts []string) (NodeFiles, error) {
 	return nf, writeNodes(filepath.Join(dir, NodesFile), nodes)
 }
 
+// LoadKey reads a node's nkey: from its seed file, else from the seed in its NATS
+// credentials file. Both empty: nil, and no error.
+func LoadKey(seedFile, credsFile string) (nkeys.KeyPair, error) {
+	for _, f := range []struct{ what, path string }{{"nkey_seed", seedFile}, {"creds", credsFile}} {
+		if f.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, err
+		}
+		kp, err := nkeys.ParseDecoratedNKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", f.what, f.path, err)
+		}
+		return kp, nil
+	}
+	return nil, nil
+}
+
+// Settings returns the [farm] keys that point node at its files in dir, one a line, as
+// a node's configuration names them.
+func Settings(dir, node string) string {
+	nf := Files(dir, node)
+	return fmt.Sprintf("nkey_seed = %q\ntls_ca = %q\ntls_cert = %q\ntls_key = %q\nnodes_file = %q\n",
+		nf.Seed, filepath.Join(dir, CACert), nf.Cert, nf.Key, filepath.Join(dir, NodesFile))
+}
+
 // ReadNodes reads a nodes file: node = "public nkey", one a line.
 func ReadNodes(path string) (map[string]string, error) {
 	nodes := map[string]string{}

@@ -113,26 +113,24 @@ type table[T interface{ last() int64 }] struct {
 // its limit, whose count is what a quota is for. prune lets a
 // holder's expired entries go and returns how many it keeps.
 func (t *table[T]) shed(l Limits, prune func(T) int) {
+	type held struct {
+		name string
+		n    int
+		last int64
+	}
+	var all []held
 	t.entries = 0
 	for h, v := range t.m {
 		if n := prune(v); n == 0 {
 			delete(t.m, h)
 		} else {
 			t.entries += n
+			all = append(all, held{h, n, v.last()})
 		}
 	}
 	under := func() bool { return len(t.m) <= l.Holders*7/8 && t.entries <= l.Entries*7/8 }
 	if under() {
 		return
-	}
-	type held struct {
-		name string
-		n    int
-		last int64
-	}
-	all := make([]held, 0, len(t.m))
-	for h, v := range t.m {
-		all = append(all, held{h, prune(v), v.last()})
 	}
 	slices.SortFunc(all, func(a, b held) int { return cmp.Or(cmp.Compare(a.n, b.n), cmp.Compare(a.last, b.last)) })
 	for _, h := range all {
