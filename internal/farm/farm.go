@@ -99,6 +99,8 @@ type Farm struct {
 	// forged counts values refused because their signature did not hold;
 	// forgedLogged is when one was last logged, unix nanoseconds.
 	forged, forgedLogged atomic.Int64
+
+	wrap func(*handles) // a test's faults, laid over the handles once joined
 }
 
 // LoadKeys reads this node's signing key and the farm's node keys from the
@@ -461,6 +463,9 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 		}
 	}
 	f.resolved("setting up the farm's")
+	if f.wrap != nil {
+		f.wrap(h)
+	}
 	f.makeStreams(ctx, h)
 	f.makeQuotaStreams(ctx, h)
 	f.joined.Store(h)

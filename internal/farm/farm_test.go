@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1029,5 +1030,71 @@ func TestAHostThatLosesTheRaceTakesTheFarmsDecision(t *testing.T) {
 	})
 	if s := b.f.Status(); s.Decided != 0 {
 		t.Errorf("b counts %d bans as decided here, want 0 (it lost the race)", s.Decided)
+	}
+}
+
+// inFlight is the answer of a replicated stream to a compare-and-set while another write
+// to the key is in flight (10164), as nats.go's kv.Create reports it.
+var inFlight = &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant, Description: "wrong last sequence"}
+
+// partitionedJS answers the first writes to the bans bucket as a leader without quorum
+// does after a lost answer: "in flight", storing nothing.
+type partitionedJS struct {
+	jetstream.JetStream
+	faults *atomic.Int64
+}
+
+type failedFuture struct {
+	msg *nats.Msg
+	err chan error
+}
+
+func (f failedFuture) Ok() <-chan *jetstream.PubAck { return nil }
+func (f failedFuture) Err() <-chan error            { return f.err }
+func (f failedFuture) Msg() *nats.Msg               { return f.msg }
+
+func (p partitionedJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	if strings.HasPrefix(m.Subject, "$KV.test_bans.") && p.faults.Add(-1) >= 0 {
+		err := make(chan error, 1)
+		err <- inFlight
+		return failedFuture{m, err}, nil
+	}
+	return p.JetStream.PublishMsgAsync(m, opts...)
+}
+
+type partitionedKV struct {
+	jetstream.KeyValue
+	faults *atomic.Int64
+}
+
+func (p partitionedKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if p.faults.Add(-1) >= 0 {
+		return 0, fmt.Errorf("%w: %w", inFlight, jetstream.ErrKeyExists)
+	}
+	return p.KeyValue.Create(ctx, key, value, opts...)
+}
+
+// TestABanAnsweredInFlightStaysInTheOutbox performs what lost a ban in a partition run:
+// the servers answer this host's ban with "a write of the key is in flight", which
+// kv.Create reports as "key exists", while the bucket holds nothing. The ban stays in
+// the outbox until the farm is seen to hold it, then reaches every host.
+func TestABanAnsweredInFlightStaysInTheOutbox(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a := hs[0]
+	var faults atomic.Int64
+	a.stopFarm()
+	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
+		return partitionedJS{js, &faults}, partitionedKV{kv, &faults}
+	})
+	faults.Store(6)
+	a.startFarm()
+	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
+	w := netip.MustParseAddr("203.0.113.21")
+	a.fail(w, 5)
+	eventually(t, "the farm answered a's ban in flight twice", func() bool { return faults.Load() <= 4 })
+	eventually(t, "every host holds w", heldBy(hs, w))
+	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	if s := a.f.Status(); s.Lost != 0 || s.Decided != 1 {
+		t.Errorf("a decided %d and lost %d races; want 1 and 0: the ban was its own", s.Decided, s.Lost)
 	}
 }

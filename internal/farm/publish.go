@@ -172,6 +172,9 @@ func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage
 			ok[s.k], decided[s.k] = true, true
 		case err := <-s.fut.Err():
 			if !isWrongLastSequence(err) {
+				// A timeout, or a write to the key still in flight (perhaps this
+				// one, its answer lost): it may yet be lost at a leader change, so the
+				// ban stays in the outbox until the farm is seen to hold one.
 				firstErr = cmp.Or(firstErr, err)
 				continue
 			}
@@ -242,14 +245,37 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 	defer cancel()
 	rev, err := h.bans.Create(cctx, key, data, opts...)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		f.lost.Add(1) // another host decided it first: its decision stands, as the watch brings it
-		return false, nil
-	case err != nil:
+	case err == nil:
+		f.published(key, rev, m)
+		return true, nil
+	case isInFlight(err):
+		return false, fmt.Errorf("ban of %s in %s: a write of it is in flight in the farm: %w", m.Ban.Addr, m.Ban.Jail, err)
+	case !errors.Is(err, jetstream.ErrKeyExists):
 		return false, fmt.Errorf("ban of %s in %s: %w", m.Ban.Addr, m.Ban.Jail, err)
 	}
-	f.published(key, rev, m)
-	return true, nil
+	// The farm says it holds the key. The ban is done with only once the farm is seen
+	// to hold a ban there: this one (a write whose answer was lost), or another host's.
+	e, err := h.bans.Get(cctx, key)
+	if err != nil {
+		return false, fmt.Errorf("ban of %s in %s: the farm holds its key, but %w", m.Ban.Addr, m.Ban.Jail, err)
+	}
+	var v banValue
+	body, node, err := f.keys.open(e.Value())
+	if err != nil || json.Unmarshal(body, &v) != nil || keyOf(v) != key {
+		// No node's ban: a value no node of the farm signed. This host's replaces it.
+		rev, err := h.bans.Update(cctx, key, data, e.Revision())
+		if err != nil {
+			return false, fmt.Errorf("ban of %s in %s, over a value no node signed: %w", m.Ban.Addr, m.Ban.Jail, err)
+		}
+		f.published(key, rev, m)
+		return true, nil
+	}
+	if v.By == f.cfg.Node && (node == "" || node == f.cfg.Node) && v.At == m.Ban.At {
+		f.published(key, e.Revision(), m) // this host's own write, its answer lost
+		return true, nil
+	}
+	f.lost.Add(1) // another host decided it first: its decision stands, as the watch brings it
+	return false, nil
 }
 
 // publishUnban lifts m's ban in the farm: the revision this host knew when it was
@@ -309,8 +335,6 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 	return nil, err
 }
 
-// isWrongLastSequence reports a compare-and-set that lost: 10071, or 10164 on replicated
-// streams under contention.
 // unbanValue is what an unban carries: the ban lifted, who lifted it and when, signed
 // like every value a node writes, so that no host can lift a ban in another's name, and
 // a purge signed by no node of the farm lifts nothing (the ban ends on each host's own
@@ -338,6 +362,14 @@ func (f *Farm) publishPurge(ctx context.Context, h *handles, key string, rev uin
 
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// isInFlight reports 10164: the server refused a compare-and-set because another write
+// to the key is in flight (on replicated streams). It says nothing of what the farm
+// holds: that write, perhaps this host's own whose answer was lost, may yet be lost at
+// a leader change.
+func isInFlight(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
