@@ -118,7 +118,7 @@ func (fail2ban) start(b *testing.B, lab *netnstest.Lab, dir, log string, maxretr
 }
 
 // buildServer builds ban-server into dir and returns its path.
-func buildServer(b *testing.B, dir string) string {
+func buildServer(b testing.TB, dir string) string {
 	bin := filepath.Join(dir, "ban-server")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/logban/logban/cmd/ban-server").CombinedOutput(); err != nil {
 		b.Fatalf("building ban-server: %v\n%s", err, out)
@@ -127,7 +127,7 @@ func buildServer(b *testing.B, dir string) string {
 }
 
 // writeFile writes text to path, making its folder.
-func writeFile(b *testing.B, path, text string) {
+func writeFile(b testing.TB, path, text string) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...st
 	})
 }
 
-func waitFor(b *testing.B, what string, ok func() bool) {
+func waitFor(b testing.TB, what string, ok func() bool) {
 	b.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -617,10 +617,52 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 		conn += ", catching up with the farm's bans"
 	}
 	if n := len(s.Missing); n > 0 {
-		conn += fmt.Sprintf("; CUT OFF from %d of %d nodes: %s (their entries ended)", n, n+len(s.Nodes)+1, strings.Join(s.Missing, " "))
+		others := map[string]bool{}
+		for _, node := range s.Nodes {
+			others[node.Name] = true
+		}
+		for _, name := range s.Missing {
+			others[name] = true
+		}
+		conn += fmt.Sprintf("; CUT OFF from %d of %d nodes: %s", n, len(others)+1, strings.Join(s.Missing, " "))
 	}
 	fmt.Fprintf(w, "|- Connection:\t%s\n", conn)
 	fmt.Fprintf(w, "|- Servers:\t%s\n", strings.Join(s.Servers, " "))
+	if len(s.Routes) > 0 {
+		routes := make([]string, len(s.Routes))
+		for i, r := range s.Routes {
+			name := cmp.Or(r.Server, r.URL)
+			switch {
+			case r.Up:
+				routes[i] = fmt.Sprintf("%s up %s (rtt %s)", name, now.Sub(r.Since).Round(time.Second), cmp.Or(r.RTT, "?"))
+			case r.Server != "":
+				routes[i] = fmt.Sprintf("%s DOWN (%s)", r.Server, r.URL)
+			default:
+				routes[i] = fmt.Sprintf("%s DOWN", r.URL)
+			}
+		}
+		fmt.Fprintf(w, "|- Routes:\t%s\n", strings.Join(routes, "; "))
+	}
+	if len(s.Streams) > 0 {
+		var parts []string
+		for _, st := range s.Streams {
+			name := strings.TrimPrefix(strings.TrimPrefix(st.Name, "KV_"), s.Farm+"_")
+			switch {
+			case st.Quorum:
+				parts = append(parts, fmt.Sprintf("%s led by %s, %d of %d current", name, st.Leader, st.Current, st.Replicas))
+			case st.Err != "":
+				parts = append(parts, fmt.Sprintf("%s NO QUORUM (%s)", name, st.Err))
+			default:
+				parts = append(parts, fmt.Sprintf("%s NO QUORUM (leader %q, %d of %d current)", name, st.Leader, st.Current, st.Replicas))
+			}
+		}
+		fmt.Fprintf(w, "|- Quorum:\t%s\n", strings.Join(parts, "; "))
+	}
+	if s.LastWrite.IsZero() {
+		fmt.Fprintf(w, "|- Last write:\tnone taken by the farm since the start\n")
+	} else {
+		fmt.Fprintf(w, "|- Last write:\t%s ago (a ban, an unban, or this node's entry, refreshed every 30s)\n", now.Sub(s.LastWrite).Round(time.Second))
+	}
 	fmt.Fprintf(w, "|- Farm bans:\t%d\n", s.Bans)
 	fmt.Fprintf(w, "|- Outbox:\t%d waiting to be published\n", s.Outbox)
 	if s.LiftedHere > 0 {

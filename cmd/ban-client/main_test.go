@@ -373,3 +373,38 @@ messages = 200
 		t.Errorf("without a policy service: exit %d, %s", code, stderr)
 	}
 }
+
+// TestFarmStatusSaysWhatToActOn shows a host cut off as ban-client farm prints it: how
+// many nodes it does not see, each route, each stream's quorum, and its last write.
+func TestFarmStatusSaysWhatToActOn(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	s := control.FarmStatus{Farm: "mailfarm", Node: "mta1", Enforce: true, State: "connected", Server: "tls://10.0.0.1:4222", Synced: true,
+		Nodes:   []control.FarmNode{{Name: "mta2", Seen: now.Add(-2 * time.Minute)}},
+		Missing: []string{"mbox1", "mta2"},
+		Routes: []control.FarmRoute{
+			{URL: "nats://10.0.0.2:6222", Server: "mta2", Up: false},
+			{URL: "nats://10.0.0.3:6222", Server: "mbox1", Up: true, Since: now.Add(-time.Hour), RTT: "412µs"},
+		},
+		Streams: []control.FarmStream{
+			{Name: "KV_mailfarm_bans", Replicas: 3, Err: "no server answered within 2s"},
+			{Name: "mailfarm_fail_sasl", Leader: "mta2", Replicas: 3, Current: 3, Quorum: true},
+		},
+		LastWrite: now.Add(-95 * time.Second),
+		Outbox:    12,
+	}
+	var out strings.Builder
+	printFarm(&out, s, now)
+	for _, want := range []string{
+		"CUT OFF from 2 of 3 nodes: mbox1 mta2",
+		"mta2 DOWN (nats://10.0.0.2:6222)",
+		"mbox1 up 1h0m0s (rtt 412µs)",
+		"bans NO QUORUM (no server answered within 2s)",
+		"fail_sasl led by mta2, 3 of 3 current",
+		"Last write:\t1m35s ago",
+		"Outbox:\t12 waiting",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("ban-client farm lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -164,10 +164,36 @@ type FarmStatus struct {
 	// Lost are bans this host decided too, but another host first.
 	Lost int64 `json:"lost"`
 	// LiftedHere are farm bans lifted on this host alone, until the farm's end.
-	LiftedHere  int       `json:"lifted_here"`
+	LiftedHere int `json:"lifted_here"`
+	// Routes are the embedded NATS server's routes to the other seeds.
+	Routes []FarmRoute `json:"routes,omitempty"`
+	// Streams are the farm's bucket and streams: their leader and quorum.
+	Streams []FarmStream `json:"streams,omitempty"`
+	// LastWrite is when the farm last took a write from this host.
+	LastWrite   time.Time `json:"last_write,omitzero"`
 	Drift       []string  `json:"settings_drift,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// FarmRoute is a route of the embedded NATS server to another seed.
+type FarmRoute struct {
+	URL    string    `json:"url,omitempty"` // as configured; "" if dialled in
+	Server string    `json:"server,omitempty"`
+	Up     bool      `json:"up"`
+	Since  time.Time `json:"since,omitzero"`
+	RTT    string    `json:"rtt,omitempty"`
+}
+
+// FarmStream is one of the farm's bucket and streams, as last asked of.
+type FarmStream struct {
+	Name     string    `json:"name"`
+	Leader   string    `json:"leader,omitempty"`
+	Replicas int       `json:"replicas"`
+	Current  int       `json:"current"` // replicas current with the leader, the leader among them
+	Quorum   bool      `json:"quorum"`
+	Err      string    `json:"error,omitempty"`
+	At       time.Time `json:"at"`
 }
 
 // FarmNode is another node of the farm, as last announced.

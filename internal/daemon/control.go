@@ -264,7 +264,13 @@ func (d *Daemon) Farm() (control.FarmStatus, error) {
 	out := control.FarmStatus{Farm: fs.Farm, Node: fs.Node, Enforce: fs.Enforce, State: fs.State, Server: fs.Server,
 		Servers: fs.Servers, Synced: fs.Synced, Bans: fs.Bans, Outbox: fs.Outbox, FailuresShared: fs.FailuresShared,
 		FailuresDropped: fs.FailuresDropped, Decided: fs.Decided, Applied: fs.Applied, Ignored: fs.Ignored, Refused: d.manager.Refused(), Forged: fs.Forged, Lost: fs.Lost, LiftedHere: d.manager.LocallyLifted(),
-		Drift: fs.Drift, LastError: fs.LastError, LastErrorAt: fs.LastAt, Missing: fs.Missing}
+		Drift: fs.Drift, LastError: fs.LastError, LastErrorAt: fs.LastAt, Missing: fs.Missing, LastWrite: fs.LastWrite}
+	for _, r := range fs.Routes {
+		out.Routes = append(out.Routes, control.FarmRoute{URL: r.URL, Server: r.Server, Up: r.Up, Since: r.Since, RTT: r.RTT})
+	}
+	for _, s := range fs.Streams {
+		out.Streams = append(out.Streams, control.FarmStream{Name: s.Name, Leader: s.Leader, Replicas: s.Replicas, Current: s.Current, Quorum: s.Quorum(), Err: s.Err, At: s.At})
+	}
 	for _, n := range fs.Nodes {
 		out.Nodes = append(out.Nodes, control.FarmNode{Name: n.Name, Addrs: n.Addrs, Seen: n.Seen})
 	}

@@ -280,6 +280,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if fc := d.cfg.Farm; fc != nil && d.opts.DryRun {
 		d.logger.Warn("dry run: the farm is not joined; bans stay on this host", "farm", fc.Name)
 	} else if fc != nil {
+		var routes func() []natsserver.Route
 		if fc.Embedded != nil {
 			var counting, quotas []string
 			for _, name := range slices.Sorted(maps.Keys(d.cfg.Jails)) {
@@ -304,9 +305,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 				return fmt.Errorf("farm.embedded: %w", err)
 			}
 			defer srv.Stop() // after the farm's client is gone
+			routes = srv.Routes
 		}
 		if err := d.joinFarm(ctx, m); err != nil {
 			return err
+		}
+		if routes != nil {
+			d.farm.SetRoutes(routes)
 		}
 	}
 	d.watchHost(ctx, readHost)

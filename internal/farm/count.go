@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/jails"
 )
 
@@ -56,7 +55,7 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 		f.mu.Lock()
 		j, ok := f.jails[fl.jail]
 		f.mu.Unlock()
-		if !ok || j.Mode != config.FarmCount || j.MaxRetry <= 1 {
+		if !ok || !countsAcross(j) {
 			continue // a ban of one failure is decided where it happens
 		}
 		if _, err := f.failStream(ctx, h, j); err != nil {
@@ -95,7 +94,7 @@ func (f *Farm) makeStreams(ctx context.Context, h *handles) {
 	f.mu.Lock()
 	var js []Jail
 	for _, j := range f.jails {
-		if j.Mode == config.FarmCount && j.MaxRetry > 1 {
+		if countsAcross(j) {
 			js = append(js, j)
 		}
 	}
@@ -169,7 +168,7 @@ func (f *Farm) purgeNeeded(jail string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	j, ok := f.jails[jail]
-	return ok && j.Mode == config.FarmCount && j.MaxRetry > 1 && j.BanTime > 0 && j.BanTime < j.FindTime
+	return ok && countsAcross(j) && j.BanTime > 0 && j.BanTime < j.FindTime
 }
 
 // purge forgets, farm-wide, the failures the bans this host decided answer for, until
@@ -196,7 +195,7 @@ func (f *Farm) purgeFailure(ctx context.Context, h *handles, p failureSubject) {
 	j, ok := f.jails[p.jail]
 	f.mu.Unlock()
 	addr, err := parseAddr(p.addr)
-	if !ok || j.Mode != config.FarmCount || j.MaxRetry <= 1 || err != nil {
+	if !ok || !countsAcross(j) || err != nil {
 		return
 	}
 	s, err := f.failStream(ctx, h, j)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/internal/natsserver"
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/jails"
 )
@@ -99,6 +100,10 @@ type Farm struct {
 	// forged counts values refused because their signature did not hold;
 	// forgedLogged is when one was last logged, unix nanoseconds.
 	forged, forgedLogged atomic.Int64
+
+	routes    func() []natsserver.Route // the embedded server's routes; nil without one
+	health    []StreamHealth            // the bucket's and streams', as last asked; under mu
+	lastWrite atomic.Int64              // when the farm last took a write from this host, unix ns
 
 	wrap func(*handles) // a test's faults, laid over the handles once joined
 }
@@ -472,7 +477,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 	defer f.joined.Store(nil)
 	f.logger.Info("farm joined", "node", f.cfg.Node, "server", nc.ConnectedUrlRedacted(), "enforce", f.cfg.Enforce)
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count, f.purge} {
+	for _, run := range []func(context.Context, *handles, Target, Decide){f.watchBans, f.watchNodes, f.announce, f.publish, f.count, f.purge, f.checkHealth} {
 		wg.Go(func() { run(ctx, h, target, decide) })
 	}
 	wg.Wait()

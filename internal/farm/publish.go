@@ -51,6 +51,7 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 			if len(done) < len(batch) {
 				break // the farm refused or did not answer: wait for the retry
 			}
+			f.resolved("publishing")
 		}
 	}
 }
@@ -59,6 +60,13 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 // order; it stops at the first message the farm did not take. It returns the messages
 // done with, and the failures the bans it decided answer for.
 func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch []pendingMessage) (done []pendingMessage, purges []failureSubject) {
+	// A ban lifted here before it was published is not published: the farm would hold
+	// it for a moment, and every host apply it and lift it. Its unban still is, for a ban
+	// of the address the farm may hold from before.
+	batch, done = withoutLifted(batch)
+	for _, p := range done {
+		f.settle(p.msg)
+	}
 	for i := 0; i < len(batch); {
 		if m := batch[i].msg; m.Op == opUnban {
 			newer, err := f.publishUnban(ctx, h, m)
@@ -100,6 +108,33 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 		i = j
 	}
 	return done, purges
+}
+
+// withoutLifted returns batch without the bans an unban later in batch lifts, and those
+// bans.
+func withoutLifted(batch []pendingMessage) (kept, lifted []pendingMessage) {
+	unbanned := map[string]bool{}
+	skip := make([]bool, len(batch))
+	for i := len(batch) - 1; i >= 0; i-- {
+		m := batch[i].msg
+		switch k := keyOf(m.Ban); {
+		case m.Op == opUnban:
+			unbanned[k] = true
+		case unbanned[k]:
+			skip[i] = true
+		}
+	}
+	if len(unbanned) == 0 {
+		return batch, nil
+	}
+	for i, p := range batch {
+		if skip[i] {
+			lifted = append(lifted, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	return kept, lifted
 }
 
 // remove takes done messages out of the outbox.
@@ -217,6 +252,7 @@ func (f *Farm) banMessage(m outboxMessage) (key string, data []byte, ttl time.Du
 // published notes that this host's ban m is the farm's, at revision rev.
 func (f *Farm) published(key string, rev uint64, m outboxMessage) {
 	f.decided.Add(1)
+	f.wrote()
 	f.mu.Lock()
 	if rev > f.revs[key] {
 		f.revs[key] = rev
@@ -320,6 +356,7 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 	err = f.publishPurge(cctx, h, key, rev, m.Ban)
 	switch {
 	case err == nil:
+		f.wrote()
 		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", m.Ban.Addr)
 		return nil, nil
 	case isWrongLastSequence(err):

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/logban/logban/internal/natsserver"
 )
 
 // Status is the farm as this host sees it.
@@ -21,9 +23,17 @@ type Status struct {
 	// Synced says every ban the farm holds has been applied here since the connection.
 	Synced bool
 	Nodes  []Node
-	// Missing are the farm's nodes (its list of keys) this host does not see: their
-	// entries ended, so they, or this host, are cut off; nil without a list.
+	// Missing are the farm's nodes this host does not see, so they, or this host, are
+	// cut off: nodes of its list of keys whose entry ended, or that no entry came from
+	// for nodeTTL, or (with an embedded server) whose route is down.
 	Missing []string
+	// Routes are the embedded NATS server's routes to the other seeds; nil without one.
+	Routes []natsserver.Route
+	// Streams are the farm's bucket and streams, as last asked: their leader and quorum.
+	Streams []StreamHealth
+	// LastWrite is when the farm last took a write from this host (a ban, an unban, its
+	// node entry, refreshed every 30 s); zero if none yet.
+	LastWrite time.Time
 	// Bans is how many bans the farm holds, as last watched.
 	Bans int
 	// Outbox is how many decisions and unbans wait to be published.
@@ -65,18 +75,36 @@ func (f *Farm) Status() Status {
 		}
 		s.Servers = nc.Servers()
 	}
+	if f.routes != nil {
+		s.Routes = f.routes()
+	}
+	if w := f.lastWrite.Load(); w != 0 {
+		s.LastWrite = time.Unix(0, w)
+	}
+	now := f.clock.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s.Synced, s.Bans, s.Outbox = f.synced, len(f.revs), len(f.pending)
+	s.Streams = slices.Clone(f.health)
+	missing := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(f.others)) {
 		n := f.others[name]
 		s.Nodes = append(s.Nodes, Node{Name: name, Addrs: n.prefixes, Seen: n.seen})
-	}
-	for _, name := range slices.Sorted(maps.Keys(f.keys)) {
-		if _, seen := f.others[name]; !seen && name != f.cfg.Node {
-			s.Missing = append(s.Missing, name)
+		if now.Sub(n.heard) > nodeTTL {
+			missing[name] = true // its entry stopped coming: it, or this host, is cut off
 		}
 	}
+	for name := range f.keys {
+		if _, seen := f.others[name]; !seen && name != f.cfg.Node {
+			missing[name] = true
+		}
+	}
+	for _, r := range s.Routes {
+		if !r.Up && r.Server != "" {
+			missing[r.Server] = true
+		}
+	}
+	s.Missing = slices.Sorted(maps.Keys(missing))
 	for _, name := range slices.Sorted(maps.Keys(f.drift)) {
 		s.Drift = append(s.Drift, f.drift[name])
 	}

@@ -83,18 +83,9 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 			}
 			first = e
 		}
-		batch := []jetstream.KeyValueEntry{first}
-	more:
-		for len(batch) < watchBatch {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					break more
-				}
-				batch = append(batch, e)
-			default:
-				break more
-			}
+		batch := f.gather(ctx, w, first)
+		if !initial && late(batch, f.clock.Now()) {
+			batch = f.holdWhileBehind(ctx, h, w, batch)
 		}
 		for _, e := range batch {
 			if !initial || e == nil {
@@ -106,6 +97,7 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 			switch e := batch[i]; {
 			case e == nil: // every ban in force is delivered
 				f.catchUp(ctx, target, live, seen)
+				f.resolved("watching the farm's bans")
 				initial, live = false, nil
 				i++
 			case e.Operation() == jetstream.KeyValuePut:
@@ -121,6 +113,146 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 			}
 		}
 	}
+}
+
+// gather returns first and the entries that follow it at once: those waiting, and while
+// the server says more are pending (a host back from a partition, its server replaying
+// what it missed), those still on their way, for up to catchUpWait. Of each key, only its
+// last entry is kept: a ban made and lifted while this host was away is neither applied
+// nor lifted here, as the farm no longer holds it.
+func (f *Farm) gather(ctx context.Context, w jetstream.KeyWatcher, first jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
+	batch := []jetstream.KeyValueEntry{first}
+	var deadline <-chan time.Time
+	for len(batch) < watchBatch {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return collapse(batch)
+			}
+			batch = append(batch, e)
+			continue
+		default:
+		}
+		if last := batch[len(batch)-1]; last == nil || last.Delta() == 0 {
+			return collapse(batch) // nothing more pending
+		}
+		if deadline == nil {
+			t := time.NewTimer(catchUpWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return collapse(batch)
+			}
+			batch = append(batch, e)
+		case <-deadline:
+			return collapse(batch)
+		case <-ctx.Done():
+			return collapse(batch)
+		}
+	}
+	return collapse(batch)
+}
+
+// lateAfter is how long after the farm stored a ban its delivery is late: the watch may
+// be served by this host's own server catching up with what it missed while cut off.
+// maxHold bounds how long late entries wait for that server to catch up.
+const (
+	lateAfter = 2 * time.Second
+	maxHold   = time.Minute
+)
+
+// late reports whether batch holds a ban the farm stored lateAfter ago or more.
+func late(batch []jetstream.KeyValueEntry, now time.Time) bool {
+	for _, e := range batch {
+		if e != nil && e.Operation() == jetstream.KeyValuePut && now.Sub(e.Created()) >= lateAfter {
+			return true
+		}
+	}
+	return false
+}
+
+// holdWhileBehind keeps batch, and the entries that follow, until this host's own
+// server (an embedded seed, named as the node) is current with the bans bucket's leader,
+// then returns them collapsed: a server back from a partition replays what it missed,
+// bans and their unbans apart, and its watch would apply bans the farm lifted meanwhile.
+// Catch-up applies only what the farm holds. A host whose server is no replica of the
+// bucket, or is current, is not held.
+func (f *Farm) holdWhileBehind(ctx context.Context, h *handles, w jetstream.KeyWatcher, batch []jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
+	deadline := time.Now().Add(maxHold)
+	tick := time.NewTicker(catchUpWait)
+	defer tick.Stop()
+	held := false
+	for f.ownReplicaBehind(ctx, h) && time.Now().Before(deadline) {
+		held = true
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return collapse(batch)
+			}
+			batch = append(batch, e)
+		case <-tick.C:
+		case <-ctx.Done():
+			return collapse(batch)
+		}
+	}
+	if held {
+		f.logger.Info("this host's server caught up with the farm; applying what the farm holds", "entries", len(batch))
+	}
+	return collapse(batch)
+}
+
+// ownReplicaBehind asks the bans bucket's leader whether this host's own server, as a
+// replica of it, is behind.
+func (f *Farm) ownReplicaBehind(ctx context.Context, h *handles) bool {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := h.js.Stream(cctx, "KV_"+f.cfg.Name+"_bans")
+	if err != nil {
+		return ctx.Err() == nil // no leader answers: this host is cut off still
+	}
+	c := st.CachedInfo().Cluster
+	if c == nil || c.Leader == f.cfg.Node {
+		return false
+	}
+	for _, p := range c.Replicas {
+		if p.Name == f.cfg.Node {
+			return !p.Current || p.Lag > 0
+		}
+	}
+	return false
+}
+
+// catchUpWait is how long gather waits for entries the server says are pending.
+const catchUpWait = 250 * time.Millisecond
+
+// collapse keeps, of each key's entries in batch, only the last, in order; the nil that
+// ends the first delivery stays where it is, and no entry moves across it.
+func collapse(batch []jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
+	out := make([]jetstream.KeyValueEntry, 0, len(batch))
+	start := 0
+	for i := 0; i <= len(batch); i++ {
+		if i < len(batch) && batch[i] != nil {
+			continue
+		}
+		seg := batch[start:i]
+		last := make(map[string]int, len(seg))
+		for k, e := range seg {
+			last[e.Key()] = k
+		}
+		for k, e := range seg {
+			if last[e.Key()] == k {
+				out = append(out, e)
+			}
+		}
+		if i < len(batch) {
+			out = append(out, nil)
+		}
+		start = i + 1
+	}
+	return out
 }
 
 // adopt puts the farm's bans in entries in force here.
@@ -338,7 +470,8 @@ const maxNodeAddrs = 16
 // nodeInfo is another node, as last announced.
 type nodeInfo struct {
 	prefixes []netip.Prefix
-	seen     time.Time
+	seen     time.Time // when the node wrote its entry, by its clock
+	heard    time.Time // when this host read it, by its own
 }
 
 // announceEvery is how often a node refreshes its entry.
@@ -362,6 +495,9 @@ func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if _, err := h.nodes.Put(pctx, f.cfg.Node, data); err != nil && ctx.Err() == nil {
 			f.failf("announcing this node to the farm", err)
+		} else if err == nil {
+			f.wrote()
+			f.resolved("announcing this node")
 		}
 		cancel()
 		select {
@@ -390,6 +526,7 @@ func (f *Farm) watchNodes(ctx context.Context, h *handles, _ Target, _ Decide) {
 				}
 				switch {
 				case e == nil:
+					f.resolved("watching the farm's nodes")
 				case e.Operation() == jetstream.KeyValuePut:
 					f.node(e.Key(), e.Value())
 				default: // the entry expired, or was removed: the node is gone
@@ -422,7 +559,7 @@ func (f *Farm) node(key string, data []byte) {
 	if v.Node == f.cfg.Node {
 		return
 	}
-	n := nodeInfo{seen: time.UnixMilli(v.At)}
+	n := nodeInfo{seen: time.UnixMilli(v.At), heard: f.clock.Now()}
 	for _, s := range v.Addrs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {

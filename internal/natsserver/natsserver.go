@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +75,10 @@ var errOpen = errors.New("an embedded NATS server admits only the farm's nodes, 
 // Server is a running NATS server.
 type Server struct {
 	*server.Server
+	routes []string // as configured
+
+	mu    sync.Mutex
+	names map[string]string // the server each configured route last reached, by route
 }
 
 // readyWait is how long a server may take to accept clients.
@@ -98,7 +104,9 @@ func Start(o Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster_listen %q: %w", o.ClusterListen, err)
 		}
-		opts.Cluster = server.ClusterOpts{Name: o.Cluster, Host: ch, Port: cp}
+		// A route pings every routePing and is dropped after routePingsOut unanswered:
+		// a seed cut off is seen as such within seconds, not the minutes of the default.
+		opts.Cluster = server.ClusterOpts{Name: o.Cluster, Host: ch, Port: cp, PingInterval: routePing, MaxPingsOut: routePingsOut}
 		for _, r := range o.Routes {
 			u, err := url.Parse(r)
 			if err != nil {
@@ -140,7 +148,112 @@ func Start(o Options) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("NATS server on %s did not accept clients within %v", o.Listen, wait)
 	}
-	return &Server{s}, nil
+	return &Server{Server: s, routes: o.Routes, names: map[string]string{}}, nil
+}
+
+// How often a route pings, and how many pings may go unanswered before it is dropped.
+const (
+	routePing     = 5 * time.Second
+	routePingsOut = 3
+)
+
+// Route is the state of a route between this server and another seed.
+type Route struct {
+	// URL is the route as configured; "" for a seed up that no configured route is
+	// told apart for (seeds sharing an address, or one not configured here). A route
+	// down that is not told apart is given as "2 of URL, URL".
+	URL string
+	// Server is the other seed's name (its node's): "" for a route never up.
+	Server string
+	Up     bool
+	// Since is when it came up; RTT, its last round trip.
+	Since time.Time
+	RTT   string
+}
+
+// Routes returns the state of each configured route, then of the routes other seeds
+// dialled in. A route is known by the address it dialled; one the other seed dialled
+// has a port of the moment, so it is known by the server it reached before, or by its
+// address alone, if no other server of the address is left.
+func (s *Server) Routes() []Route {
+	rz, err := s.Routez(nil)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	up := map[string]*server.RouteInfo{} // by remote server: one of its connections
+	for _, ri := range rz.Routes {
+		if ri.RemoteName != "" && up[ri.RemoteName] == nil {
+			up[ri.RemoteName] = ri
+		}
+	}
+	out := make([]Route, 0, len(s.routes))
+	matched := map[string]bool{}
+	for _, r := range s.routes {
+		out = append(out, Route{URL: r})
+		u, err := url.Parse(r)
+		if err != nil {
+			continue
+		}
+		for _, ri := range rz.Routes {
+			if ri.RemoteName != "" && net.JoinHostPort(ri.IP, strconv.Itoa(ri.Port)) == u.Host {
+				s.names[r] = ri.RemoteName
+			}
+		}
+		if name := s.names[r]; name != "" {
+			out[len(out)-1].Server = name
+			matched[name] = true
+		}
+	}
+	for i := range out {
+		if out[i].Server != "" {
+			continue
+		}
+		u, err := url.Parse(out[i].URL)
+		if err != nil {
+			continue
+		}
+		var candidates []string
+		for name, ri := range up {
+			if !matched[name] && ri.IP == u.Hostname() {
+				candidates = append(candidates, name)
+			}
+		}
+		if len(candidates) == 1 {
+			out[i].Server, s.names[out[i].URL] = candidates[0], candidates[0]
+			matched[candidates[0]] = true
+		}
+	}
+	var unknown []string // configured routes not told apart: seeds on one address
+	known := out[:0]
+	for _, r := range out {
+		if ri := up[r.Server]; ri != nil {
+			r.Up, r.Since, r.RTT = true, ri.Start, ri.RTT
+		}
+		if r.Server == "" {
+			unknown = append(unknown, r.URL)
+			continue
+		}
+		known = append(known, r)
+	}
+	out = known
+	var others []Route // up, reached by no configured route told apart
+	for _, name := range slices.Sorted(maps.Keys(up)) {
+		if !matched[name] {
+			ri := up[name]
+			others = append(others, Route{Server: name, Up: true, Since: ri.Start, RTT: ri.RTT})
+		}
+	}
+	if down := len(unknown) - len(others); down > 0 {
+		// Fewer seeds up than routes not told apart: some are down, which is not known.
+		what := strings.Join(unknown, ", ")
+		if len(others) > 0 {
+			what = fmt.Sprintf("%d of %s", down, what)
+		}
+		out = append(out, Route{URL: what})
+	}
+	return append(out, others...)
 }
 
 // Stop shuts the server down and waits for it.

@@ -198,3 +198,45 @@ func TestAPortInUseIsSaidAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutesSayWhichSeedIsDown shows each route up, then says a route is down once a
+// seed stops. The seeds share an address here, so which one may not be told apart; it
+// is on hosts of their own (bench's TestAFarmThroughAPartition).
+func TestRoutesSayWhichSeedIsDown(t *testing.T) {
+	dir := farmKeys(t, "n1", "n2", "n3")
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	s1, _ := farmServer(t, dir, "n1", p1, p2, p3)
+	farmServer(t, dir, "n2", p2, p1, p3)
+	s3, _ := farmServer(t, dir, "n3", p3, p1, p2)
+	count := func() (up, down int, text string) {
+		for _, r := range s1.Routes() {
+			if r.Up {
+				up++
+			} else {
+				down++
+			}
+			text += fmt.Sprintf("[%s %s up=%v] ", r.URL, r.Server, r.Up)
+		}
+		return up, down, text
+	}
+	waitRoutes := func(wantUp, wantDown int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			up, down, text := count()
+			if up == wantUp && down == wantDown {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("routes: %s; want %d up and %d down", text, wantUp, wantDown)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitRoutes(2, 0)
+	s3.Stop()
+	waitRoutes(1, 1)
+	if _, _, text := count(); !strings.Contains(text, "n2 up=true") {
+		t.Errorf("routes: %s; want n2 up", text)
+	}
+}
