@@ -136,8 +136,9 @@ func (f *Farm) judge(ctx context.Context, h *handles, answers <-chan published, 
 				f.shared.Add(-1)
 				continue
 			}
-			tickets = append(tickets, jails.Ticket{Jail: p.j.Name, Addr: p.f.addr, Failures: p.j.MaxRetry, Time: p.f.t,
-				Why: fmt.Sprintf("%d failures across the farm", p.j.MaxRetry)})
+			n := f.countedAt(h, p.j) // the farm's count, which may not be this host's yet
+			tickets = append(tickets, jails.Ticket{Jail: p.j.Name, Addr: p.f.addr, Failures: n, Time: p.f.t,
+				Why: fmt.Sprintf("%d failures across the farm", n)})
 		case <-ctx.Done():
 			return
 		}

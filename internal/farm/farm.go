@@ -68,6 +68,8 @@ type Farm struct {
 	wake     chan struct{} // the publisher has work
 	purges   chan failureSubject
 	resync   chan struct{} // the connection came back: watch again
+	// reannounce: the jails changed, this node's entry is written again
+	reannounce chan struct{}
 
 	conn atomic.Pointer[nats.Conn]
 	// joined holds the farm's bucket and streams once this host has joined.
@@ -85,6 +87,7 @@ type Farm struct {
 	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled
 	outbox     Outbox              // nil: in memory only
 	drift      map[string]string   // a warning per jail whose settings differ from the farm's
+	nodesRead  bool                // the nodes watch has delivered every node's entry
 	lastErr    string
 	lastAt     time.Time
 	synced     bool      // the bans watch has delivered every ban in force
@@ -167,6 +170,7 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 		wake:       make(chan struct{}, 1),
 		purges:     make(chan failureSubject, purgeQueue),
 		resync:     make(chan struct{}, 1),
+		reannounce: make(chan struct{}, 1),
 		jails:      map[string]Jail{},
 		others:     map[string]nodeInfo{},
 		revs:       map[string]uint64{},
@@ -191,6 +195,7 @@ func (f *Farm) SetJails(js []Jail) {
 		}
 	}
 	f.poke(f.resync)
+	f.poke(f.reannounce)
 }
 
 // SetOwn sets the addresses this host publishes as its own: no host of the farm bans them.

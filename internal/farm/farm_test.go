@@ -1104,3 +1104,45 @@ func TestABanAnsweredInFlightStaysInTheOutbox(t *testing.T) {
 		t.Errorf("a decided %d and lost %d races; want 1 and 0: the ban was its own", s.Decided, s.Lost)
 	}
 }
+
+// TestChangedSettingsReachTheFarm changes maxretry on the hosts one by one, as reloads
+// do: while they disagree, each says so, naming who says what and which settings count
+// (the stream's); once all agree, the farm counts with the new settings, the warning is
+// gone, and a ban's reason names the count that decided it.
+func TestChangedSettingsReachTheFarm(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, c := hs[0], hs[2]
+	three := []farm.Jail{{Name: jail, Mode: config.FarmCount, MaxRetry: 3, FindTime: 10 * time.Minute}}
+	for _, h := range hs[:2] {
+		h.f.SetJails(three)
+	}
+	eventually(t, "a says the hosts disagree, naming c, and that the stream's settings count", func() bool {
+		d := a.f.Status().Drift
+		return len(d) == 1 && strings.Contains(d[0], "c: maxretry 5 and findtime 10m0s") &&
+			strings.Contains(d[0], "this host (a), b: maxretry 3") && strings.Contains(d[0], "the farm counts with maxretry 5 and findtime 10m0s")
+	})
+	x := netip.MustParseAddr("203.0.113.31")
+	a.fail(x, 3)
+	eventually(t, "a's three failures shared", func() bool { return a.f.Status().FailuresShared == 3 })
+
+	c.f.SetJails(three)
+	eventually(t, "no host warns once all agree", func() bool {
+		for _, h := range hs {
+			if len(h.f.Status().Drift) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, ok := a.ban(x); ok {
+		t.Fatal("x banned at 3 failures while the farm counted to 5")
+	}
+	y := netip.MustParseAddr("203.0.113.32")
+	a.fail(y, 2)
+	c.fail(y, 1)
+	eventually(t, "every host bans y at the farm's new count", heldBy(hs, y))
+	r, _ := a.ban(y)
+	if r.Why != "3 failures across the farm" || r.Failures != 3 {
+		t.Errorf("y's ban says %q, %d failures; want the farm's count, 3", r.Why, r.Failures)
+	}
+}

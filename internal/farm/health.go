@@ -41,7 +41,8 @@ func (f *Farm) SetRoutes(routes func() []natsserver.Route) { f.routes = routes }
 func (f *Farm) wrote() { f.lastWrite.Store(f.clock.Now().UnixNano()) }
 
 // checkHealth asks, every healthEvery until ctx is done, after the farm's bucket and
-// streams, keeps what it learnt for Status, and logs when one loses or regains its quorum.
+// streams, keeps what it learnt for Status, and logs when one loses or regains its
+// quorum; and writes the counting settings the hosts agree on (alignSettings).
 func (f *Farm) checkHealth(ctx context.Context, h *handles, _ Target, _ Decide) {
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
@@ -76,6 +77,7 @@ func (f *Farm) checkHealth(ctx context.Context, h *handles, _ Target, _ Decide) 
 				f.logger.Info("the farm's "+s.Name+" has its quorum back", "leader", s.Leader)
 			}
 		}
+		f.alignSettings(ctx, h)
 		select {
 		case <-ctx.Done():
 			return

@@ -4,8 +4,9 @@ package farm
 // farm, whose counting jails and policy quotas are named: its failures and quota
 // messages, the bans bucket (any ban, as any host may decide one; each signed, so the
 // farm knows whose), its own node entry and no other's, the farm's own buckets and
-// streams made (none deleted or changed) and read and watched, and the failures of the
-// counting streams, and the quotas' messages, removed. Nothing else: no host can
+// streams made (none deleted, and none changed but the counting streams' settings, as
+// the hosts agree on them) and read and watched, and the failures of the counting
+// streams, and the quotas' messages, removed. Nothing else: no host can
 // delete the farm's data, purge its bans, or reach another account. A NATS wildcard
 // stands for whole tokens only, so each stream is named.
 func Permissions(farm, node string, jails, quotas []string) (publish, subscribe []string) {
@@ -26,7 +27,7 @@ func Permissions(farm, node string, jails, quotas []string) (publish, subscribe 
 	}
 	for _, j := range jails {
 		name := farm + "_fail_" + j
-		publish = append(publish, "$JS.API.STREAM.CREATE."+name, "$JS.API.STREAM.PURGE."+name)
+		publish = append(publish, "$JS.API.STREAM.CREATE."+name, "$JS.API.STREAM.UPDATE."+name, "$JS.API.STREAM.PURGE."+name)
 	}
 	for _, q := range quotas {
 		for _, kind := range []string{"msgs", "rcpts"} {

@@ -113,9 +113,9 @@ func (f *Farm) bucket(ctx context.Context, js jetstream.JetStream, cfg jetstream
 	return kv, nil
 }
 
-// failStream returns the counting stream of jail j, making it if needed. If the farm's
-// stream counts with other settings than this host's, a warning is logged once and the
-// farm's settings count.
+// failStream returns the counting stream of jail j, making it if needed with j's
+// settings. A stream made before counts with its own until the hosts agree on others
+// (alignSettings).
 func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.Stream, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -156,19 +156,8 @@ func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.St
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
-	got := s.CachedInfo().Config.Metadata
-	if got[metaFarm] != f.cfg.Name {
+	if got := s.CachedInfo().Config.Metadata; got[metaFarm] != f.cfg.Name {
 		return nil, &clashError{name: cfg.Name, found: fmt.Sprintf("its %s is %q", metaFarm, got[metaFarm])}
-	}
-	if got[metaMaxRetry] != cfg.Metadata[metaMaxRetry] || got[metaFindTime] != cfg.Metadata[metaFindTime] {
-		msg := fmt.Sprintf("jail %s counts across the farm with maxretry %s and findtime %s, as the host that made its stream set; this host says maxretry %d and findtime %s: align the hosts' configurations",
-			j.Name, got[metaMaxRetry], got[metaFindTime], j.MaxRetry, j.FindTime)
-		f.mu.Lock()
-		if f.drift[j.Name] != msg {
-			f.drift[j.Name] = msg
-			f.logger.Warn("farm settings differ: " + msg)
-		}
-		f.mu.Unlock()
 	}
 	h.streams[j.Name] = s
 	return s, nil

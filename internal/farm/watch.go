@@ -461,7 +461,12 @@ type nodeValue struct {
 	Node  string   `json:"node"`
 	Addrs []string `json:"addrs"` // addresses no host of the farm bans
 	At    int64    `json:"at"`    // unix ms
+	// Jails says how the node counts each jail it counts across the farm.
+	Jails map[string]countSettings `json:"jails,omitempty"`
 }
+
+// maxNodeJails is how many jails' settings a node entry carries, at most.
+const maxNodeJails = 32
 
 // maxNodeAddrs is how many addresses a node may announce as its own: single addresses,
 // never a network (one node announcing 0.0.0.0/0 would stop every ban of the farm).
@@ -470,8 +475,9 @@ const maxNodeAddrs = 16
 // nodeInfo is another node, as last announced.
 type nodeInfo struct {
 	prefixes []netip.Prefix
-	seen     time.Time // when the node wrote its entry, by its clock
-	heard    time.Time // when this host read it, by its own
+	jails    map[string]countSettings // how it counts each jail it counts across the farm
+	seen     time.Time                // when the node wrote its entry, by its clock
+	heard    time.Time                // when this host read it, by its own
 }
 
 // announceEvery is how often a node refreshes its entry.
@@ -483,10 +489,15 @@ func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
 	defer t.Stop()
 	for {
 		f.mu.Lock()
-		v := nodeValue{Node: f.cfg.Node, At: f.clock.Now().UnixMilli()}
+		v := nodeValue{Node: f.cfg.Node, At: f.clock.Now().UnixMilli(), Jails: map[string]countSettings{}}
 		for _, p := range f.own {
 			if p.IsSingleIP() && len(v.Addrs) < maxNodeAddrs {
 				v.Addrs = append(v.Addrs, p.Addr().String())
+			}
+		}
+		for _, j := range f.jails {
+			if countsAcross(j) && len(v.Jails) < maxNodeJails {
+				v.Jails[j.Name] = settingsOf(j)
 			}
 		}
 		f.mu.Unlock()
@@ -504,6 +515,7 @@ func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-f.reannounce: // the jails changed: the others learn how this host counts
 		}
 	}
 }
@@ -527,6 +539,9 @@ func (f *Farm) watchNodes(ctx context.Context, h *handles, _ Target, _ Decide) {
 				switch {
 				case e == nil:
 					f.resolved("watching the farm's nodes")
+					f.mu.Lock()
+					f.nodesRead = true
+					f.mu.Unlock()
 				case e.Operation() == jetstream.KeyValuePut:
 					f.node(e.Key(), e.Value())
 				default: // the entry expired, or was removed: the node is gone
@@ -559,7 +574,12 @@ func (f *Farm) node(key string, data []byte) {
 	if v.Node == f.cfg.Node {
 		return
 	}
-	n := nodeInfo{seen: time.UnixMilli(v.At), heard: f.clock.Now()}
+	n := nodeInfo{seen: time.UnixMilli(v.At), heard: f.clock.Now(), jails: map[string]countSettings{}}
+	for name, c := range v.Jails {
+		if len(n.jails) < maxNodeJails && c.MaxRetry > 0 && c.FindTime > 0 {
+			n.jails[name] = c
+		}
+	}
 	for _, s := range v.Addrs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
