@@ -23,6 +23,7 @@ type farmNode struct {
 	log    string
 	table  int
 	client *control.Client
+	pid    int
 }
 
 // startFarm runs n ban-servers in the lab's server namespace, each a real process
@@ -90,7 +91,7 @@ findtime = "1h"
 bantime = "1h"
 actions = ["ban"]
 `, farmTable, node.table, maxretry))
-		startProcess(b, lab, filepath.Join(ndir, "ban-server.log"), bin, "-config", conf)
+		node.pid = startProcess(b, lab, filepath.Join(ndir, "ban-server.log"), bin, "-config", conf)
 		nodes = append(nodes, node)
 	}
 	for _, node := range nodes {
@@ -193,6 +194,17 @@ func BenchmarkFarmBurst(b *testing.B) {
 				}
 				took += time.Since(start)
 			}
+			// Each node's resident size holding every ban, its embedded NATS server's
+			// included, once the burst has settled: ban-server gives free heap back every
+			// 10 s at most (cmd/ban-server/gc.go).
+			time.Sleep(25 * time.Second)
+			var rss int64
+			for i, node := range nodes {
+				now, peak := residentKiB(b, node.pid)
+				b.Logf("node %d: %d MiB resident, %d MiB at its peak, holding %d bans", i+1, now>>10, peak>>10, first)
+				rss = max(rss, now)
+			}
+			b.ReportMetric(float64(rss)/1024, "rss-MiB")
 			b.ReportMetric(took.Seconds()/float64(b.N), "s/burst")
 			b.ReportMetric(float64(first)/took.Seconds(), "bans/s")
 		})

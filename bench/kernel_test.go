@@ -137,8 +137,8 @@ func writeFile(b testing.TB, path, text string) {
 }
 
 // startProcess starts a command inside the lab's server namespace, its output to out,
-// stopped when the benchmark ends.
-func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...string) {
+// stopped when the benchmark ends, and returns its process id.
+func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...string) int {
 	f, err := os.Create(out)
 	if err != nil {
 		b.Fatal(err)
@@ -165,6 +165,7 @@ func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...st
 			b.Logf("%s said:\n%s", name, text)
 		}
 	})
+	return cmd.Process.Pid
 }
 
 func waitFor(b testing.TB, what string, ok func() bool) {

@@ -110,7 +110,7 @@ func writeLines(b *testing.B, path string, n int, line func(i int) string) {
 }
 
 // residentKiB reads a process's resident set size, now and at its peak, in KiB.
-func residentKiB(b *testing.B, pid int) (now, peak int64) {
+func residentKiB(b testing.TB, pid int) (now, peak int64) {
 	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)

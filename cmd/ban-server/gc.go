@@ -8,7 +8,7 @@ import (
 
 // gcHeadroom is the least the heap may grow between collections; above four times it,
 // the heap may grow by a quarter of what is live.
-const gcHeadroom = 32 << 20
+const gcHeadroom = 16 << 20
 
 // gcPercent returns the collector's growth target for a live heap of live bytes: Go's
 // 100% while the heap is small, down to 25% as it grows. ban-server's heap is mostly
@@ -24,11 +24,23 @@ func gcPercent(live uint64) int {
 	return int(min(100, max(25, 100*gcHeadroom/live)))
 }
 
+// releaseAbove is how much free heap the process keeps from the system; releaseEvery,
+// how often at most it gives back the rest. After a burst (an attack's thousands of
+// bans, a farm's catch-up) the heap it grew to stays mapped, free, for minutes: with an
+// embedded NATS server that was twice the memory the bans hold.
+const (
+	releaseAbove = 4 << 20
+	releaseEvery = 10 * time.Second
+)
+
 // tuneGC sets the collector's target from the live heap, every interval, for the life of
-// the process. GOGC in the environment, when set, is left to rule instead.
+// the process, and gives free heap back to the system past releaseAbove. GOGC in the
+// environment, when set, is left to rule instead.
 func tuneGC(every time.Duration) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
 	last := 100
+	var released time.Time
+	again := false
 	for {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
@@ -36,6 +48,13 @@ func tuneGC(every time.Duration) {
 				debug.SetGCPercent(p)
 				last = p
 			}
+		}
+		free := sample[1].Value.Kind() == metrics.KindUint64 && sample[1].Value.Uint64() > releaseAbove
+		if (free || again) && time.Since(released) >= releaseEvery {
+			// Once more after each release: buffers pooled by the first collection (the
+			// NATS server's file blocks, 8 MB each) are only freed by the next.
+			debug.FreeOSMemory()
+			released, again = time.Now(), !again
 		}
 		time.Sleep(every)
 	}

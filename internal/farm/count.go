@@ -46,11 +46,17 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 	var seq atomic.Uint64
 	start := time.Now().UnixNano()
 	for {
-		var fl failure
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return
-		case fl = <-f.failures:
+		}
+		fl, ok := f.failures.pop()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-f.failures.ready:
+			}
+			continue
 		}
 		f.mu.Lock()
 		j, ok := f.jails[fl.jail]
@@ -64,7 +70,6 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 			continue
 		}
 		msg := nats.NewMsg(f.failSubject(j.Name, addrToken(fl.addr)))
-		msg.Data = []byte(fl.t.UTC().Format(time.RFC3339Nano))
 		id := fmt.Sprintf("%s:%x:%d", f.cfg.Node, fl.from.File, fl.from.Offset)
 		if fl.from == (jails.Origin{}) {
 			id = fmt.Sprintf("%s:%d:%d", f.cfg.Node, start, seq.Add(1))
@@ -180,12 +185,19 @@ func (f *Farm) purge(ctx context.Context, h *handles, _ Target, _ Decide) {
 	for range purgers {
 		wg.Go(func() {
 			for {
-				select {
-				case <-ctx.Done():
+				if ctx.Err() != nil {
 					return
-				case p := <-f.purges:
-					f.purgeFailure(ctx, h, p)
 				}
+				p, ok := f.purges.pop()
+				if !ok {
+					select {
+					case <-ctx.Done():
+						return
+					case <-f.purges.ready:
+					}
+					continue
+				}
+				f.purgeFailure(ctx, h, p)
 			}
 		})
 	}

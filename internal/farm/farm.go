@@ -64,9 +64,9 @@ type Farm struct {
 	clock   jails.Clock
 	observe Observer
 
-	failures chan failure
+	failures *queue[failure]
 	wake     chan struct{} // the publisher has work
-	purges   chan failureSubject
+	purges   *queue[failureSubject]
 	resync   chan struct{} // the connection came back: watch again
 	// reannounce: the jails changed, this node's entry is written again
 	reannounce chan struct{}
@@ -166,9 +166,9 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 	}
 	return &Farm{
 		cfg: cfg, logger: logger.With("farm", cfg.Name), clock: clock,
-		failures:   make(chan failure, failureBuffer),
+		failures:   newQueue[failure](failureBuffer),
 		wake:       make(chan struct{}, 1),
-		purges:     make(chan failureSubject, purgeQueue),
+		purges:     newQueue[failureSubject](purgeQueue),
 		resync:     make(chan struct{}, 1),
 		reannounce: make(chan struct{}, 1),
 		jails:      map[string]Jail{},
@@ -375,9 +375,7 @@ func (f *Farm) Failure(jail string, addr netip.Addr, t time.Time, from jails.Ori
 		f.dropped.Add(1)
 		return
 	}
-	select {
-	case f.failures <- failure{jail, addr, t, from}:
-	default:
+	if !f.failures.push(failure{jail, addr, t, from}) {
 		f.dropped.Add(1)
 	}
 }

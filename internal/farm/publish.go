@@ -43,10 +43,7 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 			done, purges := f.publishRun(ctx, h, target, batch)
 			f.remove(ctx, done)
 			for _, p := range purges {
-				select {
-				case f.purges <- p:
-				default: // too many at once: the failures age out of findtime instead
-				}
+				f.purges.push(p) // if too many wait, the failures age out of findtime instead
 			}
 			if len(done) < len(batch) {
 				break // the farm refused or did not answer: wait for the retry
@@ -159,6 +156,9 @@ func (f *Farm) remove(ctx context.Context, done []pendingMessage) {
 	}
 	clear(f.pending[len(kept):])
 	f.pending = kept
+	if len(kept) == 0 && cap(kept) > 1024 {
+		f.pending = nil // a burst's outbox, drained: its memory goes
+	}
 	o := f.outbox
 	f.mu.Unlock()
 	if o != nil && len(ids) > 0 {

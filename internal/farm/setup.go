@@ -126,7 +126,7 @@ func (f *Farm) failStream(ctx context.Context, h *handles, j Jail) (jetstream.St
 		Name:                 f.cfg.Name + "_fail_" + j.Name,
 		Description:          "logban farm " + f.cfg.Name + ": failures of jail " + j.Name,
 		Subjects:             []string{f.failSubject(j.Name, "*")},
-		Storage:              jetstream.MemoryStorage,
+		Storage:              jetstream.FileStorage,
 		Replicas:             f.cfg.Replicas,
 		MaxAge:               j.FindTime,
 		MaxMsgsPerSubject:    int64(j.MaxRetry - 1),
