@@ -87,6 +87,7 @@ if [[ $(id -u) == 0 ]]; then
   gobench -bench BanBurst -benchtime 3x ./bench
   gobench -bench FarmLatency -benchtime 1000x ./bench
   gobench -bench FarmBurst -benchtime 2x ./bench
+  gobench -bench FarmPartition -benchtime 20x ./bench
 else
   echo "(latency, ban burst and farm need root: network namespaces)"
 fi
