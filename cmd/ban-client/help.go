@@ -59,9 +59,11 @@ var commandHelp = map[string]string{
   running one stays. Log action files are reopened (for logrotate).
   ban-client reload`,
 	"farm": `ban-client farm
-  The farm as this host sees it: connection, servers, nodes seen, the farm's bans, the
-  outbox waiting to be published, settings that differ, values refused as forged, the
-  last error.
+  The farm as this host sees it: connection, and CUT OFF from the nodes it misses;
+  each route of its embedded NATS server, up or DOWN; each of the farm's bucket and
+  streams, its leader and current replicas, or NO QUORUM; when the farm last took a
+  write from this host; the farm's bans, the outbox waiting to be published, settings
+  the hosts disagree on, values refused as forged, the last error (gone once over).
   ban-client farm -json
 
 ` + farmKeysUsage,
