@@ -170,9 +170,15 @@ func startProcess(b *testing.B, lab *netnstest.Lab, out, name string, args ...st
 
 func waitFor(b testing.TB, what string, ok func() bool) {
 	b.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+	waitWithin(b, 30*time.Second, what, ok)
+}
+
+// waitWithin waits up to d for ok, and fails with what if it never holds.
+func waitWithin(b testing.TB, d time.Duration, what string, ok func() bool) {
+	b.Helper()
+	for deadline := time.Now().Add(d); !ok(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			b.Fatalf("waited 30 s for %s", what)
+			b.Fatalf("waited %v for %s", d, what)
 		}
 	}
 }

@@ -290,7 +290,7 @@ func TestAFarmThroughAPartition(t *testing.T) {
 		}()
 		nw.Cut(0)
 		// A route is dropped after three pings of 5 s go unanswered.
-		waitFor(t, "node1 to say it is cut off", func() bool {
+		waitWithin(t, 90*time.Second, "node1 to say it is cut off", func() bool {
 			s := status(0)
 			down := 0
 			for _, r := range s.Routes {
@@ -300,13 +300,13 @@ func TestAFarmThroughAPartition(t *testing.T) {
 			}
 			return slices.Equal(s.Missing, []string{"node2", "node3"}) && down == 2 && len(s.Streams) > 0 && !s.Streams[0].Quorum
 		})
-		waitFor(t, "node2 to miss node1, its bucket in quorum", func() bool {
+		waitWithin(t, 90*time.Second, "node2 to miss node1, its bucket in quorum", func() bool {
 			s := status(1)
 			last = s
 			return slices.Equal(s.Missing, []string{"node1"}) && len(s.Streams) > 0 && s.Streams[0].Quorum
 		})
 		nw.Heal(0)
-		waitFor(t, "every host to see the farm whole", func() bool {
+		waitWithin(t, 90*time.Second, "every host to see the farm whole", func() bool {
 			for i := range hosts {
 				s := status(i)
 				last = s

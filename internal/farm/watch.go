@@ -483,9 +483,10 @@ type nodeInfo struct {
 // announceEvery is how often a node refreshes its entry.
 const announceEvery = 30 * time.Second
 
-// announce publishes this node's addresses, and refreshes them, until ctx is done.
+// announce publishes this node's entry, and refreshes it every announceEvery (after a
+// failure, every healthEvery), until ctx is done.
 func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
-	t := time.NewTicker(announceEvery)
+	t := time.NewTimer(announceEvery)
 	defer t.Stop()
 	for {
 		f.mu.Lock()
@@ -504,13 +505,18 @@ func (f *Farm) announce(ctx context.Context, h *handles, _ Target, _ Decide) {
 		data, _ := json.Marshal(v)
 		data = f.signer.seal(data)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if _, err := h.nodes.Put(pctx, f.cfg.Node, data); err != nil && ctx.Err() == nil {
-			f.failf("announcing this node to the farm", err)
-		} else if err == nil {
+		_, err := h.nodes.Put(pctx, f.cfg.Node, data)
+		cancel()
+		next := announceEvery
+		switch {
+		case err == nil:
 			f.wrote()
 			f.resolved("announcing this node")
+		case ctx.Err() == nil:
+			f.failf("announcing this node to the farm", err)
+			next = healthEvery // again soon: the farm may be back in seconds
 		}
-		cancel()
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			return
