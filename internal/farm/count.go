@@ -46,17 +46,9 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 	var seq atomic.Uint64
 	start := time.Now().UnixNano()
 	for {
-		if ctx.Err() != nil {
-			return
-		}
-		fl, ok := f.failures.pop()
+		fl, ok := f.failures.next(ctx)
 		if !ok {
-			select {
-			case <-ctx.Done():
-				return
-			case <-f.failures.ready:
-			}
-			continue
+			return
 		}
 		f.mu.Lock()
 		j, ok := f.jails[fl.jail]
@@ -185,17 +177,9 @@ func (f *Farm) purge(ctx context.Context, h *handles, _ Target, _ Decide) {
 	for range purgers {
 		wg.Go(func() {
 			for {
-				if ctx.Err() != nil {
-					return
-				}
-				p, ok := f.purges.pop()
+				p, ok := f.purges.next(ctx)
 				if !ok {
-					select {
-					case <-ctx.Done():
-						return
-					case <-f.purges.ready:
-					}
-					continue
+					return
 				}
 				f.purgeFailure(ctx, h, p)
 			}

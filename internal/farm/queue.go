@@ -1,6 +1,9 @@
 package farm
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // queue is a bounded first-in first-out queue that holds memory only while it holds
 // items: a burst grows it, up to its bound, and it lets the memory go once drained. A
@@ -60,11 +63,18 @@ func (q *queue[T]) pop() (v T, ok bool) {
 	return v, true
 }
 
-// len reports how many items wait.
-func (q *queue[T]) len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items) - q.head
+// next waits for the oldest item and takes it; ok is false once ctx is done.
+func (q *queue[T]) next(ctx context.Context) (v T, ok bool) {
+	for ctx.Err() == nil {
+		if v, ok = q.pop(); ok {
+			return v, true
+		}
+		select {
+		case <-ctx.Done():
+		case <-q.ready:
+		}
+	}
+	return v, false
 }
 
 func (q *queue[T]) wake() {
