@@ -33,6 +33,7 @@ import (
 	"github.com/logban/logban/internal/metrics"
 	"github.com/logban/logban/internal/natsserver"
 	"github.com/logban/logban/internal/pipeline"
+	"github.com/logban/logban/internal/policy"
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
@@ -95,6 +96,9 @@ type Daemon struct {
 	// policy is the Postfix policy service, if [policy] has one.
 	policyMu sync.Mutex
 	policy   *policyRuntime
+	// policyState is what the last policy service counted, for the next: kept from a
+	// stop to the start that follows (a reload), and in the database across restarts.
+	policyState *policy.State
 	// kernelLost asks keepKernelInStep for a round now: an action found what it made
 	// in the kernel removed, and put it back empty.
 	kernelLost chan struct{}
@@ -329,11 +333,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown(false)
 		return err
 	}
+	d.loadPolicyState(gctx)
 	if err := d.startPolicy(gctx, d.cfg.Policy); err != nil {
 		d.shutdown(false)
 		return err
 	}
-	defer d.stopPolicy()
+	defer func() {
+		d.stopPolicy()
+		d.savePolicyState()
+	}()
 	d.startReaders(gctx)
 	jailCount := len(d.jails) // before the goroutine that owns changes starts
 	g.Go(func() error { return d.manager.Run(gctx) })
@@ -716,7 +724,8 @@ func (d *Daemon) reload(ctx context.Context) error {
 		d.logger.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
-	// A changed [policy] starts the service anew (its quotas' counts start afresh); if
+	// A changed [policy] starts the service anew (a quota of the same name, key and
+	// window counts on where it stood, as do the flagged accounts); if
 	// the new one cannot listen, the old one comes back.
 	if !reflect.DeepEqual(oldPolicy, cfg.Policy) {
 		if err := d.startPolicy(ctx, cfg.Policy); err != nil {

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/config"
@@ -19,6 +21,7 @@ import (
 // policyRuntime is the running Postfix policy service.
 type policyRuntime struct {
 	cfg    config.Policy
+	policy *policy.Policy
 	server *policy.Server
 	farm   bool // quotas' messages counted across the farm
 	cancel context.CancelFunc
@@ -73,6 +76,13 @@ func (d *Daemon) startPolicy(ctx context.Context, pc *config.Policy) error {
 		}
 	}
 	p := policy.New(pc.Settings, deps)
+	d.policyMu.Lock()
+	if d.policyState != nil { // what the last service counted counts on
+		p.Restore(*d.policyState)
+		d.policyState = nil
+	}
+	d.policyMu.Unlock()
+	rt.policy = p
 	rt.server = policy.NewServer(p, pc.Timeout, d.logger.With("part", "policy"))
 	kernel, err := listener.NewPeers() // in the daemon's network namespace, as the listener
 	if err != nil {
@@ -110,6 +120,50 @@ func (d *Daemon) stopPolicy() {
 	}
 	rt.cancel()
 	<-rt.done // its error, if any, was logged when it came
+	st := rt.policy.State()
+	d.policyMu.Lock()
+	d.policyState = &st
+	d.policyMu.Unlock()
+}
+
+// loadPolicyState takes what the policy service counted before the last stop from the
+// database. A state that cannot be read is logged and left: the counts start afresh.
+func (d *Daemon) loadPolicyState(ctx context.Context) {
+	data, err := d.store.PolicyState(ctx)
+	if err != nil || data == nil {
+		if err != nil {
+			d.logger.Warn("the policy service's counts from the last run cannot be read; they start afresh", "err", err)
+		}
+		return
+	}
+	var st policy.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		d.logger.Warn("the policy service's counts from the last run cannot be read; they start afresh", "err", err)
+		return
+	}
+	d.policyMu.Lock()
+	d.policyState = &st
+	d.policyMu.Unlock()
+}
+
+// savePolicyState keeps what the stopped policy service counted in the database, for the
+// next start.
+func (d *Daemon) savePolicyState() {
+	d.policyMu.Lock()
+	st := d.policyState
+	d.policyMu.Unlock()
+	if st == nil {
+		return
+	}
+	data, err := json.Marshal(st)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = d.store.SavePolicyState(ctx, data)
+	}
+	if err != nil {
+		d.logger.Error("saving the policy service's counts; they start afresh at the next start", "err", err)
+	}
 }
 
 // runningPolicy returns the policy service, or nil.

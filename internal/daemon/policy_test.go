@@ -149,3 +149,57 @@ action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
 		t.Errorf("status %+v, %v", st, err)
 	}
 }
+
+// A quota's count survives a restart and a reload that keeps the quota: of anna's 6
+// messages an hour, 3 go before a restart, 2 after it, 1 after a reload that changes
+// another part of [policy] (and the quota's limit's action), and her 7th is deferred.
+// A reload that changes the quota's window starts its count afresh.
+func TestPolicyCountsSurviveRestartAndReload(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "policy.sock")
+	policyConfig := func(rejectBanned, window string) string {
+		return strings.Replace(baseConfig, "[jails.sasl]", fmt.Sprintf(`[policy]
+listen = "unix:%s"
+reject_banned = %q
+timeout = "5s"
+
+[policy.quotas.outbound]
+key      = "sasl_username"
+messages = 6
+window   = %q
+action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
+
+[jails.sasl]`, sock, rejectBanned, window), 1)
+	}
+	h := startIn(t, nil, policyConfig("554 5.7.1 Access denied: {jail}", "1h"), Options{})
+	send := func(n int, want string) {
+		t.Helper()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		r := bufio.NewReader(conn)
+		for i := range n {
+			if got := policyAsk(t, conn, r, "protocol_state=DATA\nclient_address=198.51.100.7\nsasl_username=anna\nrecipient_count=1\n"); got != want {
+				t.Fatalf("message %d of %d: %q, want %q", i+1, n, got, want)
+			}
+		}
+	}
+	send(3, "DUNNO")
+	h.shutdown()
+	h.run(Options{})
+	send(2, "DUNNO")
+	h.writeConfig(policyConfig("554 5.7.1 Banned here: {jail}", "1h"))
+	if err := h.client.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	send(1, "DUNNO")
+	send(1, "DEFER_IF_PERMIT Sending quota exceeded, try later")
+
+	h.writeConfig(policyConfig("554 5.7.1 Banned here: {jail}", "2h"))
+	if err := h.client.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	send(6, "DUNNO") // a quota of another window counts afresh
+}

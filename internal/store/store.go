@@ -90,6 +90,11 @@ var schema = []string{
 		until      TEXT,             -- RFC 3339, UTC: the lifted ban's end; NULL: until the farm lifts it
 		PRIMARY KEY (jail, addr)
 	) WITHOUT ROWID`,
+	9: `CREATE TABLE policy_state (   -- what the policy service counted, kept from a stop to the next start
+		id       INTEGER PRIMARY KEY CHECK (id = 1),
+		state    TEXT NOT NULL,      -- JSON, as package policy writes it
+		saved_at TEXT NOT NULL       -- RFC 3339, UTC
+	)`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -641,6 +646,30 @@ func (s *Store) KeyBans(ctx context.Context) ([]jails.KeyBan, error) {
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// SavePolicyState keeps the policy service's counts (JSON, policy.State), in place of
+// those kept before.
+func (s *Store) SavePolicyState(ctx context.Context, state []byte) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO policy_state (id, state, saved_at) VALUES (1, ?, ?)`,
+		string(state), time.Now().UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("saving the policy service's counts: %w", err)
+	}
+	return nil
+}
+
+// PolicyState returns the policy service's counts last kept, or nil.
+func (s *Store) PolicyState(ctx context.Context) ([]byte, error) {
+	var state string
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM policy_state WHERE id = 1`).Scan(&state)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the policy service's counts: %w", err)
+	}
+	return []byte(state), nil
 }
 
 // SaveLocalUnban remembers a farm ban lifted on this host alone (jails.LocalUnbanLedger).
