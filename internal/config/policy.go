@@ -97,7 +97,7 @@ func (l *loader) buildPolicy(file string, d policyData, cfg *Config) *Policy {
 	p := &Policy{Settings: policy.Settings{RejectBanned: DefaultRejectBanned, Default: "DUNNO"}, Timeout: DefaultPolicyTimeout}
 	bad := func(key, format string, args ...any) { l.fail(file, 0, "policy."+key, format, args...) }
 	if d.Listen == nil || *d.Listen == "" {
-		bad("listen", "missing: where Postfix reaches the service, like listen = \"127.0.0.1:10031\" or \"unix:/var/spool/postfix/private/logban\"")
+		bad("listen", "missing: where Postfix reaches the service, like listen = \"unix:/var/spool/postfix/private/logban\" or \"127.0.0.1:10041\" (not 10031: Zimbra's CBPolicyD)")
 	} else {
 		p.Listen = *d.Listen
 		if path, ok := strings.CutPrefix(p.Listen, "unix:"); ok {
@@ -105,7 +105,7 @@ func (l *loader) buildPolicy(file string, d policyData, cfg *Config) *Policy {
 				bad("listen", "%q: a socket's path must be absolute", p.Listen)
 			}
 		} else if _, _, err := net.SplitHostPort(p.Listen); err != nil {
-			bad("listen", "%q: want host:port, like \"127.0.0.1:10031\", or unix:/path", p.Listen)
+			bad("listen", "%q: want host:port, like \"127.0.0.1:10041\", or unix:/path", p.Listen)
 		}
 	}
 	answer := func(key string, v *string, into *string) {
