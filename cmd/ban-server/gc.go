@@ -26,8 +26,8 @@ func gcPercent(live uint64) int {
 
 // releaseAbove is how much free heap the process keeps from the system; releaseEvery,
 // how often at most it gives back the rest. After a burst (an attack's thousands of
-// bans, a farm's catch-up) the heap it grew to stays mapped, free, for minutes: with an
-// embedded NATS server that was twice the memory the bans hold.
+// bans, a farm's catch-up) the heap it grew to would stay mapped, free, for minutes,
+// and with an embedded NATS server the burst's heap is several times the bans'.
 const (
 	releaseAbove = 4 << 20
 	releaseEvery = 10 * time.Second

@@ -158,10 +158,12 @@ func (f *Farm) gather(ctx context.Context, w jetstream.KeyWatcher, first jetstre
 
 // lateAfter is how long after the farm stored a ban its delivery is late: the watch may
 // be served by this host's own server catching up with what it missed while cut off.
-// maxHold bounds how long late entries wait for that server to catch up.
+// maxHold bounds how long late entries wait for that server to catch up, maxHeld how
+// many.
 const (
 	lateAfter = 2 * time.Second
 	maxHold   = time.Minute
+	maxHeld   = 1 << 17 // entries held at once, at most; past it they are applied
 )
 
 // late reports whether batch holds a ban the farm stored lateAfter ago or more.
@@ -185,7 +187,7 @@ func (f *Farm) holdWhileBehind(ctx context.Context, h *handles, w jetstream.KeyW
 	tick := time.NewTicker(catchUpWait)
 	defer tick.Stop()
 	held := false
-	for f.ownReplicaBehind(ctx, h) && time.Now().Before(deadline) {
+	for len(batch) < maxHeld && f.ownReplicaBehind(ctx, h) && time.Now().Before(deadline) {
 		held = true
 		select {
 		case e, ok := <-w.Updates():
