@@ -12,7 +12,7 @@ import (
 func BenchmarkSealOpen(b *testing.B) {
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
-	s := &signer{node: "mta1", kp: kp}
+	s, _ := newSigner("mta1", kp)
 	k, _ := loadKeys(map[string]string{"mta1": pub})
 	body, _ := json.Marshal(banValue{V: 1, Jail: "sasl", Addr: "203.0.113.5", At: 1, Until: 2, By: "mta1", Why: "5 failures across the farm"})
 	b.Run("seal", func(b *testing.B) {
@@ -36,7 +36,10 @@ func TestSealOpen(t *testing.T) {
 	kp, _ := nkeys.CreateUser()
 	pub, _ := kp.PublicKey()
 	other, _ := nkeys.CreateUser()
-	s := &signer{node: "mta1", kp: kp}
+	s, err := newSigner("mta1", kp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	k, _ := loadKeys(map[string]string{"mta1": pub})
 	sealed := s.seal([]byte(`{"by":"mta1"}`))
 	if body, node, err := k.open(sealed); err != nil || node != "mta1" || string(body) != `{"by":"mta1"}` {
@@ -49,7 +52,8 @@ func TestSealOpen(t *testing.T) {
 	if _, _, err := k.open(changed); err == nil {
 		t.Error("a body changed after signing opened")
 	}
-	if _, _, err := k.open((&signer{node: "mta1", kp: other}).seal([]byte(`{}`))); err == nil {
+	intruder, _ := newSigner("mta1", other)
+	if _, _, err := k.open(intruder.seal([]byte(`{}`))); err == nil {
 		t.Error("a value signed with another key opened")
 	}
 	if _, _, err := k.open([]byte(`{"by":"mta1"}`)); err == nil {
