@@ -369,6 +369,16 @@ func (j *Jail) Forget(addr netip.Addr) {
 	j.mu.Unlock()
 }
 
+// Decided forgets addr's failures, as a ban of it does here, and returns its last
+// matched lines: for a ban decided elsewhere (the farm's count), which records the lines
+// this host read.
+func (j *Jail) Decided(addr netip.Addr) []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.window.Forget(addr)
+	return j.matches.take(addr)
+}
+
 // Prune drops failure histories that have aged out of findtime.
 func (j *Jail) Prune(now time.Time) {
 	j.mu.Lock()

@@ -31,6 +31,10 @@ func gcPercent(live uint64) int {
 const (
 	releaseAbove = 4 << 20
 	releaseEvery = 10 * time.Second
+	// releaseFollowUps are the releases that follow one, releaseEvery apart: the NATS
+	// server's file blocks keep their 4 MB buffers cached 10 s after their last use, then
+	// pool them, and a pooled buffer is freed only by the second collection after.
+	releaseFollowUps = 5
 )
 
 // tuneGC sets the collector's target from the live heap, every interval, for the life of
@@ -40,7 +44,7 @@ func tuneGC(every time.Duration) {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
 	last := 100
 	var released time.Time
-	again := false
+	followUps := 0
 	for {
 		metrics.Read(sample)
 		if sample[0].Value.Kind() == metrics.KindUint64 {
@@ -50,11 +54,14 @@ func tuneGC(every time.Duration) {
 			}
 		}
 		free := sample[1].Value.Kind() == metrics.KindUint64 && sample[1].Value.Uint64() > releaseAbove
-		if (free || again) && time.Since(released) >= releaseEvery {
-			// Once more after each release: buffers pooled by the first collection (the
-			// NATS server's file blocks, 8 MB each) are only freed by the next.
+		if (free || followUps > 0) && time.Since(released) >= releaseEvery {
 			debug.FreeOSMemory()
-			released, again = time.Now(), !again
+			released = time.Now()
+			if free {
+				followUps = releaseFollowUps
+			} else {
+				followUps--
+			}
 		}
 		time.Sleep(every)
 	}

@@ -350,7 +350,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { d.notifyWorker(gctx); return nil })
 	g.Go(func() error { d.keepKernelInStep(gctx); return nil })
 	if d.farm != nil {
-		g.Go(func() error { return d.farm.Run(gctx, d.manager, d.bans.Add) })
+		g.Go(func() error { return d.farm.Run(gctx, d.manager, d.farmDecided) })
 	}
 	if metricsLn != nil {
 		g.Go(func() error { return m.Serve(gctx, metricsLn) })
@@ -367,6 +367,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.logger.Info("stopped")
 	return nil
+}
+
+// farmDecided hands the bans the farm's count decided to the ban path, each with the
+// lines this host read of its address: its jail forgets them, as a ban decided here does.
+func (d *Daemon) farmDecided(ctx context.Context, tickets []jails.Ticket) error {
+	d.mu.RLock()
+	for i, t := range tickets {
+		if jr, ok := d.jails[t.Jail]; ok && t.Bits == 0 && t.Lines == nil {
+			tickets[i].Lines = jr.jail.Decided(t.Addr)
+		}
+	}
+	d.mu.RUnlock()
+	return d.bans.Add(ctx, tickets)
 }
 
 // joinFarm makes this host's farm membership: linked to the manager, with its outbox in

@@ -120,6 +120,17 @@ func TestDaemonsOfAFarmCountTogetherAndShareBans(t *testing.T) {
 	if len(decided) != 1 {
 		t.Errorf("bans held as decided by %v; want one node", decided)
 	}
+	for i, node := range []string{"mta1", "mta2", "mbox1"} {
+		if !decided[node] {
+			continue
+		}
+		// The decider records the lines it read of the address, as a ban decided on
+		// one host does, and its jail forgets them.
+		why, err := hs[i].client.Why(context.Background(), netip.MustParsePrefix("203.0.113.5/32"))
+		if err != nil || len(why.Bans) != 1 || len(why.Bans[0].Lines) != 2 {
+			t.Errorf("%s decided the ban and shows %+v (%v); want the 2 lines it read", node, why.Bans, err)
+		}
+	}
 	if by := firstKey(decided); by != "mbox1" {
 		if n := strings.Count(mbox.banLog(), " ban "); n != 0 {
 			t.Errorf("the detect-only node applied %d farm bans decided by %s", n, by)
