@@ -196,8 +196,8 @@ func BenchmarkFarmBurst(b *testing.B) {
 			}
 			// Each node's resident size holding every ban, its embedded NATS server's
 			// included, once the burst has settled: ban-server gives free heap back every
-			// 10 s at most (cmd/ban-server/gc.go).
-			time.Sleep(25 * time.Second)
+			// 10 s for a minute after a burst (cmd/ban-server/gc.go).
+			time.Sleep(60 * time.Second)
 			var rss int64
 			for i, node := range nodes {
 				now, peak := residentKiB(b, node.pid)
