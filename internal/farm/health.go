@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/natsserver"
 )
@@ -57,8 +59,13 @@ func (f *Farm) checkHealth(ctx context.Context, h *handles, _ Target, _ Decide) 
 		f.mu.Unlock()
 		slices.Sort(names[2:])
 		health := make([]StreamHealth, 0, len(names))
+		fresh := map[string]jetstream.Stream{} // each stream that answered, its info new
 		for _, name := range names {
-			health = append(health, f.streamHealth(ctx, h, name))
+			sh, st := f.streamHealth(ctx, h, name)
+			health = append(health, sh)
+			if st != nil {
+				fresh[name] = st
+			}
 		}
 		if ctx.Err() != nil {
 			return
@@ -77,7 +84,7 @@ func (f *Farm) checkHealth(ctx context.Context, h *handles, _ Target, _ Decide) 
 				f.logger.Info("the farm's "+s.Name+" has its quorum back", "leader", s.Leader)
 			}
 		}
-		f.alignSettings(ctx, h)
+		f.alignSettings(ctx, h, fresh)
 		select {
 		case <-ctx.Done():
 			return
@@ -86,8 +93,9 @@ func (f *Farm) checkHealth(ctx context.Context, h *handles, _ Target, _ Decide) 
 	}
 }
 
-// streamHealth asks the servers after the stream name.
-func (f *Farm) streamHealth(ctx context.Context, h *handles, name string) StreamHealth {
+// streamHealth asks the servers after the stream name, and returns what they said and
+// the stream, its info as they said it (nil if they did not answer).
+func (f *Farm) streamHealth(ctx context.Context, h *handles, name string) (StreamHealth, jetstream.Stream) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	s := StreamHealth{Name: name, At: f.clock.Now()}
@@ -97,7 +105,7 @@ func (f *Farm) streamHealth(ctx context.Context, h *handles, name string) Stream
 			err = fmt.Errorf("no server answered within 2s: no leader where this host is (cut off, or no quorum)")
 		}
 		s.Err = err.Error()
-		return s
+		return s, nil
 	}
 	info := st.CachedInfo()
 	s.Replicas = max(info.Config.Replicas, 1)
@@ -114,7 +122,7 @@ func (f *Farm) streamHealth(ctx context.Context, h *handles, name string) Stream
 	} else {
 		s.Leader, s.Current = "this server", 1 // a lone server, no cluster
 	}
-	return s
+	return s, st
 }
 
 // countsAcross reports whether j counts its failures in a farm stream.

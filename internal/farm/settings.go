@@ -38,8 +38,10 @@ func streamSettings(cfg jetstream.StreamConfig) (countSettings, bool) {
 // a change every host makes (a reload, or a restart of all) is written to it. While
 // the hosts disagree, the stream's settings count, and Status and the log say so, naming
 // who says what. A host takes part once it has read every node's entry; with the farm's
-// list of nodes, every node of it must have said the same.
-func (f *Farm) alignSettings(ctx context.Context, h *handles) {
+// list of nodes, every node of it must have said the same. fresh are the streams that
+// answered checkHealth just now, by name, their info new: another host may have written
+// them since this host last looked.
+func (f *Farm) alignSettings(ctx context.Context, h *handles, fresh map[string]jetstream.Stream) {
 	f.mu.Lock()
 	ready := f.nodesRead
 	var js []Jail
@@ -54,16 +56,13 @@ func (f *Farm) alignSettings(ctx context.Context, h *handles) {
 	}
 	slices.SortFunc(js, func(a, b Jail) int { return strings.Compare(a.Name, b.Name) })
 	for _, j := range js {
-		s, err := f.failStream(ctx, h, j)
-		if err != nil {
-			continue
+		s, ok := fresh[f.cfg.Name+"_fail_"+j.Name]
+		if !ok || s.CachedInfo().Config.Metadata[metaFarm] != f.cfg.Name {
+			continue // not made yet, no answer (the next round), or not the farm's
 		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err = s.Info(cctx) // another host may have written it since
-		cancel()
-		if err != nil {
-			continue
-		}
+		h.mu.Lock()
+		h.streams[j.Name] = s // countedAt reads the farm's settings from it
+		h.mu.Unlock()
 		farmSays, ok := streamSettings(s.CachedInfo().Config)
 		mine := settingsOf(j)
 		if ok && farmSays == mine {
