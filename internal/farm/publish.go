@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -110,6 +111,9 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 // withoutLifted returns batch without the bans an unban later in batch lifts, and those
 // bans.
 func withoutLifted(batch []pendingMessage) (kept, lifted []pendingMessage) {
+	if !slices.ContainsFunc(batch, func(p pendingMessage) bool { return p.msg.Op == opUnban }) {
+		return batch, nil // a burst of bans: nothing to look up
+	}
 	unbanned := map[string]bool{}
 	skip := make([]bool, len(batch))
 	for i := len(batch) - 1; i >= 0; i-- {
@@ -120,9 +124,6 @@ func withoutLifted(batch []pendingMessage) (kept, lifted []pendingMessage) {
 		case unbanned[k]:
 			skip[i] = true
 		}
-	}
-	if len(unbanned) == 0 {
-		return batch, nil
 	}
 	for i, p := range batch {
 		if skip[i] {
