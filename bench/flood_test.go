@@ -84,12 +84,13 @@ actions = ["log"]
 					time.Sleep(200 * time.Millisecond)
 				}
 				time.Sleep(5 * time.Second) // steady state
-				rss, peak := residentKiB(b, cmd.Process.Pid)
+				r := residentKiB(b, cmd.Process.Pid)
 				st, _ := c.JailStatus(context.Background(), "flood")
 				cmd.Process.Signal(os.Interrupt)
 				cmd.Wait()
-				b.ReportMetric(float64(rss)/1024, "RSS-MiB")
-				b.ReportMetric(float64(peak)/1024, "peak-RSS-MiB")
+				b.ReportMetric(float64(r.now)/1024, "RSS-MiB")
+				b.ReportMetric(float64(r.anon)/1024, "anon-MiB")
+				b.ReportMetric(float64(r.peak)/1024, "peak-RSS-MiB")
 				b.ReportMetric(float64(st.CurrentlyFailed), "tracked")
 				b.ReportMetric(float64(st.Evicted), "evicted")
 			}

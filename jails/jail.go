@@ -365,7 +365,7 @@ func (j *Jail) Manual(what netip.Prefix, now time.Time) (Ticket, error) {
 func (j *Jail) Forget(addr netip.Addr) {
 	j.mu.Lock()
 	j.window.Forget(addr)
-	delete(j.matches, addr)
+	j.matches.take(addr)
 	j.mu.Unlock()
 }
 

@@ -16,7 +16,11 @@ const matchesKept = 4096
 type matches map[netip.Addr][]string
 
 // add keeps line as addr's newest, dropping its oldest past MaxMatches.
-func (m matches) add(addr netip.Addr, line []byte) {
+func (mp *matches) add(addr netip.Addr, line []byte) {
+	if *mp == nil {
+		*mp = matches{}
+	}
+	m := *mp
 	lines, ok := m[addr]
 	if !ok && len(m) >= matchesKept {
 		for other := range m { // any one: map order is arbitrary
@@ -30,9 +34,13 @@ func (m matches) add(addr netip.Addr, line []byte) {
 	m[addr] = append(lines, string(line))
 }
 
-// take returns addr's lines and forgets them.
-func (m matches) take(addr netip.Addr) []string {
-	lines := m[addr]
-	delete(m, addr)
+// take returns addr's lines and forgets them. Once none are left the map goes with
+// them: a map keeps the size a burst grew it to.
+func (mp *matches) take(addr netip.Addr) []string {
+	lines := (*mp)[addr]
+	delete(*mp, addr)
+	if len(*mp) == 0 {
+		*mp = nil
+	}
 	return lines
 }

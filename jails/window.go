@@ -127,6 +127,9 @@ func (w *Window) release(key [16]byte, slot uint32) {
 	delete(w.slots, key)
 	w.chunks[slot/chunkSlots].lens[slot%chunkSlots] = 0
 	w.free = append(w.free, slot)
+	if len(w.slots) == 0 && len(w.chunks) > 1 { // a burst is over: its memory goes
+		w.slots, w.chunks, w.free = make(map[[16]byte]uint32), nil, nil
+	}
 }
 
 // Forget drops addr's history.

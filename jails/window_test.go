@@ -125,3 +125,33 @@ func FuzzWindow(f *testing.F) {
 		}
 	})
 }
+
+// TestWindowLetsABurstGo: once every address of a burst is banned or forgotten, the
+// window holds no memory for them; a burst's chunks would otherwise stay for life.
+func TestWindowLetsABurstGo(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	w := NewWindow(3, time.Hour)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}) }
+	for i := range 5000 {
+		w.Add(addr(i), now, now)
+	}
+	if len(w.chunks) < 5 {
+		t.Fatalf("5,000 addresses in %d chunks", len(w.chunks))
+	}
+	for i := range 5000 {
+		if i%2 == 0 {
+			w.Forget(addr(i))
+			continue
+		}
+		w.Add(addr(i), now, now)
+		if _, reached := w.Add(addr(i), now, now); !reached {
+			t.Fatalf("address %d: no ban at the 3rd failure", i)
+		}
+	}
+	if w.Len() != 0 || len(w.chunks) != 0 || len(w.free) != 0 {
+		t.Errorf("after the burst: %d addresses, %d chunks, %d free slots kept", w.Len(), len(w.chunks), len(w.free))
+	}
+	if n, _ := w.Add(addr(1), now, now); n != 1 {
+		t.Errorf("a failure after the burst counts %d", n)
+	}
+}

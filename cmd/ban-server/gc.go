@@ -6,22 +6,32 @@ import (
 	"time"
 )
 
-// gcHeadroom is the least the heap may grow between collections; above four times it,
-// the heap may grow by a quarter of what is live.
-const gcHeadroom = 16 << 20
+// The heap may grow between collections by its headroom: busyHeadroom while the
+// process allocates fast (a burst of bans, a farm's catch-up), quietHeadroom otherwise,
+// and never by less than a quarter of what is live. ban-server's heap is mostly its
+// state (failure windows, bans), long-lived and nearly free of pointers, so collecting
+// it often costs little; what a collection leaves room for stays resident. A quiet
+// host gives the garbage little room: with an embedded NATS server holding 10,000
+// bans (20 MB live), 16 MB of headroom kept its resident size 11 MB above the 4 MB's
+// (BenchmarkFarmBurst in bench/). A busy one gets room to work: at 4 MB a burst would
+// be collected every few milliseconds.
+const (
+	busyHeadroom  = 16 << 20
+	quietHeadroom = 4 << 20
+	// busyAllocs is the allocation in one tuning interval that makes the process busy,
+	// and busyFor how long it stays so after the last such interval.
+	busyAllocs = 2 << 20
+	busyFor    = 10 * time.Second
+)
 
-// gcPercent returns the collector's growth target for a live heap of live bytes: Go's
-// 100% while the heap is small, down to 25% as it grows. ban-server's heap is mostly
-// its state (failure windows, bans), long-lived and nearly free of pointers, so a large
-// one costs little to collect often, and 25% keeps the resident size near the state's:
-// about 170 bytes per tracked address with a million tracked, 232 at 100%
-// (BenchmarkServerMemory in bench/). A small heap stays at 100%: at 25% it would be
-// collected every megabyte, and a burst of bans would spend a quarter of its time so.
-func gcPercent(live uint64) int {
+// gcPercent returns the collector's growth target for a live heap of live bytes, given
+// the headroom it may grow by: Go's 100% while the heap is small, down to 25% as it
+// grows.
+func gcPercent(live, headroom uint64) int {
 	if live == 0 {
 		return 100
 	}
-	return int(min(100, max(25, 100*gcHeadroom/live)))
+	return int(min(100, max(25, 100*headroom/live)))
 }
 
 // releaseAbove is how much free heap the process keeps from the system; releaseEvery,
@@ -37,21 +47,47 @@ const (
 	releaseFollowUps = 5
 )
 
-// tuneGC sets the collector's target from the live heap, every interval, for the life of
-// the process, and gives free heap back to the system past releaseAbove. GOGC in the
-// environment, when set, is left to rule instead.
+// gcTuner holds what tuneGC carries from one interval to the next.
+type gcTuner struct {
+	percent   int
+	allocs    uint64    // bytes allocated by the last interval's end
+	busyUntil time.Time // the process counts as busy until then
+}
+
+// step sets the collector's target from the live heap and the allocation since the last
+// step, at now, and returns the percent it set.
+func (t *gcTuner) step(now time.Time, live, allocs uint64) int {
+	if t.allocs != 0 && allocs-t.allocs >= busyAllocs {
+		t.busyUntil = now.Add(busyFor)
+	}
+	t.allocs = allocs
+	headroom := uint64(quietHeadroom)
+	if now.Before(t.busyUntil) {
+		headroom = busyHeadroom
+	}
+	if p := gcPercent(live, headroom); p != t.percent {
+		debug.SetGCPercent(p)
+		t.percent = p
+	}
+	return t.percent
+}
+
+// tuneGC sets the collector's target every interval, for the life of the process, and
+// gives free heap back to the system past releaseAbove. GOGC in the environment, when
+// set, is left to rule instead.
 func tuneGC(every time.Duration) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
-	last := 100
+	sample := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/gc/heap/allocs:bytes"},
+	}
+	t := gcTuner{percent: 100}
 	var released time.Time
 	followUps := 0
 	for {
 		metrics.Read(sample)
-		if sample[0].Value.Kind() == metrics.KindUint64 {
-			if p := gcPercent(sample[0].Value.Uint64()); p != last {
-				debug.SetGCPercent(p)
-				last = p
-			}
+		if sample[0].Value.Kind() == metrics.KindUint64 && sample[2].Value.Kind() == metrics.KindUint64 {
+			t.step(time.Now(), sample[0].Value.Uint64(), sample[2].Value.Uint64())
 		}
 		free := sample[1].Value.Kind() == metrics.KindUint64 && sample[1].Value.Uint64() > releaseAbove
 		if (free || followUps > 0) && time.Since(released) >= releaseEvery {

@@ -24,7 +24,8 @@ func isPerSubjectLimit(err error) bool {
 		strings.Contains(apiErr.Description, "maximum messages per subject exceeded")
 }
 
-// futureWait is how many published failures may wait for their answer.
+// futureWait is how many published failures may wait for their answer. They wait as
+// pointers: a channel keeps its buffer for life, and a burst's are freed once answered.
 const futureWait = 4096
 
 type published struct {
@@ -38,7 +39,7 @@ type published struct {
 // count publishes the failures of counting jails, and decides the ban when the farm
 // refuses one for being the maxretry-th, until ctx is done.
 func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
-	answers := make(chan published, futureWait)
+	answers := make(chan *published, futureWait)
 	var wg sync.WaitGroup
 	wg.Go(func() { f.judge(ctx, h, answers, decide) })
 	defer wg.Wait()
@@ -77,7 +78,7 @@ func (f *Farm) count(ctx context.Context, h *handles, _ Target, decide Decide) {
 		}
 		f.shared.Add(1)
 		select {
-		case answers <- published{fut, msg, id, fl, j}:
+		case answers <- &published{fut, msg, id, fl, j}:
 		case <-ctx.Done():
 			return
 		}
@@ -112,7 +113,7 @@ func (f *Farm) makeStreams(ctx context.Context, h *handles) {
 
 // judge waits for the farm's answer to each failure published and decides the bans the
 // farm's count reached.
-func (f *Farm) judge(ctx context.Context, h *handles, answers <-chan published, decide Decide) {
+func (f *Farm) judge(ctx context.Context, h *handles, answers <-chan *published, decide Decide) {
 	var tickets []jails.Ticket
 	for p := range answers {
 		select {

@@ -346,6 +346,13 @@ func (f *Farm) settle(m outboxMessage) {
 	if counts[k]--; counts[k] <= 0 {
 		delete(counts, k)
 	}
+	if len(counts) == 0 { // a map keeps the size a burst grew it to: let it go
+		if m.Op == opUnban {
+			f.pendUnbans = map[string]int{}
+		} else {
+			f.pendBans = map[string]int{}
+		}
+	}
 }
 
 // Protected returns why what (an address as a /32 or /128, or a network) must not be

@@ -67,6 +67,9 @@ func (q *BanQueue) run(ctx context.Context) {
 		if len(pending) > 0 {
 			q.manager.BanAll(ctx, pending)
 		}
+		if cap(pending) > 256 {
+			pending = nil // a burst's batch is not kept for life
+		}
 		for _, f := range flushes {
 			close(f)
 		}
