@@ -5,8 +5,9 @@ import (
 	"net/netip"
 )
 
-// mailboxAuthLiteral is in every line mailboxAuth counts.
-const mailboxAuthLiteral = "authentication failed for "
+// mailboxAuthLiteral is in every line mailboxAuth counts ("authentication failed for",
+// "Error occurred during authentication: account not found").
+const mailboxAuthLiteral = "authentication"
 
 // The kinds of line mailboxAuth counts, in the order of their kind index.
 var mailboxAuthKinds = []string{
@@ -14,6 +15,7 @@ var mailboxAuthKinds = []string{
 	"SoapEngine - handler exception: authentication failed for [NAME], REASON",
 	"imap|pop - authentication failed for [NAME] (REASON)",
 	"account - authentication failed for [NAME] (no such account)",
+	"security - Error occurred during authentication: account not found for [NAME]. oip=ADDR (a proxy's lookup)",
 }
 
 // mailboxAuth reads the failed logins Zimbra's and Carbonio's mailbox server writes to
@@ -32,9 +34,21 @@ var mailboxAuthKinds = []string{
 // trusted proxies (forwardedClient). Without oip, ip is the connection's own address,
 // unless that is a trusted proxy: then no client is named.
 //
-// Lines not counted: "security - Error occurred during authentication: ..." (written
-// beside another line of the same attempt when zimbra_additional_logging is on), and
-// lines whose context ZimbraLog could not have written.
+// One line names its client in the message: with zimbra_additional_logging on, the
+// nginx lookup extension (zm-nginx-lookup-store, NginxLookupExtension) writes
+//
+//	... [ip=192.0.2.10;] security - Error occurred during authentication: account not found for [NAME]. oip=203.0.113.9
+//
+// when the mail proxy asks for an account that does not exist: an IMAP or POP login to
+// a guessed name, which reaches no other line of mailboxd's. Zimbra appends oip= (the
+// Client-IP nginx sends, from the connection) after NAME, which the client wrote and
+// which may hold "]. oip=" itself: so the address is the message's last oip=, and only
+// when the request came from a trusted proxy (or the host itself), the lookup's only
+// callers.
+//
+// Lines not counted: the other "security - Error occurred during authentication: ..."
+// lines (written beside another line of the same attempt), and lines whose context
+// ZimbraLog could not have written.
 func mailboxAuth(opts Options) lineReader {
 	trusted := opts.TrustedProxies
 	return func(line []byte) (netip.Addr, int, Result) {
@@ -44,6 +58,9 @@ func mailboxAuth(opts Options) lineReader {
 		}
 		kind, ok := failedLogin(z.category, z.message)
 		if !ok {
+			if addr, ok := lookupNotFound(z, trusted); ok {
+				return addr, len(mailboxAuthKinds) - 1, Matched
+			}
 			return netip.Addr{}, 0, NoMatch
 		}
 		addr, ok := mailboxClient(z, trusted)
@@ -52,6 +69,25 @@ func mailboxAuth(opts Options) lineReader {
 		}
 		return addr, kind, Matched
 	}
+}
+
+// lookupNotFound reads the client of the nginx lookup's "account not found" line, as
+// mailboxAuth describes it.
+func lookupNotFound(z zimbraLine, trusted []netip.Prefix) (netip.Addr, bool) {
+	const prefix, oip = "Error occurred during authentication: account not found for [", "]. oip="
+	if string(z.category) != "security" || !bytes.HasPrefix(z.message, []byte(prefix)) || z.oip != nil {
+		return netip.Addr{}, false
+	}
+	if z.ip != nil { // the lookup came over the network: from a proxy of the farm only
+		if proxy, ok := ParseAddr(z.ip); !ok || !inPrefixes(proxy, trusted) {
+			return netip.Addr{}, false
+		}
+	}
+	i := bytes.LastIndex(z.message, []byte(oip))
+	if i < len(prefix) {
+		return netip.Addr{}, false
+	}
+	return ParseAddr(bytes.TrimRight(z.message[i+len(oip):], " "))
 }
 
 // mailboxClient returns the client of a mailbox line, as mailboxAuth reads it.

@@ -165,6 +165,11 @@ func (p auditParts) line(addr string) string {
 	case "account":
 		thread = "Pop3SSLServer-7"
 		msg = "account - authentication failed for [" + name + "] (no such account)"
+	case "lookup":
+		// The proxy's lookup of an account that does not exist: the proxy (trusted) makes
+		// the request, Zimbra appends the Client-IP nginx sent after the client's name.
+		return fmt.Sprintf("2026-03-05 16:01:34,123 INFO  [qtp1-14:http://192.0.2.20:7072/service/extension/nginx-lookup] [ip=%s;] "+
+			"security - Error occurred during authentication: account not found for [%s]. oip=%s", balancer, name, addr)
 	default:
 		msg = "security - cmd=Auth; account=u@example.com; protocol=soap; error=" +
 			zimbraEscape("authentication failed for ["+p.name+"], "+p.reason) + ";"
@@ -278,7 +283,7 @@ func TestMailboxAuthClientFieldsDecideNothing(t *testing.T) {
 		"forwarded-for2": func(p *auditParts, s string) { p.forged = []string{injected, s} },
 	}
 	for name, set := range fields {
-		for _, kind := range []string{"security", "soap", "imap", "account"} {
+		for _, kind := range []string{"security", "soap", "imap", "account", "lookup"} {
 			for _, proxied := range []bool{false, true} {
 				for _, trick := range tricks {
 					p := auditParts{kind: kind, proxied: proxied, behindBalancer: proxied}.withDefaults()
@@ -402,7 +407,7 @@ func randomPostfix(r *rand.Rand, clientText func() string) (string, string) {
 
 func randomAudit(r *rand.Rand, clientText func() string) (string, string) {
 	p := auditParts{
-		kind:           pick(r, "security", "soap", "imap", "account"),
+		kind:           pick(r, "security", "soap", "imap", "account", "lookup"),
 		reason:         pick(r, "invalid password", "account lockout", "account not found"),
 		host:           clientText(),
 		ua:             pick(r, "", clientText()),
