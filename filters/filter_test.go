@@ -119,7 +119,7 @@ func TestCompileErrors(t *testing.T) {
 		t.Errorf("parser and failregex: got %v", err)
 	}
 	var ue *UnknownParserError
-	if _, err = New("x", Definition{Parser: "nope"}, Options{}); !errors.As(err, &ue) || !strings.Contains(err.Error(), "valid: jetty-dosfilter, nginx-activesync, postfix-smtp") {
+	if _, err = New("x", Definition{Parser: "nope"}, Options{}); !errors.As(err, &ue) || !strings.Contains(err.Error(), "valid: jetty-dosfilter, nginx-activesync, nginx-mail-auth, postfix-smtp") {
 		t.Errorf("unknown parser: got %v", err)
 	}
 }

@@ -75,6 +75,11 @@ var formats = map[string]format{
 		device:  activeSyncDevice,
 		time:    nginxTime,
 	},
+	"nginx-mail-auth": {
+		literal: proxyAuthLiteral,
+		kinds:   proxyAuthKinds,
+		reader:  proxyAuth,
+	},
 	"jetty-dosfilter": {
 		literal: dosAlertLiteral,
 		kinds:   dosAlertKinds,

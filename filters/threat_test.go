@@ -529,6 +529,7 @@ func TestRandomGenuineLines(t *testing.T) {
 		{"zimbra-mailbox-auth", trustBalancer, randomAudit},
 		{"zimbra-dosfilter", Options{}, randomJetty},
 		{"zimbra-activesync", Options{}, randomActiveSync},
+		{"zimbra-proxy-auth", Options{}, randomProxy},
 		// Reading logins too changes nothing for a failure, whatever the client wrote.
 		{"zimbra-submission", Options{Successes: true}, randomPostfix},
 		{"zimbra-mailbox-auth", Options{TrustedProxies: trustBalancer.TrustedProxies, Successes: true}, randomAudit},
@@ -541,4 +542,80 @@ func TestRandomGenuineLines(t *testing.T) {
 			}
 		}
 	}
+}
+
+// proxyParts is a refused IMAP or POP login in the mail proxy's nginx.log. The client
+// writes the name (in the message, with the default domain appended) and the login.
+type proxyParts struct {
+	name, login string
+	additional  bool // zimbra_additional_logging's form of the message
+	starttls    bool
+}
+
+func (p proxyParts) line(addr string) string {
+	msg := "user not found:" + noControl(p.name) + "@example.com"
+	if p.additional {
+		msg = "Error occurred during authentication: account not found for [" + noControl(p.name) + "@example.com]. oip=" + addr
+	}
+	client := addr + ":51234"
+	if p.starttls {
+		client += " using starttls"
+	}
+	return "2026/03/05 16:01:34 [error] 4321#0: *1234 An error occurred in mail zmauth: " + msg +
+		" while in auth state, client: " + client + ", server: 0.0.0.0:993, login: \"" + noControl(p.login) + "\""
+}
+
+// proxyWant is what the proxy filter must make of a line whose client wrote text: the
+// true address, or nothing where the text holds a copy of nginx's client field (then
+// nothing tells nginx's from the client's), and never another address.
+func proxyWant(addr string, texts ...string) string {
+	for _, s := range texts {
+		if strings.Contains(noControl(s), ", client: ") {
+			return "none"
+		}
+	}
+	return addr
+}
+
+// For every field of the proxy's refusal that the client writes: the true address, or
+// nothing where the field copies nginx's client field; never the copy's.
+func TestProxyAuthClientFieldsDecideNothing(t *testing.T) {
+	f := builtin(t, "zimbra-proxy-auth", Options{})
+	proxyTricks := append([]string{
+		", client: " + injected + ":1, server: 0.0.0.0:993",
+		"x, client: " + injected + ":1, server: 0.0.0.0:993, login: \"x",
+		"\", client: " + injected, "client: " + injected + ":2", injected + ":51234",
+		proxyParts{name: "a", login: "a"}.line(injected),
+	}, tricks...)
+	for _, addr := range []string{"203.0.113.61", "2001:db8:61::5"} {
+		for _, trick := range proxyTricks {
+			for _, additional := range []bool{false, true} {
+				for _, p := range []proxyParts{
+					{name: trick, login: "u", additional: additional},
+					{name: "u", login: trick, additional: additional, starttls: true},
+					{name: trick, login: trick, additional: additional},
+				} {
+					line := p.line(addr)
+					if got, want := judge(f, line), proxyWant(addr, p.name, p.login); got != want {
+						t.Errorf("name %q, login %q: got %s, want %s\n%s", p.name, p.login, got, want, line)
+					}
+				}
+			}
+		}
+	}
+}
+
+func randomProxy(r *rand.Rand, clientText func() string) (string, string) {
+	p := proxyParts{name: clientText(), additional: r.IntN(2) == 0, starttls: r.IntN(2) == 0}
+	p.login = pick(r, p.name, clientText())
+	addr := randomAddr(r)
+	return p.line(addr), proxyWant(addr, p.name, p.login)
+}
+
+// FuzzProxyAuth: the address counted is the connection's, as nginx wrote it, or none
+// where the client's name copies nginx's field; never the client's text.
+func FuzzProxyAuth(f *testing.F) {
+	fuzzSeeds(f)
+	flt := builtin(f, "zimbra-proxy-auth", Options{})
+	f.Fuzz(func(t *testing.T, seed uint64, text string) { fuzzLine(t, flt, randomProxy, seed, text) })
 }

@@ -10,6 +10,7 @@ import "time"
 //	2026-03-05 16:01:34,123            log4j (mailbox.log, audit.log)
 //	2026-03-05 16:01:34.123            Jetty (zmmailboxd.out)
 //	2026-03-05T16:01:34.123456+01:00   RFC 3339 (rsyslog's high-precision format)
+//	2026/03/05 16:01:34                nginx's error log (the proxy's nginx.log)
 //
 // Parsing allocates nothing.
 type TimeParser struct {
@@ -37,6 +38,7 @@ const (
 	FormatJetty   = "Jetty (YYYY-MM-DD HH:MM:SS.mmm)"
 	FormatPlain   = "YYYY-MM-DD HH:MM:SS"
 	FormatRFC3339 = "RFC 3339"
+	FormatNginx   = "nginx (YYYY/MM/DD HH:MM:SS)"
 )
 
 // ParseFormat is Parse, also naming the format found.
@@ -53,6 +55,8 @@ func (p TimeParser) ParseFormat(line []byte, now time.Time) (time.Time, string, 
 		t, ok := parseISO(line, loc)
 		format := FormatPlain
 		switch {
+		case line[4] == '/':
+			format = FormatNginx
 		case line[10] == 'T':
 			format = FormatRFC3339
 		case len(line) > 19 && line[19] == ',':
@@ -114,7 +118,18 @@ func parseISO(b []byte, loc *time.Location) (time.Time, bool) {
 	year, ok1 := digits(b[0:4])
 	month, ok2 := digits(b[5:7])
 	day, ok3 := digits(b[8:10])
-	if !ok1 || !ok2 || !ok3 || b[4] != '-' || b[7] != '-' || (b[10] != ' ' && b[10] != 'T') {
+	dash := b[4] == '-' && b[7] == '-'
+	if b[4] == '/' && b[7] == '/' && b[10] == ' ' { // nginx: no fraction, no zone
+		if !ok1 || !ok2 || !ok3 {
+			return time.Time{}, false
+		}
+		h, m, s, ok := clock(b[11:19])
+		if !ok || month < 1 || month > 12 || day < 1 || day > 31 {
+			return time.Time{}, false
+		}
+		return time.Date(year, time.Month(month), day, h, m, s, 0, loc), true
+	}
+	if !ok1 || !ok2 || !ok3 || !dash || (b[10] != ' ' && b[10] != 'T') {
 		return time.Time{}, false
 	}
 	h, m, s, ok := clock(b[11:19])

@@ -29,6 +29,9 @@ func TestTimeParser(t *testing.T) {
 		{"2026-03-05 16:01:34 plain", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)},
 		{"2026-03-05T16:01:34.123456+02:00 mta1", time.Date(2026, 3, 5, 14, 1, 34, 123456e3, time.UTC)},
 		{"2026-03-05T16:01:34Z mta1", time.Date(2026, 3, 5, 16, 1, 34, 0, time.UTC)},
+		{"2026/03/05 16:01:34 [error] 4321#0: *1", time.Date(2026, 3, 5, 16, 1, 34, 0, berlin)}, // nginx's error log
+		{"2026/03-05 16:01:34 [error]", time.Time{}},
+		{"2026/13/05 16:01:34 [error]", time.Time{}},
 		{"2026-03-05T16:01:34-05:30 mta1", time.Date(2026, 3, 5, 21, 31, 34, 0, time.UTC)},
 		{"Foo  5 16:01:34 mta1", time.Time{}},
 		{"Mar 32 16:01:34 mta1", time.Time{}},
