@@ -28,6 +28,7 @@ var commandSummaries = []struct{ name, summary string }{
 	{"history", "the ban history of an address"},
 	{"test-filter", "run a filter over a log file, without a server"},
 	{"import-fail2ban", "turn a fail2ban configuration into a logban one"},
+	{"setup", "write this host configuration from the Zimbra or Carbonio directory"},
 	{"completion", "print a shell completion script"},
 	{"help", "the help, or the help of a command"},
 }

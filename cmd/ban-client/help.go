@@ -91,6 +91,14 @@ var commandHelp = map[string]string{
   cannot be converted is said per jail and per regex, with the reason.
   ban-client import-fail2ban -o /etc/logban/logban.toml
   ban-client import-fail2ban -h (for its flags)`,
+	"setup": `ban-client setup zimbra [--root DIR] [-o FILE] [--postfix] [--keys DIR]
+  Write this host's configuration from what a Zimbra or Carbonio farm already knows:
+  localconfig.xml and the farm's LDAP directory (servers, services, trusted proxies,
+  DoSFilter-safe addresses, account lockout). Says what it found and why it chose each
+  jail; --postfix adds the policy service and prints how to wire Postfix to it.
+  ban-client setup zimbra -o /etc/logban/logban.toml
+  ban-client setup zimbra --postfix -o /etc/logban/logban.toml
+  ban-client setup -h (for its flags)`,
 	"completion": `ban-client completion bash|zsh|fish
   Print a completion script for the shell: commands, flags, jail names and banned
   addresses (asked of the server as you type). Packages install them already.

@@ -52,6 +52,8 @@ Commands:
                               (ban-client test-filter -h for its flags)
   import-fail2ban [DIR]       turn fail2ban's configuration (/etc/fail2ban) into a
                               logban TOML (ban-client import-fail2ban -h for its flags)
+  setup zimbra                write this host's configuration from a Zimbra or Carbonio
+                              farm's own directory (ban-client setup -h for its flags)
   completion bash|zsh|fish    print a shell completion script
 
 fail2ban-client's verbs work too: set JAIL banip|unbanip IP..., get JAIL
@@ -114,6 +116,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 				return own.run(args[i+1:])
 			}
 		}
+	}
+	if len(args) >= 1 && args[0] == "setup" && !(len(args) == 2 && args[1] == "help") {
+		return setup(ctx, args[1:], stdout, stderr) // offline: no server is asked
 	}
 	if len(args) >= 2 && args[0] == "farm" && (args[1] == "init" || args[1] == "add-node") && !slices.ContainsFunc(args, isHelp) {
 		return farmKeys(args[1:], stdout) // offline: no server is asked

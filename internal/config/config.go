@@ -58,6 +58,10 @@ type Config struct {
 	Farm *Farm
 	// Policy is the [policy] table; nil without one.
 	Policy *Policy
+	// Zimbra ([zimbra]) keeps the farm's servers, trusted proxies and DoSFilter-safe
+	// addresses never banned, as the Zimbra or Carbonio directory lists them. Nil
+	// without the table.
+	Zimbra *Zimbra
 	// Origins says where each enabled jail's keys come from, by key path
 	// ("jails.sasl.maxretry"): the file that sets it, "FILE [defaults]", or "default".
 	Origins map[string]string
@@ -198,6 +202,7 @@ type fileData struct {
 	Jails   map[string]jailData           `toml:"jails"`
 	Farm    *farmData                     `toml:"farm"`
 	Policy  *policyData                   `toml:"policy"`
+	Zimbra  *zimbraData                   `toml:"zimbra"`
 	// Defaults are keys every jail takes unless it sets its own (fail2ban's [DEFAULT]).
 	Defaults *jailData `toml:"defaults"`
 }
@@ -569,6 +574,8 @@ func (l *loader) build() *Config {
 	farmFile := ""
 	var pol *policyData
 	polFile := ""
+	var zim *zimbraData
+	zimFile := ""
 	var defaults jailData
 	for _, p := range l.files {
 		if p.data.Defaults != nil {
@@ -581,6 +588,10 @@ func (l *loader) build() *Config {
 		if p.data.Policy != nil {
 			merged := merge(deref(pol), *p.data.Policy)
 			pol, polFile = &merged, p.path
+		}
+		if p.data.Zimbra != nil {
+			merged := merge(deref(zim), *p.data.Zimbra)
+			zim, zimFile = &merged, p.path
 		}
 		cfg.Files = append(cfg.Files, p.path)
 		s := p.data.Server
@@ -669,6 +680,9 @@ func (l *loader) build() *Config {
 	}
 	if pol != nil {
 		cfg.Policy = l.buildPolicy(polFile, *pol, cfg)
+	}
+	if zim != nil {
+		cfg.Zimbra = l.buildZimbra(zimFile, *zim)
 	}
 	return cfg
 }
