@@ -11,12 +11,21 @@ import (
 type IgnoreList struct {
 	prefixes []netip.Prefix
 	host     *HostSet // the host's own addresses and gateways, kept current; may be nil
+	// directory is what the farm's directory names never to ban (its servers, trusted
+	// proxies, DoSFilter-safe addresses), kept current; may be nil.
+	directory *HostSet
 }
 
 // WithHost returns l checking h too: the host's own addresses and gateways, as they
 // are at each check.
 func (l *IgnoreList) WithHost(h *HostSet) *IgnoreList {
-	return &IgnoreList{prefixes: l.prefixes, host: h}
+	return &IgnoreList{prefixes: l.prefixes, host: h, directory: l.directory}
+}
+
+// WithDirectory returns l checking d too: the addresses a farm's directory names never
+// to ban, as they are at each check.
+func (l *IgnoreList) WithDirectory(d *HostSet) *IgnoreList {
+	return &IgnoreList{prefixes: l.prefixes, host: l.host, directory: d}
 }
 
 // NewIgnoreList returns a list of the given prefixes and the addresses no ban can mean.
@@ -55,6 +64,9 @@ func (l *IgnoreList) Why(addr netip.Addr) string {
 	if l.host.overlaps(netip.PrefixFrom(addr, addr.BitLen())) {
 		return "the host's own address, a broadcast of its networks, or its gateway"
 	}
+	if l.directory.overlaps(netip.PrefixFrom(addr, addr.BitLen())) {
+		return "named by the farm's directory ([zimbra]): one of its servers, trusted proxies or DoSFilter-safe addresses"
+	}
 	return ""
 }
 
@@ -80,6 +92,9 @@ func (l *IgnoreList) WhyNet(p netip.Prefix) string {
 	}
 	if l.host.overlaps(p) {
 		return "a network holding the host's own address or its gateway"
+	}
+	if l.directory.overlaps(p) {
+		return "a network holding an address the farm's directory names ([zimbra])"
 	}
 	return ""
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/logban/logban/internal/pipeline"
 	"github.com/logban/logban/internal/policy"
 	"github.com/logban/logban/internal/store"
+	"github.com/logban/logban/internal/zimbra"
 	"github.com/logban/logban/jails"
 	"github.com/logban/logban/watcher"
 )
@@ -58,6 +59,9 @@ type Options struct {
 	// jails.HostPrefixesOf the daemon's network namespace, read again at each change
 	// of its addresses and routes.
 	HostPrefixes func() ([]netip.Prefix, error)
+	// Resolve resolves the names of the servers [zimbra]'s directory lists; nil means
+	// the host's resolver.
+	Resolve zimbra.Resolver
 	// Version is reported by status.
 	Version string
 	// ActionDrainTime is how long the actions have, at stop, to make the calls queued
@@ -87,6 +91,14 @@ type Daemon struct {
 	farm *farm.Farm
 	// host is the host's own addresses and gateways, never banned, kept current.
 	host *jails.HostSet
+	// directory is what [zimbra]'s directory names never to ban, kept current;
+	// directoryTrusted, its trusted proxies, which jails built since step over in
+	// forwarded-for lists. directoryRead asks for a read now (a reload); redo asks the
+	// goroutine owning changes to build the jails again (the trusted proxies changed).
+	directory        *jails.HostSet
+	directoryTrusted []netip.Prefix
+	directoryRead    chan struct{}
+	redo             chan struct{}
 	// trust holds the logins that worked, which every jail trusting them shares.
 	trust *jails.Trust
 	// keyBans are the bans of accounts and devices, which no firewall holds.
@@ -152,7 +164,10 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{host: &jails.HostSet{},
+	if opts.Resolve == nil {
+		opts.Resolve = zimbra.SystemResolver
+	}
+	return &Daemon{host: &jails.HostSet{}, directory: &jails.HostSet{}, directoryRead: make(chan struct{}, 1), redo: make(chan struct{}, 1),
 		opts:       opts,
 		logger:     opts.Logger,
 		manager:    jails.NewManager(opts.Clock, opts.Logger),
@@ -319,6 +334,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.watchHost(ctx, readHost)
+	dirState := d.readDirectory(ctx, directoryState{}) // before the jails: they trust its proxies
 	// The ban queue outlives the readers: shutdown closes it after them.
 	d.bans = pipeline.NewBanQueue(context.WithoutCancel(ctx), d.manager)
 
@@ -349,6 +365,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { d.ownChanges(gctx); return nil })
 	g.Go(func() error { d.notifyWorker(gctx); return nil })
 	g.Go(func() error { d.keepKernelInStep(gctx); return nil })
+	g.Go(func() error { d.followDirectory(gctx, dirState); return nil })
 	if d.farm != nil {
 		g.Go(func() error { return d.farm.Run(gctx, d.manager, d.farmDecided) })
 	}
@@ -409,7 +426,7 @@ func (d *Daemon) farmJails(cfg *config.Config) {
 	var js []farm.Jail
 	for _, jc := range cfg.Jails {
 		js = append(js, farm.Jail{Name: jc.Name, Mode: jc.Farm, MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, BanTime: jc.BanTime,
-			Ignore: jails.NewIgnoreList(d.jails[jc.Name].ignore...).WithHost(d.host)})
+			Ignore: jails.NewIgnoreList(d.jails[jc.Name].ignore...).WithHost(d.host).WithDirectory(d.directory)})
 	}
 	d.farm.SetJails(js)
 }
@@ -620,6 +637,13 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 			}
 		case answer := <-d.reloads:
 			answer <- d.reload(ctx)
+		case <-d.redo:
+			d.mu.RLock()
+			cfg := d.cfg
+			d.mu.RUnlock()
+			if err := d.apply(ctx, cfg, true); err != nil {
+				d.logger.Error("the jails could not be built again with the directory's trusted proxies", "err", err)
+			}
 		case <-save.C:
 			d.expireKeyBans()
 			d.mu.RLock()
@@ -750,6 +774,10 @@ func (d *Daemon) reload(ctx context.Context) error {
 		}
 	}
 	d.reopenFiles()
+	select { // a reload reads the directory again
+	case d.directoryRead <- struct{}{}:
+	default:
+	}
 	d.logger.Info("reloaded", "jails", len(cfg.Jails))
 	return nil
 }
@@ -964,7 +992,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 	out := map[string]*jailRuntime{}
 	for name, jc := range cfg.Jails {
 		// Trusted proxies are stepped over in forwarded-for lists, and never banned.
-		trusted := slices.Concat(cfg.Server.TrustedProxies, jc.TrustedProxies)
+		trusted := slices.Concat(cfg.Server.TrustedProxies, jc.TrustedProxies, d.directoryTrusted)
 		ignore := slices.Concat(cfg.Server.IgnoreIP, jc.IgnoreIP, trusted) // and d.host, as it is at each check
 		fc := cfg.Filters[jc.Filter]
 		if old, ok := d.jails[name]; ok && old.cfg.Equal(jc) && slices.Equal(old.ignore, ignore) && slices.Equal(old.trusted, trusted) && old.filter.Definition.Equal(fc.Definition) {
@@ -982,7 +1010,7 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 		f.SetLocation(loc)
 		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key, BanAddresses: jc.BanAddresses,
 			Rate:   jc.Mode == config.ModeRate,
-			Ignore: jails.NewIgnoreList(ignore...).WithHost(d.host), Logger: d.logger}
+			Ignore: jails.NewIgnoreList(ignore...).WithHost(d.host).WithDirectory(d.directory), Logger: d.logger}
 		if jc.Key != jails.KeyAddress {
 			settings.KeyBan = d.keyBanner(jc)
 		}

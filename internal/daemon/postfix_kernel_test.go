@@ -17,6 +17,7 @@ import (
 
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/internal/testenv"
+	"github.com/logban/logban/internal/zimbra"
 )
 
 // postfixPort is where the test's Postfix takes mail, on the lab server's address.
@@ -31,8 +32,20 @@ const postfixPort = 2525
 // ends.
 func startPostfix(t *testing.T, lab *netnstest.Lab, policy string) {
 	t.Helper()
-	postfix := testenv.RequireTool(t, "postfix", "postfix")
-	if _, err := user.Lookup("postfix"); err != nil {
+	dir := postfixDir(t)
+	runPostfix(t, lab, dir, fmt.Sprintf(`smtpd_delay_reject = no
+smtpd_client_restrictions = check_policy_service %s
+smtpd_data_restrictions = check_policy_service %s
+`, policy, policy), "", nil)
+}
+
+// postfixDir makes the folder of a test's own Postfix: etc, spool (its queue, with the
+// private folder a policy socket goes in) and data.
+func postfixDir(t *testing.T) string {
+	t.Helper()
+	testenv.RequireTool(t, "postfix", "postfix")
+	pf, err := user.Lookup("postfix")
+	if err != nil {
 		testenv.Skip(t, "no postfix user (apt-get install postfix)")
 	}
 	dir, err := os.MkdirTemp("", "logban-postfix-") // smtpd, as postfix, must reach it
@@ -41,15 +54,30 @@ func startPostfix(t *testing.T, lab *netnstest.Lab, policy string) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	etc, spool, data := filepath.Join(dir, "etc"), filepath.Join(dir, "spool"), filepath.Join(dir, "data")
-	for _, d := range []string{etc, spool, data} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, d := range []string{"etc", "spool", "data", "spool/private"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pf, _ := user.Lookup("postfix")
 	uid, _ := strconv.Atoi(pf.Uid)
-	os.Chown(data, uid, -1)
+	os.Chown(filepath.Join(dir, "data"), uid, -1)
+	os.Chown(filepath.Join(dir, "spool", "private"), uid, -1)
+	os.Chmod(filepath.Join(dir, "spool", "private"), 0o700)
+	return dir
+}
+
+// runPostfix runs a Postfix of the test's own from dir (postfixDir) in the lab's server
+// namespace: its own configuration, queue and data folders, never the system's, with
+// smtpd on the server's address at postfixPort, main.cf's lines (restrictions) and
+// master.cf's extra services, and then main.cf settings applied with postconf -e, as
+// an administrator would. Mail for sink.test is discarded; XCLIENT from the lab's clients
+// sets the SASL login as a submission client's AUTH would. It is stopped when the test
+// ends.
+func runPostfix(t *testing.T, lab *netnstest.Lab, dir, mainLines, masterExtra string, settings []zimbra.Setting) {
+	t.Helper()
+	postfix := testenv.RequireTool(t, "postfix", "postfix")
+	postconf := testenv.RequireTool(t, "postconf", "postfix")
+	etc, spool, data := filepath.Join(dir, "etc"), filepath.Join(dir, "spool"), filepath.Join(dir, "data")
 	main := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %s
 data_directory = %s
@@ -64,10 +92,7 @@ inet_protocols = ipv4
 maillog_file = %s
 maillog_file_prefixes = %s
 smtpd_authorized_xclient_hosts = %s
-smtpd_delay_reject = no
-smtpd_client_restrictions = check_policy_service %s
-smtpd_data_restrictions = check_policy_service %s
-`, spool, data, netnstest.Server4, filepath.Join(dir, "postfix.log"), dir, netnstest.RemoteNet4.String()+", 192.0.2.0/24", policy, policy)
+%s`, spool, data, netnstest.Server4, filepath.Join(dir, "postfix.log"), dir, netnstest.RemoteNet4.String()+", 192.0.2.0/24", mainLines)
 	if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(main), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +112,15 @@ smtpd_data_restrictions = check_policy_service %s
 		}
 		out = append(out, line)
 	}
+	out = append(out, masterExtra)
 	if err := os.WriteFile(filepath.Join(etc, "master.cf"), []byte(strings.Join(out, "\n")), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for _, s := range settings {
+		args := []string{"-c", etc, "-e", s.Name + "=" + s.Value}
+		if out, err := exec.Command(postconf, args...).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Fatalf("postconf %s: %v %s", strings.Join(args, " "), err, out)
+		}
 	}
 	run := func(args ...string) {
 		t.Helper()
@@ -123,7 +155,13 @@ type smtpSession struct {
 // code and text).
 func dialSMTP(t *testing.T, lab *netnstest.Lab, src netip.Addr) (*smtpSession, int, string) {
 	t.Helper()
-	conn, err := lab.Dial(src, postfixPort)
+	return dialSMTPAt(t, lab, src, postfixPort)
+}
+
+// dialSMTPAt is dialSMTP to port.
+func dialSMTPAt(t *testing.T, lab *netnstest.Lab, src netip.Addr, port int) (*smtpSession, int, string) {
+	t.Helper()
+	conn, err := lab.Dial(src, port)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,5 +303,89 @@ farm = "local"`, 1)
 	st, err := h.client.PolicyStatus(context.Background())
 	if err != nil || st.FarmErrors != 1 || st.Answers["dunno"] < 1 || len(st.Near) != 0 {
 		t.Errorf("policy status %+v, %v", st, err)
+	}
+}
+
+// submissionPort is the test Postfix's submission service, set up as Zimbra's
+// master.cf.in sets up "submission inet": its own client restrictions (logged-in
+// clients only) and no data restrictions, so main.cf's never reach it.
+const submissionPort = 2587
+
+// The Postfix settings ban-client setup zimbra --postfix prints, applied with postconf
+// to a real Postfix whose submission service is Zimbra's, work as printed: on port 25 a
+// banned client is refused at RCPT TO (Postfix's default smtpd_delay_reject = yes); on
+// submission a logged-in user's 3rd message of 2 is deferred at DATA; and with
+// ban-server stopped, mail still flows (default_action=DUNNO).
+func TestPostfixWiredAsSetupPrints(t *testing.T) {
+	dir := postfixDir(t)
+	socket := filepath.Join(dir, "spool", zimbra.PolicySocketName)
+	config := strings.Replace(baseConfig, `ignoreip = ["192.0.2.0/24"]`, "", 1)
+	lab, h := startInLab(t, strings.Replace(config, "[jails.sasl]", fmt.Sprintf(`[policy]
+listen = "unix:%s"
+socket_group = "postfix"
+reject_banned = "554 5.7.1 Access denied: {jail}"
+timeout = "5s"
+
+[policy.quotas.outbound]
+key      = "sasl_username"
+messages = 2
+window   = "1h"
+
+[jails.sasl]`, socket), 1))
+	settings := zimbra.PostfixSettings(zimbra.PolicySocketName, "reject_unauth_pipelining", "reject_unauth_pipelining",
+		[]string{fmt.Sprintf("%d/inet", submissionPort)})
+	// Zimbra's submission entry, its two restriction lines replaced as printed.
+	master := fmt.Sprintf(`%d inet n - n - - smtpd
+  -o smtpd_sasl_auth_enable=yes
+  %s
+  %s
+  -o smtpd_helo_restrictions=
+  -o smtpd_recipient_restrictions=
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o syslog_name=postfix/submission
+`, submissionPort, settings[2].MasterOption(), settings[3].MasterOption())
+	runPostfix(t, lab, dir, "", master, settings[:2])
+	ctx := context.Background()
+	if rs, err := h.client.BanIP(ctx, "sasl", netip.PrefixFrom(netnstest.Client4, 32)); err != nil || !rs[0].Done {
+		t.Fatalf("banip: %+v, %v", rs, err)
+	}
+
+	// Port 25: the banned client is refused its recipient; another's mail goes.
+	s, _, _ := dialSMTP(t, lab, netnstest.Client4)
+	s.cmd("EHLO client.test")
+	if code, msg := s.send("x@example.com"); code != 554 || !strings.Contains(msg, "Access denied: sasl") {
+		t.Errorf("banned client on port 25: %d %q; want 554 ... Access denied: sasl", code, msg)
+	}
+	s, _, _ = dialSMTP(t, lab, netnstest.Other4)
+	s.cmd("EHLO client.test")
+	if code, msg := s.send("someone@example.com"); code != 250 {
+		t.Errorf("a client not banned on port 25: %d %s", code, msg)
+	}
+
+	// Submission: anna's 3rd message of 2 waits, at DATA.
+	s, code, greeting := dialSMTPAt(t, lab, netnstest.Other4, submissionPort)
+	if code != 220 {
+		t.Fatalf("submission greeting: %d %s", code, greeting)
+	}
+	s.cmd("EHLO client.test")
+	if code, msg := s.cmd("XCLIENT LOGIN=anna@example.com"); code != 220 {
+		t.Fatalf("XCLIENT: %d %s", code, msg)
+	}
+	s.cmd("EHLO client.test")
+	for i := range 2 {
+		if code, msg := s.send("anna@example.com"); code != 250 {
+			t.Fatalf("anna's message %d on submission: %d %s", i+1, code, msg)
+		}
+	}
+	if code, msg := s.send("anna@example.com"); code != 450 || !strings.Contains(msg, "quota") {
+		t.Errorf("anna's 3rd message on submission: %d %q; want 450 ... quota", code, msg)
+	}
+
+	// ban-server stopped: Postfix answers for it, DUNNO, and mail flows.
+	h.shutdown()
+	s, _, _ = dialSMTP(t, lab, netnstest.Other4)
+	s.cmd("EHLO client.test")
+	if code, msg := s.send("someone@example.com"); code != 250 {
+		t.Errorf("with ban-server stopped, port 25: %d %s; want 250 (default_action=DUNNO)", code, msg)
 	}
 }

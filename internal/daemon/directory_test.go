@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/internal/control"
+	"github.com/logban/logban/internal/slapdtest"
+)
+
+// A Zimbra farm's directory, read by [zimbra]: a server added is never banned from the
+// next read on (here a reload's), one removed can be banned again. Against a real
+// OpenLDAP server holding Zimbra's server entries; the servers' names resolve as the
+// farm's DNS would.
+func TestTheDirectorysServersAreNeverBanned(t *testing.T) {
+	ldap := slapdtest.Start(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
+objectClass: zimbraServer
+cn: mta1.farm.test
+zimbraServiceEnabled: mta
+`)
+	root := filepath.Join(t.TempDir(), "zimbra")
+	os.MkdirAll(filepath.Join(root, "conf"), 0o755)
+	if err := os.WriteFile(filepath.Join(root, "conf", "localconfig.xml"), []byte(ldap.LocalConfig("mta1.farm.test", "zimbra")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]string{"mta1.farm.test": "203.0.113.11", "mta2.farm.test": "203.0.113.12"}
+	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if a, ok := hosts[host]; ok {
+			return []netip.Addr{netip.MustParseAddr(a)}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	config := fmt.Sprintf(`
+[server]
+socket = "run/logban.sock"
+database = "run/logban.db"
+
+[zimbra]
+root = %q
+
+[actions.log]
+type = "log"
+path = "bans.log"
+
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+maxretry = 2
+findtime = "1h"
+bantime = "10h"
+actions = ["log"]
+`, root)
+	h := start(t, config, Options{Resolve: resolve})
+	ctx := context.Background()
+	// Each round fails the server addresses, then a witness whose ban says every line
+	// before it was read.
+	round := 0
+	check := func(wantBanned ...string) {
+		t.Helper()
+		round++
+		witness := fmt.Sprintf("192.0.2.%d", 100+round)
+		h.fail("203.0.113.11", 2)
+		h.fail("203.0.113.12", 2)
+		h.fail(witness, 2)
+		s := h.waitFor("sasl", func(s control.JailStatus) bool { return slices.Contains(bannedAddrs(s), witness) })
+		for _, a := range []string{"203.0.113.11", "203.0.113.12"} {
+			if got, want := slices.Contains(bannedAddrs(s), a), slices.Contains(wantBanned, a); got != want {
+				t.Errorf("round %d: %s banned %v, want %v (bans %v)", round, a, got, want, bannedAddrs(s))
+			}
+		}
+	}
+	check("203.0.113.12") // mta1 is the directory's; mta2 is not yet
+
+	ldap.Modify(t, `dn: cn=mta2.farm.test,cn=servers,cn=zimbra
+changetype: add
+objectClass: zimbraServer
+cn: mta2.farm.test
+zimbraServiceEnabled: mta
+`)
+	if _, err := h.client.UnbanIP(ctx, "", netip.MustParsePrefix("203.0.113.12/32")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLoggedN("the farm's directory changed what is never banned", 2) // the start's read, and this one
+	check()                                                               // both are the farm's now
+
+	ldap.Modify(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
+changetype: delete
+`)
+	if err := h.client.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLoggedN("the farm's directory changed what is never banned", 3)
+	check("203.0.113.11") // mta1 left the farm: it can be banned again
+}
+
+// waitLoggedN waits until the daemon has logged text n times.
+func (h *harness) waitLoggedN(text string, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(h.logged.String(), text) < n {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%q not logged %d times:\n%s", text, n, h.logged.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
