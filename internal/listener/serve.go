@@ -57,7 +57,8 @@ func (s *Server) Health() Health {
 	h := s.h
 	s.mu.Unlock()
 	if h.State == "" {
-		h.State = StateStopped
+		// Not in Serve yet: its listener is open, and a connection waits in its backlog.
+		h.State = StateAccepting
 	}
 	h.Conns, h.Full = s.conns.Load(), s.full.Load()
 	return h
