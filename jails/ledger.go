@@ -38,6 +38,29 @@ type BatchLedger interface {
 	BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error)
 }
 
+// LineLedger is a Ledger that keeps each ban's lines (the last log lines that counted),
+// which the manager does not hold in memory once the ban is recorded.
+type LineLedger interface {
+	// BanLines returns the lines of jail's ban of what, nil if it has none.
+	BanLines(ctx context.Context, jail string, what netip.Prefix) ([]string, error)
+}
+
+// Lines returns the lines of jail's ban of what, as the ledger keeps them; nil if the
+// ledger keeps none.
+func (m *Manager) Lines(ctx context.Context, jail string, what netip.Prefix) []string {
+	m.mu.Lock()
+	l, ok := m.ledger.(LineLedger)
+	m.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	lines, err := l.BanLines(ctx, jail, what)
+	if err != nil {
+		m.logger.Warn("reading a ban's lines", "jail", jail, "target", actions.Target(what), "err", err)
+	}
+	return lines
+}
+
 // MemoryLedger is a Ledger that lasts as long as the process: for tests, and for a
 // manager given no other.
 type MemoryLedger struct {
@@ -69,6 +92,13 @@ func (l *MemoryLedger) SaveBan(_ context.Context, r Record) error {
 	}
 	l.counts[p][r.Jail] = r.Count
 	return nil
+}
+
+// BanLines returns the lines of a recorded ban.
+func (l *MemoryLedger) BanLines(_ context.Context, jail string, what netip.Prefix) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bans[banKey{jail, what}].Lines, nil
 }
 
 // DeleteBan forgets a ban.

@@ -103,7 +103,11 @@ type jailBans struct {
 
 // put makes r one of the jail's bans in force, replacing one of the same address or
 // network.
+//
+// The ban's lines are not kept: the ledger has them (LineLedger), and a ban holds them
+// in memory only on its way to the ledger and the actions.
 func (j *jailBans) put(r Record) {
+	r.Lines = nil
 	p := r.Prefix()
 	if _, ok := j.bans[p]; !ok && r.IsNet() {
 		j.netBits[p.Bits()]++

@@ -888,3 +888,24 @@ func TestHolder(t *testing.T) {
 		}
 	}
 }
+
+// A ban's lines go to the actions and the ledger, and are not held in memory: the bans in
+// force are many, their lines read only by "why", from the ledger.
+func TestBanLinesStayInTheLedger(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	rec := &recorder{}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{Name: "rec", Action: rec}})
+	lines := []string{"line 1 of 192.0.2.1", "line 2 of 192.0.2.1"}
+	b, ok := ban(m, Ticket{Jail: "sasl", Addr: a1, Failures: 2, Lines: lines})
+	if !ok || !slices.Equal(b.Lines, lines) {
+		t.Fatalf("ban %+v: the actions are handed its lines", b)
+	}
+	p := netip.PrefixFrom(a1, 32)
+	if r, ok := m.Record("sasl", p); !ok || r.Lines != nil {
+		t.Errorf("the ban in memory holds %d lines", len(r.Lines))
+	}
+	if got := m.Lines(ctx, "sasl", p); !slices.Equal(got, lines) {
+		t.Errorf("the ledger's lines %q, want %q", got, lines)
+	}
+}

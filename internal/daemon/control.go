@@ -226,6 +226,7 @@ func (d *Daemon) Why(ctx context.Context, addr netip.Prefix) (control.Why, error
 		switch {
 		case b.Prefix() == addr:
 			info := banInfo(b)
+			info.Lines = d.manager.Lines(ctx, b.Jail, addr) // kept in the database, not in memory
 			if r, ok := d.manager.Record(b.Jail, addr); ok {
 				info.Count = r.Count
 			}

@@ -396,6 +396,25 @@ func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix
 	return out, nil
 }
 
+// BanLines returns the lines recorded with jail's ban of what: the last log lines that
+// counted, oldest first; nil if there is no such ban or it has none. It is a
+// jails.LineLedger method: the bans in memory do not hold their lines.
+func (s *Store) BanLines(ctx context.Context, jail string, what netip.Prefix) ([]string, error) {
+	var matches string
+	err := s.db.QueryRowContext(ctx, "SELECT matches FROM bans WHERE jail = ? AND addr = ?", jail, actions.Target(what)).Scan(&matches)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the lines of the ban of %s: %w", actions.Target(what), err)
+	}
+	var lines []string
+	if matches != "" && matches != "[]" {
+		json.Unmarshal([]byte(matches), &lines) //nolint:errcheck // unreadable lines are only lost lines
+	}
+	return lines, nil
+}
+
 // DeleteBan removes a ban that ended; its count stays in the history.
 func (s *Store) DeleteBan(ctx context.Context, jail string, what netip.Prefix) error {
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM bans WHERE jail = ? AND addr = ?", jail, actions.Target(what)); err != nil {
