@@ -1009,8 +1009,9 @@ func (d *Daemon) buildJails(cfg *config.Config) (map[string]*jailRuntime, error)
 		}
 		f.SetLocation(loc)
 		settings := jails.Settings{MaxRetry: jc.MaxRetry, FindTime: jc.FindTime, Subnet: jc.Subnet, Key: jc.Key, BanAddresses: jc.BanAddresses,
-			Rate:   jc.Mode == config.ModeRate,
-			Ignore: jails.NewIgnoreList(ignore...).WithHost(d.host).WithDirectory(d.directory), Logger: d.logger}
+			MaxTracked: jc.MaxTracked,
+			Rate:       jc.Mode == config.ModeRate,
+			Ignore:     jails.NewIgnoreList(ignore...).WithHost(d.host).WithDirectory(d.directory), Logger: d.logger}
 		if jc.Key != jails.KeyAddress {
 			settings.KeyBan = d.keyBanner(jc)
 		}
