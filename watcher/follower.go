@@ -161,7 +161,7 @@ func (fw *Follower) position() error {
 				fw.retired = append(fw.retired, &retired{src: src, quietSince: time.Now()})
 				fw.logger.Info("rotated while stopped; reading the rest of the old file first", "old", old.Name(), "offset", p.Offset)
 				// Rotated more than once: the files in between are read whole, in order.
-				for _, name := range rotatedSince(fw.path, old) {
+				for _, name := range rotatedSince(fw.path, old, f) {
 					if err := fw.retireWhole(name, f); err != nil {
 						fw.logger.Warn("reading a file rotated while stopped", "file", name, "err", err)
 					}
@@ -437,7 +437,7 @@ func (fw *Follower) recoverTruncated() {
 	from := fw.cur.pos()
 	if f, id := findRotated(fw.path, fw.cur.id, from); f != nil && (id.Device != fw.cur.id.Device || id.Inode != fw.cur.id.Inode) {
 		fw.drainFile(f, id, from)
-		for _, name := range rotatedSince(fw.path, f) {
+		for _, name := range rotatedSince(fw.path, f, fw.cur.f) {
 			src, err := fw.openSource(name, 0)
 			if err == nil && src != nil {
 				_, err = fw.drain(src)

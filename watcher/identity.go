@@ -189,11 +189,15 @@ func hasSuffix(s string, suffixes []string) bool {
 // rotatedSince lists the rotated files beside path (logrotate's numbered zimbra.log.1 or
 // dated zimbra.log-20261122 names, uncompressed) last written after the file old, oldest
 // first, leaving out old itself: the files that came and went while nobody was reading.
-func rotatedSince(path string, old *os.File) []string {
+// It leaves out too a copy of what the file at path, current, holds now (the same first
+// line): copytruncate's copy, made and not yet followed by its truncation, whose lines
+// are read from the file itself and would otherwise come twice.
+func rotatedSince(path string, old, current *os.File) []string {
 	oldInfo, err := old.Stat()
 	if err != nil {
 		return nil
 	}
+	currentHead, _ := readHead(current)
 	dir, base := filepath.Split(path)
 	entries, err := os.ReadDir(filepath.Clean(dir))
 	if err != nil {
@@ -213,7 +217,11 @@ func rotatedSince(path string, old *os.File) []string {
 		if err != nil || os.SameFile(fi, oldInfo) || !fi.ModTime().After(oldInfo.ModTime()) {
 			continue
 		}
-		files = append(files, file{filepath.Join(dir, e.Name()), fi.ModTime().UnixNano()})
+		name := filepath.Join(dir, e.Name())
+		if currentHead != 0 && headOf(name) == currentHead {
+			continue
+		}
+		files = append(files, file{name, fi.ModTime().UnixNano()})
 	}
 	slices.SortFunc(files, func(a, b file) int { return cmp.Compare(a.mtime, b.mtime) })
 	out := make([]string, len(files))
@@ -221,6 +229,18 @@ func rotatedSince(path string, old *os.File) []string {
 		out[i] = f.path
 	}
 	return out
+}
+
+// headOf returns the first-line hash of the file at name, or 0 if it cannot be read or
+// has no complete first line.
+func headOf(name string) uint64 {
+	f, err := openRegular(name)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	h, _ := readHead(f)
+	return h
 }
 
 // isRotationSuffix reports whether s is ".N" or "-DIGITS" (with no compression suffix).

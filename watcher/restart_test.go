@@ -64,6 +64,16 @@ func TestRestartResumes(t *testing.T) {
 			must(t, os.Truncate(path, 0))
 			write(t, path, lines("b", 0, 30))
 		}, slices.Concat(names("a", 100, 50), names("b", 0, 30))},
+		// Stopped while logrotate's next copytruncate had made its copy and not yet
+		// truncated: the copy holds what the file does, read once, from the file.
+		{"copytruncate, and the next copy made", func(t *testing.T, dir, path string) {
+			write(t, path, lines("a", 100, 50))
+			copyFile(t, path, path+".1")
+			must(t, os.Truncate(path, 0))
+			write(t, path, lines("b", 0, 30))
+			time.Sleep(10 * time.Millisecond) // a later modification time than the first copy's
+			copyFile(t, path, path+".2")
+		}, slices.Concat(names("a", 100, 50), names("b", 0, 30))},
 		{"replaced and the old file gone: from the end", func(t *testing.T, dir, path string) {
 			must(t, os.Remove(path))
 			write(t, path, lines("b", 0, 30))
