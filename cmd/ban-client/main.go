@@ -273,6 +273,10 @@ func (x cli) command(ctx context.Context, args []string) error {
 				}
 			}
 			s, err := c.JailStatus(ctx, args[0])
+			var re *control.RemoteError
+			if args[0] == "policy" && errors.As(err, &re) && re.Code == control.CodeNotFound {
+				return fmt.Errorf("no policy service: this ban-server's configuration has no [policy] table (nor a jail named policy)")
+			}
 			if err != nil {
 				return err
 			}
@@ -400,6 +404,9 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return x.print(orEmpty(bans), func() { printList(w, bans, time.Now()) })
 	case "set": // fail2ban's: set JAIL banip|unbanip IP...
+		if len(args) >= 2 && slices.Contains([]string{"bantime", "findtime", "maxretry", "logpath", "addlogpath", "dellogpath", "ignoreip", "addignoreip", "delignoreip", "addfailregex", "delfailregex", "usedns", "idle"}, args[1]) {
+			return usageError{fmt.Sprintf("logban does not change a jail's settings at run time: edit %s under [jails.%s] in the configuration, then run 'ban-client reload' (a jail whose settings change starts counting afresh; the others keep their state)", strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(args[1], "add"), "del"), "use"), args[0])}
+		}
 		if len(args) < 3 || (args[1] != "banip" && args[1] != "unbanip") {
 			return usageError{"set takes JAIL banip IP... or JAIL unbanip IP... (as fail2ban-client; logban's own: banip JAIL IP..., unbanip --jail JAIL IP...)"}
 		}
@@ -492,7 +499,47 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return x.print(map[string]bool{"reloaded": true}, func() { fmt.Fprintln(w, "reloaded") })
 	}
+	if near := closestCommand(cmd); near != "" {
+		return usageError{fmt.Sprintf("unknown command %q; did you mean %q?", cmd, near)}
+	}
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// closestCommand returns the command nearest to cmd, a mistyped one: within two edits
+// (letters added, dropped, changed or swapped), or "" if none is.
+func closestCommand(cmd string) string {
+	best, bestD := "", 3
+	for _, c := range commandSummaries {
+		if d := editDistance(cmd, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau-Levenshtein distance (optimal string alignment) of a and b.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // parseAddrs reads addresses and networks in CIDR notation (actions.ParseTarget).

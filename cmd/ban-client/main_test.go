@@ -101,6 +101,9 @@ func TestCommands(t *testing.T) {
 		{[]string{"banip", "sasl", "mail.example.com"}, 2, "", `"mail.example.com" is not an IP address`},
 		{[]string{"banip", "sasl"}, 2, "", "banip needs a jail and at least one address"},
 		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{[]string{"stauts"}, 2, "", `unknown command "stauts"; did you mean "status"?`},
+		{[]string{"unbanp", "203.0.113.5"}, 2, "", `did you mean "unbanip"?`},
+		{[]string{"set", "sasl", "bantime", "3600"}, 2, "", "edit bantime under [jails.sasl] in the configuration, then run 'ban-client reload'"},
 		{[]string{}, 2, "", "no command given"},
 		{[]string{"reload"}, 0, "reloaded\n", ""},
 		{[]string{"banip", "sasl", "198.51.100.7"}, 0, "198.51.100.7 banned (sasl)\n", ""},
@@ -369,7 +372,7 @@ messages = 200
 		t.Errorf("exit %d\n%s\nwant\n%s\nstderr %s", code, stdout, want, stderr)
 	}
 	code, _, stderr = client("-socket", startServer(t), "status", "policy")
-	if code != 1 || !strings.Contains(stderr, `jail "policy": not found`) {
+	if code != 1 || !strings.Contains(stderr, "no policy service: this ban-server's configuration has no [policy] table") {
 		t.Errorf("without a policy service: exit %d, %s", code, stderr)
 	}
 }
