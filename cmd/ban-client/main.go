@@ -470,7 +470,13 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return x.print(map[string]int{"lifted": n}, func() { fmt.Fprintf(w, "%d bans lifted\n", n) })
+		return x.print(map[string]int{"lifted": n}, func() {
+			if n == 1 {
+				fmt.Fprintln(w, "1 ban lifted")
+			} else {
+				fmt.Fprintf(w, "%d bans lifted\n", n)
+			}
+		})
 	case "version":
 		v := struct {
 			Client string `json:"client"`

@@ -311,7 +311,8 @@ func TestFail2banVerbs(t *testing.T) {
 		{[]string{"set", "sasl", "unbanip", "198.51.100.9"}, 0, "198.51.100.9 unbanned (sasl)\n", ""},
 		{[]string{"reload", "sasl"}, 0, "reloaded\n", ""},
 		{[]string{"stop", "sasl"}, 2, "", "set enabled = false (or true) in its [jails.NAME] and run ban-client reload"},
-		{[]string{"set", "sasl", "bantime", "600"}, 2, "", "set takes JAIL banip IP... or JAIL unbanip IP..."},
+		{[]string{"set", "sasl", "bantime", "600"}, 2, "", "edit bantime under [jails.sasl] in the configuration"},
+		{[]string{"set", "sasl", "frobnicate", "1"}, 2, "", "set takes JAIL banip IP... or JAIL unbanip IP..."},
 	} {
 		code, stdout, stderr := client(append([]string{"-socket", sock}, tt.args...)...)
 		if code != tt.code || stdout != tt.stdout || !strings.Contains(stderr, tt.stderr) {

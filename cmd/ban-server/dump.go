@@ -78,7 +78,7 @@ func dumpPolicy(w io.Writer, p *config.Policy) {
 	}
 }
 
-func duration(d time.Duration) string { return strconv.Quote(d.String()) }
+func duration(d time.Duration) string { return strconv.Quote(config.FormatDuration(d)) }
 
 func prefixStrings(ps []netip.Prefix) []string {
 	out := make([]string, len(ps))

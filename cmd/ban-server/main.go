@@ -130,8 +130,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		for _, w := range warnings {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", *configPath, w)
 		}
-		fmt.Fprintf(stdout, "%s: OK, %d jails, %d actions, %d configuration files read, %d warnings\n",
-			*configPath, len(cfg.Jails), len(cfg.Actions), len(cfg.Files), len(warnings))
+		fmt.Fprintf(stdout, "%s: OK, %s, %s, %s read, %s\n", *configPath, count(len(cfg.Jails), "jail"),
+			count(len(cfg.Actions), "action"), count(len(cfg.Files), "configuration file"), count(len(warnings), "warning"))
 		return nil
 	}
 
@@ -210,4 +210,12 @@ func cleanKernel(ctx context.Context, configPath string, stderr io.Writer) error
 		fmt.Fprintf(stderr, "cleaned: %s\n", c.name)
 	}
 	return errors.Join(errs...)
+}
+
+// count writes n things: "1 jail", "2 jails", "0 warnings".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -607,3 +607,22 @@ func TestFarmWarnsOfPlaintextCredentials(t *testing.T) {
 		t.Errorf("warnings:\n%s", w)
 	}
 }
+
+// A duration is written as a configuration writes it, and reads back the same.
+func TestFormatDuration(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{30 * 24 * time.Hour, "30d"}, {time.Hour, "1h"}, {10 * time.Minute, "10m"}, {90 * time.Second, "1m30s"},
+		{36 * time.Hour, "1d12h"}, {1500 * time.Millisecond, "1s500ms"}, {0, "0s"}, {-1, "-1"},
+	} {
+		got := FormatDuration(tt.d)
+		if got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+		if back, err := ParseDuration(got); err != nil || (tt.d >= 0 && time.Duration(back) != tt.d) {
+			t.Errorf("%q reads back as %v, %v", got, time.Duration(back), err)
+		}
+	}
+}

@@ -89,6 +89,32 @@ func ParseDuration(s string) (Duration, error) {
 
 const maxDuration = time.Duration(1<<63 - 1)
 
+// FormatDuration writes d as a configuration writes it, and ParseDuration reads it
+// back: days, then hours, minutes, seconds and milliseconds, the units that are not 0
+// ("30d", "1h", "1d12h", "90s"); a negative d, forever, as "-1".
+func FormatDuration(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		unit string
+		d    time.Duration
+	}{{"d", 24 * time.Hour}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second}, {"ms", time.Millisecond}} {
+		if n := d / u.d; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.unit)
+			d -= n * u.d
+		}
+	}
+	if d > 0 {
+		fmt.Fprintf(&b, "%dns", d)
+	}
+	return b.String()
+}
+
 func badDuration(s string) error {
 	return fmt.Errorf("invalid duration %q; write it like \"10m\", \"1h30m\", \"1d\", or as seconds (600)", s)
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/logban/logban/internal/config"
 )
 
 // Host is what Setup writes a configuration for: an install, the host's name in the
@@ -85,7 +87,7 @@ func Setup(h Host) (Plan, error) {
 	in := h.Install
 	pre := in.JailPrefix()
 	retry, find := MailboxAuthRetry, MailboxAuthFindTime
-	authWhy := fmt.Sprintf("%d failed logins within %s ban the address", retry, formatDuration(find))
+	authWhy := fmt.Sprintf("%d failed logins within %s ban the address", retry, config.FormatDuration(find))
 	if lock.Enabled {
 		// Ban before Zimbra locks: fewer failures than the lockout's, counted over at
 		// least its lifetime, so a guesser pacing under our window still meets the ban
@@ -95,7 +97,7 @@ func Setup(h Host) (Plan, error) {
 			find = life
 		}
 		authWhy = fmt.Sprintf("%d failed logins within %s ban the address, before Zimbra's lockout (%d within %s) locks the account, so guessing cannot lock a real user out",
-			retry, formatDuration(find), lock.MaxFailures, orDefault(lock.FailureLifetime, "1h"))
+			retry, config.FormatDuration(find), lock.MaxFailures, orDefault(lock.FailureLifetime, "1h"))
 		if lock.MaxFailures <= 1 {
 			authWhy += "; lockout at 1 failure leaves nothing to ban before it"
 		}
@@ -106,7 +108,7 @@ func Setup(h Host) (Plan, error) {
 			extra: "\n[jails.%s.subnet]\nipv4      = 24\nipv6      = 64\naddresses = 5\nbantime   = \"1d\"\n"},
 		{suffix: "smtp-auth", service: "mta", filter: "zimbra-smtp-auth", log: in.Syslog, maxretry: 3, findtime: "1h", bantime: "10h",
 			actions: []string{"blackhole"}, why: "SASL password guessing on ports 25 and 465"},
-		{suffix: "mailbox-auth", service: "mailbox", filter: "zimbra-mailbox-auth", log: in.Log("audit.log"), maxretry: retry, findtime: formatDuration(find), bantime: "25m",
+		{suffix: "mailbox-auth", service: "mailbox", filter: "zimbra-mailbox-auth", log: in.Log("audit.log"), maxretry: retry, findtime: config.FormatDuration(find), bantime: "25m",
 			actions: []string{"blackhole"}, why: authWhy + " (web client, SOAP, IMAP, POP, in audit.log)"},
 		{suffix: "dosfilter", service: "mailbox", filter: "zimbra-dosfilter", log: in.Log("zmmailboxd.out"), maxretry: 10, findtime: "1m", bantime: "1h",
 			actions: []string{"web-firewall"}, why: "an address Jetty's DoSFilter throttles again and again is refused at the web ports",
@@ -288,15 +290,4 @@ func parseZimbraDuration(s string) (time.Duration, error) {
 		s += "s"
 	}
 	return time.ParseDuration(s)
-}
-
-// formatDuration writes d as logban's configuration reads it: 5m, 1h, 90m.
-func formatDuration(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return fmt.Sprintf("%ds", d/time.Second)
 }

@@ -255,7 +255,7 @@ func TestSetupFollowsTheLockout(t *testing.T) {
 	}{
 		{Lockout{MaxFailures: 10}, "maxretry = 5", `findtime = "5m"`},
 		{Lockout{Enabled: true, MaxFailures: 3, FailureLifetime: "30m"}, "maxretry = 2", `findtime = "30m"`},
-		{Lockout{Enabled: true, MaxFailures: 20, FailureLifetime: "1d"}, "maxretry = 5", `findtime = "24h"`},
+		{Lockout{Enabled: true, MaxFailures: 20, FailureLifetime: "1d"}, "maxretry = 5", `findtime = "1d"`},
 	} {
 		d.Lockout = c.lock
 		p, err := Setup(Host{Install: in, Name: "one.test", Directory: d})
