@@ -402,7 +402,12 @@ func (x cli) command(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		return x.print(orEmpty(bans), func() { printList(w, bans, time.Now()) })
+		return x.print(orEmpty(bans), func() {
+			if st, err := c.Status(ctx); err == nil && st.DryRun {
+				fmt.Fprintln(w, dryRunBanner)
+			}
+			printList(w, bans, time.Now())
+		})
 	case "set": // fail2ban's: set JAIL banip|unbanip IP...
 		if len(args) >= 2 && slices.Contains([]string{"bantime", "findtime", "maxretry", "logpath", "addlogpath", "dellogpath", "ignoreip", "addignoreip", "delignoreip", "addfailregex", "delfailregex", "usedns", "idle"}, args[1]) {
 			return usageError{fmt.Sprintf("logban does not change a jail's settings at run time: edit %s under [jails.%s] in the configuration, then run 'ban-client reload' (a jail whose settings change starts counting afresh; the others keep their state)", strings.TrimPrefix(strings.TrimPrefix(strings.TrimPrefix(args[1], "add"), "del"), "use"), args[0])}
@@ -752,7 +757,13 @@ func printFarm(w io.Writer, s control.FarmStatus, now time.Time) {
 	}
 }
 
+// dryRunBanner heads every screen of a server in a dry run.
+const dryRunBanner = "DRY RUN: ban-server runs with -dry-run; its actions only log, nothing is banned in the kernel"
+
 func printStatus(w io.Writer, s control.Status) {
+	if s.DryRun {
+		fmt.Fprintln(w, dryRunBanner)
+	}
 	fmt.Fprintln(w, "Status")
 	fmt.Fprintf(w, "|- Number of jail:\t%d\n", len(s.Jails))
 	if s.Degraded != "" {
@@ -769,8 +780,15 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	var files []string
 	var behind int64
 	for _, f := range s.Files {
-		files = append(files, f.Path)
+		if f.Missing {
+			files = append(files, f.Path+" (not there yet: followed when it appears)")
+		} else {
+			files = append(files, f.Path)
+		}
 		behind += f.Behind
+	}
+	if s.DryRun {
+		fmt.Fprintln(w, dryRunBanner)
 	}
 	fmt.Fprintf(w, "Status for the jail: %s\n", s.Name)
 	fmt.Fprintln(w, "|- Filter")

@@ -89,7 +89,7 @@ func TestCommands(t *testing.T) {
 			"|  |- Currently failed:\t0\n" +
 			"|  |- Total failed:\t0\n" +
 			"|  |- Bytes behind:\t0\n" +
-			"|  `- File list:\tDIR/zimbra.log\n" +
+			"|  `- File list:\tDIR/zimbra.log (not there yet: followed when it appears)\n" +
 			"`- Actions\n" +
 			"   |- Currently banned:\t2\n" +
 			"   |- Total banned:\t2\n" +
@@ -410,5 +410,20 @@ func TestFarmStatusSaysWhatToActOn(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("ban-client farm lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// A server in a dry run says so on every screen that lists what it holds.
+func TestDryRunOnEveryScreen(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, control.Status{Jails: []string{"sasl"}, DryRun: true})
+	printJailStatus(&b, control.JailStatus{Name: "sasl", DryRun: true})
+	if n := strings.Count(b.String(), dryRunBanner); n != 2 {
+		t.Errorf("the banner %d times in:\n%s", n, b.String())
+	}
+	b.Reset()
+	printStatus(&b, control.Status{Jails: []string{"sasl"}})
+	if strings.Contains(b.String(), "DRY RUN") {
+		t.Errorf("a real server called a dry run:\n%s", b.String())
 	}
 }

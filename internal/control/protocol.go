@@ -213,12 +213,16 @@ type Status struct {
 	// Degraded says what the daemon cannot do as it should, and what follows from it:
 	// bans in force whose records failed (a full disk, a lost database). "" when all is well.
 	Degraded string `json:"degraded,omitempty"`
+	// DryRun says the server runs with -dry-run: its actions only log.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // JailStatus is one jail's state, in the shape fail2ban-client users know.
 type JailStatus struct {
 	Name   string `json:"name"`
 	Filter string `json:"filter"`
+	// DryRun says the server runs with -dry-run: its actions only log.
+	DryRun bool `json:"dry_run,omitempty"`
 	// MaxRetry, FindTime and BanTime are the jail's counting rules (BanTime < 0: until
 	// unbanned).
 	MaxRetry        int           `json:"maxretry"`
@@ -291,6 +295,8 @@ type FileStatus struct {
 	Lines     int64  `json:"lines_read"`
 	LongLines int64  `json:"long_lines_cut"`
 	Rotations int64  `json:"rotations"`
+	// Missing says the file is not there (yet): it is followed when it appears.
+	Missing bool `json:"missing,omitempty"`
 }
 
 // BanInfo is one ban as shown to an operator.

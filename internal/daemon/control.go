@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -23,7 +25,7 @@ var _ control.Engine = (*Daemon)(nil)
 func (d *Daemon) Status() control.Status {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return control.Status{Version: d.opts.Version, Jails: slices.Sorted(maps.Keys(d.jails)), Degraded: d.degraded()}
+	return control.Status{Version: d.opts.Version, Jails: slices.Sorted(maps.Keys(d.jails)), Degraded: d.degraded(), DryRun: d.opts.DryRun}
 }
 
 // degraded describes what the daemon cannot do as it should, or "".
@@ -53,6 +55,7 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 	s := control.JailStatus{
 		Name:            name,
 		Filter:          jr.cfg.Filter,
+		DryRun:          d.opts.DryRun,
 		MaxRetry:        jr.cfg.MaxRetry,
 		FindTime:        jr.cfg.FindTime,
 		BanTime:         jr.cfg.BanTime,
@@ -285,6 +288,9 @@ func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
 	out := make([]control.FileStatus, len(paths))
 	for i, p := range paths {
 		out[i].Path = p
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			out[i].Missing = true
+		}
 		if r, ok := d.readers[p]; ok {
 			st := r.Stats()
 			out[i].Behind, out[i].Lines, out[i].LongLines, out[i].Rotations = st.Behind, st.Lines, st.LongLines, st.Rotations

@@ -358,7 +358,10 @@ func TestRestartMissesNothingAndCountsNothingTwice(t *testing.T) {
 func TestDryRunTouchesNothing(t *testing.T) {
 	h := start(t, baseConfig, Options{DryRun: true})
 	h.fail("203.0.113.5", 3)
-	h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return s.CurrentlyBanned == 1 })
+	if st, err := h.client.Status(context.Background()); err != nil || !st.DryRun || !s.DryRun {
+		t.Errorf("a dry run's status does not say so: %+v, %v; jail's %v", st, err, s.DryRun)
+	}
 	h.shutdown()
 	if _, err := os.Stat(h.bans); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("dry run opened the action's file: %v", err)
