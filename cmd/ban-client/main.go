@@ -149,7 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	}
 	path, err := socketPath(*socket, *configPath)
 	if err != nil {
-		return exitRefused, err
+		// A configuration being edited still names the running server's socket: say
+		// what is wrong with it, and reach the server anyway.
+		fmt.Fprintf(stderr, "ban-client: %v\nban-client: reaching the server at %s anyway\n", err, path)
 	}
 	if fs.Arg(0) == "__complete" { // the completion scripts' questions; never an error
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -201,6 +203,9 @@ func exitCode(err error, fs *flag.FlagSet) (int, error) {
 	return exitRefused, err
 }
 
+// socketPath returns the control socket to reach: the flag's, else the configuration
+// file's, else $LOGBAN_SOCKET's, else the default. A configuration with errors returns
+// them, with the socket it names all the same (or the default).
 func socketPath(flagValue, configPath string) (string, error) {
 	switch {
 	case flagValue != "":
@@ -208,7 +213,7 @@ func socketPath(flagValue, configPath string) (string, error) {
 	case configPath != "":
 		cfg, err := config.Load(configPath)
 		if err != nil {
-			return "", err
+			return config.SocketOf(configPath), err
 		}
 		return cfg.Server.Socket, nil
 	case os.Getenv("LOGBAN_SOCKET") != "":

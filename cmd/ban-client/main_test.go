@@ -169,6 +169,17 @@ func TestSocketFromConfig(t *testing.T) {
 	if code, _, stderr := client("ping"); code != 0 {
 		t.Errorf("LOGBAN_SOCKET: exit %d, %q", code, stderr)
 	}
+
+	// The configuration, being edited, has an error: the client says so and reaches the
+	// server at the socket the file still names.
+	text, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(text), "[jails.sasl]", "[jails.sasl]\nmaxretry = \"three\"", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := client("-config", cfg, "ping")
+	if code != 0 || stdout != "pong\n" || !strings.Contains(stderr, "jails.sasl.maxretry") || !strings.Contains(stderr, "reaching the server at "+sock+" anyway") {
+		t.Errorf("a configuration with an error: exit %d, %q %q", code, stdout, stderr)
+	}
 }
 
 // Help is asked for in every usual way, prints on stdout and exits 0; a command has its

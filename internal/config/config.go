@@ -551,6 +551,29 @@ func (l *loader) origin(name, key string) string {
 }
 
 // abs resolves a path against the main file's folder.
+// SocketOf returns the control socket a configuration file names, read as leniently as
+// can be: for a client to reach the running server while the file, being edited, has
+// errors elsewhere. A file that does not say, or cannot be read at all, gives
+// DefaultSocket.
+func SocketOf(path string) string {
+	var d struct {
+		Server struct {
+			Socket string `toml:"socket"`
+		} `toml:"server"`
+	}
+	if _, err := toml.DecodeFile(path, &d); err != nil || d.Server.Socket == "" {
+		return DefaultSocket
+	}
+	if filepath.IsAbs(d.Server.Socket) {
+		return d.Server.Socket
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return DefaultSocket
+	}
+	return filepath.Join(filepath.Dir(abs), d.Server.Socket)
+}
+
 func (l *loader) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
