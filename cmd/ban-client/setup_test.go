@@ -30,11 +30,7 @@ objectClass: zimbraServer
 cn: mbox1.farm.test
 zimbraServiceEnabled: mailbox
 `)
-	root := filepath.Join(t.TempDir(), "zimbra")
-	os.MkdirAll(filepath.Join(root, "conf"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, "conf", "localconfig.xml"), []byte(ldap.LocalConfig("mta1.farm.test", "zimbra")), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
 	keys := filepath.Join(t.TempDir(), "farm")
 	if err := farmkeys.Init(keys, "zimbra"); err != nil {
 		t.Fatal(err)

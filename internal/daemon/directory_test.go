@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -26,11 +24,7 @@ objectClass: zimbraServer
 cn: mta1.farm.test
 zimbraServiceEnabled: mta
 `)
-	root := filepath.Join(t.TempDir(), "zimbra")
-	os.MkdirAll(filepath.Join(root, "conf"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, "conf", "localconfig.xml"), []byte(ldap.LocalConfig("mta1.farm.test", "zimbra")), 0o640); err != nil {
-		t.Fatal(err)
-	}
+	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
 	hosts := map[string]string{"mta1.farm.test": "203.0.113.11", "mta2.farm.test": "203.0.113.12"}
 	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
 		if a, ok := hosts[host]; ok {

@@ -185,6 +185,22 @@ func (s *smtpSession) cmd(format string, args ...any) (int, string) {
 	return code, msg
 }
 
+// sendPast logs the session in as user (XCLIENT, which sets the SASL login as AUTH
+// would), sends n messages from user that must go, and returns the reply to the next.
+func (s *smtpSession) sendPast(user string, n int) (int, string) {
+	s.t.Helper()
+	if code, msg := s.cmd("XCLIENT LOGIN=%s", user); code != 220 {
+		s.t.Fatalf("XCLIENT: %d %s", code, msg)
+	}
+	s.cmd("EHLO client.test")
+	for i := range n {
+		if code, msg := s.send(user); code != 250 {
+			s.t.Fatalf("message %d of %s: %d %s", i+1, user, code, msg)
+		}
+	}
+	return s.send(user)
+}
+
 // send sends one message to sink.test and returns the reply to its data's end (or to
 // DATA itself, where that refused it).
 func (s *smtpSession) send(from string) (int, string) {
@@ -244,16 +260,7 @@ action   = "DEFER_IF_PERMIT Sending quota exceeded, try later"
 	}
 	// As anna, through XCLIENT (what AUTH on the submission port sets): 200 go, the 201st
 	// waits.
-	if code, msg := s.cmd("XCLIENT LOGIN=anna@example.com"); code != 220 {
-		t.Fatalf("XCLIENT: %d %s", code, msg)
-	}
-	s.cmd("EHLO client.test")
-	for i := range 200 {
-		if code, msg := s.send("anna@example.com"); code != 250 {
-			t.Fatalf("message %d of anna: %d %s", i+1, code, msg)
-		}
-	}
-	if code, msg := s.send("anna@example.com"); code != 450 || !strings.Contains(msg, "Sending quota exceeded") {
+	if code, msg := s.sendPast("anna@example.com", 200); code != 450 || !strings.Contains(msg, "Sending quota exceeded") {
 		t.Errorf("message 201 of anna: %d %q; want 450 ... Sending quota exceeded", code, msg)
 	}
 	s2, _, _ := dialSMTP(t, lab, netnstest.Other4)
@@ -368,16 +375,7 @@ window   = "1h"
 		t.Fatalf("submission greeting: %d %s", code, greeting)
 	}
 	s.cmd("EHLO client.test")
-	if code, msg := s.cmd("XCLIENT LOGIN=anna@example.com"); code != 220 {
-		t.Fatalf("XCLIENT: %d %s", code, msg)
-	}
-	s.cmd("EHLO client.test")
-	for i := range 2 {
-		if code, msg := s.send("anna@example.com"); code != 250 {
-			t.Fatalf("anna's message %d on submission: %d %s", i+1, code, msg)
-		}
-	}
-	if code, msg := s.send("anna@example.com"); code != 450 || !strings.Contains(msg, "quota") {
+	if code, msg := s.sendPast("anna@example.com", 2); code != 450 || !strings.Contains(msg, "quota") {
 		t.Errorf("anna's 3rd message on submission: %d %q; want 450 ... quota", code, msg)
 	}
 

@@ -171,6 +171,18 @@ func (s *Server) LocalConfig(host, user string) string {
 	return b.String()
 }
 
+// InstallRoot makes an install's folder named folder (zimbra, zextras) in a temporary
+// folder, with the localconfig.xml LocalConfig writes, and returns its path.
+func (s *Server) InstallRoot(t testing.TB, folder, host, user string) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), folder)
+	if err := os.MkdirAll(filepath.Join(root, "conf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, "conf", "localconfig.xml"), s.LocalConfig(host, user))
+	return root
+}
+
 func write(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {

@@ -80,18 +80,6 @@ func startFarm(t *testing.T) *slapdtest.Server {
 	return s
 }
 
-// installRoot makes an install's folder with its localconfig.xml, as the product writes it.
-func installRoot(t *testing.T, s *slapdtest.Server, folder, host, user string) string {
-	root := filepath.Join(t.TempDir(), folder)
-	if err := os.MkdirAll(filepath.Join(root, "conf"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "conf", "localconfig.xml"), []byte(s.LocalConfig(host, user)), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
 func readFarm(t *testing.T, root string) (Install, LocalConfig, *Directory) {
 	in, err := Find(root)
 	if err != nil {
@@ -116,7 +104,7 @@ func readFarm(t *testing.T, root string) (Install, LocalConfig, *Directory) {
 // runs, the lists each inherits or overrides, and the lockout.
 func TestReadTheFarmsDirectory(t *testing.T) {
 	s := startFarm(t)
-	in, lc, d := readFarm(t, installRoot(t, s, "zimbra", "mbox1.farm.test", "zimbra"))
+	in, lc, d := readFarm(t, s.InstallRoot(t, "zimbra", "mbox1.farm.test", "zimbra"))
 	if in.Product != "Zimbra" || in.Syslog != "/var/log/zimbra.log" || lc["zimbra_server_hostname"] != "mbox1.farm.test" {
 		t.Errorf("install %+v, host %q", in, lc["zimbra_server_hostname"])
 	}
@@ -205,7 +193,7 @@ func TestSetupWritesEachHostsConfiguration(t *testing.T) {
 			[]string{"enforce = false", "[policy]"}},
 	} {
 		t.Run(c.host, func(t *testing.T) {
-			root := installRoot(t, s, c.folder, c.host, c.user)
+			root := s.InstallRoot(t, c.folder, c.host, c.user)
 			in, lc, d := readFarm(t, root)
 			if in.Product != c.product {
 				t.Errorf("product %q, want %q", in.Product, c.product)
