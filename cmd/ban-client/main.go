@@ -82,7 +82,7 @@ const (
 func main() {
 	code, err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
-		fmt.Fprintln(escapeWriter{os.Stderr}, "ban-client:", err)
+		fmt.Fprintln(escapeWriter{os.Stderr}, "ban-client: "+strings.ReplaceAll(err.Error(), "\n", "\nban-client: "))
 	}
 	os.Exit(code)
 }
@@ -151,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	if err != nil {
 		// A configuration being edited still names the running server's socket: say
 		// what is wrong with it, and reach the server anyway.
-		fmt.Fprintf(stderr, "ban-client: %v\nban-client: reaching the server at %s anyway\n", err, path)
+		fmt.Fprintf(stderr, "ban-client: %s\nban-client: reaching the server at %s anyway\n", strings.ReplaceAll(err.Error(), "\n", "\nban-client: "), path)
 	}
 	if fs.Arg(0) == "__complete" { // the completion scripts' questions; never an error
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,7 +61,8 @@ func main() {
 	}
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "ban-server:", err)
+			// One problem a line, each line prefixed: a configuration's problems are many.
+			fmt.Fprintln(os.Stderr, "ban-server: "+strings.ReplaceAll(err.Error(), "\n", "\nban-server: "))
 		}
 		os.Exit(exitCode(err))
 	}

@@ -9,6 +9,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -318,6 +319,8 @@ type loader struct {
 	files []*parsed
 	errs  []*Error
 	texts map[string]string // each file read, by path: to find a key's line
+	// readOrder is the files in the order read: errors are told in it.
+	readOrder []string
 	// typeErrs are the keys whose values had the wrong type: set aside, so that the
 	// rest is checked, and left out of the checks that would miss them.
 	typeErrs []string
@@ -335,11 +338,24 @@ func (l *loader) fail(file string, line int, key, format string, args ...any) {
 }
 
 func (l *loader) err() error {
-	errs := make([]error, len(l.errs))
-	for i, e := range l.errs {
+	for _, e := range l.errs {
 		if e.Line == 0 && e.Key != "" { // a semantic problem: its key's line, from the text
 			e.Line = lineOf(l.texts[e.File], e.Key)
 		}
+	}
+	// In the order of the files read, then of their lines: as an editor walks them.
+	order := map[string]int{}
+	for i, p := range l.readOrder {
+		order[p] = i
+	}
+	slices.SortStableFunc(l.errs, func(a, b *Error) int {
+		if c := cmp.Compare(order[a.File], order[b.File]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Line, b.Line)
+	})
+	errs := make([]error, len(l.errs))
+	for i, e := range l.errs {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
@@ -357,6 +373,7 @@ func isTypeError(err error) bool {
 var typeError = regexp.MustCompile(`^toml: line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 func (l *loader) readFile(path string) {
+	l.readOrder = append(l.readOrder, path)
 	text, err := os.ReadFile(path)
 	if l.texts == nil {
 		l.texts = map[string]string{}
@@ -368,30 +385,47 @@ func (l *loader) readFile(path string) {
 	}
 	p := &parsed{path: path}
 	p.md, err = toml.Decode(string(text), &p.data)
-	// A type mistake ends BurntSushi/toml's decoding. Its line is set aside and the file
-	// decoded again, so that every type mistake of the file is reported at once, and the
-	// rest of the file is still checked.
+	// A mistake ends BurntSushi/toml's decoding: a type mistake, or a line it cannot
+	// parse (a pasted INI line, a text without quotes). Its line is set aside and the
+	// file decoded again, so that every such mistake of the file is reported at once,
+	// and the rest of the file is still checked. A whole fail2ban file gets one piece of
+	// advice instead.
 	lines := strings.Split(string(text), "\n")
-	for tries := 0; isTypeError(err) && !looksLikeFail2ban(text) && tries < 100; tries++ {
-		m := typeError.FindStringSubmatch(err.Error())
-		line, _ := strconv.Atoi(m[1])
-		l.fail(path, line, m[2], "%s", inUsersWords(m[2], m[3]))
-		l.typeErrs = append(l.typeErrs, m[2])
+	wholeINI := fail2banFile.Match(text)
+	for tries := 0; err != nil && !wholeINI && tries < 100; tries++ {
+		var line int
+		var pe toml.ParseError
+		switch {
+		case isTypeError(err):
+			m := typeError.FindStringSubmatch(err.Error())
+			line, _ = strconv.Atoi(m[1])
+			l.fail(path, line, m[2], "%s", inUsersWords(m[2], m[3]))
+			l.typeErrs = append(l.typeErrs, m[2])
+		case errors.As(err, &pe) && pe.Position.Line >= 1 && pe.Position.Line <= len(lines):
+			line = pe.Position.Line
+			key := pe.LastKey
+			if m := bareValue.FindStringSubmatch(lines[line-1]); m != nil && key != m[1] && !strings.HasSuffix(key, "."+m[1]) {
+				key = strings.TrimPrefix(key+"."+m[1], ".")
+			}
+			l.fail(path, line, key, "%s", syntaxAdvice(lines[line-1], pe.Message))
+		default:
+			line = -1
+		}
 		if line < 1 || line > len(lines) || strings.TrimSpace(lines[line-1]) == "" {
-			l.unreadable = true
-			return
+			if line != -1 {
+				l.unreadable = true
+				return
+			}
+			break
 		}
 		lines[line-1] = ""
 		p = &parsed{path: path}
-		if p.md, err = toml.Decode(strings.Join(lines, "\n"), &p.data); err != nil && !isTypeError(err) {
-			l.unreadable = true // the value ran over several lines: what was found is said
-			return
-		}
+		p.md, err = toml.Decode(strings.Join(lines, "\n"), &p.data)
 	}
 	if err != nil {
 		var pe toml.ParseError
 		switch {
-		case looksLikeFail2ban(text):
+		case wholeINI || looksLikeFail2ban(text):
 			l.fail(path, 0, "", "%s", fail2banAdvice)
 		case errors.As(err, &pe):
 			l.fail(path, pe.Position.Line, pe.LastKey, "%s", pe.Message)
@@ -414,7 +448,11 @@ func (l *loader) readFile(path string) {
 			continue
 		}
 		reported[k.String()] = true
-		l.fail(path, 0, k.String(), "unknown key%s", validKeys(k))
+		hint := ""
+		if len(k) == 1 {
+			hint = fmt.Sprintf(" (a fail2ban jail? in logban it is [jails.%s])", k[0])
+		}
+		l.fail(path, 0, k.String(), "unknown key%s%s", validKeys(k), hint)
 	}
 	l.files = append(l.files, p)
 }

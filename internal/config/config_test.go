@@ -626,3 +626,55 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// Six mistakes in one file (a pasted fail2ban jail, a count in quotes, a duration in
+// words, a misspelt key, a misspelt filter, a /33) are all named in one run, each at
+// its line; the pasted INI and an unquoted text get advice, not the parser's words.
+func TestEveryMistakeInOneRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "logban.toml")
+	if err := os.WriteFile(path, []byte(`[server]
+socket = "logban.sock"
+loglevel = info
+
+[actions.log]
+type = "log"
+
+[sshd]
+enabled = true
+port    = ssh
+logpath = %(sshd_log)s
+
+[jails.sasl]
+filter   = "zimbra-submision"
+logpath  = ["zimbra.log"]
+maxretry = "three"
+findtime = "1 hour"
+bantmie  = "1h"
+ignoreip = ["192.0.2.0/33"]
+actions  = ["log"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil {
+		t.Fatal("loaded")
+	}
+	for _, want := range []string{
+		`:3: server.loglevel: text needs quotes in TOML: write loglevel = "info"`,
+		`:8: sshd: unknown key`, `in logban it is [jails.sshd]`,
+		`:10: sshd.port: text needs quotes in TOML: write port = "ssh"`,
+		`:11: sshd.logpath: this line looks like fail2ban's INI`,
+		`:14: jails.sasl.filter: unknown filter "zimbra-submision"`,
+		`:16: jails.sasl.maxretry: must be a whole number`,
+		`:17: jails.sasl.findtime: invalid duration "1 hour"`,
+		`:18: jails.sasl.bantmie: unknown key`,
+		`:19: jails.sasl.ignoreip: "192.0.2.0/33" is not an address or CIDR prefix`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "expected value") || strings.Contains(err.Error(), "expected") && strings.Contains(err.Error(), "instead") {
+		t.Errorf("the parser's words, not advice:\n%v", err)
+	}
+}

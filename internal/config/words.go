@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 )
@@ -8,6 +9,26 @@ import (
 // fail2banINI matches what only a fail2ban INI file holds: its [DEFAULT] and [INCLUDES]
 // sections, %(name)s interpolation, and bare durations (bantime = 10h).
 var fail2banINI = regexp.MustCompile(`(?m)^\s*\[(DEFAULT|INCLUDES|Definition|Init)\]\s*$|%\([a-z_]+\)s|^\s*(bantime|findtime)\s*=\s*[0-9]+[smhdw]\s*$|^\s*failregex\s*=\s*[^\s\['"]`)
+
+// fail2banFile matches the sections only a whole fail2ban file has: such a file gets one
+// piece of advice, not a complaint per line.
+var fail2banFile = regexp.MustCompile(`(?m)^\s*\[(DEFAULT|INCLUDES|Definition|Init)\]\s*$`)
+
+// bareValue matches a key set to a bare word, which INI allows and TOML does not:
+// loglevel = info, port = ssh.
+var bareValue = regexp.MustCompile(`^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*([A-Za-z][^"'\[{]*?)\s*$`)
+
+// syntaxAdvice says what to write instead of line, which TOML could not parse, where it
+// can tell (a fail2ban INI line, a text without quotes), else the parser's message.
+func syntaxAdvice(line, parserMessage string) string {
+	if fail2banINI.MatchString(line) {
+		return "this line looks like fail2ban's INI: " + fail2banAdvice[strings.Index(fail2banAdvice, "write"):]
+	}
+	if m := bareValue.FindStringSubmatch(line); m != nil && m[2] != "true" && m[2] != "false" {
+		return fmt.Sprintf("text needs quotes in TOML: write %s = %q (a fail2ban INI line? its jails convert with ban-client import-fail2ban)", m[1], m[2])
+	}
+	return parserMessage
+}
 
 // looksLikeFail2ban reports whether a file that TOML could not read is a fail2ban INI
 // file (a pasted jail.local): it gets advice, not a TOML parser's complaint.
