@@ -1,6 +1,7 @@
 package fail2ban
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -9,9 +10,20 @@ import (
 	"strings"
 )
 
+// errLetsThrough marks a firewall action whose "ban" lets the address through
+// (blocktype RETURN or ACCEPT: fail2ban's pass2allow, which drops everyone else and
+// lets in who logged in). logban bans; converting it would turn the jail upside down.
+var errLetsThrough = errors.New("lets the address through")
+
 // action turns one entry of a jail's action (NAME[key=value, ...]) into a logban
-// action, and returns its name; a note says what was lost.
-func (im *importer) action(jail, spec string) (name, note string) {
+// action, and returns its name; a note says what was lost. letsThrough says the action
+// does not ban its address at all (errLetsThrough).
+func (im *importer) action(jail, spec string) (name, note string, letsThrough bool) {
+	name, note = im.convertAction(jail, spec)
+	return name, note, strings.Contains(note, errLetsThrough.Error())
+}
+
+func (im *importer) convertAction(jail, spec string) (name, note string) {
 	actName, args, err := extractOptions(spec)
 	if err != nil {
 		return "", fmt.Sprintf("action %v", err)
@@ -44,6 +56,11 @@ func (im *importer) action(jail, spec string) (name, note string) {
 	}
 	a := &actionOut{}
 	var lost []string
+	if bt := strings.ToUpper(strings.Fields(opt("blocktype") + " x")[0]); (bt == "RETURN" || bt == "ACCEPT") &&
+		(strings.HasPrefix(actName, "iptables") || strings.HasPrefix(actName, "nftables")) {
+		return "", fmt.Sprintf("action %s with blocktype %s %v, and drops everyone else (returntype %s): logban bans the addresses a jail counts, so the jail would be turned upside down",
+			actName, bt, errLetsThrough, orWord(opt("returntype"), "DROP"))
+	}
 	switch {
 	case actName == "iptables" || strings.HasPrefix(actName, "iptables-"):
 		a.kind = "iptables"
@@ -217,6 +234,14 @@ func portList(v string) (ports, lost []string) {
 		return nil, lost
 	}
 	return ports, lost
+}
+
+// orWord returns s, or def if s is "".
+func orWord(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // blockType sets a firewall action's blocktype from fail2ban's (its first word; def if

@@ -218,7 +218,11 @@ func (im *importer) jail(name string, opts Options) {
 
 	action, _ := get("action")
 	for _, a := range splitWithOptions(action) {
-		name, note := im.action(name, a)
+		name, note, letsThrough := im.action(name, a)
+		if letsThrough {
+			problem("not converted: %s", note)
+			return
+		}
 		if note != "" {
 			problem("%s", note)
 		}

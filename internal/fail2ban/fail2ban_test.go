@@ -153,6 +153,13 @@ func TestImportSmallConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res.TOML)
 	}
+	for _, j := range res.Jails {
+		if j.Name == "allow-after-login" && (j.Converted || !slices.ContainsFunc(j.Problems, func(p string) bool {
+			return strings.Contains(p, "blocktype RETURN lets the address through")
+		})) {
+			t.Errorf("a jail whose action lets its addresses through: converted %v, %q", j.Converted, j.Problems)
+		}
+	}
 	demo, other := cfg.Jails["demo"], cfg.Jails["other"]
 	if len(cfg.Jails) != 2 || demo.MaxRetry != 3 || demo.BanTime != 24*time.Hour || other.FindTime != 90*time.Minute {
 		t.Fatalf("jails %v\n%s", cfg.Jails, res.TOML)
