@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/logban/logban/filters"
 	"github.com/logban/logban/internal/config"
@@ -50,6 +51,23 @@ type filterReport struct {
 	addrCounts   map[netip.Addr]int
 	showMissed   bool
 	missedOutput io.Writer
+	verbose      bool // rules printed whole
+}
+
+// ruleShown is how much of a rule (a failregex) the text report prints unless -v asks
+// for all of it: an imported filter's regexes run to 20 KB.
+const ruleShown = 200
+
+// shownRule returns p, cut to ruleShown bytes unless whole, saying what was cut.
+func shownRule(p string, whole bool) string {
+	if whole || len(p) <= ruleShown {
+		return p
+	}
+	cut := ruleShown
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes more; -v prints it whole)", p[:cut], len(p)-cut)
 }
 
 // matchedLine is one line of -json output.
@@ -66,6 +84,7 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	fs.Usage = func() {} // -h is answered below, on stdout
 	configPath := fs.String("config", "", "take FILTER from this configuration `file`'s [filters.NAME] or jails, and its line limit")
 	printMissed := fs.Bool("print-missed", false, "print the lines no failregex matched, to tune a filter")
+	verbose := fs.Bool("v", false, "print each failregex whole (longer ones are cut at 200 bytes)")
 	fs.BoolVar(&jsonOut, "json", jsonOut, "print one JSON object per matched line, then a summary object")
 	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		return ownHelp(err, "test-filter", usage, stdout)
@@ -89,7 +108,7 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	r := &filterReport{
 		Filter: label, File: path, RuleHits: make([]int, len(f.Rules())), rules: f.Rules(),
 		Addresses: map[string]int{}, Formats: map[string]int{}, addrCounts: map[netip.Addr]int{},
-		showMissed: *printMissed, missedOutput: stdout,
+		showMissed: *printMissed, missedOutput: stdout, verbose: *verbose,
 	}
 	var progress func(read int64)
 	if isTerminal(stderr) {
@@ -147,7 +166,7 @@ func (r *filterReport) print(w io.Writer) {
 	fmt.Fprintf(w, "Filter:   %s\nLog file: %s\n\n", r.Filter, r.File)
 	fmt.Fprintf(w, "Failures: %d matched\n", r.Matched)
 	for i, p := range r.rules {
-		fmt.Fprintf(w, "|  %d) [%d] %s\n", i+1, r.RuleHits[i], p)
+		fmt.Fprintf(w, "|  %d) [%d] %s\n", i+1, r.RuleHits[i], shownRule(p, r.verbose))
 	}
 	fmt.Fprintf(w, "`-\n\nTimestamp formats of matched lines:\n")
 	for _, f := range slices.Sorted(maps.Keys(r.Formats)) {

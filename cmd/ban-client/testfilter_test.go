@@ -163,3 +163,21 @@ func TestTestFilterAcrossBatches(t *testing.T) {
 		}
 	}
 }
+
+// An imported filter's 20 KB regex is printed cut, saying so; -v prints it whole.
+func TestTestFilterCutsLongRegexes(t *testing.T) {
+	dir := t.TempDir()
+	long := "login failed from <HOST> " + strings.Repeat("(?:x|y)", 3000)
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte("[filters.big]\nfailregex = ['"+long+"']\n"), 0o644)
+	log := filepath.Join(dir, "app.log")
+	os.WriteFile(log, []byte("login failed from 203.0.113.9 x\n"), 0o644)
+	_, stdout, _ := client("test-filter", "-config", cfg, "big", log)
+	if strings.Contains(stdout, long) || !strings.Contains(stdout, "bytes more; -v prints it whole)") {
+		t.Errorf("without -v the regex is not cut:\n%.600s", stdout)
+	}
+	_, stdout, _ = client("test-filter", "-v", "-config", cfg, "big", log)
+	if !strings.Contains(stdout, long) {
+		t.Errorf("-v does not print the regex whole")
+	}
+}
