@@ -394,9 +394,15 @@ func (im *importer) filter(spec, backend string) (f *filterOut, regexes, convert
 				if kind == "failregex" {
 					fr.Dropped = append(fr.Dropped, r)
 				}
-				msg := fmt.Sprintf("filter %s: %s %d not converted: %v: %s", label, kind, n, err, r)
+				where, quoted := "", r
+				if ctx.pref != "" { // the prefregex's own fault, if the regex alone has not this one
+					if _, _, alone := convertRegex(r, filterContext{date: ctx.date}, kind == "ignoreregex"); alone == nil || alone.Error() != err.Error() {
+						where, quoted = " in the filter's prefregex, which every failregex follows", ctx.pref
+					}
+				}
+				msg := fmt.Sprintf("filter %s: %s %d not converted: %v%s: %s", label, kind, n, err, where, quoted)
 				problems = append(problems, msg)
-				out.notes = append(out.notes, fmt.Sprintf("%s %d not converted: %v:\n%s", kind, n, err, r))
+				out.notes = append(out.notes, fmt.Sprintf("%s %d not converted: %v%s:\n%s", kind, n, err, where, quoted))
 				continue
 			}
 			if kind == "failregex" {

@@ -330,3 +330,23 @@ func TestDatePatternPrefix(t *testing.T) {
 		}
 	}
 }
+
+// A failregex refused for a look-ahead that is its prefregex's is told so, with the
+// prefregex quoted, not the failregex, which has none.
+func TestReasonNamesThePrefregex(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "filter.d"), 0o755)
+	os.WriteFile(filepath.Join(dir, "jail.conf"), []byte("[web]\nenabled = true\nfilter = web\nlogpath = /var/log/web.log\naction = route\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "filter.d", "web.conf"), []byte(`[Definition]
+prefregex = ^\[(?!evasive)\S+\] \[client <HOST>\] <F-CONTENT>.+</F-CONTENT>$
+failregex = ^user \S+ not found\b
+`), 0o644)
+	res, err := Import(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(res.Jails[0].Problems, "\n")
+	if !strings.Contains(text, "in the filter's prefregex") || !strings.Contains(text, `(?!evasive)`) || strings.Contains(text, `: ^user \S+ not found`) {
+		t.Errorf("the reason does not name the prefregex:\n%s", text)
+	}
+}
