@@ -62,7 +62,7 @@ func TestServiceStepsAsWritten(t *testing.T) {
 		"ls /etc/logban /usr/local/bin /etc/systemd/system",
 	)
 	cmd := exec.Command("unshare", "--mount", "--net", "--propagation", "private", "bash", "-c", strings.Join(script, "\n"))
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	cmd.Env = append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod")) // the user's own kept (-buildvcs=false)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the README's steps failed: %v\n%s", err, out)
