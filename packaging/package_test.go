@@ -43,9 +43,13 @@ echo "files: $(wc -l <"$out/files")"
 for f in /usr/bin/ban-server /usr/bin/ban-client /usr/lib/systemd/system/logban.service \
          /etc/logban/logban.toml /etc/logrotate.d/logban /usr/lib/tmpfiles.d/logban.conf \
          /usr/share/bash-completion/completions/ban-client /usr/share/zsh/vendor-completions/_ban-client \
-         /usr/share/fish/vendor_completions.d/ban-client.fish; do
+         /usr/share/fish/vendor_completions.d/ban-client.fish /usr/share/doc/logban/copyright \
+         /usr/share/doc/logban/changelog.gz; do
     [ -f "$f" ] && echo "landed $f"
 done
+grep -c '^github.com/nats-io/nats-server/v2@' /usr/share/doc/logban/copyright | sed 's/^/nats-server in the copyright: /'
+grep -c 'Apache License' /usr/share/doc/logban/copyright | sed 's/^/Apache licenses: /' | sed 's/: [1-9][0-9]*$/: some/'
+zcat /usr/share/doc/logban/changelog.gz | head -n 1
 for d in /etc/logban/jail.d /var/lib/logban /var/log/logban /run/logban; do
     [ -d "$d" ] && echo "landed $d"
 done
@@ -54,7 +58,7 @@ ban-server -version
 ban-client version 2>&1 || true
 grep -h '^ExecStart=\|^LimitNOFILE=\|^CapabilityBoundingSet=' /usr/lib/systemd/system/logban.service
 ban-server -check -config /etc/logban/logban.toml
-for page in ban-server.8 ban-client.1 logban.toml.5; do
+for page in ban-server.8 ban-client.1 logban.toml.5 logban.7; do
     dir=/usr/share/man/man${page##*.}
     MANWIDTH=80 man -l "$dir/$page.gz" 2>&1 | head -n 4 | sed "s|^|man $page: |"
 done
@@ -68,8 +72,13 @@ after=$(iptables-save | grep -v '^#'; ipset list -n; ip route show table all pro
 ban-server -version
 grep -c '^# edited by the administrator' /etc/logban/logban.toml | sed 's/^/edits kept: /'
 
+echo '# a drop-in of the administrator' >/etc/logban/jail.d/mine.toml
 dpkg --purge logban
 echo "purged"
+# dpkg removes only what the package installed: a drop-in of the administrator's stays,
+# and the folders holding it (as the README says).
+[ -f /etc/logban/jail.d/mine.toml ] && echo "drop-in kept"
+rm -f /etc/logban/jail.d/mine.toml && rmdir /etc/logban/jail.d /etc/logban
 left=$( (cat "$out/files"; echo /var/lib/logban; echo /var/log/logban; echo /run/logban; echo /etc/logban) |
     while read -r f; do
         case $f in /. | /etc | /usr | /var | /usr/* | /var/lib | /var/log | /etc/logrotate.d) [ -d "$f" ] && continue ;; esac
@@ -89,7 +98,7 @@ echo "kernel after purge: [$(iptables-save | grep -c logban || true) rules, $(ip
 func TestPackages(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, tool := range []struct{ name, pkg string }{
-		{"dpkg", "dpkg"}, {"rpm", "rpm"}, {"man", "man-db"}, {"unshare", "util-linux"},
+		{"dpkg", "dpkg"}, {"man", "man-db"}, {"unshare", "util-linux"},
 		{"iptables", "iptables"}, {"ipset", "ipset"}, {"ip", "iproute2"},
 	} {
 		testenv.RequireTool(t, tool.name, tool.pkg)
@@ -131,9 +140,12 @@ func TestPackages(t *testing.T) {
 			"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH CAP_CHOWN", // sockets given their group
 			"/etc/logban/logban.toml: OK, 4 jails",
 			"man ban-server.8: BAN-SERVER(8)", "man ban-client.1: BAN-CLIENT(1)", "man logban.toml.5: LOGBAN.TOML(5)",
+			"man logban.7: LOGBAN(7)",
+			"landed /usr/share/doc/logban/copyright", "landed /usr/share/doc/logban/changelog.gz",
+			"nats-server in the copyright: 1", "Apache licenses: some", "logban (1.2.3)",
 			"complete -F _ban_client ban-client",
 			"upgrade left the firewall as it was", "ban-server 1.2.4", "edits kept: 1",
-			"purged",
+			"purged", "drop-in kept",
 			"left behind: []",
 			"kernel after purge: [0 rules, 0 sets, 0 routes]",
 		} {
@@ -145,6 +157,7 @@ func TestPackages(t *testing.T) {
 	})
 
 	t.Run("rpm", func(t *testing.T) {
+		testenv.RequireTool(t, "rpm", "rpm") // the .deb's test runs without it
 		list, err := exec.Command("rpm", "-qpl", rpm).CombinedOutput()
 		if err != nil {
 			t.Fatalf("rpm -qpl: %v\n%s", err, list)

@@ -80,13 +80,32 @@ func exitCode(err error) int {
 
 var errUsage = errors.New("usage")
 
+// usageText is the help as this binary should give it: from a clone, the commands a
+// clone runs (go run ./cmd/ban-server, examples/); installed by a package, which sets
+// version, the installed commands and the packaged examples.
+func usageText() string {
+	if version == "" {
+		return usage
+	}
+	return strings.NewReplacer(
+		`Try it without root or a mail server:
+  go run ./cmd/ban-server -config examples/demo.toml`, `See what the installed configuration would ban, changing nothing (actions only
+log, a temporary database, no farm):
+  ban-server -dry-run -config /etc/logban/logban.toml`,
+		`A farm: three nodes on one machine sharing failures and bans through the NATS
+servers they embed (see "A farm" in the README):
+  go run ./cmd/ban-server -config examples/farm/node1.toml   # and node2, node3`, `A farm: hosts sharing failures and bans through NATS, and the configurations
+to start from: logban(7), and /usr/share/doc/logban/examples/farm/.`,
+	).Replace(usage)
+}
+
 // run runs ban-server with args: answers (-check's summary, -dump, -version) go to
 // stdout, the log and warnings to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ban-server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		fs.PrintDefaults()
 	}
 	configPath := fs.String("config", "/etc/logban/logban.toml", "configuration `file`; drop-ins in jail.d/*.toml beside it are read too")
@@ -97,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
 		fs.SetOutput(stdout) // help asked for: on stdout, as an answer
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		fs.PrintDefaults()
 		return flag.ErrHelp
 	}

@@ -259,3 +259,18 @@ func TestCheckAnswersOnStdout(t *testing.T) {
 		t.Errorf("stdout %q\nstderr %q", stdout.String(), stderr.String())
 	}
 }
+
+// An installed ban-server (a package sets its version) speaks of installed commands in
+// its help, not of a clone's go run and examples/.
+func TestInstalledHelpSpeaksOfInstalledCommands(t *testing.T) {
+	was := version
+	t.Cleanup(func() { version = was })
+	version = "1.2.3"
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-h"}, &out, io.Discard); err != nil && !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	if h := out.String(); strings.Contains(h, "go run") || strings.Contains(h, " examples/") || !strings.Contains(h, "ban-server -dry-run -config /etc/logban/logban.toml") {
+		t.Errorf("the installed help:\n%s", h)
+	}
+}
