@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 
+	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 )
 
@@ -158,14 +160,24 @@ _ban_client "$@"
 }
 
 // completeWords prints what the completion scripts ask the server for, one a line: the
-// jails, or the banned addresses. An unreachable server prints nothing.
-func completeWords(ctx context.Context, c *control.Client, w io.Writer, what string) {
+// jails, or the banned addresses. Without a server, the jails are the configuration's
+// (configPath, else /etc/logban/logban.toml), where it loads; nothing else is printed.
+func completeWords(ctx context.Context, c *control.Client, w io.Writer, what, configPath string) {
 	switch what {
 	case "jails":
+		var jails []string
 		if s, err := c.Status(ctx); err == nil {
-			for _, j := range s.Jails {
-				fmt.Fprintln(w, j)
+			jails = s.Jails
+		} else {
+			if configPath == "" {
+				configPath = "/etc/logban/logban.toml"
 			}
+			if cfg, err := config.Load(configPath); err == nil {
+				jails = slices.Sorted(maps.Keys(cfg.Jails))
+			}
+		}
+		for _, j := range jails {
+			fmt.Fprintln(w, j)
 		}
 	case "banned":
 		if bans, err := c.List(ctx, ""); err == nil {

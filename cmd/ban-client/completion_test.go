@@ -103,3 +103,14 @@ func TestCompletionOffersEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// Without a running server, jail names complete from the configuration.
+func TestJailsCompleteWithoutAServer(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "logban.toml")
+	os.WriteFile(cfg, []byte(strings.Replace(testConfig, `socket = "logban.sock"`, `socket = "nobody-here.sock"`, 1)), 0o644)
+	code, stdout, _ := client("-config", cfg, "__complete", "jails")
+	if code != 0 || stdout != "sasl\n" {
+		t.Errorf("exit %d, %q; want the configuration's jail, sasl", code, stdout)
+	}
+}

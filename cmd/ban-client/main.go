@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	if fs.Arg(0) == "__complete" { // the completion scripts' questions; never an error
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		completeWords(ctx, control.NewClient(path), stdout, fs.Arg(1))
+		completeWords(ctx, control.NewClient(path), stdout, fs.Arg(1), *configPath)
 		return 0, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
