@@ -11,10 +11,10 @@ import (
 // and never by less than a quarter of what is live. ban-server's heap is mostly its
 // state (failure windows, bans), long-lived and nearly free of pointers, so collecting
 // it often costs little; what a collection leaves room for stays resident. A quiet
-// host gives the garbage little room: with an embedded NATS server holding 10,000
-// bans (20 MB live), 16 MB of headroom kept its resident size 11 MB above the 4 MB's
-// (BenchmarkFarmBurst in bench/). A busy one gets room to work: at 4 MB a burst would
-// be collected every few milliseconds.
+// host gives the garbage little room: a farm node holding 10,000 bans has about 20 MB
+// live (BenchmarkFarmBurst in bench/), and 16 MB of headroom would let 16 MB more of
+// garbage stay resident between collections. A busy one gets room to work: at 4 MB a
+// burst would be collected every few milliseconds.
 const (
 	busyHeadroom  = 16 << 20
 	quietHeadroom = 4 << 20
