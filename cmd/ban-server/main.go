@@ -40,7 +40,7 @@ Check a configuration without starting anything:
   ban-server -check -config /etc/logban/logban.toml
 
 A farm: three nodes on one machine sharing failures and bans through the NATS
-servers they embed (see "A farm" in the README):
+servers they embed (see docs/farm.md):
   go run ./cmd/ban-server -config examples/farm/node1.toml   # and node2, node3
 
 Remove everything logban ever put in the kernel (chains and sets named logban-*,
@@ -93,7 +93,7 @@ func usageText() string {
 log, a temporary database, no farm):
   ban-server -dry-run -config /etc/logban/logban.toml`,
 		`A farm: three nodes on one machine sharing failures and bans through the NATS
-servers they embed (see "A farm" in the README):
+servers they embed (see docs/farm.md):
   go run ./cmd/ban-server -config examples/farm/node1.toml   # and node2, node3`, `A farm: hosts sharing failures and bans through NATS, and the configurations
 to start from: logban(7), and /usr/share/doc/logban/examples/farm/.`,
 	).Replace(usage)

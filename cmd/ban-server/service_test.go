@@ -11,7 +11,7 @@ import (
 	"github.com/logban/logban/internal/testenv"
 )
 
-// TestServiceStepsAsWritten runs the README's "From source, as a service" steps as written,
+// TestServiceStepsAsWritten runs docs/install.md's "From source, as a service" steps as written,
 // but for systemctl: the binaries and files are installed under a throwaway root that
 // a private mount namespace lays over /usr/local/bin, /etc/logban, /run and /var/lib,
 // and a private network namespace keeps the example's actions off the host. Then the
@@ -20,13 +20,13 @@ import (
 func TestServiceStepsAsWritten(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTool(t, "unshare", "util-linux")
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/install.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := regexp.MustCompile("(?s)### From source, as a service\n.*?```sh\n(.*?)```").FindSubmatch(readme)
+	section := regexp.MustCompile("(?s)## From source, as a service\n.*?```sh\n(.*?)```").FindSubmatch(readme)
 	if section == nil {
-		t.Fatal(`README.md has no "From source, as a service" shell block`)
+		t.Fatal(`docs/install.md has no "From source, as a service" shell block`)
 	}
 	var steps []string
 	for _, line := range strings.Split(string(section[1]), "\n") {

@@ -33,7 +33,7 @@ func freeLoopbackPorts(t *testing.T, n int) []int {
 }
 
 // Three daemons start a farm of their own embedded servers, with the farm's keys, as
-// the README's walkthrough does: they join, and none logs a warning or an error on the
+// docs/farm.md's walkthrough does: they join, and none logs a warning or an error on the
 // way (the seeds not up yet, JetStream electing its leaders, are how a start goes).
 func TestAHealthyFarmStartLogsNoWarning(t *testing.T) {
 	keys := t.TempDir()
