@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/logban/logban/filters"
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 )
@@ -39,7 +40,7 @@ var commandSummaries = []struct{ name, summary string }{
 var (
 	completesJail    = []string{"status", "banip", "get", "set", "unbankey"}
 	completesAddress = []string{"unbanip", "why", "history"}
-	completesFile    = []string{"test-filter", "import-fail2ban"}
+	completesFile    = []string{"test-filter", "import-fail2ban"} // test-filter's first word is a filter
 )
 
 // globalFlags are ban-client's own flags, as completion offers them.
@@ -97,6 +98,12 @@ _ban_client() {
         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
         %s) COMPREPLY=($(compgen -W "$(ban-client __complete jails 2>/dev/null)" -- "$cur")) ;;
         %s) COMPREPLY=($(compgen -W "$(ban-client __complete banned 2>/dev/null)" -- "$cur")) ;;
+        test-filter)
+            if ((cword == i + 1)); then
+                COMPREPLY=($(compgen -W "$(ban-client __complete filters 2>/dev/null)" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -f -- "$cur"))
+            fi ;;
         %s) COMPREPLY=($(compgen -f -- "$cur")) ;;
     esac
 }
@@ -128,6 +135,7 @@ complete -F _ban_client ban-client
                 completion) compadd bash zsh fish ;;
                 %s) compadd -- ${(f)"$(ban-client __complete jails 2>/dev/null)"} ;;
                 %s) compadd -- ${(f)"$(ban-client __complete banned 2>/dev/null)"} ;;
+                test-filter) if (( CURRENT == 2 )); then compadd -- ${(f)"$(ban-client __complete filters 2>/dev/null)"}; else _files; fi ;;
                 %s) _files ;;
             esac ;;
     esac
@@ -152,6 +160,7 @@ _ban_client "$@"
 		fmt.Fprintln(w, "complete -c ban-client -n '__fish_seen_subcommand_from completion' -a 'bash zsh fish'")
 		fmt.Fprintf(w, "complete -c ban-client -n '__fish_seen_subcommand_from %s' -a '(ban-client __complete jails 2>/dev/null)'\n", words(completesJail))
 		fmt.Fprintf(w, "complete -c ban-client -n '__fish_seen_subcommand_from %s' -a '(ban-client __complete banned 2>/dev/null)'\n", words(completesAddress))
+		fmt.Fprintln(w, "complete -c ban-client -n '__fish_seen_subcommand_from test-filter' -a '(ban-client __complete filters 2>/dev/null)'")
 		fmt.Fprintf(w, "complete -c ban-client -n '__fish_seen_subcommand_from %s' -F\n", words(completesFile))
 	default:
 		return usageError{fmt.Sprintf("completion takes bash, zsh or fish, not %q", shell)}
@@ -159,9 +168,10 @@ _ban_client "$@"
 	return nil
 }
 
-// completeWords prints what the completion scripts ask the server for, one a line: the
-// jails, or the banned addresses. Without a server, the jails are the configuration's
-// (configPath, else /etc/logban/logban.toml), where it loads; nothing else is printed.
+// completeWords prints what the completion scripts ask for, one a line: the jails, the
+// banned addresses (the server's), or the filters (the built-in ones and the
+// configuration's). Without a server, the jails are the configuration's (configPath,
+// else /etc/logban/logban.toml), where it loads; the banned addresses, none.
 func completeWords(ctx context.Context, c *control.Client, w io.Writer, what, configPath string) {
 	switch what {
 	case "jails":
@@ -178,6 +188,18 @@ func completeWords(ctx context.Context, c *control.Client, w io.Writer, what, co
 		}
 		for _, j := range jails {
 			fmt.Fprintln(w, j)
+		}
+	case "filters":
+		names := filters.BuiltinNames()
+		if configPath == "" {
+			configPath = "/etc/logban/logban.toml"
+		}
+		if cfg, err := config.Load(configPath); err == nil {
+			names = append(names, slices.Collect(maps.Keys(cfg.Filters))...)
+		}
+		slices.Sort(names)
+		for _, n := range slices.Compact(names) {
+			fmt.Fprintln(w, n)
 		}
 	case "banned":
 		if bans, err := c.List(ctx, ""); err == nil {

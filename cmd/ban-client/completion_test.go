@@ -42,6 +42,7 @@ func TestCompletionScripts(t *testing.T) {
 			{"ban-client -timeout 5s unbanip 20", "203.0.113.7"},
 			{"ban-client unbanip 198", "198.51.100.0/24"}, // a network, as it is unbanned
 			{"ban-client completion f", "fish"},
+			{"ban-client test-filter zimbra-sub", "zimbra-submission"}, // a filter first, then a file
 		} {
 			cmd := exec.Command("bash", "-c", `source "$1"; COMP_WORDS=(`+c.words+`); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _ban_client; echo "${COMPREPLY[*]}"`, "bash", path)
 			cmd.Env = env
@@ -69,6 +70,7 @@ func TestCompletionScripts(t *testing.T) {
 			{"ban-client sta", "status\tthe jails, or the failures, files and bans of one"},
 			{"ban-client status ", "sasl"},
 			{"ban-client why ", "203.0.113.7"},
+			{"ban-client test-filter zimbra-pro", "zimbra-proxy-auth"},
 		} {
 			cmd := exec.Command("fish", "--no-config", "-c", `source $argv[1]; complete -C"$argv[2]"`, path, c.line)
 			cmd.Env = env
