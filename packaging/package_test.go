@@ -214,3 +214,24 @@ func globOne(t *testing.T, dir, pattern string) string {
 	}
 	return m[0]
 }
+
+// Run as root on a clone another user owns, which git refuses, the build says the one
+// line that lets it, and stops before building anything.
+func TestBuildOnAnotherUsersClone(t *testing.T) {
+	testenv.RequireRoot(t)
+	git := testenv.RequireTool(t, "git", "git")
+	clone := filepath.Join(t.TempDir(), "logban")
+	if out, err := exec.Command(git, "clone", "-q", "..", clone).CombinedOutput(); err != nil {
+		testenv.Skip(t, "cannot clone this repository: "+err.Error()+": "+string(out))
+	}
+	if out, err := exec.Command("chown", "-R", "nobody", clone).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	build := exec.Command(filepath.Join(clone, "packaging", "build"))
+	build.Env = append(os.Environ(), "HOME="+t.TempDir(), "GIT_CONFIG_NOSYSTEM=1", "OUT="+t.TempDir()) // no safe.directory of this machine's
+	out, err := build.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "git refuses this clone, which another user owns") ||
+		!strings.Contains(string(out), "git config --global --add safe.directory "+clone) {
+		t.Errorf("build on another user's clone: %v\n%s", err, out)
+	}
+}
