@@ -98,6 +98,7 @@ type Daemon struct {
 	directory        *jails.HostSet
 	directoryTrusted []netip.Prefix
 	directoryRead    chan struct{}
+	directorySaves   chan []byte // reads of the directory to keep, for the goroutine owning the database
 	redo             chan struct{}
 	// trust holds the logins that worked, which every jail trusting them shares.
 	trust *jails.Trust
@@ -167,7 +168,7 @@ func New(opts Options) (*Daemon, error) {
 	if opts.Resolve == nil {
 		opts.Resolve = zimbra.SystemResolver
 	}
-	return &Daemon{host: &jails.HostSet{}, directory: &jails.HostSet{}, directoryRead: make(chan struct{}, 1), redo: make(chan struct{}, 1),
+	return &Daemon{host: &jails.HostSet{}, directory: &jails.HostSet{}, directoryRead: make(chan struct{}, 1), directorySaves: make(chan []byte, 1), redo: make(chan struct{}, 1),
 		opts:       opts,
 		logger:     opts.Logger,
 		manager:    jails.NewManager(opts.Clock, opts.Logger),
@@ -334,7 +335,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.watchHost(ctx, readHost)
-	dirState := d.readDirectory(ctx, directoryState{}) // before the jails: they trust its proxies
+	dirState := d.readDirectory(ctx, directoryState{}, true) // before the jails: they trust its proxies
 	// The ban queue outlives the readers: shutdown closes it after them.
 	d.bans = pipeline.NewBanQueue(context.WithoutCancel(ctx), d.manager)
 
@@ -637,6 +638,8 @@ func (d *Daemon) ownChanges(ctx context.Context) {
 			}
 		case answer := <-d.reloads:
 			answer <- d.reload(ctx)
+		case b := <-d.directorySaves:
+			d.saveDirectory(ctx, b)
 		case <-d.redo:
 			d.mu.RLock()
 			cfg := d.cfg

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -44,13 +45,15 @@ func (d *Daemon) followDirectory(ctx context.Context, st directoryState) {
 		case <-d.directoryRead:
 			t.Stop()
 		}
-		st = d.readDirectory(ctx, st)
+		st = d.readDirectory(ctx, st, false)
 	}
 }
 
 // readDirectory reads the directory [zimbra] names, if any, and makes what it names
-// never banned; st is the last read's state, the new one is returned.
-func (d *Daemon) readDirectory(ctx context.Context, st directoryState) directoryState {
+// never banned; st is the last read's state, the new one is returned. At start (before
+// the goroutine owning the database runs), a directory that does not answer leaves its
+// last read, kept in the database, in force.
+func (d *Daemon) readDirectory(ctx context.Context, st directoryState, atStart bool) directoryState {
 	d.mu.RLock()
 	z := d.cfg.Zimbra
 	d.mu.RUnlock()
@@ -67,6 +70,9 @@ func (d *Daemon) readDirectory(ctx context.Context, st directoryState) directory
 		if msg := err.Error(); msg != st.err {
 			d.logger.Warn("reading the farm's directory ([zimbra]); the last read's addresses stay never banned", "err", err, "read_before", st.read)
 			st.err = msg
+		}
+		if atStart {
+			d.restoreDirectory(ctx)
 		}
 		return st
 	}
@@ -92,14 +98,63 @@ func (d *Daemon) readDirectory(ctx context.Context, st directoryState) directory
 			d.logger.Warn("the farm's directory holds a value that is neither an address nor a network; left out", "value", v)
 		}
 	}
-	if d.setDirectoryTrusted(a.Trusted) && st.read {
+	trustedChanged := d.setDirectoryTrusted(a.Trusted)
+	if trustedChanged && st.read {
 		select { // the jails step over the new proxies once built again
 		case d.redo <- struct{}{}:
 		default:
 		}
 	}
+	if !st.read || trustedChanged || !slices.Equal(was, never) {
+		b, _ := json.Marshal(directoryRecord{NeverBanned: never, Trusted: a.Trusted}) // prefixes: it cannot fail
+		if atStart {
+			d.saveDirectory(ctx, b)
+		} else {
+			select { // the goroutine owning the database keeps it; a newer read replaces one waiting
+			case <-d.directorySaves:
+			default:
+			}
+			d.directorySaves <- b
+		}
+	}
 	st.read = true
 	return st
+}
+
+// directoryRecord is a read of the directory as the database keeps it.
+type directoryRecord struct {
+	NeverBanned []netip.Prefix `json:"never_banned"`
+	Trusted     []netip.Prefix `json:"trusted"`
+}
+
+// saveDirectory keeps a good read of the directory, for a start when it does not
+// answer. It runs where the database is owned: at start, or on the goroutine owning
+// changes.
+func (d *Daemon) saveDirectory(ctx context.Context, b []byte) {
+	if err := d.store.SaveDirectory(ctx, b, d.opts.Clock.Now()); err != nil {
+		d.logger.Warn("keeping the directory's read", "err", err)
+	}
+}
+
+// restoreDirectory spares what the directory's last good read named, when the
+// directory does not answer at a start: its servers are never banned meanwhile.
+func (d *Daemon) restoreDirectory(ctx context.Context) {
+	b, at, err := d.store.Directory(ctx)
+	if err != nil || b == nil {
+		if err != nil {
+			d.logger.Warn("reading the directory's last read", "err", err)
+		}
+		return
+	}
+	var r directoryRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		d.logger.Warn("the directory's last read is unreadable", "err", err)
+		return
+	}
+	d.directory.Set(r.NeverBanned)
+	d.setDirectoryTrusted(r.Trusted)
+	d.logger.Warn("the farm's directory does not answer: its last read's addresses are never banned until it does",
+		"read_at", at, "addresses", len(r.NeverBanned))
 }
 
 // setDirectoryTrusted makes ps the directory's trusted proxies; it reports whether they

@@ -109,3 +109,51 @@ func (h *harness) waitLoggedN(text string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The directory's last good read is kept: a start while the directory does not answer
+// spares the farm's servers all the same, and says so.
+func TestTheDirectorysLastReadOutlivesItsOutage(t *testing.T) {
+	ldap := slapdtest.Start(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
+objectClass: zimbraServer
+cn: mta1.farm.test
+zimbraServiceEnabled: mta
+`)
+	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
+	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
+		if host == "mta1.farm.test" {
+			return []netip.Addr{netip.MustParseAddr("203.0.113.11")}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	config := fmt.Sprintf(`
+[server]
+socket = "run/logban.sock"
+database = "run/logban.db"
+
+[zimbra]
+root = %q
+
+[actions.log]
+type = "log"
+path = "bans.log"
+
+[jails.sasl]
+filter = "zimbra-submission"
+logpath = ["zimbra.log"]
+maxretry = 2
+findtime = "1h"
+bantime = "10h"
+actions = ["log"]
+`, root)
+	h := start(t, config, Options{Resolve: resolve})
+	h.shutdown()
+	ldap.Stop()
+	h.run(Options{Resolve: resolve})
+	h.waitLoggedN("the farm's directory does not answer: its last read's addresses are never banned until it does", 1)
+	h.fail("203.0.113.11", 2)
+	h.fail("192.0.2.101", 2)
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return slices.Contains(bannedAddrs(s), "192.0.2.101") })
+	if slices.Contains(bannedAddrs(s), "203.0.113.11") {
+		t.Errorf("the farm's server was banned while its directory was away: %v", bannedAddrs(s))
+	}
+}

@@ -82,6 +82,7 @@ type Server struct {
 	URL  string // ldap://127.0.0.1:PORT
 	conf string
 	dir  string
+	cmd  *exec.Cmd
 }
 
 // Start runs slapd holding Base and then ldif's entries, until the test ends.
@@ -125,9 +126,9 @@ maxsize 16777216
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("slapd: %v", err)
 	}
+	s.cmd = cmd
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		s.Stop()
 		logf.Close()
 	})
 	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
@@ -141,6 +142,15 @@ maxsize 16777216
 		}
 	}
 	return s
+}
+
+// Stop stops the server: the directory no longer answers.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
 }
 
 // Modify changes the directory while it runs, with ldapmodify's LDIF (changetype: add,

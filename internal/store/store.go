@@ -95,6 +95,11 @@ var schema = []string{
 		state    TEXT NOT NULL,      -- JSON, as package policy writes it
 		saved_at TEXT NOT NULL       -- RFC 3339, UTC
 	)`,
+	10: `CREATE TABLE directory_state (   -- the last good read of [zimbra]'s directory, for a start without it
+		id      INTEGER PRIMARY KEY CHECK (id = 1),
+		state   TEXT NOT NULL,       -- JSON, as the daemon writes it
+		read_at TEXT NOT NULL        -- RFC 3339, UTC
+	)`,
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -689,6 +694,31 @@ func (s *Store) PolicyState(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("reading the policy service's counts: %w", err)
 	}
 	return []byte(state), nil
+}
+
+// SaveDirectory keeps what the farm's directory last said ([zimbra]), to be spared at a
+// start when the directory does not answer.
+func (s *Store) SaveDirectory(ctx context.Context, state []byte, readAt time.Time) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO directory_state (id, state, read_at) VALUES (1, ?, ?)`,
+		string(state), readAt.UTC().Format(time.RFC3339Nano))
+	if err != nil {
+		return fmt.Errorf("saving the directory's last read: %w", err)
+	}
+	return nil
+}
+
+// Directory returns what the farm's directory last said, and when; nil if never.
+func (s *Store) Directory(ctx context.Context) ([]byte, time.Time, error) {
+	var state, at string
+	err := s.db.QueryRowContext(ctx, `SELECT state, read_at FROM directory_state WHERE id = 1`).Scan(&state, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, time.Time{}, nil
+	case err != nil:
+		return nil, time.Time{}, fmt.Errorf("reading the directory's last read: %w", err)
+	}
+	t, _ := time.Parse(time.RFC3339Nano, at)
+	return []byte(state), t, nil
 }
 
 // SaveLocalUnban remembers a farm ban lifted on this host alone (jails.LocalUnbanLedger).
