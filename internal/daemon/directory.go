@@ -99,7 +99,7 @@ func (d *Daemon) readDirectory(ctx context.Context, st directoryState, atStart b
 		}
 	}
 	trustedChanged := d.setDirectoryTrusted(a.Trusted)
-	if trustedChanged && st.read {
+	if trustedChanged && !atStart { // at start, the jails are built after this read
 		select { // the jails step over the new proxies once built again
 		case d.redo <- struct{}{}:
 		default:
