@@ -25,33 +25,8 @@ cn: mta1.farm.test
 zimbraServiceEnabled: mta
 `)
 	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
-	hosts := map[string]string{"mta1.farm.test": "203.0.113.11", "mta2.farm.test": "203.0.113.12"}
-	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
-		if a, ok := hosts[host]; ok {
-			return []netip.Addr{netip.MustParseAddr(a)}, nil
-		}
-		return nil, errors.New("no such host")
-	}
-	config := fmt.Sprintf(`
-[server]
-socket = "run/logban.sock"
-database = "run/logban.db"
-
-[zimbra]
-root = %q
-
-[actions.log]
-type = "log"
-path = "bans.log"
-
-[jails.sasl]
-filter = "zimbra-submission"
-logpath = ["zimbra.log"]
-maxretry = 2
-findtime = "1h"
-bantime = "10h"
-actions = ["log"]
-`, root)
+	resolve := farmDNS
+	config := directoryConfig(root)
 	h := start(t, config, Options{Resolve: resolve})
 	ctx := context.Background()
 	// Each round fails the server addresses, then a witness whose ban says every line
@@ -119,13 +94,33 @@ cn: mta1.farm.test
 zimbraServiceEnabled: mta
 `)
 	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
-	resolve := func(ctx context.Context, host string) ([]netip.Addr, error) {
-		if host == "mta1.farm.test" {
-			return []netip.Addr{netip.MustParseAddr("203.0.113.11")}, nil
-		}
-		return nil, errors.New("no such host")
+	resolve := farmDNS
+	config := directoryConfig(root)
+	h := start(t, config, Options{Resolve: resolve})
+	h.shutdown()
+	ldap.Stop()
+	h.run(Options{Resolve: resolve})
+	h.waitLoggedN("the farm's directory does not answer: its last read's addresses are never banned until it does", 1)
+	h.fail("203.0.113.11", 2)
+	h.fail("192.0.2.101", 2)
+	s := h.waitFor("sasl", func(s control.JailStatus) bool { return slices.Contains(bannedAddrs(s), "192.0.2.101") })
+	if slices.Contains(bannedAddrs(s), "203.0.113.11") {
+		t.Errorf("the farm's server was banned while its directory was away: %v", bannedAddrs(s))
 	}
-	config := fmt.Sprintf(`
+}
+
+// farmDNS resolves the test farm's server names as its DNS would.
+func farmDNS(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, ok := map[string]string{"mta1.farm.test": "203.0.113.11", "mta2.farm.test": "203.0.113.12"}[host]; ok {
+		return []netip.Addr{netip.MustParseAddr(a)}, nil
+	}
+	return nil, errors.New("no such host")
+}
+
+// directoryConfig is a daemon following the directory of the install at root, with a
+// jail that bans at 2 failures.
+func directoryConfig(root string) string {
+	return fmt.Sprintf(`
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
@@ -145,15 +140,4 @@ findtime = "1h"
 bantime = "10h"
 actions = ["log"]
 `, root)
-	h := start(t, config, Options{Resolve: resolve})
-	h.shutdown()
-	ldap.Stop()
-	h.run(Options{Resolve: resolve})
-	h.waitLoggedN("the farm's directory does not answer: its last read's addresses are never banned until it does", 1)
-	h.fail("203.0.113.11", 2)
-	h.fail("192.0.2.101", 2)
-	s := h.waitFor("sasl", func(s control.JailStatus) bool { return slices.Contains(bannedAddrs(s), "192.0.2.101") })
-	if slices.Contains(bannedAddrs(s), "203.0.113.11") {
-		t.Errorf("the farm's server was banned while its directory was away: %v", bannedAddrs(s))
-	}
 }
