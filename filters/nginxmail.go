@@ -103,20 +103,11 @@ func nginxErrorMessage(line []byte) ([]byte, bool) {
 // so the port is the last colon's digits).
 func clientAddrPort(b []byte) (netip.Addr, bool) {
 	if c := bytes.LastIndexByte(b, ':'); c > 0 && c < len(b)-1 && len(b)-c-1 <= 5 {
-		if _, ok := run(b, c+1, isDigit); ok && allDigits(b[c+1:]) {
+		if end, ok := run(b, c+1, isDigit); ok && end == len(b) {
 			if a, ok := ParseAddr(b[:c]); ok {
 				return a, true
 			}
 		}
 	}
 	return ParseAddr(b)
-}
-
-func allDigits(b []byte) bool {
-	for _, c := range b {
-		if !isDigit(c) {
-			return false
-		}
-	}
-	return len(b) > 0
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/zimbra"
 )
 
@@ -210,8 +211,7 @@ func diffPrefixes(was, now []netip.Prefix) (added, removed []netip.Prefix) {
 	return added, removed
 }
 
-// prefixList writes ps for a log line: addresses bare, networks with their length, at
-// most 20.
+// prefixList writes ps for a log line as bans name them (actions.Target), at most 20.
 func prefixList(ps []netip.Prefix) string {
 	var ss []string
 	for i, p := range ps {
@@ -219,11 +219,7 @@ func prefixList(ps []netip.Prefix) string {
 			ss = append(ss, fmt.Sprintf("and %d more", len(ps)-20))
 			break
 		}
-		if p.IsSingleIP() {
-			ss = append(ss, p.Addr().String())
-		} else {
-			ss = append(ss, p.String())
-		}
+		ss = append(ss, actions.Target(p))
 	}
 	return strings.Join(ss, ", ")
 }

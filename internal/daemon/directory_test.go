@@ -19,15 +19,7 @@ import (
 // OpenLDAP server holding Zimbra's server entries; the servers' names resolve as the
 // farm's DNS would.
 func TestTheDirectorysServersAreNeverBanned(t *testing.T) {
-	ldap := slapdtest.Start(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
-objectClass: zimbraServer
-cn: mta1.farm.test
-zimbraServiceEnabled: mta
-`)
-	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
-	resolve := farmDNS
-	config := directoryConfig(root)
-	h := start(t, config, Options{Resolve: resolve})
+	ldap, h := startWithDirectory(t)
 	ctx := context.Background()
 	// Each round fails the server addresses, then a witness whose ban says every line
 	// before it was read.
@@ -88,18 +80,10 @@ func (h *harness) waitLoggedN(text string, n int) {
 // The directory's last good read is kept: a start while the directory does not answer
 // spares the farm's servers all the same, and says so.
 func TestTheDirectorysLastReadOutlivesItsOutage(t *testing.T) {
-	ldap := slapdtest.Start(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
-objectClass: zimbraServer
-cn: mta1.farm.test
-zimbraServiceEnabled: mta
-`)
-	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
-	resolve := farmDNS
-	config := directoryConfig(root)
-	h := start(t, config, Options{Resolve: resolve})
+	ldap, h := startWithDirectory(t)
 	h.shutdown()
 	ldap.Stop()
-	h.run(Options{Resolve: resolve})
+	h.run(Options{Resolve: farmDNS})
 	h.waitLoggedN("the farm's directory does not answer: its last read's addresses are never banned until it does", 1)
 	h.fail("203.0.113.11", 2)
 	h.fail("192.0.2.101", 2)
@@ -117,10 +101,16 @@ func farmDNS(ctx context.Context, host string) ([]netip.Addr, error) {
 	return nil, errors.New("no such host")
 }
 
-// directoryConfig is a daemon following the directory of the install at root, with a
-// jail that bans at 2 failures.
-func directoryConfig(root string) string {
-	return fmt.Sprintf(`
+// startWithDirectory runs a real OpenLDAP holding one server of the farm, mta1, and a
+// daemon following it through [zimbra], with a jail that bans at 2 failures.
+func startWithDirectory(t *testing.T) (*slapdtest.Server, *harness) {
+	ldap := slapdtest.Start(t, `dn: cn=mta1.farm.test,cn=servers,cn=zimbra
+objectClass: zimbraServer
+cn: mta1.farm.test
+zimbraServiceEnabled: mta
+`)
+	root := ldap.InstallRoot(t, "zimbra", "mta1.farm.test", "zimbra")
+	return ldap, start(t, fmt.Sprintf(`
 [server]
 socket = "run/logban.sock"
 database = "run/logban.db"
@@ -139,5 +129,5 @@ maxretry = 2
 findtime = "1h"
 bantime = "10h"
 actions = ["log"]
-`, root)
+`, root), Options{Resolve: farmDNS})
 }

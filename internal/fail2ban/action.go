@@ -1,6 +1,7 @@
 package fail2ban
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -59,7 +60,7 @@ func (im *importer) convertAction(jail, spec string) (name, note string) {
 	if bt := strings.ToUpper(strings.Fields(opt("blocktype") + " x")[0]); (bt == "RETURN" || bt == "ACCEPT") &&
 		(strings.HasPrefix(actName, "iptables") || strings.HasPrefix(actName, "nftables")) {
 		return "", fmt.Sprintf("action %s with blocktype %s %v, and drops everyone else (returntype %s): logban bans the addresses a jail counts, so the jail would be turned upside down",
-			actName, bt, errLetsThrough, orWord(opt("returntype"), "DROP"))
+			actName, bt, errLetsThrough, cmp.Or(opt("returntype"), "DROP"))
 	}
 	switch {
 	case actName == "iptables" || strings.HasPrefix(actName, "iptables-"):
@@ -234,14 +235,6 @@ func portList(v string) (ports, lost []string) {
 		return nil, lost
 	}
 	return ports, lost
-}
-
-// orWord returns s, or def if s is "".
-func orWord(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // blockType sets a firewall action's blocktype from fail2ban's (its first word; def if

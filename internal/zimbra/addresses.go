@@ -34,7 +34,7 @@ type Addresses struct {
 // NeverBanned returns every address the directory says is the farm's own or spared.
 func (a Addresses) NeverBanned() []netip.Prefix {
 	all := slices.Concat(a.Servers, a.Trusted, a.Safe)
-	slices.SortFunc(all, comparePrefix)
+	slices.SortFunc(all, netip.Prefix.Compare)
 	return slices.Compact(all)
 }
 
@@ -70,7 +70,7 @@ func (d *Directory) Addresses(ctx context.Context, host string, resolve Resolver
 		a.Safe = append(a.Safe, a.parse(s.SafeIPs, "zimbraHttpThrottleSafeIPs")...)
 	}
 	for _, l := range []*[]netip.Prefix{&a.Servers, &a.Trusted, &a.Safe} {
-		slices.SortFunc(*l, comparePrefix)
+		slices.SortFunc(*l, netip.Prefix.Compare)
 		*l = slices.Compact(*l)
 	}
 	slices.Sort(a.Ignored)
@@ -94,11 +94,4 @@ func (a *Addresses) parse(values []string, attr string) []netip.Prefix {
 		}
 	}
 	return out
-}
-
-func comparePrefix(x, y netip.Prefix) int {
-	if c := x.Addr().Compare(y.Addr()); c != 0 {
-		return c
-	}
-	return x.Bits() - y.Bits()
 }

@@ -1,6 +1,7 @@
 package zimbra
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -79,7 +80,7 @@ func Setup(h Host) (Plan, error) {
 	}
 	lock := d.Lockout
 	if lock.Enabled {
-		p.Found = append(p.Found, fmt.Sprintf("account lockout is on: %d failures within %s lock an account (default class of service)", lock.MaxFailures, orDefault(lock.FailureLifetime, "1h")))
+		p.Found = append(p.Found, fmt.Sprintf("account lockout is on: %d failures within %s lock an account (default class of service)", lock.MaxFailures, cmp.Or(lock.FailureLifetime, "1h")))
 	} else {
 		p.Found = append(p.Found, "account lockout is off (default class of service)")
 	}
@@ -93,11 +94,12 @@ func Setup(h Host) (Plan, error) {
 		// least its lifetime, so a guesser pacing under our window still meets the ban
 		// before the account is locked.
 		retry = max(1, min(retry, lock.MaxFailures-1))
-		if life, err := parseZimbraDuration(lock.FailureLifetime); err == nil && life > find {
-			find = life
+		// Zimbra writes durations as logban's configuration reads them: 1h, 30m, 1d, seconds.
+		if life, err := config.ParseDuration(lock.FailureLifetime); err == nil && time.Duration(life) > find {
+			find = time.Duration(life)
 		}
 		authWhy = fmt.Sprintf("%d failed logins within %s ban the address, before Zimbra's lockout (%d within %s) locks the account, so guessing cannot lock a real user out",
-			retry, config.FormatDuration(find), lock.MaxFailures, orDefault(lock.FailureLifetime, "1h"))
+			retry, config.FormatDuration(find), lock.MaxFailures, cmp.Or(lock.FailureLifetime, "1h"))
 		if lock.MaxFailures <= 1 {
 			authWhy += "; lockout at 1 failure leaves nothing to ban before it"
 		}
@@ -267,27 +269,4 @@ func capitalize(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// parseZimbraDuration reads a duration as Zimbra writes one: a number and a unit
-// (d, h, m, s, ms); a bare number is seconds.
-func parseZimbraDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, fmt.Errorf("empty")
-	}
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		d, err := time.ParseDuration(n + "h")
-		return 24 * d, err
-	}
-	if strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }) < 0 {
-		s += "s"
-	}
-	return time.ParseDuration(s)
 }
