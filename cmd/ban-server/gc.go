@@ -1,9 +1,12 @@
 package main
 
 import (
+	"log/slog"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/logban/logban/internal/exepages"
 )
 
 // The heap may grow between collections by its headroom: busyHeadroom while the
@@ -52,6 +55,7 @@ type gcTuner struct {
 	percent   int
 	allocs    uint64    // bytes allocated by the last interval's end
 	busyUntil time.Time // the process counts as busy until then
+	quiet     bool      // fellQuiet has said so since the process was last busy
 }
 
 // step sets the collector's target from the live heap and the allocation since the last
@@ -72,9 +76,26 @@ func (t *gcTuner) step(now time.Time, live, allocs uint64) int {
 	return t.percent
 }
 
+// fellQuiet reports, once for each time, that the process has fallen quiet at now since
+// it was last busy.
+func (t *gcTuner) fellQuiet(now time.Time) bool {
+	if now.Before(t.busyUntil) {
+		t.quiet = false
+		return false
+	}
+	if t.quiet {
+		return false
+	}
+	t.quiet = true
+	return true
+}
+
 // tuneGC sets the collector's target every interval, for the life of the process, and
-// gives free heap back to the system past releaseAbove. GOGC in the environment, when
-// set, is left to rule instead.
+// gives free heap back to the system past releaseAbove. Start-up counts as busy; each
+// time the process falls quiet, it also gives back its binary's pages (exepages): most
+// of what start-up or a burst ran will not run again soon, and what does comes back a
+// page at a time. GOGC in the environment, when set, is left to rule instead, and the
+// binary's pages are left alone.
 func tuneGC(every time.Duration) {
 	sample := []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
@@ -84,10 +105,20 @@ func tuneGC(every time.Duration) {
 	t := gcTuner{percent: 100}
 	var released time.Time
 	followUps := 0
+	t.busyUntil = time.Now().Add(busyFor)
+	pagesGiven := true // until it fails
 	for {
 		metrics.Read(sample)
+		now := time.Now()
 		if sample[0].Value.Kind() == metrics.KindUint64 && sample[2].Value.Kind() == metrics.KindUint64 {
-			t.step(time.Now(), sample[0].Value.Uint64(), sample[2].Value.Uint64())
+			t.step(now, sample[0].Value.Uint64(), sample[2].Value.Uint64())
+		}
+		if t.fellQuiet(now) && pagesGiven {
+			if _, err := exepages.Release(); err != nil {
+				// An old kernel (before 5.4) has no MADV_PAGEOUT: the pages stay, as before.
+				slog.Debug("binary's pages kept resident", "err", err)
+				pagesGiven = false
+			}
 		}
 		free := sample[1].Value.Kind() == metrics.KindUint64 && sample[1].Value.Uint64() > releaseAbove
 		if (free || followUps > 0) && time.Since(released) >= releaseEvery {

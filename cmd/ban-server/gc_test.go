@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime/debug"
+	"slices"
 	"testing"
 	"time"
 )
@@ -50,5 +51,30 @@ func TestGCTunerGivesABurstRoom(t *testing.T) {
 	}
 	if got := step(0); got != 25 {
 		t.Errorf("busyFor after the burst: percent %d, want 25", got)
+	}
+}
+
+// TestGCTunerFallsQuietOnce: start-up is busy, and the process falls quiet once busyFor
+// after it, then once after each burst, so the binary's pages are given back once each
+// time, not every interval.
+func TestGCTunerFallsQuietOnce(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	now := time.Unix(1_800_000_000, 0)
+	tu := gcTuner{busyUntil: now.Add(busyFor)}
+	allocs := uint64(100 << 20)
+	quietAt := []int{}
+	for i := range 40 {
+		now = now.Add(time.Second)
+		if i == 20 {
+			allocs += 8 << 20 // a burst
+		}
+		tu.step(now, 16<<20, allocs)
+		if tu.fellQuiet(now) {
+			quietAt = append(quietAt, i)
+		}
+	}
+	want := []int{int(busyFor/time.Second) - 1, 20 + int(busyFor/time.Second)}
+	if !slices.Equal(quietAt, want) {
+		t.Errorf("fell quiet at steps %v, want %v", quietAt, want)
 	}
 }
