@@ -91,7 +91,12 @@ findtime = "1h"
 bantime = "1h"
 actions = ["ban"]
 `, farmTable, node.table, maxretry))
-		node.pid = startProcess(b, lab, filepath.Join(ndir, "ban-server.log"), bin, "-config", conf)
+		// Each node runs its own copy of the binary, as each host of a farm has its own:
+		// pages of one file that several processes map count in each one's resident
+		// size, and the kernel leaves them resident for all while any of them runs.
+		nodeBin := filepath.Join(ndir, "ban-server")
+		copyFile(b, bin, nodeBin)
+		node.pid = startProcess(b, lab, filepath.Join(ndir, "ban-server.log"), nodeBin, "-config", conf)
 		nodes = append(nodes, node)
 	}
 	for _, node := range nodes {

@@ -126,6 +126,26 @@ func buildServer(b testing.TB, dir string) string {
 	return bin
 }
 
+// copyFile copies the file at from to a new executable file at to, and syncs it, as a
+// package's installation does: the kernel writes a dirty page back before it may drop it.
+func copyFile(b testing.TB, from, to string) {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // writeFile writes text to path, making its folder.
 func writeFile(b testing.TB, path, text string) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
