@@ -23,6 +23,11 @@ type Batch struct {
 	// Start() + k. A consumer can search the whole batch at once and find the lines by
 	// their offsets.
 	Data []byte
+	// Seqnums holds, for a batch read from the systemd journal (package journal), the
+	// sequence number of each line's entry, and File.Head then tells the journal's
+	// sequences apart; the offsets count the lines' bytes since the reading began. nil
+	// for a file's batch.
+	Seqnums []int64
 }
 
 // Handler receives batches. When it returns, the lines count as handled: Position moves
@@ -132,6 +137,10 @@ func (b Batch) CopyTo(dst Batch) Batch {
 		dst.Data = nil
 	}
 	dst.Lines = append(dst.Lines[:0], b.Lines...)
+	dst.Seqnums = append(dst.Seqnums[:0], b.Seqnums...)
+	if b.Seqnums == nil {
+		dst.Seqnums = nil
+	}
 	if len(dst.Lines) == 0 {
 		return dst
 	}

@@ -534,5 +534,9 @@ func (fw *Follower) watchDirs(sub *subscription) {
 	}
 }
 
+// BatchStart returns the position before the batch b: its file, at the start of its
+// first line.
+func (fw *Follower) BatchStart(b Batch) Position { return Position{File: b.File, Offset: b.Start()} }
+
 // Close releases the files of a follower that will not Run. Run closes them itself.
 func (fw *Follower) Close() { fw.closeAll() }

@@ -34,6 +34,9 @@ type Identity struct {
 type Position struct {
 	File   Identity
 	Offset int64
+	// Cursor is, for a position in the systemd journal (package journal), the journal's
+	// cursor of the last entry handed on; File and Offset are then zero. "" for a file.
+	Cursor string
 }
 
 // IsZero reports whether p was never set.

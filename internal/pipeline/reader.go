@@ -11,9 +11,25 @@ import (
 	"github.com/logban/logban/watcher"
 )
 
-// Reader follows one file and feeds its lines to the jails that watch it.
+// Source is what a Reader follows: a file (watcher.Follower) or the systemd journal
+// (journal.Follower).
+type Source interface {
+	// Run hands the source's lines on in batches until ctx is done.
+	Run(ctx context.Context, handle watcher.Handler) error
+	// Position is where reading resumes after a restart: past the last batch handled.
+	Position() watcher.Position
+	// BatchStart is the position before the batch b being handled.
+	BatchStart(b watcher.Batch) watcher.Position
+	// Path names the source: the file's path, or the journal's key.
+	Path() string
+	Stats() watcher.Stats
+	// Close releases what the source holds if Run is never called.
+	Close()
+}
+
+// Reader follows one source and feeds its lines to the jails that watch it.
 type Reader struct {
-	follower *watcher.Follower
+	follower Source
 	jails    atomic.Pointer[[]*jails.Jail]
 	cancel   context.CancelFunc // nil until it reads
 	done     chan struct{}
@@ -29,9 +45,14 @@ func Open(path string, js []*jails.Jail, opts watcher.Options) (*Reader, error) 
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{follower: fw, done: make(chan struct{})}
+	return New(fw, js), nil
+}
+
+// New makes a reader of src for the jails js; reading begins with Start.
+func New(src Source, js []*jails.Jail) *Reader {
+	r := &Reader{follower: src, done: make(chan struct{})}
 	r.jails.Store(&js)
-	return r, nil
+	return r
 }
 
 // SetJails makes js the jails the reader feeds, from its next batch on.
@@ -76,11 +97,12 @@ func (r *Reader) holdBack(b watcher.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.unsent == nil && len(b.Lines) > 0 {
-		r.unsent = &watcher.Position{File: b.File, Offset: b.Start()}
+		p := r.follower.BatchStart(b)
+		r.unsent = &p
 	}
 }
 
-// Path returns the followed path.
+// Path returns the followed path, or the journal's key.
 func (r *Reader) Path() string { return r.follower.Path() }
 
 // Position returns where the file has been read to, and its tickets handed on: where
@@ -105,7 +127,11 @@ func feed(js []*jails.Jail, batch watcher.Batch, now time.Time, tickets []jails.
 	for _, j := range js {
 		batch.SearchAny(j.Needles(), func(i int) {
 			l := batch.Lines[i]
-			tickets = j.LineFrom(l.Text, now, jails.Origin{File: batch.File.Head, Offset: l.Offset}, tickets)
+			from := jails.Origin{File: batch.File.Head, Offset: l.Offset}
+			if batch.Seqnums != nil { // the journal's: the entry's sequence number names it
+				from.Offset = batch.Seqnums[i]
+			}
+			tickets = j.LineFrom(l.Text, now, from, tickets)
 		})
 	}
 	return tickets
