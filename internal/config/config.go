@@ -30,6 +30,7 @@ import (
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/filters"
 	"github.com/logban/logban/jails"
+	"github.com/logban/logban/journal"
 	"github.com/logban/logban/watcher"
 )
 
@@ -118,13 +119,19 @@ func (a Action) Equal(b Action) bool { return reflect.DeepEqual(a, b) }
 
 // Jail is a [jails.NAME] table with defaults filled in.
 type Jail struct {
-	Name     string
-	Filter   string
-	LogPath  []string // absolute
-	MaxRetry int
-	FindTime time.Duration
-	BanTime  time.Duration // < 0: until unbanned
-	IgnoreIP []netip.Prefix
+	Name    string
+	Filter  string
+	LogPath []string // absolute
+	// Backend is where the jail reads: BackendFile (its LogPath) or BackendJournal (the
+	// systemd journal's entries that JournalMatch selects, in JournalDirectory, "" for
+	// the system journal).
+	Backend          string
+	JournalMatch     []string
+	JournalDirectory string // absolute
+	MaxRetry         int
+	FindTime         time.Duration
+	BanTime          time.Duration // < 0: until unbanned
+	IgnoreIP         []netip.Prefix
 	// TrustedProxies are added to the server's for this jail (see Server.TrustedProxies).
 	TrustedProxies []netip.Prefix
 	// TimeZone is the zone of the timestamps of the jail's logs that carry none, as
@@ -180,6 +187,14 @@ var modeChoices = []string{ModeFailures, ModeRate}
 // Equal reports whether a and b are the same jail.
 func (j Jail) Equal(o Jail) bool { return reflect.DeepEqual(j, o) }
 
+// Where a jail reads its lines.
+const (
+	// BackendFile reads the jail's logpath (the default).
+	BackendFile = "file"
+	// BackendJournal reads the systemd journal.
+	BackendJournal = "journal"
+)
+
 // Where a jail starts reading its files.
 const (
 	// StartResume continues where the last run stopped (and from the end the first time).
@@ -227,6 +242,11 @@ type jailData struct {
 	Filter   *string   `toml:"filter"`
 	LogPath  *[]string `toml:"logpath"`
 	MaxRetry *int      `toml:"maxretry"`
+
+	Backend          *string   `toml:"backend"`
+	JournalMatch     *[]string `toml:"journal_match"`
+	JournalDirectory *string   `toml:"journal_directory"`
+
 	FindTime *Duration `toml:"findtime"`
 	BanTime  *Duration `toml:"bantime"`
 	IgnoreIP *[]Prefix `toml:"ignoreip"`
@@ -612,6 +632,27 @@ func SocketOf(path string) string {
 	return filepath.Join(filepath.Dir(abs), d.Server.Socket)
 }
 
+// journal checks the journal settings of a jail with backend = "journal".
+func (l *loader) journal(j *Jail, d jailData, key string, at func(field string) string) {
+	if d.JournalMatch == nil {
+		l.fail(at("backend"), 0, key+"journal_match", "missing: say which entries to read, like journal_match = [\"_SYSTEMD_UNIT=postfix@-.service\"]")
+	} else if err := journal.CheckMatches(*d.JournalMatch); err != nil {
+		l.fail(at("journal_match"), 0, key+"journal_match", "%v", err)
+	} else {
+		j.JournalMatch = slices.Clone(*d.JournalMatch)
+	}
+	if d.JournalDirectory != nil {
+		dir := l.abs(*d.JournalDirectory)
+		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+			l.fail(at("journal_directory"), 0, key+"journal_directory", "%s is %s: journal_directory names the folder of the journal files, like \"/var/log/journal\"", dir, watcher.Kind(fi.Mode()))
+		} else if *d.JournalDirectory == "" {
+			l.fail(at("journal_directory"), 0, key+"journal_directory", "empty; leave it out to read the system journal")
+		} else {
+			j.JournalDirectory = dir
+		}
+	}
+}
+
 func (l *loader) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
@@ -798,7 +839,32 @@ func (l *loader) buildJail(name string, d jailData, cfg *Config, filterDefs map[
 		}
 	}
 	farmShared := (cfg.Farm != nil && (d.Farm == nil || *d.Farm != FarmLocal))
-	if (d.LogPath == nil || len(*d.LogPath) == 0) && !farmShared {
+	j.Backend = BackendFile
+	if d.Backend != nil {
+		j.Backend = *d.Backend
+	}
+	switch j.Backend {
+	case BackendFile:
+		if d.JournalMatch != nil {
+			l.fail(at("journal_match"), 0, key+"journal_match", "reads the systemd journal: add backend = \"journal\" (this jail reads its logpath)")
+		}
+		if d.JournalDirectory != nil {
+			l.fail(at("journal_directory"), 0, key+"journal_directory", "reads the systemd journal: add backend = \"journal\" (this jail reads its logpath)")
+		}
+	case BackendJournal:
+		l.journal(&j, d, key, at)
+	default:
+		hint := ""
+		if j.Backend == "systemd" {
+			hint = ` (fail2ban's "systemd" is "journal" here)`
+		}
+		l.fail(at("backend"), 0, key+"backend", "unknown backend %q; valid: %q (the logpath files, the default), %q (the systemd journal, with journal_match)%s", j.Backend, BackendFile, BackendJournal, hint)
+	}
+	if j.Backend == BackendJournal {
+		if d.LogPath != nil && len(*d.LogPath) > 0 {
+			l.fail(at("logpath"), 0, key+"logpath", "a jail with backend = \"journal\" reads no files: remove logpath, or make a second jail for the files")
+		}
+	} else if (d.LogPath == nil || len(*d.LogPath) == 0) && !farmShared {
 		l.fail(at("logpath"), 0, key+"logpath", "no log files; list at least one, like logpath = [\"/var/log/zimbra.log\"] (only a jail shared with a farm may have none: it enforces the bans other hosts decide)")
 	} else if d.LogPath != nil {
 		for i, p := range *d.LogPath {

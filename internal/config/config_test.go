@@ -90,12 +90,12 @@ func TestDropIns(t *testing.T) {
 	}
 	wantJails := map[string]Jail{
 		"sasl": {
-			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"},
+			Name: "sasl", Filter: "zimbra-submission", LogPath: []string{"/var/log/zimbra.log"}, Backend: BackendFile,
 			MaxRetry: 3, FindTime: time.Hour, BanTime: -1, Actions: []string{"log"}, Start: StartResume, Farm: FarmLocal, Mode: ModeFailures, Key: jails.KeyAddress, TrustTime: DefaultTrustTime, MaxTracked: jails.DefaultMaxTracked,
 			Increment: jails.Increment{Enabled: true, Factor: 1, Multipliers: []float64{1, 5, 30}, MaxTime: 7 * 24 * time.Hour, RndTime: 10 * time.Minute, OverallJails: true},
 		},
 		"dos": {
-			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")},
+			Name: "dos", Filter: "dos", LogPath: []string{filepath.Join(dir, "mailbox.log")}, Backend: BackendFile,
 			MaxRetry: DefaultMaxRetry, FindTime: 26 * time.Hour, BanTime: DefaultBanTime, Actions: []string{"log"},
 			IgnoreIP: []netip.Prefix{netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("192.0.2.7/32")},
 			Start:    StartResume,
@@ -384,7 +384,7 @@ maxretry = 10
 		t.Errorf("zimbra-smtp-auth: maxretry %d, bantime %v; want its own 10 and the default 1h", smtp.MaxRetry, smtp.BanTime)
 	}
 	os.WriteFile(path, []byte("[defaults]\nmaxretries = 3\n"), 0o644)
-	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "defaults.maxretries: unknown key; valid: actions, ban_addresses, bantime") {
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "defaults.maxretries: unknown key; valid: actions, backend, ban_addresses, bantime") {
 		t.Errorf("a misspelt default: %v", err)
 	}
 }

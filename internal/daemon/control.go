@@ -16,6 +16,7 @@ import (
 	"github.com/logban/logban/internal/listener"
 	"github.com/logban/logban/internal/metrics"
 	"github.com/logban/logban/jails"
+	"github.com/logban/logban/journal"
 )
 
 // The daemon is the control server's engine.
@@ -288,7 +289,7 @@ func (d *Daemon) fileStatus(paths []string) []control.FileStatus {
 	out := make([]control.FileStatus, len(paths))
 	for i, p := range paths {
 		out[i].Path = p
-		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) && !journal.IsKey(p) {
 			out[i].Missing = true
 		}
 		if r, ok := d.readers[p]; ok {

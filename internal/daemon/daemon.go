@@ -37,6 +37,7 @@ import (
 	"github.com/logban/logban/internal/store"
 	"github.com/logban/logban/internal/zimbra"
 	"github.com/logban/logban/jails"
+	"github.com/logban/logban/journal"
 	"github.com/logban/logban/watcher"
 )
 
@@ -810,11 +811,19 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	// start is the widest its jails ask for: beginning, else resume, else end; a file
 	// that came to match a pattern after the pattern's first expansion is new, and is
 	// read from its beginning.
+	// The journal: one reader for each journal folder and matches, by its key.
 	byPath := map[string][]*jails.Jail{}
 	start := map[string]string{}
 	expanded := map[string][]string{}
+	journals := map[string]journal.Options{}
 	for _, name := range slices.Sorted(maps.Keys(newJails)) {
 		jr := newJails[name]
+		if jr.cfg.Backend == config.BackendJournal {
+			key := journal.Key(jr.cfg.JournalDirectory, jr.cfg.JournalMatch)
+			byPath[key] = append(byPath[key], jr.jail)
+			start[key] = widestStart(start[key], jr.cfg.Start)
+			journals[key] = journal.Options{Directory: jr.cfg.JournalDirectory, Matches: jr.cfg.JournalMatch}
+		}
 		for _, pattern := range jr.cfg.LogPath {
 			paths, capped := config.ExpandLogPath(pattern)
 			if capped && !slices.Equal(paths, d.globbed[pattern]) {
@@ -836,12 +845,22 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 		if _, ok := d.readers[path]; ok {
 			continue
 		}
-		r, err := pipeline.Open(path, js, watcher.Options{
-			Start:       startOf(start[path]),
-			Resume:      d.positions[path],
-			MaxLineSize: cfg.Server.MaxLineBytes,
-			Logger:      d.logger.With("file", path),
-		})
+		var r *pipeline.Reader
+		var err error
+		if jo, ok := journals[path]; ok {
+			jo.Start, jo.Resume, jo.MaxLineSize, jo.Logger = startOf(start[path]), d.positions[path], cfg.Server.MaxLineBytes, d.logger
+			var f *journal.Follower
+			if f, err = journal.Open(jo); err == nil {
+				r = pipeline.New(f, js)
+			}
+		} else {
+			r, err = pipeline.Open(path, js, watcher.Options{
+				Start:       startOf(start[path]),
+				Resume:      d.positions[path],
+				MaxLineSize: cfg.Server.MaxLineBytes,
+				Logger:      d.logger.With("file", path),
+			})
+		}
 		if err != nil {
 			for _, r := range newReaders {
 				r.Stop()
@@ -892,6 +911,9 @@ func (d *Daemon) apply(ctx context.Context, cfg *config.Config, read bool) error
 	d.cfg, d.jails, d.actions = cfg, newJails, newActions
 	for _, jr := range newJails { // the files found above, not a second glob
 		var paths []string
+		if jr.cfg.Backend == config.BackendJournal {
+			paths = append(paths, journal.Key(jr.cfg.JournalDirectory, jr.cfg.JournalMatch))
+		}
 		for _, pattern := range jr.cfg.LogPath {
 			for _, p := range expanded[pattern] {
 				if !slices.Contains(paths, p) {

@@ -100,6 +100,8 @@ var schema = []string{
 		state   TEXT NOT NULL,       -- JSON, as the daemon writes it
 		read_at TEXT NOT NULL        -- RFC 3339, UTC
 	)`,
+	// A journal reader's position: its key is the path, device, inode and offset are 0.
+	11: `ALTER TABLE positions ADD COLUMN cursor TEXT NOT NULL DEFAULT ''`, // the journal's cursor of the last entry read
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -253,16 +255,19 @@ func (s *Store) Positions(ctx context.Context) (map[string]watcher.Position, err
 // scanPositions reads the positions; lenient, it keeps those read before a row it
 // cannot read, for a salvage.
 func (s *Store) scanPositions(ctx context.Context, lenient bool) (map[string]watcher.Position, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT path, device, inode, first_line_hash, offset FROM positions")
+	rows, err := s.db.QueryContext(ctx, "SELECT path, device, inode, first_line_hash, offset, cursor FROM positions")
+	if err != nil && lenient { // a database older than journal readers
+		rows, err = s.db.QueryContext(ctx, "SELECT path, device, inode, first_line_hash, offset, '' FROM positions")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading positions: %w", err)
 	}
 	defer rows.Close()
 	out := map[string]watcher.Position{}
 	for rows.Next() {
-		var path string
+		var path, cursor string
 		var dev, ino, head, off int64
-		if err := rows.Scan(&path, &dev, &ino, &head, &off); err != nil {
+		if err := rows.Scan(&path, &dev, &ino, &head, &off, &cursor); err != nil {
 			if lenient {
 				return out, nil
 			}
@@ -271,6 +276,7 @@ func (s *Store) scanPositions(ctx context.Context, lenient bool) (map[string]wat
 		out[path] = watcher.Position{
 			File:   watcher.Identity{Device: uint64(dev), Inode: uint64(ino), Head: uint64(head)},
 			Offset: off,
+			Cursor: cursor,
 		}
 	}
 	if err := rows.Err(); err != nil && !lenient {
@@ -292,11 +298,12 @@ func (s *Store) SavePositions(ctx context.Context, positions map[string]watcher.
 	now := time.Now().UTC().Format(time.RFC3339)
 	for path, p := range positions {
 		// Unsigned identity values keep their bits in SQLite's signed integers.
-		_, err := tx.ExecContext(ctx, `INSERT INTO positions (path, device, inode, first_line_hash, offset, saved_at)
-			VALUES (?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO positions (path, device, inode, first_line_hash, offset, cursor, saved_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (path) DO UPDATE SET device = excluded.device, inode = excluded.inode,
-				first_line_hash = excluded.first_line_hash, offset = excluded.offset, saved_at = excluded.saved_at`,
-			path, int64(p.File.Device), int64(p.File.Inode), int64(p.File.Head), p.Offset, now)
+				first_line_hash = excluded.first_line_hash, offset = excluded.offset, cursor = excluded.cursor,
+				saved_at = excluded.saved_at`,
+			path, int64(p.File.Device), int64(p.File.Inode), int64(p.File.Head), p.Offset, p.Cursor, now)
 		if err != nil {
 			return fmt.Errorf("saving position of %s: %w", path, err)
 		}

@@ -27,8 +27,9 @@ func TestPositionsSurviveReopening(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]watcher.Position{
-		"/var/log/zimbra.log":         {File: watcher.Identity{Device: 2049, Inode: 1234567, Head: math.MaxUint64 - 5}, Offset: 159_000_000},
-		"/opt/zimbra/log/mailbox.log": {File: watcher.Identity{Device: 1, Inode: 2}, Offset: 0},
+		"/var/log/zimbra.log":                     {File: watcher.Identity{Device: 2049, Inode: 1234567, Head: math.MaxUint64 - 5}, Offset: 159_000_000},
+		"/opt/zimbra/log/mailbox.log":             {File: watcher.Identity{Device: 1, Inode: 2}, Offset: 0},
+		"journal _SYSTEMD_UNIT=postfix@-.service": {Cursor: "s=11b4991fdfbe4e3d9bb562d88a29e47b;i=1f;b=0123;m=1;t=6620;x=59ad"},
 	}
 	if err := s.SavePositions(ctx, want); err != nil {
 		t.Fatal(err)
