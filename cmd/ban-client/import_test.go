@@ -139,8 +139,13 @@ action  = ufw[application="Nginx Full", blocktype=deny]
 	if err != nil {
 		t.Fatalf("does not load: %v", err)
 	}
-	if got := slices.Sorted(maps.Keys(cfg.Jails)); !slices.Equal(got, []string{"dovecot", "nginx-http-auth", "postfix-sasl", "recidive"}) {
-		t.Fatalf("jails %v; want the four enabled that read files", got)
+	if got := slices.Sorted(maps.Keys(cfg.Jails)); !slices.Equal(got, []string{"dovecot", "nginx-http-auth", "postfix-sasl", "recidive", "sshd"}) {
+		t.Fatalf("jails %v; want the five enabled", got)
+	}
+	// fail2ban's sshd filter's journalmatch, for its backend = systemd.
+	if sshd := cfg.Jails["sshd"]; sshd.Backend != config.BackendJournal || len(sshd.LogPath) != 0 ||
+		!slices.Equal(sshd.JournalMatch, []string{"_SYSTEMD_UNIT=sshd.service", "+", "_COMM=sshd"}) {
+		t.Errorf("sshd: backend %q, logpath %q, journal_match %q; want the journal, as the filter's journalmatch says", sshd.Backend, sshd.LogPath, sshd.JournalMatch)
 	}
 	sasl, recidive := cfg.Jails["postfix-sasl"], cfg.Jails["recidive"]
 	if sasl.MaxRetry != 3 || sasl.FindTime.String() != "30m0s" || sasl.BanTime.String() != "1h0m0s" {
@@ -182,7 +187,6 @@ action  = ufw[application="Nginx Full", blocktype=deny]
 		`every jail: [DEFAULT] ignoreip "mail.example.com": logban takes addresses and prefixes, never host names`,
 		`action abuseipdb has no logban kind`,
 		`action sendmail-whois: the whois lookup`,
-		"sshd: NOT converted\n  reads the systemd journal (backend = systemd, journalmatch = _SYSTEMD_UNIT=sshd.service + _COMM=sshd): logban reads log files",
 		"action smtp.py is Python, which logban does not run",
 	} {
 		if !strings.Contains(stderr, want) {

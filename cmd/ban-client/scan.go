@@ -30,11 +30,12 @@ type block struct {
 	out                      []byte // its -json or -print-missed output, in order
 }
 
-// scan judges the file's lines on every CPU. The file is read and cut into lines by the
-// watcher, as ban-server reads it (the same long-line limit, the same line endings);
-// workers judge batches with the search ban-server uses, and the report takes them back
-// in file order, so output and line numbers are those of a single pass.
-func (r *filterReport) scan(path string, maxLine int, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
+// scan judges the lines readAll hands on, on every CPU. A file is read and cut into lines
+// by the watcher, as ban-server reads it (the same long-line limit, the same line
+// endings), the journal by package journal; workers judge batches with the search
+// ban-server uses, and the report takes them back in order, so output and line numbers
+// are those of a single pass.
+func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
 	start := time.Now()
 	workers := runtime.GOMAXPROCS(0)
 	work, ordered := make(chan *block), make(chan *block, 2*workers)
@@ -45,8 +46,7 @@ func (r *filterReport) scan(path string, maxLine int, f *filters.Filter, jsonOut
 		defer close(ordered)
 		defer close(work)
 		line := 1
-		opts := watcher.Options{MaxLineSize: maxLine, BatchSize: scanBatchLines}
-		readErr = watcher.ReadFile(path, opts, func(b watcher.Batch) {
+		readErr = readAll(func(b watcher.Batch) {
 			var blk *block
 			select {
 			case blk = <-spare:

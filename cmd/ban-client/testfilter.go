@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -15,9 +16,12 @@ import (
 
 	"github.com/logban/logban/filters"
 	"github.com/logban/logban/internal/config"
+	"github.com/logban/logban/journal"
+	"github.com/logban/logban/watcher"
 )
 
 const testFilterUsage = `Usage: ban-client test-filter [flags] FILTER|JAIL|REGEX LOGFILE
+       ban-client test-filter -journal [flags] FILTER|JAIL|REGEX [MATCH...]
 
 Runs a filter over a log file without a server, as fail2ban-regex does: how many lines
 it matched, ignored and missed, which addresses failed how often, and which timestamp
@@ -26,11 +30,17 @@ jail of -config, whose filter is run with the jail's trusted_proxies; else a fai
 with <HOST>. Lines are read and cut as ban-server reads them: longer than -config's
 server.max_line_bytes (64 KiB by default), a line is judged by its start.
 
+With -journal, it reads the systemd journal's entries that the matches select (as
+journalctl takes them: FIELD=value, "+" between groups), each as the line ban-server
+makes of it; a jail of -config with backend = "journal" brings its own matches and
+folder.
+
 Examples:
   ban-client test-filter zimbra-submission /var/log/zimbra.log
   ban-client test-filter -config /etc/logban/logban.toml zimbra-mailbox-auth /opt/zimbra/log/audit.log
   ban-client test-filter 'login failed from <HOST>$' app.log
   ban-client test-filter -json zimbra-dosfilter /opt/zimbra/log/zmmailboxd.out
+  ban-client test-filter -journal zimbra-submission _SYSTEMD_UNIT=postfix@-.service
 
 Flags:
 `
@@ -86,35 +96,60 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 	printMissed := fs.Bool("print-missed", false, "print the lines no failregex matched, to tune a filter")
 	verbose := fs.Bool("v", false, "print each failregex whole (longer ones are cut at 200 bytes)")
 	fs.BoolVar(&jsonOut, "json", jsonOut, "print one JSON object per matched line, then a summary object")
+	fromJournal := fs.Bool("journal", false, "read the systemd journal's entries that the MATCH arguments select, not a file")
+	journalDir := fs.String("journal-directory", "", "with -journal, read the journal files in this `folder`, not the system journal")
 	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		return ownHelp(err, "test-filter", usage, stdout)
 	}
-	if fs.NArg() != 2 {
+	if *fromJournal && fs.NArg() < 1 || !*fromJournal && fs.NArg() != 2 {
 		usage(stderr)
+		if *fromJournal {
+			return exitUsage, usageError{"test-filter -journal takes FILTER|REGEX and the journal's matches"}
+		}
 		return exitUsage, usageError{"test-filter takes FILTER|REGEX and LOGFILE"}
 	}
-	f, label, maxLine, err := resolveFilter(fs.Arg(0), *configPath)
+	f, label, maxLine, jail, err := resolveFilter(fs.Arg(0), *configPath)
 	if err != nil {
 		return exitUsage, err
 	}
 	if !jsonOut { // matched lines and missed ones are the log's writers' text
 		stdout = escapeWriter{stdout}
 	}
-	path := fs.Arg(1)
-	fi, err := os.Stat(path)
-	if err != nil {
-		return exitRefused, err
+	var (
+		source   string
+		read     func(watcher.Handler) error
+		progress func(read int64)
+	)
+	if *fromJournal {
+		opts := journal.Options{Directory: *journalDir, Matches: fs.Args()[1:], Start: watcher.FromBeginning, MaxLineSize: maxLine, BatchSize: scanBatchLines}
+		if jail != nil && jail.Backend == config.BackendJournal && len(opts.Matches) == 0 {
+			opts.Matches = jail.JournalMatch
+			opts.Directory = cmp.Or(opts.Directory, jail.JournalDirectory)
+		}
+		if err := journal.CheckMatches(opts.Matches); err != nil {
+			return exitUsage, err
+		}
+		source = journal.Key(opts.Directory, opts.Matches)
+		read = func(h watcher.Handler) error { return journal.ReadAll(context.Background(), opts, h) }
+	} else {
+		source = fs.Arg(1)
+		fi, err := os.Stat(source)
+		if err != nil {
+			return exitRefused, err
+		}
+		read = func(h watcher.Handler) error {
+			return watcher.ReadFile(source, watcher.Options{MaxLineSize: maxLine, BatchSize: scanBatchLines}, h)
+		}
+		if isTerminal(stderr) {
+			progress = progressPrinter(stderr, fi.Size())
+		}
 	}
 	r := &filterReport{
-		Filter: label, File: path, RuleHits: make([]int, len(f.Rules())), rules: f.Rules(),
+		Filter: label, File: source, RuleHits: make([]int, len(f.Rules())), rules: f.Rules(),
 		Addresses: map[string]int{}, Formats: map[string]int{}, addrCounts: map[netip.Addr]int{},
 		showMissed: *printMissed, missedOutput: stdout, verbose: *verbose,
 	}
-	var progress func(read int64)
-	if isTerminal(stderr) {
-		progress = progressPrinter(stderr, fi.Size())
-	}
-	if err := r.scan(path, maxLine, f, jsonOut, stdout, progress); err != nil {
+	if err := r.scan(read, f, jsonOut, stdout, progress); err != nil {
 		return exitRefused, err
 	}
 	for a, n := range r.addrCounts {
@@ -129,41 +164,45 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 
 // resolveFilter finds FILTER: a jail or filter of the configuration, built in, or a
 // regex. It returns the longest line ban-server reads whole, which the configuration
-// sets.
-func resolveFilter(name, configPath string) (f *filters.Filter, label string, maxLine int, err error) {
+// sets, and the jail, if FILTER names one.
+func resolveFilter(name, configPath string) (f *filters.Filter, label string, maxLine int, jail *config.Jail, err error) {
 	maxLine = config.DefaultMaxLineBytes
 	var trusted []netip.Prefix
 	if configPath != "" {
 		cfg, err := config.Load(configPath)
 		if err != nil {
-			return nil, "", 0, err
+			return nil, "", 0, nil, err
 		}
 		maxLine, trusted = cfg.Server.MaxLineBytes, cfg.Server.TrustedProxies
 		if j, ok := cfg.Jails[name]; ok {
 			f, err := cfg.Filters[j.Filter].Compile(slices.Concat(trusted, j.TrustedProxies))
-			return f, fmt.Sprintf("%s (jail of %s, filter %s)", name, configPath, j.Filter), maxLine, err
+			return f, fmt.Sprintf("%s (jail of %s, filter %s)", name, configPath, j.Filter), maxLine, &j, err
 		}
 		if fc, ok := cfg.Filters[name]; ok && !fc.Builtin {
 			f, err := fc.Compile(trusted)
-			return f, name + " (from " + configPath + ")", maxLine, err
+			return f, name + " (from " + configPath + ")", maxLine, nil, err
 		}
 	}
 	if d, ok, err := filters.Builtin(name); ok {
 		if err != nil {
-			return nil, "", 0, err
+			return nil, "", 0, nil, err
 		}
 		f, err := filters.New(name, d, filters.Options{TrustedProxies: trusted})
-		return f, name + " (built in)", maxLine, err
+		return f, name + " (built in)", maxLine, nil, err
 	}
 	f, err = filters.New("regex", filters.Definition{FailRegex: []string{name}}, filters.Options{})
 	if errors.Is(err, filters.ErrNoHost) {
-		return nil, "", 0, fmt.Errorf("%q is no filter (built in: %v) and, as a regex, has no <HOST>", name, filters.BuiltinNames())
+		return nil, "", 0, nil, fmt.Errorf("%q is no filter (built in: %v) and, as a regex, has no <HOST>", name, filters.BuiltinNames())
 	}
-	return f, "regex " + name, maxLine, err
+	return f, "regex " + name, maxLine, nil, err
 }
 
 func (r *filterReport) print(w io.Writer) {
-	fmt.Fprintf(w, "Filter:   %s\nLog file: %s\n\n", r.Filter, r.File)
+	source := "Log file:"
+	if journal.IsKey(r.File) {
+		source = "Journal: "
+	}
+	fmt.Fprintf(w, "Filter:   %s\n%s %s\n\n", r.Filter, source, r.File)
 	fmt.Fprintf(w, "Failures: %d matched\n", r.Matched)
 	for i, p := range r.rules {
 		fmt.Fprintf(w, "|  %d) [%d] %s\n", i+1, r.RuleHits[i], shownRule(p, r.verbose))

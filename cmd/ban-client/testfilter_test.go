@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/logban/logban/internal/journaltest"
 )
 
 const submissionSamples = "../../filters/builtin/testdata/zimbra-submission.log"
@@ -179,5 +181,58 @@ func TestTestFilterCutsLongRegexes(t *testing.T) {
 	_, stdout, _ = client("test-filter", "-v", "-config", cfg, "big", log)
 	if !strings.Contains(stdout, long) {
 		t.Errorf("-v does not print the regex whole")
+	}
+}
+
+// TestTestFilterReadsTheJournal: -journal reads the entries the matches select as the
+// lines ban-server makes of them; a journal jail of -config brings its own matches.
+func TestTestFilterReadsTheJournal(t *testing.T) {
+	j := journaltest.New(t)
+	var entries []journaltest.Entry
+	for i := range 4 {
+		entries = append(entries,
+			journaltest.Entry{Host: "mta1", Ident: "postfix/submission/smtpd", PID: 10 + i, Unit: "postfix@-.service",
+				Message: fmt.Sprintf("warning: unknown[203.0.113.%d]: SASL LOGIN authentication failed: UGFzc3dvcmQ6", i%2)},
+			journaltest.Entry{Host: "mta1", Ident: "postfix/submission/smtpd", PID: 10 + i, Unit: "postfix@-.service",
+				Message: "connect from unknown[198.51.100.7]"},
+			// What any local user can write: logger -t postfix/submission/smtpd.
+			journaltest.Entry{Host: "mta1", Ident: "postfix/submission/smtpd", PID: 99, Unit: "session-3.scope",
+				Message: "warning: unknown[192.0.2.66]: SASL LOGIN authentication failed: x"})
+	}
+	j.Write("", entries...)
+	want := []string{
+		"Journal:  journal:" + j.Dir + " _SYSTEMD_UNIT=postfix@-.service\n",
+		"|  [4] RFC 3339\n",
+		"Lines: 8 lines, 4 matched, 0 ignored, 4 missed",
+		"Addresses (2), most failures first:\n       2  203.0.113.0\n       2  203.0.113.1\n",
+	}
+	code, stdout, stderr := client("test-filter", "-journal", "-journal-directory", j.Dir, "zimbra-submission", "_SYSTEMD_UNIT=postfix@-.service")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("report lacks %q:\n%s", w, stdout)
+		}
+	}
+
+	conf := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`[actions.log]
+type = "log"
+[jails.postfix]
+filter = "zimbra-submission"
+backend = "journal"
+journal_directory = %q
+journal_match = ["_SYSTEMD_UNIT=postfix@-.service"]
+actions = ["log"]
+`, j.Dir)), 0o644)
+	code, stdout, stderr = client("test-filter", "-config", conf, "-journal", "postfix")
+	if code != 0 || !strings.Contains(stdout, want[2]) {
+		t.Errorf("the jail's own matches: exit %d, %s\n%s", code, stderr, stdout)
+	}
+
+	code, _, stderr = client("test-filter", "-journal", "-journal-directory", j.Dir, "zimbra-submission", "SYSLOG_IDENTIFIER=postfix/submission/smtpd")
+	if code == 0 || !strings.Contains(stderr, "no field journald sets itself") {
+		t.Errorf("a match any user's entries pass: exit %d, %s", code, stderr)
 	}
 }

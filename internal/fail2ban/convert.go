@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/logban/logban/filters"
+	"github.com/logban/logban/journal"
 )
 
 // Options says what Import converts.
@@ -119,6 +120,7 @@ type actionOut struct {
 type jailOut struct {
 	name, filter string
 	logpath      []string
+	journalMatch []string // backend = "journal" when set
 	maxretry     int
 	findtime     string
 	bantime      string
@@ -146,15 +148,19 @@ func (im *importer) jail(name string, opts Options) {
 	}
 	j := &jailOut{name: name}
 	if backend, _ := get("backend"); strings.HasPrefix(backend, "systemd") {
-		journal, ok := get("journalmatch")
+		match, ok := get("journalmatch")
 		if !ok {
 			filter, _ := get("filter")
-			journal = im.journalMatch(filter)
+			match = im.journalMatch(filter)
 		}
-		problem("reads the systemd journal (backend = %s%s): logban reads log files; give the jail a logpath your syslog writes these lines to", backend, orNothing(", journalmatch = ", journal))
-		return
-	}
-	if v, ok := get("logpath"); ok {
+		j.journalMatch, ok = convertJournalMatch(match, problem)
+		if !ok {
+			return
+		}
+		if _, opts, _ := extractOptions(backend); len(opts) > 0 {
+			problem("backend = %s: its options are not converted; the jail reads the system journal (journal_directory names another folder)", backend)
+		}
+	} else if v, ok := get("logpath"); ok {
 		for p := range strings.SplitSeq(v, "\n") {
 			p = strings.TrimSpace(p)
 			p = strings.TrimSuffix(strings.TrimSuffix(p, " tail"), " head")
@@ -163,7 +169,7 @@ func (im *importer) jail(name string, opts Options) {
 			}
 		}
 	}
-	if len(j.logpath) == 0 {
+	if len(j.logpath) == 0 && j.journalMatch == nil {
 		problem("has no logpath")
 		return
 	}
@@ -238,6 +244,25 @@ func (im *importer) jail(name string, opts Options) {
 	j.notes = rep.Problems
 	im.jailsOut = append(im.jailsOut, j)
 	rep.Converted = true
+}
+
+// convertJournalMatch turns a journalmatch ("_SYSTEMD_UNIT=sshd.service + _COMM=sshd")
+// into logban's journal_match, or says why it cannot. Debian's Postfix runs as
+// postfix@-.service, where fail2ban's filters match postfix.service: both are matched.
+func convertJournalMatch(match string, problem func(string, ...any)) ([]string, bool) {
+	var out []string
+	for _, m := range strings.Fields(match) {
+		out = append(out, m)
+		if m == "_SYSTEMD_UNIT=postfix.service" {
+			out = append(out, "_SYSTEMD_UNIT=postfix@-.service")
+			problem("journalmatch %s: Debian's Postfix runs as postfix@-.service; both are matched", m)
+		}
+	}
+	if err := journal.CheckMatches(out); err != nil {
+		problem("not converted: reads the systemd journal (journalmatch = %q): %v", match, err)
+		return nil, false
+	}
+	return out, true
 }
 
 // journalMatch returns the journalmatch of the filter spec names (NAME[options]), or "".

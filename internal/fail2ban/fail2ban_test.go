@@ -350,3 +350,55 @@ failregex = ^user \S+ not found\b
 		t.Errorf("the reason does not name the prefregex:\n%s", text)
 	}
 }
+
+// A jail on fail2ban's systemd backend becomes a journal jail with its journalmatch;
+// Debian's Postfix unit is matched beside fail2ban's; a journalmatch any local user's
+// entries pass is refused, with the reason.
+func TestImportJournalJails(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("testdata/etc")); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "jail.d", "20-journal.conf"), []byte(`
+[postfix-journal]
+enabled = true
+filter = demo
+backend = systemd
+journalmatch = _SYSTEMD_UNIT=postfix.service
+
+[user-journal]
+enabled = true
+filter = demo
+backend = systemd[journalflags=1]
+journalmatch = SYSLOG_IDENTIFIER=demo
+`), 0o644)
+	res, err := Import(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "logban.toml")
+	os.WriteFile(out, res.TOML, 0o644)
+	cfg, err := config.Load(out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, res.TOML)
+	}
+	pj, ok := cfg.Jails["postfix-journal"]
+	if !ok || pj.Backend != config.BackendJournal || !slices.Equal(pj.JournalMatch, []string{"_SYSTEMD_UNIT=postfix.service", "_SYSTEMD_UNIT=postfix@-.service"}) {
+		t.Errorf("postfix-journal: %+v\n%s", pj, res.TOML)
+	}
+	if _, ok := cfg.Jails["user-journal"]; ok {
+		t.Errorf("user-journal converted, reading entries any local user can write:\n%s", res.TOML)
+	}
+	var reported []string
+	for _, j := range res.Jails {
+		reported = append(reported, j.Problems...)
+	}
+	for _, want := range []string{
+		"Debian's Postfix runs as postfix@-.service",
+		`not converted: reads the systemd journal (journalmatch = "SYSLOG_IDENTIFIER=demo"): SYSLOG_IDENTIFIER=demo: no field journald sets itself`,
+	} {
+		if !slices.ContainsFunc(reported, func(p string) bool { return strings.Contains(p, want) }) {
+			t.Errorf("not reported: %q in %q", want, reported)
+		}
+	}
+}

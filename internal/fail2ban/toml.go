@@ -64,7 +64,11 @@ func (im *importer) write() []byte {
 	for _, j := range im.jailsOut {
 		fmt.Fprintf(&b, "[jails.%s]\n", j.name)
 		fmt.Fprintf(&b, "filter = %s\n", tomlString(j.filter))
-		fmt.Fprintf(&b, "logpath = %s\n", tomlList(j.logpath))
+		if j.journalMatch != nil {
+			fmt.Fprintf(&b, "backend = 'journal'\njournal_match = %s\n", tomlList(j.journalMatch))
+		} else {
+			fmt.Fprintf(&b, "logpath = %s\n", tomlList(j.logpath))
+		}
 		if j.maxretry > 0 {
 			fmt.Fprintf(&b, "maxretry = %d\n", j.maxretry)
 		}
