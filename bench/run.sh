@@ -2,7 +2,8 @@
 # Runs logban's benchmark table against its peers, on the same generated files in the
 # same run, and prints it. Ratios are what count: absolute times on shared machines are
 # noise. Needs python3, bc, grep, and fail2ban (apt-get install fail2ban python3-pyinotify:
-# fail2ban-regex for the filter rows, fail2ban-server for the latency row). The latency,
+# fail2ban-regex for the filter rows, fail2ban-server for the latency row), and for the
+# journal's row systemd-journal-remote and python3-systemd. The latency,
 # ban-burst, kernel and restore rows need root; the others run without it.
 #
 #   bench/run.sh                 # 1M-line zimbra.log, 500k-line mailbox.log; about 6 minutes
@@ -66,6 +67,49 @@ for row in "${rows[@]}"; do
     "$filter" "$lines" "$same" "$lb" "$(echo "$lines / $lb / 1000000" | bc -l)" "$lbs" "$gr" "$fb" "$(echo "$lines / $fb / 1000" | bc -l)" \
     "$(echo "$fb / $lb" | bc -l)" "$(echo "$fb / $lbs" | bc -l)" "$(echo "$gr / $lbs" | bc -l)"
 done
+
+# The journal: zimbra.log's lines as the entries journald would have made of them
+# (Postfix's in postfix@-.service), written into journal files by systemd-journal-remote,
+# read by logban's journal backend (journalctl --output=export, package journal) and by
+# fail2ban's (python-systemd), and by journalctl alone, the floor.
+REMOTE=$(ls /usr/lib/systemd/systemd-journal-remote /lib/systemd/systemd-journal-remote 2>/dev/null | head -1 || true)
+if [[ -n "$REMOTE" ]] && /usr/bin/python3 -c 'import systemd.journal' 2>/dev/null; then  # fail2ban's python
+  echo "writing zimbra.log's lines into a journal..." >&2
+  mkdir -p "$WORK/journal"
+  python3 - "$WORK/data/zimbra.log" <<'PY' | "$REMOTE" --output="$WORK/journal/remote.journal" - 2>/dev/null
+import re, sys, time
+year = time.localtime().tm_year
+head = re.compile(r'^(\w{3} +\d+ \d\d:\d\d:\d\d) (\S+) ([^\[:]+)(?:\[(\d+)\])?: (.*)$')
+out = sys.stdout
+for mono, line in enumerate(open(sys.argv[1], encoding='utf-8', errors='replace'), 1):
+    m = head.match(line.rstrip('\n'))
+    if not m:
+        continue
+    stamp, host, ident, pid, msg = m.groups()
+    t = int(time.mktime(time.strptime(f"{year} {stamp}", "%Y %b %d %H:%M:%S")) * 1_000_000)
+    unit = 'postfix@-.service' if ident.startswith('postfix') else 'zimbra.service'
+    out.write(f"__REALTIME_TIMESTAMP={t}\n__MONOTONIC_TIMESTAMP={mono}\n_BOOT_ID=5e1f2a3b4c5d6e7f8091a2b3c4d5e6f7\n"
+              f"_HOSTNAME={host}\nSYSLOG_IDENTIFIER={ident}\n_PID={pid or 1}\n_SYSTEMD_UNIT={unit}\nMESSAGE={msg}\n\n")
+PY
+  match=_SYSTEMD_UNIT=postfix@-.service
+  regex=${rows[0]##*|}
+  entries=$(journalctl -D "$WORK/journal" -q -o export "$match" | grep -c '^__CURSOR=' || true)
+  t0=$(now); journalctl -D "$WORK/journal" -q -o export "$match" >/dev/null; t1=$(now)
+  "$WORK/bin/ban-client" test-filter -journal -journal-directory "$WORK/journal" zimbra-submission "$match" >"$WORK/jbuiltin.txt"; t2=$(now)
+  jgrep=$(journalctl -D "$WORK/journal" -q -o short-iso "$match" | grep -cE "$(ere "$regex")" || true); t3=$(now)
+  jf2b=$(fail2ban-regex --journalmatch="$match" "systemd-journal[journalpath=$WORK/journal]" "$regex" 2>/dev/null | sed -n 's/^Lines: .* \([0-9]*\) matched.*/\1/p'); t4=$(now)
+  jlb=$(matched "$WORK/jbuiltin.txt")
+  if [[ "$jlb" != "$jgrep" || "$jlb" != "$jf2b" ]]; then
+    echo "MISMATCH journal: logban $jlb, journalctl | grep $jgrep, fail2ban $jf2b" >&2
+  fi
+  printf '\n## The journal (zimbra.log as journal entries; Postfix'"'"'s: %s)\n\n' "$entries"
+  printf '| filter | entries | matched | journalctl alone | logban | journalctl \\| grep -cE | fail2ban-regex (systemd) | vs fail2ban |\n|---|---|---|---|---|---|---|---|\n'
+  printf '| zimbra-submission | %s | %s | %.2f s | %.2f s (%.0fk/s) | %.2f s | %.1f s (%.0fk/s) | %.1fx |\n' \
+    "$entries" "$jlb" "$(secs "$t0" "$t1")" "$(secs "$t1" "$t2")" "$(echo "$entries / $(secs "$t1" "$t2") / 1000" | bc -l)" \
+    "$(secs "$t2" "$t3")" "$(secs "$t3" "$t4")" "$(echo "$entries / $(secs "$t3" "$t4") / 1000" | bc -l)" "$(echo "$(secs "$t3" "$t4") / $(secs "$t1" "$t2")" | bc -l)"
+else
+  printf '\n(the journal row needs systemd-journal-remote and python3-systemd)\n'
+fi
 
 # gobench runs Go benchmarks and prints their result lines; a failure is printed, and
 # the table goes on.

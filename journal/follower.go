@@ -53,7 +53,6 @@ type Follower struct {
 	mu     sync.Mutex
 	pos    watcher.Position // the cursor of the last entry handed on
 	before watcher.Position // the position before the batch being handed on
-	check  bool             // the first entry read must be pos's own, or pos was vacuumed
 
 	lines, bytes, longLines, restarts, vacuumed atomic.Int64
 }
@@ -93,13 +92,13 @@ func Open(opts Options) (*Follower, error) {
 	switch {
 	case opts.Start == watcher.FromBeginning:
 	case opts.Start == watcher.Resume && opts.Resume.Cursor != "":
-		f.pos, f.check = opts.Resume, true
+		f.pos = opts.Resume
 	default: // the end: after the last entry that matches, if any
 		last, err := f.lastCursor()
 		if err != nil {
 			return nil, fmt.Errorf("following %s: %w", key, err)
 		}
-		f.pos, f.check = watcher.Position{Cursor: last}, last != ""
+		f.pos = watcher.Position{Cursor: last}
 	}
 	return f, nil
 }
@@ -189,13 +188,40 @@ func (f *Follower) Run(ctx context.Context, handle watcher.Handler) error {
 	}
 }
 
+// ReadAll reads the entries the journal holds now, from where opts say, and hands them on
+// in batches, as a Follower would, then returns: what ban-client test-filter reads.
+func ReadAll(ctx context.Context, opts Options, handle watcher.Handler) error {
+	f, err := Open(opts)
+	if err != nil {
+		return err
+	}
+	var offset int64
+	_, err = f.run(ctx, handle, &offset, false)
+	if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("reading %s: %w", f.key, err)
+	}
+	return nil
+}
+
 // follow runs journalctl once, until it stops or ctx is done, and reports whether it
 // handed any entry on.
 func (f *Follower) follow(ctx context.Context, handle watcher.Handler, offset *int64) (bool, error) {
+	return f.run(ctx, handle, offset, true)
+}
+
+// run runs journalctl once, following the journal or reading what it holds, and reports
+// whether it handed any entry on.
+func (f *Follower) run(ctx context.Context, handle watcher.Handler, offset *int64, follow bool) (bool, error) {
 	f.mu.Lock()
-	pos, check := f.pos, f.check
+	pos := f.pos
 	f.mu.Unlock()
-	extra := []string{"--follow", "--no-tail"}
+	// journalctl starts at the cursor's own entry, handed on before, if the journal
+	// still holds it; else at the oldest entry after it.
+	check := pos.Cursor != ""
+	var extra []string
+	if follow {
+		extra = []string{"--follow", "--no-tail"}
+	}
 	if pos.Cursor != "" {
 		extra = append(extra, "--cursor="+pos.Cursor)
 	}
@@ -221,9 +247,6 @@ func (f *Follower) follow(ctx context.Context, handle watcher.Handler, offset *i
 		}
 		if check {
 			check = false
-			f.mu.Lock()
-			f.check = false
-			f.mu.Unlock()
 			if string(e.cursor) == pos.Cursor {
 				continue // the last entry handed on before
 			}

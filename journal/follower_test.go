@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -287,5 +288,62 @@ func TestAnEntryIsOneLine(t *testing.T) {
 	got := run(t, f).wait(t, 2)
 	if len(got) != 2 || !strings.Contains(got[0], "failed: x#012Dec  7 10:00:00 mta1") {
 		t.Errorf("lines %q: want the first entry as one line, its newline written #012", got)
+	}
+}
+
+// TestJournalFilesComingAndGoing: a folder with no journal file yet is read once one
+// appears (journalctl refuses an empty folder, and is started again); an archived file
+// vacuumed away while the follower reads loses nothing it had not read.
+func TestJournalFilesComingAndGoing(t *testing.T) {
+	j := journaltest.New(t)
+	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.Resume, Retry: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, f)
+	j.Write("", failures(0, 3)...)
+	r.wait(t, 3)
+	archived := j.Rotate("")
+	j.Write("", failures(3, 6)...)
+	r.wait(t, 6)
+	j.Remove(archived)
+	j.Write("", failures(6, 9)...)
+	time.Sleep(200 * time.Millisecond) // anything read twice would come now
+	if got := addresses(t, r.wait(t, 9)); !slices.Equal(got, seq(0, 9)) {
+		t.Errorf("read %v, want 0-8 once each", got)
+	}
+	if f.Stats().Rotations == 0 {
+		t.Error("journalctl was never started again, yet the folder had no journal file at first")
+	}
+}
+
+// TestJournalctlStoppingLosesNothing: journalctl killed under the follower is started
+// again at the last entry handed on; nothing is lost or read twice.
+func TestJournalctlStoppingLosesNothing(t *testing.T) {
+	j := journaltest.New(t)
+	j.Write("", failures(0, 3)...)
+	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning, Retry: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, f)
+	r.wait(t, 3)
+	for round := 1; round <= 2; round++ {
+		out, err := exec.Command("pkill", "-f", "journalctl.*--directory="+j.Dir).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pkill: %v %s", err, out)
+		}
+		for f.Stats().Rotations < int64(round) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		j.Write("", failures(3*round, 3*round+3)...)
+		r.wait(t, 3*round+3)
+	}
+	time.Sleep(200 * time.Millisecond) // anything read twice would come now
+	if got := addresses(t, r.wait(t, 9)); !slices.Equal(got, seq(0, 9)) {
+		t.Errorf("read %v, want 0-8 once each", got)
+	}
+	if f.Vacuumed() != 0 {
+		t.Errorf("%d vacuums reported; the journal held every cursor", f.Vacuumed())
 	}
 }

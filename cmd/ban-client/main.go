@@ -21,6 +21,7 @@ import (
 	"github.com/logban/logban/internal/config"
 	"github.com/logban/logban/internal/control"
 	logbanversion "github.com/logban/logban/internal/version"
+	"github.com/logban/logban/journal"
 )
 
 const usage = `Usage: ban-client [flags] COMMAND [ARGS]   (flags may come anywhere)
@@ -782,10 +783,12 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	for i, b := range s.Bans {
 		addrs[i] = b.String()
 	}
-	var files []string
+	var files, journals []string
 	var behind int64
 	for _, f := range s.Files {
-		if f.Missing {
+		if journal.IsKey(f.Path) {
+			journals = append(journals, f.Path)
+		} else if f.Missing {
 			files = append(files, f.Path+" (not there yet: followed when it appears)")
 		} else {
 			files = append(files, f.Path)
@@ -813,7 +816,11 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 		fmt.Fprintf(w, "|  |- Logins that worked:\t%d\n", s.Logins)
 		fmt.Fprintf(w, "|  |- Known-good failures (not counted):\t%d\n", s.KnownGood)
 	}
-	fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
+	if len(journals) > 0 {
+		fmt.Fprintf(w, "|  `- Journal:\t%s\n", strings.Join(journals, " "))
+	} else {
+		fmt.Fprintf(w, "|  `- File list:\t%s\n", strings.Join(files, " "))
+	}
 	if sn := s.Subnet; sn != nil {
 		var lens []string
 		if sn.IPv4 > 0 {

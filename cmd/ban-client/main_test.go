@@ -305,6 +305,18 @@ func TestJailStatusShowsQueuedCalls(t *testing.T) {
 	}
 }
 
+// A journal jail's status names its journal and matches, not a file list, and never
+// says they are missing.
+func TestJailStatusOfAJournalJail(t *testing.T) {
+	var b strings.Builder
+	printJailStatus(&b, control.JailStatus{Name: "postfix", Files: []control.FileStatus{
+		{Path: "journal _SYSTEMD_UNIT=postfix@-.service", Lines: 12},
+	}})
+	if out := b.String(); !strings.Contains(out, "|  `- Journal:\tjournal _SYSTEMD_UNIT=postfix@-.service\n") || strings.Contains(out, "File list") {
+		t.Errorf("status:\n%s", out)
+	}
+}
+
 // fail2ban-client's verbs that map cleanly work; the rest say what to run instead.
 func TestFail2banVerbs(t *testing.T) {
 	sock := startServer(t)

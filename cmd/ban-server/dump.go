@@ -26,9 +26,13 @@ func dump(w io.Writer, cfg *config.Config) {
 		if j.BanTime < 0 {
 			bantime = "-1"
 		}
-		for _, kv := range []struct{ key, value string }{
-			{"filter", strconv.Quote(j.Filter)},
-			{"logpath", quoted(j.LogPath)},
+		source := []struct{ key, value string }{{"logpath", quoted(j.LogPath)}}
+		if j.Backend == config.BackendJournal {
+			source = []struct{ key, value string }{{"backend", strconv.Quote(j.Backend)},
+				{"journal_match", quoted(j.JournalMatch)}, {"journal_directory", strconv.Quote(j.JournalDirectory)}}
+		}
+		for _, kv := range slices.Concat([]struct{ key, value string }{
+			{"filter", strconv.Quote(j.Filter)}}, source, []struct{ key, value string }{
 			{"maxretry", strconv.Itoa(j.MaxRetry)},
 			{"findtime", duration(j.FindTime)},
 			{"bantime", bantime},
@@ -43,7 +47,7 @@ func dump(w io.Writer, cfg *config.Config) {
 			{"ban_addresses", strconv.FormatBool(j.BanAddresses)},
 			{"trust_time", duration(j.TrustTime)},
 			{"notify", quoted(j.Notify)},
-		} {
+		}) {
 			fmt.Fprintf(w, "%-16s = %-40s # %s\n", kv.key, kv.value, cfg.Origins["jails."+name+"."+kv.key])
 		}
 		if sn := j.Subnet; sn.On() {

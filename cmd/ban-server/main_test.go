@@ -221,6 +221,10 @@ bantime = -1
 key = "user"
 [jails.sasl.subnet]
 ipv4 = 24
+[jails.postfix]
+filter = "zimbra-submission"
+backend = "journal"
+journal_match = ["_SYSTEMD_UNIT=postfix@-.service"]
 [policy]
 listen = "127.0.0.1:10031"
 [policy.quotas.outbound]
@@ -238,6 +242,7 @@ messages = 200
 		`(?m)^actions\s+= \["log"\]\s+# ` + regexp.QuoteMeta(cfg) + ` \[defaults\]$`,
 		`(?m)^key\s+= "user"\s+# ` + regexp.QuoteMeta(cfg) + `$`,
 		`(?m)^trust_time\s+= "30d"\s+# default$`,
+		`(?m)^\[jails\.postfix\]\nfilter\s+= "zimbra-submission"\s+# .*\nbackend\s+= "journal"\s+# ` + regexp.QuoteMeta(cfg) + `\njournal_match\s+= \["_SYSTEMD_UNIT=postfix@-.service"\]\s+# ` + regexp.QuoteMeta(cfg) + `\njournal_directory\s+= ""\s+# default\nmaxretry`,
 		`(?m)^subnet = \{ ipv4 = 24, ipv6 = 64, addresses = 5, findtime = "10m", bantime = -1 \} # ` + regexp.QuoteMeta(cfg) + `$`,
 		`(?m)^\[policy\]\nlisten        = "127.0.0.1:10031"\nreject_banned = "554 5.7.1 Access denied: \{jail\}"\ndefault       = "DUNNO"\ntimeout       = "100ms"$`,
 		`(?m)^quotas.outbound = \{ key = "sasl_username", messages = 200, recipients = 0, window = "1h", action = "DEFER_IF_PERMIT Sending quota exceeded, try later" \}$`,
