@@ -200,7 +200,7 @@ func TestExamplesLoad(t *testing.T) {
 			continue
 		}
 		for name, j := range cfg.Jails {
-			if j.MaxRetry < 1 || len(j.Actions) == 0 || len(j.LogPath) == 0 {
+			if j.MaxRetry < 1 || len(j.Actions) == 0 || len(j.LogPath) == 0 && len(j.JournalMatch) == 0 {
 				t.Errorf("%s: jail %s: %+v", f, name, j)
 			}
 		}
