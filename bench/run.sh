@@ -140,6 +140,7 @@ printf '```\n'
 printf '\n## Go benchmarks\n\n```\n'
 gobench -bench 'FilterNoMatch|FilterMatch|FilterActiveSync' -benchmem ./filters
 gobench -bench FollowAppended -benchtime 3x ./watcher
+gobench -bench EntriesToBatches -benchmem ./journal
 gobench -bench 'BanBurst|TrackedAddressMemory|TrackedNetworkMemory|TrackedAccountMemory|TrackedDeviceMemory' -benchtime 2x ./jails
 gobench -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon
 if [[ $(id -u) == 0 ]]; then
