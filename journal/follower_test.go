@@ -33,6 +33,16 @@ func failures(from, to int) []journaltest.Entry {
 	return out
 }
 
+// open opens a follower, failing the test if it cannot.
+func open(t *testing.T, opts Options) *Follower {
+	t.Helper()
+	f, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // reading runs f until the test ends, and gathers the lines it hands on.
 type reading struct {
 	mu      sync.Mutex
@@ -118,10 +128,7 @@ func TestAnEntryBecomesTheLineSyslogWrites(t *testing.T) {
 	e := failure(7)
 	e.Time = at
 	j.Write("", e)
-	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning, Location: time.UTC})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning, Location: time.UTC})
 	got := run(t, f).wait(t, 1)
 	want := "2026-12-07T10:00:01.234567+00:00 mta1 postfix/submission/smtpd[4242]: warning: unknown[203.0.113.7]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
 	if got[0] != want {
@@ -134,14 +141,8 @@ func TestAnEntryBecomesTheLineSyslogWrites(t *testing.T) {
 func TestEntriesWrittenWhileReadingAreRead(t *testing.T) {
 	j := journaltest.New(t)
 	j.Write("", failures(0, 3)...)
-	all, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
-	if err != nil {
-		t.Fatal(err)
-	}
-	end, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromEnd})
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
+	end := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromEnd})
 	fromAll, fromEnd := run(t, all), run(t, end)
 	fromAll.wait(t, 3)
 	j.Write("", failures(3, 10)...)
@@ -158,10 +159,7 @@ func TestEntriesWrittenWhileReadingAreRead(t *testing.T) {
 func TestARestartResumesAtTheCursor(t *testing.T) {
 	j := journaltest.New(t)
 	j.Write("", failures(0, 5)...)
-	first, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
 	r := run(t, first)
 	r.wait(t, 5)
 	r.stop()
@@ -170,10 +168,7 @@ func TestARestartResumesAtTheCursor(t *testing.T) {
 		t.Fatalf("position %+v: want a cursor and nothing else", pos)
 	}
 	j.Write("", failures(5, 9)...)
-	second, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.Resume, Resume: pos})
-	if err != nil {
-		t.Fatal(err)
-	}
+	second := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.Resume, Resume: pos})
 	if got := addresses(t, run(t, second).wait(t, 4)); !slices.Equal(got, seq(5, 9)) {
 		t.Errorf("after the restart: read %v, want 5-8", got)
 	}
@@ -188,10 +183,7 @@ func TestARestartResumesAtTheCursor(t *testing.T) {
 func TestAVacuumedCursorResumesFromTheOldestEntry(t *testing.T) {
 	j := journaltest.New(t)
 	j.Write("", failures(0, 3)...)
-	first, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
 	r := run(t, first)
 	r.wait(t, 3)
 	r.stop()
@@ -216,10 +208,7 @@ func TestAVacuumedCursorResumesFromTheOldestEntry(t *testing.T) {
 // while the follower reads, twice; every entry is read once.
 func TestFilesRotatedUnderTheReader(t *testing.T) {
 	j := journaltest.New(t)
-	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
 	j.Write("", failures(0, 4)...)
 	r := run(t, f)
 	r.wait(t, 4)
@@ -260,10 +249,7 @@ func TestMatchesAsJournalctlTakesThem(t *testing.T) {
 		{[]string{"_SYSTEMD_UNIT=postfix@-.service", "SYSLOG_IDENTIFIER=postfix/submission/smtpd"}, []int{0, 4}},
 		{[]string{"_SYSTEMD_UNIT=postfix@-.service", "SYSLOG_IDENTIFIER=postfix/submission/smtpd", "+", "_SYSTEMD_UNIT=sshd.service"}, []int{0, 3, 4}},
 	} {
-		f, err := Open(Options{Directory: j.Dir, Matches: tc.matches, Start: watcher.FromBeginning})
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := open(t, Options{Directory: j.Dir, Matches: tc.matches, Start: watcher.FromBeginning})
 		r := run(t, f)
 		r.wait(t, len(tc.want))
 		time.Sleep(200 * time.Millisecond) // an entry the matches should not take would come now
@@ -281,10 +267,7 @@ func TestAnEntryIsOneLine(t *testing.T) {
 	e := failure(1)
 	e.Message = "warning: unknown[203.0.113.1]: SASL LOGIN authentication failed: x\nDec  7 10:00:00 mta1 postfix/submission/smtpd[1]: warning: unknown[198.51.100.9]: SASL LOGIN authentication failed: y"
 	j.Write("", e, failure(2))
-	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning})
 	got := run(t, f).wait(t, 2)
 	if len(got) != 2 || !strings.Contains(got[0], "failed: x#012Dec  7 10:00:00 mta1") {
 		t.Errorf("lines %q: want the first entry as one line, its newline written #012", got)
@@ -296,10 +279,7 @@ func TestAnEntryIsOneLine(t *testing.T) {
 // vacuumed away while the follower reads loses nothing it had not read.
 func TestJournalFilesComingAndGoing(t *testing.T) {
 	j := journaltest.New(t)
-	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.Resume, Retry: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.Resume, Retry: 10 * time.Millisecond})
 	r := run(t, f)
 	j.Write("", failures(0, 3)...)
 	r.wait(t, 3)
@@ -322,10 +302,7 @@ func TestJournalFilesComingAndGoing(t *testing.T) {
 func TestJournalctlStoppingLosesNothing(t *testing.T) {
 	j := journaltest.New(t)
 	j.Write("", failures(0, 3)...)
-	f, err := Open(Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning, Retry: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := open(t, Options{Directory: j.Dir, Matches: unitMatch, Start: watcher.FromBeginning, Retry: 10 * time.Millisecond})
 	r := run(t, f)
 	r.wait(t, 3)
 	for round := 1; round <= 2; round++ {

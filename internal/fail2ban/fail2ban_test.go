@@ -142,8 +142,10 @@ func TestRegexReasons(t *testing.T) {
 
 // The converted filter matches what fail2ban's would on lines with a date fail2ban cuts
 // out: the prefix, the date forms, <ADDR> in brackets, the look-ahead as an ignoreregex.
-func TestImportSmallConfiguration(t *testing.T) {
-	res, err := Import("testdata/etc", Options{})
+// importAndLoad imports the fail2ban configuration in dir and loads what it writes.
+func importAndLoad(t *testing.T, dir string) (*Result, *config.Config) {
+	t.Helper()
+	res, err := Import(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +155,11 @@ func TestImportSmallConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res.TOML)
 	}
+	return res, cfg
+}
+
+func TestImportSmallConfiguration(t *testing.T) {
+	res, cfg := importAndLoad(t, "testdata/etc")
 	for _, j := range res.Jails {
 		if j.Name == "allow-after-login" && (j.Converted || !slices.ContainsFunc(j.Problems, func(p string) bool {
 			return strings.Contains(p, "blocktype RETURN lets the address through")
@@ -372,16 +379,7 @@ filter = demo
 backend = systemd[journalflags=1]
 journalmatch = SYSLOG_IDENTIFIER=demo
 `), 0o644)
-	res, err := Import(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "logban.toml")
-	os.WriteFile(out, res.TOML, 0o644)
-	cfg, err := config.Load(out)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, res.TOML)
-	}
+	res, cfg := importAndLoad(t, dir)
 	pj, ok := cfg.Jails["postfix-journal"]
 	if !ok || pj.Backend != config.BackendJournal || !slices.Equal(pj.JournalMatch, []string{"_SYSTEMD_UNIT=postfix.service", "_SYSTEMD_UNIT=postfix@-.service"}) {
 		t.Errorf("postfix-journal: %+v\n%s", pj, res.TOML)
