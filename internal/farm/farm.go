@@ -82,6 +82,7 @@ type Farm struct {
 	others     map[string]nodeInfo // other nodes, by name
 	revs       map[string]uint64   // revision of each ban in the farm, by key
 	ownRevs    map[string]uint64   // revision of each ban this host published, by key
+	lifts      tombstones          // the newest revision lifted of the keys lifted last
 	pending    []pendingMessage    // the outbox, in order
 	pendBans   map[string]int      // bans of each key waiting in the outbox, unsettled
 	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled

@@ -1146,3 +1146,62 @@ func TestChangedSettingsReachTheFarm(t *testing.T) {
 		t.Errorf("y's ban says %q, %d failures; want the farm's count, 3", r.Why, r.Failures)
 	}
 }
+
+// laggingKV delivers the bans bucket's watch late, as a watch served by a busy or
+// catching-up server does.
+type laggingKV struct {
+	jetstream.KeyValue
+	lag time.Duration
+}
+
+type laggingWatcher struct {
+	jetstream.KeyWatcher
+	out chan jetstream.KeyValueEntry
+}
+
+func (l laggingWatcher) Updates() <-chan jetstream.KeyValueEntry { return l.out }
+
+func (l laggingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	w, err := l.KeyValue.WatchAll(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan jetstream.KeyValueEntry, 1024)
+	go func() {
+		defer close(out)
+		for e := range w.Updates() {
+			if e != nil {
+				time.Sleep(l.lag)
+			}
+			out <- e
+		}
+	}()
+	return laggingWatcher{w, out}, nil
+}
+
+// TestABanLiftedHereIsNotAppliedAgainByALateWatch bans by hand and lifts the ban at once
+// on a host whose watch lags behind its own writes: the watch delivers the ban after the
+// unban was published, and the host must not apply it again (a partition run saw a host
+// ban, unban, then ban and unban again the address it had banned and lifted by hand).
+func TestABanLiftedHereIsNotAppliedAgainByALateWatch(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a := hs[0]
+	a.stopFarm()
+	const lag = 300 * time.Millisecond
+	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
+		return js, laggingKV{kv, lag}
+	})
+	a.startFarm()
+	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
+	x := netip.MustParseAddr("203.0.113.41")
+	a.banByHand(x)
+	eventually(t, "the farm holds a's ban", heldBy(hs[1:], x))
+	if _, err := a.m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no host holds x", heldByNone(hs, x))
+	time.Sleep(4 * lag) // the late watch's ban and unban of x are delivered now
+	if c, err := a.m.Counts(jail); err != nil || c.TotalBanned != 1 {
+		t.Errorf("a banned x %d times (%v); want once: the late watch's ban was applied again", c.TotalBanned, err)
+	}
+}

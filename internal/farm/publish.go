@@ -358,6 +358,9 @@ func (f *Farm) publishUnban(ctx context.Context, h *handles, m outboxMessage) (n
 	switch {
 	case err == nil:
 		f.wrote()
+		f.mu.Lock()
+		f.lifts.note(key, rev) // the watch may deliver the ban lifted after this
+		f.mu.Unlock()
 		f.logger.Info("unban published to the farm", "jail", m.Ban.Jail, "addr", m.Ban.Addr)
 		return nil, nil
 	case isWrongLastSequence(err):

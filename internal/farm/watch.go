@@ -84,7 +84,7 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 			first = e
 		}
 		batch := f.gather(ctx, w, first)
-		if !initial && late(batch, f.clock.Now()) {
+		if !initial && hasBan(batch) {
 			batch = f.holdWhileBehind(ctx, h, w, batch)
 		}
 		for _, e := range batch {
@@ -156,20 +156,17 @@ func (f *Farm) gather(ctx context.Context, w jetstream.KeyWatcher, first jetstre
 	return collapse(batch)
 }
 
-// lateAfter is how long after the farm stored a ban its delivery is late: the watch may
-// be served by this host's own server catching up with what it missed while cut off.
-// maxHold bounds how long late entries wait for that server to catch up, maxHeld how
-// many.
+// maxHold bounds how long a batch waits for this host's server to catch up with the
+// farm, maxHeld how many entries it holds.
 const (
-	lateAfter = 2 * time.Second
-	maxHold   = time.Minute
-	maxHeld   = 1 << 17 // entries held at once, at most; past it they are applied
+	maxHold = time.Minute
+	maxHeld = 1 << 17 // entries held at once, at most; past it they are applied
 )
 
-// late reports whether batch holds a ban the farm stored lateAfter ago or more.
-func late(batch []jetstream.KeyValueEntry, now time.Time) bool {
+// hasBan reports whether batch holds a ban.
+func hasBan(batch []jetstream.KeyValueEntry) bool {
 	for _, e := range batch {
-		if e != nil && e.Operation() == jetstream.KeyValuePut && now.Sub(e.Created()) >= lateAfter {
+		if e != nil && e.Operation() == jetstream.KeyValuePut {
 			return true
 		}
 	}
@@ -180,8 +177,10 @@ func late(batch []jetstream.KeyValueEntry, now time.Time) bool {
 // server (an embedded seed, named as the node) is current with the bans bucket's leader,
 // then returns them collapsed: a server back from a partition replays what it missed,
 // bans and their unbans apart, and its watch would apply bans the farm lifted meanwhile.
-// Catch-up applies only what the farm holds. A host whose server is no replica of the
-// bucket, or is current, is not held.
+// Catch-up applies only what the farm holds. Every batch of bans asks, however fresh its
+// bans: after a cut of a second, a ban made and lifted just before the link came back
+// is as fresh as any (the leader's answer costs one round trip). A host whose server is
+// no replica of the bucket, or is current, is not held.
 func (f *Farm) holdWhileBehind(ctx context.Context, h *handles, w jetstream.KeyWatcher, batch []jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
 	deadline := time.Now().Add(maxHold)
 	tick := time.NewTicker(catchUpWait)
@@ -283,6 +282,10 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 			f.logger.Warn("farm ban does not match its key; skipped", "key", e.Key(), "addr", v.Addr, "jail", v.Jail)
 			continue
 		}
+		if f.lifts.covers(e.Key(), e.Revision()) {
+			continue // delivered after its lift: a lagging watch, or a replica replaying
+		}
+		f.lifts.forget(e.Key())
 		if e.Revision() > f.revs[e.Key()] {
 			f.revs[e.Key()] = e.Revision()
 		}
@@ -388,6 +391,7 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 	}
 	delete(f.revs, e.Key())
 	delete(f.ownRevs, e.Key())
+	f.lifts.note(e.Key(), e.Revision())
 	f.mu.Unlock()
 	if f.keys != nil && !f.signedUnban(e, jail, what) {
 		return // the ban ends on this host's own clock
@@ -605,3 +609,45 @@ func (f *Farm) node(key string, data []byte) {
 	f.others[v.Node] = n
 	f.mu.Unlock()
 }
+
+// maxTombstones bounds the lifts remembered.
+const maxTombstones = 1 << 14
+
+// tombstones remembers, of the keys lifted last, the newest revision lifted (the farm's
+// unban, or the ban this host's own unban deleted), so that a ban delivered after its
+// lift (a watch lagging behind this host's own writes, a replica replaying what it
+// missed) is not applied again. Past maxTombstones the oldest are forgotten. The zero
+// value is ready; the Farm's mutex guards it.
+type tombstones struct {
+	rev  map[string]uint64
+	ring []string // keys in the order noted; next is where the next goes
+	next int
+}
+
+// note remembers that key was lifted at rev, or later.
+func (t *tombstones) note(key string, rev uint64) {
+	if t.rev == nil {
+		t.rev = map[string]uint64{}
+	}
+	if was, ok := t.rev[key]; ok {
+		t.rev[key] = max(was, rev)
+		return
+	}
+	if len(t.ring) < maxTombstones {
+		t.ring = append(t.ring, key)
+	} else {
+		delete(t.rev, t.ring[t.next])
+		t.ring[t.next] = key
+		t.next = (t.next + 1) % maxTombstones
+	}
+	t.rev[key] = rev
+}
+
+// covers reports whether key's entry at rev was lifted already.
+func (t *tombstones) covers(key string, rev uint64) bool {
+	lifted, ok := t.rev[key]
+	return ok && rev <= lifted
+}
+
+// forget drops key's lift: a newer ban of it stands.
+func (t *tombstones) forget(key string) { delete(t.rev, key) }
