@@ -173,28 +173,46 @@ func hasBan(batch []jetstream.KeyValueEntry) bool {
 	return false
 }
 
-// holdWhileBehind keeps batch, and the entries that follow, until this host's own
-// server (an embedded seed, named as the node) is current with the bans bucket's leader,
-// then returns them collapsed: a server back from a partition replays what it missed,
-// bans and their unbans apart, and its watch would apply bans the farm lifted meanwhile.
-// Catch-up applies only what the farm holds. Every batch of bans asks, however fresh its
-// bans: after a cut of a second, a ban made and lifted just before the link came back
-// is as fresh as any (the leader's answer costs one round trip). A host whose server is
-// no replica of the bucket, or is current, is not held.
+// holdWhileBehind keeps batch, and the entries that follow, until the watch has
+// delivered every entry the bans bucket's leader holds (its last sequence, asked once
+// the batch is in), then returns them collapsed: a server back from a partition replays
+// what it missed, bans and their unbans apart, and its watch would apply bans the farm
+// lifted meanwhile. Catch-up applies only what the farm holds. Every batch of bans
+// asks, however fresh its bans (after a cut of a second, a ban made and lifted just
+// before the link came back is as fresh as any); a watch that is current has delivered
+// the leader's last entry already, and waits no longer than the answer. While no leader
+// answers, this host is cut off still, and the batch waits, up to maxHold.
 func (f *Farm) holdWhileBehind(ctx context.Context, h *handles, w jetstream.KeyWatcher, batch []jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
+	var seen uint64
+	for _, e := range batch {
+		if e != nil {
+			seen = max(seen, e.Revision())
+		}
+	}
 	deadline := time.Now().Add(maxHold)
 	tick := time.NewTicker(catchUpWait)
 	defer tick.Stop()
 	held := false
-	for len(batch) < maxHeld && f.ownReplicaBehind(ctx, h) && time.Now().Before(deadline) {
+	last, ok := f.leaderLastSeq(ctx, h)
+	for (!ok || seen < last) && len(batch) < maxHeld && time.Now().Before(deadline) {
 		held = true
 		select {
-		case e, ok := <-w.Updates():
-			if !ok {
+		case e, open := <-w.Updates():
+			if !open {
 				return collapse(batch)
 			}
 			batch = append(batch, e)
+			if e != nil {
+				seen = max(seen, e.Revision())
+			}
 		case <-tick.C:
+			// The leader's last entry may be gone (its ban expired) with nothing after
+			// it: a replica current with the leader has nothing more to deliver.
+			if ok && !f.ownReplicaBehind(ctx, h) {
+				ok, last = true, seen
+			} else if !ok {
+				last, ok = f.leaderLastSeq(ctx, h)
+			}
 		case <-ctx.Done():
 			return collapse(batch)
 		}
@@ -203,6 +221,18 @@ func (f *Farm) holdWhileBehind(ctx context.Context, h *handles, w jetstream.KeyW
 		f.logger.Info("this host's server caught up with the farm; applying what the farm holds", "entries", len(batch))
 	}
 	return collapse(batch)
+}
+
+// leaderLastSeq asks the bans bucket's leader for the bucket's last sequence; false if
+// no leader answers.
+func (f *Farm) leaderLastSeq(ctx context.Context, h *handles) (uint64, bool) {
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := h.js.Stream(cctx, "KV_"+f.cfg.Name+"_bans")
+	if err != nil {
+		return 0, false
+	}
+	return st.CachedInfo().State.LastSeq, true
 }
 
 // ownReplicaBehind asks the bans bucket's leader whether this host's own server, as a
