@@ -170,7 +170,7 @@ func (f *Follower) Run(ctx context.Context, handle watcher.Handler) error {
 	wait := f.opts.Retry
 	var offset int64
 	for {
-		handed, err := f.follow(ctx, handle, &offset)
+		handed, err := f.run(ctx, handle, &offset, true)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -203,14 +203,8 @@ func ReadAll(ctx context.Context, opts Options, handle watcher.Handler) error {
 	return nil
 }
 
-// follow runs journalctl once, until it stops or ctx is done, and reports whether it
-// handed any entry on.
-func (f *Follower) follow(ctx context.Context, handle watcher.Handler, offset *int64) (bool, error) {
-	return f.run(ctx, handle, offset, true)
-}
-
-// run runs journalctl once, following the journal or reading what it holds, and reports
-// whether it handed any entry on.
+// run runs journalctl once, following the journal (until it stops or ctx is done) or
+// reading what it holds, and reports whether it handed any entry on.
 func (f *Follower) run(ctx context.Context, handle watcher.Handler, offset *int64, follow bool) (bool, error) {
 	f.mu.Lock()
 	pos := f.pos
@@ -239,7 +233,6 @@ func (f *Follower) run(ctx context.Context, handle watcher.Handler, offset *int6
 	d := decoder{r: bufio.NewReaderSize(out, 256<<10), maxValue: f.opts.MaxLineSize}
 	b := batcher{f: f, handle: handle, offset: offset}
 	var e entry
-	handed := false
 	for {
 		err = d.next(&e)
 		if err != nil {
@@ -257,7 +250,6 @@ func (f *Follower) run(ctx context.Context, handle watcher.Handler, offset *int6
 		b.add(&e)
 		if len(b.lines) >= f.opts.BatchSize || d.r.Buffered() == 0 {
 			b.emit()
-			handed = true
 		}
 		f.bytes.Add(d.read)
 		d.read = 0
@@ -266,12 +258,12 @@ func (f *Follower) run(ctx context.Context, handle watcher.Handler, offset *int6
 	out.Close()
 	werr := cmd.Wait()
 	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		return handed || b.emitted, fmt.Errorf("%s", msg)
+		return b.emitted, fmt.Errorf("%s", msg)
 	}
 	if errors.Is(err, io.EOF) && werr != nil {
 		err = werr
 	}
-	return handed || b.emitted, err
+	return b.emitted, err
 }
 
 // batcher gathers lines into a batch laid out as a file's: each line's Text in Data, in
