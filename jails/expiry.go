@@ -1,7 +1,6 @@
 package jails
 
 import (
-	"container/heap"
 	"net/netip"
 	"time"
 )
@@ -14,34 +13,66 @@ type expiry struct {
 	what netip.Prefix
 }
 
-// expiryHeap orders expiries earliest first.
+// expiryHeap orders expiries earliest first: a binary heap kept by hand, as
+// container/heap would box each expiry in an interface, an allocation a ban.
 type expiryHeap []expiry
 
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return e
-}
+// Len returns how many expiries are scheduled.
+func (h expiryHeap) Len() int { return len(h) }
 
 // schedule adds e and reports whether it is now the earliest end.
 func (h *expiryHeap) schedule(e expiry) (earliest bool) {
-	earliest = h.Len() == 0 || e.at.Before((*h)[0].at)
-	heap.Push(h, e)
+	earliest = len(*h) == 0 || e.at.Before((*h)[0].at)
+	*h = append(*h, e)
+	h.up(len(*h) - 1)
 	return earliest
 }
 
 // due pops the expiries at or before now.
 func (h *expiryHeap) due(now time.Time) []expiry {
 	var out []expiry
-	for h.Len() > 0 && !(*h)[0].at.After(now) {
-		out = append(out, heap.Pop(h).(expiry))
+	for len(*h) > 0 && !(*h)[0].at.After(now) {
+		out = append(out, h.pop())
 	}
 	return out
+}
+
+// pop removes and returns the earliest expiry.
+func (h *expiryHeap) pop() expiry {
+	old := *h
+	e, last := old[0], len(old)-1
+	old[0] = old[last]
+	old[last] = expiry{} // no string or time kept alive past its end
+	*h = old[:last]
+	h.down(0)
+	return e
+}
+
+func (h expiryHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h[i].at.Before(h[parent].at) {
+			return
+		}
+		h[i], h[parent] = h[parent], h[i]
+		i = parent
+	}
+}
+
+func (h expiryHeap) down(i int) {
+	for {
+		first := i
+		for _, c := range [2]int{2*i + 1, 2*i + 2} {
+			if c < len(h) && h[c].at.Before(h[first].at) {
+				first = c
+			}
+		}
+		if first == i {
+			return
+		}
+		h[i], h[first] = h[first], h[i]
+		i = first
+	}
 }
 
 // nextExpiry returns the earliest scheduled end of a ban, or false if none is.

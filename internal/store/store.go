@@ -452,24 +452,62 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 // must not use the store.
 func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
 	return func(yield func(jails.Record, error) bool) {
-		rows, err := s.db.QueryContext(ctx, "SELECT "+banColumns+" FROM bans")
-		if err != nil {
-			yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
-			return
+		// The rows are read and parsed ahead, a batch at a time, while the caller works on
+		// the ones before: a restart restores 100,000 bans on two cores at once.
+		type batch struct {
+			records []jails.Record
+			err     error
 		}
-		defer rows.Close()
-		for rows.Next() {
-			r, err := scanBan(rows)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		batches := make(chan batch, 4)
+		go func() {
+			defer close(batches)
+			send := func(b batch) bool {
+				select {
+				case batches <- b:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			}
+			rows, err := s.db.QueryContext(ctx, "SELECT "+banColumns+" FROM bans")
 			if err != nil {
-				yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
+				send(batch{err: fmt.Errorf("reading bans: %w", err)})
 				return
 			}
-			if !yield(r, nil) {
+			defer rows.Close()
+			const size = 1024
+			b := batch{records: make([]jails.Record, 0, size)}
+			for rows.Next() {
+				r, err := scanBan(rows)
+				if err != nil {
+					b.err = fmt.Errorf("reading bans: %w", err)
+					send(b)
+					return
+				}
+				if b.records = append(b.records, r); len(b.records) == size {
+					if !send(b) {
+						return
+					}
+					b = batch{records: make([]jails.Record, 0, size)}
+				}
+			}
+			if err := rows.Err(); err != nil && ctx.Err() == nil {
+				b.err = fmt.Errorf("reading bans: %w", err)
+			}
+			send(b)
+		}()
+		for b := range batches {
+			for _, r := range b.records {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if b.err != nil {
+				yield(jails.Record{}, b.err)
 				return
 			}
-		}
-		if err := rows.Err(); err != nil {
-			yield(jails.Record{}, fmt.Errorf("reading bans: %w", err))
 		}
 	}
 }
