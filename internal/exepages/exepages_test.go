@@ -20,7 +20,7 @@ func TestReadOnlyMapping(t *testing.T) {
 		{"01e01000-01e60000 rw-p 01a01000 fe:00 10010675    /usr/sbin/ban-server", 0, 0, false},
 		{"7fcf7b2f1000-7fcf7b447000 r-xp 00026000 fe:00 326269  /usr/lib/x86_64-linux-gnu/libc.so.6", 0, 0, false},
 		{"2776e4800000-2776e5000000 rw-p 00000000 00:00 0", 0, 0, false},
-		// A binary replaced by an upgrade is no longer the one /proc/self/exe names.
+		// Another file by the name the binary had: an upgrade put a new one in its place.
 		{"00400000-01155000 r-xp 00000000 fe:00 10010675    /usr/sbin/ban-server (deleted)", 0, 0, false},
 		{"01155000-00400000 r--p 00d55000 fe:00 10010675    /usr/sbin/ban-server", 0, 0, false},
 		{"garbage /usr/sbin/ban-server", 0, 0, false},
