@@ -80,6 +80,7 @@ func (m *Manager) record(ctx context.Context, records []Record) {
 func (m *Manager) forget(ctx context.Context, jail string, what netip.Prefix) {
 	b := &m.backlog
 	k := banKey{jail, what}
+	m.dropPending(k)
 	delete(b.saves, k) // if never recorded, nothing to delete but an older record, if any
 	if err := m.ledger.DeleteBan(ctx, jail, what); err != nil {
 		b.deletes[k] = true

@@ -64,6 +64,11 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	if m.farm != nil {
 		m.farm.Decided(records)
 	}
+	if m.rec.behind {
+		out := m.ban(records, "banned")
+		m.recordBehind(records)
+		return out
+	}
 	m.record(ctx, records)
 	return m.ban(records, "banned")
 }

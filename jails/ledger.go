@@ -19,7 +19,7 @@ type Record struct {
 // Ledger keeps bans beyond the process, so a restart or a crash loses none, and counts
 // each address's bans for longer bans of repeat offenders.
 type Ledger interface {
-	// SaveBan records a ban before it is applied.
+	// SaveBan records a ban: before it is applied, or behind it (SetRecordBehind).
 	SaveBan(ctx context.Context, r Record) error
 	// DeleteBan forgets a ban that ended; its count stays.
 	DeleteBan(ctx context.Context, jail string, what netip.Prefix) error
@@ -50,7 +50,11 @@ type LineLedger interface {
 func (m *Manager) Lines(ctx context.Context, jail string, what netip.Prefix) []string {
 	m.mu.Lock()
 	l, ok := m.ledger.(LineLedger)
+	r, unwritten := m.unwritten(banKey{jail, what})
 	m.mu.Unlock()
+	if unwritten {
+		return r.Lines // the ledger will have them once it takes the record
+	}
 	if !ok {
 		return nil
 	}

@@ -78,8 +78,10 @@ type Manager struct {
 	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
 	backlog  backlog
-	farm     FarmLink // nil outside a farm
-	refused  int64    // bans refused because the farm protects the address
+	rec      behindLog  // bans applied, to be recorded behind (behind.go)
+	recorded *sync.Cond // on mu: a write behind has ended
+	farm     FarmLink   // nil outside a farm
+	refused  int64      // bans refused because the farm protects the address
 	// localUnbans are the farm's bans lifted on this host alone (localunban.go).
 	localUnbans map[localKey]LocalUnban
 }
@@ -142,7 +144,7 @@ func (j *jailBans) covering(addr netip.Addr) (Record, bool) {
 // SetLedger gives it a lasting one.
 func NewManager(clock Clock, logger *slog.Logger) *Manager {
 	life, end := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		clock:       clock,
 		logger:      logger,
 		ledger:      NewMemoryLedger(),
@@ -157,6 +159,8 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 		queues:      make(map[actions.Action]*actionQueue),
 		backlog:     backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
 	}
+	m.recorded = sync.NewCond(&m.mu)
+	return m
 }
 
 // SetObserver makes f hear of every action call: its action, whether it was an unban,
@@ -242,7 +246,10 @@ func (m *Manager) RemoveJail(ctx context.Context, name string) {
 func (m *Manager) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	// What waits to be recorded is written before Run returns.
+	defer m.writeBehind(ctx)
 	for {
+		m.writeBehind(ctx)
 		m.ExpireDue(ctx)
 		m.mu.Lock()
 		m.retryBacklog(ctx)

@@ -164,6 +164,7 @@ func (d *Daemon) BanIPs(ctx context.Context, jail string, addrs []netip.Prefix, 
 	for _, b := range d.manager.BanAll(ctx, tickets) {
 		fresh[b.Prefix()] = true
 	}
+	d.manager.WaitRecorded(ctx) // a ban made by hand survives a crash once it is reported
 	for i := range results {
 		p := results[i].Prefix()
 		switch {

@@ -473,6 +473,9 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	d.store, d.positions = s, positions
 	d.endKeyBans(d.keyBans.Load(keyBans, d.opts.Clock.Now()), "expired while ban-server was stopped")
 	d.manager.SetLedger(s)
+	// A burst reaches the kernel at its pace, not SQLite's: positions wait for the records
+	// (savePositions), so a crash before them reads the lines, and bans, again.
+	d.manager.SetRecordBehind(true)
 	return nil
 }
 
@@ -551,6 +554,7 @@ func (d *Daemon) savePositions(ctx context.Context, readers []*pipeline.Reader) 
 	if err := d.bans.Flush(ctx); err != nil {
 		return // the bans found before the positions may not be recorded yet
 	}
+	d.manager.WaitRecorded(ctx) // they are applied; now they are recorded too
 	// A ban whose record failed is only in memory: a crash would lose it, and the lines
 	// that made it must then be read again. So the positions wait until it is recorded.
 	if d.manager.Degraded().Unrecorded > 0 {

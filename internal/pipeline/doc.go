@@ -13,11 +13,13 @@
 //  4. The batch's tickets go to the BanQueue, and the reader reads on.
 //  5. The BanQueue's one goroutine hands what is queued, merged, to
 //     jails.Manager.BanAll: it decides each ban (its length, from the address's
-//     history), records all of them at once, and hands each to the jail's actions.
+//     history) and hands each to the jail's actions; the manager records them behind,
+//     in batches (jails.Manager.SetRecordBehind).
 //  6. Each action has its own queue and worker (jails/actionqueue.go), which makes the
 //     calls (a null route, an ipset entry, a webhook) in order, retrying those that
 //     fail: a slow action holds up only itself.
 //
-// A file's position is saved only once the bans found before it are recorded (Flush),
-// so a crash loses no ban and reads no line twice into a second ban.
+// A file's position is saved only once the bans found before it are recorded (Flush,
+// then jails.Manager.WaitRecorded), so a crash loses no ban and reads no line twice into
+// a second ban.
 package pipeline

@@ -110,6 +110,7 @@ const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, deci
 // Store is an open database.
 type Store struct {
 	db       *sql.DB
+	rdb      *sql.DB // read-only, beside the one writer; nil in a salvage
 	path     string
 	id       identity // the file opened, to tell it from one put in its place
 	salvaged *Salvage
@@ -182,6 +183,14 @@ func private(path string) error {
 	return nil
 }
 
+// reader returns the database to read from while writes go on.
+func (s *Store) reader() *sql.DB {
+	if s.rdb != nil {
+		return s.rdb
+	}
+	return s.db
+}
+
 // open opens the database at path as it is and migrates its schema.
 func open(ctx context.Context, path string) (*Store, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"
@@ -199,6 +208,13 @@ func open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	// Readers of their own: in WAL mode they read what was committed while a write goes
+	// on, so a burst's history lookups do not wait on its records being written.
+	if s.rdb, err = sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)"); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.rdb.SetMaxOpenConns(2)
 	return s, nil
 }
 
@@ -245,7 +261,12 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.rdb != nil {
+		s.rdb.Close()
+	}
+	return s.db.Close()
+}
 
 // Positions returns every saved position, by path.
 func (s *Store) Positions(ctx context.Context) (map[string]watcher.Position, error) {
@@ -383,7 +404,7 @@ func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix
 			query += " AND jail = ?"
 			args = append(args, jail)
 		}
-		rows, err := s.db.QueryContext(ctx, query+" GROUP BY addr", args...)
+		rows, err := s.reader().QueryContext(ctx, query+" GROUP BY addr", args...)
 		if err != nil {
 			return out, fmt.Errorf("counting bans of %d addresses: %w", len(whats), err)
 		}

@@ -1,0 +1,129 @@
+package jails
+
+import (
+	"context"
+	"errors"
+)
+
+// Recording behind. By default BanAll records bans in the ledger before it applies them.
+// With SetRecordBehind, it applies them first and the ledger gets them behind, in
+// batches, so a burst reaches the kernel at the kernel's pace and not the database's.
+// It is as crash-safe as recording first for bans read from logs, as long as whoever
+// saves how far the logs were read first waits for the bans found before with
+// WaitRecorded: a crash before the write loses the records, but the lines that made the
+// bans are read again at the next start, and ban again; a ban in the kernel that no
+// record holds is reconciled away meanwhile. A ban made by hand must wait the same way
+// before it is reported made.
+
+// behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
+type behindLog struct {
+	behind  bool
+	pending map[banKey]Record // applied, waiting to be written
+	writing map[banKey]Record // being written now, outside the lock
+	busy    bool              // a write is under way
+}
+
+// SetRecordBehind makes BanAll apply bans first and record them behind (see above). Run,
+// or WaitRecorded, writes them.
+func (m *Manager) SetRecordBehind(on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rec.behind = on
+}
+
+// recordBehind queues records, applied already, for the next write. A new record
+// supersedes what waits in the backlog for its key. Caller holds m.mu.
+func (m *Manager) recordBehind(records []Record) {
+	if m.rec.pending == nil {
+		m.rec.pending, m.rec.writing = map[banKey]Record{}, map[banKey]Record{}
+	}
+	for _, r := range records {
+		k := banKey{r.Jail, r.Prefix()}
+		delete(m.backlog.saves, k)
+		delete(m.backlog.deletes, k)
+		m.rec.pending[k] = r
+	}
+	m.wakeRun()
+}
+
+// dropPending forgets the unwritten record of k, and waits until a write under way no
+// longer holds it: a ban that ended must not be written after its record was deleted.
+// Caller holds m.mu.
+func (m *Manager) dropPending(k banKey) {
+	delete(m.rec.pending, k)
+	for {
+		if _, ok := m.rec.writing[k]; !ok {
+			return
+		}
+		m.recorded.Wait()
+	}
+}
+
+// WaitRecorded returns once every ban applied before it is written to the ledger, or
+// handed to the backlog if the ledger refused it (Degraded says so). It writes what
+// waits itself, after any write under way.
+func (m *Manager) WaitRecorded(ctx context.Context) {
+	m.writeBehind(ctx)
+}
+
+// writeBehind writes the records that wait, in one batch, after any write under way.
+func (m *Manager) writeBehind(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for m.rec.busy {
+		m.recorded.Wait()
+	}
+	if len(m.rec.pending) == 0 {
+		return
+	}
+	batch := make([]Record, 0, len(m.rec.pending))
+	for k, r := range m.rec.pending {
+		batch = append(batch, r)
+		m.rec.writing[k] = r
+	}
+	clear(m.rec.pending)
+	m.rec.busy = true
+	m.mu.Unlock()
+	// Bans in force are written whatever ends the caller: a stop must not leave them
+	// unrecorded (SQLite's busy timeout bounds the write).
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if bl, ok := m.ledger.(BatchLedger); ok {
+		err = bl.SaveBans(ctx, batch)
+	} else {
+		for _, r := range batch {
+			err = errors.Join(err, m.ledger.SaveBan(ctx, r))
+		}
+	}
+	m.mu.Lock()
+	clear(m.rec.writing)
+	m.rec.busy = false
+	m.recorded.Broadcast()
+	if err != nil {
+		b := &m.backlog
+		for _, r := range batch {
+			if _, newer := m.rec.pending[banKey{r.Jail, r.Prefix()}]; !newer {
+				b.saves[banKey{r.Jail, r.Prefix()}] = r
+			}
+		}
+		if b.since.IsZero() {
+			m.logger.Error("recording bans failed; they are in force and kept in memory, and recording is retried",
+				"bans", len(batch), "err", err)
+		}
+		b.failed(err, m.clock.Now())
+		m.wakeRun()
+	}
+}
+
+// unwritten returns the record of k that the ledger does not have yet: applied and
+// waiting to be written, being written, or waiting in the backlog. Caller holds m.mu.
+func (m *Manager) unwritten(k banKey) (Record, bool) {
+	if r, ok := m.rec.pending[k]; ok {
+		return r, true
+	}
+	if r, ok := m.rec.writing[k]; ok {
+		return r, true
+	}
+	r, ok := m.backlog.saves[k]
+	return r, ok
+}

@@ -1,0 +1,84 @@
+package jails
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+)
+
+// gatedLedger is a MemoryLedger whose writes wait for the test: a write under way.
+type gatedLedger struct {
+	*MemoryLedger
+	started chan struct{} // a write began
+	release chan struct{} // let it finish
+}
+
+func (l *gatedLedger) SaveBan(ctx context.Context, r Record) error {
+	l.started <- struct{}{}
+	<-l.release
+	return l.MemoryLedger.SaveBan(ctx, r)
+}
+
+// TestRecordingBehind: bans are applied at once and written to the ledger by
+// WaitRecorded; their lines are there meanwhile.
+func TestRecordingBehind(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	l := NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	rec := &recorder{}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	bans := m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1, Failures: 3, Lines: []string{"line one"}}, {Jail: "sasl", Addr: a2, Failures: 3}})
+	if len(bans) != 2 {
+		t.Fatalf("banned %v", bans)
+	}
+	settle(t, m)
+	if rec.String() == "" {
+		t.Error("nothing applied before the bans were recorded")
+	}
+	if got := l.Bans(); len(got) != 0 {
+		t.Errorf("recorded before WaitRecorded: %v", got)
+	}
+	if got := m.Lines(ctx, "sasl", bans[0].Prefix()); !slices.Equal(got, []string{"line one"}) {
+		t.Errorf("lines of a ban not recorded yet: %q", got)
+	}
+	m.WaitRecorded(ctx)
+	if got := l.Bans(); len(got) != 2 {
+		t.Errorf("recorded after WaitRecorded: %v; want both bans", got)
+	}
+}
+
+// TestAnUnbanDuringTheWriteStaysUndone: a ban lifted while its record is being written
+// has no record once both are done; a crash would otherwise bring back a ban lifted by
+// hand.
+func TestAnUnbanDuringTheWriteStaysUndone(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	l := &gatedLedger{MemoryLedger: NewMemoryLedger(), started: make(chan struct{}), release: make(chan struct{})}
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
+	b, ok := ban(m, Ticket{Jail: "sasl", Addr: a1, Failures: 3})
+	if !ok {
+		t.Fatal("not banned")
+	}
+	written := make(chan struct{})
+	go func() { m.WaitRecorded(ctx); close(written) }()
+	<-l.started // the write is under way, outside the manager's lock
+	unbanned := make(chan struct{})
+	go func() {
+		if _, err := m.Unban(ctx, "sasl", b.Prefix()); err != nil {
+			t.Error(err)
+		}
+		close(unbanned)
+	}()
+	time.Sleep(50 * time.Millisecond) // the unban would delete the record now, before the write ends
+	close(l.release)
+	<-written
+	<-unbanned
+	if got := l.Bans(); len(got) != 0 {
+		t.Errorf("records after the unban: %v; want none", got)
+	}
+}
