@@ -1181,8 +1181,8 @@ func (l laggingKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (je
 
 // TestABanLiftedHereIsNotAppliedAgainByALateWatch bans by hand and lifts the ban at once
 // on a host whose watch lags behind its own writes: the watch delivers the ban after the
-// unban was published, and the host must not apply it again (a partition run saw a host
-// ban, unban, then ban and unban again the address it had banned and lifted by hand).
+// unban was published, and the host must not apply it again (ban, unban, then ban and
+// unban again the address it banned and lifted by hand).
 func TestABanLiftedHereIsNotAppliedAgainByALateWatch(t *testing.T) {
 	_, hs := threeHosts(t, time.Hour)
 	a := hs[0]
