@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,15 +113,27 @@ actions = ["ban"]
 	return nodes
 }
 
+// routeUpdates subscribes to the route announcements of the lab's server namespace, on
+// a socket whose 64 MB buffer holds a burst's; lost reports whether it overflowed all the
+// same.
+func routeUpdates(b *testing.B, lab *netnstest.Lab) (updates <-chan netlink.RouteUpdate, lost func() bool) {
+	ch := make(chan netlink.RouteUpdate, 1<<16)
+	done := make(chan struct{})
+	b.Cleanup(func() { close(done) })
+	var overflowed atomic.Bool
+	if err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{
+		Namespace: &lab.Server, ReceiveBufferSize: 64 << 20, ReceiveBufferForceSize: true,
+		ErrorCallback: func(error) { overflowed.Store(true) },
+	}); err != nil {
+		b.Fatal(err)
+	}
+	return ch, overflowed.Load
+}
+
 // routesIn reports the null routes the kernel adds to table in the lab's server
 // namespace, as the kernel announces them.
 func routesIn(b *testing.B, lab *netnstest.Lab, table int) <-chan netip.Addr {
-	updates := make(chan netlink.RouteUpdate, 1<<16)
-	done := make(chan struct{})
-	b.Cleanup(func() { close(done) })
-	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{Namespace: &lab.Server}); err != nil {
-		b.Fatal(err)
-	}
+	updates, _ := routeUpdates(b, lab)
 	out := make(chan netip.Addr, 1<<16)
 	go func() {
 		for u := range updates {

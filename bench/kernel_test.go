@@ -334,16 +334,7 @@ func BenchmarkBanBurst(b *testing.B) {
 // listing 100,000 routes takes the CPU the server needs. The socket's buffer holds a
 // whole burst's announcements; if it overflows all the same, the benchmark fails.
 func routeCounter(b *testing.B, lab *netnstest.Lab, table int) func() int {
-	updates := make(chan netlink.RouteUpdate, 1<<16)
-	done := make(chan struct{})
-	b.Cleanup(func() { close(done) })
-	var lost atomic.Bool
-	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
-		Namespace: &lab.Server, ReceiveBufferSize: 64 << 20, ReceiveBufferForceSize: true,
-		ErrorCallback: func(error) { lost.Store(true) },
-	}); err != nil {
-		b.Fatal(err)
-	}
+	updates, lost := routeUpdates(b, lab)
 	var n atomic.Int64
 	go func() {
 		for u := range updates {
@@ -353,7 +344,7 @@ func routeCounter(b *testing.B, lab *netnstest.Lab, table int) func() int {
 		}
 	}()
 	return func() int {
-		if lost.Load() {
+		if lost() {
 			b.Fatal("route announcements were lost: the socket's buffer overflowed")
 		}
 		return int(n.Load())

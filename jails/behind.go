@@ -11,9 +11,9 @@ import (
 // It is as crash-safe as recording first for bans read from logs, as long as whoever
 // saves how far the logs were read first waits for the bans found before with
 // WaitRecorded: a crash before the write loses the records, but the lines that made the
-// bans are read again at the next start, and ban again; a ban in the kernel that no
-// record holds is reconciled away meanwhile. A ban made by hand must wait the same way
-// before it is reported made.
+// bans are read again at the next start, and ban again (cmd/ban-server's
+// TestSIGKILLDuringABanBurstLosesNoBan kills it mid-burst). A ban made by hand must wait
+// the same way before it is reported made.
 
 // behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
 type behindLog struct {

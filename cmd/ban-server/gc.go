@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -115,9 +114,7 @@ func tuneGC(every time.Duration) {
 		}
 		if t.fellQuiet(now) && pagesGiven {
 			if _, err := exepages.Release(); err != nil {
-				// An old kernel (before 5.4) has no MADV_PAGEOUT: the pages stay, as before.
-				slog.Debug("binary's pages kept resident", "err", err)
-				pagesGiven = false
+				pagesGiven = false // a kernel before 5.4 has no MADV_PAGEOUT: the pages stay
 			}
 		}
 		free := sample[1].Value.Kind() == metrics.KindUint64 && sample[1].Value.Uint64() > releaseAbove

@@ -468,9 +468,9 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 	return out, nil
 }
 
-// EachBan yields every recorded ban as it is read, or, last, the error that stopped the
-// reading. The database's one connection is busy until the loop ends: the loop's body
-// must not use the store.
+// EachBan yields every recorded ban as it is read, a batch ahead of the loop, or, last,
+// the error that stopped the reading. The database's one writing connection is busy
+// until every row is read: the loop's body must not use the store.
 func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
 	return func(yield func(jails.Record, error) bool) {
 		// The rows are read and parsed ahead, a batch at a time, while the caller works on
