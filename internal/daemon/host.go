@@ -47,19 +47,12 @@ func (d *Daemon) readHost(ctx context.Context) (read func() ([]netip.Prefix, err
 // subscribes on Run's thread, in the daemon's network namespace, after the farm is
 // joined.
 func (d *Daemon) watchHost(ctx context.Context, read func() ([]netip.Prefix, error)) {
-	done := ctx.Done()
-	addrs, routes := make(chan netlink.AddrUpdate, 64), make(chan netlink.RouteUpdate, 64)
-	errs := func(err error) {
-		if ctx.Err() == nil { // the subscription's end is no news
-			d.logger.Warn("watching the host's addresses", "err", err)
-		}
-	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: errs}); err != nil {
-		d.logger.Warn("the host's addresses are read at start only", "err", err)
+	changes, err := hostChanges(ctx, func(err error) {
+		d.logger.Warn("watching the host's addresses and routes; they are read again at reload only", "err", err)
+	})
+	if err != nil {
+		d.logger.Warn("the host's addresses and gateways are read at start and reload only", "err", err)
 		return
-	}
-	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{ErrorCallback: errs}); err != nil {
-		d.logger.Warn("the host's gateways are read at start and reload only", "err", err)
 	}
 	f := d.farm
 	go func() {
@@ -68,15 +61,7 @@ func (d *Daemon) watchHost(ctx context.Context, read func() ([]netip.Prefix, err
 			select {
 			case <-ctx.Done():
 				return
-			case _, ok := <-addrs:
-				if !ok {
-					addrs = nil
-				}
-				settle.Reset(hostSettle)
-			case _, ok := <-routes:
-				if !ok {
-					routes = nil
-				}
+			case <-changes:
 				settle.Reset(hostSettle)
 			case <-settle.C:
 				own, err := read()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/logban/logban/actions"
 	"github.com/logban/logban/internal/netnstest"
 	"github.com/logban/logban/jails"
 )
@@ -59,5 +60,57 @@ func TestHostAddressesAndGatewayAreWatched(t *testing.T) {
 	}
 	if why := ignore.WhyNet(netip.MustParsePrefix("192.0.2.0/25")); why == "" {
 		t.Error("a network holding the gateway is bannable")
+	}
+}
+
+// A burst of bans is a burst of null routes, and each is announced to the host watch. It
+// used to overflow the watch's socket, and the subscription ended there: the gateway of
+// a default route added after it was never read. The watch now skips routes that are
+// not default ones, and takes an overflow for a change to read again.
+func TestTheHostWatchOutlivesABurstOfNullRoutes(t *testing.T) {
+	lab := netnstest.New(t)
+	d := &Daemon{host: &jails.HostSet{}, logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	route := actions.NewRoute(actions.RouteOptions{Type: "blackhole", Table: 254, Protocol: actions.DefaultRouteProtocol}, slog.New(slog.DiscardHandler))
+	lab.Do(func() {
+		read, err := d.readHost(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.watchHost(ctx, read)
+		if err := route.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// 50,000 announcements as fast as the kernel makes them.
+		bans := make([]actions.Ban, 0, 1024)
+		for i := range 50_000 {
+			bans = append(bans, actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{198, 18 + byte(i>>16), byte(i >> 8), byte(i)})})
+			if len(bans) == cap(bans) || i == 49_999 {
+				for _, err := range route.BanBatch(ctx, bans) {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				bans = bans[:0]
+			}
+		}
+	})
+	time.Sleep(3 * hostSettle) // the burst's own reading again is over
+	gw := netnstest.Client4
+	lab.Do(func() {
+		link, err := netlink.LinkByName("veth-srv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: link.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ignore := jails.NewIgnoreList().WithHost(d.host)
+	for deadline := time.Now().Add(10 * time.Second); ignore.Why(gw) == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway %s of a default route added after a burst of null routes is bannable", gw)
+		}
 	}
 }
