@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -114,6 +115,10 @@ type Store struct {
 	path     string
 	id       identity // the file opened, to tell it from one put in its place
 	salvaged *Salvage
+
+	saveMu     sync.Mutex
+	saveStmts  [2]*sql.Stmt // SaveBans' two statements for a whole chunk, once prepared
+	savePrepOK bool
 }
 
 // Open opens the database at path, creating it and its folder if needed, and brings its
@@ -262,6 +267,11 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	for _, stmt := range s.saveStmts {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}
 	if s.rdb != nil {
 		s.rdb.Close()
 	}
@@ -348,6 +358,7 @@ func (s *Store) SaveBan(ctx context.Context, r jails.Record) error {
 
 // SaveBans records many bans in one transaction.
 func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
+	whole := s.saveStatements(ctx) // before the transaction takes the one connection
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -366,17 +377,52 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 			bans = append(bans, r.Jail, addr, banned, expires, r.Failures, r.Count, r.By, r.Why, string(matches), r.User)
 			counts = append(counts, r.Jail, addr, r.Count, banned)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO bans (`+banColumns+`) VALUES `+
-			valuesList(len(chunk), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), bans...); err != nil {
+		var err error
+		if len(chunk) == saveChunk && whole[0] != nil {
+			_, err = tx.StmtContext(ctx, whole[0]).ExecContext(ctx, bans...)
+		} else {
+			_, err = tx.ExecContext(ctx, saveBansSQL(len(chunk)), bans...)
+		}
+		if err != nil {
 			return fmt.Errorf("saving %d bans: %w", len(chunk), err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES `+
-			valuesList(len(chunk), "(?, ?, ?, ?)")+
-			` ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`, counts...); err != nil {
+		if len(chunk) == saveChunk && whole[1] != nil {
+			_, err = tx.StmtContext(ctx, whole[1]).ExecContext(ctx, counts...)
+		} else {
+			_, err = tx.ExecContext(ctx, saveCountsSQL(len(chunk)), counts...)
+		}
+		if err != nil {
 			return fmt.Errorf("counting %d bans: %w", len(chunk), err)
 		}
 	}
 	return tx.Commit()
+}
+
+// saveBansSQL and saveCountsSQL are SaveBans' statements for n bans.
+func saveBansSQL(n int) string {
+	return `INSERT OR REPLACE INTO bans (` + banColumns + `) VALUES ` + valuesList(n, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+}
+
+func saveCountsSQL(n int) string {
+	return `INSERT INTO ban_history (jail, addr, ban_count, last_banned) VALUES ` + valuesList(n, "(?, ?, ?, ?)") +
+		` ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`
+}
+
+// saveStatements returns SaveBans' statements for a whole chunk, prepared at the first
+// burst that needs them: parsing 256 rows' worth of SQL for each chunk was a seventh of
+// a burst's recording. Nil ones (preparing failed) leave SaveBans to the unprepared.
+func (s *Store) saveStatements(ctx context.Context) [2]*sql.Stmt {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if !s.savePrepOK {
+		s.savePrepOK = true
+		for i, text := range []string{saveBansSQL(saveChunk), saveCountsSQL(saveChunk)} {
+			if stmt, err := s.db.PrepareContext(ctx, text); err == nil {
+				s.saveStmts[i] = stmt
+			}
+		}
+	}
+	return s.saveStmts
 }
 
 // saveChunk is how many bans one INSERT statement records.

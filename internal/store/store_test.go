@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -268,6 +269,40 @@ func TestDatabaseFilesArePrivate(t *testing.T) {
 		}
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", filepath.Base(p), fi.Mode().Perm(), err)
+		}
+	}
+}
+
+// SaveBans records a burst in whole chunks, on statements prepared once, and the rest
+// on its own: every ban is there, with its count, twice over in one Store.
+func TestSaveBansInChunks(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "logban.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 3, 5, 16, 0, 0, 0, time.UTC)
+	const n = 2*saveChunk + 7
+	recs := make([]jails.Record, n)
+	for round := 1; round <= 2; round++ {
+		for i := range recs {
+			recs[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
+				Failures: 3, BannedAt: t0, Expires: t0.Add(time.Hour), Lines: []string{fmt.Sprint("line ", i)}}, Count: round}
+		}
+		if err := s.SaveBans(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Bans(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(got, func(x, y jails.Record) int { return x.Addr.Compare(y.Addr) })
+		if !reflect.DeepEqual(got, recs) {
+			t.Fatalf("round %d: %d bans read back, want the %d saved, as saved", round, len(got), n)
+		}
+		if c, err := s.BanCount(ctx, "sasl", actions.Host(recs[n-1].Addr)); err != nil || c != round {
+			t.Errorf("round %d: ban count %d, %v; want %d", round, c, err, round)
 		}
 	}
 }

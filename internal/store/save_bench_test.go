@@ -1,0 +1,40 @@
+package store
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/logban/logban/actions"
+	"github.com/logban/logban/jails"
+)
+
+// BenchmarkSaveBans records bursts of 10,000 new bans, each in one call, as the manager
+// writes a burst behind: the ledger's share of a burst's cost.
+func BenchmarkSaveBans(b *testing.B) {
+	const n = 10_000
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "logban.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	records := make([]jails.Record, n)
+	line := "Dec  7 10:00:00 mta1 postfix/submission/smtpd[4242]: warning: unknown[198.18.0.1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
+	first := 0
+	for b.Loop() {
+		for i := range records {
+			k := first + i
+			records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(k >> 16), byte(k >> 8), byte(k)}),
+				Failures: 3, BannedAt: now, Expires: now.Add(time.Hour), Why: "3 failures", Lines: []string{line, line, line}}, Count: 1}
+		}
+		first += n
+		if err := s.SaveBans(ctx, records); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "bans/s")
+}
