@@ -3,6 +3,9 @@ package jails
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"time"
 )
 
 // Recording behind. By default BanAll records bans in the ledger before it applies them.
@@ -15,12 +18,23 @@ import (
 // TestSIGKILLDuringABanBurstLosesNoBan kills it mid-burst). A ban made by hand must wait
 // the same way before it is reported made.
 
+// Run writes what waits once bans stop coming for recordQuiet, or recordMaxDelay after
+// the first of them: a burst is recorded in one transaction after it, not in many that
+// take the CPU from it. WaitRecorded writes at once. The window is real time, not the
+// Manager's clock: it paces the database, and decides nothing about a ban.
+const (
+	recordQuiet    = 50 * time.Millisecond
+	recordMaxDelay = time.Second
+)
+
 // behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
 type behindLog struct {
 	behind  bool
 	pending map[banKey]Record // applied, waiting to be written
 	writing map[banKey]Record // being written now, outside the lock
 	busy    bool              // a write is under way
+	first   time.Time         // when the oldest record pending came
+	last    time.Time         // when the newest one came
 }
 
 // SetRecordBehind makes BanAll apply bans first and record them behind (see above). Run,
@@ -37,6 +51,11 @@ func (m *Manager) recordBehind(records []Record) {
 	if m.rec.pending == nil {
 		m.rec.pending, m.rec.writing = map[banKey]Record{}, map[banKey]Record{}
 	}
+	now := time.Now()
+	if len(m.rec.pending) == 0 {
+		m.rec.first = now
+	}
+	m.rec.last = now
 	for _, r := range records {
 		k := banKey{r.Jail, r.Prefix()}
 		delete(m.backlog.saves, k)
@@ -44,6 +63,17 @@ func (m *Manager) recordBehind(records []Record) {
 		m.rec.pending[k] = r
 	}
 	m.wakeRun()
+}
+
+// recordDue returns how long Run waits before it writes what is pending (0: now), and
+// false if nothing is.
+func (m *Manager) recordDue() (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.rec.pending) == 0 {
+		return 0, false
+	}
+	return max(min(time.Until(m.rec.last.Add(recordQuiet)), time.Until(m.rec.first.Add(recordMaxDelay))), 0), true
 }
 
 // dropPending forgets the unwritten record of k, and waits until a write under way no
@@ -76,12 +106,10 @@ func (m *Manager) writeBehind(ctx context.Context) {
 	if len(m.rec.pending) == 0 {
 		return
 	}
-	batch := make([]Record, 0, len(m.rec.pending))
-	for k, r := range m.rec.pending {
-		batch = append(batch, r)
-		m.rec.writing[k] = r
-	}
-	clear(m.rec.pending)
+	batch := slices.AppendSeq(make([]Record, 0, len(m.rec.pending)), maps.Values(m.rec.pending))
+	// What waits becomes what is written, and the map written last, emptied, takes what
+	// comes next: a burst's records are not copied from one map to the other.
+	m.rec.pending, m.rec.writing = m.rec.writing, m.rec.pending
 	m.rec.busy = true
 	m.mu.Unlock()
 	// Bans in force are written whatever ends the caller: a stop must not leave them
@@ -96,7 +124,11 @@ func (m *Manager) writeBehind(ctx context.Context) {
 		}
 	}
 	m.mu.Lock()
-	clear(m.rec.writing)
+	if len(m.rec.writing) > 1024 {
+		m.rec.writing = map[banKey]Record{} // a map keeps its room: a burst's is let go
+	} else {
+		clear(m.rec.writing)
+	}
 	m.rec.busy = false
 	m.recorded.Broadcast()
 	if err != nil {

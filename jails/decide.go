@@ -23,8 +23,8 @@ import (
 func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var fresh []Ticket
-	seen := map[banKey]bool{}
+	fresh := make([]Ticket, 0, len(tickets))
+	seen := make(map[banKey]bool, len(tickets))
 	for _, t := range tickets {
 		j, ok := m.jails[t.Jail]
 		if !ok {

@@ -249,7 +249,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	// What waits to be recorded is written before Run returns.
 	defer m.writeBehind(ctx)
 	for {
-		m.writeBehind(ctx)
+		if due, ok := m.recordDue(); ok && due == 0 {
+			m.writeBehind(ctx)
+		}
 		m.ExpireDue(ctx)
 		m.mu.Lock()
 		m.retryBacklog(ctx)
@@ -257,6 +259,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		wait := time.Hour
 		for _, next := range m.nextEvents() {
 			wait = min(wait, max(next.Sub(m.clock.Now()), 0))
+		}
+		if due, ok := m.recordDue(); ok {
+			wait = min(wait, due)
 		}
 		timer.Reset(wait)
 		select {
