@@ -64,6 +64,9 @@ func (d *Daemon) watchHost(ctx context.Context, read func() ([]netip.Prefix, err
 			case <-changes:
 				settle.Reset(hostSettle)
 			case <-settle.C:
+				if ctx.Err() != nil {
+					return // the handle read closes with ctx
+				}
 				own, err := read()
 				if err != nil {
 					d.logger.Warn("reading the host's own addresses again", "err", err)
