@@ -5,7 +5,6 @@ import (
 	"errors"
 	"maps"
 	"slices"
-	"time"
 )
 
 // Recording behind. By default BanAll records bans in the ledger before it applies them.
@@ -18,23 +17,12 @@ import (
 // TestSIGKILLDuringABanBurstLosesNoBan kills it mid-burst). A ban made by hand must wait
 // the same way before it is reported made.
 
-// Run writes what waits once bans stop coming for recordQuiet, or recordMaxDelay after
-// the first of them: a burst is recorded in one transaction after it, not in many that
-// take the CPU from it. WaitRecorded writes at once. The window is real time, not the
-// Manager's clock: it paces the database, and decides nothing about a ban.
-const (
-	recordQuiet    = 50 * time.Millisecond
-	recordMaxDelay = time.Second
-)
-
 // behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
 type behindLog struct {
 	behind  bool
 	pending map[banKey]Record // applied, waiting to be written
 	writing map[banKey]Record // being written now, outside the lock
 	busy    bool              // a write is under way
-	first   time.Time         // when the oldest record pending came
-	last    time.Time         // when the newest one came
 }
 
 // SetRecordBehind makes BanAll apply bans first and record them behind (see above). Run,
@@ -51,11 +39,6 @@ func (m *Manager) recordBehind(records []Record) {
 	if m.rec.pending == nil {
 		m.rec.pending, m.rec.writing = map[banKey]Record{}, map[banKey]Record{}
 	}
-	now := time.Now()
-	if len(m.rec.pending) == 0 {
-		m.rec.first = now
-	}
-	m.rec.last = now
 	for _, r := range records {
 		k := banKey{r.Jail, r.Prefix()}
 		delete(m.backlog.saves, k)
@@ -63,17 +46,6 @@ func (m *Manager) recordBehind(records []Record) {
 		m.rec.pending[k] = r
 	}
 	m.wakeRun()
-}
-
-// recordDue returns how long Run waits before it writes what is pending (0: now), and
-// false if nothing is.
-func (m *Manager) recordDue() (time.Duration, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.rec.pending) == 0 {
-		return 0, false
-	}
-	return max(min(time.Until(m.rec.last.Add(recordQuiet)), time.Until(m.rec.first.Add(recordMaxDelay))), 0), true
 }
 
 // dropPending forgets the unwritten record of k, and waits until a write under way no

@@ -2,9 +2,7 @@ package jails
 
 import (
 	"context"
-	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -83,64 +81,4 @@ func TestAnUnbanDuringTheWriteStaysUndone(t *testing.T) {
 	if got := l.Bans(); len(got) != 0 {
 		t.Errorf("records after the unban: %v; want none", got)
 	}
-}
-
-// countingLedger is a MemoryLedger that counts its batched writes.
-type countingLedger struct {
-	*MemoryLedger
-	mu     sync.Mutex
-	writes int
-}
-
-func (l *countingLedger) SaveBans(ctx context.Context, records []Record) error {
-	l.mu.Lock()
-	l.writes++
-	l.mu.Unlock()
-	for _, r := range records {
-		l.MemoryLedger.SaveBan(ctx, r)
-	}
-	return nil
-}
-
-func (l *countingLedger) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
-	out := map[netip.Prefix]int{}
-	for _, w := range whats {
-		if n, _ := l.BanCount(ctx, jail, w); n > 0 {
-			out[w] = n
-		}
-	}
-	return out, nil
-}
-
-// TestRunRecordsABurstAfterIt: bans that come one batch after the other are written by
-// Run in one write once they stop coming, not one write a batch; and they are written
-// without WaitRecorded.
-func TestRunRecordsABurstAfterIt(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	m := newManager(SystemClock{})
-	l := &countingLedger{MemoryLedger: NewMemoryLedger()}
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
-	ran := make(chan struct{})
-	go func() { m.Run(ctx); close(ran) }()
-	const batches = 100
-	for i := range batches {
-		m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), Failures: 3}})
-		time.Sleep(time.Millisecond) // a reader's next batch
-	}
-	for deadline := time.Now().Add(10 * time.Second); len(l.Bans()) < batches; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d bans recorded by Run", len(l.Bans()), batches)
-		}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	// One write, or a few where this machine stalled for recordQuiet; not one a batch.
-	if l.writes > 10 {
-		t.Errorf("Run wrote %d batches of bans as they came, one by one; want them written after the burst", l.writes)
-	}
-	cancel()
-	<-ran
 }

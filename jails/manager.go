@@ -249,9 +249,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// What waits to be recorded is written before Run returns.
 	defer m.writeBehind(ctx)
 	for {
-		if due, ok := m.recordDue(); ok && due == 0 {
-			m.writeBehind(ctx)
-		}
+		m.writeBehind(ctx)
 		m.ExpireDue(ctx)
 		m.mu.Lock()
 		m.retryBacklog(ctx)
@@ -259,9 +257,6 @@ func (m *Manager) Run(ctx context.Context) error {
 		wait := time.Hour
 		for _, next := range m.nextEvents() {
 			wait = min(wait, max(next.Sub(m.clock.Now()), 0))
-		}
-		if due, ok := m.recordDue(); ok {
-			wait = min(wait, due)
 		}
 		timer.Reset(wait)
 		select {
