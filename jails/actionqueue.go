@@ -46,8 +46,7 @@ type actionQueue struct {
 
 	mu       sync.Mutex
 	closed   bool
-	calls    []actionCall // waiting, in order, from head on
-	head     int
+	calls    callFIFO // waiting, in order
 	overflow map[banKey]actionCall
 	order    []banKey // the overflow's keys, as they came
 	pending  map[banKey]*pendingCall
@@ -120,8 +119,8 @@ func (q *actionQueue) add(c actionCall) {
 	q.added.Add(1)
 	q.signal()
 	if len(q.overflow) == 0 {
-		if len(q.calls)-q.head < q.limit {
-			q.calls = append(q.calls, c)
+		if q.calls.len() < q.limit {
+			q.calls.push(c)
 			return
 		}
 		q.logger.Warn("action queue full: calls wait in its overflow, the last one per address kept", "queue", q.limit)
@@ -186,21 +185,59 @@ func (q *actionQueue) work(ctx context.Context) {
 func (q *actionQueue) take(calls []actionCall) ([]actionCall, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := min(len(q.calls)-q.head, 1)
+	n := 1
 	if q.batcher != nil {
-		n = min(len(q.calls)-q.head, batchLen)
+		n = batchLen
 	}
-	calls = append(calls, q.calls[q.head:q.head+n]...)
-	clear(q.calls[q.head : q.head+n])
-	q.head += n
-	if q.head == len(q.calls) { // empty: start again at the front, and let a burst's room go
-		q.head = 0
-		q.calls = q.calls[:0]
-		if cap(q.calls) > 4*batchLen {
-			q.calls = nil
+	return q.calls.take(calls, n), q.closed
+}
+
+// callFIFO holds calls in order, in blocks of batchLen at most: it grows a block at a
+// time and never copies a burst's calls to a larger array, and a block is let go once
+// taken. The zero value is empty.
+type callFIFO struct {
+	blocks [][]actionCall // the first is read from head; the last is appended to
+	head   int
+	n      int
+}
+
+func (f *callFIFO) len() int { return f.n }
+
+// push appends c.
+func (f *callFIFO) push(c actionCall) {
+	if k := len(f.blocks); k == 0 || len(f.blocks[k-1]) == batchLen {
+		f.blocks = append(f.blocks, nil)
+	}
+	last := &f.blocks[len(f.blocks)-1]
+	*last = append(*last, c) // a block's own growth is bounded by batchLen
+	f.n++
+}
+
+// take appends to out up to max calls from the front, in order, and returns it.
+func (f *callFIFO) take(out []actionCall, max int) []actionCall {
+	for max > 0 && f.n > 0 {
+		b := f.blocks[0]
+		k := min(max, len(b)-f.head)
+		out = append(out, b[f.head:f.head+k]...)
+		clear(b[f.head : f.head+k])
+		f.head += k
+		f.n -= k
+		max -= k
+		if f.head < len(b) {
+			break
+		}
+		switch {
+		case f.n == 0 && cap(b) <= 64: // empty: a small block is kept for the next calls
+			f.blocks[0], f.head = b[:0], 0
+		default: // read to its end: let it go
+			f.blocks[0] = nil
+			f.blocks, f.head = f.blocks[1:], 0
+			if len(f.blocks) == 0 {
+				f.blocks = nil
+			}
 		}
 	}
-	return calls, q.closed
+	return out
 }
 
 // takeOverflow appends to calls those waiting in the overflow, in the order they came,
@@ -208,7 +245,7 @@ func (q *actionQueue) take(calls []actionCall) ([]actionCall, bool) {
 func (q *actionQueue) takeOverflow(calls []actionCall) []actionCall {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.order) == 0 || len(q.calls) > q.head {
+	if len(q.order) == 0 || q.calls.len() > 0 {
 		return calls
 	}
 	for _, k := range q.order {
