@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -31,7 +32,10 @@ func BenchmarkRestore(b *testing.B) {
 	for i := range records {
 		a := netip.MustParseAddr("2001:db8::").As16()
 		a[13], a[14], a[15] = byte(i>>16), byte(i>>8), byte(i)
-		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom16(a), Failures: 3, BannedAt: now, Expires: now.Add(time.Hour)}, Count: 1}
+		// Each with the three lines that made it, as a ban from the logs has.
+		line := fmt.Sprintf("Dec  7 10:00:00 mta1 postfix/submission/smtpd[4242]: warning: unknown[%s]: SASL LOGIN authentication failed: UGFzc3dvcmQ6", netip.AddrFrom16(a))
+		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom16(a), Failures: 3, BannedAt: now, Expires: now.Add(time.Hour),
+			Lines: []string{line, line, line}}, Count: 1}
 	}
 	if err := st.SaveBans(ctx, records); err != nil {
 		b.Fatal(err)

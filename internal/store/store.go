@@ -108,6 +108,10 @@ var schema = []string{
 // banColumns are the columns of bans, in the order scanBan reads them.
 const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, matches, user"
 
+// banColumnsNoLines are banColumns with an empty text where the lines are: a ban in force
+// keeps no lines in memory (Lines reads them when asked).
+const banColumnsNoLines = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, '', user"
+
 // Store is an open database.
 type Store struct {
 	db       *sql.DB
@@ -502,10 +506,10 @@ func (s *Store) DeleteBan(ctx context.Context, jail string, what netip.Prefix) e
 	return nil
 }
 
-// Bans returns every recorded ban.
+// Bans returns every recorded ban, with its lines.
 func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 	var out []jails.Record
-	for r, err := range s.EachBan(ctx) {
+	for r, err := range s.eachBan(ctx, banColumns) {
 		if err != nil {
 			return nil, err
 		}
@@ -515,9 +519,16 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 }
 
 // EachBan yields every recorded ban as it is read, a batch ahead of the loop, or, last,
-// the error that stopped the reading. The database's one writing connection is busy
-// until every row is read: the loop's body must not use the store.
+// the error that stopped the reading. The bans come without their lines, which a ban in
+// force does not keep in memory: a restart reads 100,000 bans' worth of them for
+// nothing otherwise. The database's one writing connection is busy until every row is
+// read: the loop's body must not use the store.
 func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
+	return s.eachBan(ctx, banColumnsNoLines)
+}
+
+// eachBan is EachBan, reading columns: banColumns or banColumnsNoLines.
+func (s *Store) eachBan(ctx context.Context, columns string) iter.Seq2[jails.Record, error] {
 	return func(yield func(jails.Record, error) bool) {
 		// The rows are read and parsed ahead, a batch at a time, while the caller works on
 		// the ones before: a restart restores 100,000 bans on two cores at once.
@@ -538,7 +549,7 @@ func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
 					return false
 				}
 			}
-			rows, err := s.db.QueryContext(ctx, "SELECT "+banColumns+" FROM bans")
+			rows, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM bans")
 			if err != nil {
 				send(batch{err: fmt.Errorf("reading bans: %w", err)})
 				return

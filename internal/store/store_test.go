@@ -305,4 +305,20 @@ func TestSaveBansInChunks(t *testing.T) {
 			t.Errorf("round %d: ban count %d, %v; want %d", round, c, err, round)
 		}
 	}
+	// A restart's reading leaves the lines in the database.
+	read := 0
+	for r, err := range s.EachBan(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if read++; r.Lines != nil || r.Failures != 3 || r.Count != 2 {
+			t.Fatalf("EachBan yielded %+v; want the ban without its lines", r)
+		}
+	}
+	if read != n {
+		t.Errorf("EachBan yielded %d bans, want %d", read, n)
+	}
+	if lines, err := s.BanLines(ctx, "sasl", actions.Host(recs[5].Addr)); err != nil || len(lines) != 1 || lines[0] != "line 5" {
+		t.Errorf("BanLines = %q, %v; want the ban's one line from the database", lines, err)
+	}
 }
