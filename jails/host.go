@@ -72,7 +72,12 @@ func HostPrefixesOf(h *netlink.Handle) ([]netip.Prefix, error) {
 			add(netip.PrefixFrom(broadcast(netip.PrefixFrom(ip, ones)), 32))
 		}
 	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	// Unicast routes only: a gateway's route is one, and the null routes of the bans are
+	// not (blackhole, unreachable, prohibit). On a handle with strict checking
+	// (netlink.Handle.SetStrictCheck) the kernel leaves the others out of the dump, or
+	// 100,000 bans' routes would be read, and decoded, to find a default one.
+	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Type: unix.RTN_UNICAST},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_TYPE)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, err
 	}
