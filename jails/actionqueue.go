@@ -205,11 +205,14 @@ func (f *callFIFO) len() int { return f.n }
 
 // push appends c.
 func (f *callFIFO) push(c actionCall) {
-	if k := len(f.blocks); k == 0 || len(f.blocks[k-1]) == batchLen {
-		f.blocks = append(f.blocks, nil)
+	switch k := len(f.blocks); {
+	case k == 0:
+		f.blocks = append(f.blocks, nil) // grows as calls come: most come one at a time
+	case len(f.blocks[k-1]) == batchLen:
+		f.blocks = append(f.blocks, make([]actionCall, 0, batchLen)) // a burst: whole blocks
 	}
 	last := &f.blocks[len(f.blocks)-1]
-	*last = append(*last, c) // a block's own growth is bounded by batchLen
+	*last = append(*last, c)
 	f.n++
 }
 

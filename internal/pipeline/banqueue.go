@@ -42,9 +42,8 @@ func NewBanQueue(ctx context.Context, m *jails.Manager) *BanQueue {
 // run bans until Close, then bans what is left and returns.
 func (q *BanQueue) run(ctx context.Context) {
 	defer close(q.done)
-	var pending []jails.Ticket
 	for job := range q.jobs {
-		pending = append(pending[:0], job.tickets...)
+		pending := job.tickets // the queue's own: batches after it are appended to it
 		var flushes []chan struct{}
 		if job.flushed != nil {
 			flushes = append(flushes, job.flushed)
@@ -66,9 +65,6 @@ func (q *BanQueue) run(ctx context.Context) {
 		}
 		if len(pending) > 0 {
 			q.manager.BanAll(ctx, pending)
-		}
-		if cap(pending) > 256 {
-			pending = nil // a burst's batch is not kept for life
 		}
 		for _, f := range flushes {
 			close(f)
