@@ -338,8 +338,8 @@ func BenchmarkBanBurst(b *testing.B) {
 				cpu += cpuTime(b, pid) - used
 			}
 			b.ReportMetric(float64(first)/took.Seconds(), "bans/s")
-			// The server's CPU until the last ban is in the kernel, what it records behind
-			// included as far as it got: steadier than the wall clock on a shared machine.
+			// The server's CPU until the last ban is in the kernel (what it records behind
+			// included, as far as it got): its own share of a burst, apart from the harness's.
 			b.ReportMetric(float64(cpu.Microseconds())/float64(first), "server-cpu-µs/ban")
 		})
 	}

@@ -32,9 +32,9 @@ func (d *Daemon) readHost(ctx context.Context) (read func() ([]netip.Prefix, err
 			return nil, fmt.Errorf("reading the host's own addresses: %w", err)
 		}
 		context.AfterFunc(ctx, h.Close)
-		// The kernel filters the route dump by type (a kernel before 4.20 ignores this,
-		// and the routes are filtered as read): with 50,000 bans' null routes, a read
-		// took 150 ms here without, 1.4 ms with.
+		// The kernel then filters the route dump by type, so a read does not decode every
+		// ban's null route (a kernel before 4.20 refuses this, and the routes are
+		// filtered as read).
 		h.SetStrictCheck(true) //nolint:errcheck // a kernel without it filters nothing
 		read = func() ([]netip.Prefix, error) { return jails.HostPrefixesOf(h) }
 	}

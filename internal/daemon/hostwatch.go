@@ -15,12 +15,12 @@ import (
 // channel it returns when one changed, until ctx ends. Signals coalesce: one waiting
 // stands for any number of changes.
 //
-// It reads the announcements itself, where netlink's subscriptions would decode each
-// route in full: a burst of 100,000 bans is 100,000 null routes announced, and only a
-// default route's gateway matters here, so every other route is skipped on its header.
-// When the kernel drops announcements because the socket's buffer is full (ENOBUFS),
-// that counts as a change, to be read again, and the subscription goes on; netlink's
-// ended there, and an attacker's burst left the host unwatched.
+// It reads the announcements itself, where netlink's subscriptions decode each route in
+// full: a burst of 100,000 bans is 100,000 null routes announced, and only a default
+// route's gateway matters here, so every other route is skipped on its header. When the
+// kernel drops announcements because the socket's buffer is full (ENOBUFS), that counts
+// as a change, to be read again, and the subscription goes on; netlink's subscription
+// ends at the first overflow, and an attacker's burst would leave the host unwatched.
 func hostChanges(ctx context.Context, errs func(error)) (<-chan struct{}, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ROUTE)
 	if err != nil {

@@ -120,9 +120,8 @@ type Store struct {
 	id       identity // the file opened, to tell it from one put in its place
 	salvaged *Salvage
 
-	saveMu     sync.Mutex
-	saveStmts  [2]*sql.Stmt // SaveBans' two statements for a whole chunk, once prepared
-	savePrepOK bool
+	prepareSave sync.Once
+	saveStmts   [2]*sql.Stmt // SaveBans' two statements for a whole chunk, once prepared
 }
 
 // Open opens the database at path, creating it and its folder if needed, and brings its
@@ -412,20 +411,17 @@ func saveCountsSQL(n int) string {
 		` ON CONFLICT (jail, addr) DO UPDATE SET ban_count = excluded.ban_count, last_banned = excluded.last_banned`
 }
 
-// saveStatements returns SaveBans' statements for a whole chunk, prepared at the first
-// burst that needs them: parsing 256 rows' worth of SQL for each chunk was a seventh of
-// a burst's recording. Nil ones (preparing failed) leave SaveBans to the unprepared.
+// saveStatements returns SaveBans' statements for a whole chunk, prepared at its first
+// call: parsing 256 rows' worth of SQL for each chunk costs a seventh of recording a
+// burst. A nil one (preparing it failed) leaves SaveBans to the statement unprepared.
 func (s *Store) saveStatements(ctx context.Context) [2]*sql.Stmt {
-	s.saveMu.Lock()
-	defer s.saveMu.Unlock()
-	if !s.savePrepOK {
-		s.savePrepOK = true
+	s.prepareSave.Do(func() {
 		for i, text := range []string{saveBansSQL(saveChunk), saveCountsSQL(saveChunk)} {
 			if stmt, err := s.db.PrepareContext(ctx, text); err == nil {
 				s.saveStmts[i] = stmt
 			}
 		}
-	}
+	})
 	return s.saveStmts
 }
 
