@@ -56,7 +56,7 @@ func hostChanges(ctx context.Context, errs func(error)) (<-chan struct{}, error)
 			var rerr error
 			err := conn.Read(func(fd uintptr) bool {
 				n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
-				return rerr != unix.EAGAIN
+				return rerr != unix.EAGAIN && rerr != unix.EINTR // else wait, and read again
 			})
 			switch {
 			case err != nil: // closed: ctx ended
