@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -11,8 +12,8 @@ import (
 	"github.com/logban/logban/jails"
 )
 
-// BenchmarkSaveBans records bursts of 10,000 new bans, each in one call, as the manager
-// writes a burst behind: the ledger's share of a burst's cost.
+// BenchmarkSaveBans records bursts of 10,000 new bans, each in one call and in no order,
+// as the manager writes a burst behind: the ledger's share of a burst's cost.
 func BenchmarkSaveBans(b *testing.B) {
 	const n = 10_000
 	ctx := context.Background()
@@ -32,6 +33,7 @@ func BenchmarkSaveBans(b *testing.B) {
 				Failures: 3, BannedAt: now, Expires: now.Add(time.Hour), Why: "3 failures", Lines: []string{line, line, line}}, Count: 1}
 		}
 		first += n
+		rand.Shuffle(len(records), func(i, j int) { records[i], records[j] = records[j], records[i] }) // as a map hands them over
 		if err := s.SaveBans(ctx, records); err != nil {
 			b.Fatal(err)
 		}
