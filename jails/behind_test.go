@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/logban/logban/actions"
 )
 
 // gatedLedger is a MemoryLedger whose writes wait for the test: a write under way.
@@ -80,5 +82,33 @@ func TestAnUnbanDuringTheWriteStaysUndone(t *testing.T) {
 	<-unbanned
 	if got := l.Bans(); len(got) != 0 {
 		t.Errorf("records after the unban: %v; want none", got)
+	}
+}
+
+// TestFarmBansAreRecordedBehind: bans adopted from the farm are applied at once and
+// written behind, as those decided here are; the farm's watch hands them over again
+// after a crash before the write.
+func TestFarmBansAreRecordedBehind(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(&fakeClock{now: t0})
+	l := NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	rec := &recorder{}
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	adopted := m.Adopt(ctx, []Record{{Ban: actions.Ban{Jail: "sasl", Addr: a1, By: "mta2", BannedAt: t0, Expires: t0.Add(time.Hour)}}})
+	if len(adopted) != 1 {
+		t.Fatalf("adopted %v", adopted)
+	}
+	settle(t, m)
+	if rec.String() == "" {
+		t.Error("the farm's ban was not applied before it was recorded")
+	}
+	if got := l.Bans(); len(got) != 0 {
+		t.Errorf("recorded before WaitRecorded: %v", got)
+	}
+	m.WaitRecorded(ctx)
+	if got := l.Bans(); len(got) != 1 || got[0].By != "mta2" || got[0].Count != 1 {
+		t.Errorf("recorded after WaitRecorded: %+v; want the farm's ban, its first", got)
 	}
 }

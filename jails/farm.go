@@ -87,7 +87,12 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			fresh[i].Count = count(fresh[i].Jail, fresh[i].Prefix()) + 1
 		}
 	}
-	m.record(ctx, append(changed, fresh...))
+	// Recorded behind, as a ban decided here is: a crash before the record loses nothing,
+	// for the farm's watch hands every ban it holds over again at the next start.
+	all := append(changed, fresh...)
+	if !m.rec.behind {
+		m.record(ctx, all)
+	}
 	for _, r := range changed {
 		j := m.jails[r.Jail]
 		j.put(r)
@@ -95,7 +100,11 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			m.wakeRun()
 		}
 	}
-	return m.ban(fresh, "banned by the farm")
+	out := m.ban(fresh, "banned by the farm")
+	if m.rec.behind {
+		m.recordBehind(all)
+	}
+	return out
 }
 
 // LiftIf lifts the ban of what in jail if there is one and lift says so, without telling
