@@ -15,7 +15,8 @@ import (
 // WaitRecorded: a crash before the write loses the records, but the lines that made the
 // bans are read again at the next start, and ban again (cmd/ban-server's
 // TestSIGKILLDuringABanBurstLosesNoBan kills it mid-burst). A ban made by hand must wait
-// the same way before it is reported made.
+// the same way before it is reported made. A ban adopted from the farm (Adopt) needs no
+// wait: the farm's watch hands it over again at the next start.
 
 // behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
 type behindLog struct {
