@@ -403,8 +403,8 @@ func routeCounter(b *testing.B, lab *netnstest.Lab, table int) func() int {
 }
 
 // kernelCounter returns a function that counts the addresses logban has banned in the
-// lab's kernel through action, by listing them: a burst's route announcements overflow
-// the socket that would hear them.
+// lab's kernel through action, without listing them: a count must not take the CPU the
+// server needs.
 func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
 	if action == "route" {
 		return routeCounter(b, lab, unix.RT_TABLE_MAIN)
@@ -417,7 +417,7 @@ func kernelCounter(b *testing.B, lab *netnstest.Lab, action string) func() int {
 
 // nftElementCounter returns a function that counts the set elements nftables adds in
 // the lab, as the kernel announces them (one message an element, what nft monitor
-// prints): listing every element of the sets each poll took the CPU the server needs.
+// prints): listing every element of the sets at each poll takes the CPU the server needs.
 // The socket's buffer holds a whole burst's announcements; if it overflows all the
 // same, the benchmark fails.
 func nftElementCounter(b *testing.B, lab *netnstest.Lab) func() int {

@@ -369,7 +369,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	// In the order of the tables' keys: rows inserted in the index's order touch each page
-	// once, where a burst handed over in no order (from a map) costs a third more.
+	// once, where a burst handed over in no order (from a map) costs a quarter more.
 	type row struct {
 		r    *jails.Record
 		addr string
