@@ -22,16 +22,21 @@ func (l *gatedLedger) SaveBan(ctx context.Context, r Record) error {
 	return l.MemoryLedger.SaveBan(ctx, r)
 }
 
+// recordingBehind returns a manager that records behind in l, with one jail, "sasl",
+// whose one action is rec.
+func recordingBehind(ctx context.Context) (m *Manager, l *MemoryLedger, rec *recorder) {
+	m, l, rec = newManager(&fakeClock{now: t0}), NewMemoryLedger(), &recorder{}
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	return m, l, rec
+}
+
 // TestRecordingBehind: bans are applied at once and written to the ledger by
 // WaitRecorded; their lines are there meanwhile.
 func TestRecordingBehind(t *testing.T) {
 	ctx := context.Background()
-	m := newManager(&fakeClock{now: t0})
-	l := NewMemoryLedger()
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	rec := &recorder{}
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	m, l, rec := recordingBehind(ctx)
 	bans := m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1, Failures: 3, Lines: []string{"line one"}}, {Jail: "sasl", Addr: a2, Failures: 3}})
 	if len(bans) != 2 {
 		t.Fatalf("banned %v", bans)
@@ -90,12 +95,7 @@ func TestAnUnbanDuringTheWriteStaysUndone(t *testing.T) {
 // after a crash before the write.
 func TestFarmBansAreRecordedBehind(t *testing.T) {
 	ctx := context.Background()
-	m := newManager(&fakeClock{now: t0})
-	l := NewMemoryLedger()
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	rec := &recorder{}
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", rec}})
+	m, l, rec := recordingBehind(ctx)
 	adopted := m.Adopt(ctx, []Record{{Ban: actions.Ban{Jail: "sasl", Addr: a1, By: "mta2", BannedAt: t0, Expires: t0.Add(time.Hour)}}})
 	if len(adopted) != 1 {
 		t.Fatalf("adopted %v", adopted)
