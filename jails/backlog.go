@@ -43,20 +43,26 @@ func (b *backlog) failed(err error, now time.Time) {
 	b.next = now.Add(min(backlogRetryMin<<min(b.attempts-1, 10), backlogRetryMax))
 }
 
+// save writes records to the ledger: in one transaction with a BatchLedger, else one
+// by one.
+func (m *Manager) save(ctx context.Context, records []Record) error {
+	if bl, ok := m.ledger.(BatchLedger); ok {
+		return bl.SaveBans(ctx, records)
+	}
+	var err error
+	for _, r := range records {
+		err = errors.Join(err, m.ledger.SaveBan(ctx, r))
+	}
+	return err
+}
+
 // record saves records in the ledger, in one transaction where it can; those it cannot
 // wait in the backlog. Caller holds m.mu.
 func (m *Manager) record(ctx context.Context, records []Record) {
 	if len(records) == 0 {
 		return
 	}
-	var err error
-	if bl, ok := m.ledger.(BatchLedger); ok {
-		err = bl.SaveBans(ctx, records)
-	} else {
-		for _, r := range records {
-			err = errors.Join(err, m.ledger.SaveBan(ctx, r))
-		}
-	}
+	err := m.save(ctx, records)
 	b := &m.backlog
 	for _, r := range records {
 		k := banKey{r.Jail, r.Prefix()}
@@ -103,14 +109,7 @@ func (m *Manager) retryBacklog(ctx context.Context) {
 	saves := slices.Collect(maps.Values(b.saves))
 	var err error
 	if len(saves) > 0 {
-		if bl, ok := m.ledger.(BatchLedger); ok {
-			err = bl.SaveBans(ctx, saves)
-		} else {
-			for _, r := range saves {
-				err = errors.Join(err, m.ledger.SaveBan(ctx, r))
-			}
-		}
-		if err == nil {
+		if err = m.save(ctx, saves); err == nil {
 			clear(b.saves)
 		}
 	}

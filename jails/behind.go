@@ -2,7 +2,6 @@ package jails
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"slices"
 )
@@ -87,15 +86,7 @@ func (m *Manager) writeBehind(ctx context.Context) {
 	m.mu.Unlock()
 	// Bans in force are written whatever ends the caller: a stop must not leave them
 	// unrecorded (SQLite's busy timeout bounds the write).
-	ctx = context.WithoutCancel(ctx)
-	var err error
-	if bl, ok := m.ledger.(BatchLedger); ok {
-		err = bl.SaveBans(ctx, batch)
-	} else {
-		for _, r := range batch {
-			err = errors.Join(err, m.ledger.SaveBan(ctx, r))
-		}
-	}
+	err := m.save(context.WithoutCancel(ctx), batch)
 	m.mu.Lock()
 	if len(m.rec.writing) > 1024 {
 		m.rec.writing = map[banKey]Record{} // a map keeps its room: a burst's is let go

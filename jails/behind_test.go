@@ -32,6 +32,19 @@ func recordingBehind(ctx context.Context) (m *Manager, l *MemoryLedger, rec *rec
 	return m, l, rec
 }
 
+// appliedNotRecorded checks that what m banned is applied through rec, and not yet in
+// l: recorded behind.
+func appliedNotRecorded(t *testing.T, m *Manager, l *MemoryLedger, rec *recorder) {
+	t.Helper()
+	settle(t, m)
+	if rec.String() == "" {
+		t.Error("nothing applied before the bans were recorded")
+	}
+	if got := l.Bans(); len(got) != 0 {
+		t.Errorf("recorded before WaitRecorded: %v", got)
+	}
+}
+
 // TestRecordingBehind: bans are applied at once and written to the ledger by
 // WaitRecorded; their lines are there meanwhile.
 func TestRecordingBehind(t *testing.T) {
@@ -41,13 +54,7 @@ func TestRecordingBehind(t *testing.T) {
 	if len(bans) != 2 {
 		t.Fatalf("banned %v", bans)
 	}
-	settle(t, m)
-	if rec.String() == "" {
-		t.Error("nothing applied before the bans were recorded")
-	}
-	if got := l.Bans(); len(got) != 0 {
-		t.Errorf("recorded before WaitRecorded: %v", got)
-	}
+	appliedNotRecorded(t, m, l, rec)
 	if got := m.Lines(ctx, "sasl", bans[0].Prefix()); !slices.Equal(got, []string{"line one"}) {
 		t.Errorf("lines of a ban not recorded yet: %q", got)
 	}
@@ -100,13 +107,7 @@ func TestFarmBansAreRecordedBehind(t *testing.T) {
 	if len(adopted) != 1 {
 		t.Fatalf("adopted %v", adopted)
 	}
-	settle(t, m)
-	if rec.String() == "" {
-		t.Error("the farm's ban was not applied before it was recorded")
-	}
-	if got := l.Bans(); len(got) != 0 {
-		t.Errorf("recorded before WaitRecorded: %v", got)
-	}
+	appliedNotRecorded(t, m, l, rec)
 	m.WaitRecorded(ctx)
 	if got := l.Bans(); len(got) != 1 || got[0].By != "mta2" || got[0].Count != 1 {
 		t.Errorf("recorded after WaitRecorded: %+v; want the farm's ban, its first", got)

@@ -63,10 +63,9 @@ func TestHostAddressesAndGatewayAreWatched(t *testing.T) {
 	}
 }
 
-// A burst of bans is a burst of null routes, and each is announced to the host watch. It
-// used to overflow the watch's socket, and the subscription ended there: the gateway of
-// a default route added after it was never read. The watch now skips routes that are
-// not default ones, and takes an overflow for a change to read again.
+// A burst of bans is a burst of null routes, and each is announced to the host watch:
+// 50,000 of them overflow its socket. The watch goes on past the overflow, so the
+// gateway of a default route added after the burst is read, and protected.
 func TestTheHostWatchOutlivesABurstOfNullRoutes(t *testing.T) {
 	lab := netnstest.New(t)
 	d := &Daemon{host: &jails.HostSet{}, logger: slog.New(slog.DiscardHandler)}
