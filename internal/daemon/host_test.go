@@ -64,8 +64,9 @@ func TestHostAddressesAndGatewayAreWatched(t *testing.T) {
 }
 
 // A burst of bans is a burst of null routes, and each is announced to the host watch:
-// 50,000 of them overflow its socket. The watch goes on past the overflow, so the
-// gateway of a default route added after the burst is read, and protected.
+// 50,000 of them, more than its socket holds if the watch falls behind. The watch goes
+// on, past an overflow if one comes, so the gateway of a default route added after the
+// burst is read, and protected.
 func TestTheHostWatchOutlivesABurstOfNullRoutes(t *testing.T) {
 	lab := netnstest.New(t)
 	d := &Daemon{host: &jails.HostSet{}, logger: slog.New(slog.DiscardHandler)}
