@@ -431,6 +431,8 @@ func TestWithoutQuorumLocalBansGoOnAndTheOutboxDrainsAfter(t *testing.T) {
 	eventually(t, "every host holds w", heldBy(hs, w))
 	eventually(t, "no host holds v, banned and unbanned while away", heldByNone(hs, v))
 	for _, h := range hs[1:] {
+		// A host holds a ban as it applies it, and counts it once the batch is applied.
+		eventually(t, h.name+" counts w applied", func() bool { return h.f.Status().Applied >= 1 })
 		// v was lifted before the farm could take it: no host applies it, to lift it.
 		if n := h.f.Status().Applied; n != 1 {
 			t.Errorf("%s applied %d bans of a's; want 1 (w)", h.name, n)
