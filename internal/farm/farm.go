@@ -86,6 +86,7 @@ type Farm struct {
 	pending    []pendingMessage    // the outbox, in order
 	pendBans   map[string]int      // bans of each key waiting in the outbox, unsettled
 	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled
+	moot       map[uint64]bool     // outbox bans settled by the watch (a newer ban of the key, or its unban), by seq
 	outbox     Outbox              // nil: in memory only
 	drift      map[string]string   // a warning per jail whose settings differ from the farm's
 	nodesRead  bool                // the nodes watch has delivered every node's entry
@@ -140,6 +141,7 @@ func (f *Farm) refuse(what, key string, err error) {
 type pendingMessage struct {
 	seq uint64 // this run's number for it
 	id  int64  // in the outbox; 0 if it could not be saved
+	key string // its ban's key in the bucket
 	msg outboxMessage
 }
 
@@ -177,6 +179,7 @@ func New(cfg config.Farm, logger *slog.Logger, clock jails.Clock) *Farm {
 		revs:       map[string]uint64{},
 		ownRevs:    map[string]uint64{},
 		pendBans:   map[string]int{},
+		moot:       map[uint64]bool{},
 		pendUnbans: map[string]int{},
 		drift:      map[string]string{},
 	}
@@ -247,8 +250,9 @@ func (f *Farm) LoadOutbox(ctx context.Context) error {
 			continue
 		}
 		f.seq++
-		f.pending = append(f.pending, pendingMessage{seq: f.seq, id: e.ID, msg: m})
-		f.hold(m)
+		p := pendingMessage{seq: f.seq, id: e.ID, key: keyOf(m.Ban), msg: m}
+		f.pending = append(f.pending, p)
+		f.hold(p)
 	}
 	if len(f.pending) > 0 {
 		f.logger.Info("farm outbox: messages left by the last run are published once the farm answers", "messages", len(f.pending))
@@ -265,14 +269,16 @@ func keyOf(v banValue) string {
 func (f *Farm) Node() string { return f.cfg.Node }
 
 // Decided queues the bans this host decided in shared jails for the farm: saved in the
-// outbox, then published. It is a jails.FarmLink method, called with the manager's lock.
+// outbox, then published. Each carries the revision of its key this host had seen: a
+// ban the farm delivers later than that settles it. It is a jails.FarmLink method,
+// called with the manager's lock.
 func (f *Farm) Decided(records []jails.Record) {
 	now := f.clock.Now().UnixMilli()
 	var msgs []outboxMessage
 	f.mu.Lock()
 	for _, r := range records {
 		if _, ok := f.jails[r.Jail]; ok {
-			msgs = append(msgs, outboxMessage{Op: opBan, Ban: valueOf(r.Ban), At: now})
+			msgs = append(msgs, outboxMessage{Op: opBan, Ban: valueOf(r.Ban), Rev: f.revs[banKey(r.Jail, r.Prefix())], At: now})
 		}
 	}
 	f.mu.Unlock()
@@ -316,44 +322,78 @@ func (f *Farm) enqueue(msgs []outboxMessage) {
 	}
 	for i, m := range msgs {
 		f.seq++
-		p := pendingMessage{seq: f.seq, msg: m}
+		p := pendingMessage{seq: f.seq, key: keyOf(m.Ban), msg: m}
 		if ids != nil {
 			p.id = ids[i]
 		}
 		f.pending = append(f.pending, p)
-		f.hold(m)
+		f.hold(p)
 	}
 	f.poke(f.wake)
 }
 
-// hold counts m as waiting for the farm. Caller holds f.mu.
-func (f *Farm) hold(m outboxMessage) {
+// hold counts p as waiting for the farm. Caller holds f.mu.
+func (f *Farm) hold(p pendingMessage) {
 	counts := f.pendBans
-	if m.Op == opUnban {
+	if p.msg.Op == opUnban {
 		counts = f.pendUnbans
 	}
-	counts[keyOf(m.Ban)]++
+	counts[p.key]++
 }
 
-// settle counts m as no longer waiting: the farm took it, or it needs no publishing.
-func (f *Farm) settle(m outboxMessage) {
+// settle counts p as no longer waiting: the farm took it, or it needs no publishing;
+// lost says another host's ban of its key stands in its place. A ban the watch settled
+// already (moot) is not counted twice.
+func (f *Farm) settle(p pendingMessage, lost bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.moot[p.seq] {
+		return
+	}
+	f.unhold(p, lost)
+}
+
+// unhold is settle's count. Caller holds f.mu.
+func (f *Farm) unhold(p pendingMessage, lost bool) {
+	if lost {
+		f.lost.Add(1)
+	}
 	counts := f.pendBans
-	if m.Op == opUnban {
+	if p.msg.Op == opUnban {
 		counts = f.pendUnbans
 	}
-	k := keyOf(m.Ban)
-	if counts[k]--; counts[k] <= 0 {
-		delete(counts, k)
+	if counts[p.key]--; counts[p.key] <= 0 {
+		delete(counts, p.key)
 	}
 	if len(counts) == 0 { // a map keeps the size a burst grew it to: let it go
-		if m.Op == opUnban {
+		if p.msg.Op == opUnban {
 			f.pendUnbans = map[string]int{}
 		} else {
 			f.pendBans = map[string]int{}
 		}
 	}
+}
+
+// heldBan is a ban the watch delivered for a key with bans in the outbox.
+type heldBan struct {
+	rev   uint64
+	other bool // decided by another host
+}
+
+// settleHeld settles the outbox's bans of the keys in held decided before the farm's
+// ban there (their Rev is older): the farm holds a ban for them, so they are done with,
+// and an unban of that ban lifts them too. Publishing one later would bring back a ban
+// lifted meanwhile. Caller holds f.mu.
+func (f *Farm) settleHeld(held map[string]heldBan) {
+	for _, p := range f.pending {
+		h, ok := held[p.key]
+		if !ok || p.msg.Op != opBan || p.msg.Rev >= h.rev || f.moot[p.seq] {
+			continue
+		}
+		f.moot[p.seq] = true
+		f.unhold(p, h.other)
+	}
+	f.poke(f.wake) // the publisher takes them out of the outbox
 }
 
 // Protected returns why what (an address as a /32 or /128, or a network) must not be

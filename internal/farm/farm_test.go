@@ -383,10 +383,11 @@ func (s *slowTarget) LiftIf(ctx context.Context, jail string, what netip.Prefix,
 	return ok
 }
 
-// A ban this host publishes while its watch is still applying the farm's bans reaches
-// the farm after the watch's first look, and is still this host's when the watch catches
-// up: it is not taken for one the farm lifted while the host was away.
-func TestABanPublishedWhileCatchingUpIsKept(t *testing.T) {
+// A ban this host decides while its watch is still applying the farm's bans waits in the
+// outbox until the watch has caught up (the farm may hold, or have lifted, a ban of the
+// address), then reaches the farm, and is still this host's: it is not taken for one the
+// farm lifted while the host was away.
+func TestABanDecidedWhileCatchingUpIsPublishedAfterAndKept(t *testing.T) {
 	_, hs := threeHosts(t, time.Hour)
 	a, b := hs[0], hs[1]
 	x, y := netip.MustParseAddr("203.0.113.20"), netip.MustParseAddr("203.0.113.21")
@@ -399,11 +400,15 @@ func TestABanPublishedWhileCatchingUpIsKept(t *testing.T) {
 	a.startFarm()
 	<-slow.waiting // the watch has delivered x, the farm's every ban, and waits to apply it
 	a.banByHand(y)
-	eventually(t, "the farm has y", func() bool { return a.f.Status().Outbox == 0 })
+	if s := a.f.Status(); s.Synced || s.Outbox != 1 {
+		t.Errorf("a says synced %v, outbox %d, while catching up; want false and y waiting", s.Synced, s.Outbox)
+	}
 	close(slow.gate)
 	eventually(t, "a has caught up", func() bool { return a.f.Status().Synced })
-	if _, ok := a.ban(y); !ok {
-		t.Error("a no longer holds y")
+	eventually(t, "the farm has y", func() bool { return a.f.Status().Outbox == 0 })
+	eventually(t, "every host holds y", heldBy(hs, y))
+	if s := a.f.Status(); s.Decided != 1 {
+		t.Errorf("a decided %d bans; want 1 (y)", s.Decided)
 	}
 	slow.mu.Lock()
 	defer slow.mu.Unlock()
@@ -1104,6 +1109,77 @@ func TestABanAnsweredInFlightStaysInTheOutbox(t *testing.T) {
 	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
 	if s := a.f.Status(); s.Lost != 0 || s.Decided != 1 {
 		t.Errorf("a decided %d and lost %d races; want 1 and 0: the ban was its own", s.Decided, s.Lost)
+	}
+}
+
+// TestALostRaceDoesNotBringBackABanLiftedMeanwhile performs a resurrection: a's ban is
+// answered "in flight" while b bans the same address, which every host then holds as
+// b's; an unban on b lifts it everywhere, a too; and once a's writes go through again,
+// its outbox must not publish the ban the farm held and lifted meanwhile.
+func TestALostRaceDoesNotBringBackABanLiftedMeanwhile(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	var faults atomic.Int64
+	a.stopFarm()
+	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
+		return partitionedJS{js, &faults}, partitionedKV{kv, &faults}
+	})
+	a.startFarm()
+	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
+	faults.Store(1 << 30)
+	w := netip.MustParseAddr("203.0.113.22")
+	a.fail(w, 5)
+	eventually(t, "a's ban answered in flight", func() bool { return faults.Load() < 1<<30 && a.f.Status().Outbox == 1 })
+	b.banByHand(w)
+	eventually(t, "every host holds w", heldBy(hs, w))
+	if _, err := b.m.Unban(context.Background(), jail, actions.Host(w)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b and c lift w", heldByNone(hs[1:], w))
+	faults.Store(0)
+	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	// A ban a publishes now reaches every host after anything a published before it.
+	mark := netip.MustParseAddr("203.0.113.23")
+	a.banByHand(mark)
+	eventually(t, "every host holds a's next ban", heldBy(hs, mark))
+	for _, h := range hs {
+		if _, ok := h.ban(w); ok {
+			t.Errorf("%s holds w again: a's outbox brought back the ban lifted on b", h.f.Node())
+		}
+	}
+	if s := a.f.Status(); s.Decided != 1 || s.Lost != 1 {
+		t.Errorf("a decided %d and lost %d races; want 1 (the mark) and 1 (w, b's)", s.Decided, s.Lost)
+	}
+}
+
+// TestAnUnbanWhileAHostWasAwayLiftsItsWaitingBan bans an address on a while a is out of
+// the farm, and on b by hand, and lifts b's ban: when a comes back, the farm's first
+// delivery holds only the unban, and a's waiting ban, decided before the ban lifted, is
+// lifted with it rather than published.
+func TestAnUnbanWhileAHostWasAwayLiftsItsWaitingBan(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	a.stopFarm()
+	w := netip.MustParseAddr("203.0.113.24")
+	a.banByHand(w)
+	if _, ok := a.ban(w); !ok || a.f.Status().Outbox != 1 {
+		t.Fatalf("a, out of the farm, did not ban w and keep the ban in its outbox (outbox %d)", a.f.Status().Outbox)
+	}
+	b.banByHand(w)
+	eventually(t, "b and c hold w", heldBy(hs[1:], w))
+	if _, err := b.m.Unban(context.Background(), jail, actions.Host(w)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "b and c lift w", heldByNone(hs[1:], w))
+	a.startFarm()
+	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	mark := netip.MustParseAddr("203.0.113.25")
+	a.banByHand(mark)
+	eventually(t, "every host holds a's next ban", heldBy(hs, mark))
+	for _, h := range hs {
+		if _, ok := h.ban(w); ok {
+			t.Errorf("%s holds w: a published the ban b lifted while a was away", h.f.Node())
+		}
 	}
 }
 

@@ -20,7 +20,8 @@ import (
 // count hands the ban path at once.
 const publishBatch = 4096
 
-// publish empties the outbox into the farm, in order, while connected, until ctx is done.
+// publish empties the outbox into the farm, in order, while connected and synced (the
+// bans watch has delivered what the farm holds), until ctx is done.
 func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide) {
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
@@ -36,6 +37,12 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 				break
 			}
 			f.mu.Lock()
+			if !f.synced {
+				// The farm's bans are read first: one may settle a waiting ban, or an
+				// unban made while this host was away lift it.
+				f.mu.Unlock()
+				break
+			}
 			batch := append([]pendingMessage(nil), f.pending[:min(len(f.pending), publishBatch)]...)
 			f.mu.Unlock()
 			if len(batch) == 0 {
@@ -63,7 +70,7 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 	// of the address the farm may hold from before.
 	batch, done = withoutLifted(batch)
 	for _, p := range done {
-		f.settle(p.msg)
+		f.settle(p, false)
 	}
 	for i := 0; i < len(batch); {
 		if m := batch[i].msg; m.Op == opUnban {
@@ -72,7 +79,7 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 				f.failf("publishing an unban to the farm; kept in the outbox", err)
 				return done, purges
 			}
-			f.settle(m)
+			f.settle(batch[i], false)
 			if newer != nil { // the farm's newer ban stands, here too
 				f.adopt(ctx, target, []jetstream.KeyValueEntry{newer}, false, nil)
 			} else {
@@ -89,10 +96,10 @@ func (f *Farm) publishRun(ctx context.Context, h *handles, target Target, batch 
 			j++
 		}
 		run := batch[i:j]
-		ok, decided, err := f.publishBans(ctx, h, run)
+		ok, decided, lost, err := f.publishBans(ctx, h, run)
 		for k, p := range run {
 			if ok[k] {
-				f.settle(p.msg)
+				f.settle(p, lost[k])
 				done = append(done, p)
 			}
 			if decided[k] && f.purgeNeeded(p.msg.Ban.Jail) {
@@ -149,6 +156,11 @@ func (f *Farm) remove(ctx context.Context, done []pendingMessage) {
 		}
 	}
 	f.mu.Lock()
+	if len(f.moot) > 0 {
+		for _, p := range done {
+			delete(f.moot, p.seq)
+		}
+	}
 	kept := f.pending[:0]
 	for _, p := range f.pending {
 		if !drop[p.seq] {
@@ -174,9 +186,9 @@ func (f *Farm) remove(ctx context.Context, done []pendingMessage) {
 // asynchronous publish (expected last sequence 0, the ban's TTL), so a burst costs no
 // round trip per ban. A key the farm holds, or held (a marker), is settled by
 // publishBan. It reports, per ban, whether it is done with, and whether this host's ban
-// became the farm's; and the first error.
-func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage) (ok, decided []bool, firstErr error) {
-	ok, decided = make([]bool, len(run)), make([]bool, len(run))
+// became the farm's, or lost to another host's; and the first error.
+func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage) (ok, decided, lost []bool, firstErr error) {
+	ok, decided, lost = make([]bool, len(run)), make([]bool, len(run)), make([]bool, len(run))
 	type sent struct {
 		k   int
 		key string
@@ -184,7 +196,7 @@ func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage
 	}
 	var futs []sent
 	for k, p := range run {
-		key, data, ttl, publish := f.banMessage(p.msg)
+		key, data, ttl, publish := f.banMessage(p)
 		if !publish {
 			ok[k] = true
 			continue
@@ -214,31 +226,34 @@ func (f *Farm) publishBans(ctx context.Context, h *handles, run []pendingMessage
 				firstErr = cmp.Or(firstErr, err)
 				continue
 			}
-			won, err := f.publishBan(ctx, h, run[s.k].msg)
+			won, other, err := f.publishBan(ctx, h, run[s.k])
 			if err != nil {
 				firstErr = cmp.Or(firstErr, err)
 				continue
 			}
-			ok[s.k], decided[s.k] = true, won
+			ok[s.k], decided[s.k], lost[s.k] = true, won, other
 		case <-ctx.Done():
-			return ok, decided, ctx.Err()
+			return ok, decided, lost, ctx.Err()
 		}
 	}
-	return ok, decided, firstErr
+	return ok, decided, lost, firstErr
 }
 
-// banMessage returns the key, value and TTL of m's ban in the bucket, or publish false
-// for a ban that is not to be published: unreadable, of a jail no longer shared, or
-// ended (or so nearly that the farm's TTL, a second at least, could not hold it).
-func (f *Farm) banMessage(m outboxMessage) (key string, data []byte, ttl time.Duration, publish bool) {
+// banMessage returns the key, value and TTL of p's ban in the bucket, or publish false
+// for a ban that is not to be published: unreadable, settled by the watch (moot), of a
+// jail no longer shared, or ended (or so nearly that the farm's TTL, a second at least,
+// could not hold it).
+func (f *Farm) banMessage(p pendingMessage) (key string, data []byte, ttl time.Duration, publish bool) {
+	m := p.msg
 	r, err := m.Ban.record()
 	if err != nil {
 		return "", nil, 0, false
 	}
 	f.mu.Lock()
 	_, shared := f.jails[r.Jail]
+	moot := f.moot[p.seq]
 	f.mu.Unlock()
-	if !shared {
+	if !shared || moot {
 		return "", nil, 0, false
 	}
 	if !r.Permanent() {
@@ -265,14 +280,15 @@ func (f *Farm) published(key string, rev uint64, m outboxMessage) {
 	}
 }
 
-// publishBan makes m's ban the farm's, unless the farm holds one for its key already:
-// then another host decided first, and its ban comes through the watch. A ban that has
-// ended, or whose jail is no longer shared, is done with. It reports whether this host's
+// publishBan makes p's ban the farm's, unless the farm holds one for its key already:
+// then another host decided first (lost), and its ban comes through the watch. A ban
+// that is not to be published (banMessage) is done with. It reports whether this host's
 // ban became the farm's.
-func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (bool, error) {
-	key, data, ttl, publish := f.banMessage(m)
+func (f *Farm) publishBan(ctx context.Context, h *handles, p pendingMessage) (won, lost bool, err error) {
+	m := p.msg
+	key, data, ttl, publish := f.banMessage(p)
 	if !publish {
-		return false, nil
+		return false, false, nil
 	}
 	var opts []jetstream.KVCreateOpt
 	if ttl > 0 {
@@ -284,17 +300,17 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 	switch {
 	case err == nil:
 		f.published(key, rev, m)
-		return true, nil
+		return true, false, nil
 	case isInFlight(err):
-		return false, fmt.Errorf("ban of %s in %s: a write of it is in flight in the farm: %w", m.Ban.Addr, m.Ban.Jail, err)
+		return false, false, fmt.Errorf("ban of %s in %s: a write of it is in flight in the farm: %w", m.Ban.Addr, m.Ban.Jail, err)
 	case !errors.Is(err, jetstream.ErrKeyExists):
-		return false, fmt.Errorf("ban of %s in %s: %w", m.Ban.Addr, m.Ban.Jail, err)
+		return false, false, fmt.Errorf("ban of %s in %s: %w", m.Ban.Addr, m.Ban.Jail, err)
 	}
 	// The farm says it holds the key. The ban is done with only once the farm is seen
 	// to hold a ban there: this one (a write whose answer was lost), or another host's.
 	e, err := h.bans.Get(cctx, key)
 	if err != nil {
-		return false, fmt.Errorf("ban of %s in %s: the farm holds its key, but %w", m.Ban.Addr, m.Ban.Jail, err)
+		return false, false, fmt.Errorf("ban of %s in %s: the farm holds its key, but %w", m.Ban.Addr, m.Ban.Jail, err)
 	}
 	var v banValue
 	body, node, err := f.keys.open(e.Value())
@@ -302,17 +318,16 @@ func (f *Farm) publishBan(ctx context.Context, h *handles, m outboxMessage) (boo
 		// No node's ban: a value no node of the farm signed. This host's replaces it.
 		rev, err := h.bans.Update(cctx, key, data, e.Revision())
 		if err != nil {
-			return false, fmt.Errorf("ban of %s in %s, over a value no node signed: %w", m.Ban.Addr, m.Ban.Jail, err)
+			return false, false, fmt.Errorf("ban of %s in %s, over a value no node signed: %w", m.Ban.Addr, m.Ban.Jail, err)
 		}
 		f.published(key, rev, m)
-		return true, nil
+		return true, false, nil
 	}
 	if v.By == f.cfg.Node && (node == "" || node == f.cfg.Node) && v.At == m.Ban.At {
 		f.published(key, e.Revision(), m) // this host's own write, its answer lost
-		return true, nil
+		return true, false, nil
 	}
-	f.lost.Add(1) // another host decided it first: its decision stands, as the watch brings it
-	return false, nil
+	return false, true, nil // another host decided it first: its decision stands, as the watch brings it
 }
 
 // publishUnban lifts m's ban in the farm: the revision this host knew when it was
@@ -385,13 +400,16 @@ type unbanValue struct {
 	Addr string `json:"addr"`
 	By   string `json:"by"`
 	At   int64  `json:"at"` // unix ms
+	// Rev is the revision of the ban lifted: a host whose own decision of the address,
+	// older than that ban, waits in its outbox, drops it.
+	Rev uint64 `json:"rev,omitempty"`
 }
 
 // publishPurge lifts the ban at key, at revision rev, in the farm: a purge of the key (as
 // KeyValue.Purge makes it, its marker kept markerTTL) whose body is this node's signed
 // unbanValue.
 func (f *Farm) publishPurge(ctx context.Context, h *handles, key string, rev uint64, b banValue) error {
-	body, _ := json.Marshal(unbanValue{Jail: b.Jail, Addr: b.Addr, By: f.cfg.Node, At: f.clock.Now().UnixMilli()})
+	body, _ := json.Marshal(unbanValue{Jail: b.Jail, Addr: b.Addr, By: f.cfg.Node, At: f.clock.Now().UnixMilli(), Rev: rev})
 	m := nats.NewMsg("$KV." + f.cfg.Name + "_bans." + key)
 	m.Data = f.signer.seal(body)
 	m.Header.Set("KV-Operation", "PURGE")

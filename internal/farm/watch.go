@@ -51,6 +51,8 @@ func (f *Farm) keepWatching(ctx context.Context, what string, watch func() error
 func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	f.setSynced(false)
+	defer f.setSynced(false) // a watch that ends is behind from then on
 	// The bucket's newest revision before the watch: a ban this host publishes later may
 	// reach the farm after the watch's first delivery, and must not be lifted at its end.
 	// Without it (the bucket did not answer), the first delivery's newest stands in.
@@ -65,9 +67,6 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 		return err
 	}
 	defer w.Stop() //nolint:errcheck // the watch ends either way
-	f.mu.Lock()
-	f.synced = false
-	f.mu.Unlock()
 	initial := true
 	live := map[string]bool{} // keys holding a ban, as first delivered
 	for {
@@ -290,6 +289,7 @@ func collapse(batch []jetstream.KeyValueEntry) []jetstream.KeyValueEntry {
 func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.KeyValueEntry, initial bool, live map[string]bool) {
 	var records []jails.Record
 	var decidedAt []time.Time
+	var held map[string]heldBan // keys with bans in the outbox the farm holds a ban for
 	opened := f.openAll(entries)
 	f.mu.Lock()
 	for i, e := range entries {
@@ -322,6 +322,12 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		if live != nil {
 			live[e.Key()] = true
 		}
+		if f.pendBans[e.Key()] > 0 {
+			if held == nil {
+				held = map[string]heldBan{}
+			}
+			held[e.Key()] = heldBan{rev: e.Revision(), other: r.By != f.cfg.Node}
+		}
 		j, ok := f.jails[r.Jail]
 		if !ok || (!f.cfg.Enforce && r.By != f.cfg.Node) {
 			continue
@@ -338,6 +344,9 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		}
 		records = append(records, r)
 		decidedAt = append(decidedAt, r.BannedAt)
+	}
+	if held != nil {
+		f.settleHeld(held)
 	}
 	f.mu.Unlock()
 	if len(records) == 0 {
@@ -408,13 +417,18 @@ func (f *Farm) openAll(entries []jetstream.KeyValueEntry) []openedValue {
 }
 
 // lifted lifts here the ban the farm no longer holds (an unban anywhere, or its expiry),
-// unless a newer decision of this host waits to be published.
+// unless a newer decision of this host waits to be published. An unban of a ban newer
+// than a waiting decision lifts that decision too: the farm held a ban in its place.
 func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEntry) {
 	jail, what, err := parseKey(e.Key())
 	if err != nil {
 		return
 	}
+	u, lifts, refused := f.unbanOf(e, jail, what)
 	f.mu.Lock()
+	if lifts && u.Rev != 0 && f.pendBans[e.Key()] > 0 {
+		f.settleHeld(map[string]heldBan{e.Key(): {rev: u.Rev, other: f.ownRevs[e.Key()] != u.Rev}})
+	}
 	if f.revs[e.Key()] > e.Revision() || f.pendBans[e.Key()] > 0 {
 		f.mu.Unlock()
 		return
@@ -423,7 +437,10 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 	delete(f.ownRevs, e.Key())
 	f.lifts.note(e.Key(), e.Revision())
 	f.mu.Unlock()
-	if f.keys != nil && !f.signedUnban(e, jail, what) {
+	if refused != nil {
+		f.refuse("unban", e.Key(), refused)
+	}
+	if !lifts {
 		return // the ban ends on this host's own clock
 	}
 	if target.LiftIf(ctx, jail, what, fromFarm) {
@@ -431,25 +448,41 @@ func (f *Farm) lifted(ctx context.Context, target Target, e jetstream.KeyValueEn
 	}
 }
 
-// signedUnban says whether e, the end of the ban of what in jail, is an unban a node of
-// the farm signed for that ban. An end without a body is the server's expiry marker, or
-// a purge no node signed: neither lifts a ban early, whose end each host keeps on its
-// own clock. A body whose signature does not hold is refused and counted.
-func (f *Farm) signedUnban(e jetstream.KeyValueEntry, jail string, what netip.Prefix) bool {
+// unbanOf reads e, the end of the ban of what in jail: the unban it carries, and whether
+// it lifts the ban early. With the farm's keys only an unban a node signed for that ban
+// does: an end without a body is the server's expiry marker, or a purge no node signed,
+// and neither lifts a ban whose end each host keeps on its own clock; a body whose
+// signature does not hold is refused. Without the keys every end lifts the ban.
+func (f *Farm) unbanOf(e jetstream.KeyValueEntry, jail string, what netip.Prefix) (u unbanValue, lifts bool, refused error) {
 	if len(e.Value()) == 0 {
-		return false
+		return u, f.keys == nil, nil
 	}
 	body, signer, err := f.keys.open(e.Value())
 	if err != nil {
-		f.refuse("unban", e.Key(), err)
-		return false
+		return u, false, err
 	}
-	var v unbanValue
-	if json.Unmarshal(body, &v) != nil || v.Jail != jail || v.Addr != actions.Target(what) || v.By != signer {
-		f.refuse("unban", e.Key(), fmt.Errorf("an unban of %s in %s by %q, signed by %q, under this key: %w", v.Addr, v.Jail, v.By, signer, errForged))
-		return false
+	ok := json.Unmarshal(body, &u) == nil && u.Jail == jail && u.Addr == actions.Target(what)
+	if f.keys == nil {
+		if !ok {
+			u = unbanValue{}
+		}
+		return u, true, nil
 	}
-	return true
+	if !ok || u.By != signer {
+		return unbanValue{}, false, fmt.Errorf("an unban of %s in %s by %q, signed by %q, under this key: %w", u.Addr, u.Jail, u.By, signer, errForged)
+	}
+	return u, true, nil
+}
+
+// setSynced notes whether the bans watch has delivered what the farm holds; the outbox
+// waits for it.
+func (f *Farm) setSynced(synced bool) {
+	f.mu.Lock()
+	f.synced = synced
+	f.mu.Unlock()
+	if synced {
+		f.poke(f.wake)
+	}
 }
 
 // fromFarm says whether a ban here is the farm's: one decided in farm mode.
@@ -461,11 +494,7 @@ func fromFarm(r jails.Record) bool { return r.By != "" }
 // since (its revision is newer) is the farm's, though maybe not in live: the watch
 // brings it next, or its end.
 func (f *Farm) catchUp(ctx context.Context, target Target, live map[string]bool, seen uint64) {
-	defer func() {
-		f.mu.Lock()
-		f.synced = true
-		f.mu.Unlock()
-	}()
+	defer f.setSynced(true)
 	f.mu.Lock()
 	names := make([]string, 0, len(f.jails))
 	for name := range f.jails {
