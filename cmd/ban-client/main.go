@@ -29,7 +29,8 @@ const usage = `Usage: ban-client [flags] COMMAND [ARGS]   (flags may come anywhe
 Commands:
   ping                        check that ban-server answers
   status                      list the jails
-  status JAIL                 a jail's failures, files and bans
+  status JAIL [--brief]       a jail's failures, files and bans (--brief: without the
+                              list of bans, cheap to ask often during an attack)
   status policy               the Postfix policy service: requests, answers, quotas, flags
   list [--jail J]             every ban: address, jail, banned at, expires in, failures
   get JAIL banned             the jail's banned addresses, one a line
@@ -261,6 +262,14 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return x.print(map[string]bool{"pong": true}, func() { fmt.Fprintln(w, "pong") })
 	case "status":
+		brief := false
+		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+			if a == "--brief" || a == "-brief" {
+				brief = true
+				return true
+			}
+			return false
+		})
 		switch len(args) {
 		case 0:
 			s, err := c.Status(ctx)
@@ -278,7 +287,11 @@ func (x cli) command(ctx context.Context, args []string) error {
 					return err
 				}
 			}
-			s, err := c.JailStatus(ctx, args[0])
+			status := c.JailStatus
+			if brief {
+				status = c.JailStatusBrief
+			}
+			s, err := status(ctx, args[0])
 			var re *control.RemoteError
 			if args[0] == "policy" && errors.As(err, &re) && re.Code == control.CodeNotFound {
 				return fmt.Errorf("no policy service: this ban-server's configuration has no [policy] table (nor a jail named policy)")
@@ -286,7 +299,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			return x.print(s, func() { printJailStatus(w, s) })
+			return x.print(s, func() { printJailStatus(w, s, brief) })
 		}
 		return usageError{"status takes at most one jail"}
 	case "banip":
@@ -431,7 +444,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		return usageError{fmt.Sprintf("logban does not %s one jail: set enabled = false (or true) in its [jails.NAME] and run ban-client reload; the bans of the jails that stay are kept", cmd)}
 	case "get":
 		if len(args) == 2 && slices.Contains([]string{"maxretry", "findtime", "bantime"}, args[1]) {
-			s, err := c.JailStatus(ctx, args[0])
+			s, err := c.JailStatusBrief(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -778,7 +791,9 @@ func printStatus(w io.Writer, s control.Status) {
 	fmt.Fprintf(w, "`- Jail list:\t%s\n", strings.Join(s.Jails, ", "))
 }
 
-func printJailStatus(w io.Writer, s control.JailStatus) {
+// printJailStatus prints s as fail2ban-client does; brief: s was asked without its list
+// of bans, which is not printed.
+func printJailStatus(w io.Writer, s control.JailStatus, brief bool) {
 	addrs := make([]string, len(s.Bans))
 	for i, b := range s.Bans {
 		addrs[i] = b.String()
@@ -861,6 +876,10 @@ func printJailStatus(w io.Writer, s control.JailStatus) {
 	}
 	if s.Unrecorded > 0 {
 		fmt.Fprintf(w, "   |- Not yet recorded:\t%d (the database refuses writes; see ban-client status)\n", s.Unrecorded)
+	}
+	if brief {
+		fmt.Fprintln(w, "   `- Banned IP list:\t(left out: --brief)")
+		return
 	}
 	fmt.Fprintf(w, "   `- Banned IP list:\t%s\n", strings.Join(addrs, " "))
 }

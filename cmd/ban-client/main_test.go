@@ -94,6 +94,17 @@ func TestCommands(t *testing.T) {
 			"   |- Currently banned:\t2\n" +
 			"   |- Total banned:\t2\n" +
 			"   `- Banned IP list:\t203.0.113.5 2001:db8::1\n", ""},
+		{[]string{"status", "sasl", "--brief"}, 0, "Status for the jail: sasl\n" +
+			"|- Filter\n" +
+			"|  |- Currently failed:\t0\n" +
+			"|  |- Total failed:\t0\n" +
+			"|  |- Bytes behind:\t0\n" +
+			"|  `- File list:\tDIR/zimbra.log (not there yet: followed when it appears)\n" +
+			"`- Actions\n" +
+			"   |- Currently banned:\t2\n" +
+			"   |- Total banned:\t2\n" +
+			"   `- Banned IP list:\t(left out: --brief)\n", ""},
+		{[]string{"get", "sasl", "maxretry"}, 0, "5\n", ""},
 		{[]string{"unbanip", "--jail", "sasl", "203.0.113.5"}, 0, "203.0.113.5 unbanned (sasl)\n", ""},
 		{[]string{"unbanip", "203.0.113.5"}, 1, "203.0.113.5 not unbanned: not banned\n", "some addresses were left as they were"},
 		{[]string{"status", "nope"}, 1, "", `jail "nope": not found`},
@@ -298,7 +309,7 @@ func TestJailStatusShowsQueuedCalls(t *testing.T) {
 	printJailStatus(&b, control.JailStatus{Name: "sasl", ActionQueues: []control.ActionQueue{
 		{Action: "route"},
 		{Action: "webhook", Queued: 70000, Overflowed: 4464},
-	}})
+	}}, false)
 	out := b.String()
 	if strings.Contains(out, "route") || !strings.Contains(out, "Calls queued:\twebhook 70000 (4464 found its queue full") {
 		t.Errorf("status:\n%s", out)
@@ -311,7 +322,7 @@ func TestJailStatusOfAJournalJail(t *testing.T) {
 	var b strings.Builder
 	printJailStatus(&b, control.JailStatus{Name: "postfix", Files: []control.FileStatus{
 		{Path: "journal _SYSTEMD_UNIT=postfix@-.service", Lines: 12},
-	}})
+	}}, false)
 	if out := b.String(); !strings.Contains(out, "|  `- Journal:\tjournal _SYSTEMD_UNIT=postfix@-.service\n") || strings.Contains(out, "File list") {
 		t.Errorf("status:\n%s", out)
 	}
@@ -440,7 +451,7 @@ func TestFarmStatusSaysWhatToActOn(t *testing.T) {
 func TestDryRunOnEveryScreen(t *testing.T) {
 	var b strings.Builder
 	printStatus(&b, control.Status{Jails: []string{"sasl"}, DryRun: true})
-	printJailStatus(&b, control.JailStatus{Name: "sasl", DryRun: true})
+	printJailStatus(&b, control.JailStatus{Name: "sasl", DryRun: true}, false)
 	if n := strings.Count(b.String(), dryRunBanner); n != 2 {
 		t.Errorf("the banner %d times in:\n%s", n, b.String())
 	}

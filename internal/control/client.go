@@ -50,6 +50,14 @@ func (c *Client) JailStatus(ctx context.Context, jail string) (JailStatus, error
 	return s, err
 }
 
+// JailStatusBrief returns one jail's state without its list of bans (Bans is nil): its
+// counts and files, for a caller that asks often during an attack.
+func (c *Client) JailStatusBrief(ctx context.Context, jail string) (JailStatus, error) {
+	var s JailStatus
+	err := c.call(ctx, request{Command: cmdJailStatus, Jail: jail, Brief: true}, &s)
+	return s, err
+}
+
 // BanIP bans addrs (addresses as /32 or /128, or networks) in jail; a network wider
 // than /16 (IPv4) or /32 (IPv6) is refused.
 func (c *Client) BanIP(ctx context.Context, jail string, addrs ...netip.Prefix) ([]AddrResult, error) {

@@ -25,7 +25,7 @@ type fakeEngine struct {
 }
 
 func (e *fakeEngine) Status() Status { return Status{Version: "test", Jails: []string{"sasl"}} }
-func (e *fakeEngine) JailStatus(name string) (JailStatus, error) {
+func (e *fakeEngine) JailStatus(name string, _ bool) (JailStatus, error) {
 	if name != "sasl" {
 		return JailStatus{}, fmt.Errorf("jail %q: %w", name, ErrNotFound)
 	}

@@ -46,6 +46,9 @@ type request struct {
 	Key string `json:"key,omitempty"`
 	// Force asks a banip of a network wider than /16 (IPv4) or /32 (IPv6).
 	Force bool `json:"force,omitempty"`
+	// Brief asks a jail's status without its list of bans: its counts and files, cheap
+	// to ask often while thousands of bans are in force.
+	Brief bool `json:"brief,omitempty"`
 }
 
 type response struct {
@@ -57,7 +60,8 @@ type response struct {
 // Engine is what the control server needs from the daemon.
 type Engine interface {
 	Status() Status
-	JailStatus(name string) (JailStatus, error)
+	// JailStatus returns a jail's state; with bans false, without its list of bans.
+	JailStatus(name string, bans bool) (JailStatus, error)
 	// BanIPs bans addrs (addresses as /32 or /128, or networks) in jail by hand,
 	// recording them together. A network wider than /16 (IPv4) or /32 (IPv6) is
 	// refused unless force.

@@ -104,7 +104,7 @@ func handle(ctx context.Context, engine Engine, req request) (any, error) {
 	case cmdStatus:
 		return engine.Status(), nil
 	case cmdJailStatus:
-		return engine.JailStatus(req.Jail)
+		return engine.JailStatus(req.Jail, !req.Brief)
 	case cmdBanIP:
 		addrs, err := parseAddrs(req.Addrs)
 		if err != nil {

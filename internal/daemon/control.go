@@ -40,8 +40,8 @@ func (d *Daemon) degraded() string {
 		g.Since.Local().Format(time.DateTime), g.Err, g.Unrecorded, g.Undeleted)
 }
 
-// JailStatus returns one jail's state.
-func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
+// JailStatus returns one jail's state; with withBans false, without its list of bans.
+func (d *Daemon) JailStatus(name string, withBans bool) (control.JailStatus, error) {
 	d.mu.RLock()
 	jr, ok := d.jails[name]
 	d.mu.RUnlock()
@@ -91,7 +91,9 @@ func (d *Daemon) JailStatus(name string) (control.JailStatus, error) {
 		s.ActionErrors += q.Failures
 		s.ActionQueues = append(s.ActionQueues, control.ActionQueue{Action: a, Queued: q.Queued, Overflowed: q.Overflowed})
 	}
-	s.Bans, _ = d.List(name)
+	if withBans {
+		s.Bans, _ = d.List(name)
+	}
 	return s, nil
 }
 
