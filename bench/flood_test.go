@@ -77,7 +77,7 @@ actions = ["log"]
 				c := control.NewClient(filepath.Join(dir, "logban.sock"))
 				start := time.Now()
 				for {
-					st, err := c.JailStatus(context.Background(), "flood")
+					st, err := c.JailStatusBrief(context.Background(), "flood")
 					if err == nil && st.TotalFailed >= lines && behind(st) == 0 || time.Since(start) > 3*time.Minute {
 						break
 					}
@@ -85,7 +85,7 @@ actions = ["log"]
 				}
 				time.Sleep(5 * time.Second) // steady state
 				r := residentKiB(b, cmd.Process.Pid)
-				st, _ := c.JailStatus(context.Background(), "flood")
+				st, _ := c.JailStatusBrief(context.Background(), "flood")
 				cmd.Process.Signal(os.Interrupt)
 				cmd.Wait()
 				b.ReportMetric(float64(r.now)/1024, "RSS-MiB")

@@ -85,7 +85,7 @@ max_tracked = 2000000 # every address kept, as this measures what one costs
 		tail := residentKiB(b, cmd.Process.Pid)
 		time.Sleep(15 * time.Second)
 		r := residentKiB(b, cmd.Process.Pid)
-		st, err := control.NewClient(filepath.Join(dir, "logban.sock")).JailStatus(context.Background(), "sasl")
+		st, err := control.NewClient(filepath.Join(dir, "logban.sock")).JailStatusBrief(context.Background(), "sasl")
 		if err != nil || st.CurrentlyBanned != banned || st.TotalFailed != tracked+banned*maxretry || st.CurrentlyFailed != tracked {
 			b.Errorf("jail status %+v, %v; want %d banned, %d tracked", st, err, banned, tracked)
 		}
