@@ -81,6 +81,7 @@ type Farm struct {
 	own        []netip.Prefix      // this host's addresses and shared ignore list
 	others     map[string]nodeInfo // other nodes, by name
 	revs       map[string]uint64   // revision of each ban in the farm, by key
+	seenRev    uint64              // the bans bucket's newest revision the watch has handed over
 	ownRevs    map[string]uint64   // revision of each ban this host published, by key
 	lifts      tombstones          // the newest revision lifted of the keys lifted last
 	pending    []pendingMessage    // the outbox, in order
@@ -269,16 +270,17 @@ func keyOf(v banValue) string {
 func (f *Farm) Node() string { return f.cfg.Node }
 
 // Decided queues the bans this host decided in shared jails for the farm: saved in the
-// outbox, then published. Each carries the revision of its key this host had seen: a
-// ban the farm delivers later than that settles it. It is a jails.FarmLink method,
-// called with the manager's lock.
+// outbox, then published. Each carries the bucket's newest revision this host had seen
+// (revisions count the whole bucket's writes, in order): a ban of its key newer than
+// that, or the unban of one, settles it. It is a jails.FarmLink method, called with the
+// manager's lock.
 func (f *Farm) Decided(records []jails.Record) {
 	now := f.clock.Now().UnixMilli()
 	var msgs []outboxMessage
 	f.mu.Lock()
 	for _, r := range records {
 		if _, ok := f.jails[r.Jail]; ok {
-			msgs = append(msgs, outboxMessage{Op: opBan, Ban: valueOf(r.Ban), Rev: f.revs[banKey(r.Jail, r.Prefix())], At: now})
+			msgs = append(msgs, outboxMessage{Op: opBan, Ban: valueOf(r.Ban), Rev: max(f.seenRev, f.revs[banKey(r.Jail, r.Prefix())]), At: now})
 		}
 	}
 	f.mu.Unlock()

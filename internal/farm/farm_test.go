@@ -1183,6 +1183,27 @@ func TestAnUnbanWhileAHostWasAwayLiftsItsWaitingBan(t *testing.T) {
 	}
 }
 
+// TestAnOldUnbanDoesNotLiftANewerDecision bans an address on b and lifts it there, which
+// a sees; then a, out of the farm a moment, bans it again by hand. When a comes back, the
+// farm's first delivery still holds the old unban: it lifted a ban a had seen, not a's
+// new one, which must reach every host.
+func TestAnOldUnbanDoesNotLiftANewerDecision(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a, b := hs[0], hs[1]
+	x := netip.MustParseAddr("203.0.113.26")
+	b.banByHand(x)
+	eventually(t, "every host holds x", heldBy(hs, x))
+	if _, err := b.m.Unban(context.Background(), jail, actions.Host(x)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "no host holds x", heldByNone(hs, x))
+	a.stopFarm()
+	a.banByHand(x)
+	a.startFarm()
+	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	eventually(t, "every host holds a's new ban of x", heldBy(hs, x))
+}
+
 // TestChangedSettingsReachTheFarm changes maxretry on the hosts one by one, as reloads
 // do: while they disagree, each says so, naming who says what and which settings count
 // (the stream's); once all agree, the farm counts with the new settings, the warning is

@@ -51,8 +51,9 @@ func (v banValue) record() (jails.Record, error) {
 type outboxMessage struct {
 	Op  string   `json:"op"` // opBan or opUnban
 	Ban banValue `json:"ban"`
-	// Rev is, for an unban, the revision of the ban lifted, as this host knew it; for a
-	// ban, the revision of its key this host had seen when it decided. 0 if it knew none.
+	// Rev is, for an unban, the revision of the ban lifted, as this host knew it (0 if it
+	// knew none); for a ban, the bans bucket's newest revision this host had seen when it
+	// decided.
 	Rev uint64 `json:"rev,omitempty"`
 	// At is when it was queued, unix ms.
 	At int64 `json:"at"`

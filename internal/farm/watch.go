@@ -111,7 +111,22 @@ func (f *Farm) watchBansOnce(ctx context.Context, h *handles, target Target) err
 				i++
 			}
 		}
+		f.handedOver(batch)
 	}
+}
+
+// handedOver notes the newest revision in batch, now applied, as seen: a decision made
+// from now on knows every entry up to it.
+func (f *Farm) handedOver(batch []jetstream.KeyValueEntry) {
+	var newest uint64
+	for _, e := range batch {
+		if e != nil {
+			newest = max(newest, e.Revision())
+		}
+	}
+	f.mu.Lock()
+	f.seenRev = max(f.seenRev, newest)
+	f.mu.Unlock()
 }
 
 // gather returns first and the entries that follow it at once: those waiting, and while
