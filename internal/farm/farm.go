@@ -87,7 +87,7 @@ type Farm struct {
 	pending    []pendingMessage    // the outbox, in order
 	pendBans   map[string]int      // bans of each key waiting in the outbox, unsettled
 	pendUnbans map[string]int      // unbans of each key waiting in the outbox, unsettled
-	moot       map[uint64]bool     // outbox bans settled by the watch (a newer ban of the key, or its unban), by seq
+	moot       map[uint64]bool     // outbox bans settled by the watch, by seq (see settleHeld)
 	outbox     Outbox              // nil: in memory only
 	drift      map[string]string   // a warning per jail whose settings differ from the farm's
 	nodesRead  bool                // the nodes watch has delivered every node's entry
@@ -349,7 +349,7 @@ func (f *Farm) hold(p pendingMessage) {
 func (f *Farm) settle(p pendingMessage, lost bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.moot[p.seq] {
+	if _, moot := f.moot[p.seq]; moot {
 		return
 	}
 	f.unhold(p, lost)
@@ -385,14 +385,17 @@ type heldBan struct {
 // settleHeld settles the outbox's bans of the keys in held decided before the farm's
 // ban there (their Rev is older): the farm holds a ban for them, so they are done with,
 // and an unban of that ban lifts them too. Publishing one later would bring back a ban
-// lifted meanwhile. Caller holds f.mu.
+// lifted meanwhile. Each is marked moot: the publisher drops it unpublished. moot is
+// true where the farm's ban is this host's own, a write whose answer is not read yet:
+// it counts as decided here when the answer comes, or when the publisher drops it if
+// the answer was lost. Caller holds f.mu.
 func (f *Farm) settleHeld(held map[string]heldBan) {
 	for _, p := range f.pending {
 		h, ok := held[p.key]
-		if !ok || p.msg.Op != opBan || p.msg.Rev >= h.rev || f.moot[p.seq] {
+		if _, moot := f.moot[p.seq]; !ok || p.msg.Op != opBan || p.msg.Rev >= h.rev || moot {
 			continue
 		}
-		f.moot[p.seq] = true
+		f.moot[p.seq] = !h.other
 		f.unhold(p, h.other)
 	}
 	f.poke(f.wake) // the publisher takes them out of the outbox

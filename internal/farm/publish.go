@@ -251,8 +251,11 @@ func (f *Farm) banMessage(p pendingMessage) (key string, data []byte, ttl time.D
 	}
 	f.mu.Lock()
 	_, shared := f.jails[r.Jail]
-	moot := f.moot[p.seq]
+	own, moot := f.moot[p.seq]
 	f.mu.Unlock()
+	if moot && own {
+		f.decided.Add(1) // its write's answer was lost: the watch showed it the farm's
+	}
 	if !shared || moot {
 		return "", nil, 0, false
 	}

@@ -337,7 +337,7 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		if live != nil {
 			live[e.Key()] = true
 		}
-		if f.pendBans[e.Key()] > 0 {
+		if f.pendBans[e.Key()] > 0 && f.ownRevs[e.Key()] != e.Revision() { // its own the publisher settles
 			if held == nil {
 				held = map[string]heldBan{}
 			}
