@@ -1087,6 +1087,66 @@ func (p partitionedKV) Create(ctx context.Context, key string, value []byte, opt
 	return p.KeyValue.Create(ctx, key, value, opts...)
 }
 
+// lostAnswerJS writes the first bans to the bucket, but answers them "in flight", as a
+// leader does whose answer to a write it stored was lost.
+type lostAnswerJS struct {
+	jetstream.JetStream
+	faults *atomic.Int64
+}
+
+func (l lostAnswerJS) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	fut, err := l.JetStream.PublishMsgAsync(m, opts...)
+	if err != nil || !strings.HasPrefix(m.Subject, "$KV.test_bans.") || l.faults.Add(-1) < 0 {
+		return fut, err
+	}
+	select {
+	case <-fut.Ok():
+	case err := <-fut.Err():
+		return nil, err
+	}
+	answer := make(chan error, 1)
+	answer <- inFlight
+	return failedFuture{m, answer}, nil
+}
+
+// TestABanWhoseAnswerWasLostIsDecidedOnce writes a's ban to the farm but answers it "in
+// flight": the watch shows a its own ban, the outbox drops it, and a counts it decided,
+// once, and lost to no other host.
+func TestABanWhoseAnswerWasLostIsDecidedOnce(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a := hs[0]
+	var faults atomic.Int64
+	a.stopFarm()
+	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
+		return lostAnswerJS{js, &faults}, kv
+	})
+	faults.Store(1)
+	a.startFarm()
+	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
+	w := netip.MustParseAddr("203.0.113.27")
+	a.fail(w, 5)
+	eventually(t, "every host holds w", heldBy(hs, w))
+	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
+	if s := a.f.Status(); s.Decided != 1 || s.Lost != 0 {
+		t.Errorf("a decided %d and lost %d races; want 1 and 0: the ban was its own", s.Decided, s.Lost)
+	}
+}
+
+// answerInFlight rejoins h to the farm with its next n writes to the bans bucket
+// answered as partitionedJS and partitionedKV do, and returns the count of those left.
+func answerInFlight(t *testing.T, h *host, n int64) *atomic.Int64 {
+	t.Helper()
+	var faults atomic.Int64
+	h.stopFarm()
+	farm.Fault(h.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
+		return partitionedJS{js, &faults}, partitionedKV{kv, &faults}
+	})
+	faults.Store(n)
+	h.startFarm()
+	eventually(t, h.name+" is back in the farm", func() bool { s := h.f.Status(); return s.State == "connected" && s.Synced })
+	return &faults
+}
+
 // TestABanAnsweredInFlightStaysInTheOutbox performs what lost a ban in a partition run:
 // the servers answer this host's ban with "a write of the key is in flight", which
 // kv.Create reports as "key exists", while the bucket holds nothing. The ban stays in
@@ -1094,14 +1154,7 @@ func (p partitionedKV) Create(ctx context.Context, key string, value []byte, opt
 func TestABanAnsweredInFlightStaysInTheOutbox(t *testing.T) {
 	_, hs := threeHosts(t, time.Hour)
 	a := hs[0]
-	var faults atomic.Int64
-	a.stopFarm()
-	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
-		return partitionedJS{js, &faults}, partitionedKV{kv, &faults}
-	})
-	faults.Store(6)
-	a.startFarm()
-	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
+	faults := answerInFlight(t, a, 6)
 	w := netip.MustParseAddr("203.0.113.21")
 	a.fail(w, 5)
 	eventually(t, "the farm answered a's ban in flight twice", func() bool { return faults.Load() <= 4 })
@@ -1119,14 +1172,7 @@ func TestABanAnsweredInFlightStaysInTheOutbox(t *testing.T) {
 func TestALostRaceDoesNotBringBackABanLiftedMeanwhile(t *testing.T) {
 	_, hs := threeHosts(t, time.Hour)
 	a, b := hs[0], hs[1]
-	var faults atomic.Int64
-	a.stopFarm()
-	farm.Fault(a.f, func(js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.JetStream, jetstream.KeyValue) {
-		return partitionedJS{js, &faults}, partitionedKV{kv, &faults}
-	})
-	a.startFarm()
-	eventually(t, "a is back in the farm", func() bool { s := a.f.Status(); return s.State == "connected" && s.Synced })
-	faults.Store(1 << 30)
+	faults := answerInFlight(t, a, 1<<30)
 	w := netip.MustParseAddr("203.0.113.22")
 	a.fail(w, 5)
 	eventually(t, "a's ban answered in flight", func() bool { return faults.Load() < 1<<30 && a.f.Status().Outbox == 1 })
