@@ -262,14 +262,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return x.print(map[string]bool{"pong": true}, func() { fmt.Fprintln(w, "pong") })
 	case "status":
-		brief := false
-		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
-			if a == "--brief" || a == "-brief" {
-				brief = true
-				return true
-			}
-			return false
-		})
+		args, brief := takeFlag(args, "brief")
 		switch len(args) {
 		case 0:
 			s, err := c.Status(ctx)
@@ -303,14 +296,7 @@ func (x cli) command(ctx context.Context, args []string) error {
 		}
 		return usageError{"status takes at most one jail"}
 	case "banip":
-		force := false
-		args = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
-			if a == "--force" || a == "-force" {
-				force = true
-				return true
-			}
-			return false
-		})
+		args, force := takeFlag(args, "force")
 		if len(args) < 2 {
 			return usageError{"banip needs a jail and at least one address"}
 		}
@@ -789,6 +775,15 @@ func printStatus(w io.Writer, s control.Status) {
 		fmt.Fprintf(w, "|- DEGRADED:\t%s\n", s.Degraded)
 	}
 	fmt.Fprintf(w, "`- Jail list:\t%s\n", strings.Join(s.Jails, ", "))
+}
+
+// takeFlag returns args without the command's flag --name (or -name), wherever it
+// stands, and whether it was there.
+func takeFlag(args []string, name string) (rest []string, given bool) {
+	rest = slices.DeleteFunc(slices.Clone(args), func(a string) bool {
+		return a == "--"+name || a == "-"+name
+	})
+	return rest, len(rest) < len(args)
 }
 
 // printJailStatus prints s as fail2ban-client does; brief: s was asked without its list
