@@ -1183,16 +1183,7 @@ func TestALostRaceDoesNotBringBackABanLiftedMeanwhile(t *testing.T) {
 	}
 	eventually(t, "b and c lift w", heldByNone(hs[1:], w))
 	faults.Store(0)
-	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
-	// A ban a publishes now reaches every host after anything a published before it.
-	mark := netip.MustParseAddr("203.0.113.23")
-	a.banByHand(mark)
-	eventually(t, "every host holds a's next ban", heldBy(hs, mark))
-	for _, h := range hs {
-		if _, ok := h.ban(w); ok {
-			t.Errorf("%s holds w again: a's outbox brought back the ban lifted on b", h.f.Node())
-		}
-	}
+	noneHoldsAfterNextBan(t, hs, a, w, netip.MustParseAddr("203.0.113.23"), "a's outbox brought back the ban lifted on b")
 	if s := a.f.Status(); s.Decided != 1 || s.Lost != 1 {
 		t.Errorf("a decided %d and lost %d races; want 1 (the mark) and 1 (w, b's)", s.Decided, s.Lost)
 	}
@@ -1218,13 +1209,20 @@ func TestAnUnbanWhileAHostWasAwayLiftsItsWaitingBan(t *testing.T) {
 	}
 	eventually(t, "b and c lift w", heldByNone(hs[1:], w))
 	a.startFarm()
-	eventually(t, "a's outbox drains", func() bool { return a.f.Status().Outbox == 0 })
-	mark := netip.MustParseAddr("203.0.113.25")
+	noneHoldsAfterNextBan(t, hs, a, w, netip.MustParseAddr("203.0.113.25"), "a published the ban b lifted while a was away")
+}
+
+// noneHoldsAfterNextBan waits for a's outbox to drain, then bans mark on a by hand until
+// every host holds it: a's writes reach every host in order, so whatever a published
+// before has too. It fails the test, saying why, for each host that holds w.
+func noneHoldsAfterNextBan(t *testing.T, hs []*host, a *host, w, mark netip.Addr, why string) {
+	t.Helper()
+	eventually(t, a.name+"'s outbox drains", func() bool { return a.f.Status().Outbox == 0 })
 	a.banByHand(mark)
-	eventually(t, "every host holds a's next ban", heldBy(hs, mark))
+	eventually(t, "every host holds "+a.name+"'s next ban", heldBy(hs, mark))
 	for _, h := range hs {
 		if _, ok := h.ban(w); ok {
-			t.Errorf("%s holds w: a published the ban b lifted while a was away", h.f.Node())
+			t.Errorf("%s holds %s: %s", h.name, w, why)
 		}
 	}
 }
