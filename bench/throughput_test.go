@@ -130,8 +130,8 @@ actions = ["log"]
 				// The log action's file has a line a ban, read as it grows, and a brief
 				// status does not list the bans: both cheap to ask every millisecond, so the
 				// waiting does not take the CPU the server it measures needs: reading the
-				// whole file and a full status (4,200 bans listed) each time takes a tenth
-				// of its speed (bench/README.md).
+				// whole file and a full status (4,200 bans listed) each time puts a tenth of
+				// its CPU in answering, and slows it by a fifth (bench/README.md).
 				banLines := &lineCount{path: bans}
 				defer banLines.close()
 				for {
