@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 )
 
 // Recording behind. By default BanAll records bans in the ledger before it applies them.
@@ -17,12 +18,43 @@ import (
 // the same way before it is reported made. A ban adopted from the farm (Adopt) needs no
 // wait: the farm's watch hands it over again at the next start.
 
+// Run writes what waits once bans stop coming for recordQuiet: a burst reaches the
+// kernel whole before its records take the CPU from it, and is written in one batch.
+// It writes sooner once the oldest record has waited recordWaitMax, or recordHeldMax
+// wait: they hold their lines in memory. (The daemon's position saves, each second,
+// write what waits too: WaitRecorded.)
+const (
+	recordQuiet   = 50 * time.Millisecond
+	recordWaitMax = time.Second
+	recordHeldMax = 16384
+)
+
 // behindLog holds the bans applied and not yet written. The Manager's mutex guards it.
 type behindLog struct {
-	behind  bool
-	pending map[banKey]Record // applied, waiting to be written
-	writing map[banKey]Record // being written now, outside the lock
-	busy    bool              // a write is under way
+	behind      bool
+	pending     map[banKey]Record // applied, waiting to be written
+	writing     map[banKey]Record // being written now, outside the lock
+	busy        bool              // a write is under way
+	first, last time.Time         // when the oldest record waiting came, and the newest
+}
+
+// writeAt returns when Run is to write the records that wait, if any do. Caller holds
+// m.mu.
+func (l *behindLog) writeAt() (time.Time, bool) {
+	switch {
+	case len(l.pending) == 0:
+		return time.Time{}, false
+	case len(l.pending) >= recordHeldMax:
+		return l.last, true
+	}
+	return minTime(l.last.Add(recordQuiet), l.first.Add(recordWaitMax)), true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // SetRecordBehind makes BanAll apply bans first and record them behind (see above). Run,
@@ -39,6 +71,11 @@ func (m *Manager) recordBehind(records []Record) {
 	if m.rec.pending == nil {
 		m.rec.pending, m.rec.writing = map[banKey]Record{}, map[banKey]Record{}
 	}
+	now := m.clock.Now()
+	if len(m.rec.pending) == 0 {
+		m.rec.first = now
+	}
+	m.rec.last = now
 	for _, r := range records {
 		k := banKey{r.Jail, r.Prefix()}
 		delete(m.backlog.saves, k)
@@ -46,6 +83,17 @@ func (m *Manager) recordBehind(records []Record) {
 		m.rec.pending[k] = r
 	}
 	m.wakeRun()
+}
+
+// writeDue writes the records that wait if their time has come (writeAt).
+func (m *Manager) writeDue(ctx context.Context) {
+	m.mu.Lock()
+	at, ok := m.rec.writeAt()
+	due := ok && !m.clock.Now().Before(at)
+	m.mu.Unlock()
+	if due {
+		m.writeBehind(ctx)
+	}
 }
 
 // dropPending forgets the unwritten record of k, and waits until a write under way no

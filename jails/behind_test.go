@@ -2,6 +2,7 @@ package jails
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -112,4 +113,96 @@ func TestFarmBansAreRecordedBehind(t *testing.T) {
 	if got := l.Bans(); len(got) != 1 || got[0].By != "mta2" || got[0].Count != 1 {
 		t.Errorf("recorded after WaitRecorded: %+v; want the farm's ban, its first", got)
 	}
+}
+
+// runBehind runs m's Run until the test ends, and returns a function that waits until
+// the ledger holds at least n records.
+func runBehind(t *testing.T, m *Manager, l *MemoryLedger) (recorded func(n int)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); len(l.Bans()) < n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d records after 10 s; want %d", len(l.Bans()), n)
+			}
+		}
+	}
+}
+
+// stillUnrecorded checks, for a while, that l holds no more than n records.
+func stillUnrecorded(t *testing.T, l *MemoryLedger, n int) {
+	t.Helper()
+	for range 100 {
+		if got := len(l.Bans()); got > n {
+			t.Fatalf("%d records while bans came; want %d: a burst's records take the CPU from its bans", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestABurstIsRecordedOnceBansStopComing: Run leaves the records of a burst's bans
+// until bans stop coming for recordQuiet, and then writes them, in one batch.
+func TestABurstIsRecordedOnceBansStopComing(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m, l := newManager(clock), NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
+	recorded := runBehind(t, m, l)
+
+	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1, Failures: 3}})
+	clock.Advance(recordQuiet / 2)
+	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a2, Failures: 3}})
+	clock.Advance(recordQuiet / 2) // the first ban's quiet time, not the second's
+	stillUnrecorded(t, l, 0)
+	clock.Advance(recordQuiet / 2)
+	recorded(2)
+}
+
+// TestRecordsWaitNoLongerThanRecordWaitMax: bans that never stop coming (an attack that
+// goes on) are recorded all the same, the oldest within recordWaitMax of its ban.
+func TestRecordsWaitNoLongerThanRecordWaitMax(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: t0}
+	m, l := newManager(clock), NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
+	recorded := runBehind(t, m, l)
+
+	every := recordQuiet * 4 / 5 // never quiet for long enough
+	n := 0
+	for ; ; n++ {
+		m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(n)}), Failures: 3}})
+		if time.Duration(n+1)*every >= recordWaitMax {
+			break
+		}
+		clock.Advance(every)
+	}
+	stillUnrecorded(t, l, 0)
+	clock.Advance(every) // past the first ban's recordWaitMax, within the last one's quiet time
+	recorded(n + 1)
+}
+
+// TestRecordsWaitNoMoreThanRecordHeldMax: a burst of recordHeldMax bans is recorded at
+// once, without waiting for quiet: unwritten records hold their lines in memory.
+func TestRecordsWaitNoMoreThanRecordHeldMax(t *testing.T) {
+	ctx := context.Background()
+	m, l := newManager(&fakeClock{now: t0}), NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
+	recorded := runBehind(t, m, l)
+
+	tickets := make([]Ticket, recordHeldMax)
+	for i := range tickets {
+		tickets[i] = Ticket{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Failures: 3}
+	}
+	m.BanAll(ctx, tickets)
+	recorded(recordHeldMax)
 }

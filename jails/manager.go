@@ -249,7 +249,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// What waits to be recorded is written before Run returns.
 	defer m.writeBehind(ctx)
 	for {
-		m.writeBehind(ctx)
+		m.writeDue(ctx)
 		m.ExpireDue(ctx)
 		m.mu.Lock()
 		m.retryBacklog(ctx)
@@ -268,10 +268,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// nextEvents returns when the next ban expires and the ledger is next retried, where
-// there are such.
+// nextEvents returns when the next ban expires, the bans applied are next recorded and
+// the ledger is next retried, where there are such.
 func (m *Manager) nextEvents() []time.Time {
 	var out []time.Time
+	m.mu.Lock()
+	t, ok := m.rec.writeAt()
+	m.mu.Unlock()
+	if ok {
+		out = append(out, t)
+	}
 	if t, ok := m.nextExpiry(); ok {
 		out = append(out, t)
 	}
