@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -170,5 +171,37 @@ func TestBigBatchesAndLostAcks(t *testing.T) {
 			t.Errorf("tiny buffer %v: %d routes left after the unban batch (%v)", tiny, len(banned), err)
 		}
 		lab.Do(func() { r.Stop(ctx) })
+	}
+}
+
+// Stop removes every route logban's protocol holds in the table, more than a batch of
+// them and whatever their type (one made under another configuration), and no one
+// else's.
+func TestStopRemovesEveryRouteOfLogbansWhateverItsType(t *testing.T) {
+	lab := netnstest.New(t)
+	ctx := context.Background()
+	addrs := batchAddrs(2*batchMax + 100)
+	lab.Run("ip", "route", "add", "unreachable", "198.51.100.7/32", "proto", fmt.Sprint(DefaultRouteProtocol))
+	lab.Run("ip", "route", "add", "blackhole", "198.51.100.9/32") // someone else's
+	r := NewRoute(RouteOptions{Type: "prohibit", Table: 254, Protocol: DefaultRouteProtocol}, quiet)
+	var errs []error
+	var err error
+	lab.Do(func() {
+		if err = r.Start(ctx); err != nil {
+			return
+		}
+		errs = r.BanBatch(ctx, bansOf(addrs, "sasl"))
+		err = r.Stop(ctx)
+	})
+	noErrors(t, "ban batch", errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proto := fmt.Sprint(DefaultRouteProtocol)
+	if left := lab.Run("ip", "-4", "route", "show", "proto", proto) + lab.Run("ip", "-6", "route", "show", "proto", proto); left != "" {
+		t.Errorf("after stop, logban's routes left:\n%.500s", left)
+	}
+	if got := lab.Run("ip", "route", "show", "type", "blackhole"); !strings.Contains(got, "198.51.100.9") {
+		t.Errorf("after stop, someone else's route is gone: %q", got)
 	}
 }

@@ -156,24 +156,30 @@ func (r *Route) UnbanBatch(_ context.Context, bans []Ban) []error {
 // request builds the netlink request that adds or removes p's null route: what
 // netlink.Handle.RouteAdd and RouteDel send for r.route(p).
 func (r *Route) request(op, flags int, msg *nl.RtMsg, p netip.Prefix) *nl.NetlinkRequest {
+	return routeRequest(op, flags, msg, p, routeTypes[r.opts.Type], r.opts.Table, r.opts.Protocol)
+}
+
+// routeRequest builds the netlink request that adds or removes the route of type typ to
+// p in table, made by protocol.
+func routeRequest(op, flags int, msg *nl.RtMsg, p netip.Prefix, typ, table, protocol int) *nl.NetlinkRequest {
 	addr := p.Addr()
 	req := nl.NewNetlinkRequest(op, flags)
 	msg.Family = uint8(family(addr))
 	msg.Dst_len = uint8(p.Bits())
-	msg.Protocol = uint8(r.opts.Protocol)
-	msg.Type = uint8(routeTypes[r.opts.Type])
+	msg.Protocol = uint8(protocol)
+	msg.Type = uint8(typ)
 	msg.Scope = unix.RT_SCOPE_UNIVERSE
-	var table *nl.RtAttr
-	if r.opts.Table >= 256 {
+	var tableAttr *nl.RtAttr
+	if table >= 256 {
 		msg.Table = unix.RT_TABLE_UNSPEC
-		table = nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(r.opts.Table)))
+		tableAttr = nl.NewRtAttr(unix.RTA_TABLE, nl.Uint32Attr(uint32(table)))
 	} else {
-		msg.Table = uint8(r.opts.Table)
+		msg.Table = uint8(table)
 	}
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.RTA_DST, addr.AsSlice()))
-	if table != nil {
-		req.AddData(table)
+	if tableAttr != nil {
+		req.AddData(tableAttr)
 	}
 	req.AddData(nl.NewRtAttr(unix.RTA_OIF, nl.Uint32Attr(0)))
 	return req
@@ -212,57 +218,80 @@ func (r *Route) Holds(context.Context, string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []netip.Prefix
-	for _, rt := range routes {
-		if a, ok := netip.AddrFromSlice(rt.Dst.IP); ok {
-			ones, _ := rt.Dst.Mask.Size()
-			a = a.Unmap()
-			if ones > a.BitLen() { // an IPv4 route read as IPv4-mapped
-				ones -= 96
-			}
-			out = append(out, netip.PrefixFrom(a, ones).Masked())
-		}
+	out := make([]netip.Prefix, len(routes))
+	for i, rt := range routes {
+		out[i] = rt.dst
 	}
 	slices.SortFunc(out, netip.Prefix.Compare)
 	return out, nil
 }
 
-// list returns the routes of logban's protocol in the table, both families.
-func (r *Route) list() ([]netlink.Route, error) {
+// listedRoute is what logban needs of one of its routes listed from the kernel.
+type listedRoute struct {
+	dst                  netip.Prefix
+	typ, table, protocol int
+}
+
+// list returns the routes of logban's protocol in the table, both families. Each route
+// is decoded and let go as the kernel's dump is read: a dump of 100,000 routes kept
+// whole holds tens of megabytes at once.
+func (r *Route) list() ([]listedRoute, error) {
 	h, err := r.nl.get()
 	if err != nil {
 		return nil, err
 	}
 	filter := &netlink.Route{Table: r.opts.Table, Protocol: netlink.RouteProtocol(r.opts.Protocol)}
-	var out []netlink.Route
+	var out []listedRoute
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		err := h.RouteListFilteredIter(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL, func(rt netlink.Route) bool {
+			if rt.Dst != nil {
+				if p, ok := routePrefix(rt); ok {
+					out = append(out, listedRoute{p, rt.Type, rt.Table, int(rt.Protocol)})
+				}
+			}
+			return true
+		})
 		if err != nil {
 			return nil, err
-		}
-		for _, rt := range routes {
-			if rt.Dst != nil {
-				out = append(out, rt)
-			}
 		}
 	}
 	return out, nil
 }
 
+// removeAll removes every route of logban's protocol in the table, whatever its type (a
+// route made before the configuration changed it). It sends the removals as BanBatch
+// sends additions, a batch to a system call: a stop with 100,000 bans in force takes
+// them all out of the kernel in about a second (BenchmarkRestore's s/stop).
 func (r *Route) removeAll() error {
 	routes, err := r.list()
 	if err != nil {
 		return fmt.Errorf("listing logban's routes: %w", err)
 	}
-	h, err := r.nl.get()
-	if err != nil {
-		return err
-	}
 	var errs []error
-	for _, rt := range routes {
-		if err := h.RouteDel(&rt); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("removing route for %v: %w", rt.Dst, err))
+	for chunk := range slices.Chunk(routes, batchMax) {
+		reqs := make([]*nl.NetlinkRequest, len(chunk))
+		for i, rt := range chunk {
+			reqs[i] = routeRequest(unix.RTM_DELROUTE, unix.NLM_F_ACK, nl.NewRtDelMsg(), rt.dst, rt.typ, rt.table, rt.protocol)
+		}
+		for i, err := range r.nl.send(reqs) {
+			if err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("removing route for %s: %w", Target(chunk[i].dst), err))
+			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// routePrefix returns the address or network a route is for.
+func routePrefix(rt netlink.Route) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(rt.Dst.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := rt.Dst.Mask.Size()
+	a = a.Unmap()
+	if ones > a.BitLen() { // an IPv4 route read as IPv4-mapped
+		ones -= 96
+	}
+	return netip.PrefixFrom(a, ones).Masked(), true
 }
