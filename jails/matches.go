@@ -13,7 +13,14 @@ const matchesKept = 4096
 
 // matches are the last matched lines of recently failing addresses. Jail serialises
 // access.
-type matches map[netip.Addr][]string
+type matches map[netip.Addr]lastLines
+
+// lastLines is an address's last lines, in a ring: a failure adds its line without
+// growing or shifting a slice.
+type lastLines struct {
+	lines    [MaxMatches]string
+	first, n uint8 // the oldest line's place, and how many there are
+}
 
 // add keeps line as addr's newest, dropping its oldest past MaxMatches.
 func (mp *matches) add(addr netip.Addr, line []byte) {
@@ -21,26 +28,37 @@ func (mp *matches) add(addr netip.Addr, line []byte) {
 		*mp = matches{}
 	}
 	m := *mp
-	lines, ok := m[addr]
+	l, ok := m[addr]
 	if !ok && len(m) >= matchesKept {
 		for other := range m { // any one: map order is arbitrary
 			delete(m, other)
 			break
 		}
 	}
-	if len(lines) == MaxMatches {
-		lines = append(lines[:0], lines[1:]...)
+	if l.n < MaxMatches {
+		l.lines[(int(l.first)+int(l.n))%MaxMatches] = string(line)
+		l.n++
+	} else {
+		l.lines[l.first] = string(line)
+		l.first = (l.first + 1) % MaxMatches
 	}
-	m[addr] = append(lines, string(line))
+	m[addr] = l
 }
 
-// take returns addr's lines and forgets them. Once none are left the map goes with
-// them: a map keeps the size a burst grew it to.
+// take returns addr's lines, oldest first, and forgets them. Once none are left the map
+// goes with them: a map keeps the size a burst grew it to.
 func (mp *matches) take(addr netip.Addr) []string {
-	lines := (*mp)[addr]
+	l, ok := (*mp)[addr]
+	if !ok {
+		return nil
+	}
 	delete(*mp, addr)
 	if len(*mp) == 0 {
 		*mp = nil
+	}
+	lines := make([]string, l.n)
+	for i := range lines {
+		lines[i] = l.lines[(int(l.first)+i)%MaxMatches]
 	}
 	return lines
 }
