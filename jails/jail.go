@@ -147,7 +147,7 @@ func New(name string, filter *filters.Filter, s Settings) *Jail {
 	if s.MaxTracked <= 0 {
 		s.MaxTracked = DefaultMaxTracked
 	}
-	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), matches: matches{}, reported: map[reportKey]int64{}}
+	j := &Jail{name: name, filter: filter, settings: s, window: NewWindow(s.MaxRetry, s.FindTime), reported: map[reportKey]int64{}}
 	j.window.SetBound(s.MaxTracked)
 	if s.Key == KeyUser || s.Key == KeyDevice {
 		j.keys = newKeyWindow(s.MaxRetry, s.FindTime, s.MaxTracked)

@@ -13,7 +13,16 @@ const matchesKept = 4096
 
 // matches are the last matched lines of recently failing addresses. Jail serialises
 // access.
-type matches map[netip.Addr]lastLines
+type matches struct {
+	m    map[netip.Addr]lastLines
+	peak int // the most addresses m has held since it was made
+}
+
+// matchesKeptEmpty is how many addresses a map may have held and still be kept when it
+// empties: a small one serves the next failures (an address failing its maxretry lines
+// in a row empties it at each ban), and one a burst grew is let go, as a map keeps
+// its room.
+const matchesKeptEmpty = 64
 
 // lastLines is an address's last lines, in a ring: a failure adds its line without
 // growing or shifting a slice.
@@ -24,10 +33,10 @@ type lastLines struct {
 
 // add keeps line as addr's newest, dropping its oldest past MaxMatches.
 func (mp *matches) add(addr netip.Addr, line []byte) {
-	if *mp == nil {
-		*mp = matches{}
+	if mp.m == nil {
+		mp.m, mp.peak = map[netip.Addr]lastLines{}, 0
 	}
-	m := *mp
+	m := mp.m
 	l, ok := m[addr]
 	if !ok && len(m) >= matchesKept {
 		for other := range m { // any one: map order is arbitrary
@@ -43,18 +52,18 @@ func (mp *matches) add(addr netip.Addr, line []byte) {
 		l.first = (l.first + 1) % MaxMatches
 	}
 	m[addr] = l
+	mp.peak = max(mp.peak, len(m))
 }
 
-// take returns addr's lines, oldest first, and forgets them. Once none are left the map
-// goes with them: a map keeps the size a burst grew it to.
+// take returns addr's lines, oldest first, and forgets them.
 func (mp *matches) take(addr netip.Addr) []string {
-	l, ok := (*mp)[addr]
+	l, ok := mp.m[addr]
 	if !ok {
 		return nil
 	}
-	delete(*mp, addr)
-	if len(*mp) == 0 {
-		*mp = nil
+	delete(mp.m, addr)
+	if len(mp.m) == 0 && mp.peak > matchesKeptEmpty {
+		mp.m = nil
 	}
 	lines := make([]string, l.n)
 	for i := range lines {
