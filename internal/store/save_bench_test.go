@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
@@ -39,4 +40,40 @@ func BenchmarkSaveBans(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "bans/s")
+}
+
+// BenchmarkBanCounts looks up the history of a few new addresses at a time, as a ban
+// does on its way to the kernel when failures come a few at a time, in a history of
+// 10,000 addresses.
+func BenchmarkBanCounts(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(b.TempDir(), "logban.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	records := make([]jails.Record, 10_000)
+	for i := range records {
+		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}),
+			Failures: 3, BannedAt: now, Expires: now.Add(time.Hour)}, Count: 1}
+	}
+	if err := s.SaveBans(ctx, records); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("%d-addresses", n), func(b *testing.B) {
+			whats := make([]netip.Prefix, n)
+			k := 0
+			for b.Loop() {
+				for i := range whats {
+					whats[i] = actions.Host(netip.AddrFrom4([4]byte{198, 18, byte(k >> 8), byte(k)}))
+					k++
+				}
+				if _, err := s.BanCounts(ctx, "sasl", whats); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -123,6 +123,16 @@ type Store struct {
 
 	prepareSave sync.Once
 	saveStmts   [2]*sql.Stmt // SaveBans' two statements for a whole chunk, once prepared
+
+	countMu    sync.Mutex
+	countStmts map[countShape]*sql.Stmt // BanCounts' lookups, prepared as first asked
+}
+
+// countShape is the form of one BanCounts lookup: how many addresses it asks about (a
+// power of two, up to countChunk), and whether of one jail.
+type countShape struct {
+	n      int
+	inJail bool
 }
 
 // Open opens the database at path, creating it and its folder if needed, and brings its
@@ -275,6 +285,9 @@ func (s *Store) Close() error {
 		if stmt != nil {
 			stmt.Close()
 		}
+	}
+	for _, stmt := range s.countStmts {
+		stmt.Close()
 	}
 	if s.rdb != nil {
 		s.rdb.Close()
@@ -448,24 +461,33 @@ func valuesList(n int, row string) string {
 	return strings.Repeat(row+", ", n-1) + row
 }
 
-// countChunk is how many addresses one BanCounts query asks about.
-const countChunk = 500
+// countChunk is how many addresses one BanCounts query asks about: a power of two.
+const countChunk = 512
 
 // BanCounts returns how many times each address or network was banned in jail, or in
-// all jails if jail is "", asking about many per query; one never banned is absent.
+// all jails if "". A ban asks it on its way to the kernel, a few addresses at a time when
+// they come a few at a time: each lookup asks about a power of two of them (the last
+// address repeated to fill it), on statements prepared once, as parsing a statement
+// costs more than running it.
 func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
 	out := make(map[netip.Prefix]int)
 	for chunk := range slices.Chunk(whats, countChunk) {
-		args := make([]any, 0, len(chunk)+1)
-		query := "SELECT addr, SUM(ban_count) FROM ban_history WHERE addr IN (?" + strings.Repeat(", ?", len(chunk)-1) + ")"
-		for _, p := range chunk {
-			args = append(args, actions.Target(p))
+		n := 1
+		for n < len(chunk) {
+			n *= 2
+		}
+		stmt, err := s.countStmt(ctx, countShape{n, jail != ""})
+		if err != nil {
+			return out, fmt.Errorf("counting bans of %d addresses: %w", len(whats), err)
+		}
+		args := make([]any, 0, n+1)
+		for i := range n {
+			args = append(args, actions.Target(chunk[min(i, len(chunk)-1)]))
 		}
 		if jail != "" {
-			query += " AND jail = ?"
 			args = append(args, jail)
 		}
-		rows, err := s.reader().QueryContext(ctx, query+" GROUP BY addr", args...)
+		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			return out, fmt.Errorf("counting bans of %d addresses: %w", len(whats), err)
 		}
@@ -488,6 +510,28 @@ func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix
 		}
 	}
 	return out, nil
+}
+
+// countStmt returns BanCounts' lookup of the given shape, preparing it the first time.
+func (s *Store) countStmt(ctx context.Context, shape countShape) (*sql.Stmt, error) {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	if stmt, ok := s.countStmts[shape]; ok {
+		return stmt, nil
+	}
+	query := "SELECT addr, SUM(ban_count) FROM ban_history WHERE addr IN (?" + strings.Repeat(", ?", shape.n-1) + ")"
+	if shape.inJail {
+		query += " AND jail = ?"
+	}
+	stmt, err := s.reader().PrepareContext(ctx, query+" GROUP BY addr")
+	if err != nil {
+		return nil, err
+	}
+	if s.countStmts == nil {
+		s.countStmts = map[countShape]*sql.Stmt{}
+	}
+	s.countStmts[shape] = stmt
+	return stmt, nil
 }
 
 // BanLines returns the lines recorded with jail's ban of what: the last log lines that
