@@ -360,6 +360,62 @@ func BenchmarkBanBurst(b *testing.B) {
 	}
 }
 
+// BenchmarkWriterBurst is an attack as the log's writer sees it: 10,000 new addresses
+// failing 4 times each (maxretry 3), each line its own write, as fast as one writer
+// goes, into ban-server's log, null routes in a namespace. It reports how far behind the
+// writer the bans are: how many addresses were in the kernel when the writer ended, and
+// how long after it the last one came.
+func BenchmarkWriterBurst(b *testing.B) {
+	const n, failures, maxretry = 10_000, 4, 3
+	lab := netnstest.New(b)
+	dir := b.TempDir()
+	log := filepath.Join(dir, "zimbra.log")
+	writeFile(b, log, "")
+	pid := logban{action: "route"}.start(b, lab, dir, log, maxretry)
+	inKernel := kernelCounter(b, lab, "route")
+	f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var writing, after, cpu time.Duration
+	atEnd, first := 0, 0
+	for b.Loop() {
+		lines := make([][]byte, 0, n*failures)
+		for i := first; i < first+n; i++ {
+			line := []byte(failure(trialAddr(i)))
+			for range failures {
+				lines = append(lines, line)
+			}
+		}
+		before := inKernel()
+		used := cpuTime(b, pid)
+		start := time.Now()
+		for _, line := range lines {
+			if _, err := f.Write(line); err != nil {
+				b.Fatal(err)
+			}
+		}
+		end := time.Now()
+		atEnd += inKernel() - before
+		first += n
+		for got := inKernel(); got < first; got = inKernel() {
+			if time.Since(end) > time.Minute {
+				b.Fatalf("a minute after the writer, %d of %d addresses in the kernel", got, first)
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		writing += end.Sub(start)
+		after += time.Since(end)
+		cpu += cpuTime(b, pid) - used
+		time.Sleep(2 * time.Second) // the burst's records are written before the next
+	}
+	b.ReportMetric(writing.Seconds()/float64(b.N), "s-writing")
+	b.ReportMetric(float64(atEnd)/float64(b.N), "banned-at-writer-end")
+	b.ReportMetric(after.Seconds()*1000/float64(b.N), "ms-after-writer")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(first), "server-cpu-µs/ban")
+}
+
 // cpuTime returns the CPU time, user and system, that process pid has used so far.
 func cpuTime(b *testing.B, pid int) time.Duration {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
