@@ -129,6 +129,7 @@ gobench -bench PolicyService -benchtime 100000x ./bench # postfwd's rows need ap
 if [[ $(id -u) == 0 ]]; then
   gobench -bench DetectionLatency -benchtime 1000x ./bench
   gobench -bench BanBurst -benchtime 3x ./bench
+  gobench -bench WriterBurst -benchtime 5x ./bench
   gobench -bench FarmLatency -benchtime 1000x ./bench
   gobench -bench FarmBurst -benchtime 2x ./bench
   gobench -bench FarmPartition -benchtime 20x ./bench
@@ -143,6 +144,7 @@ gobench -bench FollowAppended -benchtime 3x ./watcher
 gobench -bench EntriesToBatches -benchmem ./journal
 gobench -bench 'BanBurst|TrackedAddressMemory|TrackedNetworkMemory|TrackedAccountMemory|TrackedDeviceMemory' -benchtime 2x ./jails
 gobench -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon
+gobench -bench BanCounts -benchtime 20000x ./internal/store
 if [[ $(id -u) == 0 ]]; then
   gobench -bench KernelBans -benchtime 2x ./actions
   gobench -bench Restore -benchtime 2x ./internal/daemon
