@@ -115,15 +115,21 @@ func TestFarmBansAreRecordedBehind(t *testing.T) {
 	}
 }
 
-// runBehind runs m's Run until the test ends, and returns a function that waits until
-// the ledger holds at least n records.
-func runBehind(t *testing.T, m *Manager, l *MemoryLedger) (recorded func(n int)) {
+// runningBehind returns a manager that records behind in l, with one jail, "sasl", on
+// a fake clock, its Run running until the test ends; and a function that waits until l
+// holds at least n records.
+func runningBehind(t *testing.T) (m *Manager, l *MemoryLedger, clock *fakeClock, recorded func(n int)) {
 	t.Helper()
+	clock = &fakeClock{now: t0}
+	m, l = newManager(clock), NewMemoryLedger()
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
 	ctx, cancel := context.WithCancel(context.Background())
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return func(n int) {
+	return m, l, clock, func(n int) {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); len(l.Bans()) < n; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -148,12 +154,7 @@ func stillUnrecorded(t *testing.T, l *MemoryLedger, n int) {
 // until bans stop coming for recordQuiet, and then writes them, in one batch.
 func TestABurstIsRecordedOnceBansStopComing(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
-	m, l := newManager(clock), NewMemoryLedger()
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
-	recorded := runBehind(t, m, l)
+	m, l, clock, recorded := runningBehind(t)
 
 	m.BanAll(ctx, []Ticket{{Jail: "sasl", Addr: a1, Failures: 3}})
 	clock.Advance(recordQuiet / 2)
@@ -168,12 +169,7 @@ func TestABurstIsRecordedOnceBansStopComing(t *testing.T) {
 // goes on) are recorded all the same, the oldest within recordWaitMax of its ban.
 func TestRecordsWaitNoLongerThanRecordWaitMax(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{now: t0}
-	m, l := newManager(clock), NewMemoryLedger()
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
-	recorded := runBehind(t, m, l)
+	m, l, clock, recorded := runningBehind(t)
 
 	every := recordQuiet * 4 / 5 // never quiet for long enough
 	n := 0
@@ -193,11 +189,7 @@ func TestRecordsWaitNoLongerThanRecordWaitMax(t *testing.T) {
 // once, without waiting for quiet: unwritten records hold their lines in memory.
 func TestRecordsWaitNoMoreThanRecordHeldMax(t *testing.T) {
 	ctx := context.Background()
-	m, l := newManager(&fakeClock{now: t0}), NewMemoryLedger()
-	m.SetLedger(l)
-	m.SetRecordBehind(true)
-	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
-	recorded := runBehind(t, m, l)
+	m, _, _, recorded := runningBehind(t)
 
 	tickets := make([]Ticket, recordHeldMax)
 	for i := range tickets {

@@ -18,11 +18,7 @@ import (
 func BenchmarkSaveBans(b *testing.B) {
 	const n = 10_000
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(b.TempDir(), "logban.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchStore(b)
 	now := time.Now()
 	records := make([]jails.Record, n)
 	line := "Dec  7 10:00:00 mta1 postfix/submission/smtpd[4242]: warning: unknown[198.18.0.1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
@@ -47,11 +43,7 @@ func BenchmarkSaveBans(b *testing.B) {
 // 10,000 addresses.
 func BenchmarkBanCounts(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(b.TempDir(), "logban.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := benchStore(b)
 	now := time.Now()
 	records := make([]jails.Record, 10_000)
 	for i := range records {
@@ -76,4 +68,15 @@ func BenchmarkBanCounts(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchStore opens a new database for a benchmark, closed when it ends.
+func benchStore(b *testing.B) *Store {
+	b.Helper()
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "logban.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
 }
