@@ -19,6 +19,9 @@ type FarmLink interface {
 	Decided(records []Record)
 	// Lifted is handed the bans an operator lifted here, to be lifted farm-wide.
 	Lifted(bans []actions.Ban)
+	// Unbanning reports whether an unban of jail's ban of what, made here, waits to
+	// reach the farm: a farm ban of it delivered meanwhile is the one being lifted.
+	Unbanning(jail string, what netip.Prefix) bool
 	// Protected returns why what (an address as a /32 or /128, or a network) must never
 	// be banned by this farm (it is, or holds, another node's address), or "".
 	Protected(what netip.Prefix) string
@@ -60,6 +63,11 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 		}
 		if m.liftedHere(ctx, r) {
 			continue // lifted on this host alone, until the farm's ban ends
+		}
+		if m.farm != nil && m.farm.Unbanning(r.Jail, r.Prefix()) {
+			// Lifted here by hand since the farm's watch looked: the unban, queued under
+			// this lock, is on its way, and the ban must not come back before it.
+			continue
 		}
 		if why := m.protected(r.Prefix()); why != "" {
 			m.refused++

@@ -401,6 +401,16 @@ func (f *Farm) settleHeld(held map[string]heldBan) {
 	f.poke(f.wake) // the publisher takes them out of the outbox
 }
 
+// Unbanning reports whether an unban of jail's ban of what, made here, waits in the
+// outbox. It is a jails.FarmLink method: the manager asks it under its own lock, under
+// which an operator's unban is queued (Lifted), so a ban the watch delivered before the
+// unban was queued is not applied after it.
+func (f *Farm) Unbanning(jail string, what netip.Prefix) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pendUnbans[banKey(jail, what)] > 0
+}
+
 // Protected returns why what (an address as a /32 or /128, or a network) must not be
 // banned by this farm: it is, or holds, another node's address. It is a jails.FarmLink
 // method.

@@ -1348,3 +1348,52 @@ func TestABanLiftedHereIsNotAppliedAgainByALateWatch(t *testing.T) {
 		t.Errorf("a banned x %d times (%v); want once: the late watch's ban was applied again", c.TotalBanned, err)
 	}
 }
+
+// unbanFirstTarget is a host's manager on which, the first time the farm hands it a ban
+// of addr, an operator lifts addr by hand first: the unban lands between the watch's
+// look at the outbox and the manager's lock. It remembers what the manager applied.
+type unbanFirstTarget struct {
+	*jails.Manager
+	addr netip.Addr
+	once sync.Once
+
+	mu      sync.Mutex
+	applied []actions.Ban
+}
+
+func (u *unbanFirstTarget) Adopt(ctx context.Context, records []jails.Record) []actions.Ban {
+	for _, r := range records {
+		if r.Addr == u.addr {
+			u.once.Do(func() { u.Manager.Unban(ctx, jail, actions.Host(u.addr)) }) //nolint:errcheck // banned here: it is this host's ban
+		}
+	}
+	fresh := u.Manager.Adopt(ctx, records)
+	u.mu.Lock()
+	u.applied = append(u.applied, fresh...)
+	u.mu.Unlock()
+	return fresh
+}
+
+// A ban lifted by hand while the farm's watch hands over that same ban (this host's
+// own, coming back from the farm) is not applied again: the farm's look at the outbox
+// came before the unban was queued, and the manager looks again under its lock.
+// (TestAFarmThroughAPartition's ban made and lifted by hand at once on one host meets
+// this race: the ban would come back until the unban's own return lifted it.)
+func TestABanLiftedByHandWhileItComesBackIsNotAppliedAgain(t *testing.T) {
+	_, hs := threeHosts(t, time.Hour)
+	a := hs[0]
+	x := netip.MustParseAddr("203.0.113.40")
+	a.stopFarm()
+	target := &unbanFirstTarget{Manager: a.m, addr: x}
+	a.target = target
+	a.startFarm()
+
+	a.banByHand(x)
+	eventually(t, "the farm has x and its unban", func() bool { return a.f.Status().Outbox == 0 && a.f.Status().Decided == 1 })
+	eventually(t, "no host holds x", heldByNone(hs, x))
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if len(target.applied) > 0 {
+		t.Errorf("a applied %v again after lifting it by hand", addrs(target.applied))
+	}
+}
