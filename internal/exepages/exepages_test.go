@@ -54,25 +54,33 @@ func TestReleaseDropsTheBinarysPages(t *testing.T) {
 	}
 }
 
-// touchBinary reads every page of the process's read-only mappings of its own binary
-// (through /proc/self/mem, which faults them in), so that all of them are resident.
-func touchBinary(t *testing.T) {
+// binaryAnd returns the path of the process's binary and the text of the /proc file
+// proc, which lists its mappings.
+func binaryAnd(t *testing.T, proc string) (exe, text string) {
 	t.Helper()
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		t.Fatal(err)
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	b, err := os.ReadFile(proc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return exe, string(b)
+}
+
+// touchBinary reads every page of the process's read-only mappings of its own binary
+// (through /proc/self/mem, which faults them in), so that all of them are resident.
+func touchBinary(t *testing.T) {
+	t.Helper()
+	exe, maps := binaryAnd(t, "/proc/self/maps")
 	mem, err := os.Open("/proc/self/mem")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mem.Close()
 	page := make([]byte, os.Getpagesize())
-	for line := range strings.SplitSeq(string(maps), "\n") {
+	for line := range strings.SplitSeq(maps, "\n") {
 		if start, end, ok := readOnlyMapping(line, exe); ok {
 			for at := start; at < end; at += uintptr(len(page)) {
 				if _, err := mem.ReadAt(page, int64(at)); err != nil {
@@ -87,16 +95,9 @@ func touchBinary(t *testing.T) {
 // its own binary, from /proc/self/smaps.
 func residentBinaryKiB(t *testing.T) int {
 	t.Helper()
-	exe, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	smaps, err := os.ReadFile("/proc/self/smaps")
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe, smaps := binaryAnd(t, "/proc/self/smaps")
 	total, mapped, counting := 0, 0, false
-	for line := range strings.SplitSeq(string(smaps), "\n") {
+	for line := range strings.SplitSeq(smaps, "\n") {
 		if _, _, ok := readOnlyMapping(line, exe); ok {
 			counting = true
 			mapped++
