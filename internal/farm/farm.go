@@ -402,9 +402,11 @@ func (f *Farm) settleHeld(held map[string]heldBan) {
 }
 
 // Unbanning reports whether an unban of jail's ban of what, made here, waits in the
-// outbox. It is a jails.FarmLink method: the manager asks it under its own lock, under
-// which an operator's unban is queued (Lifted), so a ban the watch delivered before the
-// unban was queued is not applied after it.
+// outbox: while it does, no farm ban of that key is applied here. It is a jails.FarmLink
+// method, asked by the manager's Adopt under the manager's lock, the lock under which an
+// operator's unban lifts the ban and is queued (Lifted): a ban the watch delivered
+// before the unban was queued is not applied after it, as it would be if the watch
+// looked.
 func (f *Farm) Unbanning(jail string, what netip.Prefix) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

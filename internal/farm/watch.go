@@ -347,9 +347,6 @@ func (f *Farm) adopt(ctx context.Context, target Target, entries []jetstream.Key
 		if !ok || (!f.cfg.Enforce && r.By != f.cfg.Node) {
 			continue
 		}
-		if f.pendUnbans[e.Key()] > 0 {
-			continue // lifted here; the unban is on its way
-		}
 		if why := j.Ignore.WhyNet(r.Prefix()); why != "" {
 			if !initial {
 				f.logger.Warn("farm ban not applied here: the address is "+why, "jail", r.Jail, "addr", r.Target(), "decided_by", r.By)
