@@ -65,8 +65,8 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			continue // lifted on this host alone, until the farm's ban ends
 		}
 		if m.farm != nil && m.farm.Unbanning(r.Jail, r.Prefix()) {
-			// Lifted here by hand since the farm's watch looked: the unban, queued under
-			// this lock, is on its way, and the ban must not come back before it.
+			// Lifted here by hand, the unban on its way to the farm (queued under this
+			// lock): the ban must not come back before the unban reaches the farm.
 			continue
 		}
 		if why := m.protected(r.Prefix()); why != "" {
