@@ -2,11 +2,12 @@ package jails
 
 import (
 	"context"
-	"fmt"
 	"iter"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,16 +90,25 @@ func (m *Manager) ban(records []Record, msg string) []actions.Ban {
 
 // logBan writes the one line a ban gets in the server's log, as fail2ban's "Ban" notice:
 // jail, address, failures, how long, why, and, in a farm, the deciding node.
+// A server logging at warn or above pays nothing for it: a burst's bans are not each
+// made into a line no one reads.
 func (m *Manager) logBan(msg string, r Record) {
+	ctx := context.Background()
+	if !m.logger.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
 	bantime := "until unbanned"
 	if !r.Permanent() {
 		bantime = r.Expires.Sub(r.BannedAt).Round(time.Second).String()
 	}
-	args := []any{"jail", r.Jail, "addr", r.Target(), "failures", r.Failures, "bantime", bantime, "ban_count", r.Count, "why", r.Why}
+	attrs := []slog.Attr{slog.String("jail", r.Jail), slog.String("addr", r.Target()), slog.Int("failures", r.Failures),
+		slog.String("bantime", bantime), slog.Int("ban_count", r.Count), slog.String("why", r.Why), {}}
 	if r.By != "" {
-		args = append(args, "decided_by", r.By)
+		attrs[len(attrs)-1] = slog.String("decided_by", r.By)
+	} else {
+		attrs = attrs[:len(attrs)-1]
 	}
-	m.logger.Info(msg, args...)
+	m.logger.LogAttrs(ctx, slog.LevelInfo, msg, attrs...)
 }
 
 // prepare makes the ban for t: its length from the jail's policy and the history of
@@ -117,7 +127,7 @@ func (m *Manager) prepare(j *jailBans, t Ticket, count func(jail string, what ne
 	if b.Why == "" {
 		b.Why = "by hand"
 		if t.Failures > 0 {
-			b.Why = fmt.Sprintf("%d failures", t.Failures)
+			b.Why = strconv.Itoa(t.Failures) + " failures"
 		}
 	}
 	base := j.policy.BanTime
@@ -137,7 +147,7 @@ func (m *Manager) apply(j *jailBans, r Record) {
 	for _, na := range j.actions {
 		m.toAction(na, r.Ban, false)
 	}
-	if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Prefix()}) {
+	if !r.Permanent() && m.expiries.schedule(newExpiry(r.Expires, j.id, r.Prefix())) {
 		m.wakeRun() // it ends before anything Run waits for
 	}
 }
@@ -249,11 +259,11 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 	defer m.mu.Unlock()
 	var lifted []actions.Ban
 	for _, e := range m.expiries.due(m.clock.Now()) {
-		j, ok := m.jails[e.jail]
+		j, ok := m.jails[m.jailByID[e.jail]]
 		if !ok {
 			continue
 		}
-		if r, ok := j.bans[e.what]; ok && r.Expires.Equal(e.at) { // else lifted or replaced since
+		if r, ok := j.bans[e.what()]; ok && atNanos(r.Expires) == e.at { // else lifted or replaced since
 			m.lift(ctx, j, r.Ban, "expired")
 			lifted = append(lifted, r.Ban)
 		}

@@ -1,17 +1,52 @@
 package jails
 
 import (
+	"math"
 	"net/netip"
 	"time"
 )
 
 // expiry is when one ban ends. The heap may hold expiries of bans lifted or replaced
 // since; they are recognised, and dropped, when they come up.
+//
+// It holds no pointer, and 32 bytes where a time, a string and a netip.Prefix take 72:
+// the heap has an entry a ban, and a burst of bans grows it, so its copies are half as
+// long, and the collector never scans it.
 type expiry struct {
-	at   time.Time
-	jail string
-	what netip.Prefix
+	at   int64    // the end, in nanoseconds since 1970 (atNanos)
+	addr [16]byte // what is banned: its address, IPv4 as IPv4-mapped
+	jail uint32   // the jail, by its number (Manager.jailID)
+	bits uint8    // the network's length, of the address as given
+	v4   bool     // addr is an IPv4 address
 }
+
+// newExpiry returns the expiry of jail's ban of what, ending at.
+func newExpiry(at time.Time, jail uint32, what netip.Prefix) expiry {
+	return expiry{at: atNanos(at), addr: what.Addr().As16(), jail: jail, bits: uint8(what.Bits()), v4: what.Addr().Is4()}
+}
+
+// what returns what the ended ban banned.
+func (e expiry) what() netip.Prefix {
+	a := netip.AddrFrom16(e.addr)
+	if e.v4 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(e.bits))
+}
+
+// atNanos returns t in nanoseconds since 1970, held to what an int64 holds: an end
+// beyond 2262 is kept as 2262, which no expiry reaches.
+func atNanos(t time.Time) int64 {
+	switch {
+	case t.After(maxNanos):
+		return math.MaxInt64
+	case t.Before(minNanos):
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+var maxNanos, minNanos = time.Unix(0, math.MaxInt64), time.Unix(0, math.MinInt64)
 
 // expiryHeap orders expiries earliest first: a binary heap kept by hand, as
 // container/heap would box each expiry in an interface, an allocation a ban.
@@ -22,7 +57,7 @@ func (h expiryHeap) Len() int { return len(h) }
 
 // schedule adds e and reports whether it is now the earliest end.
 func (h *expiryHeap) schedule(e expiry) (earliest bool) {
-	earliest = len(*h) == 0 || e.at.Before((*h)[0].at)
+	earliest = len(*h) == 0 || e.at < (*h)[0].at
 	*h = append(*h, e)
 	h.up(len(*h) - 1)
 	return earliest
@@ -31,7 +66,8 @@ func (h *expiryHeap) schedule(e expiry) (earliest bool) {
 // due pops the expiries at or before now.
 func (h *expiryHeap) due(now time.Time) []expiry {
 	var out []expiry
-	for len(*h) > 0 && !(*h)[0].at.After(now) {
+	at := atNanos(now)
+	for len(*h) > 0 && (*h)[0].at <= at {
 		out = append(out, h.pop())
 	}
 	return out
@@ -42,7 +78,6 @@ func (h *expiryHeap) pop() expiry {
 	old := *h
 	e, last := old[0], len(old)-1
 	old[0] = old[last]
-	old[last] = expiry{} // no string or time kept alive past its end
 	*h = old[:last]
 	h.down(0)
 	return e
@@ -51,7 +86,7 @@ func (h *expiryHeap) pop() expiry {
 func (h expiryHeap) up(i int) {
 	for i > 0 {
 		parent := (i - 1) / 2
-		if !h[i].at.Before(h[parent].at) {
+		if h[i].at >= h[parent].at {
 			return
 		}
 		h[i], h[parent] = h[parent], h[i]
@@ -63,7 +98,7 @@ func (h expiryHeap) down(i int) {
 	for {
 		first := i
 		for _, c := range [2]int{2*i + 1, 2*i + 2} {
-			if c < len(h) && h[c].at.Before(h[first].at) {
+			if c < len(h) && h[c].at < h[first].at {
 				first = c
 			}
 		}
@@ -82,5 +117,5 @@ func (m *Manager) nextExpiry() (time.Time, bool) {
 	if m.expiries.Len() == 0 {
 		return time.Time{}, false
 	}
-	return m.expiries[0].at, true
+	return time.Unix(0, m.expiries[0].at), true
 }

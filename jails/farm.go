@@ -104,7 +104,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 	for _, r := range changed {
 		j := m.jails[r.Jail]
 		j.put(r)
-		if !r.Permanent() && m.expiries.schedule(expiry{r.Expires, r.Jail, r.Prefix()}) {
+		if !r.Permanent() && m.expiries.schedule(newExpiry(r.Expires, j.id, r.Prefix())) {
 			m.wakeRun()
 		}
 	}

@@ -77,6 +77,8 @@ type Manager struct {
 	shared   map[sharedKey]int // jails holding an address or network through a Shared action
 	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
+	jailIDs  map[string]uint32 // each jail name ever set, numbered for expiries
+	jailByID []string          // and its name by its number
 	backlog  backlog
 	rec      behindLog  // bans applied, to be recorded behind (behind.go)
 	recorded *sync.Cond // on mu: a write behind has ended
@@ -95,6 +97,7 @@ type BanPolicy struct {
 }
 
 type jailBans struct {
+	id            uint32 // its number in Manager.jailIDs
 	policy        BanPolicy
 	actions       []NamedAction
 	bans          map[netip.Prefix]Record // in force, by what they ban, with their counts
@@ -154,6 +157,7 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 		end:         end,
 		queueCap:    queueLen,
 		jails:       make(map[string]*jailBans),
+		jailIDs:     make(map[string]uint32),
 		shared:      make(map[sharedKey]int),
 		localUnbans: map[localKey]LocalUnban{},
 		queues:      make(map[actions.Action]*actionQueue),
@@ -202,7 +206,7 @@ func (m *Manager) setJail(ctx context.Context, name string, policy BanPolicy, ac
 	}
 	j, ok := m.jails[name]
 	if !ok {
-		m.jails[name] = &jailBans{policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Prefix]Record), netBits: map[int]int{}}
+		m.jails[name] = &jailBans{id: m.jailID(name), policy: policy, actions: slices.Clone(acts), bans: make(map[netip.Prefix]Record), netBits: map[int]int{}}
 		return nil
 	}
 	for _, old := range j.actions {
@@ -338,6 +342,18 @@ func (m *Manager) ActionErrors() map[string]int64 {
 		out[name] = q.Failures
 	}
 	return out
+}
+
+// jailID returns the number of the jail named name, numbering it if it has none: a
+// jail removed and set again keeps its number. Caller holds m.mu.
+func (m *Manager) jailID(name string) uint32 {
+	id, ok := m.jailIDs[name]
+	if !ok {
+		id = uint32(len(m.jailByID))
+		m.jailIDs[name] = id
+		m.jailByID = append(m.jailByID, name)
+	}
+	return id
 }
 
 func (m *Manager) jailNames() []string {

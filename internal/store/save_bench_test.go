@@ -80,3 +80,33 @@ func benchStore(b *testing.B) *Store {
 	b.Cleanup(func() { s.Close() })
 	return s
 }
+
+// BenchmarkEachBan reads 100,000 recorded bans, as a start's restore does: the
+// ledger's share of a restore's cost.
+func BenchmarkEachBan(b *testing.B) {
+	const n = 100_000
+	ctx := context.Background()
+	s := benchStore(b)
+	now := time.Now()
+	records := make([]jails.Record, n)
+	for i := range records {
+		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
+			Failures: 3, BannedAt: now, Expires: now.Add(time.Hour), Why: "3 failures"}, Count: 1}
+	}
+	if err := s.SaveBans(ctx, records); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		read := 0
+		for _, err := range s.EachBan(ctx) {
+			if err != nil {
+				b.Fatal(err)
+			}
+			read++
+		}
+		if read != n {
+			b.Fatalf("read %d bans, want %d", read, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "bans/s")
+}
