@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -126,6 +127,11 @@ type Store struct {
 
 	countMu    sync.Mutex
 	countStmts map[countShape]*sql.Stmt // BanCounts' lookups, prepared as first asked
+	counted    atomic.Int64             // BanCounts' lookups made in SQLite
+
+	history       *historyFilter     // what ban_history may hold
+	historyLoaded chan struct{}      // closed once loadHistory has returned
+	stopHistory   context.CancelFunc // ends loadHistory early, at Close
 }
 
 // countShape is the form of one BanCounts lookup: how many addresses it asks about (a
@@ -151,6 +157,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err == nil {
 		err = s.quickCheck(ctx)
 		if err == nil {
+			s.watchHistory()
 			return s, nil
 		}
 		s.Close()
@@ -174,7 +181,16 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("database %s: writing what was salvaged: %w", path, rerr)
 	}
 	s.salvaged = &Salvage{MovedTo: moved, Damage: err, Bans: len(sv.bans), History: len(sv.history), Positions: len(sv.positions)}
+	s.watchHistory()
 	return s, nil
+}
+
+// watchHistory fills the history's filter from the database, beside the start, which
+// asks SQLite until it is done.
+func (s *Store) watchHistory() {
+	ctx, stop := context.WithCancel(context.Background())
+	s.stopHistory = stop
+	go s.loadHistory(ctx)
 }
 
 // private makes the database at path, and its WAL and shared-memory files if there, mode
@@ -218,7 +234,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, history: newHistoryFilter(), historyLoaded: make(chan struct{})}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -281,6 +297,10 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	if s.stopHistory != nil {
+		s.stopHistory()
+		<-s.historyLoaded
+	}
 	for _, stmt := range s.saveStmts {
 		if stmt != nil {
 			stmt.Close()
@@ -390,6 +410,7 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	rows := make([]row, len(records))
 	for i := range records {
 		rows[i] = row{&records[i], records[i].Target()}
+		s.history.add(records[i].Jail, rows[i].addr) // before the row is: the filter never misses one
 	}
 	slices.SortFunc(rows, func(x, y row) int {
 		return cmp.Or(strings.Compare(x.r.Jail, y.r.Jail), strings.Compare(x.addr, y.addr))
@@ -466,12 +487,23 @@ const countChunk = 512
 
 // BanCounts returns how many times each address or network was banned in jail, or in
 // all jails if "". A ban asks it on its way to the kernel, a few addresses at a time when
-// they come a few at a time: each lookup asks about a power of two of them (the last
+// they come a few at a time. Those the history surely lacks (historyFilter) are not
+// asked of SQLite; each lookup of the rest asks about a power of two of them (the last
 // address repeated to fill it), on statements prepared once, as parsing a statement
 // costs more than running it.
 func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
 	out := make(map[netip.Prefix]int)
+	if s.history != nil && s.history.ready.Load() {
+		var maybe []netip.Prefix
+		for _, w := range whats {
+			if s.history.mayHold(jail, actions.Target(w)) {
+				maybe = append(maybe, w)
+			}
+		}
+		whats = maybe
+	}
 	for chunk := range slices.Chunk(whats, countChunk) {
+		s.counted.Add(1)
 		n := 1
 		for n < len(chunk) {
 			n *= 2

@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"hash/maphash"
+	"sync/atomic"
+)
+
+// historyFilter is a Bloom filter of what ban_history holds: a jail and an address or
+// network, and the address alone for the counts over all jails. A ban asks the history
+// how often its address was banned before, and in a burst of bans almost every address
+// is new: the filter answers "never" for those without asking SQLite, and sends only
+// the rest to BanCounts' query.
+//
+// It never answers "never" for a key the history holds: every key is added before the
+// row that holds it is written (SaveBans, the salvage's restore), and those on disk at
+// Open are added before the filter is trusted (ready). It may answer "maybe" for a key
+// the history lacks, which costs the query it would have cost anyway. It is a fixed
+// historyFilterBits bits, whatever the history holds: past a few hundred thousand keys
+// it answers "maybe" more often, and the lookups go to SQLite as before.
+type historyFilter struct {
+	seed  maphash.Seed
+	words [historyFilterBits / 64]atomic.Uint64
+	ready atomic.Bool // every key on disk at Open is in the filter
+}
+
+// historyFilterBits is the filter's size: 256 KiB. With 100,000 bans in the history (two
+// keys each) one lookup in 500 of a new address goes to SQLite.
+const historyFilterBits = 1 << 21
+
+// historyHashes is how many bits of the filter each key sets.
+const historyHashes = 4
+
+func newHistoryFilter() *historyFilter {
+	return &historyFilter{seed: maphash.MakeSeed()}
+}
+
+// hash returns the key's hash: jail is "" for the key of the address alone.
+func (f *historyFilter) hash(jail, addr string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(f.seed)
+	h.WriteString(jail)
+	h.WriteByte(0)
+	h.WriteString(addr)
+	return h.Sum64()
+}
+
+// add puts the history row of jail and addr in the filter, under both its keys.
+func (f *historyFilter) add(jail, addr string) {
+	f.set(f.hash(jail, addr))
+	f.set(f.hash("", addr))
+}
+
+func (f *historyFilter) set(h uint64) {
+	a, b := uint32(h), uint32(h>>32)|1
+	for i := range uint32(historyHashes) {
+		bit := (a + i*b) % historyFilterBits
+		f.words[bit/64].Or(1 << (bit % 64))
+	}
+}
+
+// mayHold reports whether the history may hold a row of jail ("": any jail) and addr:
+// false only if it surely holds none, and only once the filter is ready.
+func (f *historyFilter) mayHold(jail, addr string) bool {
+	if !f.ready.Load() {
+		return true
+	}
+	h := f.hash(jail, addr)
+	a, b := uint32(h), uint32(h>>32)|1
+	for i := range uint32(historyHashes) {
+		bit := (a + i*b) % historyFilterBits
+		if f.words[bit/64].Load()&(1<<(bit%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// loadHistory adds every key of the history on disk to the filter, then trusts it. Rows
+// written meanwhile add their own keys. If reading fails, the filter is never trusted,
+// and every lookup asks SQLite.
+func (s *Store) loadHistory(ctx context.Context) {
+	defer close(s.historyLoaded)
+	rows, err := s.reader().QueryContext(ctx, "SELECT jail, addr FROM ban_history")
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var jail, addr string
+		if err := rows.Scan(&jail, &addr); err != nil {
+			return
+		}
+		s.history.add(jail, addr)
+	}
+	if rows.Err() == nil {
+		s.history.ready.Store(true)
+	}
+}
