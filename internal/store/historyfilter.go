@@ -86,14 +86,17 @@ func (s *Store) loadHistory(ctx context.Context) {
 		return
 	}
 	defer rows.Close()
+	n := int64(0)
 	for rows.Next() {
 		var jail, addr string
 		if err := rows.Scan(&jail, &addr); err != nil {
 			return
 		}
 		s.history.add(jail, addr)
+		n++
 	}
 	if rows.Err() == nil {
+		s.historyRows.Add(n) // with those recorded meanwhile, counted twice if read here too: more
 		s.history.ready.Store(true)
 	}
 }

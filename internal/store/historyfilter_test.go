@@ -91,3 +91,50 @@ func TestTheHistoryFilterKeepsEveryCountAndSparesSQLiteTheNew(t *testing.T) {
 		t.Errorf("2,000 lookups of 3 new addresses each asked SQLite %d times; want none", n)
 	}
 }
+
+// The history is bounded: an attacker earning ban after ban from new addresses adds a
+// row each, and past its bound (and slack) the rows banned longest ago go, down to the
+// bound less the slack; those banned last keep their counts, and their filter keys.
+func TestTheHistoryKeepsItsBoundDroppingTheOldest(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "logban.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.historyMax = 100 // slack 10
+	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	addr := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 6: byte(i >> 8), 7: byte(i), 15: 1}) }
+	const n = 1000
+	for first := 0; first < n; first += 37 {
+		var recs []jails.Record
+		for i := first; i < min(first+37, n); i++ {
+			at := t0.Add(time.Duration(i) * time.Second)
+			recs = append(recs, jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: addr(i), BannedAt: at, Expires: at.Add(time.Hour)}, Count: 3})
+		}
+		if err := s.SaveBans(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+		var rows int
+		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM ban_history").Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows > 110 {
+			t.Fatalf("after %d bans the history holds %d rows; want at most 110", min(first+37, n), rows)
+		}
+	}
+	var oldest string
+	if err := s.db.QueryRowContext(ctx, "SELECT min(last_banned) FROM ban_history").Scan(&oldest); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := time.Parse(time.RFC3339Nano, oldest); at.Before(t0.Add((n - 110) * time.Second)) {
+		t.Errorf("the oldest row left was banned at %s: older rows were kept over newer ones", oldest)
+	}
+	counts, err := s.BanCounts(ctx, "sasl", []netip.Prefix{actions.Host(addr(n - 1)), actions.Host(addr(0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[actions.Host(addr(n-1))] != 3 || counts[actions.Host(addr(0))] != 0 {
+		t.Errorf("counts of the last ban and the first: %v; want 3 and 0", counts)
+	}
+}

@@ -105,6 +105,7 @@ var schema = []string{
 	)`,
 	// A journal reader's position: its key is the path, device, inode and offset are 0.
 	11: `ALTER TABLE positions ADD COLUMN cursor TEXT NOT NULL DEFAULT ''`, // the journal's cursor of the last entry read
+	12: `CREATE INDEX ban_history_last ON ban_history (last_banned)`,       // the oldest go first past historyMax (history.go)
 }
 
 // banColumns are the columns of bans, in the order scanBan reads them.
@@ -132,6 +133,8 @@ type Store struct {
 	history       *historyFilter     // what ban_history may hold
 	historyLoaded chan struct{}      // closed once loadHistory has returned
 	stopHistory   context.CancelFunc // ends loadHistory early, at Close
+	historyRows   atomic.Int64       // rows ban_history holds, or more (history.go)
+	historyMax    int64              // the rows it keeps: historyMax, but for tests
 }
 
 // countShape is the form of one BanCounts lookup: how many addresses it asks about (a
@@ -234,7 +237,7 @@ func open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises writes anyway
-	s := &Store{db: db, path: path, history: newHistoryFilter(), historyLoaded: make(chan struct{})}
+	s := &Store{db: db, path: path, history: newHistoryFilter(), historyLoaded: make(chan struct{}), historyMax: historyMax}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -408,8 +411,12 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 		addr string
 	}
 	rows := make([]row, len(records))
+	added := 0 // rows new to the history, or more
 	for i := range records {
 		rows[i] = row{&records[i], records[i].Target()}
+		if !s.history.mayHold(records[i].Jail, rows[i].addr) || !s.history.ready.Load() {
+			added++
+		}
 		s.history.add(records[i].Jail, rows[i].addr) // before the row is: the filter never misses one
 	}
 	slices.SortFunc(rows, func(x, y row) int {
@@ -447,7 +454,13 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 			return fmt.Errorf("counting %d bans: %w", len(chunk), err)
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.historyRows.Add(int64(added))
+	// The bans are recorded: a history left over its bound is bounded at the next call.
+	s.boundHistory(ctx) //nolint:errcheck
+	return nil
 }
 
 // saveBansSQL and saveCountsSQL are SaveBans' statements for n bans.
