@@ -104,7 +104,9 @@ func TestTheHistoryKeepsItsBoundDroppingTheOldest(t *testing.T) {
 	defer s.Close()
 	s.historyMax = 100 // slack 10
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
-	addr := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 6: byte(i >> 8), 7: byte(i), 15: 1}) }
+	addr := func(i int) netip.Addr {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 6: byte(i >> 8), 7: byte(i), 15: 1})
+	}
 	const n = 1000
 	for first := 0; first < n; first += 37 {
 		var recs []jails.Record

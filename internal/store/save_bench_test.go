@@ -87,15 +87,7 @@ func BenchmarkEachBan(b *testing.B) {
 	const n = 100_000
 	ctx := context.Background()
 	s := benchStore(b)
-	now := time.Now()
-	records := make([]jails.Record, n)
-	for i := range records {
-		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
-			Failures: 3, BannedAt: now, Expires: now.Add(time.Hour), Why: "3 failures"}, Count: 1}
-	}
-	if err := s.SaveBans(ctx, records); err != nil {
-		b.Fatal(err)
-	}
+	fillBans(b, s)
 	for b.Loop() {
 		read := 0
 		for _, err := range s.EachBan(ctx) {
@@ -109,4 +101,18 @@ func BenchmarkEachBan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "bans/s")
+}
+
+func fillBans(b *testing.B, s *Store) {
+	const n = 100_000
+	ctx := context.Background()
+	now := time.Now()
+	records := make([]jails.Record, n)
+	for i := range records {
+		records[i] = jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
+			Failures: 3, BannedAt: now, Expires: now.Add(time.Hour), Why: "3 failures"}, Count: 1}
+	}
+	if err := s.SaveBans(ctx, records); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -111,10 +111,6 @@ var schema = []string{
 // banColumns are the columns of bans, in the order scanBan reads them.
 const banColumns = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, matches, user"
 
-// banColumnsNoLines are banColumns with an empty text where the lines are: a ban in force
-// keeps no lines in memory (Lines reads them when asked).
-const banColumnsNoLines = "jail, addr, banned_at, expires_at, failures, ban_count, decided_by, why, '', user"
-
 // Store is an open database.
 type Store struct {
 	db       *sql.DB
@@ -609,7 +605,7 @@ func (s *Store) DeleteBan(ctx context.Context, jail string, what netip.Prefix) e
 // Bans returns every recorded ban, with its lines.
 func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 	var out []jails.Record
-	for r, err := range s.eachBan(ctx, banColumns) {
+	for r, err := range s.eachBan(ctx, true) {
 		if err != nil {
 			return nil, err
 		}
@@ -624,11 +620,11 @@ func (s *Store) Bans(ctx context.Context) ([]jails.Record, error) {
 // nothing otherwise. The database's one writing connection is busy until every row is
 // read: the loop's body must not use the store.
 func (s *Store) EachBan(ctx context.Context) iter.Seq2[jails.Record, error] {
-	return s.eachBan(ctx, banColumnsNoLines)
+	return s.eachBan(ctx, false) // a ban in force keeps no lines in memory (BanLines reads them)
 }
 
-// eachBan is EachBan, reading columns: banColumns or banColumnsNoLines.
-func (s *Store) eachBan(ctx context.Context, columns string) iter.Seq2[jails.Record, error] {
+// eachBan is EachBan, with each ban's lines or without.
+func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record, error] {
 	return func(yield func(jails.Record, error) bool) {
 		// The rows are read and parsed ahead, a batch at a time, while the caller works on
 		// the ones before: a restart restores 100,000 bans on two cores at once.
@@ -649,7 +645,7 @@ func (s *Store) eachBan(ctx context.Context, columns string) iter.Seq2[jails.Rec
 					return false
 				}
 			}
-			rows, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM bans")
+			rows, err := s.db.QueryContext(ctx, "SELECT "+packedBan(lines)+" FROM bans")
 			if err != nil {
 				send(batch{err: fmt.Errorf("reading bans: %w", err)})
 				return
@@ -657,8 +653,13 @@ func (s *Store) eachBan(ctx context.Context, columns string) iter.Seq2[jails.Rec
 			defer rows.Close()
 			const size = 1024
 			b := batch{records: make([]jails.Record, 0, size)}
+			var packed string
 			for rows.Next() {
-				r, err := scanBan(rows)
+				var r jails.Record
+				err := rows.Scan(&packed)
+				if err == nil {
+					r, err = unpackBan(packed)
+				}
 				if err != nil {
 					b.err = fmt.Errorf("reading bans: %w", err)
 					send(b)
@@ -703,40 +704,6 @@ func scanBans(rows *sql.Rows) []jails.Record {
 		out = append(out, r)
 	}
 	return out
-}
-
-// scanBan reads the ban in the row rows is at.
-func scanBan(rows *sql.Rows) (jails.Record, error) {
-	var r jails.Record
-	var addr, banned string
-	var expires sql.NullString
-	var err error
-	var matches string
-	dest := []any{&r.Jail, &addr, &banned, &expires, &r.Failures, &r.Count, &r.By, &r.Why, &matches, &r.User}
-	if cols, err := rows.Columns(); err == nil && len(cols) < len(dest) {
-		dest = dest[:len(cols)] // a salvage from a database older than the later columns
-	}
-	if err = rows.Scan(dest...); err != nil {
-		return r, err
-	}
-	if matches != "" && matches != "[]" {
-		json.Unmarshal([]byte(matches), &r.Lines) //nolint:errcheck // unreadable lines are only lost lines
-	}
-	p, err := actions.ParseTarget(addr)
-	if err != nil {
-		return r, fmt.Errorf("address %q: %w", addr, err)
-	}
-	b := actions.BanOf(r.Jail, p)
-	r.Addr, r.Bits = b.Addr, b.Bits
-	if r.BannedAt, err = time.Parse(timeFormat, banned); err != nil {
-		return r, err
-	}
-	if expires.Valid {
-		if r.Expires, err = time.Parse(timeFormat, expires.String); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
 }
 
 // BanCount returns how many times what (an address as a /32 or /128, or a network) has
