@@ -145,6 +145,7 @@ gobench -bench EntriesToBatches -benchmem ./journal
 gobench -bench 'BanBurst|TrackedAddressMemory|TrackedNetworkMemory|TrackedAccountMemory|TrackedDeviceMemory' -benchtime 2x ./jails
 gobench -bench 'BanBurstRecorded|DaemonThroughput' -benchtime 3x ./internal/daemon
 gobench -bench BanCounts -benchtime 20000x ./internal/store
+gobench -bench EachBan -benchtime 3x ./internal/store
 if [[ $(id -u) == 0 ]]; then
   gobench -bench KernelBans -benchtime 2x ./actions
   gobench -bench Restore -benchtime 2x ./internal/daemon
