@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,11 +19,7 @@ import (
 // (EachBan), as a restore reads them.
 func TestBansReadBackWhateverTheirText(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "logban.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 123456789, time.UTC)
 	want := []jails.Record{
 		{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("203.0.113.5"), Failures: 3, BannedAt: t0, Expires: t0.Add(time.Hour),

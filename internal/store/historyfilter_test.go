@@ -97,11 +97,7 @@ func TestTheHistoryFilterKeepsEveryCountAndSparesSQLiteTheNew(t *testing.T) {
 // bound less the slack; those banned last keep their counts, and their filter keys.
 func TestTheHistoryKeepsItsBoundDroppingTheOldest(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "logban.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempStore(t)
 	s.historyMax = 100 // slack 10
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	addr := func(i int) netip.Addr {

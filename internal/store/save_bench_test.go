@@ -18,7 +18,7 @@ import (
 func BenchmarkSaveBans(b *testing.B) {
 	const n = 10_000
 	ctx := context.Background()
-	s := benchStore(b)
+	s := tempStore(b)
 	now := time.Now()
 	records := make([]jails.Record, n)
 	line := "Dec  7 10:00:00 mta1 postfix/submission/smtpd[4242]: warning: unknown[198.18.0.1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6"
@@ -43,7 +43,7 @@ func BenchmarkSaveBans(b *testing.B) {
 // 10,000 addresses.
 func BenchmarkBanCounts(b *testing.B) {
 	ctx := context.Background()
-	s := benchStore(b)
+	s := tempStore(b)
 	now := time.Now()
 	records := make([]jails.Record, 10_000)
 	for i := range records {
@@ -70,14 +70,14 @@ func BenchmarkBanCounts(b *testing.B) {
 	}
 }
 
-// benchStore opens a new database for a benchmark, closed when it ends.
-func benchStore(b *testing.B) *Store {
-	b.Helper()
-	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "logban.db"))
+// tempStore opens a new database for a test or benchmark, closed when it ends.
+func tempStore(tb testing.TB) *Store {
+	tb.Helper()
+	s, err := Open(context.Background(), filepath.Join(tb.TempDir(), "logban.db"))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { s.Close() })
+	tb.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -86,7 +86,7 @@ func benchStore(b *testing.B) *Store {
 func BenchmarkEachBan(b *testing.B) {
 	const n = 100_000
 	ctx := context.Background()
-	s := benchStore(b)
+	s := tempStore(b)
 	fillBans(b, s)
 	for b.Loop() {
 		read := 0
