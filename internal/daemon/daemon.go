@@ -351,6 +351,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.shutdown(false)
 		return err
 	}
+	d.store.LoadHistory() // once the restore has read the bans: not beside it
 	d.loadPolicyState(gctx)
 	if err := d.startPolicy(gctx, d.cfg.Policy); err != nil {
 		d.shutdown(false)
@@ -597,6 +598,7 @@ func (d *Daemon) remakeStore(ctx context.Context, cause error) {
 	if err := d.manager.Resync(ctx, s); err != nil {
 		d.logger.Error("recording the bans in force in the new database; retried", "database", path, "err", err)
 	}
+	s.LoadHistory()
 	if err := s.SaveKeyBans(ctx, jails.KeyBanChanges{Saves: d.keyBans.List("")}); err != nil {
 		d.logger.Error("recording the bans of accounts and devices in the new database", "database", path, "err", err)
 	}

@@ -13,8 +13,8 @@ import (
 // the rest to BanCounts' query.
 //
 // It never answers "never" for a key the history holds: SaveBans adds every key before
-// it writes the row, and the rows on disk when Open returns (a salvage's among them)
-// are read into the filter before it is trusted (ready). It may answer "maybe" for a
+// it writes the row, and LoadHistory reads the rows on disk (a salvage's among them)
+// into the filter before it is trusted (ready). It may answer "maybe" for a
 // key the history lacks, which costs the query it would have cost anyway; rows the
 // history's bound removes keep their bits. It is a fixed historyFilterBits bits,
 // whatever the history holds: the more keys, the more often it answers "maybe", and the

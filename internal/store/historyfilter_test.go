@@ -47,6 +47,7 @@ func TestTheHistoryFilterKeepsEveryCountAndSparesSQLiteTheNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	s.LoadHistory()
 	<-s.historyLoaded
 	if !s.history.ready.Load() {
 		t.Fatal("the history's filter is not ready once loaded")

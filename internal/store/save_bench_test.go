@@ -53,6 +53,8 @@ func BenchmarkBanCounts(b *testing.B) {
 	if err := s.SaveBans(ctx, records); err != nil {
 		b.Fatal(err)
 	}
+	s.LoadHistory() // as ban-server does once the bans are restored
+	<-s.historyLoaded
 	for _, n := range []int{1, 3} {
 		b.Run(fmt.Sprintf("%d-addresses", n), func(b *testing.B) {
 			whats := make([]netip.Prefix, n)

@@ -156,7 +156,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err == nil {
 		err = s.quickCheck(ctx)
 		if err == nil {
-			s.watchHistory()
 			return s, nil
 		}
 		s.Close()
@@ -180,13 +179,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("database %s: writing what was salvaged: %w", path, rerr)
 	}
 	s.salvaged = &Salvage{MovedTo: moved, Damage: err, Bans: len(sv.bans), History: len(sv.history), Positions: len(sv.positions)}
-	s.watchHistory()
 	return s, nil
 }
 
-// watchHistory fills the history's filter from the database, beside the start, which
-// asks SQLite until it is done.
-func (s *Store) watchHistory() {
+// LoadHistory reads the ban history's keys into the filter that spares SQLite the
+// history lookups of new addresses (historyFilter), beside what the caller does next,
+// until Close; until it is done, and without it, every lookup asks SQLite. ban-server
+// calls it once the bans are restored, so that the two do not read the database at
+// once. It is called once.
+func (s *Store) LoadHistory() {
 	ctx, stop := context.WithCancel(context.Background())
 	s.stopHistory = stop
 	go s.loadHistory(ctx)
