@@ -137,3 +137,34 @@ func TestTheHistoryKeepsItsBoundDroppingTheOldest(t *testing.T) {
 		t.Errorf("counts of the last ban and the first: %v; want 3 and 0", counts)
 	}
 }
+
+// The bound holds when the filter answers "maybe" for every key, as one that knows a
+// history of millions does: new rows are counted whatever the filter says of them.
+func TestTheHistoryKeepsItsBoundWhenTheFilterIsFull(t *testing.T) {
+	ctx := context.Background()
+	s := tempStore(t)
+	s.historyMax = 100 // slack 10
+	s.LoadHistory()
+	<-s.historyLoaded
+	for i := range s.history.words {
+		s.history.words[i].Store(^uint64(0))
+	}
+	now := time.Now()
+	for first := 0; first < 1000; first += 50 {
+		var recs []jails.Record
+		for i := first; i < first+50; i++ {
+			recs = append(recs, jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}),
+				BannedAt: now, Expires: now.Add(time.Hour)}, Count: 1})
+		}
+		if err := s.SaveBans(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rows int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM ban_history").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows > 110 {
+		t.Errorf("after 1,000 new bans the history holds %d rows; want at most 110", rows)
+	}
+}

@@ -408,12 +408,8 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 		addr string
 	}
 	rows := make([]row, len(records))
-	added := 0 // rows new to the history, or more
 	for i := range records {
 		rows[i] = row{&records[i], records[i].Target()}
-		if !s.history.mayHold(records[i].Jail, rows[i].addr) || !s.history.ready.Load() {
-			added++
-		}
 		s.history.add(records[i].Jail, rows[i].addr) // before the row is: the filter never misses one
 	}
 	slices.SortFunc(rows, func(x, y row) int {
@@ -454,7 +450,10 @@ func (s *Store) SaveBans(ctx context.Context, records []jails.Record) error {
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.historyRows.Add(int64(added))
+	// Each record counts as a new row: an update of an old one is counted too, and the
+	// removal counts exactly. Asking the filter which are new would count short, as a
+	// filter that knows many keys takes new ones for old.
+	s.historyRows.Add(int64(len(records)))
 	// The bans are recorded: a history left over its bound is bounded at the next call.
 	s.boundHistory(ctx) //nolint:errcheck
 	return nil
@@ -503,7 +502,7 @@ const countChunk = 512
 // costs more than running it.
 func (s *Store) BanCounts(ctx context.Context, jail string, whats []netip.Prefix) (map[netip.Prefix]int, error) {
 	out := make(map[netip.Prefix]int)
-	if s.history != nil && s.history.ready.Load() {
+	if s.history.ready.Load() {
 		var maybe []netip.Prefix
 		for _, w := range whats {
 			if s.history.mayHold(jail, actions.Target(w)) {
