@@ -69,7 +69,7 @@ func BenchmarkRestore(b *testing.B) {
 				b.Fatalf("restored %d, want %d", restored, n)
 			}
 			start = time.Now()
-			do(func() { a.Stop(ctx) }) // the route action's removes every route, as ban-server's stop does
+			do(func() { a.Stop(ctx) }) // the route action's Stop removes every route, as ban-server's stop does
 			stopping += time.Since(start)
 		}
 		b.ReportMetric(took.Seconds()/float64(b.N), "s/restore")

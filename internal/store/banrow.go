@@ -62,8 +62,8 @@ func scanBan(rows *sql.Rows) (jails.Record, error) {
 // packedBan returns the expression that reads a row of bans as one text: each column
 // its length in bytes, a colon and itself; failures and ban_count each a number and a
 // colon; an expiry of NULL as "-:". Read column by column, a row costs three calls into
-// SQLite a column, each through the connection's lock: a restore of 100,000 bans spent
-// half its reading there. Without lines, the matches column is empty.
+// SQLite a column, each through the connection's lock: half of what reading 100,000
+// bans costs (BenchmarkEachBan). Without lines, the matches column is empty.
 func packedBan(lines bool) string {
 	text := func(col string) string { return "octet_length(" + col + ") || ':' || " + col }
 	matches := text("matches")
