@@ -134,7 +134,6 @@ actions = ["log"]
 				// whole file and a full status (4,200 bans listed) each time puts a tenth of
 				// its CPU in answering, and slows it by a fifth (bench/README.md).
 				banLines := &lineCount{path: bans}
-				defer banLines.close()
 				for {
 					if banLines.count() >= wantBans && linesRead(b, c) == wantLines {
 						break
@@ -159,6 +158,12 @@ actions = ["log"]
 				}
 				cmd.Process.Signal(os.Interrupt)
 				cmd.Wait()
+				banLines.close()
+				// The run's logs go before the next run writes its own. Kept, they hold
+				// 250 MB of page cache each, and the next run's writes take new memory,
+				// which costs the writer here 6-10 times the CPU of memory freed and taken
+				// again (bench/README.md): the writer, not the server, set the pace.
+				os.RemoveAll(run)
 			}
 			b.ReportMetric(float64(wantLines*int64(runs))/took.Seconds(), "lines/s")
 			b.ReportMetric(float64(wantBans), "bans")
