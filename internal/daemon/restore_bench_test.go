@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -47,6 +48,7 @@ func BenchmarkRestore(b *testing.B) {
 	// call, made by the action's worker, goes over it.
 	restore := func(b *testing.B, a actions.Action, do func(func())) {
 		var took, stopping time.Duration
+		var held uint64 // the heap the bans in force hold, over all runs
 		for b.Loop() {
 			do(func() {
 				if err := a.Start(ctx); err != nil {
@@ -68,6 +70,7 @@ func BenchmarkRestore(b *testing.B) {
 			if restored != n {
 				b.Fatalf("restored %d, want %d", restored, n)
 			}
+			held += heapHeld(m)
 			start = time.Now()
 			do(func() { a.Stop(ctx) }) // the route action's Stop removes every route, as ban-server's stop does
 			stopping += time.Since(start)
@@ -75,6 +78,7 @@ func BenchmarkRestore(b *testing.B) {
 		b.ReportMetric(took.Seconds()/float64(b.N), "s/restore")
 		b.ReportMetric(stopping.Seconds()/float64(b.N), "s/stop")
 		b.ReportMetric(float64(n*b.N)/took.Seconds(), "bans/s")
+		b.ReportMetric(float64(held)/float64(n*b.N), "heap-bytes/ban")
 	}
 	b.Run("log", func(b *testing.B) {
 		a := actions.NewLog(actions.LogOptions{Path: filepath.Join(b.TempDir(), "bans.log")}, quiet)
@@ -90,6 +94,17 @@ func BenchmarkRestore(b *testing.B) {
 		opts := actions.NFTablesOptions{Hooks: []string{"input"}, Priority: -10, Protocol: "all", BlockType: "DROP", CheckInterval: "1h"}
 		restore(b, actions.NewNFTables("nftables", opts, quiet), lab.Do)
 	})
+}
+
+// heapHeld returns the live heap once m is let go of, less than with it: what m holds.
+func heapHeld(m *jails.Manager) uint64 {
+	var with, without runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&with)
+	runtime.KeepAlive(m)
+	runtime.GC()
+	runtime.ReadMemStats(&without)
+	return with.HeapAlloc - min(without.HeapAlloc, with.HeapAlloc)
 }
 
 // BenchmarkBanBurstRecorded bans 10,000 addresses at once through the manager with the

@@ -125,3 +125,31 @@ func unpackBan(packed string) (jails.Record, error) {
 	}
 	return row.record()
 }
+
+// rowTexts gives the texts of bans read from packed rows memory of their own. A text
+// cut from a packed row keeps the whole row alive, and a ban in force is kept for as
+// long as it lasts: 100,000 restored bans would hold 100,000 rows. The names that
+// repeat from ban to ban (the jail, the node that decided) are shared, up to
+// rowNamesMax of them; the rest are copied.
+type rowTexts map[string]string
+
+// rowNamesMax bounds the names rowTexts shares.
+const rowNamesMax = 1024
+
+// own makes r's texts its own.
+func (t rowTexts) own(r *jails.Record) {
+	r.Jail, r.By = t.name(r.Jail), t.name(r.By)
+	r.Why, r.User = strings.Clone(r.Why), strings.Clone(r.User)
+}
+
+// name returns s, shared with the bans before it of the same name.
+func (t rowTexts) name(s string) string {
+	if shared, ok := t[s]; ok {
+		return shared
+	}
+	s = strings.Clone(s)
+	if len(t) < rowNamesMax {
+		t[s] = s
+	}
+	return s
+}

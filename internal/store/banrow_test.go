@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/logban/logban/actions"
 	"github.com/logban/logban/jails"
@@ -70,4 +71,49 @@ func FuzzUnpackBan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, packed string) {
 		unpackBan(packed) //nolint:errcheck // it must only return
 	})
+}
+
+// A restored ban holds no part of the row it was read from: a text cut from the row
+// would keep all of it in memory for as long as the ban lasts. Bans of one jail share
+// its name, and those one node decided share the node's.
+func TestRestoredBansHoldNoRow(t *testing.T) {
+	ctx := context.Background()
+	s := tempStore(t)
+	t0 := time.Now()
+	var records []jails.Record
+	for i := range 3 {
+		records = append(records, jails.Record{Ban: actions.Ban{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}),
+			Failures: 3, BannedAt: t0, Expires: t0.Add(time.Hour), By: "mta1", Why: "3 failures", User: "bob"}, Count: 1})
+	}
+	if err := s.SaveBans(ctx, records); err != nil {
+		t.Fatal(err)
+	}
+	var got []jails.Record
+	for r, err := range s.EachBan(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d bans read, want 3", len(got))
+	}
+	for _, r := range got[1:] {
+		if unsafe.StringData(r.Jail) != unsafe.StringData(got[0].Jail) || unsafe.StringData(r.By) != unsafe.StringData(got[0].By) {
+			t.Errorf("%s: its jail and node names are its own, not shared", r.Addr)
+		}
+	}
+
+	packed := "4:sasl11:203.0.113.520:2026-12-07T10:00:00Z20:2026-12-07T11:00:00Z3:1:4:mta110:3 failures2:[]3:bob"
+	r, err := unpackBan(packed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rowTexts{}.own(&r)
+	start := uintptr(unsafe.Pointer(unsafe.StringData(packed)))
+	for name, text := range map[string]string{"jail": r.Jail, "by": r.By, "why": r.Why, "user": r.User} {
+		if p := uintptr(unsafe.Pointer(unsafe.StringData(text))); p >= start && p < start+uintptr(len(packed)) {
+			t.Errorf("the %s %q is cut from the row", name, text)
+		}
+	}
 }

@@ -654,11 +654,13 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 			const size = 1024
 			b := batch{records: make([]jails.Record, 0, size)}
 			var packed string
+			texts := rowTexts{}
 			for rows.Next() {
 				var r jails.Record
 				err := rows.Scan(&packed)
 				if err == nil {
 					r, err = unpackBan(packed)
+					texts.own(&r)
 				}
 				if err != nil {
 					b.err = fmt.Errorf("reading bans: %w", err)
