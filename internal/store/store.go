@@ -635,6 +635,9 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		batches := make(chan batch, 4)
+		// Read batches go back to be filled again: a restore of 100,000 bans would
+		// otherwise take 20 MB of new memory for them, which costs more than reading.
+		spare := make(chan []jails.Record, cap(batches)+2)
 		go func() {
 			defer close(batches)
 			send := func(b batch) bool {
@@ -652,7 +655,15 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 			}
 			defer rows.Close()
 			const size = 1024
-			b := batch{records: make([]jails.Record, 0, size)}
+			fresh := func() batch {
+				select {
+				case records := <-spare:
+					return batch{records: records}
+				default:
+					return batch{records: make([]jails.Record, 0, size)}
+				}
+			}
+			b := fresh()
 			var packed string
 			texts := rowTexts{}
 			for rows.Next() {
@@ -671,7 +682,7 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 					if !send(b) {
 						return
 					}
-					b = batch{records: make([]jails.Record, 0, size)}
+					b = fresh()
 				}
 			}
 			if err := rows.Err(); err != nil && ctx.Err() == nil {
@@ -688,6 +699,11 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 			if b.err != nil {
 				yield(jails.Record{}, b.err)
 				return
+			}
+			clear(b.records) // what the caller kept of them is its copy
+			select {
+			case spare <- b.records[:0]:
+			default:
 			}
 		}
 	}
