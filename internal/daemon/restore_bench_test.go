@@ -96,7 +96,8 @@ func BenchmarkRestore(b *testing.B) {
 	})
 }
 
-// heapHeld returns the live heap once m is let go of, less than with it: what m holds.
+// heapHeld returns what m holds: the live heap with m, less the live heap once m is let
+// go of.
 func heapHeld(m *jails.Manager) uint64 {
 	var with, without runtime.MemStats
 	runtime.GC()
