@@ -114,11 +114,7 @@ func TestTheHistoryKeepsItsBoundDroppingTheOldest(t *testing.T) {
 		if err := s.SaveBans(ctx, recs); err != nil {
 			t.Fatal(err)
 		}
-		var rows int
-		if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM ban_history").Scan(&rows); err != nil {
-			t.Fatal(err)
-		}
-		if rows > 110 {
+		if rows := historyRows(t, s); rows > 110 {
 			t.Fatalf("after %d bans the history holds %d rows; want at most 110", min(first+37, n), rows)
 		}
 	}
@@ -160,11 +156,17 @@ func TestTheHistoryKeepsItsBoundWhenTheFilterIsFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var rows int
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM ban_history").Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows > 110 {
+	if rows := historyRows(t, s); rows > 110 {
 		t.Errorf("after 1,000 new bans the history holds %d rows; want at most 110", rows)
 	}
+}
+
+// historyRows returns the rows ban_history holds.
+func historyRows(t *testing.T, s *Store) int {
+	t.Helper()
+	var rows int
+	if err := s.db.QueryRowContext(context.Background(), "SELECT count(*) FROM ban_history").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }
