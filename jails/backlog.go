@@ -183,7 +183,7 @@ func (m *Manager) Resync(ctx context.Context, l BatchLedger) error {
 	m.ledger = l
 	var all []Record
 	for _, j := range m.jails {
-		for _, r := range j.bans {
+		for r := range j.records {
 			all = append(all, r)
 		}
 	}

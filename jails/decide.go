@@ -209,7 +209,7 @@ func (m *Manager) unban(ctx context.Context, jail string, what netip.Prefix, far
 			continue
 		}
 		j := m.jails[name]
-		if r, ok := j.bans[what]; ok {
+		if r, ok := j.get(what); ok {
 			how := "by hand"
 			if !farmWide && m.farm != nil {
 				how = "by hand, here only"
@@ -263,7 +263,7 @@ func (m *Manager) ExpireDue(ctx context.Context) []actions.Ban {
 		if !ok {
 			continue
 		}
-		if r, ok := j.bans[e.what()]; ok && atNanos(r.Expires) == e.at { // else lifted or replaced since
+		if r, ok := j.get(e.what()); ok && atNanos(r.Expires) == e.at { // else lifted or replaced since
 			m.lift(ctx, j, r.Ban, "expired")
 			lifted = append(lifted, r.Ban)
 		}

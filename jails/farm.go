@@ -74,7 +74,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 			m.logger.Warn("farm ban refused: the address is "+why, "jail", r.Jail, "addr", r.Target(), "decided_by", r.By)
 			continue
 		}
-		if old, ok := j.bans[r.Prefix()]; ok {
+		if old, ok := j.get(r.Prefix()); ok {
 			if old.By == r.By && old.Expires.UnixMilli() == r.Expires.UnixMilli() { // the farm keeps milliseconds
 				continue
 			}
@@ -126,7 +126,7 @@ func (m *Manager) LiftIf(ctx context.Context, jail string, what netip.Prefix, li
 	if !ok {
 		return false
 	}
-	r, ok := j.bans[what]
+	r, ok := j.get(what)
 	if !ok {
 		m.forgetLocalUnban(ctx, localKey{jail, what}) // the farm's ban ended: so does its local unban
 		return false
@@ -146,8 +146,7 @@ func (m *Manager) Record(jail string, what netip.Prefix) (Record, bool) {
 	if !ok {
 		return Record{}, false
 	}
-	r, ok := j.bans[what]
-	return r, ok
+	return j.get(what)
 }
 
 // Refused returns how many bans were refused because the farm protects their address.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -907,5 +909,49 @@ func TestBanLinesStayInTheLedger(t *testing.T) {
 	}
 	if got := m.Lines(ctx, "sasl", p); !slices.Equal(got, lines) {
 		t.Errorf("the ledger's lines %q, want %q", got, lines)
+	}
+}
+
+// A ban in force comes back as it went in, but for its lines (which the ledger keeps):
+// of an address or a network, with an end, without one, or with one past the years a
+// time in nanoseconds holds; and a count too large for the form it is kept in comes
+// back at that form's largest.
+func TestABanInForceComesBackWhole(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(SystemClock{})
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, nil)
+	now := time.Date(2026, 12, 7, 23, 0, 0, 123456789, time.UTC)
+	want := []Record{
+		{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("203.0.113.5"), User: "anna", Failures: 5, BannedAt: now,
+			Expires: time.Now().Add(time.Hour).Round(0), By: "mta1", Why: "5 failures"}, Count: 2},
+		{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("198.51.100.0"), Bits: 24, Failures: 40, BannedAt: now}, Count: 1},
+		{Ban: actions.Ban{Jail: "sasl", Addr: netip.MustParseAddr("2001:db8::7"), BannedAt: now,
+			Expires: time.Date(3000, 1, 1, 0, 0, 0, 7, time.UTC)}, Count: 1 << 40},
+	}
+	records := func(yield func(Record, error) bool) {
+		for _, r := range want {
+			r.Lines = []string{"a line"}
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+	if restored, _, err := m.Restore(ctx, records); err != nil || restored != len(want) {
+		t.Fatalf("restored %d of %d: %v", restored, len(want), err)
+	}
+	want[2].Count = math.MaxInt32
+	for _, w := range want {
+		got, ok := m.Record("sasl", w.Prefix())
+		if !ok {
+			t.Errorf("%s: not in force", w.Target())
+			continue
+		}
+		if !got.BannedAt.Equal(w.BannedAt) || !got.Expires.Equal(w.Expires) || got.Expires.IsZero() != w.Expires.IsZero() {
+			t.Errorf("%s: banned at %v until %v; want %v until %v", w.Target(), got.BannedAt, got.Expires, w.BannedAt, w.Expires)
+		}
+		got.BannedAt, got.Expires = w.BannedAt, w.Expires
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("%s:\n got %+v\nwant %+v", w.Target(), got, w)
+		}
 	}
 }

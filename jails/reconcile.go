@@ -123,9 +123,9 @@ func (m *Manager) wanted(q *actionQueue, jail string) map[netip.Prefix]actions.B
 		if !slices.ContainsFunc(j.actions, func(na NamedAction) bool { return na.Action == q.action }) {
 			continue
 		}
-		for p, r := range j.bans {
+		for p, h := range j.bans {
 			if _, ok := want[p]; !ok {
-				want[p] = r.Ban
+				want[p] = j.record(p, h).Ban
 			}
 		}
 	}
