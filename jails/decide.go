@@ -320,7 +320,7 @@ func (m *Manager) Restore(ctx context.Context, records iter.Seq2[Record, error])
 		m.logger.Info("unbanned", "jail", r.Jail, "addr", r.Target(), "failures", r.Failures,
 			"banned_for", r.Expires.Sub(r.BannedAt).Round(time.Second).String(), "how", "expired while the server was stopped")
 		for _, na := range m.jails[r.Jail].actions {
-			if _, shared := na.Action.(actions.Shared); !shared || m.shared[sharedKey{na.Action, r.Prefix()}] == 0 {
+			if _, shared := na.Action.(actions.Shared); !shared || m.shared.count(na.Action, r.Prefix()) == 0 {
 				m.queue(na).add(actionCall{ban: r.Ban, unban: true})
 			}
 		}
@@ -347,7 +347,7 @@ func (m *Manager) liftGone(ctx context.Context, gone []Record) {
 	byJail := map[string]int{}
 	for _, r := range gone {
 		for _, na := range kernel {
-			if _, shared := na.Action.(actions.Shared); shared && m.shared[sharedKey{na.Action, r.Prefix()}] > 0 {
+			if _, shared := na.Action.(actions.Shared); shared && m.shared.count(na.Action, r.Prefix()) > 0 {
 				continue
 			}
 			m.queue(na).add(actionCall{ban: r.Ban, unban: true})
@@ -366,10 +366,29 @@ func (m *Manager) liftGone(ctx context.Context, gone []Record) {
 	}
 }
 
-// sharedKey names an address or network held through a Shared action.
-type sharedKey struct {
-	action actions.Action
-	what   netip.Prefix
+// sharedHolds counts, for each Shared action, the jails holding each address or network
+// through it: a map per action, keyed by what is held, 40 bytes a slot where a key of
+// both action and address would take 56.
+type sharedHolds map[actions.Action]map[netip.Prefix]int32
+
+// count returns how many jails hold p through a.
+func (s sharedHolds) count(a actions.Action, p netip.Prefix) int32 { return s[a][p] }
+
+// add adds delta to the jails holding p through a and returns how many hold it now; p is
+// forgotten once none does.
+func (s sharedHolds) add(a actions.Action, p netip.Prefix, delta int32) int32 {
+	held := s[a]
+	if held == nil {
+		held = make(map[netip.Prefix]int32)
+		s[a] = held
+	}
+	n := held[p] + delta
+	if n > 0 {
+		held[p] = n
+	} else {
+		delete(held, p)
+	}
+	return n
 }
 
 // toAction hands one action a ban, or its undoing. A Shared action (one whose effect
@@ -378,13 +397,11 @@ type sharedKey struct {
 // banning one address keep it blocked until both bans end. Caller holds m.mu.
 func (m *Manager) toAction(na NamedAction, b actions.Ban, unban bool) {
 	if _, ok := na.Action.(actions.Shared); ok {
-		k := sharedKey{na.Action, b.Prefix()}
 		if unban {
-			if m.shared[k]--; m.shared[k] > 0 {
+			if m.shared.add(na.Action, b.Prefix(), -1) > 0 {
 				return
 			}
-			delete(m.shared, k)
-		} else if m.shared[k]++; m.shared[k] > 1 {
+		} else if m.shared.add(na.Action, b.Prefix(), 1) > 1 {
 			return
 		}
 	}

@@ -75,7 +75,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	jails    map[string]*jailBans
-	shared   map[sharedKey]int // jails holding an address or network through a Shared action
+	shared   sharedHolds // jails holding an address or network through a Shared action
 	queues   map[actions.Action]*actionQueue
 	expiries expiryHeap
 	jailIDs  map[string]uint32 // each jail name ever set, numbered for expiries
@@ -199,7 +199,7 @@ func NewManager(clock Clock, logger *slog.Logger) *Manager {
 		queueCap:    queueLen,
 		jails:       make(map[string]*jailBans),
 		jailIDs:     make(map[string]uint32),
-		shared:      make(map[sharedKey]int),
+		shared:      sharedHolds{},
 		localUnbans: map[localKey]LocalUnban{},
 		queues:      make(map[actions.Action]*actionQueue),
 		backlog:     backlog{saves: map[banKey]Record{}, deletes: map[banKey]bool{}},
