@@ -54,11 +54,17 @@ func (f *historyFilter) add(jail, addr string) {
 }
 
 func (f *historyFilter) set(h uint64) {
-	a, b := uint32(h), uint32(h>>32)|1
 	for i := range uint32(historyHashes) {
-		bit := (a + i*b) % historyFilterBits
-		f.words[bit/64].Or(1 << (bit % 64))
+		word, mask := bitOf(h, i)
+		f.words[word].Or(mask)
 	}
+}
+
+// bitOf returns the word and the bit in it of a key's i-th bit, of its hash h: double
+// hashing, the hash's two halves each a hash of its own.
+func bitOf(h uint64, i uint32) (word uint32, mask uint64) {
+	bit := (uint32(h) + i*(uint32(h>>32)|1)) % historyFilterBits
+	return bit / 64, 1 << (bit % 64)
 }
 
 // mayHold reports whether the history may hold a row of jail ("": any jail) and addr:
@@ -68,10 +74,8 @@ func (f *historyFilter) mayHold(jail, addr string) bool {
 		return true
 	}
 	h := f.hash(jail, addr)
-	a, b := uint32(h), uint32(h>>32)|1
 	for i := range uint32(historyHashes) {
-		bit := (a + i*b) % historyFilterBits
-		if f.words[bit/64].Load()&(1<<(bit%64)) == 0 {
+		if word, mask := bitOf(h, i); f.words[word].Load()&mask == 0 {
 			return false
 		}
 	}
@@ -98,7 +102,9 @@ func (s *Store) loadHistory(ctx context.Context) {
 		n++
 	}
 	if rows.Err() == nil {
-		s.historyRows.Add(n) // with those recorded meanwhile, counted twice if read here too: more
+		// A row recorded while this read is counted by SaveBans too, if read here: the
+		// count may run over, never under (history.go).
+		s.historyRows.Add(n)
 		s.history.ready.Store(true)
 	}
 }

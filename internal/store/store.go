@@ -636,7 +636,7 @@ func (s *Store) eachBan(ctx context.Context, lines bool) iter.Seq2[jails.Record,
 		defer cancel()
 		batches := make(chan batch, 4)
 		// Read batches go back to be filled again: a restore of 100,000 bans would
-		// otherwise take 20 MB of new memory for them, which costs more than reading.
+		// otherwise take 20 MB of new memory for them.
 		spare := make(chan []jails.Record, cap(batches)+2)
 		go func() {
 			defer close(batches)
