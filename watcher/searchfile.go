@@ -1,0 +1,198 @@
+package watcher
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// Search is a search of a whole file for the lines worth a look (SearchFile).
+type Search struct {
+	// MaxLineSize cuts longer lines, as Options.MaxLineSize; 0 means DefaultMaxLineSize.
+	MaxLineSize int
+	// Parts is how many parts of the file are read at once, each by its own goroutine;
+	// below 1, one.
+	Parts int
+	// Find returns where in data the next line worth a look may be, or -1 if none is:
+	// what Batch.Search takes (filters.Filter.Next).
+	Find func(data []byte) int
+	// Read, if set, counts the bytes read as they are read, for progress.
+	Read *atomic.Int64
+}
+
+// searchBufSize is the buffer each part is read through; tests make it small.
+var searchBufSize = 256 << 10
+
+// SearchFile reads the file at path from its start to its end for the lines Find may hit,
+// and returns how many lines it has. Its lines are those ReadFile hands on: cut at
+// MaxLineSize, without their line endings, the last one even if no newline ends it; and
+// Find sees the bytes Batch.Search would give it. Unlike ReadFile it cuts out only the
+// lines Find hits, and counts the others; so it goes about as fast as the file can be
+// read, on every CPU Parts asks for.
+//
+// The file is read in Parts runs of whole lines, at once: found(part) is asked, before
+// any reading, for the function that takes part's lines, which is then called from one
+// goroutine at a time, with each line's text (valid during the call), in file order. The
+// parts are numbered in file order.
+//
+// A line longer than MaxLineSize may be handed on for a hit in the rest that was cut
+// off; its text then holds none. A file that changes while it is read is read as it is
+// found, part by part.
+func SearchFile(path string, s Search, found func(part int) func(text []byte)) (lines int64, err error) {
+	if s.MaxLineSize <= 0 {
+		s.MaxLineSize = DefaultMaxLineSize
+	}
+	s.Parts = max(s.Parts, 1)
+	f, err := openRegular(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	bounds, err := partBounds(f, fi.Size(), s.Parts)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", path, err)
+	}
+	counts, errs := make([]int64, s.Parts), make([]error, s.Parts)
+	var wg sync.WaitGroup
+	for i := range s.Parts {
+		take := found(i)
+		from, to := bounds[i], bounds[i+1]
+		if i == s.Parts-1 {
+			to = -1 // the last part reads on to the end, as ReadFile does
+		}
+		wg.Go(func() { counts[i], errs[i] = searchPart(f, from, to, s, take) })
+	}
+	wg.Wait()
+	for _, n := range counts {
+		lines += n
+	}
+	if err := errors.Join(errs...); err != nil {
+		return lines, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return lines, nil
+}
+
+// partBounds returns where each of n parts of a file size bytes long begins, and (last)
+// where the last ends: the part k of n begins at the first line that begins at or past k
+// n-ths of the file.
+func partBounds(f *os.File, size int64, n int) ([]int64, error) {
+	bounds := make([]int64, n+1)
+	bounds[n] = size
+	buf := make([]byte, 4<<10)
+	for k := 1; k < n; k++ {
+		at := max(size*int64(k)/int64(n), bounds[k-1])
+		bounds[k] = size
+		for off := at - 1; off >= 0 && off < size; { // a line begins past a newline
+			m, err := f.ReadAt(buf, off)
+			if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
+				bounds[k] = off + int64(i) + 1
+				break
+			}
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			off += int64(m)
+		}
+		if at == 0 {
+			bounds[k] = 0
+		}
+	}
+	return bounds, nil
+}
+
+// searchPart reads the lines that begin in [from, to) of f (to -1: to the end), cut as
+// the splitter cuts them, hands the ones s.Find hits to take, and returns how many lines
+// it read.
+func searchPart(f *os.File, from, to int64, s Search, take func([]byte)) (lines int64, err error) {
+	var r io.Reader
+	if to < 0 {
+		r = io.NewSectionReader(f, from, 1<<62)
+	} else {
+		r = io.NewSectionReader(f, from, to-from)
+	}
+	buf := make([]byte, max(searchBufSize, 2*s.MaxLineSize))
+	start, end := 0, 0
+	skipping := false // discarding the rest of a line that was cut
+	for {
+		if end == len(buf) {
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+		n, err := r.Read(buf[end:])
+		end += n
+		if s.Read != nil {
+			s.Read.Add(int64(n))
+		}
+		data := buf[start:end]
+		if skipping {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				start = end
+			} else {
+				start += i + 1
+				skipping = false
+			}
+			data = buf[start:end]
+		}
+		if !skipping {
+			if last := bytes.LastIndexByte(data, '\n'); last >= 0 {
+				lines += int64(bytes.Count(data[:last+1], []byte{'\n'}))
+				searchLines(data[:last+1], s, take)
+				start += last + 1
+				data = buf[start:end]
+			}
+			if len(data) > s.MaxLineSize { // longer than the limit, no newline yet: cut it
+				lines++
+				if s.Find(data[:s.MaxLineSize]) >= 0 {
+					take(data[:s.MaxLineSize])
+				}
+				skipping = true
+				start = end
+			}
+		}
+		if errors.Is(err, io.EOF) || err == nil && n == 0 {
+			break
+		}
+		if err != nil {
+			return lines, err
+		}
+	}
+	if rest := buf[start:end]; len(rest) > 0 && !skipping { // the last line, without its newline
+		lines++
+		if s.Find(rest) >= 0 {
+			take(bytes.TrimSuffix(rest, []byte{'\r'}))
+		}
+	}
+	return lines, nil
+}
+
+// searchLines hands take the lines of data (whole lines, newlines included) that s.Find
+// hits, each cut as the splitter cuts it.
+func searchLines(data []byte, s Search, take func([]byte)) {
+	for from := 0; from < len(data); {
+		k := s.Find(data[from:])
+		if k < 0 {
+			return
+		}
+		hit := from + k
+		begin := from + bytes.LastIndexByte(data[from:hit], '\n') + 1
+		end := hit + bytes.IndexByte(data[hit:], '\n') // data ends with a newline
+		line := data[begin:end]
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		take(line[:min(len(line), s.MaxLineSize)])
+		from = end + 1
+	}
+}
