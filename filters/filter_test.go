@@ -133,6 +133,7 @@ func TestLiterals(t *testing.T) {
 		{[]string{`warning: \S+\[<HOST>\]: SASL \w+ authentication failed`}, "SASL "},
 		{[]string{`postfix/submission/smtpd\[\d+\]: warning: \S+\[<HOST>\]`}, "warning: "},
 		{[]string{`DOS ALERT.*ip=<HOST>`}, "LERT"},
+		{[]string{`DOS ALERT: Request rejected ip=<HOST>,`}, "jected ip="}, // not "quest...": qtp..., Jetty's threads
 		{[]string{`(?i:dos alert).*ip=<HOST>`}, "ip="},
 		{[]string{`(?i)dos alert.*ip=<HOST>`}, ""},
 		{[]string{`(?:foo|bar) <HOST>`}, " "},

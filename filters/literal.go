@@ -138,8 +138,9 @@ func sharedPrefix(s string, others [][]string) string {
 
 // commonInLogs lists bytes from the most to the least common in log lines: English text,
 // numbers, addresses and syslog punctuation first, upper case (hex queue IDs first) after.
-// Bytes not listed are rarer than any listed.
-const commonInLogs = " etaoinsrlcdum0123456789.:hpx-/=[]_,gfbwyvk\t\"'ABCDEFINOTSRLMPUGHWKVYXJQZ;()<>@+jqz"
+// Bytes not listed are rarer than any listed. q is no rare letter here: Jetty names its
+// threads qtp..., and nearly every line of mailbox.log names one.
+const commonInLogs = " etaoinsrlcdum0123456789.:hpx-/=[]_,gfbwyvkq\t\"'ABCDEFINOTSRLMPUGHWKVYXJQZ;()<>@+jz"
 
 // byteRarity ranks each byte by how rarely log lines hold it: higher is rarer.
 var byteRarity = func() (r [256]uint8) {
