@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/logban/logban/filters"
@@ -30,9 +31,10 @@ type block struct {
 	out                      []byte // its -json or -print-missed output, in order
 }
 
-// scan judges the lines readAll hands on, on every CPU. A file is read and cut into lines
-// by the watcher, as ban-server reads it (the same long-line limit, the same line
-// endings), the journal by package journal; workers judge batches with the search
+// scan judges the lines readAll hands on, on every CPU, where lines are printed (-json,
+// -print-missed) or come from the journal; search does the rest. A file is read and cut
+// into lines by the watcher, as ban-server reads it (the same long-line limit, the same
+// line endings), the journal by package journal; workers judge batches with the search
 // ban-server uses, and the report takes them back in order, so output and line numbers
 // are those of a single pass.
 func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filter, jsonOut bool, out io.Writer, progress func(int64)) error {
@@ -73,18 +75,7 @@ func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filt
 	for b := range ordered {
 		<-b.done
 		r.Lines += len(b.batch.Lines)
-		r.Matched += b.matched
-		r.Ignored += b.ignored
-		r.Missed += b.missed
-		for i, n := range b.hits {
-			r.RuleHits[i] += n
-		}
-		for a, n := range b.addrs {
-			r.addrCounts[a] += n
-		}
-		for k, n := range b.formats {
-			r.Formats[k] += n
-		}
+		r.add(b)
 		if writeErr == nil {
 			_, writeErr = out.Write(b.out)
 		}
@@ -105,6 +96,73 @@ func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filt
 	}
 	r.Seconds = time.Since(start).Seconds()
 	return cmp.Or(writeErr, readErr)
+}
+
+// add counts what a worker made of a block into the report.
+func (r *filterReport) add(b *block) {
+	r.Matched += b.matched
+	r.Ignored += b.ignored
+	r.Missed += b.missed
+	for i, n := range b.hits {
+		r.RuleHits[i] += n
+	}
+	for a, n := range b.addrs {
+		r.addrCounts[a] += n
+	}
+	for k, n := range b.formats {
+		r.Formats[k] += n
+	}
+}
+
+// search judges a file where no line is printed (no -json, no -print-missed), so that no
+// line needs its number: the file is read in parts, one per CPU, and only the lines that
+// may hold the filter's literal are cut out and judged (watcher.SearchFile, the lines
+// ban-server would judge); the others are counted as missed.
+func (r *filterReport) search(path string, maxLine int, f *filters.Filter, progress func(int64)) error {
+	start := time.Now()
+	parts := runtime.GOMAXPROCS(0)
+	blocks := make([]*block, parts)
+	var read atomic.Int64
+	stopProgress := showProgress(progress, &read)
+	lines, err := watcher.SearchFile(path, watcher.Search{MaxLineSize: maxLine, Parts: parts, Find: f.Next, Read: &read},
+		func(part int) func([]byte) {
+			b := &block{hits: make([]int, len(r.RuleHits)), addrs: map[netip.Addr]int{}, formats: map[string]int{}}
+			blocks[part] = b
+			j := &judgement{r: r, b: b, f: f, now: time.Now()}
+			return func(line []byte) { j.line(line, 0) }
+		})
+	stopProgress()
+	r.Lines = int(lines)
+	for _, b := range blocks {
+		r.add(b)
+	}
+	r.Missed = r.Lines - r.Matched - r.Ignored // the lines not judged too
+	r.Seconds = time.Since(start).Seconds()
+	return err
+}
+
+// showProgress calls progress with what read holds every half second, until the function
+// it returns is called; that clears it. A nil progress shows nothing.
+func showProgress(progress func(int64), read *atomic.Int64) (stop func()) {
+	if progress == nil {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(time.Second / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				progress(read.Load())
+			case <-done:
+				progress(-1)
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
 
 // judge runs the filter over a block's lines. Where missed lines are only counted, it

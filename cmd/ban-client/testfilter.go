@@ -149,7 +149,12 @@ func testFilter(args []string, jsonOut bool, stdout, stderr io.Writer) (int, err
 		Addresses: map[string]int{}, Formats: map[string]int{}, addrCounts: map[netip.Addr]int{},
 		showMissed: *printMissed, missedOutput: stdout, verbose: *verbose,
 	}
-	if err := r.scan(read, f, jsonOut, stdout, progress); err != nil {
+	if *fromJournal || jsonOut || *printMissed {
+		err = r.scan(read, f, jsonOut, stdout, progress)
+	} else {
+		err = r.search(source, maxLine, f, progress)
+	}
+	if err != nil {
 		return exitRefused, err
 	}
 	for a, n := range r.addrCounts {

@@ -166,6 +166,64 @@ func TestTestFilterAcrossBatches(t *testing.T) {
 	}
 }
 
+// Where no line is printed, test-filter searches the file in parts (watcher.SearchFile)
+// rather than reading it line by line: its counts and addresses must be those of the
+// line-by-line reading -json does, on a file whose lines are longer than the limit, hold
+// the failure past it, end in CRLF, are ignored, or have no final newline.
+func TestTestFilterSearchesAsItReads(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := 0; i < 3*scanBatchLines; i++ {
+		switch {
+		case i%997 == 1:
+			fmt.Fprintf(&b, "login failed from 192.0.2.9 %s\n", strings.Repeat("x", 1000+i%7))
+		case i%997 == 2:
+			fmt.Fprintf(&b, "%s login failed from 192.0.2.251\n", strings.Repeat("y", 1000))
+		case i%5 == 0:
+			fmt.Fprintf(&b, "login failed from 192.0.2.%d\r\n", i%250)
+		case i%7 == 0:
+			fmt.Fprintf(&b, "login failed from 198.51.100.%d ok\n", i%250)
+		default:
+			fmt.Fprintf(&b, "session %d from 198.51.100.%d\n", i, i%250)
+		}
+	}
+	b.WriteString("login failed from 203.0.113.1")
+	log, cfg := filepath.Join(dir, "app.log"), filepath.Join(dir, "logban.toml")
+	os.WriteFile(log, []byte(b.String()), 0o644)
+	os.WriteFile(cfg, []byte("[server]\nmax_line_bytes = 1000\n[filters.app]\nfailregex = ['login failed from <HOST>\\b']\nignoreregex = [' ok$']\n"), 0o644)
+
+	code, stdout, stderr := client("test-filter", "-config", cfg, "-json", "app", log)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	out := strings.Split(strings.TrimSpace(stdout), "\n")
+	var read struct {
+		Summary filterReport `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(out[len(out)-1]), &read); err != nil {
+		t.Fatal(err)
+	}
+	want := read.Summary
+	if want.Lines != 3*scanBatchLines+1 || want.Matched == 0 || want.Ignored == 0 || want.Addresses["192.0.2.9"] == 0 || want.Addresses["192.0.2.251"] != 0 {
+		t.Fatalf("line by line: %d lines, %d matched, %d ignored, %v", want.Lines, want.Matched, want.Ignored, want.Addresses)
+	}
+	code, stdout, stderr = client("test-filter", "-config", cfg, "app", log)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if counts := fmt.Sprintf("Lines: %d lines, %d matched, %d ignored, %d missed", want.Lines, want.Matched, want.Ignored, want.Missed); !strings.Contains(stdout, counts) {
+		t.Errorf("searched, the report lacks %q:\n%s", counts, stdout)
+	}
+	if shown := fmt.Sprintf("Addresses (%d)", len(want.Addresses)); !strings.Contains(stdout, shown) {
+		t.Errorf("searched, the report lacks %q", shown)
+	}
+	for addr, n := range want.Addresses {
+		if line := fmt.Sprintf("\n%8d  %s\n", n, addr); !strings.Contains(stdout, line) {
+			t.Errorf("searched, the report lacks %q", line)
+		}
+	}
+}
+
 // An imported filter's 20 KB regex is printed cut, saying so; -v prints it whole.
 func TestTestFilterCutsLongRegexes(t *testing.T) {
 	dir := t.TempDir()
