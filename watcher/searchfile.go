@@ -60,10 +60,13 @@ func SearchFile(path string, s Search, found func(part int) func(text []byte)) (
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", path, err)
 	}
+	takes := make([]func([]byte), s.Parts)
+	for i := range takes {
+		takes[i] = found(i)
+	}
 	counts, errs := make([]int64, s.Parts), make([]error, s.Parts)
 	var wg sync.WaitGroup
-	for i := range s.Parts {
-		take := found(i)
+	for i, take := range takes {
 		from, to := bounds[i], bounds[i+1]
 		if i == s.Parts-1 {
 			to = -1 // the last part reads on to the end, as ReadFile does
