@@ -22,7 +22,9 @@ import (
 // kernel whole before its records take the CPU from it, and is written in one batch.
 // It writes sooner once the oldest record has waited recordWaitMax, or recordHeldMax
 // wait: they hold their lines in memory. (The daemon's position saves, each second,
-// write what waits too: WaitRecorded.)
+// write what waits too: WaitRecorded.) Should recordHeldMax wait while a write is still
+// under way, the ledger is not keeping up: the next bans wait for that write to end
+// (holdBack), so what waits stays near recordHeldMax however long an attack goes on.
 const (
 	recordQuiet   = 50 * time.Millisecond
 	recordWaitMax = time.Second
@@ -83,6 +85,15 @@ func (m *Manager) recordBehind(records []Record) {
 		m.rec.pending[k] = r
 	}
 	m.wakeRun()
+}
+
+// holdBack waits for the write under way to end if recordHeldMax records wait beside it,
+// so that no more pile up (see above). Caller holds m.mu, which the wait lets go: it
+// comes once the caller has done what it holds m.mu for.
+func (m *Manager) holdBack() {
+	for m.rec.busy && len(m.rec.pending) >= recordHeldMax {
+		m.recorded.Wait()
+	}
 }
 
 // writeDue writes the records that wait if their time has come (writeAt).

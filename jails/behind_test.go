@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,4 +198,77 @@ func TestRecordsWaitNoMoreThanRecordHeldMax(t *testing.T) {
 	}
 	m.BanAll(ctx, tickets)
 	recorded(recordHeldMax)
+}
+
+// heldLedger is a MemoryLedger whose writes wait until the test lets them go: a ledger
+// that does not keep up. started is closed once the first write has begun.
+type heldLedger struct {
+	*MemoryLedger
+	once    sync.Once
+	started chan struct{}
+	release chan struct{}
+}
+
+func (l *heldLedger) SaveBan(ctx context.Context, r Record) error {
+	l.once.Do(func() { close(l.started) })
+	<-l.release
+	return l.MemoryLedger.SaveBan(ctx, r)
+}
+
+// TestRecordsWaitingStayBoundedWhileTheLedgerLags: while a write does not end, bans go
+// on coming; the records waiting beside it stop at recordHeldMax, the bans making more
+// waiting for the write, and not one ban is lost once it ends.
+func TestRecordsWaitingStayBoundedWhileTheLedgerLags(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l := &heldLedger{MemoryLedger: NewMemoryLedger(), started: make(chan struct{}), release: make(chan struct{})}
+	m := newManager(&fakeClock{now: t0})
+	m.SetLedger(l)
+	m.SetRecordBehind(true)
+	m.SetJail(ctx, "sasl", BanPolicy{BanTime: time.Hour}, []NamedAction{{"rec", &recorder{}}})
+	ran := make(chan struct{})
+	go func() { m.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+	release := sync.OnceFunc(func() { close(l.release) })
+	defer release() // first: a failed test leaves no write held
+
+	const bursts = 4
+	burst := func(k int) []Ticket {
+		tickets := make([]Ticket, recordHeldMax)
+		for i := range tickets {
+			tickets[i] = Ticket{Jail: "sasl", Addr: netip.AddrFrom4([4]byte{10, byte(k), byte(i >> 8), byte(i)}), Failures: 3}
+		}
+		return tickets
+	}
+	m.BanAll(ctx, burst(0)) // recordHeldMax wait: Run writes them, and the write holds
+	<-l.started
+	done := make(chan struct{})
+	go func() {
+		for k := 1; k < bursts; k++ {
+			m.BanAll(ctx, burst(k))
+		}
+		close(done)
+	}()
+	waiting := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.rec.pending)
+	}
+	for range 100 {
+		if n := waiting(); n > recordHeldMax {
+			t.Fatalf("%d records wait beside a write that does not end; want at most %d", n, recordHeldMax)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case <-done:
+		t.Fatal("every burst was banned while the write did not end: nothing held them back")
+	default:
+	}
+	release()
+	<-done
+	m.WaitRecorded(ctx)
+	if got := len(l.Bans()); got != bursts*recordHeldMax {
+		t.Errorf("%d records; want %d", got, bursts*recordHeldMax)
+	}
 }

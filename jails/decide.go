@@ -68,6 +68,7 @@ func (m *Manager) BanAll(ctx context.Context, tickets []Ticket) []actions.Ban {
 	if m.rec.behind {
 		out := m.ban(records, "banned")
 		m.recordBehind(records)
+		m.holdBack()
 		return out
 	}
 	m.record(ctx, records)

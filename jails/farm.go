@@ -111,6 +111,7 @@ func (m *Manager) Adopt(ctx context.Context, records []Record) []actions.Ban {
 	out := m.ban(fresh, "banned by the farm")
 	if m.rec.behind {
 		m.recordBehind(all)
+		m.holdBack()
 	}
 	return out
 }
