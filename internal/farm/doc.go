@@ -30,8 +30,9 @@
 //
 // The host stays its own source of truth: its database and its kernel. Decisions, manual
 // bans and unbans go to an outbox in the database first, and leave it only once the farm
-// is seen to hold a ban for them (a ban an unban in the outbox lifts is not published);
-// failures are not queued (they would be stale). A host back from a partition applies
+// is seen to hold a ban for them (a ban an unban in the outbox lifts is not published),
+// or, a ban, once it has ended, the farm away or not: the outbox holds no more bans than
+// are in force. Failures are not queued (they would be stale). A host back from a partition applies
 // only what the farm holds: the watch keeps each key's last entry, holds each batch of
 // bans until it has delivered the bucket's last entry (as the leader gives it), and
 // applies no ban delivered after its lift. Nothing here blocks the log

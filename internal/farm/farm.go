@@ -530,6 +530,7 @@ func (f *Farm) Run(ctx context.Context, target Target, decide Decide) error {
 			} else {
 				f.failf("setting up the farm's bucket and streams; trying again", err)
 			}
+			f.dropEnded(ctx) // the outbox waits for the farm: its bans end meanwhile
 			if !backoff.wait(ctx) {
 				return nil
 			}

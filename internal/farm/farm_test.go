@@ -445,6 +445,43 @@ func TestWithoutQuorumLocalBansGoOnAndTheOutboxDrainsAfter(t *testing.T) {
 	}
 }
 
+// TestABanThatEndsWhileTheFarmIsAwayLeavesTheOutbox: a ban decided while no server of the
+// farm answers waits in the outbox, and leaves it when it ends, before the farm is back:
+// a long partition's outbox holds the bans in force, not every ban made in it. The farm,
+// back, applies none of it.
+func TestABanThatEndsWhileTheFarmIsAwayLeavesTheOutbox(t *testing.T) {
+	c, hs := threeHosts(t, 3*time.Second)
+	a := hs[0]
+	for i := range 3 {
+		c.Stop(i)
+	}
+	w := netip.MustParseAddr("203.0.113.21")
+	a.fail(w, 5)
+	eventually(t, "a bans w on its own while the farm is away", func() bool { _, ok := a.ban(w); return ok })
+	if n := a.f.Status().Outbox; n != 1 {
+		t.Fatalf("%d messages in the outbox; want w's ban", n)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for a.f.Status().Outbox != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("w's ban ended 3 s after it was made, and 20 s on it still waits in the outbox")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	eventually(t, "w's ban ends on a", func() bool { _, ok := a.ban(w); return !ok })
+	for i := range 3 {
+		c.Restart(i)
+	}
+	for _, h := range hs {
+		eventually(t, h.name+" is back in the farm", func() bool { s := h.f.Status(); return s.State == "connected" && s.Synced })
+	}
+	for _, h := range hs[1:] {
+		if n := h.f.Status().Applied; n != 0 {
+			t.Errorf("%s applied %d bans of a's; want none", h.name, n)
+		}
+	}
+}
+
 // TestALeaderKilledMidBurstLosesNoBan kills -9 the process of the NATS server leading
 // the bans bucket while a host publishes a burst of bans: writes pause for the Raft
 // election, the host keeps its decisions in the outbox meanwhile, and every ban reaches

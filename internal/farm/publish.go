@@ -31,6 +31,7 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 			return
 		case <-f.wake:
 		case <-retry.C:
+			f.dropEnded(ctx)
 		}
 		for ctx.Err() == nil {
 			if nc := f.conn.Load(); nc == nil || !nc.IsConnected() {
@@ -59,6 +60,27 @@ func (f *Farm) publish(ctx context.Context, h *handles, target Target, _ Decide)
 			f.resolved("publishing")
 		}
 	}
+}
+
+// dropEnded takes out of the outbox the bans that ended while they waited, as publishing
+// them would (banMessage): else an outbox kept through a long partition holds every ban
+// made in it, where it need hold no more than the bans still in force. Unbans stay (they
+// are made by hand), and so do bans the watch settled, which publishing counts. It runs
+// where the outbox is published, or before publishing starts, never beside publishRun.
+func (f *Farm) dropEnded(ctx context.Context) {
+	soon := f.clock.Now().Add(time.Second).UnixMilli() // banMessage's shortest TTL
+	var ended []pendingMessage
+	f.mu.Lock()
+	for _, p := range f.pending {
+		if _, moot := f.moot[p.seq]; !moot && p.msg.Op == opBan && p.msg.Ban.Until != 0 && p.msg.Ban.Until < soon {
+			ended = append(ended, p)
+		}
+	}
+	f.mu.Unlock()
+	for _, p := range ended {
+		f.settle(p, false)
+	}
+	f.remove(ctx, ended)
 }
 
 // publishRun publishes batch: runs of bans side by side, unbans one at a time, in
