@@ -32,10 +32,10 @@
 // bans and unbans go to an outbox in the database first, and leave it only once the farm
 // is seen to hold a ban for them (a ban an unban in the outbox lifts is not published),
 // or, a ban, once it has ended, the farm away or not: the outbox holds no more bans than
-// are in force. Failures are not queued (they would be stale). A host back from a partition applies
-// only what the farm holds: the watch keeps each key's last entry, holds each batch of
-// bans until it has delivered the bucket's last entry (as the leader gives it), and
-// applies no ban delivered after its lift. Nothing here blocks the log
+// are in force. Failures are not queued (they would be stale). A host back from a
+// partition applies only what the farm holds: the watch keeps each key's last entry,
+// holds each batch of bans until it has delivered the bucket's last entry (as the leader
+// gives it), and applies no ban delivered after its lift. Nothing here blocks the log
 // readers: a failure is handed over without waiting, or dropped and counted.
 //
 // Its files: farm.go (the membership, what the ban manager tells it, Run), setup.go (the
