@@ -69,9 +69,9 @@ func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filt
 			}
 		}()
 	}
-	var read int64
+	var read atomic.Int64
+	stopProgress := showProgress(progress, &read)
 	var writeErr error // once output fails, blocks are still taken, so that every goroutine ends
-	lastProgress := start
 	for b := range ordered {
 		<-b.done
 		r.Lines += len(b.batch.Lines)
@@ -80,20 +80,14 @@ func (r *filterReport) scan(readAll func(watcher.Handler) error, f *filters.Filt
 			_, writeErr = out.Write(b.out)
 		}
 		if n := len(b.batch.Lines); n > 0 {
-			read = b.batch.Lines[n-1].Offset
+			read.Store(b.batch.Lines[n-1].Offset)
 		}
 		select {
 		case spare <- b:
 		default:
 		}
-		if now := time.Now(); progress != nil && now.Sub(lastProgress) > time.Second/2 {
-			progress(read)
-			lastProgress = now
-		}
 	}
-	if progress != nil {
-		progress(-1)
-	}
+	stopProgress()
 	r.Seconds = time.Since(start).Seconds()
 	return cmp.Or(writeErr, readErr)
 }
