@@ -56,7 +56,7 @@ func SearchFile(path string, s Search, found func(part int) func(text []byte)) (
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", path, err)
 	}
-	bounds, err := partBounds(f, fi.Size(), s.Parts)
+	starts, err := partStarts(f, fi.Size(), s.Parts)
 	if err != nil {
 		return 0, fmt.Errorf("reading %s: %w", path, err)
 	}
@@ -67,9 +67,9 @@ func SearchFile(path string, s Search, found func(part int) func(text []byte)) (
 	counts, errs := make([]int64, s.Parts), make([]error, s.Parts)
 	var wg sync.WaitGroup
 	for i, take := range takes {
-		from, to := bounds[i], bounds[i+1]
-		if i == s.Parts-1 {
-			to = -1 // the last part reads on to the end, as ReadFile does
+		from, to := starts[i], int64(-1) // the last part reads on to the end, as ReadFile does
+		if i+1 < s.Parts {
+			to = starts[i+1]
 		}
 		wg.Go(func() { counts[i], errs[i] = searchPart(f, from, to, s, take) })
 	}
@@ -83,35 +83,41 @@ func SearchFile(path string, s Search, found func(part int) func(text []byte)) (
 	return lines, nil
 }
 
-// partBounds returns where each of n parts of a file size bytes long begins, and (last)
-// where the last ends: the part k of n begins at the first line that begins at or past k
-// n-ths of the file.
-func partBounds(f *os.File, size int64, n int) ([]int64, error) {
-	bounds := make([]int64, n+1)
-	bounds[n] = size
+// partStarts returns where each of n parts of a file size bytes long begins: part k at
+// the first line that begins at or past k n-ths of the file.
+func partStarts(f *os.File, size int64, n int) ([]int64, error) {
+	starts := make([]int64, n)
 	buf := make([]byte, 4<<10)
 	for k := 1; k < n; k++ {
-		at := max(size*int64(k)/int64(n), bounds[k-1])
-		bounds[k] = size
-		for off := at - 1; off >= 0 && off < size; { // a line begins past a newline
-			m, err := f.ReadAt(buf, off)
-			if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
-				bounds[k] = off + int64(i) + 1
-				break
-			}
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			off += int64(m)
+		at, err := lineStart(f, max(size*int64(k)/int64(n), starts[k-1]), size, buf)
+		if err != nil {
+			return nil, err
 		}
-		if at == 0 {
-			bounds[k] = 0
-		}
+		starts[k] = at
 	}
-	return bounds, nil
+	return starts, nil
+}
+
+// lineStart returns the first offset at or past at where a line of f begins (at 0, or
+// past a newline), or size if none does. buf is its reading buffer.
+func lineStart(f *os.File, at, size int64, buf []byte) (int64, error) {
+	if at == 0 {
+		return 0, nil
+	}
+	for off := at - 1; off < size; {
+		m, err := f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:m], '\n'); i >= 0 {
+			return off + int64(i) + 1, nil
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		off += int64(m)
+	}
+	return size, nil
 }
 
 // searchPart reads the lines that begin in [from, to) of f (to -1: to the end), cut as
